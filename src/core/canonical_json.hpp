@@ -1,0 +1,18 @@
+#pragma once
+// Canonical JSON as defined in the spec's appendices (content/appendices.md, "Canonical JSON"):
+// object keys sorted by Unicode code point, no insignificant whitespace, UTF-8 output with only
+// the mandatory escapes, integers only (floats are rejected).
+#include <boost/json/value.hpp>
+#include <string>
+
+namespace trestle::core {
+
+// Throws std::invalid_argument for values canonical JSON cannot hold (floats, integers outside
+// [-(2^53)+1, (2^53)-1]).
+std::string canonical_json(const boost::json::value& v);
+
+// True when every number in v is an integer within the canonical JSON range. Used to reject
+// event content that could not be hashed/signed (400 M_BAD_JSON).
+bool is_canonical_compatible(const boost::json::value& v);
+
+}  // namespace trestle::core

@@ -1,0 +1,49 @@
+#pragma once
+// Thin wrappers over libsodium: unpadded base64 (the spec's encoding), SHA-256, ed25519,
+// argon2id password hashes and random identifiers. Nothing here knows about events.
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace trestle::core {
+
+// Must be called once before any other function here (idempotent, thread-safe).
+void crypto_init();
+
+std::string base64_encode(std::string_view bytes);          // standard alphabet, no padding
+std::string base64url_encode(std::string_view bytes);       // URL-safe alphabet, no padding
+std::optional<std::string> base64_decode(std::string_view); // accepts both alphabets, padded or not
+
+std::string sha256(std::string_view data);  // 32 raw bytes
+
+// Random string of `length` characters from [A-Za-z0-9]: access tokens, session ids.
+std::string random_string(size_t length);
+// Random string of `length` upper-case letters: device ids, like Synapse's.
+std::string random_upper(size_t length);
+
+bool constant_time_equal(std::string_view a, std::string_view b);
+
+// argon2id via crypto_pwhash_str (interactive limits). Returns the encoded hash string.
+std::string hash_password(std::string_view password);
+bool verify_password(std::string_view password, const std::string& encoded_hash);
+
+// An ed25519 signing key as Synapse stores it: one line "ed25519 <version> <unpadded base64 seed>".
+class SigningKey {
+public:
+  static SigningKey generate(std::string version);  // version like "a_AbCd"
+  // Parses Synapse's signing key file format. Throws std::runtime_error with a clear message.
+  static SigningKey parse(std::string_view file_contents);
+  std::string serialize() const;  // the file line, newline terminated
+
+  const std::string& version() const { return version_; }
+  std::string key_id() const { return "ed25519:" + version_; }
+  const std::string& public_key() const { return public_key_; }  // 32 raw bytes
+  std::string sign(std::string_view message) const;              // 64 raw bytes
+
+private:
+  std::string version_, seed_, public_key_, secret_key_;
+};
+
+bool ed25519_verify(std::string_view public_key, std::string_view message, std::string_view signature);
+
+}  // namespace trestle::core
