@@ -1,7 +1,7 @@
 #pragma once
 // Matrix identifiers per the spec appendices ("Identifier Grammar"): server names, user IDs,
 // room IDs, room aliases, event IDs. Parsing is strict for what we create and tolerant where the
-// spec asks (historical user IDs may contain any printable ASCII except ':').
+// spec asks (historical user IDs may contain any code point except ':' and NUL, or be empty).
 #include <optional>
 #include <string>
 #include <string_view>
@@ -15,7 +15,8 @@ struct UserId {
   std::string server_name;
   std::string str() const { return "@" + localpart + ":" + server_name; }
 };
-// Accepts historical localparts (printable ASCII except ':'); total length <= 255 bytes.
+// Accepts historical localparts (spec "Historical User IDs": any valid UTF-8 except ':' and NUL,
+// including the empty string); total length <= 255 bytes.
 std::optional<UserId> parse_user_id(std::string_view s);
 // The strict grammar for new users: [a-z0-9._=/+-]+ (non-empty).
 bool is_valid_new_localpart(std::string_view localpart);

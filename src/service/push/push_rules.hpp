@@ -12,7 +12,7 @@ namespace trestle::service::push {
 
 // The spec's default rules for `user_id` in the shape GET /pushrules/ returns under "global":
 // {"override": [...], "content": [...], "room": [], "sender": [], "underride": [...]}, every
-// rule with "default": true and "enabled": true.
+// rule with "default": true; all enabled except .m.rule.master, as the spec ships it.
 boost::json::object default_ruleset(const std::string& user_id);
 
 // What evaluating needs to know about the room and the user at the time of the event.

@@ -1,0 +1,60 @@
+// Device management (spec: device_management.yaml).
+#include "api/handler_util.hpp"
+#include "api/routes.hpp"
+
+namespace trestle::api {
+
+using boost::json::array;
+using boost::json::object;
+using http::Auth;
+
+namespace {
+object device_json(const storage::accounts::Device& d) {
+  object o{{"device_id", d.device_id}};
+  o["display_name"] = d.display_name ? boost::json::value(*d.display_name) : boost::json::value(nullptr);
+  if (d.last_seen_ts) o["last_seen_ts"] = *d.last_seen_ts;
+  if (d.last_seen_ip) o["last_seen_ip"] = *d.last_seen_ip;
+  return o;
+}
+}  // namespace
+
+void add_device_routes(http::Router& r, service::Homeserver& hs) {
+  r.client("GET", "/devices", Auth::required, [&hs](http::Request&, const service::Requester& who) {
+    array devices;
+    for (const auto& d : hs.accounts.list_devices(who.user_id)) devices.push_back(device_json(d));
+    return ok(object{{"devices", std::move(devices)}});
+  });
+  r.client("GET", "/devices/{}", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
+    auto d = hs.accounts.get_device(who.user_id, req.params[0]);
+    if (!d) throw MatrixError::not_found("Device not found");
+    return ok(device_json(*d));
+  });
+  r.client("PUT", "/devices/{}", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object(true);
+    auto name = optional_string(body, "display_name");
+    if (!hs.accounts.get_device(who.user_id, req.params[0])) throw MatrixError::not_found("Device not found");
+    if (body.contains("display_name")) hs.accounts.set_device_display_name(who.user_id, req.params[0], name);
+    return ok();
+  });
+  r.client("DELETE", "/devices/{}", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object(true);
+    if (!hs.accounts.get_device(who.user_id, req.params[0])) throw MatrixError::not_found("Device not found");
+    hs.accounts.require_password_uia(who, body);
+    hs.accounts.delete_device(who.user_id, req.params[0]);
+    return ok();
+  });
+  r.client("POST", "/delete_devices", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object();
+    auto* devices = body.if_contains("devices");
+    if (!devices) throw MatrixError::missing_param("Missing 'devices'");
+    if (!devices->is_array()) throw MatrixError::bad_json("'devices' must be a list");
+    for (const auto& d : devices->as_array()) {
+      if (!d.is_string()) throw MatrixError::bad_json("'devices' must be a list of strings");
+    }
+    hs.accounts.require_password_uia(who, body);
+    for (const auto& d : devices->as_array()) hs.accounts.delete_device(who.user_id, std::string(d.as_string()));
+    return ok();
+  });
+}
+
+}  // namespace trestle::api

@@ -1,0 +1,49 @@
+// Room aliases and the public room directory (spec: directory.yaml, list_public_rooms.yaml).
+#include "api/handler_util.hpp"
+#include "api/routes.hpp"
+
+namespace trestle::api {
+
+using boost::json::object;
+using http::Auth;
+
+void add_directory_routes(http::Router& r, service::Homeserver& hs) {
+  auto& rooms = hs.rooms;
+  r.client("PUT", "/directory/room/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object();
+    rooms.create_alias(who, req.params[0], required_string(body, "room_id"));
+    return ok();
+  });
+  r.client("GET", "/directory/room/{}", Auth::none, [&rooms](http::Request& req, const service::Requester&) {
+    return ok(rooms.resolve_alias(req.params[0]));
+  });
+  r.client("DELETE", "/directory/room/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    rooms.delete_alias(who, req.params[0]);
+    return ok();
+  });
+  r.client("GET", "/rooms/{}/aliases", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    return ok(object{{"aliases", rooms.room_aliases(who, req.params[0])}});
+  });
+  r.client("GET", "/directory/list/room/{}", Auth::none, [&rooms](http::Request& req, const service::Requester&) {
+    return ok(object{{"visibility", rooms.room_visibility(req.params[0])}});
+  });
+  r.client("PUT", "/directory/list/room/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object(true);
+    rooms.set_room_visibility(who, req.params[0], optional_string(body, "visibility").value_or("public"));
+    return ok();
+  });
+  r.client("GET", "/publicRooms", Auth::optional, [&rooms](http::Request& req, const service::Requester&) {
+    auto limit = query_int(req, "limit").value_or(100);
+    return ok(rooms.public_rooms(limit, req.query_param("since"), std::nullopt));
+  });
+  r.client("POST", "/publicRooms", Auth::required, [&rooms](http::Request& req, const service::Requester&) {
+    auto body = req.json_object(true);
+    int64_t limit = 100;
+    if (auto* l = body.if_contains("limit"); l && l->is_int64()) limit = l->as_int64();
+    std::optional<std::string> search;
+    if (auto* f = body.if_contains("filter"); f && f->is_object()) search = optional_string(f->as_object(), "generic_search_term");
+    return ok(rooms.public_rooms(limit, optional_string(body, "since"), search));
+  });
+}
+
+}  // namespace trestle::api

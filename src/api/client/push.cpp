@@ -1,0 +1,83 @@
+// Push rules and pushers (spec: pushrules.yaml, pusher.yaml).
+#include "api/handler_util.hpp"
+#include "api/routes.hpp"
+#include "service/push/rule_editing.hpp"
+
+namespace trestle::api {
+
+using boost::json::object;
+using http::Auth;
+namespace push = service::push;
+
+namespace {
+void check_scope(const std::string& scope) {
+  if (scope != "global") throw MatrixError::invalid_param("Unknown push rule scope '" + scope + "'");
+}
+}  // namespace
+
+void add_push_routes(http::Router& r, service::Homeserver& hs) {
+  auto& ud = hs.user_data;
+  r.client("GET", "/pushrules/", Auth::required, [&ud](http::Request&, const service::Requester& who) {
+    return ok(object{{"global", ud.push_rules(who.user_id)}});
+  });
+  r.client("GET", "/pushrules", Auth::required, [&ud](http::Request&, const service::Requester& who) {
+    return ok(object{{"global", ud.push_rules(who.user_id)}});
+  });
+  r.client("GET", "/pushrules/{}/", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
+    check_scope(req.params[0]);
+    return ok(ud.push_rules(who.user_id));
+  });
+  r.client("GET", "/pushrules/{}/{}/{}", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
+    check_scope(req.params[0]);
+    auto rules = ud.push_rules(who.user_id);
+    return ok(push::find_rule(rules, req.params[1], req.params[2]));
+  });
+  r.client("PUT", "/pushrules/{}/{}/{}", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
+    check_scope(req.params[0]);
+    auto body = req.json_object();
+    auto rules = ud.push_rules(who.user_id);
+    push::put_rule(rules, req.params[1], req.params[2], body, req.query_param("before"), req.query_param("after"));
+    ud.save_push_rules(who.user_id, rules);
+    return ok();
+  });
+  r.client("DELETE", "/pushrules/{}/{}/{}", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
+    check_scope(req.params[0]);
+    auto rules = ud.push_rules(who.user_id);
+    push::delete_rule(rules, req.params[1], req.params[2]);
+    ud.save_push_rules(who.user_id, rules);
+    return ok();
+  });
+  for (const std::string attr : {"enabled", "actions"}) {
+    r.client("GET", "/pushrules/{}/{}/{}/" + attr, Auth::required,
+             [&ud, attr](http::Request& req, const service::Requester& who) {
+               check_scope(req.params[0]);
+               auto rules = ud.push_rules(who.user_id);
+               auto& rule = push::find_rule(rules, req.params[1], req.params[2]);
+               boost::json::value v = rule.contains(attr) ? rule.at(attr) : boost::json::value(true);
+               return ok(object{{attr, v}});
+             });
+    r.client("PUT", "/pushrules/{}/{}/{}/" + attr, Auth::required,
+             [&ud, attr](http::Request& req, const service::Requester& who) {
+               check_scope(req.params[0]);
+               auto body = req.json_object();
+               auto* v = body.if_contains(attr);
+               if (!v) throw MatrixError::missing_param("Missing '" + attr + "'");
+               if (attr == "enabled" && !v->is_bool()) throw MatrixError::bad_json("'enabled' must be a boolean");
+               if (attr == "actions" && !v->is_array()) throw MatrixError::bad_json("'actions' must be a list");
+               auto rules = ud.push_rules(who.user_id);
+               push::find_rule(rules, req.params[1], req.params[2])[attr] = *v;
+               ud.save_push_rules(who.user_id, rules);
+               return ok();
+             });
+  }
+
+  r.client("GET", "/pushers", Auth::required, [&ud](http::Request&, const service::Requester& who) {
+    return ok(object{{"pushers", ud.pushers(who.user_id)}});
+  });
+  r.client("POST", "/pushers/set", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
+    ud.set_pusher(who.user_id, req.json_object());
+    return ok();
+  });
+}
+
+}  // namespace trestle::api

@@ -1,0 +1,139 @@
+// Rooms: creation, membership, sending, state and history (spec: create_room.yaml, joining.yaml,
+// inviting.yaml, leaving.yaml, kicking.yaml, banning.yaml, room_send.yaml, room_state.yaml,
+// rooms.yaml, message_pagination.yaml, event_context.yaml, redaction.yaml, list_joined_rooms.yaml).
+#include "api/handler_util.hpp"
+#include "api/routes.hpp"
+#include "core/identifiers.hpp"
+
+#include <boost/json/parse.hpp>
+
+namespace trestle::api {
+
+using boost::json::array;
+using boost::json::object;
+using http::Auth;
+
+namespace {
+
+const std::string& room_param(const http::Request& req) {
+  if (!core::is_valid_room_id(req.params[0])) throw MatrixError::invalid_param("Invalid room ID");
+  return req.params[0];
+}
+
+object parse_filter_param(const http::Request& req) {
+  auto f = req.query_param("filter");
+  if (!f || f->empty()) return {};
+  boost::system::error_code ec;
+  auto v = boost::json::parse(*f, ec);
+  if (ec || !v.is_object()) throw MatrixError::invalid_param("filter must be a JSON object");
+  return v.as_object();
+}
+
+}  // namespace
+
+void add_room_routes(http::Router& r, service::Homeserver& hs) {
+  auto& rooms = hs.rooms;
+
+  r.client("POST", "/createRoom", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    auto room_id = rooms.create_room(who, req.json_object(true));
+    return ok(object{{"room_id", room_id}});
+  });
+
+  auto join_handler = [&rooms](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object(true);
+    auto room_id = rooms.join(who, req.params[0], optional_string(body, "reason"));
+    return ok(object{{"room_id", room_id}});
+  };
+  r.client("POST", "/join/{}", Auth::required, join_handler);
+  r.client("POST", "/rooms/{}/join", Auth::required, join_handler);
+
+  r.client("POST", "/rooms/{}/invite", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object();
+    if (body.contains("id_server") || body.contains("medium")) {
+      throw MatrixError(400, "M_UNKNOWN", "Third-party invites are not supported");
+    }
+    rooms.invite(who, room_param(req), required_string(body, "user_id"), optional_string(body, "reason"));
+    return ok();
+  });
+  r.client("POST", "/rooms/{}/leave", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object(true);
+    rooms.leave(who, room_param(req), optional_string(body, "reason"));
+    return ok();
+  });
+  r.client("POST", "/rooms/{}/forget", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    rooms.forget(who, room_param(req));
+    return ok();
+  });
+  r.client("POST", "/rooms/{}/kick", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object();
+    rooms.kick(who, room_param(req), required_string(body, "user_id"), optional_string(body, "reason"));
+    return ok();
+  });
+  r.client("POST", "/rooms/{}/ban", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object();
+    rooms.ban(who, room_param(req), required_string(body, "user_id"), optional_string(body, "reason"));
+    return ok();
+  });
+  r.client("POST", "/rooms/{}/unban", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object();
+    rooms.unban(who, room_param(req), required_string(body, "user_id"), optional_string(body, "reason"));
+    return ok();
+  });
+
+  r.client("GET", "/joined_rooms", Auth::required, [&rooms](http::Request&, const service::Requester& who) {
+    return ok(object{{"joined_rooms", rooms.joined_rooms(who.user_id)}});
+  });
+  r.client("GET", "/rooms/{}/joined_members", Auth::required,
+           [&rooms](http::Request& req, const service::Requester& who) { return ok(rooms.joined_members(who, room_param(req))); });
+  r.client("GET", "/rooms/{}/members", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    return ok(object{{"chunk", rooms.members(who, room_param(req), req.query_param("membership"),
+                                             req.query_param("not_membership"))}});
+  });
+
+  r.client("GET", "/rooms/{}/state", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    return http::Response::json(rooms.state(who, room_param(req)));
+  });
+  auto get_state = [&rooms](http::Request& req, const service::Requester& who) {
+    std::string state_key = req.params.size() > 2 ? req.params[2] : "";
+    bool full = req.query_param("format").value_or("content") == "event";
+    return ok(rooms.state_event(who, room_param(req), req.params[1], state_key, full));
+  };
+  r.client("GET", "/rooms/{}/state/{}", Auth::required, get_state);
+  r.client("GET", "/rooms/{}/state/{}/{}", Auth::required, get_state);
+  auto put_state = [&rooms](http::Request& req, const service::Requester& who) {
+    std::string state_key = req.params.size() > 2 ? req.params[2] : "";
+    auto body = req.json_object();
+    auto event_id = rooms.set_state(who, room_param(req), req.params[1], state_key, body, std::nullopt);
+    return ok(object{{"event_id", event_id}});
+  };
+  r.client("PUT", "/rooms/{}/state/{}", Auth::required, put_state);
+  r.client("PUT", "/rooms/{}/state/{}/{}", Auth::required, put_state);
+
+  r.client("PUT", "/rooms/{}/send/{}/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object();
+    rooms.message_limiter().take(who.user_id);
+    auto event_id = rooms.send_message(who, room_param(req), req.params[1], req.params[2], body, std::nullopt);
+    return ok(object{{"event_id", event_id}});
+  });
+  r.client("PUT", "/rooms/{}/redact/{}/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object(true);
+    auto event_id = rooms.redact(who, room_param(req), req.params[1], req.params[2], optional_string(body, "reason"));
+    return ok(object{{"event_id", event_id}});
+  });
+
+  r.client("GET", "/rooms/{}/event/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    return ok(rooms.event(who, room_param(req), req.params[1]));
+  });
+  r.client("GET", "/rooms/{}/messages", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    auto dir = req.query_param("dir").value_or("b");
+    auto limit = query_int(req, "limit").value_or(10);
+    return ok(rooms.messages(who, room_param(req), req.query_param("from"), req.query_param("to"), dir, limit,
+                             parse_filter_param(req)));
+  });
+  r.client("GET", "/rooms/{}/context/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+    auto limit = query_int(req, "limit").value_or(10);
+    return ok(rooms.context(who, room_param(req), req.params[1], limit, parse_filter_param(req)));
+  });
+}
+
+}  // namespace trestle::api

@@ -1,0 +1,36 @@
+// GET /sync (spec: sync.yaml).
+#include "api/handler_util.hpp"
+#include "api/routes.hpp"
+#include "service/filter.hpp"
+
+#include <boost/json/parse.hpp>
+
+namespace trestle::api {
+
+using http::Auth;
+
+void add_sync_routes(http::Router& r, service::Homeserver& hs) {
+  r.client("GET", "/sync", Auth::required, [&hs](http::Request& req, const service::Requester& who) -> http::Reply {
+    service::SyncRequest sr;
+    sr.since = req.query_param("since");
+    sr.timeout_ms = query_int(req, "timeout").value_or(0);
+    sr.full_state = req.query_param("full_state").value_or("false") == "true";
+    if (auto f = req.query_param("filter"); f && !f->empty()) {
+      if ((*f)[0] == '{') {
+        boost::system::error_code ec;
+        auto v = boost::json::parse(*f, ec);
+        if (ec || !v.is_object()) throw MatrixError::invalid_param("filter is not valid JSON");
+        service::validate_filter(v.as_object());
+        sr.filter = v.as_object();
+      } else {
+        sr.filter = hs.user_data.get_filter(who.user_id, *f);
+      }
+    }
+    if (auto p = req.query_param("set_presence"); p && *p != "online" && *p != "offline" && *p != "unavailable") {
+      throw MatrixError::invalid_param("set_presence must be online, offline or unavailable");
+    }
+    return hs.sync.sync(who, sr);
+  });
+}
+
+}  // namespace trestle::api

@@ -1,0 +1,75 @@
+// Account data, receipts, read markers, typing and filters (spec: account-data.yaml,
+// receipts.yaml, read_markers.yaml, typing.yaml, filter.yaml).
+#include "api/handler_util.hpp"
+#include "api/routes.hpp"
+#include "core/identifiers.hpp"
+
+namespace trestle::api {
+
+using boost::json::object;
+using http::Auth;
+
+namespace {
+void require_self(const http::Request& req, const service::Requester& who) {
+  if (req.params[0] != who.user_id) throw MatrixError::forbidden("Cannot access another user's data");
+}
+}  // namespace
+
+void add_user_data_routes(http::Router& r, service::Homeserver& hs) {
+  auto& ud = hs.user_data;
+  r.client("PUT", "/user/{}/account_data/{}", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
+    require_self(req, who);
+    ud.put_account_data(who.user_id, "", req.params[1], req.json_object());
+    return ok();
+  });
+  r.client("GET", "/user/{}/account_data/{}", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
+    require_self(req, who);
+    return ok(ud.get_account_data(who.user_id, "", req.params[1]));
+  });
+  r.client("PUT", "/user/{}/rooms/{}/account_data/{}", Auth::required,
+           [&ud](http::Request& req, const service::Requester& who) {
+             require_self(req, who);
+             if (!core::is_valid_room_id(req.params[1])) throw MatrixError::invalid_param("Invalid room ID");
+             ud.put_account_data(who.user_id, req.params[1], req.params[2], req.json_object());
+             return ok();
+           });
+  r.client("GET", "/user/{}/rooms/{}/account_data/{}", Auth::required,
+           [&ud](http::Request& req, const service::Requester& who) {
+             require_self(req, who);
+             if (!core::is_valid_room_id(req.params[1])) throw MatrixError::invalid_param("Invalid room ID");
+             return ok(ud.get_account_data(who.user_id, req.params[1], req.params[2]));
+           });
+
+  r.client("POST", "/rooms/{}/receipt/{}/{}", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object(true);
+    ud.send_receipt(who, req.params[0], req.params[1], req.params[2], optional_string(body, "thread_id").value_or(""));
+    return ok();
+  });
+  r.client("POST", "/rooms/{}/read_markers", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
+    ud.set_read_markers(who, req.params[0], req.json_object());
+    return ok();
+  });
+  r.client("PUT", "/rooms/{}/typing/{}", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
+    if (req.params[1] != who.user_id) throw MatrixError::forbidden("Cannot set another user's typing state");
+    auto body = req.json_object();
+    auto* typing = body.if_contains("typing");
+    if (!typing) throw MatrixError::missing_param("Missing 'typing'");
+    if (!typing->is_bool()) throw MatrixError::bad_json("'typing' must be a boolean");
+    int64_t timeout = 30000;
+    if (auto* t = body.if_contains("timeout"); t && t->is_int64()) timeout = t->as_int64();
+    hs.rooms.require_joined(who, req.params[0]);
+    hs.user_data.typing().set(req.params[0], who.user_id, typing->as_bool(), timeout);
+    return ok();
+  });
+
+  r.client("POST", "/user/{}/filter", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
+    require_self(req, who);
+    return ok(object{{"filter_id", ud.create_filter(who.user_id, req.json_object())}});
+  });
+  r.client("GET", "/user/{}/filter/{}", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
+    require_self(req, who);
+    return ok(ud.get_filter(who.user_id, req.params[1]));
+  });
+}
+
+}  // namespace trestle::api

@@ -1,0 +1,46 @@
+#include "api/handler_util.hpp"
+
+#include <charconv>
+
+namespace trestle::api {
+
+std::string required_string(const boost::json::object& body, const char* key) {
+  auto* v = body.if_contains(key);
+  if (!v) throw MatrixError::missing_param(std::string("Missing '") + key + "'");
+  if (!v->is_string()) throw MatrixError::bad_json(std::string("'") + key + "' must be a string");
+  return std::string(v->as_string());
+}
+
+std::optional<std::string> optional_string(const boost::json::object& body, const char* key) {
+  auto* v = body.if_contains(key);
+  if (!v || v->is_null()) return std::nullopt;
+  if (!v->is_string()) throw MatrixError::bad_json(std::string("'") + key + "' must be a string");
+  return std::string(v->as_string());
+}
+
+std::optional<bool> optional_bool(const boost::json::object& body, const char* key) {
+  auto* v = body.if_contains(key);
+  if (!v || v->is_null()) return std::nullopt;
+  if (!v->is_bool()) throw MatrixError::bad_json(std::string("'") + key + "' must be a boolean");
+  return v->as_bool();
+}
+
+std::optional<int64_t> query_int(const http::Request& req, const char* key) {
+  auto v = req.query_param(key);
+  if (!v) return std::nullopt;
+  int64_t out = 0;
+  auto [ptr, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
+  if (ec != std::errc() || ptr != v->data() + v->size()) {
+    throw MatrixError::invalid_param(std::string("Query parameter '") + key + "' must be an integer");
+  }
+  return out;
+}
+
+std::optional<std::string> access_token(const http::Request& req) {
+  const std::string& h = req.authorization;
+  if (h.size() > 7 && (h.compare(0, 7, "Bearer ") == 0 || h.compare(0, 7, "bearer ") == 0)) return h.substr(7);
+  if (!h.empty()) throw MatrixError(401, "M_MISSING_TOKEN", "Unsupported Authorization scheme");
+  return req.query_param("access_token");
+}
+
+}  // namespace trestle::api

@@ -1,0 +1,23 @@
+#pragma once
+// Small helpers the thin handlers share: reading typed fields with the spec's errors.
+#include "core/error.hpp"
+#include "http/request.hpp"
+
+#include <boost/json/object.hpp>
+#include <optional>
+#include <string>
+
+namespace trestle::api {
+
+// Required string field: 400 M_MISSING_PARAM if absent, M_BAD_JSON / M_INVALID_PARAM if not a string.
+std::string required_string(const boost::json::object& body, const char* key);
+std::optional<std::string> optional_string(const boost::json::object& body, const char* key);
+std::optional<bool> optional_bool(const boost::json::object& body, const char* key);
+// Integer query parameter; 400 M_INVALID_PARAM when it is not a number.
+std::optional<int64_t> query_int(const http::Request& req, const char* key);
+// The request's access token: "Authorization: Bearer", else the access_token query parameter.
+std::optional<std::string> access_token(const http::Request& req);
+// A JSON object reply.
+inline http::Reply ok(const boost::json::object& o = {}) { return http::Response::json(o); }
+
+}  // namespace trestle::api

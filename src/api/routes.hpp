@@ -1,0 +1,21 @@
+#pragma once
+// Registers every endpoint. One function per spec area, each in its own file under api/client.
+#include "http/router.hpp"
+#include "service/homeserver.hpp"
+
+namespace trestle::api {
+
+void add_server_routes(http::Router& r, service::Homeserver& hs);   // versions, capabilities, well-known
+void add_account_routes(http::Router& r, service::Homeserver& hs);  // register, login, logout, account
+void add_profile_routes(http::Router& r, service::Homeserver& hs);
+void add_device_routes(http::Router& r, service::Homeserver& hs);
+void add_room_routes(http::Router& r, service::Homeserver& hs);     // create, membership, send, state, history
+void add_directory_routes(http::Router& r, service::Homeserver& hs);
+void add_sync_routes(http::Router& r, service::Homeserver& hs);
+void add_user_data_routes(http::Router& r, service::Homeserver& hs);  // account data, receipts, typing, filters
+void add_push_routes(http::Router& r, service::Homeserver& hs);
+
+// All of the above plus the authenticator.
+void add_all_routes(http::Router& r, service::Homeserver& hs);
+
+}  // namespace trestle::api

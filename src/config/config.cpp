@@ -1,0 +1,226 @@
+#include "config/config.hpp"
+
+#include "core/identifiers.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+namespace trestle::config {
+
+namespace {
+
+[[noreturn]] void bad(const std::string& key, const std::string& why) {
+  throw std::runtime_error("config key '" + key + "': " + why);
+}
+
+template <typename T>
+T get(const YAML::Node& node, const std::string& key, const std::string& what) {
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    bad(key, "expected " + what);
+  }
+}
+
+std::string resolve(const std::string& dir, const std::string& p) {
+  if (p.empty() || std::filesystem::path(p).is_absolute() || dir.empty()) return p;
+  return (std::filesystem::path(dir) / p).lexically_normal().string();
+}
+
+RateLimit parse_rate(const YAML::Node& n, const std::string& key) {
+  RateLimit r;
+  if (!n.IsMap()) bad(key, "expected a mapping with per_second and burst_count");
+  if (n["per_second"]) r.per_second = get<double>(n["per_second"], key + ".per_second", "a number");
+  if (n["burst_count"]) r.burst_count = get<double>(n["burst_count"], key + ".burst_count", "a number");
+  if (r.per_second < 0 || r.burst_count < 0) bad(key, "rates must not be negative");
+  return r;
+}
+
+uint64_t parse_size(const YAML::Node& n, const std::string& key) {
+  // Synapse accepts "50M", "10K" and plain numbers.
+  std::string s = get<std::string>(n, key, "a size like 50M");
+  if (s.empty()) bad(key, "empty size");
+  uint64_t mult = 1;
+  char last = s.back();
+  if (last == 'K' || last == 'k') mult = 1024;
+  if (last == 'M' || last == 'm') mult = 1024 * 1024;
+  if (last == 'G' || last == 'g') mult = 1024ull * 1024 * 1024;
+  if (mult != 1) s.pop_back();
+  try {
+    size_t used = 0;
+    unsigned long long v = std::stoull(s, &used);
+    if (used != s.size()) throw std::invalid_argument(s);
+    return v * mult;
+  } catch (const std::exception&) {
+    bad(key, "expected a size like 50M");
+  }
+}
+
+}  // namespace
+
+Config parse_config(const std::string& yaml_text, const std::string& config_dir,
+                    std::vector<std::string>& warnings) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw std::runtime_error(std::string("config is not valid YAML: ") + e.what());
+  }
+  if (!root.IsMap()) throw std::runtime_error("config must be a YAML mapping");
+
+  Config c;
+  c.config_dir = config_dir;
+  // Keys Synapse configs commonly carry that we accept without acting on yet: no warning noise.
+  static const std::set<std::string> tolerated = {"report_stats", "pid_file", "media_store_path",
+                                                  "macaroon_secret_key", "form_secret", "log_config",
+                                                  "trusted_key_servers", "suppress_key_server_warning"};
+  static const std::set<std::string> known = {
+      "server_name", "public_baseurl", "listeners", "database", "signing_key_path",
+      "app_service_config_files", "enable_registration", "enable_registration_without_verification",
+      "registration_shared_secret", "rc_message", "rc_registration", "rc_login", "max_upload_size",
+      "max_request_body_size", "log_level"};
+  for (const auto& kv : root) {
+    auto key = kv.first.as<std::string>();
+    if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");
+  }
+
+  if (!root["server_name"]) bad("server_name", "is required");
+  c.server_name = get<std::string>(root["server_name"], "server_name", "a string");
+  if (!core::is_valid_server_name(c.server_name)) bad("server_name", "'" + c.server_name + "' is not a valid server name");
+  if (root["public_baseurl"]) c.public_baseurl = get<std::string>(root["public_baseurl"], "public_baseurl", "a URL");
+
+  if (auto ls = root["listeners"]) {
+    if (!ls.IsSequence()) bad("listeners", "expected a list");
+    for (size_t i = 0; i < ls.size(); ++i) {
+      auto n = ls[i];
+      std::string key = "listeners[" + std::to_string(i) + "]";
+      Listener l;
+      if (!n["port"]) bad(key + ".port", "is required");
+      int port = get<int>(n["port"], key + ".port", "a port number");
+      if (port < 0 || port > 65535) bad(key + ".port", "must be between 0 and 65535");
+      l.port = static_cast<unsigned short>(port);
+      if (n["bind_addresses"]) {
+        l.bind_addresses = get<std::vector<std::string>>(n["bind_addresses"], key + ".bind_addresses", "a list of addresses");
+      } else if (n["bind_address"]) {
+        l.bind_addresses = {get<std::string>(n["bind_address"], key + ".bind_address", "an address")};
+      }
+      if (n["type"]) l.type = get<std::string>(n["type"], key + ".type", "a string");
+      if (l.type != "http") bad(key + ".type", "only 'http' listeners are supported");
+      if (auto rs = n["resources"]) {
+        l.resources.clear();
+        for (const auto& r : rs) {
+          if (!r["names"]) continue;
+          for (const auto& name : r["names"]) l.resources.push_back(name.as<std::string>());
+        }
+      }
+      c.listeners.push_back(l);
+    }
+  }
+  if (c.listeners.empty()) c.listeners.push_back(Listener{});
+
+  if (auto db = root["database"]) {
+    if (db["name"]) c.database_engine = get<std::string>(db["name"], "database.name", "a string");
+    if (c.database_engine == "psycopg2") bad("database.name", "PostgreSQL ('psycopg2') is not supported yet; use 'sqlite3'");
+    if (c.database_engine != "sqlite3") bad("database.name", "must be 'sqlite3'");
+    if (db["args"] && db["args"]["database"]) {
+      c.database_path = get<std::string>(db["args"]["database"], "database.args.database", "a path");
+    }
+  }
+  if (c.database_path.empty()) c.database_path = "homeserver.db";
+  c.database_path = resolve(config_dir, c.database_path);
+
+  c.signing_key_path = root["signing_key_path"]
+                           ? get<std::string>(root["signing_key_path"], "signing_key_path", "a path")
+                           : c.server_name + ".signing.key";
+  c.signing_key_path = resolve(config_dir, c.signing_key_path);
+
+  if (auto a = root["app_service_config_files"]) {
+    if (!a.IsNull()) {
+      for (auto& f : get<std::vector<std::string>>(a, "app_service_config_files", "a list of paths")) {
+        c.app_service_config_files.push_back(resolve(config_dir, f));
+      }
+    }
+  }
+  if (root["enable_registration"]) c.enable_registration = get<bool>(root["enable_registration"], "enable_registration", "true or false");
+  if (root["enable_registration_without_verification"]) {
+    c.enable_registration_without_verification = get<bool>(
+        root["enable_registration_without_verification"], "enable_registration_without_verification", "true or false");
+  }
+  // Like Synapse: open registration with no verification step must be asked for explicitly.
+  if (c.enable_registration && !c.enable_registration_without_verification) {
+    bad("enable_registration",
+        "open registration without email or captcha verification also needs "
+        "enable_registration_without_verification: true");
+  }
+  if (root["registration_shared_secret"]) {
+    c.registration_shared_secret = get<std::string>(root["registration_shared_secret"], "registration_shared_secret", "a string");
+  }
+  if (root["rc_message"]) c.rc_message = parse_rate(root["rc_message"], "rc_message");
+  if (root["rc_registration"]) c.rc_registration = parse_rate(root["rc_registration"], "rc_registration");
+  if (auto l = root["rc_login"]) {
+    // Synapse nests rc_login by what is limited (address, account, failed_attempts); we apply
+    // `address` (or a flat per_second/burst_count) per client address.
+    if (l["address"]) c.rc_login = parse_rate(l["address"], "rc_login.address");
+    else c.rc_login = parse_rate(l, "rc_login");
+  }
+  if (root["max_upload_size"]) c.max_upload_size = parse_size(root["max_upload_size"], "max_upload_size");
+  if (root["max_request_body_size"]) c.max_request_body_size = parse_size(root["max_request_body_size"], "max_request_body_size");
+  if (root["log_level"]) {
+    c.log_level = get<std::string>(root["log_level"], "log_level", "a string");
+    static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "warning", "error", "critical"};
+    if (!levels.count(c.log_level)) bad("log_level", "must be one of trace, debug, info, warning, error, critical");
+  }
+  return c;
+}
+
+Config load_config(const std::string& path, std::vector<std::string>& warnings) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read config file '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto dir = std::filesystem::absolute(path).parent_path().string();
+  return parse_config(ss.str(), dir, warnings);
+}
+
+std::string generate_config(const std::string& server_name, const std::string& data_dir) {
+  std::ostringstream o;
+  o << "# Trestle homeserver configuration. Key names follow Synapse's homeserver.yaml.\n"
+    << "# Relative paths are resolved against the directory of this file.\n\n"
+    << "# The domain in your users' IDs (@user:" << server_name << "). Cannot be changed later.\n"
+    << "server_name: \"" << server_name << "\"\n\n"
+    << "# Where clients reach the server. Bind to loopback unless a reverse proxy is in front.\n"
+    << "listeners:\n"
+    << "  - port: 8008\n"
+    << "    bind_addresses: ['127.0.0.1']\n"
+    << "    type: http\n"
+    << "    resources:\n"
+    << "      - names: [client]\n\n"
+    << "# SQLite in WAL mode. ('psycopg2' for PostgreSQL is planned.)\n"
+    << "database:\n"
+    << "  name: sqlite3\n"
+    << "  args:\n"
+    << "    database: \"" << data_dir << "/homeserver.db\"\n\n"
+    << "# The server's ed25519 signing key, generated at first start if missing.\n"
+    << "signing_key_path: \"" << data_dir << "/" << server_name << ".signing.key\"\n\n"
+    << "# Appservice (bridge) registration files.\n"
+    << "app_service_config_files: []\n\n"
+    << "# Open registration. Without email/captcha verification Synapse's second key is required too.\n"
+    << "enable_registration: true\n"
+    << "enable_registration_without_verification: true\n\n"
+    << "# Shared secret for admin registration (POST /_synapse/admin/v1/register). Empty: disabled.\n"
+    << "# registration_shared_secret: \"change me\"\n\n"
+    << "# Rate limits per user (messages) and per client address (registration, login).\n"
+    << "rc_message:\n  per_second: 0.2\n  burst_count: 10\n"
+    << "rc_registration:\n  per_second: 0.17\n  burst_count: 3\n"
+    << "rc_login:\n  address:\n    per_second: 0.17\n    burst_count: 3\n\n"
+    << "max_upload_size: 50M\n"
+    << "log_level: info\n";
+  return o.str();
+}
+
+}  // namespace trestle::config

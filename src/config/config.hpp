@@ -1,0 +1,51 @@
+#pragma once
+// The homeserver configuration, read from YAML with Synapse's key names so operators can bring
+// their homeserver.yaml over. Unknown keys are warned about; bad values stop start-up.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace trestle::config {
+
+struct Listener {
+  unsigned short port = 8008;
+  std::vector<std::string> bind_addresses{"127.0.0.1"};
+  std::string type = "http";
+  std::vector<std::string> resources{"client"};
+};
+
+struct RateLimit {
+  double per_second = 0;  // 0 disables
+  double burst_count = 0;
+};
+
+struct Config {
+  std::string server_name;
+  std::string public_baseurl;
+  std::vector<Listener> listeners;
+  std::string database_engine = "sqlite3";  // "sqlite3"; "psycopg2" reserved for PostgreSQL
+  std::string database_path;                // args.database
+  std::string signing_key_path;
+  std::vector<std::string> app_service_config_files;
+  bool enable_registration = false;
+  bool enable_registration_without_verification = false;
+  std::string registration_shared_secret;
+  RateLimit rc_message{0.2, 10};
+  RateLimit rc_registration{0.17, 3};
+  RateLimit rc_login{0.17, 3};
+  uint64_t max_upload_size = 50ull * 1024 * 1024;
+  uint64_t max_request_body_size = 1ull * 1024 * 1024;  // non-media JSON bodies
+  std::string log_level = "info";
+  std::string config_dir;  // directory of the config file: relative paths resolve against it
+};
+
+// Parses the file. Throws std::runtime_error("<key>: <why>") for bad values; returns warnings
+// (unknown keys) in `warnings`.
+Config load_config(const std::string& path, std::vector<std::string>& warnings);
+Config parse_config(const std::string& yaml_text, const std::string& config_dir,
+                    std::vector<std::string>& warnings);
+
+// A commented configuration for `trestle generate-config`.
+std::string generate_config(const std::string& server_name, const std::string& data_dir);
+
+}  // namespace trestle::config

@@ -1,0 +1,55 @@
+#pragma once
+// Our own small request/response types: everything outside src/http/server.cpp sees these,
+// never Beast, so handlers compile in a second instead of twenty-five.
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace trestle::http {
+
+struct Request {
+  std::string method;                               // "GET", "PUT", ...
+  std::string path;                                 // percent-decoded path
+  std::multimap<std::string, std::string> query;    // percent-decoded query parameters
+  std::vector<std::string> params;                  // path template captures, decoded
+  std::string body;
+  std::string authorization;                        // the Authorization header, if any
+  std::string content_type;
+  std::string remote_address;                       // peer IP, for per-address rate limits
+
+  std::optional<std::string> query_param(const std::string& name) const;
+  // The body as a JSON object. Empty body counts as {} when `allow_empty`.
+  // Throws MatrixError M_NOT_JSON (unparseable / too deep) or M_BAD_JSON (not an object).
+  boost::json::object json_object(bool allow_empty = false) const;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  static Response json(const boost::json::value& v, int status = 200);
+  static Response error(int status, const std::string& errcode, const std::string& message,
+                        const boost::json::object& extra = {});
+};
+
+// A handler that has nothing to answer yet (a /sync long-poll). The transport waits, without a
+// thread, until the notifier fires for one of `wake_keys` after `notifier_position`, or the
+// deadline passes, then calls `poll` again. `poll(true)` (deadline reached) must answer.
+struct LongPoll {
+  std::vector<std::string> wake_keys;
+  uint64_t notifier_position = 0;
+  int64_t deadline_ms = 0;  // steady clock milliseconds
+  std::function<std::variant<Response, LongPoll>(bool deadline_reached)> poll;
+};
+
+using Reply = std::variant<Response, LongPoll>;
+
+}  // namespace trestle::http

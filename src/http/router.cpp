@@ -1,0 +1,90 @@
+#include "http/router.hpp"
+
+#include "core/error.hpp"
+
+#include <boost/url/parse.hpp>
+#include <spdlog/spdlog.h>
+
+namespace trestle::http {
+
+namespace {
+
+std::vector<std::string> split_template(const std::string& t) {
+  std::vector<std::string> out;
+  size_t start = 1;  // skip the leading '/'
+  while (true) {
+    size_t slash = t.find('/', start);
+    out.push_back(t.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  return out;
+}
+
+bool matches(const std::vector<std::string>& tmpl, const std::vector<std::string>& segs,
+             std::vector<std::string>* captures) {
+  if (tmpl.size() != segs.size()) return false;
+  for (size_t i = 0; i < tmpl.size(); ++i) {
+    if (tmpl[i] == "{}") {
+      if (captures) captures->push_back(segs[i]);
+    } else if (tmpl[i] != segs[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+Reply guarded(const std::function<Reply()>& fn) {
+  try {
+    return fn();
+  } catch (const MatrixError& e) {
+    return Response::error(e.status(), e.errcode(), e.what(), e.extra());
+  } catch (const std::exception& e) {
+    spdlog::error("internal error: {}", e.what());
+    return Response::error(500, "M_UNKNOWN", "Internal server error");
+  }
+}
+
+void Router::add(const std::string& method, const std::string& path_template, Auth auth, Handler h) {
+  routes_.push_back(Route{method, split_template(path_template), auth, std::move(h)});
+}
+
+void Router::client(const std::string& method, const std::string& tail, Auth auth, Handler h) {
+  add(method, "/_matrix/client/v3" + tail, auth, h);
+  add(method, "/_matrix/client/r0" + tail, auth, std::move(h));
+}
+
+Reply Router::dispatch(Request& req, const std::string& target) const {
+  return guarded([&]() -> Reply {
+    auto parsed = boost::urls::parse_origin_form(target);
+    if (!parsed) throw MatrixError(400, "M_UNRECOGNIZED", "Malformed request target");
+    std::vector<std::string> segs;
+    for (auto seg : parsed->encoded_segments()) segs.push_back(seg.decode());
+    if (segs.empty()) segs.push_back("");
+    req.path = parsed->path();
+    for (auto p : parsed->params()) req.query.emplace(p.key, p.has_value ? p.value : "");
+
+    const Route* found = nullptr;
+    bool path_known = false;
+    for (const auto& r : routes_) {
+      if (!matches(r.segments, segs, nullptr)) continue;
+      path_known = true;
+      if (r.method == req.method) {
+        found = &r;
+        break;
+      }
+    }
+    if (!found) {
+      if (path_known) throw MatrixError(405, "M_UNRECOGNIZED", "Method not allowed for this endpoint");
+      throw MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request");
+    }
+    matches(found->segments, segs, &req.params);
+    service::Requester requester;
+    if (found->auth != Auth::none && authenticate_) requester = authenticate_(req, found->auth == Auth::required);
+    return found->handler(req, requester);
+  });
+}
+
+}  // namespace trestle::http

@@ -1,0 +1,40 @@
+#pragma once
+// The HTTP transport. Only server.cpp includes Asio/Beast; this header stays free of them.
+#include "http/router.hpp"
+#include "service/notifier.hpp"
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace trestle::http {
+
+struct Endpoint {
+  std::string address;
+  unsigned short port;
+};
+
+struct ServerLimits {
+  size_t max_body_bytes = 50 * 1024 * 1024;
+  size_t max_header_bytes = 16 * 1024;
+  int io_threads = 0;      // 0: one per core
+  int worker_threads = 0;  // blocking handler work (database); 0: max(2, cores)
+};
+
+class Server {
+public:
+  Server(const Router& router, service::Notifier& notifier, ServerLimits limits);
+  ~Server();
+  // Binds every endpoint (throws std::runtime_error naming the one that failed).
+  void listen(const std::vector<Endpoint>& endpoints);
+  // Runs until SIGINT/SIGTERM or stop(). `on_ready` runs once all listeners are bound.
+  void run();
+  void stop();
+
+private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace trestle::http

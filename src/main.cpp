@@ -1,0 +1,118 @@
+// trestle: a Matrix homeserver for bridges and bots.
+//   trestle --config homeserver.yaml            serve
+//   trestle generate-config --server-name NAME  print a commented config
+#include "api/routes.hpp"
+#include "config/config.hpp"
+#include "core/crypto.hpp"
+#include "http/server.hpp"
+#include "service/homeserver.hpp"
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+namespace {
+
+trestle::core::SigningKey load_or_create_signing_key(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (fs::exists(path)) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    try {
+      return trestle::core::SigningKey::parse(ss.str());
+    } catch (const std::exception& e) {
+      throw std::runtime_error("signing key file '" + path + "': " + e.what());
+    }
+  }
+  auto key = trestle::core::SigningKey::generate("a_" + trestle::core::random_string(4));
+  if (auto dir = fs::path(path).parent_path(); !dir.empty()) fs::create_directories(dir);
+  // Written to a temporary file and renamed, so a crash never leaves half a key behind.
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << key.serialize();
+    if (!out) throw std::runtime_error("cannot write signing key to '" + path + "'");
+  }
+  fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write);
+  fs::rename(tmp, path);
+  spdlog::info("generated a new signing key {} at {}", key.key_id(), path);
+  return key;
+}
+
+int serve(const std::string& config_path) {
+  std::vector<std::string> warnings;
+  trestle::config::Config cfg;
+  try {
+    cfg = trestle::config::load_config(config_path, warnings);
+  } catch (const std::exception& e) {
+    std::cerr << "trestle: " << config_path << ": " << e.what() << "\n";
+    return 2;
+  }
+  std::string level = cfg.log_level == "warning" ? "warn" : cfg.log_level;
+  spdlog::set_level(spdlog::level::from_str(level));
+  for (const auto& w : warnings) spdlog::warn("{}: {}", config_path, w);
+
+  if (auto dir = std::filesystem::path(cfg.database_path).parent_path(); !dir.empty()) {
+    std::filesystem::create_directories(dir);
+  }
+  auto key = load_or_create_signing_key(cfg.signing_key_path);
+  trestle::service::Homeserver hs(cfg, std::move(key));
+  trestle::http::Router router;
+  trestle::api::add_all_routes(router, hs);
+
+  trestle::http::ServerLimits limits;
+  limits.max_body_bytes = cfg.max_request_body_size;
+  trestle::http::Server server(router, hs.notifier, limits);
+  std::vector<trestle::http::Endpoint> endpoints;
+  for (const auto& l : cfg.listeners) {
+    for (const auto& a : l.bind_addresses) endpoints.push_back({a, l.port});
+  }
+  server.listen(endpoints);
+  spdlog::info("trestle serving {} (database {})", cfg.server_name, cfg.database_path);
+  server.run();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  trestle::core::crypto_init();
+  CLI::App app{"Trestle: a Matrix homeserver for bridges and bots"};
+  std::string config_path;
+  app.add_option("-c,--config", config_path, "Path to homeserver.yaml");
+
+  auto* gen = app.add_subcommand("generate-config", "Print a commented configuration file");
+  std::string server_name, data_dir = "./data", output;
+  gen->add_option("--server-name", server_name, "The server name (domain of user IDs)")->required();
+  gen->add_option("--data-dir", data_dir, "Directory for the database and signing key");
+  gen->add_option("-o,--output", output, "Write to this file instead of standard output");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (*gen) {
+      auto text = trestle::config::generate_config(server_name, data_dir);
+      if (output.empty()) {
+        std::cout << text;
+      } else {
+        std::ofstream out(output, std::ios::trunc);
+        out << text;
+        if (!out) throw std::runtime_error("cannot write " + output);
+      }
+      return 0;
+    }
+    if (config_path.empty()) {
+      std::cerr << "trestle: --config is required (see --help)\n";
+      return 2;
+    }
+    return serve(config_path);
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+}

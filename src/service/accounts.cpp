@@ -1,0 +1,212 @@
+#include "service/accounts.hpp"
+
+#include "core/clock.hpp"
+#include "core/crypto.hpp"
+#include "core/error.hpp"
+#include "core/identifiers.hpp"
+
+namespace trestle::service {
+
+namespace accounts = storage::accounts;
+
+namespace {
+// Tokens are looked up by hash, so the database never holds a usable token and the lookup does
+// not compare secrets byte by byte.
+std::string token_hash(const std::string& token) { return core::base64_encode(core::sha256(token)); }
+}  // namespace
+
+AccountService::AccountService(const config::Config& cfg, storage::Database& db)
+    : cfg_(cfg), db_(db), login_limiter_(cfg.rc_login), registration_limiter_(cfg.rc_registration) {}
+
+Requester AccountService::authenticate(const std::optional<std::string>& token) {
+  if (!token || token->empty()) throw MatrixError(401, "M_MISSING_TOKEN", "Missing access token");
+  std::string hash = token_hash(*token);
+  auto owner = db_.read([&](storage::Connection& c) { return accounts::find_token(c, hash); });
+  if (!owner) throw MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown access token", {{"soft_logout", false}});
+  Requester r;
+  r.user_id = owner->user_id;
+  r.device_id = owner->device_id;
+  r.access_token_hash = hash;
+  return r;
+}
+
+std::string AccountService::check_new_localpart(const std::string& localpart) {
+  if (localpart.empty() || !core::is_valid_new_localpart(localpart)) {
+    throw MatrixError(400, "M_INVALID_USERNAME",
+                      "User ID may only contain lower-case letters, digits and the characters ._=-/+");
+  }
+  std::string user_id = user_id_for(localpart);
+  if (user_id.size() > 255) throw MatrixError(400, "M_INVALID_USERNAME", "User ID is too long");
+  if (user_exists(user_id)) throw MatrixError(400, "M_USER_IN_USE", "User ID already taken");
+  return user_id;
+}
+
+Session AccountService::register_user(const std::string& localpart, const std::optional<std::string>& password,
+                                      const std::optional<std::string>& device_id,
+                                      const std::optional<std::string>& initial_device_display_name,
+                                      bool inhibit_login, const std::optional<std::string>& appservice_id,
+                                      bool is_admin) {
+  std::string user_id = check_new_localpart(localpart);
+  std::optional<std::string> hash;
+  if (password && !password->empty()) hash = core::hash_password(*password);  // slow: outside the write lock
+  Session s{user_id, std::nullopt, std::nullopt};
+  std::string token = core::random_string(32);
+  std::string dev = device_id.value_or(core::random_upper(10));
+  db_.write([&](storage::Connection& c) {
+    if (accounts::user_exists(c, user_id)) throw MatrixError(400, "M_USER_IN_USE", "User ID already taken");
+    accounts::User u;
+    u.user_id = user_id;
+    u.password_hash = hash;
+    u.appservice_id = appservice_id;
+    u.is_admin = is_admin;
+    u.displayname = localpart;  // Synapse's default display name
+    accounts::insert_user(c, u, core::now_ms());
+    if (!inhibit_login) {
+      accounts::insert_device(c, {user_id, dev, initial_device_display_name, core::now_ms(), std::nullopt});
+      accounts::insert_token(c, token_hash(token), user_id, dev, core::now_ms());
+    }
+  });
+  if (!inhibit_login) {
+    s.access_token = token;
+    s.device_id = dev;
+  }
+  return s;
+}
+
+Session AccountService::login_password(const std::string& user, const std::string& password,
+                                       const std::optional<std::string>& device_id,
+                                       const std::optional<std::string>& initial_device_display_name) {
+  std::string user_id = user;
+  if (user.empty() || user[0] != '@') user_id = user_id_for(user);
+  auto u = get_user(user_id);
+  // One message for every failure, so logins do not reveal which accounts exist.
+  if (!u || u->deactivated || !u->password_hash || !core::verify_password(password, *u->password_hash)) {
+    throw MatrixError(403, "M_FORBIDDEN", "Invalid username or password");
+  }
+  return issue_session(user_id, device_id, initial_device_display_name);
+}
+
+Session AccountService::issue_session(const std::string& user_id, const std::optional<std::string>& device_id,
+                                      const std::optional<std::string>& initial_device_display_name) {
+  std::string token = core::random_string(32);
+  std::string dev = device_id.value_or(core::random_upper(10));
+  db_.write([&](storage::Connection& c) {
+    // Logging in again with an existing device id replaces that device's old tokens.
+    if (!accounts::insert_device(c, {user_id, dev, initial_device_display_name, core::now_ms(), std::nullopt})) {
+      accounts::delete_device(c, user_id, dev);
+      accounts::insert_device(c, {user_id, dev, initial_device_display_name, core::now_ms(), std::nullopt});
+    }
+    accounts::insert_token(c, token_hash(token), user_id, dev, core::now_ms());
+  });
+  return Session{user_id, token, dev};
+}
+
+void AccountService::logout(const Requester& r) {
+  db_.write([&](storage::Connection& c) {
+    if (r.device_id) accounts::delete_device(c, r.user_id, *r.device_id);
+    accounts::delete_token(c, r.access_token_hash);
+  });
+}
+
+void AccountService::logout_all(const Requester& r) {
+  db_.write([&](storage::Connection& c) {
+    accounts::delete_all_devices(c, r.user_id, std::nullopt);
+    accounts::delete_all_tokens(c, r.user_id, std::nullopt);
+  });
+}
+
+void AccountService::require_password_uia(const Requester& r, const boost::json::object& body) {
+  boost::json::object flows_reply{
+      {"flows", boost::json::array{boost::json::object{{"stages", boost::json::array{"m.login.password"}}}}},
+      {"params", boost::json::object{}},
+      {"session", core::random_string(24)}};
+  auto* auth = body.if_contains("auth");
+  if (!auth || !auth->is_object()) {
+    throw MatrixError(401, "M_FORBIDDEN", "User-interactive authentication required", flows_reply);
+  }
+  const auto& a = auth->as_object();
+  auto* type = a.if_contains("type");
+  if (!type || !type->is_string() || type->as_string() != "m.login.password") {
+    throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", flows_reply);
+  }
+  std::string user;
+  if (auto* ident = a.if_contains("identifier"); ident && ident->is_object()) {
+    if (auto* u = ident->as_object().if_contains("user"); u && u->is_string()) user = u->as_string().c_str();
+  } else if (auto* u = a.if_contains("user"); u && u->is_string()) {
+    user = u->as_string().c_str();
+  }
+  if (!user.empty() && user[0] != '@') user = user_id_for(user);
+  auto* pw = a.if_contains("password");
+  auto u = get_user(r.user_id);
+  if ((!user.empty() && user != r.user_id) || !pw || !pw->is_string() || !u || !u->password_hash ||
+      !core::verify_password(pw->as_string().c_str(), *u->password_hash)) {
+    flows_reply["completed"] = boost::json::array{};
+    throw MatrixError(401, "M_FORBIDDEN", "Invalid password", flows_reply);
+  }
+}
+
+void AccountService::change_password(const Requester& r, const std::string& new_password, bool logout_devices) {
+  std::string hash = core::hash_password(new_password);
+  db_.write([&](storage::Connection& c) {
+    accounts::set_password_hash(c, r.user_id, hash);
+    if (logout_devices) {
+      accounts::delete_all_devices(c, r.user_id, r.device_id);
+      accounts::delete_all_tokens(c, r.user_id, r.access_token_hash);
+    }
+  });
+}
+
+void AccountService::deactivate(const std::string& user_id) {
+  db_.write([&](storage::Connection& c) {
+    accounts::set_deactivated(c, user_id);
+    accounts::delete_all_devices(c, user_id, std::nullopt);
+    accounts::delete_all_tokens(c, user_id, std::nullopt);
+  });
+}
+
+void AccountService::set_profile_field(const std::string& user_id, const std::string& field,
+                                       const std::optional<std::string>& value) {
+  db_.write([&](storage::Connection& c) {
+    if (field == "displayname") accounts::set_displayname(c, user_id, value);
+    else accounts::set_avatar_url(c, user_id, value);
+  });
+}
+
+std::optional<accounts::User> AccountService::get_user(const std::string& user_id) {
+  return db_.read([&](storage::Connection& c) { return accounts::get_user(c, user_id); });
+}
+
+bool AccountService::user_exists(const std::string& user_id) {
+  return db_.read([&](storage::Connection& c) { return accounts::user_exists(c, user_id); });
+}
+
+std::vector<accounts::Device> AccountService::list_devices(const std::string& user_id) {
+  return db_.read([&](storage::Connection& c) { return accounts::list_devices(c, user_id); });
+}
+
+std::optional<accounts::Device> AccountService::get_device(const std::string& user_id, const std::string& device_id) {
+  return db_.read([&](storage::Connection& c) { return accounts::get_device(c, user_id, device_id); });
+}
+
+void AccountService::set_device_display_name(const std::string& user_id, const std::string& device_id,
+                                             const std::optional<std::string>& name) {
+  db_.write([&](storage::Connection& c) {
+    if (!accounts::get_device(c, user_id, device_id)) throw MatrixError::not_found("Unknown device");
+    accounts::set_device_display_name(c, user_id, device_id, name);
+  });
+}
+
+bool AccountService::create_device(const std::string& user_id, const std::string& device_id,
+                                   const std::optional<std::string>& display_name) {
+  return db_.write([&](storage::Connection& c) {
+    bool created = accounts::insert_device(c, {user_id, device_id, display_name, core::now_ms(), std::nullopt});
+    if (!created && display_name) accounts::set_device_display_name(c, user_id, device_id, display_name);
+    return created;
+  });
+}
+
+void AccountService::delete_device(const std::string& user_id, const std::string& device_id) {
+  db_.write([&](storage::Connection& c) { accounts::delete_device(c, user_id, device_id); });
+}
+
+}  // namespace trestle::service

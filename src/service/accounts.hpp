@@ -1,0 +1,84 @@
+#pragma once
+// Accounts, devices, access tokens and user-interactive authentication.
+#include "config/config.hpp"
+#include "service/rate_limiter.hpp"
+#include "service/requester.hpp"
+#include "storage/account_store.hpp"
+#include "storage/database.hpp"
+
+#include <boost/json/object.hpp>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+
+namespace trestle::service {
+
+struct Session {
+  std::string user_id;
+  std::optional<std::string> access_token;  // none with inhibit_login
+  std::optional<std::string> device_id;
+};
+
+class AccountService {
+public:
+  AccountService(const config::Config& cfg, storage::Database& db);
+
+  // Resolves an access token (raw, from header or query) to its Requester.
+  // Throws 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN.
+  Requester authenticate(const std::optional<std::string>& token);
+
+  // The user id a localpart names on this server, validated for registration:
+  // 400 M_INVALID_USERNAME, 400 M_USER_IN_USE.
+  std::string check_new_localpart(const std::string& localpart);
+
+  // Creates the user (password may be empty for appservice users) and, unless inhibit_login,
+  // a device and access token.
+  Session register_user(const std::string& localpart, const std::optional<std::string>& password,
+                        const std::optional<std::string>& device_id,
+                        const std::optional<std::string>& initial_device_display_name, bool inhibit_login,
+                        const std::optional<std::string>& appservice_id = std::nullopt, bool is_admin = false);
+
+  // m.login.password: `user` is a localpart or a full user ID. 403 M_FORBIDDEN on mismatch.
+  Session login_password(const std::string& user, const std::string& password,
+                         const std::optional<std::string>& device_id,
+                         const std::optional<std::string>& initial_device_display_name);
+  // Creates (or re-uses) a device and a fresh token for an already authorised user.
+  Session issue_session(const std::string& user_id, const std::optional<std::string>& device_id,
+                        const std::optional<std::string>& initial_device_display_name);
+
+  void logout(const Requester& r);
+  void logout_all(const Requester& r);
+  // 401 with the UIA flows unless `auth` proves the requester's password.
+  void require_password_uia(const Requester& r, const boost::json::object& body);
+  void change_password(const Requester& r, const std::string& new_password, bool logout_devices);
+  void deactivate(const std::string& user_id);
+
+  // field is "displayname" or "avatar_url"; nullopt clears it.
+  void set_profile_field(const std::string& user_id, const std::string& field, const std::optional<std::string>& value);
+  std::optional<storage::accounts::User> get_user(const std::string& user_id);
+  bool user_exists(const std::string& user_id);
+
+  std::vector<storage::accounts::Device> list_devices(const std::string& user_id);
+  std::optional<storage::accounts::Device> get_device(const std::string& user_id, const std::string& device_id);
+  void set_device_display_name(const std::string& user_id, const std::string& device_id,
+                               const std::optional<std::string>& name);
+  // Returns true when the device was created (appservice device management), false if it existed.
+  bool create_device(const std::string& user_id, const std::string& device_id,
+                     const std::optional<std::string>& display_name);
+  void delete_device(const std::string& user_id, const std::string& device_id);
+
+  RateLimiter& login_limiter() { return login_limiter_; }
+  RateLimiter& registration_limiter() { return registration_limiter_; }
+  const config::Config& config() const { return cfg_; }
+
+private:
+  std::string user_id_for(const std::string& localpart) const { return "@" + localpart + ":" + cfg_.server_name; }
+
+  const config::Config& cfg_;
+  storage::Database& db_;
+  RateLimiter login_limiter_;
+  RateLimiter registration_limiter_;
+};
+
+}  // namespace trestle::service

@@ -1,0 +1,28 @@
+#pragma once
+// Turning stored PDUs into the Client-Server API's event formats.
+#include "room/room_version.hpp"
+#include "storage/event_store.hpp"
+
+#include <boost/json/object.hpp>
+#include <optional>
+#include <string>
+
+namespace trestle::service {
+
+struct ClientEventOptions {
+  // The device that is reading: its own sends get unsigned.transaction_id.
+  std::optional<std::string> viewer_user_id;
+  std::optional<std::string> viewer_device_id;
+  bool include_room_id = true;  // /sync leaves room_id out (it is the key of the room)
+};
+
+// The ClientEvent format: content, event_id, origin_server_ts, room_id, sender, type,
+// state_key, unsigned (age, prev_content, replaces_state, transaction_id, redacted_because),
+// and redacts. Redacted events carry redacted content. `c` loads the redaction event.
+boost::json::object client_event(const storage::events::StoredEvent& e, storage::Connection& c,
+                                 const ClientEventOptions& opts = {});
+
+// Stripped state (type, state_key, content, sender) for invites.
+boost::json::object stripped_state_event(const storage::events::StoredEvent& e);
+
+}  // namespace trestle::service

@@ -1,0 +1,29 @@
+#include "service/rate_limiter.hpp"
+
+#include "core/clock.hpp"
+#include "core/error.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace trestle::service {
+
+void RateLimiter::take(const std::string& key) {
+  if (limit_.per_second <= 0) return;  // disabled
+  int64_t now = core::steady_ms();
+  std::lock_guard lock(mu_);
+  if (buckets_.size() > 100000) buckets_.clear();  // bound memory under address churn
+  auto [it, inserted] = buckets_.try_emplace(key, Bucket{std::max(1.0, limit_.burst_count), now});
+  Bucket& b = it->second;
+  double capacity = std::max(1.0, limit_.burst_count);
+  b.tokens = std::min(capacity, b.tokens + (now - b.updated_ms) / 1000.0 * limit_.per_second);
+  b.updated_ms = now;
+  if (b.tokens >= 1.0) {
+    b.tokens -= 1.0;
+    return;
+  }
+  auto retry = static_cast<int64_t>(std::ceil((1.0 - b.tokens) / limit_.per_second * 1000.0));
+  throw MatrixError(429, "M_LIMIT_EXCEEDED", "Too many requests", {{"retry_after_ms", retry}});
+}
+
+}  // namespace trestle::service

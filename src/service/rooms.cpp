@@ -1,0 +1,835 @@
+#include "service/rooms.hpp"
+
+#include "core/canonical_json.hpp"
+#include "core/clock.hpp"
+#include "core/error.hpp"
+#include "core/identifiers.hpp"
+#include "room/event_crypto.hpp"
+#include "service/accounts.hpp"
+#include "service/event_format.hpp"
+#include "service/filter.hpp"
+#include "storage/account_store.hpp"
+#include "storage/room_store.hpp"
+
+#include <boost/json/serialize.hpp>
+#include <algorithm>
+#include <set>
+
+namespace trestle::service {
+
+namespace ev = storage::events;
+namespace rooms_db = storage::rooms;
+using boost::json::array;
+using boost::json::object;
+
+namespace {
+
+constexpr size_t kMaxPduBytes = 65536;  // the spec's limit on a whole event
+
+std::string membership_of(const object& pdu) {
+  auto* content = pdu.if_contains("content");
+  if (!content || !content->is_object()) return "";
+  auto* m = content->as_object().if_contains("membership");
+  return m && m->is_string() ? std::string(m->as_string()) : "";
+}
+
+std::string str_or(const object& o, const char* key, const std::string& fallback = "") {
+  auto* v = o.if_contains(key);
+  return v && v->is_string() ? std::string(v->as_string()) : fallback;
+}
+
+}  // namespace
+
+int64_t parse_stream_token(const std::string& token) {
+  // Tokens look like "s123" or "s123_4" (the part after '_' is the typing serial in /sync).
+  if (token.size() < 2 || token[0] != 's') throw MatrixError::invalid_param("Invalid pagination token");
+  size_t end = token.find('_');
+  std::string digits = token.substr(1, end == std::string::npos ? std::string::npos : end - 1);
+  if (digits.empty() || digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), ::isdigit)) {
+    throw MatrixError::invalid_param("Invalid pagination token");
+  }
+  return std::stoll(digits);
+}
+
+RoomService::RoomService(const config::Config& cfg, storage::Database& db, Notifier& notifier,
+                         const core::SigningKey& key, AccountService& accounts)
+    : cfg_(cfg), db_(db), notifier_(notifier), key_(key), accounts_(accounts), message_limiter_(cfg.rc_message) {}
+
+room::StateMap RoomService::state_map(storage::Connection& c, const std::string& room_id) {
+  room::StateMap m;
+  for (const auto& s : ev::current_state(c, room_id)) {
+    if (auto e = ev::get_event(c, s.event_id)) m[{s.type, s.state_key}] = std::move(e->pdu);
+  }
+  return m;
+}
+
+ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEvent& ne) {
+  const bool is_create = ne.type == "m.room.create" && ne.state_key && ne.state_key->empty();
+  const room::RoomVersion* version = nullptr;
+  if (is_create) {
+    std::string v = str_or(ne.content, "room_version", "1");
+    version = room::find_room_version(v);
+  } else {
+    auto room_row = rooms_db::get_room(c, ne.room_id);
+    if (!room_row) throw MatrixError::not_found("Unknown room " + ne.room_id);
+    version = room::find_room_version(room_row->room_version);
+  }
+  if (!version) throw MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "Unsupported room version");
+  if (!core::is_canonical_compatible(ne.content)) {
+    throw MatrixError::bad_json("Event content must not contain floats or integers beyond 2^53");
+  }
+
+  object pdu;
+  pdu["room_id"] = ne.room_id;
+  pdu["sender"] = ne.sender;
+  pdu["type"] = ne.type;
+  if (ne.state_key) pdu["state_key"] = *ne.state_key;
+  pdu["content"] = ne.content;
+  pdu["origin_server_ts"] = ne.origin_server_ts.value_or(core::now_ms());
+  if (ne.redacts && !version->v11_redaction_and_create) pdu["redacts"] = *ne.redacts;
+
+  // DAG position: we are the only server in our rooms, so there is one extremity.
+  int64_t depth = 1;
+  array prev_events;
+  for (const auto& id : ev::forward_extremities(c, ne.room_id)) {
+    if (auto p = ev::get_event(c, id)) depth = std::max(depth, p->depth + 1);
+    prev_events.push_back(boost::json::value(id));
+  }
+  pdu["prev_events"] = std::move(prev_events);
+  pdu["depth"] = depth;
+
+  // Auth events: the current state entries the auth rules name for this event.
+  room::StateMap auth_state;
+  array auth_events;
+  for (const auto& key : room::auth_event_keys(pdu)) {
+    auto id = ev::current_state_event_id(c, ne.room_id, key.first, key.second);
+    if (!id) continue;
+    if (auto e = ev::get_event(c, *id)) {
+      auth_state[key] = e->pdu;
+      auth_events.push_back(boost::json::value(*id));
+    }
+  }
+  pdu["auth_events"] = std::move(auth_events);
+
+  if (auto reason = room::check_event_auth(pdu, auth_state, *version)) {
+    throw MatrixError::forbidden(*reason);
+  }
+
+  room::hash_and_sign_event(pdu, cfg_.server_name, key_, *version);
+  std::string event_id = room::compute_event_id(pdu, *version);
+  if (core::canonical_json(pdu).size() + event_id.size() + 16 > kMaxPduBytes) {
+    throw MatrixError(413, "M_TOO_LARGE", "Event is larger than 65536 bytes");
+  }
+
+  ev::StoredEvent se;
+  se.stream_ordering = db_.next_stream_position();
+  se.event_id = event_id;
+  se.room_id = ne.room_id;
+  se.type = ne.type;
+  se.state_key = ne.state_key;
+  se.sender = ne.sender;
+  se.origin_server_ts = pdu["origin_server_ts"].as_int64();
+  se.depth = depth;
+  se.txn_id = ne.txn_id;
+  se.txn_device_id = ne.txn_device_id;
+
+  if (ne.state_key) {
+    auto previous = ev::current_state_event_id(c, ne.room_id, ne.type, *ne.state_key);
+    if (previous) {
+      se.replaces_state = previous;
+      if (auto prev = ev::get_event(c, *previous)) {
+        object u;
+        u["replaces_state"] = *previous;
+        u["prev_sender"] = prev->sender;
+        if (!prev->redacted_by && prev->pdu.contains("content")) u["prev_content"] = prev->pdu.at("content");
+        pdu["unsigned"] = std::move(u);
+      }
+    }
+  }
+  se.pdu = pdu;
+  ev::insert_event(c, se);
+
+  if (is_create) {
+    rooms_db::insert_room(c, {ne.room_id, version->id, ne.sender, false}, core::now_ms());
+  }
+  if (ne.state_key) {
+    ev::set_current_state(c, ne.room_id, ne.type, *ne.state_key, event_id);
+    if (ne.type == "m.room.member") {
+      ev::upsert_membership(c, {ne.room_id, *ne.state_key, membership_of(pdu), event_id, se.stream_ordering, false});
+    }
+  }
+  if (ne.type == "m.room.redaction") {
+    std::string target = ne.redacts.value_or("");
+    if (auto t = ev::get_event(c, target); t && t->room_id == ne.room_id) ev::mark_redacted(c, target, event_id);
+  }
+  ev::set_forward_extremity(c, ne.room_id, event_id);
+  return se;
+}
+
+void RoomService::announce(const std::vector<ev::StoredEvent>& events) {
+  std::vector<std::string> keys;
+  for (const auto& e : events) {
+    keys.push_back(e.room_id);
+    // A membership change must reach the target's /sync even though it is not (yet) watching
+    // the room.
+    if (e.type == "m.room.member" && e.state_key) keys.push_back(*e.state_key);
+  }
+  notifier_.notify(keys);
+}
+
+ev::StoredEvent RoomService::send_event(const NewEvent& e) { return send_events({e}).front(); }
+
+std::vector<ev::StoredEvent> RoomService::send_events(const std::vector<NewEvent>& events) {
+  auto stored = db_.write([&](storage::Connection& c) {
+    std::vector<ev::StoredEvent> out;
+    for (const auto& e : events) out.push_back(build_and_store(c, e));
+    return out;
+  });
+  announce(stored);
+  return stored;
+}
+
+std::string RoomService::send_message(const Requester& r, const std::string& room_id, const std::string& type,
+                                      const std::string& txn_id, const object& content, std::optional<int64_t> ts) {
+  std::string device = r.device_id.value_or("");
+  // Idempotency: a retried PUT returns the first event instead of sending twice.
+  auto existing = db_.read([&](storage::Connection& c) { return ev::txn_event(c, r.user_id, device, txn_id); });
+  if (existing) return *existing;
+  NewEvent e{room_id, r.user_id, type, std::nullopt, content, std::nullopt, ts, txn_id, r.device_id};
+  if (type == "m.room.redaction") {
+    auto* redacts = content.if_contains("redacts");
+    if (redacts && redacts->is_string()) e.redacts = std::string(redacts->as_string());
+  }
+  auto stored = db_.write([&](storage::Connection& c) {
+    if (auto again = ev::txn_event(c, r.user_id, device, txn_id)) {
+      return ev::get_event(c, *again).value();
+    }
+    auto se = build_and_store(c, e);
+    ev::insert_txn(c, r.user_id, device, txn_id, se.event_id);
+    return se;
+  });
+  announce({stored});
+  return stored.event_id;
+}
+
+std::string RoomService::set_state(const Requester& r, const std::string& room_id, const std::string& type,
+                                   const std::string& state_key, const object& content, std::optional<int64_t> ts) {
+  if (type == "m.room.member") {
+    // Membership goes through the same path as /join, /invite...: but clients may also PUT it.
+    std::string m = str_or(content, "membership");
+    if (m.empty()) throw MatrixError::bad_json("m.room.member content needs 'membership'");
+  }
+  if (type == "m.room.canonical_alias") {
+    // The alias must point at this room (spec: 400 M_BAD_ALIAS).
+    std::vector<std::string> aliases;
+    if (auto a = str_or(content, "alias"); !a.empty()) aliases.push_back(a);
+    if (auto* alt = content.if_contains("alt_aliases"); alt && alt->is_array()) {
+      for (auto& v : alt->as_array()) {
+        if (v.is_string()) aliases.emplace_back(v.as_string());
+      }
+    }
+    for (const auto& a : aliases) {
+      if (!core::parse_room_alias(a)) throw MatrixError::invalid_param("Invalid alias " + a);
+      auto target = db_.read([&](storage::Connection& c) { return rooms_db::get_alias(c, a); });
+      if (!target || target->room_id != room_id) throw MatrixError(400, "M_BAD_ALIAS", "Alias " + a + " does not point to this room");
+    }
+  }
+  NewEvent e{room_id, r.user_id, type, state_key, content, std::nullopt, ts, std::nullopt, std::nullopt};
+  return send_event(e).event_id;
+}
+
+std::string RoomService::redact(const Requester& r, const std::string& room_id, const std::string& event_id,
+                                const std::string& txn_id, const std::optional<std::string>& reason) {
+  object content;
+  if (reason) content["reason"] = *reason;
+  const room::RoomVersion* version = nullptr;
+  auto target = db_.read([&](storage::Connection& c) {
+    auto room_row = rooms_db::get_room(c, room_id);
+    if (room_row) version = room::find_room_version(room_row->room_version);
+    return ev::get_event(c, event_id);
+  });
+  if (!target || target->room_id != room_id) throw MatrixError::not_found("Event not found");
+  if (target->sender != r.user_id) {
+    // Beyond the auth rule (which lets anyone send the redaction in v3+ rooms and checks the
+    // sender's server), only moderators may redact others' events (Synapse's behaviour).
+    bool allowed = db_.read([&](storage::Connection& c) {
+      auto st = state_map(c, room_id);
+      return room::user_power_level(st, r.user_id, version ? *version : room::default_room_version()) >=
+             room::named_power_level(st, "redact");
+    });
+    if (!allowed) throw MatrixError::forbidden("You don't have permission to redact this event");
+  }
+  if (version && version->v11_redaction_and_create) content["redacts"] = event_id;
+  std::string device = r.device_id.value_or("");
+  std::string txn_key = "redact:" + txn_id;
+  auto existing = db_.read([&](storage::Connection& c) { return ev::txn_event(c, r.user_id, device, txn_key); });
+  if (existing) return *existing;
+  NewEvent e{room_id, r.user_id, "m.room.redaction", std::nullopt, content, event_id, std::nullopt, txn_id, r.device_id};
+  auto stored = db_.write([&](storage::Connection& c) {
+    auto se = build_and_store(c, e);
+    ev::insert_txn(c, r.user_id, device, txn_key, se.event_id);
+    return se;
+  });
+  announce({stored});
+  return stored.event_id;
+}
+
+std::string RoomService::create_room(const Requester& r, const object& body) {
+  // Validate everything before writing anything.
+  std::string version_id = str_or(body, "room_version", room::default_room_version().id);
+  if (auto* v = body.if_contains("room_version"); v && !v->is_string()) {
+    throw MatrixError::bad_json("room_version must be a string");
+  }
+  const room::RoomVersion* version = room::find_room_version(version_id);
+  if (!version || (version_id != "10" && version_id != "11" && std::stoi(version_id) < 1)) {
+    throw MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "Room version '" + version_id + "' is not supported");
+  }
+  std::string visibility = str_or(body, "visibility", "private");
+  if (visibility != "public" && visibility != "private") throw MatrixError::invalid_param("visibility must be public or private");
+  std::string preset = str_or(body, "preset", visibility == "public" ? "public_chat" : "private_chat");
+  if (preset != "public_chat" && preset != "private_chat" && preset != "trusted_private_chat") {
+    throw MatrixError::invalid_param("Unknown preset '" + preset + "'");
+  }
+  std::optional<std::string> alias;
+  if (auto* an = body.if_contains("room_alias_name")) {
+    if (!an->is_string()) throw MatrixError::bad_json("room_alias_name must be a string");
+    std::string name(an->as_string());
+    if (name.empty() || name.find(':') != std::string::npos ||
+        std::any_of(name.begin(), name.end(), [](unsigned char ch) { return std::isspace(ch); })) {
+      throw MatrixError(400, "M_INVALID_PARAM", "Invalid room_alias_name");
+    }
+    alias = "#" + name + ":" + cfg_.server_name;
+    if (!core::parse_room_alias(*alias)) throw MatrixError(400, "M_INVALID_PARAM", "Invalid room_alias_name");
+    if (db_.read([&](storage::Connection& c) { return rooms_db::get_alias(c, *alias).has_value(); })) {
+      throw MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken");
+    }
+  }
+  std::vector<std::string> invitees;
+  if (auto* inv = body.if_contains("invite")) {
+    if (!inv->is_array()) throw MatrixError::bad_json("invite must be a list of user IDs");
+    for (const auto& u : inv->as_array()) {
+      if (!u.is_string() || !core::parse_user_id(u.as_string())) throw MatrixError::invalid_param("Invalid user ID in invite");
+      invitees.emplace_back(u.as_string());
+    }
+  }
+  object creation_content;
+  if (auto* cc = body.if_contains("creation_content")) {
+    if (!cc->is_object()) throw MatrixError::bad_json("creation_content must be an object");
+    creation_content = cc->as_object();
+  }
+  auto* initial_state = body.if_contains("initial_state");
+  if (initial_state && !initial_state->is_array()) throw MatrixError::bad_json("initial_state must be a list");
+  auto* pl_override = body.if_contains("power_level_content_override");
+  if (pl_override && !pl_override->is_object()) throw MatrixError::bad_json("power_level_content_override must be an object");
+  for (const char* key : {"name", "topic"}) {
+    if (auto* v = body.if_contains(key); v && !v->is_string()) throw MatrixError::bad_json(std::string(key) + " must be a string");
+  }
+  bool is_direct = false;
+  if (auto* d = body.if_contains("is_direct"); d && d->is_bool()) is_direct = d->as_bool();
+
+  std::string room_id = "!" + core::random_string(18) + ":" + cfg_.server_name;
+  auto user = accounts_.get_user(r.user_id);
+  std::vector<NewEvent> events;
+  auto add = [&](const std::string& type, const std::string& state_key, object content) {
+    events.push_back(NewEvent{room_id, r.user_id, type, state_key, std::move(content), std::nullopt, std::nullopt,
+                              std::nullopt, std::nullopt});
+  };
+
+  creation_content["room_version"] = version->id;
+  if (!version->v11_redaction_and_create) creation_content["creator"] = r.user_id;
+  add("m.room.create", "", creation_content);
+
+  object join{{"membership", "join"}};
+  if (user && user->displayname) join["displayname"] = *user->displayname;
+  if (user && user->avatar_url) join["avatar_url"] = *user->avatar_url;
+  add("m.room.member", r.user_id, join);
+
+  object users{{r.user_id, 100}};
+  if (preset == "trusted_private_chat") {
+    for (const auto& u : invitees) users[u] = 100;
+  }
+  object pl{{"users", users},
+            {"users_default", 0},
+            {"events",
+             object{{"m.room.name", 50},
+                    {"m.room.power_levels", 100},
+                    {"m.room.history_visibility", 100},
+                    {"m.room.canonical_alias", 50},
+                    {"m.room.avatar", 50},
+                    {"m.room.tombstone", 100},
+                    {"m.room.server_acl", 100},
+                    {"m.room.encryption", 100}}},
+            {"events_default", 0},
+            {"state_default", 50},
+            {"ban", 50},
+            {"kick", 50},
+            {"redact", 50},
+            {"invite", preset == "public_chat" ? 50 : 0},
+            {"historical", 100},
+            {"notifications", object{{"room", 50}}}};
+  if (pl_override) {
+    for (const auto& [k, v] : pl_override->as_object()) pl[k] = v;
+  }
+  add("m.room.power_levels", "", pl);
+  if (alias) add("m.room.canonical_alias", "", object{{"alias", *alias}});
+  add("m.room.join_rules", "", object{{"join_rule", preset == "public_chat" ? "public" : "invite"}});
+  add("m.room.history_visibility", "", object{{"history_visibility", "shared"}});
+  add("m.room.guest_access", "", object{{"guest_access", preset == "public_chat" ? "forbidden" : "can_join"}});
+  if (initial_state) {
+    for (const auto& s : initial_state->as_array()) {
+      if (!s.is_object()) throw MatrixError::bad_json("initial_state entries must be objects");
+      const auto& so = s.as_object();
+      auto* type = so.if_contains("type");
+      auto* content = so.if_contains("content");
+      if (!type || !type->is_string() || !content || !content->is_object()) {
+        throw MatrixError::bad_json("initial_state entries need a string type and an object content");
+      }
+      std::string state_key = str_or(so, "state_key", "");
+      // Replace an earlier preset event of the same key rather than sending both.
+      std::string t(type->as_string());
+      events.erase(std::remove_if(events.begin() + 2, events.end(),
+                                  [&](const NewEvent& e) { return e.type == t && e.state_key == state_key; }),
+                   events.end());
+      add(t, state_key, content->as_object());
+    }
+  }
+  if (auto* n = body.if_contains("name")) add("m.room.name", "", object{{"name", n->as_string()}});
+  if (auto* t = body.if_contains("topic")) add("m.room.topic", "", object{{"topic", t->as_string()}});
+  for (const auto& u : invitees) {
+    object inv{{"membership", "invite"}};
+    if (is_direct) inv["is_direct"] = true;
+    if (auto invitee = accounts_.get_user(u); invitee && invitee->displayname) inv["displayname"] = *invitee->displayname;
+    add("m.room.member", u, inv);
+  }
+
+  auto stored = db_.write([&](storage::Connection& c) {
+    std::vector<ev::StoredEvent> out;
+    for (const auto& e : events) out.push_back(build_and_store(c, e));
+    if (alias && !rooms_db::insert_alias(c, *alias, room_id, r.user_id)) {
+      throw MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken");
+    }
+    if (visibility == "public") rooms_db::set_public(c, room_id, true);
+    return out;
+  });
+  announce(stored);
+  return room_id;
+}
+
+void RoomService::change_membership(const Requester& r, const std::string& room_id, const std::string& target,
+                                    const std::string& membership, const std::optional<std::string>& reason,
+                                    bool is_direct) {
+  if (!core::parse_user_id(target)) throw MatrixError::invalid_param("Invalid user ID '" + target + "'");
+  object content{{"membership", membership}};
+  if (reason) content["reason"] = *reason;
+  if (is_direct) content["is_direct"] = true;
+  if (membership == "join" || membership == "invite") {
+    if (auto u = accounts_.get_user(target)) {
+      if (u->displayname) content["displayname"] = *u->displayname;
+      if (u->avatar_url) content["avatar_url"] = *u->avatar_url;
+    }
+  }
+  send_event(NewEvent{room_id, r.user_id, "m.room.member", target, content, std::nullopt, std::nullopt, std::nullopt,
+                      std::nullopt});
+}
+
+std::string RoomService::join(const Requester& r, const std::string& room_id_or_alias,
+                              const std::optional<std::string>& reason) {
+  std::string room_id = room_id_or_alias;
+  if (!room_id_or_alias.empty() && room_id_or_alias[0] == '#') {
+    if (!core::parse_room_alias(room_id_or_alias)) throw MatrixError::invalid_param("Invalid room alias");
+    auto a = db_.read([&](storage::Connection& c) { return rooms_db::get_alias(c, room_id_or_alias); });
+    if (!a) throw MatrixError::not_found("Room alias " + room_id_or_alias + " not found");
+    room_id = a->room_id;
+  } else if (!core::is_valid_room_id(room_id_or_alias)) {
+    throw MatrixError::invalid_param("Invalid room ID or alias");
+  }
+  auto known = db_.read([&](storage::Connection& c) { return rooms_db::get_room(c, room_id).has_value(); });
+  if (!known) throw MatrixError::not_found("No known servers for room " + room_id);
+  auto current = db_.read([&](storage::Connection& c) { return ev::get_membership(c, room_id, r.user_id); });
+  if (current && current->membership == "join") return room_id;  // already in: nothing to send
+  change_membership(r, room_id, r.user_id, "join", reason);
+  return room_id;
+}
+
+void RoomService::invite(const Requester& r, const std::string& room_id, const std::string& target,
+                         const std::optional<std::string>& reason, bool is_direct) {
+  auto t = core::parse_user_id(target);
+  if (!t) throw MatrixError::invalid_param("Invalid user ID '" + target + "'");
+  if (t->server_name == cfg_.server_name && !accounts_.user_exists(target)) {
+    throw MatrixError::not_found("Unknown user " + target);
+  }
+  auto current = db_.read([&](storage::Connection& c) { return ev::get_membership(c, room_id, target); });
+  if (current && current->membership == "join") throw MatrixError::forbidden(target + " is already in the room");
+  if (current && current->membership == "ban") throw MatrixError::forbidden(target + " is banned from the room");
+  change_membership(r, room_id, target, "invite", reason, is_direct);
+}
+
+void RoomService::leave(const Requester& r, const std::string& room_id, const std::optional<std::string>& reason) {
+  auto current = db_.read([&](storage::Connection& c) { return ev::get_membership(c, room_id, r.user_id); });
+  if (!current) throw MatrixError::forbidden("You are not in this room");
+  if (current->membership == "leave" || current->membership == "ban") return;  // already out: idempotent
+  change_membership(r, room_id, r.user_id, "leave", reason);
+}
+
+void RoomService::kick(const Requester& r, const std::string& room_id, const std::string& target,
+                       const std::optional<std::string>& reason) {
+  auto current = db_.read([&](storage::Connection& c) { return ev::get_membership(c, room_id, target); });
+  if (!current || (current->membership != "join" && current->membership != "invite" && current->membership != "knock")) {
+    throw MatrixError::forbidden(target + " is not in the room");
+  }
+  change_membership(r, room_id, target, "leave", reason);
+}
+
+void RoomService::ban(const Requester& r, const std::string& room_id, const std::string& target,
+                      const std::optional<std::string>& reason) {
+  change_membership(r, room_id, target, "ban", reason);
+}
+
+void RoomService::unban(const Requester& r, const std::string& room_id, const std::string& target,
+                        const std::optional<std::string>& reason) {
+  auto current = db_.read([&](storage::Connection& c) { return ev::get_membership(c, room_id, target); });
+  if (!current || current->membership != "ban") throw MatrixError::forbidden(target + " is not banned");
+  change_membership(r, room_id, target, "leave", reason);
+}
+
+void RoomService::forget(const Requester& r, const std::string& room_id) {
+  db_.write([&](storage::Connection& c) {
+    auto m = ev::get_membership(c, room_id, r.user_id);
+    if (!m) throw MatrixError::not_found("You have never been in this room");
+    if (m->membership == "join" || m->membership == "invite" || m->membership == "knock") {
+      throw MatrixError(400, "M_UNKNOWN", "You must leave the room before forgetting it");
+    }
+    ev::set_forgotten(c, room_id, r.user_id);
+  });
+}
+
+void RoomService::update_profile_in_rooms(const std::string& user_id) {
+  auto user = accounts_.get_user(user_id);
+  if (!user) return;
+  auto joined = db_.read([&](storage::Connection& c) { return ev::rooms_for_user(c, user_id, "join"); });
+  for (const auto& room_id : joined) {
+    object content{{"membership", "join"}};
+    if (user->displayname) content["displayname"] = *user->displayname;
+    if (user->avatar_url) content["avatar_url"] = *user->avatar_url;
+    try {
+      send_event(NewEvent{room_id, user_id, "m.room.member", user_id, content, std::nullopt, std::nullopt,
+                          std::nullopt, std::nullopt});
+    } catch (const MatrixError&) {
+      // A room whose rules refuse the update keeps the old profile; the others still change.
+    }
+  }
+}
+
+bool RoomService::is_joined(const std::string& room_id, const std::string& user_id) {
+  auto m = db_.read([&](storage::Connection& c) { return ev::get_membership(c, room_id, user_id); });
+  return m && m->membership == "join";
+}
+
+void RoomService::require_joined(const Requester& r, const std::string& room_id) {
+  if (!is_joined(room_id, r.user_id)) throw MatrixError::forbidden("You are not joined to room " + room_id);
+}
+
+int64_t RoomService::visible_upto(storage::Connection& c, const Requester& r, const std::string& room_id) {
+  auto m = ev::get_membership(c, room_id, r.user_id);
+  if (!m) throw MatrixError::forbidden("You are not allowed to view room " + room_id);
+  if (m->membership == "join") return db_.committed_position();
+  if (m->membership == "leave" || m->membership == "ban") return m->stream_ordering;
+  throw MatrixError::forbidden("You are not allowed to view room " + room_id);
+}
+
+boost::json::array RoomService::joined_rooms(const std::string& user_id) {
+  array out;
+  for (auto& id : db_.read([&](storage::Connection& c) { return ev::rooms_for_user(c, user_id, "join"); })) {
+    out.push_back(boost::json::value(id));
+  }
+  return out;
+}
+
+object RoomService::joined_members(const Requester& r, const std::string& room_id) {
+  return db_.read([&](storage::Connection& c) {
+    auto m = ev::get_membership(c, room_id, r.user_id);
+    if (!m || m->membership != "join") throw MatrixError::forbidden("You are not joined to room " + room_id);
+    object joined;
+    for (const auto& mem : ev::members_of_room(c, room_id)) {
+      if (mem.membership != "join") continue;
+      object info;
+      if (auto e = ev::get_event(c, mem.event_id)) {
+        const auto& content = e->pdu.at("content").as_object();
+        auto* dn = content.if_contains("displayname");
+        auto* av = content.if_contains("avatar_url");
+        info["display_name"] = dn && dn->is_string() ? *dn : boost::json::value(nullptr);
+        info["avatar_url"] = av && av->is_string() ? *av : boost::json::value(nullptr);
+      }
+      joined[mem.user_id] = std::move(info);
+    }
+    return object{{"joined", std::move(joined)}};
+  });
+}
+
+array RoomService::members(const Requester& r, const std::string& room_id,
+                           const std::optional<std::string>& membership,
+                           const std::optional<std::string>& not_membership) {
+  return db_.read([&](storage::Connection& c) {
+    visible_upto(c, r, room_id);
+    array out;
+    ClientEventOptions opts{r.user_id, r.device_id, true};
+    for (const auto& mem : ev::members_of_room(c, room_id)) {
+      if (membership && mem.membership != *membership) continue;
+      if (not_membership && mem.membership == *not_membership) continue;
+      if (auto e = ev::get_event(c, mem.event_id)) out.push_back(client_event(*e, c, opts));
+    }
+    return out;
+  });
+}
+
+array RoomService::state(const Requester& r, const std::string& room_id) {
+  return db_.read([&](storage::Connection& c) {
+    visible_upto(c, r, room_id);
+    array out;
+    ClientEventOptions opts{r.user_id, r.device_id, true};
+    for (const auto& s : ev::current_state(c, room_id)) {
+      if (auto e = ev::get_event(c, s.event_id)) out.push_back(client_event(*e, c, opts));
+    }
+    return out;
+  });
+}
+
+object RoomService::state_event(const Requester& r, const std::string& room_id, const std::string& type,
+                                const std::string& state_key, bool full_event) {
+  return db_.read([&](storage::Connection& c) {
+    visible_upto(c, r, room_id);
+    auto id = ev::current_state_event_id(c, room_id, type, state_key);
+    if (!id) throw MatrixError::not_found("Event not found");
+    auto e = ev::get_event(c, *id);
+    if (!e) throw MatrixError::not_found("Event not found");
+    auto ce = client_event(*e, c, {r.user_id, r.device_id, true});
+    if (full_event) return ce;
+    return ce["content"].as_object();
+  });
+}
+
+object RoomService::event(const Requester& r, const std::string& room_id, const std::string& event_id) {
+  return db_.read([&](storage::Connection& c) {
+    int64_t upto = visible_upto(c, r, room_id);
+    auto e = ev::get_event(c, event_id);
+    if (!e || e->room_id != room_id || e->stream_ordering > upto) throw MatrixError::not_found("Event not found");
+    return client_event(*e, c, {r.user_id, r.device_id, true});
+  });
+}
+
+object RoomService::messages(const Requester& r, const std::string& room_id, const std::optional<std::string>& from,
+                             const std::optional<std::string>& to, const std::string& dir, int64_t limit,
+                             const object& filter) {
+  if (dir != "b" && dir != "f") throw MatrixError::invalid_param("dir must be 'b' or 'f'");
+  limit = std::clamp<int64_t>(limit, 1, 1000);
+  return db_.read([&](storage::Connection& c) {
+    int64_t upto = visible_upto(c, r, room_id);
+    int64_t start = from ? parse_stream_token(*from) : (dir == "b" ? db_.committed_position() : 0);
+    std::optional<int64_t> stop;
+    if (to) stop = parse_stream_token(*to);
+    ClientEventOptions opts{r.user_id, r.device_id, true};
+    array chunk;
+    std::set<std::string> senders;
+    int64_t cursor = start;
+    bool exhausted = false;
+    // Filtered-out events do not count towards the limit, so read in batches until full.
+    while (static_cast<int64_t>(chunk.size()) < limit && !exhausted) {
+      std::vector<ev::StoredEvent> batch;
+      if (dir == "b") {
+        int64_t lower = stop.value_or(0);
+        batch = ev::room_events_backwards(c, room_id, lower, std::min(cursor, upto), limit);
+        if (batch.empty()) exhausted = true;
+        else cursor = batch.back().stream_ordering - 1;
+      } else {
+        int64_t upper = std::min(stop.value_or(upto), upto);
+        batch = ev::room_events_forwards(c, room_id, cursor, upper, limit);
+        if (batch.empty()) exhausted = true;
+        else cursor = batch.back().stream_ordering;
+      }
+      if (static_cast<int64_t>(batch.size()) < limit) exhausted = true;
+      for (const auto& e : batch) {
+        if (static_cast<int64_t>(chunk.size()) >= limit) {
+          cursor = dir == "b" ? e.stream_ordering : e.stream_ordering - 1;
+          exhausted = false;
+          break;
+        }
+        if (dir == "b") cursor = e.stream_ordering - 1;
+        else cursor = e.stream_ordering;
+        if (!event_matches(filter, e)) continue;
+        senders.insert(e.sender);
+        chunk.push_back(client_event(e, c, opts));
+      }
+    }
+    object out{{"start", from ? *from : "s" + std::to_string(start)}, {"chunk", std::move(chunk)}};
+    if (!exhausted) out["end"] = "s" + std::to_string(cursor);
+    if (filter_flag(filter, "lazy_load_members")) {
+      array state;
+      for (const auto& s : senders) {
+        if (auto id = ev::current_state_event_id(c, room_id, "m.room.member", s)) {
+          if (auto e = ev::get_event(c, *id)) state.push_back(client_event(*e, c, opts));
+        }
+      }
+      out["state"] = std::move(state);
+    }
+    return out;
+  });
+}
+
+object RoomService::context(const Requester& r, const std::string& room_id, const std::string& event_id,
+                            int64_t limit, const object& filter) {
+  limit = std::clamp<int64_t>(limit, 0, 100);
+  return db_.read([&](storage::Connection& c) {
+    int64_t upto = visible_upto(c, r, room_id);
+    auto target = ev::get_event(c, event_id);
+    if (!target || target->room_id != room_id || target->stream_ordering > upto) {
+      throw MatrixError::not_found("Event not found");
+    }
+    ClientEventOptions opts{r.user_id, r.device_id, true};
+    int64_t before_n = limit / 2, after_n = limit - before_n;
+    array before, after;
+    int64_t start = target->stream_ordering - 1, end = target->stream_ordering;
+    for (const auto& e : ev::room_events_backwards(c, room_id, 0, target->stream_ordering - 1, before_n)) {
+      start = e.stream_ordering - 1;
+      if (event_matches(filter, e)) before.push_back(client_event(e, c, opts));
+    }
+    for (const auto& e : ev::room_events_forwards(c, room_id, target->stream_ordering, upto, after_n)) {
+      end = e.stream_ordering;
+      if (event_matches(filter, e)) after.push_back(client_event(e, c, opts));
+    }
+    array state;
+    for (const auto& s : ev::current_state(c, room_id)) {
+      if (auto e = ev::get_event(c, s.event_id)) state.push_back(client_event(*e, c, opts));
+    }
+    return object{{"event", client_event(*target, c, opts)},
+                  {"events_before", std::move(before)},
+                  {"events_after", std::move(after)},
+                  {"start", "s" + std::to_string(start)},
+                  {"end", "s" + std::to_string(end)},
+                  {"state", std::move(state)}};
+  });
+}
+
+void RoomService::create_alias(const Requester& r, const std::string& alias, const std::string& room_id) {
+  auto a = core::parse_room_alias(alias);
+  if (!a) throw MatrixError::invalid_param("Invalid room alias");
+  if (a->server_name != cfg_.server_name) throw MatrixError::invalid_param("Room alias must be on this server");
+  if (!core::is_valid_room_id(room_id)) throw MatrixError::invalid_param("Invalid room ID");
+  db_.write([&](storage::Connection& c) {
+    if (!rooms_db::get_room(c, room_id)) throw MatrixError::not_found("Unknown room");
+    if (!rooms_db::insert_alias(c, alias, room_id, r.user_id)) {
+      throw MatrixError(409, "M_UNKNOWN", "Room alias " + alias + " already exists");
+    }
+  });
+}
+
+object RoomService::resolve_alias(const std::string& alias) {
+  if (!core::parse_room_alias(alias)) throw MatrixError::invalid_param("Invalid room alias");
+  auto a = db_.read([&](storage::Connection& c) { return rooms_db::get_alias(c, alias); });
+  if (!a) throw MatrixError::not_found("Room alias " + alias + " not found");
+  return object{{"room_id", a->room_id}, {"servers", array{boost::json::value(cfg_.server_name)}}};
+}
+
+void RoomService::delete_alias(const Requester& r, const std::string& alias) {
+  if (!core::parse_room_alias(alias)) throw MatrixError::invalid_param("Invalid room alias");
+  db_.write([&](storage::Connection& c) {
+    auto a = rooms_db::get_alias(c, alias);
+    if (!a) throw MatrixError::not_found("Room alias " + alias + " not found");
+    if (a->creator != r.user_id) {
+      // Room moderators (enough power to set canonical_alias) may remove aliases too.
+      auto st = state_map(c, a->room_id);
+      auto room_row = rooms_db::get_room(c, a->room_id);
+      const auto* v = room_row ? room::find_room_version(room_row->room_version) : nullptr;
+      if (room::user_power_level(st, r.user_id, v ? *v : room::default_room_version()) <
+          room::required_power_level(st, "m.room.canonical_alias", true)) {
+        throw MatrixError::forbidden("You may not delete this alias");
+      }
+    }
+    rooms_db::delete_alias(c, alias);
+  });
+}
+
+array RoomService::room_aliases(const Requester& r, const std::string& room_id) {
+  return db_.read([&](storage::Connection& c) {
+    visible_upto(c, r, room_id);
+    array out;
+    for (auto& a : rooms_db::aliases_of_room(c, room_id)) out.push_back(boost::json::value(a));
+    return out;
+  });
+}
+
+object RoomService::public_rooms(int64_t limit, const std::optional<std::string>& since,
+                                 const std::optional<std::string>& search) {
+  limit = std::clamp<int64_t>(limit, 1, 500);
+  int64_t offset = 0;
+  if (since) {
+    try {
+      offset = std::stoll(*since);
+    } catch (const std::exception&) {
+      throw MatrixError::invalid_param("Invalid since token");
+    }
+  }
+  return db_.read([&](storage::Connection& c) {
+    array chunk;
+    std::vector<object> all;
+    for (const auto& room_id : rooms_db::public_room_ids(c)) {
+      object entry{{"room_id", room_id},
+                   {"num_joined_members", ev::joined_member_count(c, room_id)},
+                   {"world_readable", false},
+                   {"guest_can_join", false}};
+      auto content_of = [&](const char* type) -> object {
+        auto id = ev::current_state_event_id(c, room_id, type, "");
+        if (!id) return {};
+        auto e = ev::get_event(c, *id);
+        if (!e || e->redacted_by) return {};
+        return e->pdu.at("content").as_object();
+      };
+      if (auto n = str_or(content_of("m.room.name"), "name"); !n.empty()) entry["name"] = n;
+      if (auto t = str_or(content_of("m.room.topic"), "topic"); !t.empty()) entry["topic"] = t;
+      if (auto a = str_or(content_of("m.room.canonical_alias"), "alias"); !a.empty()) entry["canonical_alias"] = a;
+      if (auto av = str_or(content_of("m.room.avatar"), "url"); !av.empty()) entry["avatar_url"] = av;
+      entry["join_rule"] = str_or(content_of("m.room.join_rules"), "join_rule", "public");
+      entry["world_readable"] = str_or(content_of("m.room.history_visibility"), "history_visibility") == "world_readable";
+      entry["guest_can_join"] = str_or(content_of("m.room.guest_access"), "guest_access") == "can_join";
+      if (auto rt = str_or(content_of("m.room.create"), "type"); !rt.empty()) entry["room_type"] = rt;
+      if (search && !search->empty()) {
+        std::string hay = str_or(entry, "name") + " " + str_or(entry, "topic") + " " + str_or(entry, "canonical_alias");
+        std::string needle = *search;
+        std::transform(hay.begin(), hay.end(), hay.begin(), ::tolower);
+        std::transform(needle.begin(), needle.end(), needle.begin(), ::tolower);
+        if (hay.find(needle) == std::string::npos) continue;
+      }
+      all.push_back(std::move(entry));
+    }
+    std::stable_sort(all.begin(), all.end(), [](const object& a, const object& b) {
+      return a.at("num_joined_members").as_int64() > b.at("num_joined_members").as_int64();
+    });
+    for (int64_t i = offset; i < static_cast<int64_t>(all.size()) && i < offset + limit; ++i) chunk.push_back(all[i]);
+    object out{{"chunk", std::move(chunk)}, {"total_room_count_estimate", static_cast<int64_t>(all.size())}};
+    if (offset + limit < static_cast<int64_t>(all.size())) out["next_batch"] = std::to_string(offset + limit);
+    if (offset > 0) out["prev_batch"] = std::to_string(std::max<int64_t>(0, offset - limit));
+    return out;
+  });
+}
+
+std::string RoomService::room_visibility(const std::string& room_id) {
+  auto room_row = db_.read([&](storage::Connection& c) { return rooms_db::get_room(c, room_id); });
+  if (!room_row) throw MatrixError::not_found("Unknown room");
+  return room_row->is_public ? "public" : "private";
+}
+
+void RoomService::set_room_visibility(const Requester& r, const std::string& room_id, const std::string& visibility) {
+  if (visibility != "public" && visibility != "private") throw MatrixError::invalid_param("visibility must be public or private");
+  db_.write([&](storage::Connection& c) {
+    auto room_row = rooms_db::get_room(c, room_id);
+    if (!room_row) throw MatrixError::not_found("Unknown room");
+    auto st = state_map(c, room_id);
+    const auto* v = room::find_room_version(room_row->room_version);
+    if (room::user_power_level(st, r.user_id, v ? *v : room::default_room_version()) <
+        room::required_power_level(st, "m.room.canonical_alias", true)) {
+      throw MatrixError::forbidden("You may not change this room's directory visibility");
+    }
+    rooms_db::set_public(c, room_id, visibility == "public");
+  });
+}
+
+}  // namespace trestle::service

@@ -1,0 +1,129 @@
+#pragma once
+// Rooms: creating them, building signed and authorised events, membership, state, redaction,
+// aliases, the directory, and reading history (/messages, /context, /event).
+#include "config/config.hpp"
+#include "core/crypto.hpp"
+#include "room/auth_rules.hpp"
+#include "service/notifier.hpp"
+#include "service/rate_limiter.hpp"
+#include "service/requester.hpp"
+#include "storage/database.hpp"
+#include "storage/event_store.hpp"
+
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <optional>
+#include <string>
+
+namespace trestle::service {
+
+class AccountService;
+
+// What one new event is, before the server fills in the DAG fields.
+struct NewEvent {
+  std::string room_id;
+  std::string sender;
+  std::string type;
+  std::optional<std::string> state_key;
+  boost::json::object content;
+  std::optional<std::string> redacts;
+  std::optional<int64_t> origin_server_ts;  // timestamp massaging; now if unset
+  std::optional<std::string> txn_id;        // recorded so the sender's device sees its echo
+  std::optional<std::string> txn_device_id;
+};
+
+// Pagination position: a token names the stream position after which reading continues.
+int64_t parse_stream_token(const std::string& token);  // 400 M_INVALID_PARAM when malformed
+
+class RoomService {
+public:
+  RoomService(const config::Config& cfg, storage::Database& db, Notifier& notifier, const core::SigningKey& key,
+              AccountService& accounts);
+
+  // POST /createRoom. Returns the room id.
+  std::string create_room(const Requester& r, const boost::json::object& body);
+
+  // Builds, authorises (403 M_FORBIDDEN with the auth rule's reason), stores and announces an event.
+  storage::events::StoredEvent send_event(const NewEvent& e);
+  // Same for several events of one room in one transaction (room creation).
+  std::vector<storage::events::StoredEvent> send_events(const std::vector<NewEvent>& events);
+
+  // PUT /send/{type}/{txnId}: idempotent per (user, device, txnId).
+  std::string send_message(const Requester& r, const std::string& room_id, const std::string& type,
+                           const std::string& txn_id, const boost::json::object& content,
+                           std::optional<int64_t> ts);
+  std::string set_state(const Requester& r, const std::string& room_id, const std::string& type,
+                        const std::string& state_key, const boost::json::object& content, std::optional<int64_t> ts);
+  std::string redact(const Requester& r, const std::string& room_id, const std::string& event_id,
+                     const std::string& txn_id, const std::optional<std::string>& reason);
+
+  // Membership. join takes a room id or alias and returns the room id.
+  std::string join(const Requester& r, const std::string& room_id_or_alias, const std::optional<std::string>& reason);
+  void invite(const Requester& r, const std::string& room_id, const std::string& target,
+              const std::optional<std::string>& reason, bool is_direct = false);
+  void leave(const Requester& r, const std::string& room_id, const std::optional<std::string>& reason);
+  void kick(const Requester& r, const std::string& room_id, const std::string& target,
+            const std::optional<std::string>& reason);
+  void ban(const Requester& r, const std::string& room_id, const std::string& target,
+           const std::optional<std::string>& reason);
+  void unban(const Requester& r, const std::string& room_id, const std::string& target,
+             const std::optional<std::string>& reason);
+  void forget(const Requester& r, const std::string& room_id);
+  // Re-sends the user's join events with a new display name / avatar after a profile change.
+  void update_profile_in_rooms(const std::string& user_id);
+
+  boost::json::array joined_rooms(const std::string& user_id);
+  boost::json::object joined_members(const Requester& r, const std::string& room_id);
+  boost::json::array members(const Requester& r, const std::string& room_id,
+                             const std::optional<std::string>& membership,
+                             const std::optional<std::string>& not_membership);
+  boost::json::array state(const Requester& r, const std::string& room_id);
+  // The content (or, with `full_event`, the whole event) of one state event: 404 M_NOT_FOUND.
+  boost::json::object state_event(const Requester& r, const std::string& room_id, const std::string& type,
+                                  const std::string& state_key, bool full_event);
+  boost::json::object event(const Requester& r, const std::string& room_id, const std::string& event_id);
+  boost::json::object messages(const Requester& r, const std::string& room_id, const std::optional<std::string>& from,
+                               const std::optional<std::string>& to, const std::string& dir, int64_t limit,
+                               const boost::json::object& filter);
+  boost::json::object context(const Requester& r, const std::string& room_id, const std::string& event_id,
+                              int64_t limit, const boost::json::object& filter);
+
+  // Aliases and directory.
+  void create_alias(const Requester& r, const std::string& alias, const std::string& room_id);
+  boost::json::object resolve_alias(const std::string& alias);
+  void delete_alias(const Requester& r, const std::string& alias);
+  boost::json::array room_aliases(const Requester& r, const std::string& room_id);
+  boost::json::object public_rooms(int64_t limit, const std::optional<std::string>& since,
+                                   const std::optional<std::string>& search);
+  std::string room_visibility(const std::string& room_id);
+  void set_room_visibility(const Requester& r, const std::string& room_id, const std::string& visibility);
+
+  // Whether `user_id` is joined to the room (used by ephemeral endpoints).
+  bool is_joined(const std::string& room_id, const std::string& user_id);
+  // 403 unless joined; 404 for unknown rooms is not revealed (also 403), like Synapse.
+  void require_joined(const Requester& r, const std::string& room_id);
+
+  RateLimiter& message_limiter() { return message_limiter_; }
+
+private:
+  // Inside a write transaction: build, authorise, store one event.
+  storage::events::StoredEvent build_and_store(storage::Connection& c, const NewEvent& e);
+  // Membership change helper shared by invite/leave/kick/ban/unban/join.
+  void change_membership(const Requester& r, const std::string& room_id, const std::string& target,
+                         const std::string& membership, const std::optional<std::string>& reason,
+                         bool is_direct = false);
+  // The highest stream position the requester may see in the room (history visibility), or
+  // throws 403 when they may see none.
+  int64_t visible_upto(storage::Connection& c, const Requester& r, const std::string& room_id);
+  room::StateMap state_map(storage::Connection& c, const std::string& room_id);
+  void announce(const std::vector<storage::events::StoredEvent>& events);
+
+  const config::Config& cfg_;
+  storage::Database& db_;
+  Notifier& notifier_;
+  const core::SigningKey& key_;
+  AccountService& accounts_;
+  RateLimiter message_limiter_;
+};
+
+}  // namespace trestle::service

@@ -1,0 +1,49 @@
+#pragma once
+// /sync: what changed for a user since a token, in one response, or a long-poll that the notifier
+// wakes when something does.
+#include "http/request.hpp"
+#include "service/notifier.hpp"
+#include "service/requester.hpp"
+#include "storage/database.hpp"
+
+#include <boost/json/object.hpp>
+#include <optional>
+#include <string>
+
+namespace trestle::service {
+
+class UserDataService;
+
+struct SyncRequest {
+  std::optional<std::string> since;
+  int64_t timeout_ms = 0;
+  bool full_state = false;
+  boost::json::object filter;
+};
+
+// A sync token: the global stream position and the typing serial ("s<pos>_<typing>").
+struct SyncToken {
+  int64_t position = 0;
+  uint64_t typing = 0;
+  std::string str() const { return "s" + std::to_string(position) + "_" + std::to_string(typing); }
+  static SyncToken parse(const std::string& s);  // 400 M_INVALID_PARAM when malformed
+};
+
+class SyncService {
+public:
+  SyncService(storage::Database& db, Notifier& notifier, UserDataService& user_data);
+
+  // Answers at once when there is something to say (or no `since`/no timeout), else a LongPoll.
+  http::Reply sync(const Requester& r, const SyncRequest& req);
+
+private:
+  // Computes the response; sets `empty` when an incremental sync found nothing.
+  boost::json::object compute(const Requester& r, const SyncRequest& req, const SyncToken& now,
+                              std::vector<std::string>& wake_keys, bool& empty);
+
+  storage::Database& db_;
+  Notifier& notifier_;
+  UserDataService& user_data_;
+};
+
+}  // namespace trestle::service

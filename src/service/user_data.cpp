@@ -1,0 +1,214 @@
+#include "service/user_data.hpp"
+
+#include "core/clock.hpp"
+#include "core/error.hpp"
+#include "service/filter.hpp"
+#include "service/push/push_rules.hpp"
+#include "service/rooms.hpp"
+#include "storage/event_store.hpp"
+#include "storage/user_data_store.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+namespace trestle::service {
+
+namespace ud = storage::user_data;
+using boost::json::array;
+using boost::json::object;
+
+void TypingTracker::set(const std::string& room_id, const std::string& user_id, bool typing, int64_t timeout_ms) {
+  {
+    std::lock_guard lock(mu_);
+    auto& room = expiry_[room_id];
+    bool was = room.count(user_id) > 0;
+    if (typing) room[user_id] = core::steady_ms() + std::clamp<int64_t>(timeout_ms, 0, 120000);
+    else room.erase(user_id);
+    if (was == typing && typing) return;  // only a refresh: nobody needs waking
+    room_serial_[room_id] = ++serial_;
+  }
+  notifier_.notify({room_id});
+}
+
+std::vector<std::string> TypingTracker::typing_users(const std::string& room_id, uint64_t* changed_serial) {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  int64_t now = core::steady_ms();
+  auto it = expiry_.find(room_id);
+  if (it != expiry_.end()) {
+    for (auto u = it->second.begin(); u != it->second.end();) {
+      if (u->second <= now) {
+        u = it->second.erase(u);  // expired: drop it now, and count it as a change
+        room_serial_[room_id] = ++serial_;
+      } else {
+        out.push_back(u->first);
+        ++u;
+      }
+    }
+  }
+  if (changed_serial) {
+    auto s = room_serial_.find(room_id);
+    *changed_serial = s == room_serial_.end() ? 0 : s->second;
+  }
+  return out;
+}
+
+uint64_t TypingTracker::serial() const {
+  std::lock_guard lock(mu_);
+  return serial_;
+}
+
+UserDataService::UserDataService(storage::Database& db, Notifier& notifier, RoomService& rooms)
+    : db_(db), notifier_(notifier), rooms_(rooms), typing_(notifier) {}
+
+void UserDataService::put_account_data(const std::string& user_id, const std::string& room_id,
+                                       const std::string& type, const object& content) {
+  if (type == "m.fully_read" || type == "m.push_rules") {
+    throw MatrixError(400, "M_BAD_JSON", "Cannot set " + type + " through this API");
+  }
+  db_.write([&](storage::Connection& c) {
+    ud::put_account_data(c, user_id, room_id, type, boost::json::serialize(content), db_.next_stream_position());
+  });
+  notifier_.notify({user_id});
+}
+
+object UserDataService::get_account_data(const std::string& user_id, const std::string& room_id,
+                                         const std::string& type) {
+  auto v = db_.read([&](storage::Connection& c) { return ud::get_account_data(c, user_id, room_id, type); });
+  if (!v) throw MatrixError::not_found("Account data not found");
+  return boost::json::parse(*v).as_object();
+}
+
+void UserDataService::send_receipt(const Requester& r, const std::string& room_id, const std::string& receipt_type,
+                                   const std::string& event_id, const std::string& thread_id) {
+  if (receipt_type != "m.read" && receipt_type != "m.read.private" && receipt_type != "m.fully_read") {
+    throw MatrixError::invalid_param("Unknown receipt type " + receipt_type);
+  }
+  rooms_.require_joined(r, room_id);
+  if (receipt_type == "m.fully_read") {
+    if (!thread_id.empty()) throw MatrixError::invalid_param("m.fully_read cannot be threaded");
+    set_read_markers(r, room_id, object{{"m.fully_read", event_id}});
+    return;
+  }
+  db_.write([&](storage::Connection& c) {
+    auto e = storage::events::get_event(c, event_id);
+    if (!e || e->room_id != room_id) throw MatrixError::not_found("Event not found in this room");
+    ud::put_receipt(c, {room_id, receipt_type, r.user_id, thread_id, event_id, core::now_ms(),
+                        db_.next_stream_position()});
+  });
+  notifier_.notify({room_id, r.user_id});
+}
+
+void UserDataService::set_read_markers(const Requester& r, const std::string& room_id, const object& body) {
+  rooms_.require_joined(r, room_id);
+  auto str = [&](const char* key) -> std::optional<std::string> {
+    auto* v = body.if_contains(key);
+    if (!v) return std::nullopt;
+    if (!v->is_string()) throw MatrixError::bad_json(std::string(key) + " must be an event ID");
+    return std::string(v->as_string());
+  };
+  auto fully_read = str("m.fully_read");
+  auto read = str("m.read");
+  auto read_private = str("m.read.private");
+  if (fully_read) {
+    db_.write([&](storage::Connection& c) {
+      auto e = storage::events::get_event(c, *fully_read);
+      if (!e || e->room_id != room_id) throw MatrixError::not_found("Event not found in this room");
+      ud::put_account_data(c, r.user_id, room_id, "m.fully_read",
+                           boost::json::serialize(object{{"event_id", *fully_read}}), db_.next_stream_position());
+    });
+    notifier_.notify({r.user_id});
+  }
+  if (read) send_receipt(r, room_id, "m.read", *read, "");
+  if (read_private) send_receipt(r, room_id, "m.read.private", *read_private, "");
+}
+
+std::string UserDataService::create_filter(const std::string& user_id, const object& filter) {
+  validate_filter(filter);
+  auto id = db_.write([&](storage::Connection& c) { return ud::insert_filter(c, user_id, boost::json::serialize(filter)); });
+  return std::to_string(id);
+}
+
+object UserDataService::get_filter(const std::string& user_id, const std::string& filter_id) {
+  int64_t id = 0;
+  try {
+    size_t used = 0;
+    id = std::stoll(filter_id, &used);
+    if (used != filter_id.size()) throw std::invalid_argument(filter_id);
+  } catch (const std::exception&) {
+    throw MatrixError::not_found("No such filter");
+  }
+  auto f = db_.read([&](storage::Connection& c) { return ud::get_filter(c, user_id, id); });
+  if (!f) throw MatrixError::not_found("No such filter");
+  return boost::json::parse(*f).as_object();
+}
+
+object UserDataService::push_rules(const std::string& user_id) {
+  auto stored = db_.read([&](storage::Connection& c) { return ud::get_push_rules(c, user_id); });
+  if (stored) return boost::json::parse(*stored).as_object();
+  return push::default_ruleset(user_id);
+}
+
+void UserDataService::save_push_rules(const std::string& user_id, const object& global) {
+  db_.write([&](storage::Connection& c) {
+    ud::put_push_rules(c, user_id, boost::json::serialize(global));
+    // Clients learn of push rule changes through m.push_rules account data in /sync.
+    ud::put_account_data(c, user_id, "", "m.push_rules", boost::json::serialize(object{{"global", global}}),
+                         db_.next_stream_position());
+  });
+  notifier_.notify({user_id});
+}
+
+array UserDataService::pushers(const std::string& user_id) {
+  array out;
+  for (auto& p : db_.read([&](storage::Connection& c) { return ud::pushers_of_user(c, user_id); })) {
+    out.push_back(boost::json::parse(p));
+  }
+  return out;
+}
+
+void UserDataService::set_pusher(const std::string& user_id, const object& body) {
+  auto req = [&](const char* key) -> std::string {
+    auto* v = body.if_contains(key);
+    if (!v) throw MatrixError::missing_param(std::string("Missing ") + key);
+    if (!v->is_string()) throw MatrixError::bad_json(std::string(key) + " must be a string");
+    return std::string(v->as_string());
+  };
+  std::string pushkey = req("pushkey");
+  std::string app_id = req("app_id");
+  std::string kind;
+  auto* k = body.if_contains("kind");
+  if (!k) throw MatrixError::missing_param("Missing kind");
+  if (k->is_null()) {
+    db_.write([&](storage::Connection& c) { ud::delete_pusher(c, user_id, app_id, pushkey); });
+    return;
+  }
+  if (!k->is_string()) throw MatrixError::bad_json("kind must be a string or null");
+  kind = std::string(k->as_string());
+  if (kind != "http" && kind != "email") throw MatrixError::invalid_param("kind must be http or email");
+  object data;
+  for (const char* key : {"app_display_name", "device_display_name", "lang"}) req(key);
+  auto* d = body.if_contains("data");
+  if (!d || !d->is_object()) throw MatrixError::missing_param("Missing data");
+  data = d->as_object();
+  if (kind == "http") {
+    auto* url = data.if_contains("url");
+    if (!url || !url->is_string()) throw MatrixError::invalid_param("http pushers need data.url");
+  }
+  object stored{{"pushkey", pushkey},
+                {"kind", kind},
+                {"app_id", app_id},
+                {"app_display_name", req("app_display_name")},
+                {"device_display_name", req("device_display_name")},
+                {"lang", req("lang")},
+                {"data", data}};
+  if (auto* pt = body.if_contains("profile_tag"); pt && pt->is_string()) stored["profile_tag"] = *pt;
+  bool append = false;
+  if (auto* a = body.if_contains("append"); a && a->is_bool()) append = a->as_bool();
+  db_.write([&](storage::Connection& c) {
+    if (!append) ud::delete_pushers_by_key(c, app_id, pushkey, user_id);
+    ud::put_pusher(c, user_id, app_id, pushkey, boost::json::serialize(stored));
+  });
+}
+
+}  // namespace trestle::service

@@ -1,0 +1,67 @@
+#pragma once
+// Per-user data outside the room DAG: account data, read receipts and markers, typing, filters,
+// push rules and pushers.
+#include "service/notifier.hpp"
+#include "service/requester.hpp"
+#include "storage/database.hpp"
+
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+
+namespace trestle::service {
+
+class RoomService;
+
+// Who is typing where. Ephemeral by nature: kept in memory with its own serial, as Synapse does.
+class TypingTracker {
+public:
+  explicit TypingTracker(Notifier& n) : notifier_(n) {}
+  void set(const std::string& room_id, const std::string& user_id, bool typing, int64_t timeout_ms);
+  // Users typing in the room now, and the serial of the room's last change.
+  std::vector<std::string> typing_users(const std::string& room_id, uint64_t* changed_serial = nullptr);
+  uint64_t serial() const;
+
+private:
+  Notifier& notifier_;
+  mutable std::mutex mu_;
+  uint64_t serial_ = 0;
+  std::map<std::string, std::map<std::string, int64_t>> expiry_;  // room -> user -> steady ms
+  std::map<std::string, uint64_t> room_serial_;
+};
+
+class UserDataService {
+public:
+  UserDataService(storage::Database& db, Notifier& notifier, RoomService& rooms);
+
+  void put_account_data(const std::string& user_id, const std::string& room_id, const std::string& type,
+                        const boost::json::object& content);
+  boost::json::object get_account_data(const std::string& user_id, const std::string& room_id, const std::string& type);
+
+  void send_receipt(const Requester& r, const std::string& room_id, const std::string& receipt_type,
+                    const std::string& event_id, const std::string& thread_id);
+  void set_read_markers(const Requester& r, const std::string& room_id, const boost::json::object& body);
+
+  std::string create_filter(const std::string& user_id, const boost::json::object& filter);
+  boost::json::object get_filter(const std::string& user_id, const std::string& filter_id);
+
+  // The user's push rules ("global" object with defaults merged).
+  boost::json::object push_rules(const std::string& user_id);
+  void save_push_rules(const std::string& user_id, const boost::json::object& global);
+
+  boost::json::array pushers(const std::string& user_id);
+  void set_pusher(const std::string& user_id, const boost::json::object& body);
+
+  TypingTracker& typing() { return typing_; }
+
+private:
+  storage::Database& db_;
+  Notifier& notifier_;
+  RoomService& rooms_;
+  TypingTracker typing_;
+};
+
+}  // namespace trestle::service

@@ -1,0 +1,133 @@
+#include "storage/account_store.hpp"
+
+namespace trestle::storage::accounts {
+
+bool user_exists(Connection& c, const std::string& user_id) {
+  return c.prepare("SELECT 1 FROM users WHERE user_id = ?").bind(user_id).step();
+}
+
+void insert_user(Connection& c, const User& u, int64_t now_ms) {
+  c.prepare("INSERT INTO users (user_id, password_hash, created_ts, is_admin, appservice_id, displayname) "
+            "VALUES (?, ?, ?, ?, ?, ?)")
+      .bind(u.user_id, u.password_hash, now_ms, u.is_admin, u.appservice_id, u.displayname)
+      .run();
+}
+
+std::optional<User> get_user(Connection& c, const std::string& user_id) {
+  auto st = c.prepare("SELECT password_hash, deactivated, is_admin, appservice_id, displayname, avatar_url "
+                      "FROM users WHERE user_id = ?");
+  st.bind(user_id);
+  if (!st.step()) return std::nullopt;
+  User u;
+  u.user_id = user_id;
+  u.password_hash = st.opt_text(0);
+  u.deactivated = st.int64(1) != 0;
+  u.is_admin = st.int64(2) != 0;
+  u.appservice_id = st.opt_text(3);
+  u.displayname = st.opt_text(4);
+  u.avatar_url = st.opt_text(5);
+  return u;
+}
+
+void set_password_hash(Connection& c, const std::string& user_id, const std::optional<std::string>& hash) {
+  c.prepare("UPDATE users SET password_hash = ? WHERE user_id = ?").bind(hash, user_id).run();
+}
+
+void set_deactivated(Connection& c, const std::string& user_id) {
+  c.prepare("UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL "
+            "WHERE user_id = ?")
+      .bind(user_id)
+      .run();
+}
+
+void set_displayname(Connection& c, const std::string& user_id, const std::optional<std::string>& v) {
+  c.prepare("UPDATE users SET displayname = ? WHERE user_id = ?").bind(v, user_id).run();
+}
+
+void set_avatar_url(Connection& c, const std::string& user_id, const std::optional<std::string>& v) {
+  c.prepare("UPDATE users SET avatar_url = ? WHERE user_id = ?").bind(v, user_id).run();
+}
+
+bool insert_device(Connection& c, const Device& d) {
+  c.prepare("INSERT OR IGNORE INTO devices (user_id, device_id, display_name, last_seen_ts, last_seen_ip) "
+            "VALUES (?, ?, ?, ?, ?)")
+      .bind(d.user_id, d.device_id, d.display_name, d.last_seen_ts.value_or(0), d.last_seen_ip)
+      .run();
+  return c.changes() > 0;
+}
+
+namespace {
+Device device_from_row(const Statement& st, const std::string& user_id) {
+  Device d;
+  d.user_id = user_id;
+  d.device_id = st.text(0);
+  d.display_name = st.opt_text(1);
+  if (!st.is_null(2) && st.int64(2) != 0) d.last_seen_ts = st.int64(2);
+  d.last_seen_ip = st.opt_text(3);
+  return d;
+}
+}  // namespace
+
+std::optional<Device> get_device(Connection& c, const std::string& user_id, const std::string& device_id) {
+  auto st = c.prepare("SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices "
+                      "WHERE user_id = ? AND device_id = ?");
+  st.bind(user_id, device_id);
+  if (!st.step()) return std::nullopt;
+  return device_from_row(st, user_id);
+}
+
+std::vector<Device> list_devices(Connection& c, const std::string& user_id) {
+  auto st = c.prepare("SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices "
+                      "WHERE user_id = ? ORDER BY device_id");
+  st.bind(user_id);
+  std::vector<Device> out;
+  while (st.step()) out.push_back(device_from_row(st, user_id));
+  return out;
+}
+
+void set_device_display_name(Connection& c, const std::string& user_id, const std::string& device_id,
+                             const std::optional<std::string>& name) {
+  c.prepare("UPDATE devices SET display_name = ? WHERE user_id = ? AND device_id = ?")
+      .bind(name, user_id, device_id)
+      .run();
+}
+
+void touch_device(Connection& c, const std::string& user_id, const std::string& device_id, int64_t now_ms) {
+  c.prepare("UPDATE devices SET last_seen_ts = ? WHERE user_id = ? AND device_id = ?")
+      .bind(now_ms, user_id, device_id)
+      .run();
+}
+
+void delete_device(Connection& c, const std::string& user_id, const std::string& device_id) {
+  c.prepare("DELETE FROM devices WHERE user_id = ? AND device_id = ?").bind(user_id, device_id).run();
+  c.prepare("DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?").bind(user_id, device_id).run();
+}
+
+void insert_token(Connection& c, const std::string& token_hash, const std::string& user_id,
+                  const std::optional<std::string>& device_id, int64_t now_ms) {
+  c.prepare("INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES (?, ?, ?, ?)")
+      .bind(token_hash, user_id, device_id, now_ms)
+      .run();
+}
+
+std::optional<TokenOwner> find_token(Connection& c, const std::string& token_hash) {
+  auto st = c.prepare("SELECT user_id, device_id FROM access_tokens WHERE token_hash = ?");
+  st.bind(token_hash);
+  if (!st.step()) return std::nullopt;
+  return TokenOwner{st.text(0), st.opt_text(1)};
+}
+
+void delete_token(Connection& c, const std::string& token_hash) {
+  c.prepare("DELETE FROM access_tokens WHERE token_hash = ?").bind(token_hash).run();
+}
+
+void delete_all_tokens(Connection& c, const std::string& user_id, const std::optional<std::string>& keep_hash) {
+  c.prepare("DELETE FROM access_tokens WHERE user_id = ? AND token_hash IS NOT ?").bind(user_id, keep_hash).run();
+}
+
+void delete_all_devices(Connection& c, const std::string& user_id, const std::optional<std::string>& keep_device) {
+  c.prepare("DELETE FROM devices WHERE user_id = ? AND device_id IS NOT ?").bind(user_id, keep_device).run();
+  c.prepare("DELETE FROM access_tokens WHERE user_id = ? AND device_id IS NOT ?").bind(user_id, keep_device).run();
+}
+
+}  // namespace trestle::storage::accounts

@@ -1,0 +1,60 @@
+#pragma once
+// Users, devices and access tokens.
+#include "storage/database.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace trestle::storage::accounts {
+
+struct User {
+  std::string user_id;
+  std::optional<std::string> password_hash;
+  bool deactivated = false;
+  bool is_admin = false;
+  std::optional<std::string> appservice_id;
+  std::optional<std::string> displayname;
+  std::optional<std::string> avatar_url;
+};
+
+struct Device {
+  std::string user_id;
+  std::string device_id;
+  std::optional<std::string> display_name;
+  std::optional<int64_t> last_seen_ts;
+  std::optional<std::string> last_seen_ip;
+};
+
+struct TokenOwner {
+  std::string user_id;
+  std::optional<std::string> device_id;
+};
+
+bool user_exists(Connection& c, const std::string& user_id);
+void insert_user(Connection& c, const User& u, int64_t now_ms);
+std::optional<User> get_user(Connection& c, const std::string& user_id);
+void set_password_hash(Connection& c, const std::string& user_id, const std::optional<std::string>& hash);
+void set_deactivated(Connection& c, const std::string& user_id);
+void set_displayname(Connection& c, const std::string& user_id, const std::optional<std::string>& v);
+void set_avatar_url(Connection& c, const std::string& user_id, const std::optional<std::string>& v);
+
+// Returns false if the device already existed (its display name is then left alone).
+bool insert_device(Connection& c, const Device& d);
+std::optional<Device> get_device(Connection& c, const std::string& user_id, const std::string& device_id);
+std::vector<Device> list_devices(Connection& c, const std::string& user_id);
+void set_device_display_name(Connection& c, const std::string& user_id, const std::string& device_id,
+                             const std::optional<std::string>& name);
+void touch_device(Connection& c, const std::string& user_id, const std::string& device_id, int64_t now_ms);
+// Deletes the device and its tokens.
+void delete_device(Connection& c, const std::string& user_id, const std::string& device_id);
+
+void insert_token(Connection& c, const std::string& token_hash, const std::string& user_id,
+                  const std::optional<std::string>& device_id, int64_t now_ms);
+std::optional<TokenOwner> find_token(Connection& c, const std::string& token_hash);
+void delete_token(Connection& c, const std::string& token_hash);
+// All tokens of the user; with `keep_hash`, all but that one. Devices go too (logout/all).
+void delete_all_tokens(Connection& c, const std::string& user_id, const std::optional<std::string>& keep_hash);
+void delete_all_devices(Connection& c, const std::string& user_id, const std::optional<std::string>& keep_device);
+
+}  // namespace trestle::storage::accounts

@@ -1,0 +1,148 @@
+#pragma once
+// The database: connections, transactions and prepared statements. Today SQLite (WAL); the
+// stores above only use Connection/Statement, written in SQL both SQLite and PostgreSQL accept,
+// so a libpq backend can slot in behind the same types.
+//
+// Concurrency: every write runs under one writer lock (SQLite allows one writer anyway), which
+// also orders the global stream: ids are allocated inside the write transaction, so readers always
+// see a gap-free prefix up to committed_position(). Reads use a per-thread connection and a
+// snapshot transaction.
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace trestle::storage {
+
+class Statement {
+public:
+  Statement(sqlite3_stmt* stmt, sqlite3* db) : stmt_(stmt), db_(db) {}
+  Statement(const Statement&) = delete;
+  Statement(Statement&& o) noexcept : stmt_(o.stmt_), db_(o.db_), next_bind_(o.next_bind_) { o.stmt_ = nullptr; }
+  ~Statement();
+
+  // Binds the arguments in order to the statement's '?' parameters.
+  template <typename... Args>
+  Statement& bind(const Args&... args) {
+    (bind_one(args), ...);
+    return *this;
+  }
+  bool step();  // true while a row is available
+  void run();   // steps to completion (INSERT/UPDATE/DELETE)
+
+  int64_t int64(int col) const;
+  std::string text(int col) const;
+  std::optional<std::string> opt_text(int col) const;
+  bool is_null(int col) const;
+
+private:
+  void bind_one(int64_t v);
+  void bind_one(int v) { bind_one(static_cast<int64_t>(v)); }
+  void bind_one(uint64_t v) { bind_one(static_cast<int64_t>(v)); }
+  void bind_one(bool v) { bind_one(static_cast<int64_t>(v)); }
+  void bind_one(std::string_view v);
+  void bind_one(const std::string& v) { bind_one(std::string_view(v)); }
+  void bind_one(const char* v) { bind_one(std::string_view(v)); }
+  void bind_one(std::nullptr_t);
+  void bind_one(const std::optional<std::string>& v) {
+    if (v) bind_one(std::string_view(*v));
+    else bind_one(nullptr);
+  }
+
+  sqlite3_stmt* stmt_;
+  sqlite3* db_;
+  int next_bind_ = 1;
+};
+
+class Connection {
+public:
+  explicit Connection(const std::string& path);
+  ~Connection();
+  Connection(const Connection&) = delete;
+
+  Statement prepare(const std::string& sql);  // cached per connection
+  void exec(const std::string& sql);          // one or more statements, no results
+  int64_t changes() const;
+
+private:
+  sqlite3* db_ = nullptr;
+  std::unordered_map<std::string, sqlite3_stmt*> cache_;
+};
+
+class Database {
+public:
+  // Opens (creating if needed) and migrates the schema. Throws std::runtime_error.
+  explicit Database(const std::string& path);
+  ~Database();
+
+  // Runs fn(Connection&) in a read snapshot on this thread's connection.
+  template <typename F>
+  auto read(F&& fn) {
+    Connection& c = reader();
+    c.exec("BEGIN");
+    try {
+      if constexpr (std::is_void_v<decltype(fn(c))>) {
+        fn(c);
+        c.exec("COMMIT");
+      } else {
+        auto r = fn(c);
+        c.exec("COMMIT");
+        return r;
+      }
+    } catch (...) {
+      c.exec("ROLLBACK");
+      throw;
+    }
+  }
+
+  // Runs fn(Connection&) in the single write transaction slot; commits on return, rolls back on
+  // an exception. The commit is durable against a process crash before write() returns.
+  template <typename F>
+  auto write(F&& fn) {
+    std::lock_guard lock(write_mu_);
+    Connection& c = *writer_;
+    c.exec("BEGIN IMMEDIATE");
+    pending_position_ = committed_position_.load();
+    try {
+      if constexpr (std::is_void_v<decltype(fn(c))>) {
+        fn(c);
+        commit_locked();
+      } else {
+        auto r = fn(c);
+        commit_locked();
+        return r;
+      }
+    } catch (...) {
+      c.exec("ROLLBACK");
+      throw;
+    }
+  }
+
+  // Allocates the next position of the global stream (events, account data, receipts, ...).
+  // Only valid inside write().
+  int64_t next_stream_position() { return ++pending_position_; }
+  // Everything at or below this position is committed and visible to new read snapshots.
+  int64_t committed_position() const { return committed_position_.load(); }
+
+private:
+  Connection& reader();
+  void migrate();
+  void commit_locked();  // persists the stream position with the transaction, then commits
+
+  std::string path_;
+  std::unique_ptr<Connection> writer_;
+  std::mutex write_mu_;
+  std::atomic<int64_t> committed_position_{0};
+  int64_t pending_position_ = 0;
+  uint64_t instance_id_;
+};
+
+}  // namespace trestle::storage

@@ -1,0 +1,83 @@
+#pragma once
+// Events (PDUs), current room state, memberships, forward extremities and send transactions.
+#include "storage/database.hpp"
+
+#include <boost/json/object.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace trestle::storage::events {
+
+struct StoredEvent {
+  int64_t stream_ordering = 0;
+  std::string event_id;
+  std::string room_id;
+  std::string type;
+  std::optional<std::string> state_key;
+  std::string sender;
+  int64_t origin_server_ts = 0;
+  int64_t depth = 0;
+  boost::json::object pdu;
+  std::optional<std::string> replaces_state;
+  std::optional<std::string> redacted_by;
+  std::optional<std::string> txn_id;
+  std::optional<std::string> txn_device_id;
+};
+
+struct StateEntry {
+  std::string type;
+  std::string state_key;
+  std::string event_id;
+};
+
+struct Membership {
+  std::string room_id;
+  std::string user_id;
+  std::string membership;
+  std::string event_id;
+  int64_t stream_ordering = 0;
+  bool forgotten = false;
+};
+
+void insert_event(Connection& c, const StoredEvent& e);
+std::optional<StoredEvent> get_event(Connection& c, const std::string& event_id);
+std::vector<StoredEvent> get_events(Connection& c, const std::vector<std::string>& event_ids);
+void mark_redacted(Connection& c, const std::string& event_id, const std::string& redaction_id);
+
+std::vector<StateEntry> current_state(Connection& c, const std::string& room_id);
+std::optional<std::string> current_state_event_id(Connection& c, const std::string& room_id,
+                                                  const std::string& type, const std::string& state_key);
+void set_current_state(Connection& c, const std::string& room_id, const std::string& type,
+                       const std::string& state_key, const std::string& event_id);
+
+std::vector<std::string> forward_extremities(Connection& c, const std::string& room_id);
+void set_forward_extremity(Connection& c, const std::string& room_id, const std::string& event_id);
+
+void upsert_membership(Connection& c, const Membership& m);
+std::optional<Membership> get_membership(Connection& c, const std::string& room_id, const std::string& user_id);
+// Rooms of the user with the given membership ("join", "invite", ...).
+std::vector<std::string> rooms_for_user(Connection& c, const std::string& user_id, const std::string& membership);
+// Every membership row of the user (all states), for sync.
+std::vector<Membership> memberships_of_user(Connection& c, const std::string& user_id);
+std::vector<Membership> members_of_room(Connection& c, const std::string& room_id);
+void set_forgotten(Connection& c, const std::string& room_id, const std::string& user_id);
+int64_t joined_member_count(Connection& c, const std::string& room_id);
+
+std::optional<std::string> txn_event(Connection& c, const std::string& user_id, const std::string& device_id,
+                                     const std::string& txn_id);
+void insert_txn(Connection& c, const std::string& user_id, const std::string& device_id, const std::string& txn_id,
+                const std::string& event_id);
+
+// Events of a room with from < stream_ordering <= to, newest first, at most `limit`.
+std::vector<StoredEvent> room_events_backwards(Connection& c, const std::string& room_id, int64_t from_exclusive,
+                                               int64_t to_inclusive, int64_t limit);
+// Events of a room with from <= stream_ordering < to... oldest first (for forward pagination):
+// from_exclusive < stream_ordering <= to_inclusive, at most `limit`.
+std::vector<StoredEvent> room_events_forwards(Connection& c, const std::string& room_id, int64_t from_exclusive,
+                                              int64_t to_inclusive, int64_t limit);
+// Rooms among `room_ids` that have any event with stream_ordering > since.
+int64_t latest_stream_in_room(Connection& c, const std::string& room_id);
+
+}  // namespace trestle::storage::events

@@ -1,0 +1,157 @@
+#include "storage/migrations.hpp"
+
+namespace trestle::storage {
+
+const std::vector<std::string>& migrations() {
+  static const std::vector<std::string> steps = {
+      // 1: the core schema.
+      R"SQL(
+CREATE TABLE stream_position (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO stream_position VALUES ('global', 0);
+
+CREATE TABLE users (
+  user_id TEXT PRIMARY KEY,
+  password_hash TEXT,
+  created_ts INTEGER NOT NULL,
+  deactivated INTEGER NOT NULL DEFAULT 0,
+  is_admin INTEGER NOT NULL DEFAULT 0,
+  appservice_id TEXT,
+  displayname TEXT,
+  avatar_url TEXT
+);
+
+CREATE TABLE devices (
+  user_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  display_name TEXT,
+  last_seen_ts INTEGER,
+  last_seen_ip TEXT,
+  PRIMARY KEY (user_id, device_id)
+);
+
+-- Tokens are stored as SHA-256 hashes: a leaked database does not leak working tokens.
+CREATE TABLE access_tokens (
+  token_hash TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL,
+  device_id TEXT,
+  created_ts INTEGER NOT NULL
+);
+CREATE INDEX access_tokens_user ON access_tokens (user_id, device_id);
+
+CREATE TABLE rooms (
+  room_id TEXT PRIMARY KEY,
+  room_version TEXT NOT NULL,
+  creator TEXT NOT NULL,
+  is_public INTEGER NOT NULL DEFAULT 0,
+  created_ts INTEGER NOT NULL
+);
+
+-- Every PDU, in the order this server committed it (the global stream position).
+CREATE TABLE events (
+  stream_ordering INTEGER PRIMARY KEY,
+  event_id TEXT NOT NULL UNIQUE,
+  room_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  state_key TEXT,
+  sender TEXT NOT NULL,
+  origin_server_ts INTEGER NOT NULL,
+  depth INTEGER NOT NULL,
+  json TEXT NOT NULL,
+  -- the state event this one replaced (for rolling state back to a timeline's start)
+  replaces_state TEXT,
+  redacted_by TEXT,
+  -- for the sender's own echo: the transaction id it was sent with, and by which device
+  txn_id TEXT,
+  txn_device_id TEXT
+);
+CREATE INDEX events_room_stream ON events (room_id, stream_ordering);
+
+CREATE TABLE current_state (
+  room_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  state_key TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  PRIMARY KEY (room_id, type, state_key)
+);
+
+CREATE TABLE room_memberships (
+  room_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  membership TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  stream_ordering INTEGER NOT NULL,
+  forgotten INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (room_id, user_id)
+);
+CREATE INDEX room_memberships_user ON room_memberships (user_id, membership);
+
+CREATE TABLE forward_extremities (
+  room_id TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  PRIMARY KEY (room_id, event_id)
+);
+
+-- Idempotency of PUT /send and /state: the same (user, device, txn id) returns the same event.
+CREATE TABLE event_txns (
+  user_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  txn_id TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  PRIMARY KEY (user_id, device_id, txn_id)
+);
+
+CREATE TABLE room_aliases (
+  alias TEXT PRIMARY KEY,
+  room_id TEXT NOT NULL,
+  creator TEXT NOT NULL
+);
+CREATE INDEX room_aliases_room ON room_aliases (room_id);
+
+CREATE TABLE account_data (
+  user_id TEXT NOT NULL,
+  room_id TEXT NOT NULL,  -- '' for global account data
+  type TEXT NOT NULL,
+  content TEXT NOT NULL,
+  stream_id INTEGER NOT NULL,
+  PRIMARY KEY (user_id, room_id, type)
+);
+CREATE INDEX account_data_stream ON account_data (user_id, stream_id);
+
+CREATE TABLE receipts (
+  room_id TEXT NOT NULL,
+  receipt_type TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  thread_id TEXT NOT NULL,  -- '' for unthreaded
+  event_id TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  stream_id INTEGER NOT NULL,
+  PRIMARY KEY (room_id, receipt_type, user_id, thread_id)
+);
+CREATE INDEX receipts_stream ON receipts (room_id, stream_id);
+
+CREATE TABLE filters (
+  user_id TEXT NOT NULL,
+  filter_id INTEGER NOT NULL,
+  filter TEXT NOT NULL,
+  PRIMARY KEY (user_id, filter_id)
+);
+
+-- A user's push rules, stored whole once the user changes any of them.
+CREATE TABLE push_rules (
+  user_id TEXT PRIMARY KEY,
+  rules TEXT NOT NULL
+);
+
+CREATE TABLE pushers (
+  user_id TEXT NOT NULL,
+  app_id TEXT NOT NULL,
+  pushkey TEXT NOT NULL,
+  data TEXT NOT NULL,
+  PRIMARY KEY (app_id, pushkey, user_id)
+);
+)SQL",
+  };
+  return steps;
+}
+
+}  // namespace trestle::storage

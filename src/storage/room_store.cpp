@@ -1,0 +1,55 @@
+#include "storage/room_store.hpp"
+
+namespace trestle::storage::rooms {
+
+void insert_room(Connection& c, const Room& r, int64_t now_ms) {
+  c.prepare("INSERT INTO rooms (room_id, room_version, creator, is_public, created_ts) VALUES (?, ?, ?, ?, ?)")
+      .bind(r.room_id, r.room_version, r.creator, r.is_public, now_ms)
+      .run();
+}
+
+std::optional<Room> get_room(Connection& c, const std::string& room_id) {
+  auto st = c.prepare("SELECT room_version, creator, is_public FROM rooms WHERE room_id = ?");
+  st.bind(room_id);
+  if (!st.step()) return std::nullopt;
+  return Room{room_id, st.text(0), st.text(1), st.int64(2) != 0};
+}
+
+void set_public(Connection& c, const std::string& room_id, bool is_public) {
+  c.prepare("UPDATE rooms SET is_public = ? WHERE room_id = ?").bind(is_public, room_id).run();
+}
+
+std::vector<std::string> public_room_ids(Connection& c) {
+  auto st = c.prepare("SELECT room_id FROM rooms WHERE is_public = 1 ORDER BY created_ts");
+  std::vector<std::string> out;
+  while (st.step()) out.push_back(st.text(0));
+  return out;
+}
+
+bool insert_alias(Connection& c, const std::string& alias, const std::string& room_id, const std::string& creator) {
+  c.prepare("INSERT OR IGNORE INTO room_aliases (alias, room_id, creator) VALUES (?, ?, ?)")
+      .bind(alias, room_id, creator)
+      .run();
+  return c.changes() > 0;
+}
+
+std::optional<Alias> get_alias(Connection& c, const std::string& alias) {
+  auto st = c.prepare("SELECT room_id, creator FROM room_aliases WHERE alias = ?");
+  st.bind(alias);
+  if (!st.step()) return std::nullopt;
+  return Alias{st.text(0), st.text(1)};
+}
+
+void delete_alias(Connection& c, const std::string& alias) {
+  c.prepare("DELETE FROM room_aliases WHERE alias = ?").bind(alias).run();
+}
+
+std::vector<std::string> aliases_of_room(Connection& c, const std::string& room_id) {
+  auto st = c.prepare("SELECT alias FROM room_aliases WHERE room_id = ? ORDER BY alias");
+  st.bind(room_id);
+  std::vector<std::string> out;
+  while (st.step()) out.push_back(st.text(0));
+  return out;
+}
+
+}  // namespace trestle::storage::rooms

@@ -1,0 +1,33 @@
+#pragma once
+// Rooms, their aliases and the local room directory.
+#include "storage/database.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace trestle::storage::rooms {
+
+struct Room {
+  std::string room_id;
+  std::string room_version;
+  std::string creator;
+  bool is_public = false;
+};
+
+void insert_room(Connection& c, const Room& r, int64_t now_ms);
+std::optional<Room> get_room(Connection& c, const std::string& room_id);
+void set_public(Connection& c, const std::string& room_id, bool is_public);
+std::vector<std::string> public_room_ids(Connection& c);
+
+// Returns false when the alias is taken.
+bool insert_alias(Connection& c, const std::string& alias, const std::string& room_id, const std::string& creator);
+struct Alias {
+  std::string room_id;
+  std::string creator;
+};
+std::optional<Alias> get_alias(Connection& c, const std::string& alias);
+void delete_alias(Connection& c, const std::string& alias);
+std::vector<std::string> aliases_of_room(Connection& c, const std::string& room_id);
+
+}  // namespace trestle::storage::rooms
