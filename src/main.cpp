@@ -4,6 +4,7 @@
 #include "api/routes.hpp"
 #include "config/config.hpp"
 #include "core/crypto.hpp"
+#include "http/client.hpp"
 #include "http/server.hpp"
 #include "service/homeserver.hpp"
 
@@ -61,7 +62,13 @@ int serve(const std::string& config_path) {
     std::filesystem::create_directories(dir);
   }
   auto key = load_or_create_signing_key(cfg.signing_key_path);
-  trestle::service::Homeserver hs(cfg, std::move(key));
+  auto outbound = [](const std::string& method, const std::string& base_url, const std::string& path,
+                     const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body,
+                     int timeout_ms) {
+    auto r = trestle::http::http_request(method, base_url, path, headers, body, timeout_ms);
+    return trestle::service::OutboundResponse{r.status, std::move(r.body), std::move(r.error), r.timed_out};
+  };
+  trestle::service::Homeserver hs(cfg, std::move(key), outbound);
   trestle::http::Router router;
   trestle::api::add_all_routes(router, hs);
 
@@ -74,7 +81,9 @@ int serve(const std::string& config_path) {
   }
   server.listen(endpoints);
   spdlog::info("trestle serving {} (database {})", cfg.server_name, cfg.database_path);
+  hs.appservice_sender.start();
   server.run();
+  hs.appservice_sender.stop();
   spdlog::info("stopped");
   return 0;
 }

@@ -8,7 +8,18 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
   r.set_authenticator([&hs](const http::Request& req, bool required) -> service::Requester {
     auto token = access_token(req);
     if (!token && !required) return {};
-    return hs.accounts.authenticate(token);
+    // Identity assertion parameters (only an appservice's as_token honours them). Deployed
+    // bridges send MSC3202's unstable device_id name, often alongside the stable one.
+    auto device_id = req.query_param("device_id");
+    auto unstable_device_id = req.query_param("org.matrix.msc3202.device_id");
+    if (device_id && unstable_device_id && *device_id != *unstable_device_id) {
+      throw MatrixError::invalid_param("device_id and org.matrix.msc3202.device_id disagree");
+    }
+    if (!device_id) device_id = unstable_device_id;
+    auto requester = hs.accounts.authenticate(token, req.query_param("user_id"), device_id);
+    // Any request from an appservice shows it is alive: end a delivery backoff at once.
+    if (requester.appservice) hs.appservice_sender.poke(requester.appservice->id);
+    return requester;
   });
   add_server_routes(r, hs);
   add_account_routes(r, hs);
@@ -19,6 +30,7 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
   add_sync_routes(r, hs);
   add_user_data_routes(r, hs);
   add_push_routes(r, hs);
+  add_appservice_routes(r, hs);
 }
 
 }  // namespace trestle::api

@@ -15,11 +15,43 @@ namespace {
 std::string token_hash(const std::string& token) { return core::base64_encode(core::sha256(token)); }
 }  // namespace
 
-AccountService::AccountService(const config::Config& cfg, storage::Database& db)
-    : cfg_(cfg), db_(db), login_limiter_(cfg.rc_login), registration_limiter_(cfg.rc_registration) {}
+AccountService::AccountService(const config::Config& cfg, storage::Database& db, const AppServiceRegistry& appservices)
+    : cfg_(cfg),
+      db_(db),
+      appservices_(appservices),
+      login_limiter_(cfg.rc_login),
+      registration_limiter_(cfg.rc_registration) {}
 
-Requester AccountService::authenticate(const std::optional<std::string>& token) {
+const AppService& AccountService::authenticate_appservice(const std::optional<std::string>& token) {
   if (!token || token->empty()) throw MatrixError(401, "M_MISSING_TOKEN", "Missing access token");
+  const AppService* as = appservices_.by_token(*token);
+  if (!as) throw MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown application service token");
+  return *as;
+}
+
+Requester AccountService::authenticate(const std::optional<std::string>& token,
+                                       const std::optional<std::string>& user_id,
+                                       const std::optional<std::string>& device_id) {
+  if (!token || token->empty()) throw MatrixError(401, "M_MISSING_TOKEN", "Missing access token");
+  if (const AppService* as = appservices_.by_token(*token)) {
+    Requester r;
+    r.appservice = as;
+    r.user_id = user_id.value_or(as->sender);
+    if (!core::parse_user_id(r.user_id)) throw MatrixError::invalid_param("Invalid user_id '" + r.user_id + "'");
+    if (!as->is_interested_in_user(r.user_id)) {
+      throw MatrixError::forbidden("Application service cannot masquerade as this user (" + r.user_id + ")");
+    }
+    if (!user_exists(r.user_id)) {
+      throw MatrixError::forbidden("Application service has not registered this user (" + r.user_id + ")");
+    }
+    if (device_id) {
+      if (!get_device(r.user_id, *device_id)) {
+        throw MatrixError(400, "M_UNKNOWN_DEVICE", "Device " + *device_id + " does not belong to " + r.user_id);
+      }
+      r.device_id = device_id;
+    }
+    return r;
+  }
   std::string hash = token_hash(*token);
   auto owner = db_.read([&](storage::Connection& c) { return accounts::find_token(c, hash); });
   if (!owner) throw MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown access token", {{"soft_logout", false}});
@@ -30,13 +62,19 @@ Requester AccountService::authenticate(const std::optional<std::string>& token) 
   return r;
 }
 
-std::string AccountService::check_new_localpart(const std::string& localpart) {
+std::string AccountService::check_new_localpart(const std::string& localpart, const AppService* registering_as) {
   if (localpart.empty() || !core::is_valid_new_localpart(localpart)) {
     throw MatrixError(400, "M_INVALID_USERNAME",
                       "User ID may only contain lower-case letters, digits and the characters ._=-/+");
   }
   std::string user_id = user_id_for(localpart);
   if (user_id.size() > 255) throw MatrixError(400, "M_INVALID_USERNAME", "User ID is too long");
+  if (registering_as && !registering_as->is_interested_in_user(user_id)) {
+    throw MatrixError(400, "M_EXCLUSIVE", "User ID is not in the application service's namespace");
+  }
+  if (!registering_as && appservices_.exclusive_owner_of_user(user_id)) {
+    throw MatrixError(400, "M_EXCLUSIVE", "User ID is reserved by an application service");
+  }
   if (user_exists(user_id)) throw MatrixError(400, "M_USER_IN_USE", "User ID already taken");
   return user_id;
 }
@@ -46,7 +84,8 @@ Session AccountService::register_user(const std::string& localpart, const std::o
                                       const std::optional<std::string>& initial_device_display_name,
                                       bool inhibit_login, const std::optional<std::string>& appservice_id,
                                       bool is_admin) {
-  std::string user_id = check_new_localpart(localpart);
+  const AppService* as = appservice_id ? appservices_.by_id(*appservice_id) : nullptr;
+  std::string user_id = check_new_localpart(localpart, as);
   std::optional<std::string> hash;
   if (password && !password->empty()) hash = core::hash_password(*password);  // slow: outside the write lock
   Session s{user_id, std::nullopt, std::nullopt};
@@ -73,11 +112,36 @@ Session AccountService::register_user(const std::string& localpart, const std::o
   return s;
 }
 
+void AccountService::ensure_appservice_senders() {
+  for (const auto& as : appservices_.all()) {
+    if (user_exists(as->sender)) continue;
+    db_.write([&](storage::Connection& c) {
+      accounts::User u;
+      u.user_id = as->sender;
+      u.appservice_id = as->id;
+      u.displayname = as->sender_localpart;
+      if (!accounts::user_exists(c, u.user_id)) accounts::insert_user(c, u, core::now_ms());
+    });
+  }
+}
+
+Session AccountService::login_appservice(const AppService& as, const std::string& user,
+                                         const std::optional<std::string>& device_id,
+                                         const std::optional<std::string>& initial_device_display_name) {
+  std::string user_id = user_id_for(user);
+  if (!core::parse_user_id(user_id)) throw MatrixError::invalid_param("Invalid user ID");
+  if (!as.is_interested_in_user(user_id)) {
+    throw MatrixError(400, "M_EXCLUSIVE", "User ID is not in the application service's namespace");
+  }
+  auto u = get_user(user_id);
+  if (!u || u->deactivated) throw MatrixError::forbidden("User " + user_id + " has not been registered");
+  return issue_session(user_id, device_id, initial_device_display_name);
+}
+
 Session AccountService::login_password(const std::string& user, const std::string& password,
                                        const std::optional<std::string>& device_id,
                                        const std::optional<std::string>& initial_device_display_name) {
-  std::string user_id = user;
-  if (user.empty() || user[0] != '@') user_id = user_id_for(user);
+  std::string user_id = user_id_for(user);
   auto u = get_user(user_id);
   // One message for every failure, so logins do not reveal which accounts exist.
   if (!u || u->deactivated || !u->password_hash || !core::verify_password(password, *u->password_hash)) {
@@ -135,7 +199,7 @@ void AccountService::require_password_uia(const Requester& r, const boost::json:
   } else if (auto* u = a.if_contains("user"); u && u->is_string()) {
     user = u->as_string().c_str();
   }
-  if (!user.empty() && user[0] != '@') user = user_id_for(user);
+  if (!user.empty()) user = user_id_for(user);
   auto* pw = a.if_contains("password");
   auto u = get_user(r.user_id);
   if ((!user.empty() && user != r.user_id) || !pw || !pw->is_string() || !u || !u->password_hash ||

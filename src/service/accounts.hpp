@@ -1,6 +1,7 @@
 #pragma once
 // Accounts, devices, access tokens and user-interactive authentication.
 #include "config/config.hpp"
+#include "service/appservice/registration.hpp"
 #include "service/rate_limiter.hpp"
 #include "service/requester.hpp"
 #include "storage/account_store.hpp"
@@ -22,15 +23,24 @@ struct Session {
 
 class AccountService {
 public:
-  AccountService(const config::Config& cfg, storage::Database& db);
+  AccountService(const config::Config& cfg, storage::Database& db, const AppServiceRegistry& appservices);
 
-  // Resolves an access token (raw, from header or query) to its Requester.
-  // Throws 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN.
-  Requester authenticate(const std::optional<std::string>& token);
+  // Resolves an access token (raw, from header or query) to its Requester. Throws 401
+  // M_MISSING_TOKEN / M_UNKNOWN_TOKEN. For an appservice's as_token this is identity assertion:
+  // `user_id` (default: the sender) must be in its user namespaces (403 M_FORBIDDEN) and exist;
+  // `device_id` must be one of that user's devices (400 M_UNKNOWN_DEVICE).
+  Requester authenticate(const std::optional<std::string>& token, const std::optional<std::string>& user_id = {},
+                         const std::optional<std::string>& device_id = {});
+  // The appservice an as_token belongs to: 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN otherwise.
+  const AppService& authenticate_appservice(const std::optional<std::string>& token);
 
   // The user id a localpart names on this server, validated for registration:
-  // 400 M_INVALID_USERNAME, 400 M_USER_IN_USE.
-  std::string check_new_localpart(const std::string& localpart);
+  // 400 M_INVALID_USERNAME, 400 M_USER_IN_USE, and 400 M_EXCLUSIVE when an appservice registers
+  // outside its namespaces or anyone else registers inside an exclusive one.
+  std::string check_new_localpart(const std::string& localpart, const AppService* registering_as = nullptr);
+  // Creates the appservices' sender users if they do not exist yet.
+  void ensure_appservice_senders();
+  const AppServiceRegistry& appservices() const { return appservices_; }
 
   // Creates the user (password may be empty for appservice users) and, unless inhibit_login,
   // a device and access token.
@@ -39,6 +49,11 @@ public:
                         const std::optional<std::string>& initial_device_display_name, bool inhibit_login,
                         const std::optional<std::string>& appservice_id = std::nullopt, bool is_admin = false);
 
+  // m.login.application_service (MSC2778): `user` (localpart or user ID) must be in the
+  // appservice's namespace (400 M_EXCLUSIVE) and registered (403 M_FORBIDDEN).
+  Session login_appservice(const AppService& as, const std::string& user,
+                           const std::optional<std::string>& device_id,
+                           const std::optional<std::string>& initial_device_display_name);
   // m.login.password: `user` is a localpart or a full user ID. 403 M_FORBIDDEN on mismatch.
   Session login_password(const std::string& user, const std::string& password,
                          const std::optional<std::string>& device_id,
@@ -73,10 +88,14 @@ public:
   const config::Config& config() const { return cfg_; }
 
 private:
-  std::string user_id_for(const std::string& localpart) const { return "@" + localpart + ":" + cfg_.server_name; }
+  // A localpart or a full user ID, as /login accepts.
+  std::string user_id_for(const std::string& user) const {
+    return !user.empty() && user[0] == '@' ? user : "@" + user + ":" + cfg_.server_name;
+  }
 
   const config::Config& cfg_;
   storage::Database& db_;
+  const AppServiceRegistry& appservices_;
   RateLimiter login_limiter_;
   RateLimiter registration_limiter_;
 };

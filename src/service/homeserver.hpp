@@ -3,6 +3,8 @@
 #include "config/config.hpp"
 #include "core/crypto.hpp"
 #include "service/accounts.hpp"
+#include "service/appservice/queries.hpp"
+#include "service/appservice/sender.hpp"
 #include "service/notifier.hpp"
 #include "service/rooms.hpp"
 #include "service/sync.hpp"
@@ -12,23 +14,39 @@
 namespace trestle::service {
 
 struct Homeserver {
-  Homeserver(config::Config cfg, core::SigningKey key)
+  // `http` is how the server calls out (appservices); main gives it the HTTP client.
+  Homeserver(config::Config cfg, core::SigningKey key, OutboundHttp http)
       : config(std::move(cfg)),
         signing_key(std::move(key)),
+        appservices(load_appservices(config)),
         db(config.database_path),
-        accounts(config, db),
+        accounts(config, db, appservices),
         rooms(config, db, notifier, signing_key, accounts),
         user_data(db, notifier, rooms),
-        sync(db, notifier, user_data) {}
+        sync(db, notifier, user_data),
+        appservice_queries(appservices, http),
+        appservice_sender(appservices, db, notifier, http) {
+    accounts.ensure_appservice_senders();
+    rooms.set_appservice_queries(&appservice_queries);
+  }
+
+  static AppServiceRegistry load_appservices(const config::Config& cfg) {
+    AppServiceRegistry r;
+    r.load(cfg.app_service_config_files, cfg.server_name);
+    return r;
+  }
 
   config::Config config;
   core::SigningKey signing_key;
+  AppServiceRegistry appservices;
   storage::Database db;
   Notifier notifier;
   AccountService accounts;
   RoomService rooms;
   UserDataService user_data;
   SyncService sync;
+  AppServiceQueries appservice_queries;
+  AppServiceSender appservice_sender;
 };
 
 }  // namespace trestle::service

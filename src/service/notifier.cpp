@@ -14,6 +14,7 @@ void Notifier::notify(const std::vector<std::string>& keys) {
   {
     std::lock_guard lock(mu_);
     ++position_;
+    to_run = global_listeners_;
     std::vector<uint64_t> fired;
     for (const auto& key : keys) {
       key_position_[key] = position_;
@@ -47,6 +48,11 @@ uint64_t Notifier::wait(const std::vector<std::string>& keys, uint64_t since, Ca
   }
   cb();
   return 0;
+}
+
+void Notifier::add_global_listener(Callback cb) {
+  std::lock_guard lock(mu_);
+  global_listeners_.push_back(std::move(cb));
 }
 
 void Notifier::cancel(uint64_t id) {

@@ -28,6 +28,9 @@ public:
   uint64_t wait(const std::vector<std::string>& keys, uint64_t since, Callback cb);
   void cancel(uint64_t id);
   size_t waiter_count() const;
+  // Called (outside the lock) on every notify: background consumers of the whole stream, such as
+  // the appservice senders, use it to wake up.
+  void add_global_listener(Callback cb);
 
 private:
   struct Waiter {
@@ -42,6 +45,7 @@ private:
   std::unordered_map<std::string, uint64_t> key_position_;
   std::unordered_map<std::string, std::vector<uint64_t>> waiters_by_key_;
   std::unordered_map<uint64_t, Waiter> waiters_;
+  std::vector<Callback> global_listeners_;
 };
 
 }  // namespace trestle::service

@@ -6,6 +6,7 @@
 #include "core/identifiers.hpp"
 #include "room/event_crypto.hpp"
 #include "service/accounts.hpp"
+#include "service/appservice/queries.hpp"
 #include "service/event_format.hpp"
 #include "service/filter.hpp"
 #include "storage/account_store.hpp"
@@ -437,9 +438,7 @@ std::string RoomService::join(const Requester& r, const std::string& room_id_or_
   std::string room_id = room_id_or_alias;
   if (!room_id_or_alias.empty() && room_id_or_alias[0] == '#') {
     if (!core::parse_room_alias(room_id_or_alias)) throw MatrixError::invalid_param("Invalid room alias");
-    auto a = db_.read([&](storage::Connection& c) { return rooms_db::get_alias(c, room_id_or_alias); });
-    if (!a) throw MatrixError::not_found("Room alias " + room_id_or_alias + " not found");
-    room_id = a->room_id;
+    room_id = resolve_alias(room_id_or_alias).at("room_id").as_string().c_str();
   } else if (!core::is_valid_room_id(room_id_or_alias)) {
     throw MatrixError::invalid_param("Invalid room ID or alias");
   }
@@ -456,7 +455,8 @@ void RoomService::invite(const Requester& r, const std::string& room_id, const s
   auto t = core::parse_user_id(target);
   if (!t) throw MatrixError::invalid_param("Invalid user ID '" + target + "'");
   if (t->server_name == cfg_.server_name && !accounts_.user_exists(target)) {
-    throw MatrixError::not_found("Unknown user " + target);
+    bool created = appservice_queries_ && appservice_queries_->query_user(target) && accounts_.user_exists(target);
+    if (!created) throw MatrixError::not_found("Unknown user " + target);
   }
   auto current = db_.read([&](storage::Connection& c) { return ev::get_membership(c, room_id, target); });
   if (current && current->membership == "join") throw MatrixError::forbidden(target + " is already in the room");
@@ -724,7 +724,10 @@ void RoomService::create_alias(const Requester& r, const std::string& alias, con
 
 object RoomService::resolve_alias(const std::string& alias) {
   if (!core::parse_room_alias(alias)) throw MatrixError::invalid_param("Invalid room alias");
-  auto a = db_.read([&](storage::Connection& c) { return rooms_db::get_alias(c, alias); });
+  auto lookup = [&] { return db_.read([&](storage::Connection& c) { return rooms_db::get_alias(c, alias); }); };
+  auto a = lookup();
+  // An appservice may create the room on demand (GET /_matrix/app/v1/rooms/{alias}).
+  if (!a && appservice_queries_ && appservice_queries_->query_alias(alias)) a = lookup();
   if (!a) throw MatrixError::not_found("Room alias " + alias + " not found");
   return object{{"room_id", a->room_id}, {"servers", array{boost::json::value(cfg_.server_name)}}};
 }
@@ -828,6 +831,14 @@ void RoomService::set_room_visibility(const Requester& r, const std::string& roo
         room::required_power_level(st, "m.room.canonical_alias", true)) {
       throw MatrixError::forbidden("You may not change this room's directory visibility");
     }
+    rooms_db::set_public(c, room_id, visibility == "public");
+  });
+}
+
+void RoomService::set_appservice_room_visibility(const std::string& room_id, const std::string& visibility) {
+  if (visibility != "public" && visibility != "private") throw MatrixError::invalid_param("visibility must be public or private");
+  db_.write([&](storage::Connection& c) {
+    if (!rooms_db::get_room(c, room_id)) throw MatrixError::not_found("Unknown room");
     rooms_db::set_public(c, room_id, visibility == "public");
   });
 }

@@ -18,6 +18,7 @@
 namespace trestle::service {
 
 class AccountService;
+class AppServiceQueries;
 
 // What one new event is, before the server fills in the DAG fields.
 struct NewEvent {
@@ -97,6 +98,9 @@ public:
                                    const std::optional<std::string>& search);
   std::string room_visibility(const std::string& room_id);
   void set_room_visibility(const Requester& r, const std::string& room_id, const std::string& visibility);
+  // PUT /directory/list/appservice/{networkId}/{roomId}: the appservice publishes a bridged room.
+  // (Per-network directories are not kept apart yet: the room joins the server's directory.)
+  void set_appservice_room_visibility(const std::string& room_id, const std::string& visibility);
 
   // Whether `user_id` is joined to the room (used by ephemeral endpoints).
   bool is_joined(const std::string& room_id, const std::string& user_id);
@@ -104,6 +108,8 @@ public:
   void require_joined(const Requester& r, const std::string& room_id);
 
   RateLimiter& message_limiter() { return message_limiter_; }
+  // Unknown users and aliases in an appservice's namespace are asked about before a 404.
+  void set_appservice_queries(const AppServiceQueries* q) { appservice_queries_ = q; }
 
 private:
   // Inside a write transaction: build, authorise, store one event.
@@ -124,6 +130,7 @@ private:
   const core::SigningKey& key_;
   AccountService& accounts_;
   RateLimiter message_limiter_;
+  const AppServiceQueries* appservice_queries_ = nullptr;
 };
 
 }  // namespace trestle::service

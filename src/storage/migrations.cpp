@@ -150,6 +150,23 @@ CREATE TABLE pushers (
   PRIMARY KEY (app_id, pushkey, user_id)
 );
 )SQL",
+      // 2: durable appservice delivery. Each appservice has a cursor into the global stream and
+      // a queue of built transactions, so a restart resends the same txn ids with the same bodies.
+      R"SQL(
+CREATE TABLE appservice_state (
+  appservice_id TEXT PRIMARY KEY,
+  last_stream INTEGER NOT NULL,   -- everything up to here is queued (or was of no interest)
+  next_txn_id INTEGER NOT NULL
+);
+CREATE TABLE appservice_txns (
+  appservice_id TEXT NOT NULL,
+  txn_id INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  event_count INTEGER NOT NULL,
+  created_ts INTEGER NOT NULL,
+  PRIMARY KEY (appservice_id, txn_id)
+);
+)SQL",
   };
   return steps;
 }

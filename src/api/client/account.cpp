@@ -29,6 +29,15 @@ object dummy_flows() {
                 {"session", core::random_string(24)}};
 }
 
+bool is_appservice_login(const boost::json::object& body) {
+  auto is_as = [](const boost::json::value* t) {
+    return t && t->is_string() && t->as_string() == "m.login.application_service";
+  };
+  if (is_as(body.if_contains("type"))) return true;
+  auto* auth = body.if_contains("auth");
+  return auth && auth->is_object() && is_as(auth->as_object().if_contains("type"));
+}
+
 void check_password(const std::optional<std::string>& pw) {
   if (pw && pw->size() > kMaxPasswordBytes) throw MatrixError::invalid_param("Password too long");
 }
@@ -49,6 +58,15 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
     auto display_name = optional_string(body, "initial_device_display_name");
     bool inhibit_login = optional_bool(body, "inhibit_login").value_or(false);
     check_password(password);
+    if (is_appservice_login(body)) {
+      // Appservices register password-less users in their namespace, whatever the
+      // registration settings; `type` may sit at the top level (the spec's example) or in `auth`.
+      const auto& as = hs.accounts.authenticate_appservice(access_token(req));
+      if (!username) throw MatrixError::missing_param("Missing 'username'");
+      if (as.rate_limited) hs.accounts.registration_limiter().take(req.remote_address);
+      auto s = hs.accounts.register_user(*username, std::nullopt, device_id, display_name, inhibit_login, as.id);
+      return ok(session_json(s, hs.config.server_name));
+    }
     if (!hs.config.enable_registration) throw MatrixError::forbidden("Registration has been disabled");
     // Like Synapse, a taken or invalid name is reported before the client is sent through auth.
     std::string localpart = username.value_or("");
@@ -77,14 +95,16 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
   });
 
   r.client("GET", "/login", Auth::none, [](http::Request&, const service::Requester&) {
-    return ok(object{{"flows", array{object{{"type", "m.login.password"}}}}});
+    return ok(object{{"flows", array{object{{"type", "m.login.password"}}, object{{"type", "m.login.application_service"}}}}});
   });
 
   r.client("POST", "/login", Auth::none, [&hs](http::Request& req, const service::Requester&) {
     auto body = req.json_object();
     std::string type = required_string(body, "type");
-    hs.accounts.login_limiter().take(req.remote_address);
-    if (type != "m.login.password") throw MatrixError(400, "M_UNKNOWN", "Unknown login type " + type);
+    const service::AppService* as = nullptr;
+    if (type == "m.login.application_service") as = &hs.accounts.authenticate_appservice(access_token(req));
+    if (!as || as->rate_limited) hs.accounts.login_limiter().take(req.remote_address);
+    if (type != "m.login.password" && !as) throw MatrixError(400, "M_UNKNOWN", "Unknown login type " + type);
     std::string user;
     if (auto* ident = body.if_contains("identifier")) {
       if (!ident->is_object()) throw MatrixError::bad_json("'identifier' must be an object");
@@ -95,6 +115,11 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
       user = *u;  // deprecated top-level form, still sent by older clients
     } else {
       throw MatrixError::missing_param("Missing 'identifier'");
+    }
+    if (as) {
+      auto s = hs.accounts.login_appservice(*as, user, optional_string(body, "device_id"),
+                                            optional_string(body, "initial_device_display_name"));
+      return ok(session_json(s, hs.config.server_name));
     }
     std::string password = required_string(body, "password");
     check_password(password);

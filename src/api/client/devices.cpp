@@ -32,6 +32,11 @@ void add_device_routes(http::Router& r, service::Homeserver& hs) {
   r.client("PUT", "/devices/{}", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
     auto body = req.json_object(true);
     auto name = optional_string(body, "display_name");
+    if (who.appservice) {
+      // Appservices create their users' devices this way (spec v1.17, MSC4190): 201 when new.
+      bool created = hs.accounts.create_device(who.user_id, req.params[0], name);
+      return http::Reply(http::Response::json(object{}, created ? 201 : 200));
+    }
     if (!hs.accounts.get_device(who.user_id, req.params[0])) throw MatrixError::not_found("Device not found");
     if (body.contains("display_name")) hs.accounts.set_device_display_name(who.user_id, req.params[0], name);
     return ok();
@@ -39,7 +44,7 @@ void add_device_routes(http::Router& r, service::Homeserver& hs) {
   r.client("DELETE", "/devices/{}", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
     auto body = req.json_object(true);
     if (!hs.accounts.get_device(who.user_id, req.params[0])) throw MatrixError::not_found("Device not found");
-    hs.accounts.require_password_uia(who, body);
+    if (!who.appservice) hs.accounts.require_password_uia(who, body);  // appservices need no UIA (MSC4190)
     hs.accounts.delete_device(who.user_id, req.params[0]);
     return ok();
   });
@@ -51,7 +56,7 @@ void add_device_routes(http::Router& r, service::Homeserver& hs) {
     for (const auto& d : devices->as_array()) {
       if (!d.is_string()) throw MatrixError::bad_json("'devices' must be a list of strings");
     }
-    hs.accounts.require_password_uia(who, body);
+    if (!who.appservice) hs.accounts.require_password_uia(who, body);
     for (const auto& d : devices->as_array()) hs.accounts.delete_device(who.user_id, std::string(d.as_string()));
     return ok();
   });

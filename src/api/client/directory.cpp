@@ -9,8 +9,9 @@ using http::Auth;
 
 void add_directory_routes(http::Router& r, service::Homeserver& hs) {
   auto& rooms = hs.rooms;
-  r.client("PUT", "/directory/room/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+  r.client("PUT", "/directory/room/{}", Auth::required, [&hs, &rooms](http::Request& req, const service::Requester& who) {
     auto body = req.json_object();
+    service::check_alias_namespace(hs.appservices, who, req.params[0]);
     rooms.create_alias(who, req.params[0], required_string(body, "room_id"));
     return ok();
   });

@@ -20,6 +20,15 @@ const std::string& room_param(const http::Request& req) {
   return req.params[0];
 }
 
+// Timestamp massaging: only appservices may set origin_server_ts with `ts`; others' is ignored.
+std::optional<int64_t> massaged_ts(const http::Request& req, const service::Requester& who) {
+  if (!who.appservice) return std::nullopt;
+  auto ts = query_int(req, "ts");
+  constexpr int64_t kMaxSafeInteger = (int64_t{1} << 53) - 1;  // origin_server_ts is a canonical JSON integer
+  if (ts && (*ts < 0 || *ts > kMaxSafeInteger)) throw MatrixError::invalid_param("ts is out of range");
+  return ts;
+}
+
 object parse_filter_param(const http::Request& req) {
   auto f = req.query_param("filter");
   if (!f || f->empty()) return {};
@@ -34,8 +43,13 @@ object parse_filter_param(const http::Request& req) {
 void add_room_routes(http::Router& r, service::Homeserver& hs) {
   auto& rooms = hs.rooms;
 
-  r.client("POST", "/createRoom", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
-    auto room_id = rooms.create_room(who, req.json_object(true));
+  r.client("POST", "/createRoom", Auth::required, [&hs, &rooms](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object(true);
+    if (auto* name = body.if_contains("room_alias_name"); name && name->is_string()) {
+      service::check_alias_namespace(hs.appservices, who,
+                                     "#" + std::string(name->as_string()) + ":" + hs.config.server_name);
+    }
+    auto room_id = rooms.create_room(who, body);
     return ok(object{{"room_id", room_id}});
   });
 
@@ -103,7 +117,7 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
   auto put_state = [&rooms](http::Request& req, const service::Requester& who) {
     std::string state_key = req.params.size() > 2 ? req.params[2] : "";
     auto body = req.json_object();
-    auto event_id = rooms.set_state(who, room_param(req), req.params[1], state_key, body, std::nullopt);
+    auto event_id = rooms.set_state(who, room_param(req), req.params[1], state_key, body, massaged_ts(req, who));
     return ok(object{{"event_id", event_id}});
   };
   r.client("PUT", "/rooms/{}/state/{}", Auth::required, put_state);
@@ -111,8 +125,8 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
 
   r.client("PUT", "/rooms/{}/send/{}/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
     auto body = req.json_object();
-    rooms.message_limiter().take(who.user_id);
-    auto event_id = rooms.send_message(who, room_param(req), req.params[1], req.params[2], body, std::nullopt);
+    if (!who.appservice || who.appservice->rate_limited) rooms.message_limiter().take(who.user_id);
+    auto event_id = rooms.send_message(who, room_param(req), req.params[1], req.params[2], body, massaged_ts(req, who));
     return ok(object{{"event_id", event_id}});
   });
   r.client("PUT", "/rooms/{}/redact/{}/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {

@@ -1,0 +1,82 @@
+#include "service/appservice/queries.hpp"
+
+#include "core/clock.hpp"
+#include "core/error.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
+#include <spdlog/spdlog.h>
+
+namespace trestle::service {
+
+namespace {
+std::string path_escape(const std::string& s) { return boost::urls::encode(s, boost::urls::unreserved_chars); }
+}  // namespace
+
+bool AppServiceQueries::query_user(const std::string& user_id) const {
+  for (const auto& as : registry_.all()) {
+    if (!as->url || !as->is_interested_in_user(user_id) || user_id == as->sender) continue;
+    auto r = http_("GET", *as->url, "/_matrix/app/v1/users/" + path_escape(user_id),
+                   {{"Authorization", "Bearer " + as->hs_token}}, "", kQueryTimeoutMs);
+    if (r.status >= 200 && r.status < 300) return true;
+    if (r.status == 0) spdlog::warn("appservice {}: user query failed: {}", as->id, r.error);
+  }
+  return false;
+}
+
+bool AppServiceQueries::query_alias(const std::string& alias) const {
+  for (const auto& as : registry_.all()) {
+    if (!as->url || !as->is_interested_in_alias(alias)) continue;
+    auto r = http_("GET", *as->url, "/_matrix/app/v1/rooms/" + path_escape(alias),
+                   {{"Authorization", "Bearer " + as->hs_token}}, "", kQueryTimeoutMs);
+    if (r.status >= 200 && r.status < 300) return true;
+    if (r.status == 0) spdlog::warn("appservice {}: alias query failed: {}", as->id, r.error);
+  }
+  return false;
+}
+
+int64_t AppServiceQueries::ping(const AppService& as, const std::optional<std::string>& transaction_id) const {
+  if (!as.url) throw MatrixError(400, "M_URL_NOT_SET", "Application service URL is not set");
+  boost::json::object body;
+  if (transaction_id) body["transaction_id"] = *transaction_id;
+  int64_t start = core::steady_ms();
+  auto r = http_("POST", *as.url, "/_matrix/app/v1/ping", {{"Authorization", "Bearer " + as.hs_token}},
+                 boost::json::serialize(body), kPingTimeoutMs);
+  int64_t duration = core::steady_ms() - start;
+  if (r.timed_out) throw MatrixError(504, "M_CONNECTION_TIMEOUT", "Ping timed out");
+  if (r.status == 0) throw MatrixError(502, "M_CONNECTION_FAILED", "Ping failed: " + r.error);
+  if (r.status < 200 || r.status >= 300) {
+    throw MatrixError(502, "M_BAD_STATUS", "Ping returned status " + std::to_string(r.status),
+                      {{"status", r.status}, {"body", r.body}});
+  }
+  return duration;
+}
+
+boost::json::value AppServiceQueries::thirdparty(const std::string& protocol, const std::string& path_and_query,
+                                                 bool merge_lists) const {
+  boost::json::array merged;
+  bool answered = false;
+  for (const auto& as : registry_.all()) {
+    if (!as->url) continue;
+    if (!protocol.empty() &&
+        std::find(as->protocols.begin(), as->protocols.end(), protocol) == as->protocols.end()) {
+      continue;
+    }
+    auto r = http_("GET", *as->url, path_and_query, {{"Authorization", "Bearer " + as->hs_token}}, "", kQueryTimeoutMs);
+    if (r.status < 200 || r.status >= 300) continue;
+    boost::system::error_code ec;
+    auto v = boost::json::parse(r.body, ec);
+    if (ec) continue;
+    if (!merge_lists) return v;
+    answered = true;
+    if (v.is_array()) {
+      for (auto& item : v.as_array()) merged.push_back(item);
+    }
+  }
+  if (!answered) throw MatrixError::not_found("No application service answered for this protocol");
+  return merged;
+}
+
+}  // namespace trestle::service

@@ -1,0 +1,231 @@
+#include "service/appservice/sender.hpp"
+
+#include "core/clock.hpp"
+#include "service/event_format.hpp"
+#include "storage/appservice_store.hpp"
+#include "storage/room_store.hpp"
+
+#include <boost/json/serialize.hpp>
+#include <spdlog/spdlog.h>
+
+namespace trestle::service {
+
+namespace asdb = storage::appservices;
+namespace ev = storage::events;
+
+struct AppServiceSender::Worker {
+  const AppService* as;
+  std::thread thread;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool wake = false;  // new events or a poke
+  bool poked = false;
+  bool stopping = false;
+  // Status, guarded by mu.
+  int64_t backoff_ms = 0;
+  int64_t delivered_txns = 0;
+  int64_t delivered_events = 0;
+  int64_t last_success_ts = 0;
+  std::string last_error;
+};
+
+AppServiceSender::AppServiceSender(const AppServiceRegistry& registry, storage::Database& db, Notifier& notifier,
+                                   OutboundHttp http)
+    : registry_(registry), db_(db), notifier_(notifier), http_(std::move(http)) {}
+
+AppServiceSender::~AppServiceSender() { stop(); }
+
+void AppServiceSender::start() {
+  for (const auto& as : registry_.all()) {
+    if (!as->url) continue;  // url: null means the appservice receives nothing
+    auto w = std::make_unique<Worker>();
+    w->as = as.get();
+    workers_.push_back(std::move(w));
+  }
+  notifier_.add_global_listener([this] {
+    for (auto& w : workers_) {
+      std::lock_guard lock(w->mu);
+      w->wake = true;
+      w->cv.notify_one();
+    }
+  });
+  // A new appservice starts at the current stream position: it gets what happens from now on.
+  int64_t now = db_.committed_position();
+  for (auto& w : workers_) {
+    db_.write([&](storage::Connection& c) { asdb::get_or_create_state(c, w->as->id, now); });
+  }
+  for (auto& w : workers_) {
+    Worker* wp = w.get();
+    wp->thread = std::thread([this, wp] { run(*wp); });
+  }
+}
+
+void AppServiceSender::stop() {
+  for (auto& w : workers_) {
+    {
+      std::lock_guard lock(w->mu);
+      w->stopping = true;
+    }
+    w->cv.notify_one();
+  }
+  for (auto& w : workers_) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+}
+
+void AppServiceSender::poke(const std::string& appservice_id) {
+  for (auto& w : workers_) {
+    if (w->as->id != appservice_id) continue;
+    std::lock_guard lock(w->mu);
+    if (w->backoff_ms == 0) return;  // healthy: nothing to hurry
+    w->poked = true;
+    w->wake = true;
+    w->cv.notify_one();
+  }
+}
+
+std::vector<DeliveryStatus> AppServiceSender::status() const {
+  std::vector<DeliveryStatus> out;
+  int64_t committed = db_.committed_position();
+  for (const auto& as : registry_.all()) {
+    DeliveryStatus s;
+    s.appservice_id = as->id;
+    db_.read([&](storage::Connection& c) {
+      auto st = asdb::get_state(c, as->id);
+      s.last_stream = st ? st->last_stream : committed;
+      s.queued_txns = asdb::queued_count(c, as->id);
+    });
+    s.stream_lag = std::max<int64_t>(0, committed - s.last_stream);
+    for (const auto& w : workers_) {
+      if (w->as != as.get()) continue;
+      std::lock_guard lock(w->mu);
+      s.backoff_ms = w->backoff_ms;
+      s.delivered_txns = w->delivered_txns;
+      s.delivered_events = w->delivered_events;
+      s.last_success_ts = w->last_success_ts;
+      s.last_error = w->last_error;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+bool AppServiceSender::interested(const AppService& as, const ev::StoredEvent& e, storage::Connection& c,
+                                  std::map<std::string, bool>& room_cache) const {
+  if (as.is_interested_in_user(e.sender)) return true;
+  if (e.type == "m.room.member" && e.state_key && as.is_interested_in_user(*e.state_key)) return true;
+  auto cached = room_cache.find(e.room_id);
+  if (cached != room_cache.end()) return cached->second;
+  bool room_interest = as.is_interested_in_room(e.room_id);
+  if (!room_interest) {
+    for (const auto& alias : storage::rooms::aliases_of_room(c, e.room_id)) {
+      if (as.is_interested_in_alias(alias)) {
+        room_interest = true;
+        break;
+      }
+    }
+  }
+  if (!room_interest) {
+    // A room where one of the appservice's users is a member is the appservice's business.
+    for (const auto& m : ev::members_of_room(c, e.room_id)) {
+      if (m.membership == "join" && as.is_interested_in_user(m.user_id)) {
+        room_interest = true;
+        break;
+      }
+    }
+  }
+  room_cache[e.room_id] = room_interest;
+  return room_interest;
+}
+
+bool AppServiceSender::queue_next(Worker& w) {
+  const AppService& as = *w.as;
+  int64_t upto = db_.committed_position();
+  // The cursor is only ever moved by this worker, so reading it outside the write is safe.
+  auto state = *db_.read([&](storage::Connection& c) { return asdb::get_state(c, as.id); });
+  if (state.last_stream >= upto) return false;
+
+  boost::json::array events;
+  int64_t cursor = state.last_stream;
+  db_.read([&](storage::Connection& c) {
+    std::map<std::string, bool> room_cache;
+    // Scan in pages until a transaction is full or the stream is exhausted.
+    while (cursor < upto && static_cast<int64_t>(events.size()) < kMaxEventsPerTxn) {
+      auto page = asdb::events_after(c, cursor, upto, 500);
+      if (page.empty()) {
+        cursor = upto;
+        break;
+      }
+      for (const auto& e : page) {
+        if (static_cast<int64_t>(events.size()) >= kMaxEventsPerTxn) break;
+        cursor = e.stream_ordering;
+        if (interested(as, e, c, room_cache)) events.push_back(client_event(e, c));
+      }
+    }
+  });
+  db_.write([&](storage::Connection& c) {
+    asdb::State next{cursor, state.next_txn_id};
+    if (!events.empty()) {
+      boost::json::object body{{"events", events}};
+      asdb::enqueue(c, as.id,
+                    {state.next_txn_id, boost::json::serialize(body), static_cast<int64_t>(events.size()), core::now_ms()});
+      next.next_txn_id = state.next_txn_id + 1;  // ids never repeat for this appservice
+    }
+    asdb::set_state(c, as.id, next);
+  });
+  return true;
+}
+
+bool AppServiceSender::deliver_one(Worker& w) {
+  const AppService& as = *w.as;
+  auto txn = db_.read([&](storage::Connection& c) { return asdb::oldest_txn(c, as.id); });
+  if (!txn) return false;
+  auto resp = http_("PUT", *as.url, "/_matrix/app/v1/transactions/" + std::to_string(txn->txn_id),
+                    {{"Authorization", "Bearer " + as.hs_token}}, txn->body, kRequestTimeoutMs);
+  if (resp.status >= 200 && resp.status < 300) {
+    db_.write([&](storage::Connection& c) { asdb::delete_txn(c, as.id, txn->txn_id); });
+    std::lock_guard lock(w.mu);
+    if (w.backoff_ms) spdlog::info("appservice {}: delivering again", as.id);
+    w.backoff_ms = 0;
+    w.delivered_txns++;
+    w.delivered_events += txn->event_count;
+    w.last_success_ts = core::now_ms();
+    w.last_error.clear();
+    return true;
+  }
+  std::string why = resp.status ? "HTTP " + std::to_string(resp.status) : resp.error;
+  std::unique_lock lock(w.mu);
+  w.backoff_ms = w.backoff_ms ? std::min(w.backoff_ms * 2, kMaxBackoffMs) : kInitialBackoffMs;
+  w.last_error = why;
+  spdlog::warn("appservice {}: transaction {} failed ({}); retrying in {} ms", as.id, txn->txn_id, why, w.backoff_ms);
+  // Wait out the backoff unless the appservice shows signs of life or we stop.
+  w.poked = false;
+  w.cv.wait_for(lock, std::chrono::milliseconds(w.backoff_ms), [&] { return w.stopping || w.poked; });
+  if (w.poked) w.backoff_ms = 0;
+  w.poked = false;
+  return true;
+}
+
+void AppServiceSender::run(Worker& w) {
+  while (true) {
+    {
+      std::lock_guard lock(w.mu);
+      if (w.stopping) return;
+      w.wake = false;
+    }
+    try {
+      // Queued transactions first (in txn id order), then build more from the stream.
+      if (deliver_one(w)) continue;
+      if (queue_next(w)) continue;
+    } catch (const std::exception& e) {
+      spdlog::error("appservice {}: delivery error: {}", w.as->id, e.what());
+      std::unique_lock lock(w.mu);
+      w.cv.wait_for(lock, std::chrono::seconds(1), [&] { return w.stopping; });
+      continue;
+    }
+    std::unique_lock lock(w.mu);
+    w.cv.wait_for(lock, std::chrono::seconds(5), [&] { return w.stopping || w.wake; });
+  }
+}
+
+}  // namespace trestle::service

@@ -1,0 +1,78 @@
+#pragma once
+// Durable, ordered delivery of events to appservices (spec: application-service-api.md
+// "Pushing events"). One worker thread per appservice with a URL: it turns the global event
+// stream into transactions of at most 100 events, stores each transaction before sending it, and
+// retries the same txn id with the same body until the appservice accepts it. A slow or dead
+// appservice only ever blocks its own worker.
+#include "service/appservice/registration.hpp"
+#include "service/notifier.hpp"
+#include "storage/database.hpp"
+#include "storage/event_store.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace trestle::service {
+
+struct OutboundResponse {
+  int status = 0;  // 0: no HTTP response (see error)
+  std::string body;
+  std::string error;
+  bool timed_out = false;
+};
+// The transport, injected by main so this layer stays free of the HTTP stack.
+using OutboundHttp = std::function<OutboundResponse(
+    const std::string& method, const std::string& base_url, const std::string& path_and_query,
+    const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body, int timeout_ms)>;
+
+struct DeliveryStatus {
+  std::string appservice_id;
+  int64_t last_stream = 0;      // queued up to here
+  int64_t stream_lag = 0;       // committed stream position minus last_stream
+  int64_t queued_txns = 0;
+  int64_t delivered_txns = 0;   // since start
+  int64_t delivered_events = 0; // since start
+  int64_t backoff_ms = 0;       // current retry delay, 0 when healthy
+  int64_t last_success_ts = 0;
+  std::string last_error;
+};
+
+class AppServiceSender {
+public:
+  static constexpr int64_t kMaxEventsPerTxn = 100;
+  static constexpr int64_t kInitialBackoffMs = 1000;
+  static constexpr int64_t kMaxBackoffMs = 5 * 60 * 1000;
+  static constexpr int kRequestTimeoutMs = 30000;
+
+  AppServiceSender(const AppServiceRegistry& registry, storage::Database& db, Notifier& notifier, OutboundHttp http);
+  ~AppServiceSender();
+
+  void start();
+  void stop();
+  // The appservice is alive (it pinged or made a request): end any backoff and deliver now.
+  void poke(const std::string& appservice_id);
+  std::vector<DeliveryStatus> status() const;
+
+private:
+  struct Worker;
+  void run(Worker& w);
+  bool deliver_one(Worker& w);  // sends the oldest queued txn; false when none
+  bool queue_next(Worker& w);   // builds the next txn from the stream; false when caught up
+  bool interested(const AppService& as, const storage::events::StoredEvent& e, storage::Connection& c,
+                  std::map<std::string, bool>& room_cache) const;
+
+  const AppServiceRegistry& registry_;
+  storage::Database& db_;
+  Notifier& notifier_;
+  OutboundHttp http_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+};
+
+}  // namespace trestle::service

@@ -1,0 +1,35 @@
+#pragma once
+// Appservice delivery state: the stream cursor and the queue of built transactions.
+#include "storage/database.hpp"
+#include "storage/event_store.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace trestle::storage::appservices {
+
+struct State {
+  int64_t last_stream = 0;
+  int64_t next_txn_id = 1;
+};
+struct QueuedTxn {
+  int64_t txn_id = 0;
+  std::string body;
+  int64_t event_count = 0;
+  int64_t created_ts = 0;
+};
+
+// Creates the state row at `start_stream` on first sight of an appservice.
+State get_or_create_state(Connection& c, const std::string& appservice_id, int64_t start_stream);
+std::optional<State> get_state(Connection& c, const std::string& appservice_id);
+void set_state(Connection& c, const std::string& appservice_id, const State& s);
+void enqueue(Connection& c, const std::string& appservice_id, const QueuedTxn& t);
+std::optional<QueuedTxn> oldest_txn(Connection& c, const std::string& appservice_id);
+void delete_txn(Connection& c, const std::string& appservice_id, int64_t txn_id);
+int64_t queued_count(Connection& c, const std::string& appservice_id);
+
+// Events with after < stream_ordering <= upto across all rooms, oldest first.
+std::vector<events::StoredEvent> events_after(Connection& c, int64_t after, int64_t upto, int64_t limit);
+
+}  // namespace trestle::storage::appservices
