@@ -30,6 +30,7 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
   add_sync_routes(r, hs);
   add_user_data_routes(r, hs);
   add_push_routes(r, hs);
+  add_user_routes(r, hs);
   add_appservice_routes(r, hs);
 }
 

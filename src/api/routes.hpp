@@ -14,6 +14,7 @@ void add_directory_routes(http::Router& r, service::Homeserver& hs);
 void add_sync_routes(http::Router& r, service::Homeserver& hs);
 void add_user_data_routes(http::Router& r, service::Homeserver& hs);  // account data, receipts, typing, filters
 void add_push_routes(http::Router& r, service::Homeserver& hs);
+void add_user_routes(http::Router& r, service::Homeserver& hs);  // presence, user directory, voip
 void add_appservice_routes(http::Router& r, service::Homeserver& hs);  // ping, third party, AS directory
 
 // All of the above plus the authenticator.

@@ -236,6 +236,10 @@ void AccountService::set_profile_field(const std::string& user_id, const std::st
   });
 }
 
+std::vector<accounts::User> AccountService::search_users(const std::string& term, int64_t limit) {
+  return db_.read([&](storage::Connection& c) { return accounts::search_users(c, term, limit); });
+}
+
 std::optional<accounts::User> AccountService::get_user(const std::string& user_id) {
   return db_.read([&](storage::Connection& c) { return accounts::get_user(c, user_id); });
 }

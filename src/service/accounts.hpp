@@ -71,6 +71,8 @@ public:
 
   // field is "displayname" or "avatar_url"; nullopt clears it.
   void set_profile_field(const std::string& user_id, const std::string& field, const std::optional<std::string>& value);
+  // User directory search (POST /user_directory/search): local users by ID or display name.
+  std::vector<storage::accounts::User> search_users(const std::string& term, int64_t limit);
   std::optional<storage::accounts::User> get_user(const std::string& user_id);
   bool user_exists(const std::string& user_id);
 

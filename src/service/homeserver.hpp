@@ -6,6 +6,7 @@
 #include "service/appservice/queries.hpp"
 #include "service/appservice/sender.hpp"
 #include "service/notifier.hpp"
+#include "service/presence.hpp"
 #include "service/rooms.hpp"
 #include "service/sync.hpp"
 #include "service/user_data.hpp"
@@ -45,6 +46,7 @@ struct Homeserver {
   RoomService rooms;
   UserDataService user_data;
   SyncService sync;
+  PresenceTracker presence;
   AppServiceQueries appservice_queries;
   AppServiceSender appservice_sender;
 };

@@ -116,6 +116,10 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
     throw MatrixError::forbidden(*reason);
   }
 
+  if (version->id == "1" || version->id == "2") {
+    // These versions name an event by an ID its origin server picks and puts in the event.
+    pdu["event_id"] = "$" + core::random_string(18) + ":" + cfg_.server_name;
+  }
   room::hash_and_sign_event(pdu, cfg_.server_name, key_, *version);
   std::string event_id = room::compute_event_id(pdu, *version);
   if (core::canonical_json(pdu).size() + event_id.size() + 16 > kMaxPduBytes) {

@@ -131,3 +131,29 @@ void delete_all_devices(Connection& c, const std::string& user_id, const std::op
 }
 
 }  // namespace trestle::storage::accounts
+
+namespace trestle::storage::accounts {
+
+std::vector<User> search_users(Connection& c, const std::string& term, int64_t limit) {
+  // LIKE with an escape character, so a '%' or '_' in the search term matches itself.
+  std::string pattern = "%";
+  for (char ch : term) {
+    if (ch == '%' || ch == '_' || ch == '\\') pattern += '\\';
+    pattern += ch;
+  }
+  pattern += "%";
+  auto st = c.prepare("SELECT user_id, displayname, avatar_url FROM users WHERE deactivated = 0 AND "
+                      "(user_id LIKE ? ESCAPE '\\' OR displayname LIKE ? ESCAPE '\\') ORDER BY user_id LIMIT ?");
+  st.bind(pattern, pattern, limit);
+  std::vector<User> out;
+  while (st.step()) {
+    User u;
+    u.user_id = st.text(0);
+    u.displayname = st.opt_text(1);
+    u.avatar_url = st.opt_text(2);
+    out.push_back(std::move(u));
+  }
+  return out;
+}
+
+}  // namespace trestle::storage::accounts

@@ -58,3 +58,8 @@ void delete_all_tokens(Connection& c, const std::string& user_id, const std::opt
 void delete_all_devices(Connection& c, const std::string& user_id, const std::optional<std::string>& keep_device);
 
 }  // namespace trestle::storage::accounts
+
+namespace trestle::storage::accounts {
+// Active users whose ID or display name contains `term` (case-insensitive), for the user directory.
+std::vector<User> search_users(Connection& c, const std::string& term, int64_t limit);
+}  // namespace trestle::storage::accounts

@@ -26,9 +26,8 @@ void add_sync_routes(http::Router& r, service::Homeserver& hs) {
         sr.filter = hs.user_data.get_filter(who.user_id, *f);
       }
     }
-    if (auto p = req.query_param("set_presence"); p && *p != "online" && *p != "offline" && *p != "unavailable") {
-      throw MatrixError::invalid_param("set_presence must be online, offline or unavailable");
-    }
+    // Syncing marks the user online unless the client says otherwise (spec: set_presence).
+    hs.presence.touch(who.user_id, req.query_param("set_presence").value_or("online"));
     return hs.sync.sync(who, sr);
   });
 }

@@ -1,0 +1,40 @@
+#include "service/presence.hpp"
+
+#include "core/clock.hpp"
+#include "core/error.hpp"
+
+namespace trestle::service {
+
+namespace {
+void check_presence(const std::string& presence) {
+  if (presence != "online" && presence != "offline" && presence != "unavailable") {
+    throw MatrixError::invalid_param("presence must be online, offline or unavailable");
+  }
+}
+}  // namespace
+
+void PresenceTracker::set(const std::string& user_id, const std::string& presence,
+                          const std::optional<std::string>& status_msg) {
+  check_presence(presence);
+  std::lock_guard lock(mu_);
+  auto& s = states_[user_id];
+  s.presence = presence;
+  s.status_msg = status_msg;
+  s.last_active_ts = core::now_ms();
+}
+
+void PresenceTracker::touch(const std::string& user_id, const std::string& presence) {
+  check_presence(presence);
+  std::lock_guard lock(mu_);
+  auto& s = states_[user_id];
+  s.presence = presence;
+  s.last_active_ts = core::now_ms();
+}
+
+PresenceState PresenceTracker::get(const std::string& user_id) const {
+  std::lock_guard lock(mu_);
+  auto it = states_.find(user_id);
+  return it == states_.end() ? PresenceState{} : it->second;
+}
+
+}  // namespace trestle::service
