@@ -29,6 +29,9 @@ struct Homeserver {
         appservice_sender(appservices, db, notifier, http) {
     accounts.ensure_appservice_senders();
     rooms.set_appservice_queries(&appservice_queries);
+    user_data.typing().set_listener([this](const std::string& room_id) { appservice_sender.on_typing(room_id); });
+    appservice_sender.set_typing_source(
+        [this](const std::string& room_id) { return user_data.typing().typing_users(room_id); });
   }
 
   static AppServiceRegistry load_appservices(const config::Config& cfg) {

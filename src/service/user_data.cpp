@@ -28,6 +28,7 @@ void TypingTracker::set(const std::string& room_id, const std::string& user_id, 
     room_serial_[room_id] = ++serial_;
   }
   notifier_.notify({room_id});
+  if (listener_) listener_(room_id);
 }
 
 std::vector<std::string> TypingTracker::typing_users(const std::string& room_id, uint64_t* changed_serial) {

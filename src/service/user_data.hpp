@@ -7,6 +7,7 @@
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -24,9 +25,12 @@ public:
   // Users typing in the room now, and the serial of the room's last change.
   std::vector<std::string> typing_users(const std::string& room_id, uint64_t* changed_serial = nullptr);
   uint64_t serial() const;
+  // Called (outside the lock) with the room whenever who is typing there changes.
+  void set_listener(std::function<void(const std::string& room_id)> cb) { listener_ = std::move(cb); }
 
 private:
   Notifier& notifier_;
+  std::function<void(const std::string&)> listener_;
   mutable std::mutex mu_;
   uint64_t serial_ = 0;
   std::map<std::string, std::map<std::string, int64_t>> expiry_;  // room -> user -> steady ms

@@ -158,6 +158,7 @@ CREATE TABLE appservice_state (
   last_stream INTEGER NOT NULL,   -- everything up to here is queued (or was of no interest)
   next_txn_id INTEGER NOT NULL
 );
+CREATE INDEX receipts_global_stream ON receipts (stream_id);
 CREATE TABLE appservice_txns (
   appservice_id TEXT NOT NULL,
   txn_id INTEGER NOT NULL,

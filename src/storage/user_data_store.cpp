@@ -47,6 +47,17 @@ std::vector<Receipt> receipts_since(Connection& c, const std::string& room_id, i
   return out;
 }
 
+std::vector<Receipt> all_receipts_between(Connection& c, int64_t since, int64_t upto) {
+  auto st = c.prepare("SELECT room_id, receipt_type, user_id, thread_id, event_id, ts, stream_id FROM receipts "
+                      "WHERE stream_id > ? AND stream_id <= ? ORDER BY stream_id");
+  st.bind(since, upto);
+  std::vector<Receipt> out;
+  while (st.step()) {
+    out.push_back(Receipt{st.text(0), st.text(1), st.text(2), st.text(3), st.text(4), st.int64(5), st.int64(6)});
+  }
+  return out;
+}
+
 std::optional<Receipt> get_receipt(Connection& c, const std::string& room_id, const std::string& receipt_type,
                                    const std::string& user_id) {
   auto st = c.prepare("SELECT thread_id, event_id, ts, stream_id FROM receipts WHERE room_id = ? AND "

@@ -32,6 +32,8 @@ struct Receipt {
 };
 void put_receipt(Connection& c, const Receipt& r);
 std::vector<Receipt> receipts_since(Connection& c, const std::string& room_id, int64_t since, int64_t upto);
+// Receipts of every room with since < stream_id <= upto, oldest first (appservice ephemeral).
+std::vector<Receipt> all_receipts_between(Connection& c, int64_t since, int64_t upto);
 std::optional<Receipt> get_receipt(Connection& c, const std::string& room_id, const std::string& receipt_type,
                                    const std::string& user_id);
 

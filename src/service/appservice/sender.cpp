@@ -4,6 +4,7 @@
 #include "service/event_format.hpp"
 #include "storage/appservice_store.hpp"
 #include "storage/room_store.hpp"
+#include "storage/user_data_store.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
@@ -21,6 +22,7 @@ struct AppServiceSender::Worker {
   bool wake = false;  // new events or a poke
   bool poked = false;
   bool stopping = false;
+  std::set<std::string> typing_rooms;  // rooms whose typing changed since the last transaction
   // Status, guarded by mu.
   int64_t backoff_ms = 0;
   int64_t delivered_txns = 0;
@@ -84,6 +86,16 @@ void AppServiceSender::poke(const std::string& appservice_id) {
   }
 }
 
+void AppServiceSender::on_typing(const std::string& room_id) {
+  for (auto& w : workers_) {
+    if (!w->as->receive_ephemeral) continue;
+    std::lock_guard lock(w->mu);
+    w->typing_rooms.insert(room_id);
+    w->wake = true;
+    w->cv.notify_one();
+  }
+}
+
 std::vector<DeliveryStatus> AppServiceSender::status() const {
   std::vector<DeliveryStatus> out;
   int64_t committed = db_.committed_position();
@@ -112,7 +124,7 @@ std::vector<DeliveryStatus> AppServiceSender::status() const {
 
 bool AppServiceSender::interested(const AppService& as, const ev::StoredEvent& e, storage::Connection& c,
                                   std::map<std::string, bool>& room_cache) const {
-  if (as.is_interested_in_user(e.sender)) return true;
+  if (!e.sender.empty() && as.is_interested_in_user(e.sender)) return true;
   if (e.type == "m.room.member" && e.state_key && as.is_interested_in_user(*e.state_key)) return true;
   auto cached = room_cache.find(e.room_id);
   if (cached != room_cache.end()) return cached->second;
@@ -143,12 +155,23 @@ bool AppServiceSender::queue_next(Worker& w) {
   int64_t upto = db_.committed_position();
   // The cursor is only ever moved by this worker, so reading it outside the write is safe.
   auto state = *db_.read([&](storage::Connection& c) { return asdb::get_state(c, as.id); });
-  if (state.last_stream >= upto) return false;
+  std::set<std::string> typing_rooms;
+  {
+    std::lock_guard lock(w.mu);
+    typing_rooms.swap(w.typing_rooms);
+  }
+  if (state.last_stream >= upto && typing_rooms.empty()) return false;
 
   boost::json::array events;
+  boost::json::array ephemeral;
   int64_t cursor = state.last_stream;
   db_.read([&](storage::Connection& c) {
     std::map<std::string, bool> room_cache;
+    auto room_interesting = [&](const std::string& room_id) {
+      ev::StoredEvent probe;  // interest in a room, without an event: only the room rules apply
+      probe.room_id = room_id;
+      return interested(as, probe, c, room_cache);
+    };
     // Scan in pages until a transaction is full or the stream is exhausted.
     while (cursor < upto && static_cast<int64_t>(events.size()) < kMaxEventsPerTxn) {
       auto page = asdb::events_after(c, cursor, upto, 500);
@@ -162,11 +185,33 @@ bool AppServiceSender::queue_next(Worker& w) {
         if (interested(as, e, c, room_cache)) events.push_back(client_event(e, c));
       }
     }
+    if (!as.receive_ephemeral) return;
+    // Receipts in the same stream range as the events, grouped the way /sync groups them.
+    for (const auto& r : storage::user_data::all_receipts_between(c, state.last_stream, cursor)) {
+      if (r.receipt_type == "m.read.private" || !room_interesting(r.room_id)) continue;
+      boost::json::object data{{"ts", r.ts}};
+      if (!r.thread_id.empty()) data["thread_id"] = r.thread_id;
+      boost::json::object content{
+          {r.event_id, boost::json::object{{r.receipt_type, boost::json::object{{r.user_id, data}}}}}};
+      ephemeral.push_back(boost::json::object{{"type", "m.receipt"}, {"room_id", r.room_id}, {"content", content}});
+    }
+    for (const auto& room_id : typing_rooms) {
+      if (!typing_source_ || !room_interesting(room_id)) continue;
+      boost::json::array ids;
+      for (auto& u : typing_source_(room_id)) ids.push_back(boost::json::value(u));
+      ephemeral.push_back(boost::json::object{
+          {"type", "m.typing"}, {"room_id", room_id}, {"content", boost::json::object{{"user_ids", ids}}}});
+    }
   });
   db_.write([&](storage::Connection& c) {
     asdb::State next{cursor, state.next_txn_id};
-    if (!events.empty()) {
+    if (!events.empty() || !ephemeral.empty()) {
       boost::json::object body{{"events", events}};
+      if (!ephemeral.empty()) {
+        // Stable name and MSC2409's unstable one: deployed bridges read either.
+        body["ephemeral"] = ephemeral;
+        body["de.sorunome.msc2409.ephemeral"] = ephemeral;
+      }
       asdb::enqueue(c, as.id,
                     {state.next_txn_id, boost::json::serialize(body), static_cast<int64_t>(events.size()), core::now_ms()});
       next.next_txn_id = state.next_txn_id + 1;  // ids never repeat for this appservice

@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -58,6 +59,13 @@ public:
   void stop();
   // The appservice is alive (it pinged or made a request): end any backoff and deliver now.
   void poke(const std::string& appservice_id);
+  // Ephemeral data (MSC2409, receive_ephemeral): typing changed in a room. Typing is read back
+  // through `typing_source` when the next transaction is built (best effort, not durable;
+  // receipts come from the database and are).
+  void on_typing(const std::string& room_id);
+  void set_typing_source(std::function<std::vector<std::string>(const std::string& room_id)> f) {
+    typing_source_ = std::move(f);
+  }
   std::vector<DeliveryStatus> status() const;
 
 private:
@@ -72,6 +80,7 @@ private:
   storage::Database& db_;
   Notifier& notifier_;
   OutboundHttp http_;
+  std::function<std::vector<std::string>(const std::string&)> typing_source_;
   std::vector<std::unique_ptr<Worker>> workers_;
 };
 
