@@ -7,6 +7,7 @@
 #include "service/filter.hpp"
 #include "service/push/push_rules.hpp"
 #include "service/rooms.hpp"
+#include "service/unread_counts.hpp"
 #include "service/user_data.hpp"
 #include "storage/account_store.hpp"
 #include "storage/event_store.hpp"
@@ -28,7 +29,6 @@ using boost::json::object;
 namespace {
 
 constexpr int64_t kDefaultTimelineLimit = 10;
-constexpr int64_t kMaxUnreadScan = 1000;  // bound the work of counting notifications per room
 
 using StateKey = std::pair<std::string, std::string>;
 
@@ -50,10 +50,6 @@ std::map<StateKey, std::string> state_before(storage::Connection& c, const std::
   return state;
 }
 
-object content_of(const ev::StoredEvent& e) {
-  auto* c = e.pdu.if_contains("content");
-  return c && c->is_object() ? c->as_object() : object{};
-}
 
 }  // namespace
 
@@ -276,49 +272,8 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
                   {"account_data", object{{"events", std::move(room_account_data)}}}};
       if (!left) {
         room["ephemeral"] = object{{"events", std::move(ephemeral)}};
-        // Unread counts: events after the user's read receipt (or own last message), judged by
-        // the user's push rules.
-        int64_t read_upto = 0;
-        if (auto rc = ud::get_receipt(c, m.room_id, "m.read", r.user_id)) {
-          if (auto e = ev::get_event(c, rc->event_id)) read_upto = e->stream_ordering;
-        }
-        if (auto rc = ud::get_receipt(c, m.room_id, "m.read.private", r.user_id)) {
-          if (auto e = ev::get_event(c, rc->event_id)) read_upto = std::max(read_upto, e->stream_ordering);
-        }
-        int64_t notifications = 0, highlights = 0;
-        auto unread = ev::room_events_forwards(c, m.room_id, read_upto, now.position, kMaxUnreadScan);
-        if (!unread.empty()) {
-          room::StateMap pl_state;
-          push::EvaluationContext ctx;
-          ctx.user_id = r.user_id;
-          ctx.room_member_count = ev::joined_member_count(c, m.room_id);
-          if (auto pl_id = ev::current_state_event_id(c, m.room_id, "m.room.power_levels", "")) {
-            if (auto pl = ev::get_event(c, *pl_id)) ctx.power_levels_content = content_of(*pl);
-          }
-          if (auto me = ev::get_event(c, m.event_id)) {
-            auto content = content_of(*me);
-            if (auto* dn = content.if_contains("displayname"); dn && dn->is_string()) ctx.display_name = dn->as_string();
-          }
-          for (const auto& e : unread) {
-            if (e.sender == r.user_id) {
-              notifications = highlights = 0;  // own message: everything before counts as read
-              continue;
-            }
-            if (e.redacted_by) continue;
-            auto ce = client_event(e, c, {});
-            ctx.sender_power_level = 0;
-            if (auto* users = ctx.power_levels_content.if_contains("users"); users && users->is_object()) {
-              if (auto* lvl = users->as_object().if_contains(e.sender); lvl && lvl->is_int64()) {
-                ctx.sender_power_level = lvl->as_int64();
-              } else if (auto* ud_ = ctx.power_levels_content.if_contains("users_default"); ud_ && ud_->is_int64()) {
-                ctx.sender_power_level = ud_->as_int64();
-              }
-            }
-            auto d = push::evaluate(global_push_rules, ce, ctx);
-            if (d.notify) ++notifications;
-            if (d.notify && d.highlight) ++highlights;
-          }
-        }
+        auto unread = unread_.count(c, r.user_id, m.room_id, m.event_id, global_push_rules, now.position);
+        int64_t notifications = unread.notifications, highlights = unread.highlights;
         room["unread_notifications"] = object{{"notification_count", notifications}, {"highlight_count", highlights}};
         // Room summary: heroes and counts, so clients can name unnamed rooms.
         object summary;

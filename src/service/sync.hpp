@@ -4,6 +4,7 @@
 #include "http/request.hpp"
 #include "service/notifier.hpp"
 #include "service/requester.hpp"
+#include "service/unread_counts.hpp"
 #include "storage/database.hpp"
 
 #include <boost/json/object.hpp>
@@ -44,6 +45,7 @@ private:
   storage::Database& db_;
   Notifier& notifier_;
   UserDataService& user_data_;
+  UnreadCounter unread_;
 };
 
 }  // namespace trestle::service

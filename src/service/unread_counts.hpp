@@ -1,0 +1,40 @@
+#pragma once
+// Unread notification counts for /sync: the events after a user's read receipt (or their own last
+// message) that the user's push rules say notify or highlight. Counting from the receipt on every
+// sync would re-evaluate the same events each time, so each (user, room) keeps its running count
+// and only the events since the last count are evaluated. The cache is memory only: after a
+// restart the first sync recounts from the receipt.
+#include "storage/database.hpp"
+
+#include <boost/json/object.hpp>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace trestle::service {
+
+struct UnreadCounts {
+  int64_t notifications = 0;
+  int64_t highlights = 0;
+};
+
+class UnreadCounter {
+public:
+  static constexpr int64_t kMaxScan = 1000;  // bound the work of one count
+
+  // `member_event_id` is the user's membership event (for the display name), `push_rules` the
+  // user's "global" ruleset, `upto` the sync's stream position.
+  UnreadCounts count(storage::Connection& c, const std::string& user_id, const std::string& room_id,
+                     const std::string& member_event_id, const boost::json::object& push_rules, int64_t upto);
+
+private:
+  struct Entry {
+    int64_t read_upto = 0;  // receipt position the counts start after
+    int64_t counted_upto = 0;
+    UnreadCounts counts;
+  };
+  std::mutex mu_;
+  std::unordered_map<std::string, Entry> cache_;
+};
+
+}  // namespace trestle::service
