@@ -54,8 +54,7 @@ struct Server::Impl {
         notifier(n),
         limits(l),
         ioc(),
-        workers(l.worker_threads > 0 ? l.worker_threads
-                                     : std::max(2u, std::thread::hardware_concurrency())) {}
+        workers(static_cast<size_t>(std::max(2, l.worker_threads))) {}
 
   // Runs router work on the worker pool and comes back to the connection's executor.
   asio::awaitable<Reply> run_on_workers(std::function<Reply()> fn) {

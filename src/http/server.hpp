@@ -19,7 +19,10 @@ struct ServerLimits {
   size_t max_body_bytes = 50 * 1024 * 1024;
   size_t max_header_bytes = 16 * 1024;
   int io_threads = 0;      // 0: one per core
-  int worker_threads = 0;  // blocking handler work (database); 0: max(2, cores)
+  // Blocking handler work: database, password hashing, and calls to appservices, which may call
+  // back into this server before answering (a user query makes the bridge register the user).
+  // Enough threads that a few slow outbound calls cannot starve the requests they wait for.
+  int worker_threads = 16;
 };
 
 class Server {

@@ -313,8 +313,14 @@ std::string RoomService::create_room(const Requester& r, const object& body) {
   if (auto* inv = body.if_contains("invite")) {
     if (!inv->is_array()) throw MatrixError::bad_json("invite must be a list of user IDs");
     for (const auto& u : inv->as_array()) {
-      if (!u.is_string() || !core::parse_user_id(u.as_string())) throw MatrixError::invalid_param("Invalid user ID in invite");
-      invitees.emplace_back(u.as_string());
+      auto id = u.is_string() ? core::parse_user_id(u.as_string()) : std::nullopt;
+      if (!id) throw MatrixError::invalid_param("Invalid user ID in invite");
+      std::string user_id(u.as_string());
+      // Unknown local invitees in an appservice's namespace are asked about, like /invite does.
+      if (id->server_name == cfg_.server_name && !accounts_.user_exists(user_id) && appservice_queries_) {
+        appservice_queries_->query_user(user_id);
+      }
+      invitees.push_back(user_id);
     }
   }
   object creation_content;

@@ -14,6 +14,8 @@ namespace {
 storage::accounts::User require_profile_user(service::Homeserver& hs, const std::string& user_id) {
   if (!core::parse_user_id(user_id)) throw MatrixError::invalid_param("Invalid user ID");
   auto u = hs.accounts.get_user(user_id);
+  // A user in an appservice's namespace may exist on the other side of the bridge: ask first.
+  if (!u && hs.appservice_queries.query_user(user_id)) u = hs.accounts.get_user(user_id);
   if (!u || u->deactivated) throw MatrixError::not_found("Profile not found");
   return *u;
 }
