@@ -7,6 +7,7 @@
 
 namespace trestle {
 
+// An empty errcode renders `extra` alone (the first 401 of user-interactive authentication).
 class MatrixError : public std::runtime_error {
 public:
   MatrixError(int status, std::string errcode, std::string message, boost::json::object extra = {})

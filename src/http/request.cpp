@@ -1,9 +1,9 @@
 #include "http/request.hpp"
 
 #include "core/error.hpp"
+#include "core/json_depth.hpp"
 
 #include <boost/json/parse.hpp>
-#include <boost/json/parse_options.hpp>
 #include <boost/json/serialize.hpp>
 
 namespace trestle::http {
@@ -16,10 +16,8 @@ std::optional<std::string> Request::query_param(const std::string& name) const {
 
 boost::json::object Request::json_object(bool allow_empty) const {
   if (body.empty() && allow_empty) return {};
-  boost::json::parse_options opts;
-  opts.max_depth = 64;  // the spec's JSON is shallow; deep nesting is only ever an attack
   boost::system::error_code ec;
-  auto v = boost::json::parse(body, ec, {}, opts);
+  auto v = boost::json::parse(body, ec, {}, core::json_parse_options());
   if (ec) throw MatrixError::not_json("Content not JSON: " + ec.message());
   if (!v.is_object()) throw MatrixError::bad_json("Content must be a JSON object");
   return std::move(v.as_object());

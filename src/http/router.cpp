@@ -40,6 +40,8 @@ Reply guarded(const std::function<Reply()>& fn) {
   try {
     return fn();
   } catch (const MatrixError& e) {
+    // No errcode: a bare reply such as the first 401 of user-interactive auth.
+    if (e.errcode().empty()) return Response::json(e.extra(), e.status());
     return Response::error(e.status(), e.errcode(), e.what(), e.extra());
   } catch (const std::exception& e) {
     spdlog::error("internal error: {}", e.what());

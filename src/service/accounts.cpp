@@ -186,7 +186,8 @@ void AccountService::require_password_uia(const Requester& r, const boost::json:
       {"session", core::random_string(24)}};
   auto* auth = body.if_contains("auth");
   if (!auth || !auth->is_object()) {
-    throw MatrixError(401, "M_FORBIDDEN", "User-interactive authentication required", flows_reply);
+    // The first 401 carries only flows/params/session: an errcode would mean a failed attempt.
+    throw MatrixError(401, "", "User-interactive authentication required", flows_reply);
   }
   const auto& a = auth->as_object();
   auto* type = a.if_contains("type");

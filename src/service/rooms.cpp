@@ -26,6 +26,7 @@ using boost::json::object;
 namespace {
 
 constexpr size_t kMaxPduBytes = 65536;  // the spec's limit on a whole event
+constexpr size_t kMaxTypeOrStateKeyBytes = 255;  // and on its type and state_key
 
 std::string membership_of(const object& pdu) {
   auto* content = pdu.if_contains("content");
@@ -37,6 +38,22 @@ std::string membership_of(const object& pdu) {
 std::string str_or(const object& o, const char* key, const std::string& fallback = "") {
   auto* v = o.if_contains(key);
   return v && v->is_string() ? std::string(v->as_string()) : fallback;
+}
+
+// The state a requester sees, given the position visible_upto() allows (`now` is the committed
+// position): current state while joined; once they left, the state as it was when they left.
+std::vector<ev::StateEntry> visible_state(storage::Connection& c, const std::string& room_id, int64_t upto,
+                                          int64_t now) {
+  return upto < now ? ev::state_at(c, room_id, upto) : ev::current_state(c, room_id);
+}
+
+std::optional<std::string> visible_state_event_id(storage::Connection& c, const std::string& room_id, int64_t upto,
+                                                  int64_t now, const std::string& type, const std::string& state_key) {
+  if (upto >= now) return ev::current_state_event_id(c, room_id, type, state_key);
+  for (const auto& s : ev::state_at(c, room_id, upto)) {
+    if (s.type == type && s.state_key == state_key) return s.event_id;
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -76,6 +93,9 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
     version = room::find_room_version(room_row->room_version);
   }
   if (!version) throw MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "Unsupported room version");
+  if (ne.type.size() > kMaxTypeOrStateKeyBytes || (ne.state_key && ne.state_key->size() > kMaxTypeOrStateKeyBytes)) {
+    throw MatrixError(413, "M_TOO_LARGE", "An event's type and state_key must not exceed 255 bytes");
+  }
   if (!core::is_canonical_compatible(ne.content)) {
     throw MatrixError::bad_json("Event content must not contain floats or integers beyond 2^53");
   }
@@ -580,13 +600,17 @@ array RoomService::members(const Requester& r, const std::string& room_id,
                            const std::optional<std::string>& membership,
                            const std::optional<std::string>& not_membership) {
   return db_.read([&](storage::Connection& c) {
-    visible_upto(c, r, room_id);
+    int64_t upto = visible_upto(c, r, room_id);
     array out;
     ClientEventOptions opts{r.user_id, r.device_id, true};
-    for (const auto& mem : ev::members_of_room(c, room_id)) {
-      if (membership && mem.membership != *membership) continue;
-      if (not_membership && mem.membership == *not_membership) continue;
-      if (auto e = ev::get_event(c, mem.event_id)) out.push_back(client_event(*e, c, opts));
+    for (const auto& s : visible_state(c, room_id, upto, db_.committed_position())) {
+      if (s.type != "m.room.member") continue;
+      auto e = ev::get_event(c, s.event_id);
+      if (!e) continue;
+      std::string m = membership_of(e->pdu);
+      if (membership && m != *membership) continue;
+      if (not_membership && m == *not_membership) continue;
+      out.push_back(client_event(*e, c, opts));
     }
     return out;
   });
@@ -594,10 +618,10 @@ array RoomService::members(const Requester& r, const std::string& room_id,
 
 array RoomService::state(const Requester& r, const std::string& room_id) {
   return db_.read([&](storage::Connection& c) {
-    visible_upto(c, r, room_id);
+    int64_t upto = visible_upto(c, r, room_id);
     array out;
     ClientEventOptions opts{r.user_id, r.device_id, true};
-    for (const auto& s : ev::current_state(c, room_id)) {
+    for (const auto& s : visible_state(c, room_id, upto, db_.committed_position())) {
       if (auto e = ev::get_event(c, s.event_id)) out.push_back(client_event(*e, c, opts));
     }
     return out;
@@ -607,8 +631,8 @@ array RoomService::state(const Requester& r, const std::string& room_id) {
 object RoomService::state_event(const Requester& r, const std::string& room_id, const std::string& type,
                                 const std::string& state_key, bool full_event) {
   return db_.read([&](storage::Connection& c) {
-    visible_upto(c, r, room_id);
-    auto id = ev::current_state_event_id(c, room_id, type, state_key);
+    int64_t upto = visible_upto(c, r, room_id);
+    auto id = visible_state_event_id(c, room_id, upto, db_.committed_position(), type, state_key);
     if (!id) throw MatrixError::not_found("Event not found");
     auto e = ev::get_event(c, *id);
     if (!e) throw MatrixError::not_found("Event not found");
@@ -706,9 +730,10 @@ object RoomService::context(const Requester& r, const std::string& room_id, cons
       end = e.stream_ordering;
       if (event_matches(filter, e)) after.push_back(client_event(e, c, opts));
     }
-    array state;
-    for (const auto& s : ev::current_state(c, room_id)) {
-      if (auto e = ev::get_event(c, s.event_id)) state.push_back(client_event(*e, c, opts));
+    array state;  // the spec: the state at the last event returned, filtered like the events
+    for (const auto& s : ev::state_at(c, room_id, end)) {
+      auto e = ev::get_event(c, s.event_id);
+      if (e && event_matches(filter, *e)) state.push_back(client_event(*e, c, opts));
     }
     return object{{"event", client_event(*target, c, opts)},
                   {"events_before", std::move(before)},

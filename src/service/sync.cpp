@@ -2,6 +2,7 @@
 
 #include "core/clock.hpp"
 #include "core/error.hpp"
+#include "core/json_depth.hpp"
 #include "room/auth_rules.hpp"
 #include "service/event_format.hpp"
 #include "service/filter.hpp"
@@ -14,7 +15,6 @@
 #include "storage/room_store.hpp"
 #include "storage/user_data_store.hpp"
 
-#include <boost/json/parse.hpp>
 #include <algorithm>
 #include <map>
 #include <set>
@@ -171,7 +171,8 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
       const bool newly_joined = !initial && m.membership == "join" && m.stream_ordering > since_pos;
       const bool room_full = initial || req.full_state || newly_joined;
       const int64_t upto = left ? std::min(now.position, m.stream_ordering) : now.position;
-      const int64_t from = room_full ? 0 : since_pos;
+      // full_state brings all the state but, as the spec says, the timeline still starts at `since`.
+      const int64_t from = (initial || newly_joined) ? 0 : since_pos;
 
       // Timeline: newest `limit` events in (from, upto] passing the filter.
       std::vector<ev::StoredEvent> timeline;
@@ -226,7 +227,7 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
       for (const auto& ad : ud::account_data_since(c, r.user_id, initial ? 0 : since_pos, now.position)) {
         if (ad.room_id != m.room_id) continue;
         if (!event_matches(room_account_data_filter, ad.type, r.user_id, "", {})) continue;
-        room_account_data.push_back(object{{"type", ad.type}, {"content", boost::json::parse(ad.content)}});
+        room_account_data.push_back(object{{"type", ad.type}, {"content", core::parse_stored_json(ad.content)}});
       }
 
       // Ephemeral: typing and receipts.
@@ -278,15 +279,17 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
         // Room summary: heroes and counts, so clients can name unnamed rooms.
         object summary;
         int64_t joined = 0, invited = 0;
+        bool members_changed = false;  // the counts are required whenever they changed since `since`
         array heroes;
         for (const auto& mem : ev::members_of_room(c, m.room_id)) {
+          if (mem.stream_ordering > since_pos) members_changed = true;
           if (mem.membership == "join") ++joined;
           if (mem.membership == "invite") ++invited;
           if (mem.user_id != r.user_id && (mem.membership == "join" || mem.membership == "invite") && heroes.size() < 5) {
             heroes.push_back(boost::json::value(mem.user_id));
           }
         }
-        if (room_full || limited || !state.empty()) {
+        if (room_full || limited || !state.empty() || members_changed) {
           summary["m.joined_member_count"] = joined;
           summary["m.invited_member_count"] = invited;
           summary["m.heroes"] = std::move(heroes);
@@ -306,7 +309,7 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
       if (!ad.room_id.empty()) continue;
       if (ad.type == "m.push_rules") saw_push_rules = true;
       if (!event_matches(account_data_filter, ad.type, r.user_id, "", {})) continue;
-      account_data.push_back(object{{"type", ad.type}, {"content", boost::json::parse(ad.content)}});
+      account_data.push_back(object{{"type", ad.type}, {"content", core::parse_stored_json(ad.content)}});
     }
   });
   // Clients expect their push rules in the first sync even if they never changed them.

@@ -2,13 +2,13 @@
 
 #include "core/clock.hpp"
 #include "core/error.hpp"
+#include "core/json_depth.hpp"
 #include "service/filter.hpp"
 #include "service/push/push_rules.hpp"
 #include "service/rooms.hpp"
 #include "storage/event_store.hpp"
 #include "storage/user_data_store.hpp"
 
-#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 namespace trestle::service {
@@ -65,7 +65,8 @@ UserDataService::UserDataService(storage::Database& db, Notifier& notifier, Room
 void UserDataService::put_account_data(const std::string& user_id, const std::string& room_id,
                                        const std::string& type, const object& content) {
   if (type == "m.fully_read" || type == "m.push_rules") {
-    throw MatrixError(400, "M_BAD_JSON", "Cannot set " + type + " through this API");
+    // The spec's answer for server-controlled types: 405 with M_BAD_JSON.
+    throw MatrixError(405, "M_BAD_JSON", "Cannot set " + type + " through this API");
   }
   db_.write([&](storage::Connection& c) {
     ud::put_account_data(c, user_id, room_id, type, boost::json::serialize(content), db_.next_stream_position());
@@ -77,7 +78,7 @@ object UserDataService::get_account_data(const std::string& user_id, const std::
                                          const std::string& type) {
   auto v = db_.read([&](storage::Connection& c) { return ud::get_account_data(c, user_id, room_id, type); });
   if (!v) throw MatrixError::not_found("Account data not found");
-  return boost::json::parse(*v).as_object();
+  return core::parse_stored_json(*v).as_object();
 }
 
 void UserDataService::send_receipt(const Requester& r, const std::string& room_id, const std::string& receipt_type,
@@ -141,12 +142,12 @@ object UserDataService::get_filter(const std::string& user_id, const std::string
   }
   auto f = db_.read([&](storage::Connection& c) { return ud::get_filter(c, user_id, id); });
   if (!f) throw MatrixError::not_found("No such filter");
-  return boost::json::parse(*f).as_object();
+  return core::parse_stored_json(*f).as_object();
 }
 
 object UserDataService::push_rules(const std::string& user_id) {
   auto stored = db_.read([&](storage::Connection& c) { return ud::get_push_rules(c, user_id); });
-  if (stored) return boost::json::parse(*stored).as_object();
+  if (stored) return core::parse_stored_json(*stored).as_object();
   return push::default_ruleset(user_id);
 }
 
@@ -163,7 +164,7 @@ void UserDataService::save_push_rules(const std::string& user_id, const object& 
 array UserDataService::pushers(const std::string& user_id) {
   array out;
   for (auto& p : db_.read([&](storage::Connection& c) { return ud::pushers_of_user(c, user_id); })) {
-    out.push_back(boost::json::parse(p));
+    out.push_back(core::parse_stored_json(p));
   }
   return out;
 }

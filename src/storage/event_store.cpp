@@ -1,6 +1,7 @@
 #include "storage/event_store.hpp"
 
-#include <boost/json/parse.hpp>
+#include "core/json_depth.hpp"
+
 #include <boost/json/serialize.hpp>
 
 namespace trestle::storage::events {
@@ -21,7 +22,7 @@ StoredEvent event_from_row(const Statement& st) {
   e.sender = st.text(5);
   e.origin_server_ts = st.int64(6);
   e.depth = st.int64(7);
-  e.pdu = boost::json::parse(st.text(8)).as_object();
+  e.pdu = core::parse_stored_json(st.text(8)).as_object();
   e.replaces_state = st.opt_text(9);
   e.redacted_by = st.opt_text(10);
   e.txn_id = st.opt_text(11);
@@ -74,6 +75,17 @@ void mark_redacted(Connection& c, const std::string& event_id, const std::string
 std::vector<StateEntry> current_state(Connection& c, const std::string& room_id) {
   auto st = c.prepare("SELECT type, state_key, event_id FROM current_state WHERE room_id = ?");
   st.bind(room_id);
+  std::vector<StateEntry> out;
+  while (st.step()) out.push_back(StateEntry{st.text(0), st.text(1), st.text(2)});
+  return out;
+}
+
+std::vector<StateEntry> state_at(Connection& c, const std::string& room_id, int64_t at) {
+  // SQLite takes the bare columns of a MAX() aggregate from the row holding the maximum.
+  auto st = c.prepare(
+      "SELECT type, state_key, event_id, MAX(stream_ordering) FROM events "
+      "WHERE room_id = ? AND state_key IS NOT NULL AND stream_ordering <= ? GROUP BY type, state_key");
+  st.bind(room_id, at);
   std::vector<StateEntry> out;
   while (st.step()) out.push_back(StateEntry{st.text(0), st.text(1), st.text(2)});
   return out;

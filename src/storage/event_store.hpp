@@ -47,6 +47,9 @@ std::vector<StoredEvent> get_events(Connection& c, const std::vector<std::string
 void mark_redacted(Connection& c, const std::string& event_id, const std::string& redaction_id);
 
 std::vector<StateEntry> current_state(Connection& c, const std::string& room_id);
+// The room's state as of stream position `at`: for each (type, state_key) the latest state event
+// at or before it. Every state event we store becomes current state, so this is exact.
+std::vector<StateEntry> state_at(Connection& c, const std::string& room_id, int64_t at);
 std::optional<std::string> current_state_event_id(Connection& c, const std::string& room_id,
                                                   const std::string& type, const std::string& state_key);
 void set_current_state(Connection& c, const std::string& room_id, const std::string& type,

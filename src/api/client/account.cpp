@@ -72,7 +72,9 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
     std::string localpart = username.value_or("");
     if (username) hs.accounts.check_new_localpart(*username);
     auto* auth = body.if_contains("auth");
-    if (!auth || !auth->is_object()) throw MatrixError(401, "M_FORBIDDEN", "Authentication required", dummy_flows());
+    // The first 401 carries only flows/params/session: errcode/error mean a failed stage attempt,
+    // and clients (matrix-js-sdk's InteractiveAuth) show them to the user as an error.
+    if (!auth || !auth->is_object()) return http::Reply{http::Response::json(dummy_flows(), 401)};
     auto* type = auth->as_object().if_contains("type");
     if (!type || !type->is_string() || type->as_string() != "m.login.dummy") {
       throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", dummy_flows());

@@ -1,0 +1,855 @@
+"""The machinery shared by the integration runner, its JSON case files and its Python scenarios.
+
+Standard library only: the suite runs under /usr/bin/python3 with nothing installed.
+
+- Server: one trestle process on 127.0.0.1 with its own temporary directory, config and SQLite
+  database; started, stopped, killed and restarted; its output scanned for sanitizer reports.
+- Client: plain HTTP requests (a fresh connection each), answers parsed as JSON.
+- match(): compares an answer with an expected JSON subset written with matchers ("$string",
+  {"$contains": [...]}, ...); see tests/integration/README.md for the list.
+- CaseRunner: runs the steps of a case file against a server, with ${var} substitution, `save`,
+  and macros (register, create_room, send, sync, ...).
+"""
+
+import ctypes
+import http.client
+import itertools
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+
+SERVER_NAME = "localhost"
+CLIENT_PREFIX = "/_matrix/client/v3"
+# Requests can be slow under AddressSanitizer (argon2 password hashing above all).
+DEFAULT_TIMEOUT_S = 60
+STARTUP_TIMEOUT_S = 60
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer")
+
+RELAXED_RATE = {"per_second": 1000, "burst_count": 1000}
+
+
+class TestFailure(Exception):
+    """A check that did not hold; the message is what the report shows."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+
+
+def default_config(data_dir, port):
+    return {
+        "server_name": SERVER_NAME,
+        "listeners": [{"port": port, "bind_addresses": ["127.0.0.1"], "type": "http",
+                       "resources": [{"names": ["client"]}]}],
+        "database": {"name": "sqlite3", "args": {"database": os.path.join(data_dir, "homeserver.db")}},
+        "signing_key_path": os.path.join(data_dir, SERVER_NAME + ".signing.key"),
+        "enable_registration": True,
+        "enable_registration_without_verification": True,
+        "rc_message": dict(RELAXED_RATE),
+        "rc_registration": dict(RELAXED_RATE),
+        "rc_login": {"address": dict(RELAXED_RATE)},
+        "log_level": "info",
+    }
+
+
+def merge_config(base, overrides):
+    """Deep-merges `overrides` into a copy of `base`; a None value removes the key."""
+    out = dict(base)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_config(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def to_yaml(value, indent=0):
+    """Block-style YAML for dicts, lists and scalars (scalars as JSON, which YAML reads too)."""
+    pad = "  " * indent
+    if isinstance(value, dict):
+        if not value:
+            return pad + "{}\n"
+        out = ""
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) and v:
+                out += f"{pad}{k}:\n" + to_yaml(v, indent + 1)
+            else:
+                out += f"{pad}{k}: {json.dumps(v)}\n"
+        return out
+    if isinstance(value, list):
+        if not value:
+            return pad + "[]\n"
+        out = ""
+        for item in value:
+            if isinstance(item, (dict, list)) and item:
+                nested = to_yaml(item, indent + 1)
+                out += f"{pad}- " + nested[len(pad) + 2:]
+            else:
+                out += f"{pad}- {json.dumps(item)}\n"
+        return out
+    return pad + json.dumps(value) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Server process
+
+
+def _die_with_parent():
+    """Runs in the child before exec: the kernel kills it if the runner dies (ctest timeout)."""
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A trestle process with its own directory. start() again after stop()/kill() reuses the
+    same database and signing key (on a new port)."""
+
+    all_started = []  # every Server ever started, so the runner can kill leftovers
+
+    def __init__(self, binary, name, config_overrides=None, keep_dir=False, raw_config=None):
+        self.binary = binary
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix=f"trestle-it-{re.sub(r'[^A-Za-z0-9_-]', '_', name)}-")
+        self.data_dir = os.path.join(self.dir, "data")
+        self.config_overrides = config_overrides or {}
+        self.raw_config = raw_config
+        self.keep_dir = keep_dir
+        self.proc = None
+        self.port = None
+        self.runs = 0
+        self.problems = []  # crashes, sanitizer reports, unexpected exit codes
+        Server.all_started.append(self)
+
+    @property
+    def config_path(self):
+        return os.path.join(self.dir, "homeserver.yaml")
+
+    @property
+    def base_url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_paths(self, run=None):
+        run = self.runs if run is None else run
+        return (os.path.join(self.dir, f"stdout.{run}.log"), os.path.join(self.dir, f"stderr.{run}.log"))
+
+    def config(self, port):
+        return merge_config(default_config(self.data_dir, port), self.config_overrides)
+
+    def write_config(self, port):
+        """The runner's config with this server's overrides, or the raw text given (its "${port}"
+        replaced by the port)."""
+        with open(self.config_path, "w") as f:
+            if self.raw_config is not None:
+                f.write(self.raw_config.replace("${port}", str(port)))
+            else:
+                f.write(to_yaml(self.config(port)))
+
+    def spawn(self, config_path=None):
+        """Starts the binary on the config without waiting; returns the Popen."""
+        self.runs += 1
+        out_path, err_path = self.log_paths()
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            self.proc = subprocess.Popen([self.binary, "--config", config_path or self.config_path], stdout=out, stderr=err,
+                                         stdin=subprocess.DEVNULL, cwd=self.dir, preexec_fn=_die_with_parent)
+        return self.proc
+
+    def start(self):
+        os.makedirs(self.data_dir, exist_ok=True)
+        for attempt in range(3):
+            port = free_port()
+            self.write_config(port)
+            self.spawn()
+            self.port = port
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        return self
+                except OSError:
+                    time.sleep(0.02)
+            if self.proc.poll() is None:
+                self.kill()
+                raise TestFailure(f"server {self.name} did not accept connections within {STARTUP_TIMEOUT_S}s")
+            err = self.output()
+            if "cannot listen" in err and attempt < 2:
+                continue  # someone took the free port between our probe and the bind: try another
+            self.check_output()
+            raise TestFailure(f"server {self.name} exited at start-up with status {self.proc.returncode}:\n"
+                              + indent_text(tail(err)))
+        raise TestFailure("unreachable")
+
+    def output(self, run=None):
+        text = ""
+        for path in self.log_paths(run):
+            try:
+                with open(path, "rb") as f:
+                    text += f.read().decode("utf-8", "replace")
+            except FileNotFoundError:
+                pass
+        return text
+
+    def check_output(self):
+        """Records a sanitizer report in the current run's output as a problem."""
+        text = self.output()
+        for marker in SANITIZER_MARKERS:
+            if marker in text:
+                at = text.index(marker)
+                self.problems.append(f"sanitizer report ({marker}) in run {self.runs}:\n"
+                                     + indent_text(text[max(0, at - 200):at + 3000]))
+                return
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=30):
+        """SIGTERM and wait; a crash before the stop or an unclean exit is recorded as a problem."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            self.problems.append(f"server exited by itself with status {self.proc.returncode} (crash?)")
+        else:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.problems.append(f"server did not stop within {timeout}s of SIGTERM")
+            if self.proc.returncode != 0:
+                self.problems.append(f"server exited with status {self.proc.returncode} after SIGTERM")
+        self.check_output()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def run_to_exit(self, timeout=STARTUP_TIMEOUT_S, config_path=None):
+        """Runs the binary until it exits by itself (a config it must refuse); returns
+        (exit status, output). Without `config_path` the config is written as for start()."""
+        os.makedirs(self.data_dir, exist_ok=True)
+        if config_path is None:
+            self.write_config(free_port())
+        proc = self.spawn(config_path)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            self.proc = None
+            raise TestFailure(f"server did not exit within {timeout}s; output:\n" + indent_text(tail(self.output())))
+        self.proc = None
+        self.check_output()
+        return proc.returncode, self.output()
+
+    def kill(self):
+        """SIGKILL, as a crash would: nothing gets to flush."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.check_output()
+        self.proc = None
+
+    def cleanup(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        if not self.keep_dir and not self.problems:
+            subprocess.run(["rm", "-rf", self.dir], check=False)
+
+    def client(self):
+        return Client(self.base_url)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+
+class Response:
+    def __init__(self, status, headers, body, elapsed):
+        self.status = status
+        self.headers = headers  # lower-cased names
+        self.body = body
+        self.elapsed = elapsed
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def describe(self):
+        text = json.dumps(self.json, sort_keys=True) if self.json is not None else self.body.decode("utf-8", "replace")
+        return f"HTTP {self.status} {shorten(text)}"
+
+
+def client_path(path):
+    """Paths without a /_matrix or /.well-known prefix are Client-Server v3 paths."""
+    if path.startswith("/_matrix") or path.startswith("/.well-known"):
+        return path
+    return CLIENT_PREFIX + path
+
+
+class Client:
+    def __init__(self, base_url):
+        parsed = urllib.parse.urlsplit(base_url)
+        self.host = parsed.hostname
+        self.port = parsed.port
+
+    def request(self, method, path, token=None, body=None, raw=None, query=None, headers=None,
+                timeout=DEFAULT_TIMEOUT_S):
+        target = client_path(path)
+        if query:
+            pairs = []
+            for k, v in query.items():
+                if isinstance(v, (dict, list)):
+                    v = json.dumps(v)
+                elif isinstance(v, bool):
+                    v = "true" if v else "false"
+                pairs.append((k, str(v)))
+            target += ("&" if "?" in target else "?") + urllib.parse.urlencode(pairs)
+        send_headers = {}
+        data = None
+        if raw is not None:
+            data = raw.encode() if isinstance(raw, str) else raw
+        elif body is not None:
+            data = json.dumps(body).encode()
+            send_headers["Content-Type"] = "application/json"
+        if token is not None:
+            send_headers["Authorization"] = f"Bearer {token}"
+        send_headers.update(headers or {})
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        start = time.monotonic()
+        try:
+            conn.request(method, target, body=data, headers=send_headers)
+            res = conn.getresponse()
+            payload = res.read()
+            return Response(res.status, {k.lower(): v for k, v in res.getheaders()}, payload,
+                            time.monotonic() - start)
+        except (OSError, http.client.HTTPException) as e:
+            raise TestFailure(f"{method} {target}: no answer ({type(e).__name__}: {e})") from None
+        finally:
+            conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Matching
+
+
+def load_shapes(path):
+    with open(path) as f:
+        shapes = json.load(f)
+    return {k: v for k, v in shapes.items() if not k.startswith("//")}
+
+
+_SIMPLE_MATCHERS = {
+    "$any": lambda v: True,
+    "$string": lambda v: isinstance(v, str),
+    "$nonempty": lambda v: isinstance(v, str) and v != "",
+    "$int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "$number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "$bool": lambda v: isinstance(v, bool),
+    "$object": lambda v: isinstance(v, dict),
+    "$array": lambda v: isinstance(v, list),
+    "$null": lambda v: v is None,
+}
+_MATCHER_NAME = re.compile(r"^\$[a-z_]+(:.*)?$", re.S)
+_VAR = re.compile(r"\$\{([A-Za-z0-9_.]+)\}")
+_OPERATOR = re.compile(r"^\$[a-z_]+$")
+ABSENT = object()
+
+
+def type_name(v):
+    if v is ABSENT:
+        return "absent"
+    return {dict: "object", list: "array", str: "string", bool: "bool", int: "int", float: "number",
+            type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def shorten(text, limit=600):
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+def show(v):
+    return "<absent>" if v is ABSENT else shorten(json.dumps(v, sort_keys=True), 300)
+
+
+def is_operator_dict(v):
+    return isinstance(v, dict) and bool(v) and all(_OPERATOR.match(k) for k in v)
+
+
+class Matcher:
+    """Compares actual JSON with an expectation; `vars` fills ${name}; `shapes` names reusable
+    expectations ("$shape:client_event")."""
+
+    def __init__(self, vars, shapes):
+        self.vars = vars
+        self.shapes = shapes
+
+    def match(self, expected, actual, where="body"):
+        errors = []
+        self._match(expected, actual, where, errors)
+        return errors
+
+    def _match(self, exp, act, where, errors):
+        if isinstance(exp, str) and _MATCHER_NAME.match(exp):
+            self._match_named(exp, act, where, errors)
+        elif isinstance(exp, str):
+            want = substitute(exp, self.vars)
+            if act != want:
+                errors.append(f"{where}: expected {show(want)}, got {show(act)}")
+        elif is_operator_dict(exp):
+            self._match_operators(exp, act, where, errors)
+        elif isinstance(exp, dict):
+            if not isinstance(act, dict):
+                errors.append(f"{where}: expected an object, got {type_name(act)} {show(act)}")
+                return
+            operators = {k: v for k, v in exp.items() if _OPERATOR.match(k)}
+            if operators:  # {"$keys": [...], "name": ...}: checks on the object itself, then its keys
+                self._match_operators(operators, act, where, errors)
+            for key, sub in exp.items():
+                if key in operators:
+                    continue
+                key = substitute(key, self.vars)
+                optional = key.endswith("?")  # "key?": may be absent, must match when present
+                key = key.rstrip("?")
+                if key in act:
+                    self._match(sub, act[key], f"{where}.{key}", errors)
+                elif optional:
+                    continue
+                elif (isinstance(sub, str) and _MATCHER_NAME.match(sub)) or is_operator_dict(sub):
+                    self._match(sub, ABSENT, f"{where}.{key}", errors)  # "$absent", {"$one_of": [...]}
+                else:
+                    errors.append(f"{where}.{key}: missing (expected {show(sub)})")
+        elif isinstance(exp, list):
+            if not isinstance(act, list):
+                errors.append(f"{where}: expected an array, got {type_name(act)} {show(act)}")
+                return
+            if len(exp) != len(act):
+                errors.append(f"{where}: expected {len(exp)} items, got {len(act)}: {show(act)}")
+                return
+            for i, (e, a) in enumerate(zip(exp, act)):
+                self._match(e, a, f"{where}[{i}]", errors)
+        else:
+            want = substitute(exp, self.vars)
+            if act != want or type_name(act) != type_name(want):
+                errors.append(f"{where}: expected {show(want)}, got {show(act)}")
+
+    def _match_named(self, name, act, where, errors):
+        if name in _SIMPLE_MATCHERS:
+            if act is ABSENT or not _SIMPLE_MATCHERS[name](act):
+                errors.append(f"{where}: expected {name[1:]}, got {type_name(act)} {show(act)}")
+        elif name == "$absent":
+            if act is not ABSENT:
+                errors.append(f"{where}: expected absent, got {show(act)}")
+        elif name.startswith("$re:"):
+            pattern = _VAR.sub(lambda m: re.escape(str(lookup_var(self.vars, m.group(1)))), name[4:])
+            if not isinstance(act, str) or not re.fullmatch(pattern, act, re.S):
+                errors.append(f"{where}: expected a string matching /{pattern}/, got {show(act)}")
+        elif name.startswith("$shape:"):
+            shape = name[7:]
+            if shape not in self.shapes:
+                raise TestFailure(f"unknown shape '{shape}' (shapes.json)")
+            self._match(self.shapes[shape], act, where, errors)
+        else:
+            raise TestFailure(f"unknown matcher '{name}'")
+
+    def _match_operators(self, ops, act, where, errors):
+        for op, arg in ops.items():
+            if op == "$contains":
+                if not isinstance(act, list):
+                    errors.append(f"{where}: expected an array containing items, got {type_name(act)}")
+                    continue
+                for item in arg:
+                    if not any(not self.match(item, a, where) for a in act):
+                        errors.append(f"{where}: no item matches {show(item)}; items: {show(act)}")
+            elif op == "$not_contains":
+                if not isinstance(act, list):
+                    errors.append(f"{where}: expected an array, got {type_name(act)}")
+                    continue
+                for item in arg:
+                    hits = [a for a in act if not self.match(item, a, where)]
+                    if hits:
+                        errors.append(f"{where}: expected no item matching {show(item)}, found {show(hits[0])}")
+            elif op == "$starts_with":
+                if not isinstance(act, list) or len(act) < len(arg):
+                    errors.append(f"{where}: expected an array starting with {len(arg)} given items, got {show(act)}")
+                    continue
+                for i, item in enumerate(arg):
+                    self._match(item, act[i], f"{where}[{i}]", errors)
+            elif op == "$each":
+                if not isinstance(act, list):
+                    errors.append(f"{where}: expected an array, got {type_name(act)}")
+                    continue
+                for i, a in enumerate(act):
+                    self._match(arg, a, f"{where}[{i}]", errors)
+            elif op == "$values":
+                if not isinstance(act, dict):
+                    errors.append(f"{where}: expected an object, got {type_name(act)}")
+                    continue
+                for k, a in act.items():
+                    self._match(arg, a, f"{where}.{k}", errors)
+            elif op == "$keys":
+                want = sorted(substitute(k, self.vars) for k in arg)
+                if not isinstance(act, dict) or sorted(act) != want:
+                    errors.append(f"{where}: expected exactly the keys {want}, got "
+                                  f"{sorted(act) if isinstance(act, dict) else type_name(act)}")
+            elif op in ("$len", "$min_len"):
+                if not isinstance(act, (list, dict, str)):
+                    errors.append(f"{where}: expected something with a length, got {type_name(act)}")
+                elif (op == "$len" and len(act) != arg) or (op == "$min_len" and len(act) < arg):
+                    errors.append(f"{where}: expected {'length' if op == '$len' else 'length at least'} {arg}, "
+                                  f"got {len(act)}: {show(act)}")
+            elif op in ("$ge", "$le", "$gt", "$lt"):
+                bound = substitute(arg, self.vars)
+                ok = isinstance(act, (int, float)) and not isinstance(act, bool) and {
+                    "$ge": lambda: act >= bound, "$le": lambda: act <= bound,
+                    "$gt": lambda: act > bound, "$lt": lambda: act < bound}[op]()
+                if not ok:
+                    errors.append(f"{where}: expected {op[1:]} {bound}, got {show(act)}")
+            elif op == "$eq":
+                want = substitute(arg, self.vars)
+                if act != want:
+                    errors.append(f"{where}: expected exactly {show(want)}, got {show(act)}")
+            elif op == "$ne":
+                want = substitute(arg, self.vars)
+                if act == want:
+                    errors.append(f"{where}: expected anything but {show(want)}")
+            elif op == "$one_of":
+                if all(self.match(option, act, where) for option in arg):
+                    errors.append(f"{where}: matches none of {show(arg)}, got {show(act)}")
+            elif op == "$not":
+                if not self.match(arg, act, where):
+                    errors.append(f"{where}: expected not to match {show(arg)}, got {show(act)}")
+            elif op == "$all":
+                for option in arg:
+                    self._match(option, act, where, errors)
+            else:
+                raise TestFailure(f"unknown matcher operator '{op}'")
+
+
+# ---------------------------------------------------------------------------------------------
+# Variables
+
+
+_unique = itertools.count(1)
+
+
+def lookup_var(vars, name):
+    if name == "uniq":
+        return f"u{next(_unique)}"
+    if name not in vars:
+        raise TestFailure(f"variable ${{{name}}} is not set (known: {', '.join(sorted(vars))})")
+    return vars[name]
+
+
+def substitute(value, vars, encode=None):
+    """Fills ${name} in strings, recursively through lists and objects. A string that is exactly
+    "${name}" takes the variable's own JSON type. `encode` transforms each inserted text (paths
+    percent-encode what they insert)."""
+    if isinstance(value, str):
+        whole = _VAR.fullmatch(value)
+        if whole and encode is None:
+            return lookup_var(vars, whole.group(1))
+        def fill(m):
+            v = lookup_var(vars, m.group(1))
+            text = v if isinstance(v, str) else json.dumps(v)
+            return encode(text) if encode else text
+        return _VAR.sub(fill, value)
+    if isinstance(value, list):
+        return [substitute(v, vars, encode) for v in value]
+    if isinstance(value, dict):
+        return {substitute(k, vars, encode): substitute(v, vars, encode) for k, v in value.items()}
+    return value
+
+
+def encode_path_part(text):
+    # Keeps the characters Matrix identifiers use that are legal in a path segment (! $ : @ +);
+    # '#' (aliases), '/', '?' and '%' must be escaped.
+    return urllib.parse.quote(text, safe="!$:@+=,;&'()*~")
+
+
+def dig(value, path, vars):
+    """Follows a dotted path ("rooms.join.${room}.timeline.events.-1.event_id") or a JSON pointer
+    ("/capabilities/m.room_versions/default") into `value`."""
+    path = substitute(path, vars)
+    if path.startswith("/"):
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+    else:
+        parts = path.split(".") if path else []
+    cur = value
+    for part in parts:
+        if isinstance(cur, list):
+            try:
+                cur = cur[int(part)]
+            except (ValueError, IndexError):
+                raise TestFailure(f"cannot follow '{path}': no item {part} in {show(cur)}") from None
+        elif isinstance(cur, dict):
+            if part not in cur:
+                raise TestFailure(f"cannot follow '{path}': no key '{part}' in {show(cur)}")
+            cur = cur[part]
+        else:
+            raise TestFailure(f"cannot follow '{path}': {show(cur)} has no '{part}'")
+    return cur
+
+
+def indent_text(text, prefix="      "):
+    return "\n".join(prefix + line for line in text.rstrip().splitlines())
+
+
+def tail(text, lines=40):
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+# ---------------------------------------------------------------------------------------------
+# Case steps
+
+
+HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD")
+MACROS = ("register", "login", "create_room", "join", "invite", "send", "sync", "sleep_ms")
+STEP_KEYS = set(HTTP_METHODS) | set(MACROS) | {
+    "name", "method", "path", "as", "token", "query", "body", "raw", "headers", "status", "errcode",
+    "expect", "expect_headers", "save", "password", "user", "type", "txn", "save_as", "max_ms", "min_ms",
+    "timeout_s"}
+
+
+class StepError(TestFailure):
+    pass
+
+
+class CaseRunner:
+    """Runs case steps against one server. `vars` persists across the steps of a case."""
+
+    def __init__(self, server, shapes, run_id, verbose=False):
+        self.server = server
+        self.client = server.client()
+        self.shapes = shapes
+        self.run_id = run_id
+        self.verbose = verbose
+
+    def base_vars(self):
+        return {"server": SERVER_NAME, "run": self.run_id}
+
+    def run_steps(self, steps, vars):
+        for index, step in enumerate(steps, 1):
+            unknown = set(step) - STEP_KEYS
+            if unknown:
+                raise StepError(f"step {index}: unknown keys {sorted(unknown)}")
+            try:
+                self.run_step(step, vars)
+            except TestFailure as e:
+                label = step.get("name") or describe_step(step)
+                raise StepError(f"step {index} ({label}):\n{indent_text(str(e), '    ')}") from None
+
+    def token_for(self, req, vars):
+        if "token" in req:
+            return substitute(req["token"], vars)
+        if "as" in req:
+            return lookup_var(vars, substitute(req["as"], vars) + "_token")
+        return None
+
+    def run_step(self, step, vars):
+        if "sleep_ms" in step:
+            time.sleep(step["sleep_ms"] / 1000)
+            return
+        req = self.expand(step, vars)
+        path = substitute(req["path"].replace("#", "%23"), vars, encode=encode_path_part)
+        query = substitute(req.get("query"), vars) if req.get("query") else None
+        body = substitute(req["body"], vars) if "body" in req else None
+        raw = substitute(req["raw"], vars) if "raw" in req else None
+        headers = substitute(req.get("headers"), vars) if req.get("headers") else None
+        res = self.client.request(req["method"], path, token=self.token_for(req, vars), body=body, raw=raw,
+                                  query=query, headers=headers, timeout=step.get("timeout_s", DEFAULT_TIMEOUT_S))
+        if self.verbose:
+            print(f"    {req['method']} {path} -> {res.describe()}")
+        self.check(step, req, res, vars)
+        for name, source in (req.get("save") or {}).items():
+            vars[name] = dig(res.json, source, vars)
+
+    def expand(self, step, vars):
+        """Turns a macro step into a plain request step (method, path, body, save)."""
+        req = {k: step[k] for k in ("body", "raw", "query", "headers", "save", "as", "token") if k in step}
+        req["save"] = dict(req.get("save") or {})
+        for method in HTTP_METHODS:
+            if method in step:
+                req["method"], req["path"] = method, step[method]
+        if "method" in step:
+            req["method"], req["path"] = step["method"], step["path"]
+        if "register" in step:
+            name = step["register"]
+            localpart = f"{name}-{next(_unique)}-{self.run_id}".lower()
+            password = step.get("password", f"pw-{name}-{self.run_id}")
+            vars[f"{name}_localpart"] = localpart
+            vars[f"{name}_password"] = password
+            req.update(method="POST", path="/register")
+            req.setdefault("body", {"username": localpart, "password": password, "auth": {"type": "m.login.dummy"}})
+            req["save"].update({name: "user_id", f"{name}_token": "access_token", f"{name}_device": "device_id"})
+        elif "login" in step:
+            name = step["login"]
+            as_name = step.get("save_as", name)
+            req.update(method="POST", path="/login")
+            req.setdefault("body", {"type": "m.login.password",
+                                    "identifier": {"type": "m.id.user", "user": f"${{{name}_localpart}}"},
+                                    "password": f"${{{name}_password}}"})
+            req["save"].update({as_name: "user_id", f"{as_name}_token": "access_token", f"{as_name}_device": "device_id"})
+        elif "create_room" in step:
+            req.update(method="POST", path="/createRoom")
+            req.setdefault("body", {})
+            req["save"][step["create_room"]] = "room_id"
+        elif "join" in step:
+            req.update(method="POST", path=f"/join/${{{step['join']}}}")
+        elif "invite" in step:
+            req.update(method="POST", path=f"/rooms/${{{step['invite']}}}/invite")
+            req.setdefault("body", {"user_id": f"${{{step['user']}}}"})
+        elif "send" in step:
+            txn = step.get("txn", "${uniq}")
+            req.update(method="PUT",
+                       path=f"/rooms/${{{step['send']}}}/send/{step.get('type', 'm.room.message')}/{txn}")
+            req.setdefault("body", {"msgtype": "m.text", "body": "hello"})
+        elif "sync" in step:
+            # Incremental from the user's last sync when there was one; saves the new position.
+            name = step["sync"]
+            req.update(method="GET", path="/sync")
+            query = {"timeout": "0"}
+            if f"{name}_since" in vars:
+                query["since"] = f"${{{name}_since}}"
+            query.update(step.get("query") or {})
+            req["query"] = query
+            req["save"].setdefault(f"{name}_since", "next_batch")
+            req.setdefault("as", name)
+        if "method" not in req:
+            raise TestFailure(f"step has no request: {show(step)}")
+        return req
+
+    def check(self, step, req, res, vars):
+        errors = []
+        want_status = step.get("status", 200)
+        if res.status != want_status:
+            errors.append(f"status: expected {want_status}, got {res.status}")
+        if "errcode" in step:
+            got = res.json.get("errcode") if isinstance(res.json, dict) else None
+            if got != step["errcode"]:
+                errors.append(f"errcode: expected {step['errcode']}, got {got}")
+        is_uia = res.status == 401 and isinstance(res.json, dict) and "flows" in res.json
+        if want_status >= 400 and res.status == want_status and not is_uia:
+            # Every error answer is the spec's standard error object (a user-interactive auth
+            # answer carries errcode only after a failed stage).
+            errors += Matcher(vars, self.shapes).match("$shape:error", res.json)
+        if "expect" in step:
+            errors += Matcher(vars, self.shapes).match(step["expect"], res.json if res.json is not None else ABSENT)
+        if "expect_headers" in step:
+            errors += Matcher(vars, self.shapes).match(step["expect_headers"], res.headers, "headers")
+        if "max_ms" in step and res.elapsed * 1000 > step["max_ms"]:
+            errors.append(f"took {res.elapsed * 1000:.0f} ms, expected at most {step['max_ms']} ms")
+        if "min_ms" in step and res.elapsed * 1000 < step["min_ms"]:
+            errors.append(f"took {res.elapsed * 1000:.0f} ms, expected at least {step['min_ms']} ms")
+        if errors:
+            raise TestFailure("\n".join(errors) + f"\nanswer: {res.describe()}")
+
+
+def describe_step(step):
+    for method in HTTP_METHODS:
+        if method in step:
+            return f"{method} {step[method]}"
+    if "method" in step:
+        return f"{step['method']} {step['path']}"
+    for macro in MACROS:
+        if macro in step:
+            return f"{macro} {step[macro]}"
+    return "?"
+
+
+def expect(res, status=200, errcode=None, body=None, vars=None, shapes=None):
+    """For scenarios: the same checks as a case step, raising TestFailure with a readable diff."""
+    errors = []
+    if res.status != status:
+        errors.append(f"status: expected {status}, got {res.status}")
+    if errcode is not None:
+        got = res.json.get("errcode") if isinstance(res.json, dict) else None
+        if got != errcode:
+            errors.append(f"errcode: expected {errcode}, got {got}")
+    if body is not None:
+        errors += Matcher(vars or {}, shapes or {}).match(body, res.json if res.json is not None else ABSENT)
+    if errors:
+        raise TestFailure("\n".join(errors) + f"\nanswer: {res.describe()}")
+    return res.json
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+
+
+class User:
+    """A registered account on one server; request() sends with its access token."""
+
+    def __init__(self, server, localpart, password, answer):
+        self.server = server
+        self.localpart = localpart
+        self.password = password
+        self.user_id = answer["user_id"]
+        self.token = answer["access_token"]
+        self.device_id = answer["device_id"]
+
+    def request(self, method, path, **kwargs):
+        kwargs.setdefault("token", self.token)
+        return self.server.client().request(method, path, **kwargs)
+
+
+class ScenarioContext:
+    """What a scenario test function gets: servers it starts are stopped (and checked for crashes
+    and sanitizer reports) when the test ends, whatever happened."""
+
+    def __init__(self, binary, shapes, run_id, name, keep_dirs=False):
+        self.binary = binary
+        self.shapes = shapes
+        self.run_id = run_id
+        self.name = name
+        self.keep_dirs = keep_dirs
+        self.servers = []
+        self._users = itertools.count(1)
+
+    def server(self, config=None, raw_config=None, start=True):
+        srv = Server(self.binary, self.name, config_overrides=config, keep_dir=self.keep_dirs, raw_config=raw_config)
+        self.servers.append(srv)
+        if start:
+            srv.start()
+        return srv
+
+    def register(self, server, name, password=None):
+        localpart = f"{name}-{next(self._users)}-{self.run_id}".lower()
+        password = password or f"pw-{localpart}"
+        res = server.client().request("POST", "/register", body={
+            "username": localpart, "password": password, "auth": {"type": "m.login.dummy"}})
+        expect(res, 200)
+        return User(server, localpart, password, res.json)
+
+    def expect(self, res, status=200, errcode=None, body=None, vars=None):
+        return expect(res, status, errcode, body, vars, self.shapes)
+
+    def close(self):
+        """Stops every server; returns the problems they showed."""
+        problems = []
+        for srv in self.servers:
+            if srv.proc is not None:
+                srv.stop()
+            problems += [f"server {srv.name} (in {srv.dir}): {p}" for p in srv.problems]
+            srv.cleanup()
+        return problems

@@ -1,0 +1,170 @@
+#!/usr/bin/python3
+"""Integration tests: the real trestle binary on loopback, driven over HTTP.
+
+    /usr/bin/python3 tests/integration/run.py --binary build/trestle [--filter TEXT] [--verbose] [--keep]
+
+Runs every case file in cases/*.json (one server per file) and every test_* function in
+scenarios/*.py, prints one PASS/FAIL line per case, and ends with "N passed, N failed".
+The exit status is non-zero if anything failed, a server crashed, or a sanitizer reported.
+See README.md next to this file for the case file format.
+"""
+
+import argparse
+import atexit
+import importlib.util
+import inspect
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+from harness import CaseRunner, ScenarioContext, Server, TestFailure, indent_text  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Results:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def record(self, name, error, seconds):
+        if error is None:
+            self.passed += 1
+            print(f"PASS {name} ({seconds:.2f}s)", flush=True)
+        else:
+            self.failed += 1
+            print(f"FAIL {name} ({seconds:.2f}s)\n{indent_text(error, '    ')}", flush=True)
+
+
+def wanted(name, filters):
+    return not filters or any(f in name for f in filters)
+
+
+def run_case_file(path, args, shapes, run_id, results):
+    suite = os.path.splitext(os.path.basename(path))[0]
+    with open(path) as f:
+        try:
+            data = json.load(f)
+        except ValueError as e:
+            results.record(f"{suite}: (file)", f"{path} is not valid JSON: {e}", 0)
+            return
+    cases = data.get("cases", {})
+    selected = [(name, steps) for name, steps in cases.items() if wanted(f"{suite}: {name}", args.filter)]
+    if not selected:
+        return
+    server = Server(args.binary, suite, config_overrides=data.get("config"), keep_dir=args.keep)
+    try:
+        started = time.monotonic()
+        try:
+            server.start()
+            runner = CaseRunner(server, shapes, run_id, verbose=args.verbose)
+            setup_vars = runner.base_vars()
+            runner.run_steps(data.get("setup", []), setup_vars)
+            setup_error = None
+        except TestFailure as e:
+            setup_error = f"setup failed: {e}"
+        for name, steps in selected:
+            started = time.monotonic()
+            if setup_error:
+                results.record(f"{suite}: {name}", setup_error, 0)
+                continue
+            error = None
+            try:
+                runner.run_steps(steps, dict(setup_vars))
+            except TestFailure as e:
+                error = str(e)
+            except Exception:  # a bug in the harness or the case file: report it, carry on
+                error = traceback.format_exc()
+            if error and not server.alive():
+                error += "\nthe server is no longer running:\n" + indent_text(harness.tail(server.output()))
+            results.record(f"{suite}: {name}", error, time.monotonic() - started)
+    finally:
+        if server.proc is not None:
+            server.stop()
+        if server.problems:
+            results.record(f"{suite}: server health", "\n".join(server.problems) + f"\n(files in {server.dir})", 0)
+        server.cleanup()
+
+
+def scenario_functions(module):
+    funcs = [f for name, f in inspect.getmembers(module, inspect.isfunction)
+             if name.startswith("test_") and f.__module__ == module.__name__]
+    return sorted(funcs, key=lambda f: f.__code__.co_firstlineno)
+
+
+def run_scenario_file(path, args, shapes, run_id, results):
+    suite = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(f"scenario_{suite}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception:
+        results.record(f"{suite}: (import)", traceback.format_exc(), 0)
+        return
+    for func in scenario_functions(module):
+        name = f"{suite}: {func.__name__[5:].replace('_', ' ')}"
+        if not wanted(name, args.filter):
+            continue
+        ctx = ScenarioContext(args.binary, shapes, run_id, suite, keep_dirs=args.keep)
+        started = time.monotonic()
+        error = None
+        try:
+            func(ctx)
+        except (TestFailure, AssertionError) as e:
+            error = str(e) or traceback.format_exc()
+        except Exception:
+            error = traceback.format_exc()
+        finally:
+            problems = ctx.close()
+        if problems:
+            error = "\n".join(([error] if error else []) + problems)
+        results.record(name, error, time.monotonic() - started)
+
+
+def kill_leftover_servers():
+    for srv in Server.all_started:
+        if srv.proc is not None and srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--binary", required=True, help="path to the trestle binary")
+    parser.add_argument("--filter", action="append", default=[],
+                        help="only cases whose 'suite: name' contains this text (repeatable)")
+    parser.add_argument("--verbose", action="store_true", help="print every request and answer")
+    parser.add_argument("--keep", action="store_true", help="keep the servers' temporary directories")
+    args = parser.parse_args()
+    args.binary = os.path.abspath(args.binary)
+    if not os.access(args.binary, os.X_OK):
+        print(f"not an executable: {args.binary}")
+        print("0 passed, 1 failed")
+        return 1
+
+    atexit.register(kill_leftover_servers)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    shapes = harness.load_shapes(os.path.join(HERE, "shapes.json"))
+    run_id = secrets.token_hex(3)
+    results = Results()
+    started = time.monotonic()
+    for name in sorted(os.listdir(os.path.join(HERE, "cases"))):
+        if name.endswith(".json"):
+            run_case_file(os.path.join(HERE, "cases", name), args, shapes, run_id, results)
+    for name in sorted(os.listdir(os.path.join(HERE, "scenarios"))):
+        if name.endswith(".py") and not name.startswith("_"):
+            run_scenario_file(os.path.join(HERE, "scenarios", name), args, shapes, run_id, results)
+    print(f"(took {time.monotonic() - started:.1f}s)")
+    print(f"{results.passed} passed, {results.failed} failed")
+    return 1 if results.failed or not results.passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

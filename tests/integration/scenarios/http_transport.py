@@ -1,0 +1,88 @@
+"""The HTTP/1.1 transport: keep-alive, chunked bodies, HTTP/1.0, odd request targets."""
+
+import http.client
+import json
+import socket
+
+from harness import TestFailure
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(ctx):
+    srv = ctx.server()
+    alice = ctx.register(srv, "alice")
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    try:
+        for i in range(20):
+            conn.request("GET", "/_matrix/client/v3/account/whoami", headers={"Authorization": f"Bearer {alice.token}"})
+            res = conn.getresponse()
+            body = json.loads(res.read())
+            if res.status != 200 or body.get("user_id") != alice.user_id:
+                raise TestFailure(f"request {i} on the kept-alive connection: {res.status} {body}")
+            if (res.getheader("Connection") or "").lower() == "close":
+                raise TestFailure(f"the server closed a keep-alive connection after request {i}")
+        # An error answer keeps the connection usable too.
+        conn.request("GET", "/_matrix/client/v3/nope")
+        res = conn.getresponse()
+        res.read()
+        conn.request("GET", "/_matrix/client/versions")
+        res = conn.getresponse()
+        if res.status != 200:
+            raise TestFailure(f"after a 404 the connection answered {res.status}")
+        res.read()
+    finally:
+        conn.close()
+
+
+def test_a_chunked_request_body(ctx):
+    srv = ctx.server()
+    alice = ctx.register(srv, "alice")
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    try:
+        parts = iter([b'{"name": ', b'"chunked room"', b"}"])
+        conn.request("POST", "/_matrix/client/v3/createRoom", body=parts,
+                     headers={"Authorization": f"Bearer {alice.token}", "Content-Type": "application/json"},
+                     encode_chunked=True)
+        res = conn.getresponse()
+        body = json.loads(res.read())
+        if res.status != 200:
+            raise TestFailure(f"chunked createRoom: {res.status} {body}")
+    finally:
+        conn.close()
+    ctx.expect(alice.request("GET", f"/rooms/{body['room_id']}/state/m.room.name"), body={"name": "chunked room"})
+
+
+def test_http_1_0_gets_an_answer_and_a_close(ctx):
+    srv = ctx.server()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET /_matrix/client/versions HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.0 200") and not head.startswith(b"HTTP/1.1 200"):
+        raise TestFailure(f"HTTP/1.0 request got {head[:60]!r}")
+    if b"versions" not in body:
+        raise TestFailure(f"HTTP/1.0 body: {body[:100]!r}")
+
+
+def test_percent_encoded_path_segments(ctx):
+    srv = ctx.server()
+    alice = ctx.register(srv, "alice")
+    # The user ID fully percent-encoded, as some clients send it.
+    encoded = "".join(f"%{b:02X}" for b in alice.user_id.encode())
+    ctx.expect(srv.client().request("GET", f"/profile/{encoded}/displayname"), body={"displayname": alice.localpart})
+    # Query strings with encoded characters.
+    ctx.expect(srv.client().request("GET", "/register/available?username=free%2Dname"), body={"available": True})
+
+
+def test_a_slow_client_does_not_block_others(ctx):
+    srv = ctx.server()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as slow:
+        slow.sendall(b"POST /_matrix/client/v3/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        # While that request waits for the rest of its body, others are served.
+        res = srv.client().request("GET", "/_matrix/client/versions", timeout=5)
+        if res.status != 200:
+            raise TestFailure(f"a second client got {res.status} while the first was slow")
