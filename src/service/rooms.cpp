@@ -14,7 +14,9 @@
 
 #include <boost/json/serialize.hpp>
 #include <algorithm>
+#include <initializer_list>
 #include <set>
+#include <string_view>
 
 namespace trestle::service {
 
@@ -38,6 +40,14 @@ std::string membership_of(const object& pdu) {
 std::string str_or(const object& o, const char* key, const std::string& fallback = "") {
   auto* v = o.if_contains(key);
   return v && v->is_string() ? std::string(v->as_string()) : fallback;
+}
+
+// A retransmission is the same txnId on the same request path (spec: "Transaction identifiers"),
+// so the path's variable parts belong to the key; length prefixes keep "a/b"+"c" apart from "a"+"b/c".
+std::string txn_key(std::initializer_list<std::string_view> path_parts) {
+  std::string key;
+  for (auto part : path_parts) key += std::to_string(part.size()) + ":" + std::string(part);
+  return key;
 }
 
 // The state a requester sees, given the position visible_upto() allows (`now` is the committed
@@ -135,6 +145,17 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   if (auto reason = room::check_event_auth(pdu, auth_state, *version)) {
     throw MatrixError::forbidden(*reason);
   }
+  if (ne.type == "m.room.redaction" && ne.redacts) {
+    // The auth rules let anyone on the target's server redact it, and here that is everyone: like
+    // Synapse, only those with the "redact" power level may redact others' events.
+    auto target = ev::get_event(c, *ne.redacts);
+    if (target && target->room_id == ne.room_id && target->sender != ne.sender) {
+      auto st = state_map(c, ne.room_id);
+      if (room::user_power_level(st, ne.sender, *version) < room::named_power_level(st, "redact")) {
+        throw MatrixError::forbidden("You don't have permission to redact this event");
+      }
+    }
+  }
 
   if (version->id == "1" || version->id == "2") {
     // These versions name an event by an ID its origin server picks and puts in the event.
@@ -218,7 +239,8 @@ std::string RoomService::send_message(const Requester& r, const std::string& roo
                                       const std::string& txn_id, const object& content, std::optional<int64_t> ts) {
   std::string device = r.device_id.value_or("");
   // Idempotency: a retried PUT returns the first event instead of sending twice.
-  auto existing = db_.read([&](storage::Connection& c) { return ev::txn_event(c, r.user_id, device, txn_id); });
+  const std::string key = txn_key({"send", room_id, type, txn_id});
+  auto existing = db_.read([&](storage::Connection& c) { return ev::txn_event(c, r.user_id, device, key); });
   if (existing) return *existing;
   NewEvent e{room_id, r.user_id, type, std::nullopt, content, std::nullopt, ts, txn_id, r.device_id};
   if (type == "m.room.redaction") {
@@ -226,11 +248,11 @@ std::string RoomService::send_message(const Requester& r, const std::string& roo
     if (redacts && redacts->is_string()) e.redacts = std::string(redacts->as_string());
   }
   auto stored = db_.write([&](storage::Connection& c) {
-    if (auto again = ev::txn_event(c, r.user_id, device, txn_id)) {
+    if (auto again = ev::txn_event(c, r.user_id, device, key)) {
       return ev::get_event(c, *again).value();
     }
     auto se = build_and_store(c, e);
-    ev::insert_txn(c, r.user_id, device, txn_id, se.event_id);
+    ev::insert_txn(c, r.user_id, device, key, se.event_id);
     return se;
   });
   announce({stored});
@@ -274,25 +296,16 @@ std::string RoomService::redact(const Requester& r, const std::string& room_id, 
     return ev::get_event(c, event_id);
   });
   if (!target || target->room_id != room_id) throw MatrixError::not_found("Event not found");
-  if (target->sender != r.user_id) {
-    // Beyond the auth rule (which lets anyone send the redaction in v3+ rooms and checks the
-    // sender's server), only moderators may redact others' events (Synapse's behaviour).
-    bool allowed = db_.read([&](storage::Connection& c) {
-      auto st = state_map(c, room_id);
-      return room::user_power_level(st, r.user_id, version ? *version : room::default_room_version()) >=
-             room::named_power_level(st, "redact");
-    });
-    if (!allowed) throw MatrixError::forbidden("You don't have permission to redact this event");
-  }
   if (version && version->v11_redaction_and_create) content["redacts"] = event_id;
   std::string device = r.device_id.value_or("");
-  std::string txn_key = "redact:" + txn_id;
-  auto existing = db_.read([&](storage::Connection& c) { return ev::txn_event(c, r.user_id, device, txn_key); });
+  const std::string key = txn_key({"redact", room_id, event_id, txn_id});
+  auto existing = db_.read([&](storage::Connection& c) { return ev::txn_event(c, r.user_id, device, key); });
   if (existing) return *existing;
   NewEvent e{room_id, r.user_id, "m.room.redaction", std::nullopt, content, event_id, std::nullopt, txn_id, r.device_id};
   auto stored = db_.write([&](storage::Connection& c) {
+    if (auto again = ev::txn_event(c, r.user_id, device, key)) return ev::get_event(c, *again).value();
     auto se = build_and_store(c, e);
-    ev::insert_txn(c, r.user_id, device, txn_key, se.event_id);
+    ev::insert_txn(c, r.user_id, device, key, se.event_id);
     return se;
   });
   announce({stored});

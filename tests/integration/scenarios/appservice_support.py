@@ -85,6 +85,8 @@ class AppServiceListener:
         self.on_alias = None
         self.on_ping = None
         self.on_thirdparty = None
+        self.on_txn = None  # (Recorded) -> (status, json), or None for the default answer
+        self.released = threading.Event()  # set at stop(): handlers that hang must return
         self.bad_auth = []  # requests whose Authorization was not the hs_token
         self.httpd = None
         self.thread = None
@@ -95,6 +97,7 @@ class AppServiceListener:
 
     def start(self):
         listener = self
+        self.released.clear()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -106,14 +109,14 @@ class AppServiceListener:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 rec = Recorded(self.command, self.path, dict(self.headers.items()), raw)
+                with listener.cond:  # recorded on arrival (status None while being answered)
+                    listener.requests.append(rec)
                 try:
                     status, body = listener.answer(rec)
                 except Exception as e:  # a bug in a test handler: answer 500, keep the record
                     status, body = 500, {"errcode": "M_UNKNOWN", "error": f"test handler failed: {e!r}"}
-                rec.status = status
                 with listener.cond:
-                    listener.requests.append(rec)
-                    listener.cond.notify_all()
+                    rec.status = status
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 try:
                     self.send_response(status)
@@ -139,6 +142,7 @@ class AppServiceListener:
 
     def stop(self):
         """Closes the socket: the homeserver's connections are refused until start() again."""
+        self.released.set()
         if self.httpd is not None:
             self.httpd.shutdown()
             self.httpd.server_close()
@@ -150,6 +154,10 @@ class AppServiceListener:
             self.bad_auth.append(rec)
             return 403, {"errcode": "M_FORBIDDEN", "error": "bad hs_token"}
         if rec.is_txn:
+            if self.on_txn:
+                answer = self.on_txn(rec)
+                if answer is not None:
+                    return answer
             with self.cond:
                 if self.failing:
                     return self.fail_status, {"errcode": "M_UNKNOWN", "error": "failing on purpose"}
