@@ -5,10 +5,11 @@ Standard library only: the suite runs under /usr/bin/python3 with nothing instal
 - Server: one trestle process on 127.0.0.1 with its own temporary directory, config and SQLite
   database; started, stopped, killed and restarted; its output scanned for sanitizer reports.
 - Client: plain HTTP requests (a fresh connection each), answers parsed as JSON.
-- match(): compares an answer with an expected JSON subset written with matchers ("$string",
+- Matcher: compares an answer with an expected JSON subset written with matchers ("$string",
   {"$contains": [...]}, ...); see tests/integration/README.md for the list.
 - CaseRunner: runs the steps of a case file against a server, with ${var} substitution, `save`,
   and macros (register, create_room, send, sync, ...).
+- ScenarioContext: what a Python scenario gets: servers it may start, kill and restart.
 """
 
 import ctypes
@@ -121,7 +122,7 @@ class Server:
     """A trestle process with its own directory. start() again after stop()/kill() reuses the
     same database and signing key (on a new port)."""
 
-    all_started = []  # every Server ever started, so the runner can kill leftovers
+    all_started = []  # every Server created, so the runner can kill leftovers at exit
 
     def __init__(self, binary, name, config_overrides=None, keep_dir=False, raw_config=None):
         self.binary = binary
@@ -195,7 +196,6 @@ class Server:
             self.check_output()
             raise TestFailure(f"server {self.name} exited at start-up with status {self.proc.returncode}:\n"
                               + indent_text(tail(err)))
-        raise TestFailure("unreachable")
 
     def output(self, run=None):
         text = ""
@@ -302,8 +302,9 @@ class Response:
 
 
 def client_path(path):
-    """Paths without a /_matrix or /.well-known prefix are Client-Server v3 paths."""
-    if path.startswith("/_matrix") or path.startswith("/.well-known"):
+    """Paths that do not start with "/_" (/_matrix, /_trestle, ...) or "/.well-known" are
+    Client-Server v3 paths."""
+    if path.startswith("/_") or path.startswith("/.well-known"):
         return path
     return CLIENT_PREFIX + path
 
@@ -681,13 +682,16 @@ class CaseRunner:
         if self.verbose:
             print(f"    {req['method']} {path} -> {res.describe()}")
         self.check(step, req, res, vars)
-        for name, source in (req.get("save") or {}).items():
+        # What a macro saves (a new user's token, a room ID) only exists in a success answer.
+        saves = dict(req["macro_save"]) if res.status < 300 else {}
+        saves.update(req.get("save") or {})
+        for name, source in saves.items():
             vars[name] = dig(res.json, source, vars)
 
     def expand(self, step, vars):
         """Turns a macro step into a plain request step (method, path, body, save)."""
         req = {k: step[k] for k in ("body", "raw", "query", "headers", "save", "as", "token") if k in step}
-        req["save"] = dict(req.get("save") or {})
+        req["macro_save"] = {}
         for method in HTTP_METHODS:
             if method in step:
                 req["method"], req["path"] = method, step[method]
@@ -701,7 +705,7 @@ class CaseRunner:
             vars[f"{name}_password"] = password
             req.update(method="POST", path="/register")
             req.setdefault("body", {"username": localpart, "password": password, "auth": {"type": "m.login.dummy"}})
-            req["save"].update({name: "user_id", f"{name}_token": "access_token", f"{name}_device": "device_id"})
+            req["macro_save"].update({name: "user_id", f"{name}_token": "access_token", f"{name}_device": "device_id"})
         elif "login" in step:
             name = step["login"]
             as_name = step.get("save_as", name)
@@ -709,11 +713,12 @@ class CaseRunner:
             req.setdefault("body", {"type": "m.login.password",
                                     "identifier": {"type": "m.id.user", "user": f"${{{name}_localpart}}"},
                                     "password": f"${{{name}_password}}"})
-            req["save"].update({as_name: "user_id", f"{as_name}_token": "access_token", f"{as_name}_device": "device_id"})
+            req["macro_save"].update({as_name: "user_id", f"{as_name}_token": "access_token",
+                                      f"{as_name}_device": "device_id"})
         elif "create_room" in step:
             req.update(method="POST", path="/createRoom")
             req.setdefault("body", {})
-            req["save"][step["create_room"]] = "room_id"
+            req["macro_save"][step["create_room"]] = "room_id"
         elif "join" in step:
             req.update(method="POST", path=f"/join/${{{step['join']}}}")
         elif "invite" in step:
@@ -733,7 +738,7 @@ class CaseRunner:
                 query["since"] = f"${{{name}_since}}"
             query.update(step.get("query") or {})
             req["query"] = query
-            req["save"].setdefault(f"{name}_since", "next_batch")
+            req["macro_save"][f"{name}_since"] = "next_batch"
             req.setdefault("as", name)
         if "method" not in req:
             raise TestFailure(f"step has no request: {show(step)}")

@@ -8,6 +8,7 @@
 - AsClient: Client-Server requests with an as_token and identity assertion (user_id, device_id).
 """
 
+import http.client
 import http.server
 import json
 import os
@@ -20,7 +21,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from harness import TestFailure, expect, free_port, show, to_yaml  # noqa: E402
+from harness import Response, TestFailure, expect, free_port, show, to_yaml  # noqa: E402
 
 SERVER_NAME = "localhost"
 TXN_PREFIX = "/_matrix/app/v1/transactions/"
@@ -261,8 +262,26 @@ class AsClient:
         return self.request("POST", f"/_matrix/client/v1/appservice/{urllib.parse.quote(self.reg['id'])}/ping",
                             body=body)
 
-    def status(self):
-        return expect(self.request("GET", f"/_trestle/admin/v1/appservices/{urllib.parse.quote(self.reg['id'])}/status"))
+    def status(self, token=None):
+        """Trestle's delivery status (not under /_matrix, so not through harness.Client)."""
+        path = f"/_trestle/admin/v1/appservices/{urllib.parse.quote(self.reg['id'])}/status"
+        return expect(raw_request(self.server, "GET", path, token or self.token))
+
+
+def raw_request(server, method, path, token=None, timeout=30):
+    """A request to a path outside /_matrix, which harness.Client would prefix."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+    try:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        start = time.monotonic()
+        conn.request(method, path, headers=headers)
+        res = conn.getresponse()
+        payload = res.read()
+        return Response(res.status, {k.lower(): v for k, v in res.getheaders()}, payload, time.monotonic() - start)
+    except (OSError, http.client.HTTPException) as e:
+        raise TestFailure(f"{method} {path}: no answer ({type(e).__name__}: {e})") from None
+    finally:
+        conn.close()
 
 
 class AsEnv:

