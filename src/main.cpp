@@ -11,6 +11,8 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -45,7 +47,18 @@ trestle::core::SigningKey load_or_create_signing_key(const std::string& path) {
   return key;
 }
 
+// Each open connection (an idle /sync long-poll included) is a file descriptor: lift the soft
+// limit to the hard one so thousands of waiting clients fit.
+void raise_fd_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
+
 int serve(const std::string& config_path) {
+  raise_fd_limit();
   std::vector<std::string> warnings;
   trestle::config::Config cfg;
   try {

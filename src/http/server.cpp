@@ -59,7 +59,9 @@ struct Server::Impl {
   // Runs router work on the worker pool and comes back to the connection's executor.
   asio::awaitable<Reply> run_on_workers(std::function<Reply()> fn) {
     auto home = co_await asio::this_coro::executor;
-    co_await asio::post(workers.get_executor(), asio::use_awaitable);
+    // bind_executor: without it the coroutine resumes on its own (strand) executor, i.e. back on
+    // an I/O thread, and every handler would run there.
+    co_await asio::post(asio::bind_executor(workers.get_executor(), asio::use_awaitable));
     Reply reply = fn();
     co_await asio::post(home, asio::use_awaitable);
     co_return reply;
@@ -164,7 +166,10 @@ struct Server::Impl {
       tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
       if (ec == asio::error::operation_aborted) co_return;
       if (ec) {
-        spdlog::warn("accept failed: {}", ec.message());
+        // Out of file descriptors (or similar): back off instead of spinning on the error.
+        spdlog::warn("accept failed: {}; pausing accepts for 100 ms", ec.message());
+        asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(100));
+        co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         continue;
       }
       socket.set_option(tcp::no_delay(true), ec);

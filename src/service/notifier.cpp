@@ -41,7 +41,7 @@ uint64_t Notifier::wait(const std::vector<std::string>& keys, uint64_t since, Ca
     });
     if (!already) {
       uint64_t id = next_waiter_id_++;
-      for (const auto& k : keys) waiters_by_key_[k].push_back(id);
+      for (const auto& k : keys) waiters_by_key_[k].insert(id);
       waiters_.emplace(id, Waiter{keys, std::move(cb)});
       return id;
     }
@@ -71,9 +71,8 @@ void Notifier::remove_locked(uint64_t id) {
   for (const auto& k : w->second.keys) {
     auto it = waiters_by_key_.find(k);
     if (it == waiters_by_key_.end()) continue;
-    auto& ids = it->second;
-    ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
-    if (ids.empty()) waiters_by_key_.erase(it);
+    it->second.erase(id);
+    if (it->second.empty()) waiters_by_key_.erase(it);
   }
   waiters_.erase(w);
 }

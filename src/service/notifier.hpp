@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace trestle::service {
@@ -43,7 +44,7 @@ private:
   uint64_t position_ = 0;
   uint64_t next_waiter_id_ = 1;
   std::unordered_map<std::string, uint64_t> key_position_;
-  std::unordered_map<std::string, std::vector<uint64_t>> waiters_by_key_;
+  std::unordered_map<std::string, std::unordered_set<uint64_t>> waiters_by_key_;
   std::unordered_map<uint64_t, Waiter> waiters_;
   std::vector<Callback> global_listeners_;
 };

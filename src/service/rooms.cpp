@@ -9,6 +9,7 @@
 #include "service/appservice/queries.hpp"
 #include "service/event_format.hpp"
 #include "service/filter.hpp"
+#include "service/visibility.hpp"
 #include "storage/account_store.hpp"
 #include "storage/room_store.hpp"
 
@@ -659,7 +660,9 @@ object RoomService::event(const Requester& r, const std::string& room_id, const 
   return db_.read([&](storage::Connection& c) {
     int64_t upto = visible_upto(c, r, room_id);
     auto e = ev::get_event(c, event_id);
-    if (!e || e->room_id != room_id || e->stream_ordering > upto) throw MatrixError::not_found("Event not found");
+    if (!e || e->room_id != room_id || e->stream_ordering > upto || !event_visible_to(c, r.user_id, *e)) {
+      throw MatrixError::not_found("Event not found");
+    }
     return client_event(*e, c, {r.user_id, r.device_id, true});
   });
 }
@@ -702,7 +705,7 @@ object RoomService::messages(const Requester& r, const std::string& room_id, con
         }
         if (dir == "b") cursor = e.stream_ordering - 1;
         else cursor = e.stream_ordering;
-        if (!event_matches(filter, e)) continue;
+        if (!event_matches(filter, e) || !event_visible_to(c, r.user_id, e)) continue;
         senders.insert(e.sender);
         chunk.push_back(client_event(e, c, opts));
       }
@@ -728,7 +731,8 @@ object RoomService::context(const Requester& r, const std::string& room_id, cons
   return db_.read([&](storage::Connection& c) {
     int64_t upto = visible_upto(c, r, room_id);
     auto target = ev::get_event(c, event_id);
-    if (!target || target->room_id != room_id || target->stream_ordering > upto) {
+    if (!target || target->room_id != room_id || target->stream_ordering > upto ||
+        !event_visible_to(c, r.user_id, *target)) {
       throw MatrixError::not_found("Event not found");
     }
     ClientEventOptions opts{r.user_id, r.device_id, true};
@@ -737,11 +741,11 @@ object RoomService::context(const Requester& r, const std::string& room_id, cons
     int64_t start = target->stream_ordering - 1, end = target->stream_ordering;
     for (const auto& e : ev::room_events_backwards(c, room_id, 0, target->stream_ordering - 1, before_n)) {
       start = e.stream_ordering - 1;
-      if (event_matches(filter, e)) before.push_back(client_event(e, c, opts));
+      if (event_matches(filter, e) && event_visible_to(c, r.user_id, e)) before.push_back(client_event(e, c, opts));
     }
     for (const auto& e : ev::room_events_forwards(c, room_id, target->stream_ordering, upto, after_n)) {
       end = e.stream_ordering;
-      if (event_matches(filter, e)) after.push_back(client_event(e, c, opts));
+      if (event_matches(filter, e) && event_visible_to(c, r.user_id, e)) after.push_back(client_event(e, c, opts));
     }
     array state;  // the spec: the state at the last event returned, filtered like the events
     for (const auto& s : ev::state_at(c, room_id, end)) {

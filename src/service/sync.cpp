@@ -10,6 +10,7 @@
 #include "service/rooms.hpp"
 #include "service/unread_counts.hpp"
 #include "service/user_data.hpp"
+#include "service/visibility.hpp"
 #include "storage/account_store.hpp"
 #include "storage/event_store.hpp"
 #include "storage/room_store.hpp"
@@ -187,7 +188,7 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
             limited = true;
             break;
           }
-          if (event_matches(timeline_filter, e)) timeline.push_back(std::move(e));
+          if (event_matches(timeline_filter, e) && event_visible_to(c, r.user_id, e)) timeline.push_back(std::move(e));
         }
         if (static_cast<int64_t>(batch.size()) < timeline_limit) break;
       }

@@ -60,4 +60,17 @@ std::vector<events::StoredEvent> events_after(Connection& c, int64_t after, int6
   return events::get_events(c, ids);
 }
 
+std::optional<std::string> membership_as_of(Connection& c, std::string event_id, int64_t at) {
+  while (true) {
+    auto st = c.prepare("SELECT stream_ordering, replaces_state, json_extract(json, '$.content.membership') "
+                        "FROM events WHERE event_id = ?");
+    st.bind(event_id);
+    if (!st.step()) return std::nullopt;
+    if (st.int64(0) <= at) return st.opt_text(2);
+    auto previous = st.opt_text(1);
+    if (!previous) return std::nullopt;
+    event_id = *previous;
+  }
+}
+
 }  // namespace trestle::storage::appservices

@@ -91,6 +91,19 @@ std::vector<StateEntry> state_at(Connection& c, const std::string& room_id, int6
   return out;
 }
 
+std::optional<boost::json::object> state_content_before(Connection& c, const std::string& room_id,
+                                                        const std::string& type, const std::string& state_key,
+                                                        int64_t before) {
+  auto st = c.prepare("SELECT json FROM events WHERE room_id = ? AND type = ? AND state_key = ? AND "
+                      "stream_ordering < ? ORDER BY stream_ordering DESC LIMIT 1");
+  st.bind(room_id, type, state_key, before);
+  if (!st.step()) return std::nullopt;
+  auto pdu = core::parse_stored_json(st.text(0)).as_object();
+  auto* content = pdu.if_contains("content");
+  if (!content || !content->is_object()) return boost::json::object{};
+  return content->as_object();
+}
+
 std::optional<std::string> current_state_event_id(Connection& c, const std::string& room_id,
                                                   const std::string& type, const std::string& state_key) {
   auto st = c.prepare("SELECT event_id FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?");

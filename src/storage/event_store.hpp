@@ -50,6 +50,11 @@ std::vector<StateEntry> current_state(Connection& c, const std::string& room_id)
 // The room's state as of stream position `at`: for each (type, state_key) the latest state event
 // at or before it. Every state event we store becomes current state, so this is exact.
 std::vector<StateEntry> state_at(Connection& c, const std::string& room_id, int64_t at);
+// The content of the (type, state_key) state event in force just before stream position `before`
+// (nullopt when there was none), without loading the whole state.
+std::optional<boost::json::object> state_content_before(Connection& c, const std::string& room_id,
+                                                        const std::string& type, const std::string& state_key,
+                                                        int64_t before);
 std::optional<std::string> current_state_event_id(Connection& c, const std::string& room_id,
                                                   const std::string& type, const std::string& state_key);
 void set_current_state(Connection& c, const std::string& room_id, const std::string& type,

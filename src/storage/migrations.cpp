@@ -168,6 +168,11 @@ CREATE TABLE appservice_txns (
   PRIMARY KEY (appservice_id, txn_id)
 );
 )SQL",
+      // 3: history visibility asks "which m.room.member / m.room.history_visibility event was in
+      // force at stream position N" for every event it shows.
+      R"SQL(
+CREATE INDEX events_state_history ON events (room_id, type, state_key, stream_ordering) WHERE state_key IS NOT NULL;
+)SQL",
   };
   return steps;
 }

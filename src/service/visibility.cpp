@@ -1,0 +1,56 @@
+#include "service/visibility.hpp"
+
+namespace trestle::service {
+
+namespace {
+
+std::string string_field(const std::optional<boost::json::object>& content, const char* key, const char* fallback) {
+  if (!content) return fallback;
+  auto* v = content->if_contains(key);
+  return v && v->is_string() ? std::string(v->as_string()) : fallback;
+}
+
+int permissiveness(const std::string& visibility) {
+  if (visibility == "world_readable") return 3;
+  if (visibility == "shared") return 2;
+  if (visibility == "invited") return 1;
+  return 0;  // joined
+}
+
+}  // namespace
+
+bool event_visible_to(storage::Connection& c, const std::string& user_id, const storage::events::StoredEvent& e) {
+  namespace ev = storage::events;
+  std::string visibility = string_field(
+      ev::state_content_before(c, e.room_id, "m.room.history_visibility", "", e.stream_ordering), "history_visibility",
+      "shared");
+  if (e.type == "m.room.history_visibility" && e.state_key && e.state_key->empty()) {
+    // A change of visibility is judged by the more permissive of the old and new setting, so
+    // everyone who could see the room before sees that it changed.
+    auto* content = e.pdu.if_contains("content");
+    std::string next = "shared";
+    if (content && content->is_object()) {
+      auto* hv = content->as_object().if_contains("history_visibility");
+      if (hv && hv->is_string()) next = std::string(hv->as_string());
+    }
+    if (permissiveness(next) > permissiveness(visibility)) visibility = next;
+  }
+  if (visibility == "world_readable" || visibility == "shared") return true;
+
+  std::string membership;
+  if (e.type == "m.room.member" && e.state_key && *e.state_key == user_id) {
+    // The user's own membership event is judged by the membership it sets.
+    auto* content = e.pdu.if_contains("content");
+    if (content && content->is_object()) {
+      auto* m = content->as_object().if_contains("membership");
+      if (m && m->is_string()) membership = std::string(m->as_string());
+    }
+  } else {
+    membership = string_field(ev::state_content_before(c, e.room_id, "m.room.member", user_id, e.stream_ordering),
+                              "membership", "leave");
+  }
+  if (membership == "join") return true;
+  return visibility == "invited" && membership == "invite";
+}
+
+}  // namespace trestle::service
