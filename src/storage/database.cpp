@@ -117,6 +117,64 @@ Connection& Database::reader() {
   return *c;
 }
 
+void Database::submit(WriteJob& job) {
+  std::unique_lock lock(queue_mu_);
+  queue_.push_back(&job);
+  while (!job.done) {
+    if (group_in_progress_) {
+      queue_cv_.wait(lock);
+      continue;
+    }
+    // Lead the next group: everything queued so far, this job included.
+    group_in_progress_ = true;
+    std::vector<WriteJob*> group;
+    group.swap(queue_);
+    lock.unlock();
+    write_group(group);
+    lock.lock();
+    for (auto* j : group) j->done = true;
+    group_in_progress_ = false;
+    queue_cv_.notify_all();
+  }
+  if (job.error) std::rethrow_exception(job.error);
+}
+
+void Database::write_group(std::vector<WriteJob*>& group) {
+  Connection& c = *writer_;
+  try {
+    c.exec("BEGIN IMMEDIATE");
+  } catch (...) {
+    for (auto* j : group) j->error = std::current_exception();
+    return;
+  }
+  pending_position_ = committed_position_.load();
+  for (auto* j : group) {
+    int64_t position_before = pending_position_;
+    c.exec("SAVEPOINT job");
+    try {
+      j->run(c);
+      c.exec("RELEASE job");
+    } catch (...) {
+      j->error = std::current_exception();
+      c.exec("ROLLBACK TO job");
+      c.exec("RELEASE job");
+      pending_position_ = position_before;  // its stream positions were never used
+    }
+  }
+  try {
+    commit_locked();
+  } catch (...) {
+    auto err = std::current_exception();
+    try {
+      c.exec("ROLLBACK");
+    } catch (...) {
+    }
+    for (auto* j : group) {
+      if (!j->error) j->error = err;
+    }
+  }
+}
+
 void Database::commit_locked() {
   if (pending_position_ != committed_position_.load()) {
     writer_->prepare("UPDATE stream_position SET value = ? WHERE name = 'global'").bind(pending_position_).run();

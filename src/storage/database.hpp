@@ -8,6 +8,9 @@
 // see a gap-free prefix up to committed_position(). Reads use a per-thread connection and a
 // snapshot transaction.
 #include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <vector>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -103,26 +106,24 @@ public:
     }
   }
 
-  // Runs fn(Connection&) in the single write transaction slot; commits on return, rolls back on
-  // an exception. The commit is durable against a process crash before write() returns.
+  // Runs fn(Connection&) in a write transaction; returns once it is committed (durable against a
+  // crash of the process), rethrows fn's exception after rolling back fn's changes alone.
+  //
+  // Group commit: writes that arrive while another group is being written queue up, and the next
+  // thread to lead writes all of them in one transaction, each inside its own savepoint. One
+  // COMMIT then serves many requests, instead of one per request.
   template <typename F>
   auto write(F&& fn) {
-    std::lock_guard lock(write_mu_);
-    Connection& c = *writer_;
-    c.exec("BEGIN IMMEDIATE");
-    pending_position_ = committed_position_.load();
-    try {
-      if constexpr (std::is_void_v<decltype(fn(c))>) {
-        fn(c);
-        commit_locked();
-      } else {
-        auto r = fn(c);
-        commit_locked();
-        return r;
-      }
-    } catch (...) {
-      c.exec("ROLLBACK");
-      throw;
+    using R = decltype(fn(std::declval<Connection&>()));
+    WriteJob job;
+    if constexpr (std::is_void_v<R>) {
+      job.run = [&](Connection& c) { fn(c); };
+      submit(job);
+    } else {
+      std::optional<R> result;
+      job.run = [&](Connection& c) { result.emplace(fn(c)); };
+      submit(job);
+      return std::move(*result);
     }
   }
 
@@ -133,13 +134,23 @@ public:
   int64_t committed_position() const { return committed_position_.load(); }
 
 private:
+  struct WriteJob {
+    std::function<void(Connection&)> run;
+    std::exception_ptr error;
+    bool done = false;
+  };
   Connection& reader();
   void migrate();
+  void submit(WriteJob& job);                // queues the job; returns when its group committed
+  void write_group(std::vector<WriteJob*>& group);
   void commit_locked();  // persists the stream position with the transaction, then commits
 
   std::string path_;
   std::unique_ptr<Connection> writer_;
-  std::mutex write_mu_;
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::vector<WriteJob*> queue_;
+  bool group_in_progress_ = false;
   std::atomic<int64_t> committed_position_{0};
   int64_t pending_position_ = 0;
   uint64_t instance_id_;
