@@ -72,8 +72,12 @@ std::string AccountService::check_new_localpart(const std::string& localpart, co
   if (registering_as && !registering_as->is_interested_in_user(user_id)) {
     throw MatrixError(400, "M_EXCLUSIVE", "User ID is not in the application service's namespace");
   }
-  if (!registering_as && appservices_.exclusive_owner_of_user(user_id)) {
-    throw MatrixError(400, "M_EXCLUSIVE", "User ID is reserved by an application service");
+  // An exclusive namespace keeps out people and every other appservice (a non-exclusive
+  // namespace overlapping it does not let another appservice create users there).
+  for (const auto& other : appservices_.all()) {
+    if (other.get() != registering_as && other->owns_user_exclusively(user_id)) {
+      throw MatrixError(400, "M_EXCLUSIVE", "User ID is reserved by an application service");
+    }
   }
   if (user_exists(user_id)) throw MatrixError(400, "M_USER_IN_USE", "User ID already taken");
   return user_id;

@@ -84,6 +84,25 @@ RoomService::RoomService(const config::Config& cfg, storage::Database& db, Notif
                          const core::SigningKey& key, AccountService& accounts)
     : cfg_(cfg), db_(db), notifier_(notifier), key_(key), accounts_(accounts), message_limiter_(cfg.rc_message) {}
 
+std::shared_ptr<const ev::StoredEvent> RoomService::dag_event(storage::Connection& c, const std::string& event_id) {
+  {
+    std::lock_guard lock(dag_cache_mu_);
+    auto it = dag_cache_.find(event_id);
+    if (it != dag_cache_.end()) return it->second;
+  }
+  auto e = ev::get_event(c, event_id);
+  if (!e) return nullptr;
+  auto shared = std::make_shared<const ev::StoredEvent>(std::move(*e));
+  remember_dag_event(*shared);
+  return shared;
+}
+
+void RoomService::remember_dag_event(const ev::StoredEvent& e) {
+  std::lock_guard lock(dag_cache_mu_);
+  if (dag_cache_.size() >= kDagCacheSize) dag_cache_.clear();  // cheap bound; refills from the head
+  dag_cache_[e.event_id] = std::make_shared<const ev::StoredEvent>(e);
+}
+
 room::StateMap RoomService::state_map(storage::Connection& c, const std::string& room_id) {
   room::StateMap m;
   for (const auto& s : ev::current_state(c, room_id)) {
@@ -124,7 +143,7 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   int64_t depth = 1;
   array prev_events;
   for (const auto& id : ev::forward_extremities(c, ne.room_id)) {
-    if (auto p = ev::get_event(c, id)) depth = std::max(depth, p->depth + 1);
+    if (auto p = dag_event(c, id)) depth = std::max(depth, p->depth + 1);
     prev_events.push_back(boost::json::value(id));
   }
   pdu["prev_events"] = std::move(prev_events);
@@ -136,7 +155,7 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   for (const auto& key : room::auth_event_keys(pdu)) {
     auto id = ev::current_state_event_id(c, ne.room_id, key.first, key.second);
     if (!id) continue;
-    if (auto e = ev::get_event(c, *id)) {
+    if (auto e = dag_event(c, *id)) {
       auth_state[key] = e->pdu;
       auth_events.push_back(boost::json::value(*id));
     }
@@ -195,6 +214,7 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   }
   se.pdu = pdu;
   ev::insert_event(c, se);
+  remember_dag_event(se);
 
   if (is_create) {
     rooms_db::insert_room(c, {ne.room_id, version->id, ne.sender, false}, core::now_ms());

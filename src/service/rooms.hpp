@@ -12,7 +12,10 @@
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
+#include <memory>
+#include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <string>
 
 namespace trestle::service {
@@ -122,6 +125,12 @@ private:
   // throws 403 when they may see none.
   int64_t visible_upto(storage::Connection& c, const Requester& r, const std::string& room_id);
   room::StateMap state_map(storage::Connection& c, const std::string& room_id);
+  // Prev and auth events as the event builder needs them, parsed once. A PDU never changes once
+  // stored (redaction is recorded beside it), so caching by event ID is safe. Only ids read from
+  // the database are looked up, so an event of a rolled-back write is never referenced.
+  std::shared_ptr<const storage::events::StoredEvent> dag_event(storage::Connection& c, const std::string& event_id);
+  void remember_dag_event(const storage::events::StoredEvent& e);
+  static constexpr size_t kDagCacheSize = 20000;
   void announce(const std::vector<storage::events::StoredEvent>& events);
 
   const config::Config& cfg_;
@@ -131,6 +140,8 @@ private:
   AccountService& accounts_;
   RateLimiter message_limiter_;
   const AppServiceQueries* appservice_queries_ = nullptr;
+  std::mutex dag_cache_mu_;
+  std::unordered_map<std::string, std::shared_ptr<const storage::events::StoredEvent>> dag_cache_;
 };
 
 }  // namespace trestle::service

@@ -8,6 +8,8 @@
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 
+#include <set>
+
 namespace trestle::api {
 
 using boost::json::array;
@@ -48,22 +50,19 @@ void add_appservice_routes(http::Router& r, service::Homeserver& hs) {
 
   r.client("GET", "/thirdparty/protocols", Auth::required, [&hs](http::Request&, const service::Requester&) {
     object out;
+    std::set<std::string> asked;
     for (const auto& as : hs.appservices.all()) {
       for (const auto& p : as->protocols) {
-        if (out.contains(p)) continue;
-        try {
-          auto v = hs.appservice_queries.thirdparty(p, "/_matrix/app/v1/thirdparty/protocol/" + encode(p), false);
-          if (v.is_object()) out[p] = v;
-        } catch (const MatrixError&) {
-        }
+        if (!asked.insert(p).second) continue;
+        if (auto meta = hs.appservice_queries.protocol(p)) out[p] = std::move(*meta);
       }
     }
     return ok(out);
   });
   r.client("GET", "/thirdparty/protocol/{}", Auth::required, [&hs](http::Request& req, const service::Requester&) {
-    auto v = hs.appservice_queries.thirdparty(req.params[0], "/_matrix/app/v1/thirdparty/protocol/" + encode(req.params[0]), false);
-    if (!v.is_object()) throw MatrixError::not_found("Unknown protocol");
-    return ok(v.as_object());
+    auto meta = hs.appservice_queries.protocol(req.params[0]);
+    if (!meta) throw MatrixError::not_found("Unknown protocol");
+    return ok(*meta);
   });
   for (const std::string kind : {"location", "user"}) {
     r.client("GET", "/thirdparty/" + kind + "/{}", Auth::required,

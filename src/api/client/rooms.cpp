@@ -125,7 +125,10 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
 
   r.client("PUT", "/rooms/{}/send/{}/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
     auto body = req.json_object();
-    if (!who.appservice || who.appservice->rate_limited) rooms.message_limiter().take(who.user_id);
+    // rate_limited limits the masqueraded users only: the sender is excluded (registration spec).
+    if (!who.appservice || (who.appservice->rate_limited && who.user_id != who.appservice->sender)) {
+      rooms.message_limiter().take(who.user_id);
+    }
     auto event_id = rooms.send_message(who, room_param(req), req.params[1], req.params[2], body, massaged_ts(req, who));
     return ok(object{{"event_id", event_id}});
   });

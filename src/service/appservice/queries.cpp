@@ -3,6 +3,7 @@
 #include "core/clock.hpp"
 #include "core/error.hpp"
 
+#include <algorithm>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/url/encode.hpp>
@@ -52,6 +53,38 @@ int64_t AppServiceQueries::ping(const AppService& as, const std::optional<std::s
                       {{"status", r.status}, {"body", r.body}});
   }
   return duration;
+}
+
+std::optional<boost::json::object> AppServiceQueries::protocol(const std::string& protocol) const {
+  std::optional<boost::json::object> merged;
+  for (const auto& as : registry_.all()) {
+    if (!as->url || std::find(as->protocols.begin(), as->protocols.end(), protocol) == as->protocols.end()) continue;
+    auto r = http_("GET", *as->url, "/_matrix/app/v1/thirdparty/protocol/" + path_escape(protocol),
+                   {{"Authorization", "Bearer " + as->hs_token}}, "", kQueryTimeoutMs);
+    if (r.status < 200 || r.status >= 300) continue;
+    boost::system::error_code ec;
+    auto v = boost::json::parse(r.body, ec);
+    if (ec || !v.is_object()) continue;
+    auto& meta = v.as_object();
+    boost::json::array instances;
+    if (auto* list = meta.if_contains("instances"); list && list->is_array()) {
+      for (const auto& item : list->as_array()) {
+        if (!item.is_object()) continue;
+        boost::json::object inst = item.as_object();
+        auto* network = inst.if_contains("network_id");
+        std::string network_id = network && network->is_string() ? std::string(network->as_string()) : "";
+        inst["instance_id"] = as->id + "|" + network_id;
+        instances.push_back(std::move(inst));
+      }
+    }
+    if (!merged) {
+      merged = meta;
+      (*merged)["instances"] = boost::json::array{};
+    }
+    auto& all = (*merged)["instances"].as_array();
+    for (auto& inst : instances) all.push_back(std::move(inst));
+  }
+  return merged;
 }
 
 boost::json::value AppServiceQueries::thirdparty(const std::string& protocol, const std::string& path_and_query,

@@ -5,6 +5,7 @@
 #include "service/appservice/registration.hpp"
 #include "service/appservice/sender.hpp"
 
+#include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 #include <optional>
 #include <string>
@@ -25,6 +26,10 @@ public:
   bool query_alias(const std::string& alias) const;
   // POST /_matrix/app/v1/ping; returns duration_ms or throws the spec's MatrixErrors.
   int64_t ping(const AppService& as, const std::optional<std::string>& transaction_id) const;
+  // GET /thirdparty/protocol/{protocol}: the metadata from every appservice declaring it, their
+  // instances merged, each given the `instance_id` ("<appservice id>|<network_id>") the
+  // Client-Server API adds. nullopt when none answered.
+  std::optional<boost::json::object> protocol(const std::string& protocol) const;
   // Third-party lookups: GET on every appservice that declares `protocol` (all when empty) with
   // `path_and_query`; merges list answers, returns the first object answer. 404 when none knows.
   boost::json::value thirdparty(const std::string& protocol, const std::string& path_and_query, bool merge_lists) const;

@@ -96,11 +96,15 @@ AppService parse_registration(const std::string& yaml_text, const std::string& s
   as.msc4190 = optional_bool("io.element.msc4190");
   if (auto p = root["protocols"]; p && !p.IsNull()) {
     if (!p.IsSequence()) throw fail("protocols", "must be a list of strings");
-    for (const auto& item : p) as.protocols.push_back(item.as<std::string>());
+    for (const auto& item : p) {
+      if (!item.IsScalar()) throw fail("protocols", "must be a list of strings");
+      as.protocols.push_back(item.as<std::string>());
+    }
   }
 
   auto ns = root["namespaces"];
-  if (ns && !ns.IsNull() && !ns.IsMap()) throw fail("namespaces", "must be a mapping");
+  if (!ns || ns.IsNull()) throw fail("namespaces", "is required (a mapping of users, aliases, rooms)");
+  if (!ns.IsMap()) throw fail("namespaces", "must be a mapping");
   auto read_namespaces = [&](const char* kind, std::vector<Namespace>& out) {
     if (!ns || ns.IsNull()) return;
     auto list = ns[kind];
@@ -197,14 +201,14 @@ const AppService* AppServiceRegistry::exclusive_owner_of_alias(std::string_view 
 namespace trestle::service {
 
 void check_alias_namespace(const AppServiceRegistry& registry, const Requester& r, const std::string& alias) {
-  if (r.appservice) {
-    if (!r.appservice->is_interested_in_alias(alias)) {
-      throw MatrixError(400, "M_EXCLUSIVE", "This application service has not reserved this alias");
-    }
-    return;
+  if (r.appservice && !r.appservice->is_interested_in_alias(alias)) {
+    throw MatrixError(400, "M_EXCLUSIVE", "This application service has not reserved this alias");
   }
-  if (registry.exclusive_owner_of_alias(alias)) {
-    throw MatrixError(400, "M_EXCLUSIVE", "This alias is reserved by an application service");
+  // An exclusive namespace keeps out people and every other appservice.
+  for (const auto& other : registry.all()) {
+    if (other.get() != r.appservice && other->owns_alias_exclusively(alias)) {
+      throw MatrixError(400, "M_EXCLUSIVE", "This alias is reserved by an application service");
+    }
   }
 }
 

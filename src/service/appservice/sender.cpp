@@ -124,6 +124,8 @@ std::vector<DeliveryStatus> AppServiceSender::status() const {
 
 bool AppServiceSender::interested(const AppService& as, const ev::StoredEvent& e, storage::Connection& c,
                                   std::map<std::string, bool>& room_cache) const {
+  // Events come in stream order: a membership change makes the room's cached interest stale.
+  if (e.type == "m.room.member") room_cache.erase(e.room_id);
   if (!e.sender.empty() && as.is_interested_in_user(e.sender)) return true;
   if (e.type == "m.room.member" && e.state_key && as.is_interested_in_user(*e.state_key)) return true;
   auto cached = room_cache.find(e.room_id);
@@ -138,9 +140,14 @@ bool AppServiceSender::interested(const AppService& as, const ev::StoredEvent& e
     }
   }
   if (!room_interest) {
-    // A room where one of the appservice's users is a member is the appservice's business.
+    // A room where one of the appservice's users is a member is the appservice's business: as of
+    // the event (a backlog built after the user left still holds what happened before), or now for
+    // ephemeral data (a probe without a stream position).
     for (const auto& m : ev::members_of_room(c, e.room_id)) {
-      if (m.membership == "join" && as.is_interested_in_user(m.user_id)) {
+      if (!as.is_interested_in_user(m.user_id)) continue;
+      bool changed_since = e.stream_ordering > 0 && m.stream_ordering > e.stream_ordering;
+      auto membership = changed_since ? asdb::membership_as_of(c, m.event_id, e.stream_ordering) : m.membership;
+      if (membership == "join") {
         room_interest = true;
         break;
       }
@@ -188,7 +195,9 @@ bool AppServiceSender::queue_next(Worker& w) {
     if (!as.receive_ephemeral) return;
     // Receipts in the same stream range as the events, grouped the way /sync groups them.
     for (const auto& r : storage::user_data::all_receipts_between(c, state.last_stream, cursor)) {
-      if (r.receipt_type == "m.read.private" || !room_interesting(r.room_id)) continue;
+      // Private read receipts only for the appservice's own users (spec: "Pushing ephemeral data").
+      if (r.receipt_type == "m.read.private" && !as.is_interested_in_user(r.user_id)) continue;
+      if (!room_interesting(r.room_id)) continue;
       boost::json::object data{{"ts", r.ts}};
       if (!r.thread_id.empty()) data["thread_id"] = r.thread_id;
       boost::json::object content{
@@ -225,6 +234,11 @@ bool AppServiceSender::deliver_one(Worker& w) {
   const AppService& as = *w.as;
   auto txn = db_.read([&](storage::Connection& c) { return asdb::oldest_txn(c, as.id); });
   if (!txn) return false;
+  {
+    // A poke from here on (even during this attempt) ends the wait before the next one.
+    std::lock_guard lock(w.mu);
+    w.poked = false;
+  }
   auto resp = http_("PUT", *as.url, "/_matrix/app/v1/transactions/" + std::to_string(txn->txn_id),
                     {{"Authorization", "Bearer " + as.hs_token}}, txn->body, kRequestTimeoutMs);
   if (resp.status >= 200 && resp.status < 300) {
@@ -243,10 +257,10 @@ bool AppServiceSender::deliver_one(Worker& w) {
   w.backoff_ms = w.backoff_ms ? std::min(w.backoff_ms * 2, kMaxBackoffMs) : kInitialBackoffMs;
   w.last_error = why;
   spdlog::warn("appservice {}: transaction {} failed ({}); retrying in {} ms", as.id, txn->txn_id, why, w.backoff_ms);
-  // Wait out the backoff unless the appservice shows signs of life or we stop.
-  w.poked = false;
+  // Wait out the backoff unless the appservice shows signs of life or we stop. A poke ends the
+  // wait, not the backoff: backoff_ms stays (and keeps doubling) until the appservice accepts a
+  // transaction, so the status endpoint reports it even right after the appservice's own request.
   w.cv.wait_for(lock, std::chrono::milliseconds(w.backoff_ms), [&] { return w.stopping || w.poked; });
-  if (w.poked) w.backoff_ms = 0;
   w.poked = false;
   return true;
 }

@@ -317,6 +317,10 @@ def test_appservice_users_are_not_rate_limited_unless_rate_limited_is_set(ctx):
                 ctx.expect(res, 429, errcode="M_LIMIT_EXCEEDED")
         if 429 not in statuses:
             raise TestFailure(f"a rate_limited appservice's user was never limited: {statuses}")
+        # "The sender is excluded": the appservice acting as itself is never limited.
+        sender_room = ctx.expect(lim.request("POST", "/createRoom", body={}))["room_id"]
+        for i in range(4):
+            send_text(lim, sender_room, f"sender {i}")
 
 
 def test_device_management_for_appservice_users(ctx):

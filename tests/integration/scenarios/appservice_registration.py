@@ -49,6 +49,10 @@ def test_bad_registration_files_stop_start_up_naming_file_and_field(ctx):
         no_hs_token = good()
         del no_hs_token["hs_token"]
         cases.append(("missing hs_token", [no_hs_token], "hs_token"))
+        no_namespaces = good()
+        del no_namespaces["namespaces"]
+        cases.append(("missing namespaces (required by the spec)", [no_namespaces], "namespaces"))
+        cases.append(("protocols not strings", [good(protocols=[{"name": "irc"}])], "protocols"))
         cases.append(("not YAML", ["id: [unclosed\n"], ""))
         failures = []
         for label, regs, field in cases:

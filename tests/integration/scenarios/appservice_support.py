@@ -70,9 +70,11 @@ class Recorded:
 
 
 class AppServiceListener:
-    """An appservice's HTTP side. Transactions get 200 {} unless `fail_txns` (a count of attempts
-    still to fail) or `failing` (fail while True) say otherwise. `on_user`, `on_alias`, `on_ping`,
-    `on_thirdparty` are functions (Recorded) -> (status, json) for the other endpoints."""
+    """An appservice's HTTP side. Transactions get 200 {} unless `on_txn` answers, or `fail_txns`
+    (a count of attempts still to fail) or `failing` (fail while True) say otherwise. `on_user`,
+    `on_alias`, `on_ping`, `on_thirdparty` are functions (Recorded) -> (status, json) for the other
+    endpoints. Requests are recorded on arrival; `status` is filled in once answered (a 200 is
+    recorded just before the homeserver reads it: poll the server for what follows from it)."""
 
     def __init__(self, hs_token):
         self.hs_token = hs_token
