@@ -96,6 +96,7 @@ int serve(const std::string& config_path) {
   spdlog::info("trestle serving {} (database {})", cfg.server_name, cfg.database_path);
   hs.appservice_sender.start();
   server.run();
+  trestle::http::abort_outbound_requests();
   hs.appservice_sender.stop();
   spdlog::info("stopped");
   return 0;

@@ -7,6 +7,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/url/parse.hpp>
 
+#include <atomic>
 #include <chrono>
 
 namespace trestle::http {
@@ -14,6 +15,12 @@ namespace trestle::http {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = beast::http;
+
+namespace {
+std::atomic<bool> aborting{false};
+}  // namespace
+
+void abort_outbound_requests() { aborting.store(true); }
 
 ClientResponse http_request(const std::string& method, const std::string& url, const std::string& path_and_query,
                             const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body,
@@ -83,8 +90,13 @@ ClientResponse http_request(const std::string& method, const std::string& url, c
       });
     });
   });
-  // The resolver is not covered by the stream's timer; bound the whole run as well.
-  ioc.run_for(std::chrono::milliseconds(timeout_ms + 100));
+  // The resolver is not covered by the stream's timer; bound the whole run as well. Run in short
+  // slices so a shutdown does not wait for the timeout.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms + 100);
+  while (!ioc.stopped() && !aborting.load() && std::chrono::steady_clock::now() < deadline) {
+    ioc.run_for(std::chrono::milliseconds(50));
+  }
+  if (!done && aborting.load()) out.error = "aborted: shutting down";
   if (!done && out.error.empty()) {
     out.timed_out = true;
     out.error = "timeout";

@@ -17,6 +17,10 @@ struct ClientResponse {
 
 // `url` is "http://host[:port]/base" and `path_and_query` is appended to it (the base's trailing
 // slash is folded). Never throws.
+// Ends every outbound request in flight, and fails new ones at once (shutdown: a hung appservice
+// must not hold the process for a whole request timeout).
+void abort_outbound_requests();
+
 ClientResponse http_request(const std::string& method, const std::string& url, const std::string& path_and_query,
                             const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body,
                             int timeout_ms);

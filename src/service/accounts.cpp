@@ -53,7 +53,22 @@ Requester AccountService::authenticate(const std::optional<std::string>& token,
     return r;
   }
   std::string hash = token_hash(*token);
-  auto owner = db_.read([&](storage::Connection& c) { return accounts::find_token(c, hash); });
+  std::optional<accounts::TokenOwner> owner;
+  uint64_t generation = 0;
+  {
+    std::lock_guard lock(token_cache_mu_);
+    if (auto it = token_cache_.find(hash); it != token_cache_.end()) owner = it->second;
+    generation = token_cache_generation_;
+  }
+  if (!owner) {
+    owner = db_.read([&](storage::Connection& c) { return accounts::find_token(c, hash); });
+    std::lock_guard lock(token_cache_mu_);
+    // Only if no token was revoked meanwhile: the read may predate the revocation.
+    if (owner && generation == token_cache_generation_) {
+      if (token_cache_.size() >= kTokenCacheSize) token_cache_.clear();
+      token_cache_.emplace(hash, *owner);
+    }
+  }
   if (!owner) throw MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown access token", {{"soft_logout", false}});
   Requester r;
   r.user_id = owner->user_id;
@@ -166,6 +181,7 @@ Session AccountService::issue_session(const std::string& user_id, const std::opt
     }
     accounts::insert_token(c, token_hash(token), user_id, dev, core::now_ms());
   });
+  if (device_id) forget_cached_tokens();  // a re-used device id revoked that device's old tokens
   return Session{user_id, token, dev};
 }
 
@@ -174,6 +190,7 @@ void AccountService::logout(const Requester& r) {
     if (r.device_id) accounts::delete_device(c, r.user_id, *r.device_id);
     accounts::delete_token(c, r.access_token_hash);
   });
+  forget_cached_tokens();
 }
 
 void AccountService::logout_all(const Requester& r) {
@@ -181,6 +198,7 @@ void AccountService::logout_all(const Requester& r) {
     accounts::delete_all_devices(c, r.user_id, std::nullopt);
     accounts::delete_all_tokens(c, r.user_id, std::nullopt);
   });
+  forget_cached_tokens();
 }
 
 void AccountService::require_password_uia(const Requester& r, const boost::json::object& body) {
@@ -223,6 +241,7 @@ void AccountService::change_password(const Requester& r, const std::string& new_
       accounts::delete_all_tokens(c, r.user_id, r.access_token_hash);
     }
   });
+  if (logout_devices) forget_cached_tokens();
 }
 
 void AccountService::deactivate(const std::string& user_id) {
@@ -231,6 +250,7 @@ void AccountService::deactivate(const std::string& user_id) {
     accounts::delete_all_devices(c, user_id, std::nullopt);
     accounts::delete_all_tokens(c, user_id, std::nullopt);
   });
+  forget_cached_tokens();
 }
 
 void AccountService::set_profile_field(const std::string& user_id, const std::string& field,
@@ -280,6 +300,13 @@ bool AccountService::create_device(const std::string& user_id, const std::string
 
 void AccountService::delete_device(const std::string& user_id, const std::string& device_id) {
   db_.write([&](storage::Connection& c) { accounts::delete_device(c, user_id, device_id); });
+  forget_cached_tokens();
+}
+
+void AccountService::forget_cached_tokens() {
+  std::lock_guard lock(token_cache_mu_);
+  token_cache_.clear();
+  ++token_cache_generation_;
 }
 
 }  // namespace trestle::service

@@ -9,6 +9,7 @@
 
 #include <boost/json/object.hpp>
 #include <mutex>
+#include <unordered_map>
 #include <optional>
 #include <set>
 #include <string>
@@ -98,6 +99,14 @@ private:
   const config::Config& cfg_;
   storage::Database& db_;
   const AppServiceRegistry& appservices_;
+  // Access tokens seen recently, so most requests skip the database. Revoking any token clears
+  // it (revocations are rare), and the generation stops a lookup that raced a revocation from
+  // putting the revoked token back.
+  void forget_cached_tokens();
+  static constexpr size_t kTokenCacheSize = 100000;
+  std::mutex token_cache_mu_;
+  std::unordered_map<std::string, storage::accounts::TokenOwner> token_cache_;
+  uint64_t token_cache_generation_ = 0;
   RateLimiter login_limiter_;
   RateLimiter registration_limiter_;
 };

@@ -189,7 +189,12 @@ bool AppServiceSender::queue_next(Worker& w) {
       for (const auto& e : page) {
         if (static_cast<int64_t>(events.size()) >= kMaxEventsPerTxn) break;
         cursor = e.stream_ordering;
-        if (interested(as, e, c, room_cache)) events.push_back(client_event(e, c));
+        if (!interested(as, e, c, room_cache)) continue;
+        // No unsigned.age: the body is stored and may be resent much later, when an age taken
+        // now would be wrong. origin_server_ts says when the event happened.
+        auto ce = client_event(e, c);
+        ce["unsigned"].as_object().erase("age");
+        events.push_back(std::move(ce));
       }
     }
     if (!as.receive_ephemeral) return;
