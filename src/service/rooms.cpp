@@ -833,7 +833,7 @@ array RoomService::room_aliases(const Requester& r, const std::string& room_id) 
 }
 
 object RoomService::public_rooms(int64_t limit, const std::optional<std::string>& since,
-                                 const std::optional<std::string>& search) {
+                                 const std::optional<std::string>& search, const DirectoryScope& scope) {
   limit = std::clamp<int64_t>(limit, 1, 500);
   int64_t offset = 0;
   if (since) {
@@ -846,7 +846,21 @@ object RoomService::public_rooms(int64_t limit, const std::optional<std::string>
   return db_.read([&](storage::Connection& c) {
     array chunk;
     std::vector<object> all;
-    for (const auto& room_id : rooms_db::public_room_ids(c)) {
+    std::vector<std::string> room_ids;
+    if (scope.third_party_instance_id) {
+      const std::string& instance = *scope.third_party_instance_id;
+      auto bar = instance.rfind('|');
+      if (bar == std::string::npos) throw MatrixError::invalid_param("Unknown third_party_instance_id");
+      room_ids = rooms_db::appservice_listed_rooms(c, instance.substr(0, bar), instance.substr(bar + 1));
+    } else {
+      room_ids = rooms_db::public_room_ids(c);
+      if (scope.include_all_networks) {
+        for (auto& id : rooms_db::appservice_listed_rooms(c, std::nullopt, std::nullopt)) {
+          if (std::find(room_ids.begin(), room_ids.end(), id) == room_ids.end()) room_ids.push_back(std::move(id));
+        }
+      }
+    }
+    for (const auto& room_id : room_ids) {
       object entry{{"room_id", room_id},
                    {"num_joined_members", ev::joined_member_count(c, room_id)},
                    {"world_readable", false},
@@ -907,11 +921,12 @@ void RoomService::set_room_visibility(const Requester& r, const std::string& roo
   });
 }
 
-void RoomService::set_appservice_room_visibility(const std::string& room_id, const std::string& visibility) {
+void RoomService::set_appservice_room_visibility(const std::string& appservice_id, const std::string& network_id,
+                                                 const std::string& room_id, const std::string& visibility) {
   if (visibility != "public" && visibility != "private") throw MatrixError::invalid_param("visibility must be public or private");
   db_.write([&](storage::Connection& c) {
     if (!rooms_db::get_room(c, room_id)) throw MatrixError::not_found("Unknown room");
-    rooms_db::set_public(c, room_id, visibility == "public");
+    rooms_db::set_appservice_listing(c, appservice_id, network_id, room_id, visibility == "public");
   });
 }
 

@@ -36,6 +36,13 @@ struct NewEvent {
   std::optional<std::string> txn_device_id;
 };
 
+// Which directory /publicRooms lists: the server's own, plus all appservice networks
+// (include_all_networks), or one network's ("<appservice id>|<network id>").
+struct DirectoryScope {
+  bool include_all_networks = false;
+  std::optional<std::string> third_party_instance_id;
+};
+
 // Pagination position: a token names the stream position after which reading continues.
 int64_t parse_stream_token(const std::string& token);  // 400 M_INVALID_PARAM when malformed
 
@@ -98,12 +105,12 @@ public:
   void delete_alias(const Requester& r, const std::string& alias);
   boost::json::array room_aliases(const Requester& r, const std::string& room_id);
   boost::json::object public_rooms(int64_t limit, const std::optional<std::string>& since,
-                                   const std::optional<std::string>& search);
+                                   const std::optional<std::string>& search, const DirectoryScope& scope = {});
   std::string room_visibility(const std::string& room_id);
   void set_room_visibility(const Requester& r, const std::string& room_id, const std::string& visibility);
   // PUT /directory/list/appservice/{networkId}/{roomId}: the appservice publishes a bridged room.
-  // (Per-network directories are not kept apart yet: the room joins the server's directory.)
-  void set_appservice_room_visibility(const std::string& room_id, const std::string& visibility);
+  void set_appservice_room_visibility(const std::string& appservice_id, const std::string& network_id,
+                                      const std::string& room_id, const std::string& visibility);
 
   // Whether `user_id` is joined to the room (used by ephemeral endpoints).
   bool is_joined(const std::string& room_id, const std::string& user_id);

@@ -173,6 +173,16 @@ CREATE TABLE appservice_txns (
       R"SQL(
 CREATE INDEX events_state_history ON events (room_id, type, state_key, stream_ordering) WHERE state_key IS NOT NULL;
 )SQL",
+      // 4: appservice room directories (PUT /directory/list/appservice/{networkId}/{roomId}):
+      // rooms a bridge publishes for one of its networks, apart from the server's own directory.
+      R"SQL(
+CREATE TABLE appservice_room_list (
+  appservice_id TEXT NOT NULL,
+  network_id TEXT NOT NULL,
+  room_id TEXT NOT NULL,
+  PRIMARY KEY (appservice_id, network_id, room_id)
+);
+)SQL",
   };
   return steps;
 }

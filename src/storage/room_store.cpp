@@ -26,6 +26,29 @@ std::vector<std::string> public_room_ids(Connection& c) {
   return out;
 }
 
+void set_appservice_listing(Connection& c, const std::string& appservice_id, const std::string& network_id,
+                            const std::string& room_id, bool listed) {
+  if (listed) {
+    c.prepare("INSERT OR IGNORE INTO appservice_room_list (appservice_id, network_id, room_id) VALUES (?, ?, ?)")
+        .bind(appservice_id, network_id, room_id)
+        .run();
+  } else {
+    c.prepare("DELETE FROM appservice_room_list WHERE appservice_id = ? AND network_id = ? AND room_id = ?")
+        .bind(appservice_id, network_id, room_id)
+        .run();
+  }
+}
+
+std::vector<std::string> appservice_listed_rooms(Connection& c, const std::optional<std::string>& appservice_id,
+                                                 const std::optional<std::string>& network_id) {
+  auto st = c.prepare("SELECT DISTINCT room_id FROM appservice_room_list WHERE (? IS NULL OR appservice_id = ?) "
+                      "AND (? IS NULL OR network_id = ?) ORDER BY room_id");
+  st.bind(appservice_id, appservice_id, network_id, network_id);
+  std::vector<std::string> out;
+  while (st.step()) out.push_back(st.text(0));
+  return out;
+}
+
 bool insert_alias(Connection& c, const std::string& alias, const std::string& room_id, const std::string& creator) {
   c.prepare("INSERT OR IGNORE INTO room_aliases (alias, room_id, creator) VALUES (?, ?, ?)")
       .bind(alias, room_id, creator)

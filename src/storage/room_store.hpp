@@ -19,6 +19,11 @@ void insert_room(Connection& c, const Room& r, int64_t now_ms);
 std::optional<Room> get_room(Connection& c, const std::string& room_id);
 void set_public(Connection& c, const std::string& room_id, bool is_public);
 std::vector<std::string> public_room_ids(Connection& c);
+void set_appservice_listing(Connection& c, const std::string& appservice_id, const std::string& network_id,
+                            const std::string& room_id, bool listed);
+// Rooms appservices publish: of one appservice network, or of all of them.
+std::vector<std::string> appservice_listed_rooms(Connection& c, const std::optional<std::string>& appservice_id,
+                                                 const std::optional<std::string>& network_id);
 
 // Returns false when the alias is taken.
 bool insert_alias(Connection& c, const std::string& alias, const std::string& room_id, const std::string& creator);

@@ -80,11 +80,11 @@ void add_appservice_routes(http::Router& r, service::Homeserver& hs) {
 
   r.client("PUT", "/directory/list/appservice/{}/{}", Auth::required,
            [&hs](http::Request& req, const service::Requester& who) {
-             require_appservice(who);
+             const auto& as = require_appservice(who);
              auto body = req.json_object();
              auto visibility = required_string(body, "visibility");
              if (!core::is_valid_room_id(req.params[1])) throw MatrixError::invalid_param("Invalid room ID");
-             hs.rooms.set_appservice_room_visibility(req.params[1], visibility);
+             hs.rooms.set_appservice_room_visibility(as.id, req.params[0], req.params[1], visibility);
              return ok();
            });
 

@@ -43,7 +43,13 @@ void add_directory_routes(http::Router& r, service::Homeserver& hs) {
     if (auto* l = body.if_contains("limit"); l && l->is_int64()) limit = l->as_int64();
     std::optional<std::string> search;
     if (auto* f = body.if_contains("filter"); f && f->is_object()) search = optional_string(f->as_object(), "generic_search_term");
-    return ok(rooms.public_rooms(limit, optional_string(body, "since"), search));
+    service::DirectoryScope scope;
+    scope.include_all_networks = optional_bool(body, "include_all_networks").value_or(false);
+    scope.third_party_instance_id = optional_string(body, "third_party_instance_id");
+    if (scope.include_all_networks && scope.third_party_instance_id) {
+      throw MatrixError::invalid_param("include_all_networks and third_party_instance_id exclude each other");
+    }
+    return ok(rooms.public_rooms(limit, optional_string(body, "since"), search, scope));
   });
 }
 

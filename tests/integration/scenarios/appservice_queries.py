@@ -251,4 +251,19 @@ def test_third_party_lookups_are_proxied(ctx):
                    403, errcode="M_FORBIDDEN")
         ctx.expect(g.request("PUT", f"/directory/list/appservice/gitter/!nosuch:{SERVER}",
                              body={"visibility": "public"}), 404)
+        # A network's rooms stay out of the server's own directory; they are listed per network
+        # ("<appservice id>|<network id>") or with include_all_networks.
+        def listed(body):
+            chunk = ctx.expect(alice.request("POST", "/publicRooms", body=body))["chunk"]
+            return [r["room_id"] for r in chunk]
+        if room in listed({}):
+            raise TestFailure("a room published to an appservice network is in the server's own directory")
+        if room not in listed({"include_all_networks": True}):
+            raise TestFailure("include_all_networks does not list the appservice network's room")
+        if room not in listed({"third_party_instance_id": "gitter-bridge|gitter"}):
+            raise TestFailure("third_party_instance_id does not list the network's room")
+        if room in listed({"third_party_instance_id": "gitter-bridge|elsewhere"}):
+            raise TestFailure("another network lists the room")
         ctx.expect(g.request("PUT", f"/directory/list/appservice/gitter/{room}", body={"visibility": "private"}), 200)
+        if room in listed({"include_all_networks": True}):
+            raise TestFailure("a room made private is still listed")
