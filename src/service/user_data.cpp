@@ -81,6 +81,41 @@ object UserDataService::get_account_data(const std::string& user_id, const std::
   return core::parse_stored_json(*v).as_object();
 }
 
+object UserDataService::tags(const std::string& user_id, const std::string& room_id) {
+  auto v = db_.read([&](storage::Connection& c) { return ud::get_account_data(c, user_id, room_id, "m.tag"); });
+  if (!v) return object{{"tags", object{}}};
+  auto content = core::parse_stored_json(*v);
+  auto* t = content.as_object().if_contains("tags");
+  return object{{"tags", t && t->is_object() ? *t : boost::json::value(object{})}};
+}
+
+void UserDataService::set_tag(const std::string& user_id, const std::string& room_id, const std::string& tag,
+                              const object& info) {
+  if (tag.empty() || tag.size() > 255) throw MatrixError::invalid_param("Tag names are 1 to 255 bytes");
+  if (auto* order = info.if_contains("order"); order && !order->is_number()) {
+    throw MatrixError::bad_json("'order' must be a number");
+  }
+  db_.write([&](storage::Connection& c) {
+    object content{{"tags", object{}}};
+    if (auto v = ud::get_account_data(c, user_id, room_id, "m.tag")) content = core::parse_stored_json(*v).as_object();
+    if (!content["tags"].is_object()) content["tags"] = object{};
+    content["tags"].as_object()[tag] = info;
+    ud::put_account_data(c, user_id, room_id, "m.tag", boost::json::serialize(content), db_.next_stream_position());
+  });
+  notifier_.notify({user_id});
+}
+
+void UserDataService::delete_tag(const std::string& user_id, const std::string& room_id, const std::string& tag) {
+  db_.write([&](storage::Connection& c) {
+    auto v = ud::get_account_data(c, user_id, room_id, "m.tag");
+    if (!v) return;
+    auto content = core::parse_stored_json(*v).as_object();
+    if (auto* t = content.if_contains("tags"); t && t->is_object()) t->as_object().erase(tag);
+    ud::put_account_data(c, user_id, room_id, "m.tag", boost::json::serialize(content), db_.next_stream_position());
+  });
+  notifier_.notify({user_id});
+}
+
 void UserDataService::send_receipt(const Requester& r, const std::string& room_id, const std::string& receipt_type,
                                    const std::string& event_id, const std::string& thread_id) {
   if (receipt_type != "m.read" && receipt_type != "m.read.private" && receipt_type != "m.fully_read") {

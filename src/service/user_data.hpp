@@ -45,6 +45,13 @@ public:
                         const boost::json::object& content);
   boost::json::object get_account_data(const std::string& user_id, const std::string& room_id, const std::string& type);
 
+  // Room tags (spec: modules/tags.md), kept as the room's m.tag account data so they reach
+  // clients through /sync like any other room account data.
+  boost::json::object tags(const std::string& user_id, const std::string& room_id);
+  void set_tag(const std::string& user_id, const std::string& room_id, const std::string& tag,
+               const boost::json::object& info);
+  void delete_tag(const std::string& user_id, const std::string& room_id, const std::string& tag);
+
   void send_receipt(const Requester& r, const std::string& room_id, const std::string& receipt_type,
                     const std::string& event_id, const std::string& thread_id);
   void set_read_markers(const Requester& r, const std::string& room_id, const boost::json::object& body);

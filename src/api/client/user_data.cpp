@@ -40,6 +40,22 @@ void add_user_data_routes(http::Router& r, service::Homeserver& hs) {
              return ok(ud.get_account_data(who.user_id, req.params[1], req.params[2]));
            });
 
+  r.client("GET", "/user/{}/rooms/{}/tags", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
+    require_self(req, who);
+    return ok(ud.tags(who.user_id, req.params[1]));
+  });
+  r.client("PUT", "/user/{}/rooms/{}/tags/{}", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
+    require_self(req, who);
+    if (!core::is_valid_room_id(req.params[1])) throw MatrixError::invalid_param("Invalid room ID");
+    ud.set_tag(who.user_id, req.params[1], req.params[2], req.json_object());
+    return ok();
+  });
+  r.client("DELETE", "/user/{}/rooms/{}/tags/{}", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
+    require_self(req, who);
+    ud.delete_tag(who.user_id, req.params[1], req.params[2]);
+    return ok();
+  });
+
   r.client("POST", "/rooms/{}/receipt/{}/{}", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
     auto body = req.json_object(true);
     ud.send_receipt(who, req.params[0], req.params[1], req.params[2], optional_string(body, "thread_id").value_or(""));
