@@ -259,24 +259,25 @@ std::vector<ev::StoredEvent> RoomService::send_events(const std::vector<NewEvent
 std::string RoomService::send_message(const Requester& r, const std::string& room_id, const std::string& type,
                                       const std::string& txn_id, const object& content, std::optional<int64_t> ts) {
   std::string device = r.device_id.value_or("");
-  // Idempotency: a retried PUT returns the first event instead of sending twice.
+  // Idempotency: a retried PUT returns the first event instead of sending twice. Checked inside
+  // the write only: retries are rare, and a separate read first would cost every send.
   const std::string key = txn_key({"send", room_id, type, txn_id});
-  auto existing = db_.read([&](storage::Connection& c) { return ev::txn_event(c, r.user_id, device, key); });
-  if (existing) return *existing;
   NewEvent e{room_id, r.user_id, type, std::nullopt, content, std::nullopt, ts, txn_id, r.device_id};
   if (type == "m.room.redaction") {
     auto* redacts = content.if_contains("redacts");
     if (redacts && redacts->is_string()) e.redacts = std::string(redacts->as_string());
   }
+  bool created = false;
   auto stored = db_.write([&](storage::Connection& c) {
     if (auto again = ev::txn_event(c, r.user_id, device, key)) {
       return ev::get_event(c, *again).value();
     }
     auto se = build_and_store(c, e);
     ev::insert_txn(c, r.user_id, device, key, se.event_id);
+    created = true;
     return se;
   });
-  announce({stored});
+  if (created) announce({stored});
   return stored.event_id;
 }
 
