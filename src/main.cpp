@@ -87,6 +87,8 @@ int serve(const std::string& config_path) {
 
   trestle::http::ServerLimits limits;
   limits.max_body_bytes = cfg.max_request_body_size;
+  limits.max_upload_bytes = cfg.max_upload_size;
+  limits.upload_dir = hs.media.temp_dir();
   trestle::http::Server server(router, hs.notifier, limits);
   std::vector<trestle::http::Endpoint> endpoints;
   for (const auto& l : cfg.listeners) {

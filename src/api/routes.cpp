@@ -32,6 +32,7 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
   add_push_routes(r, hs);
   add_user_routes(r, hs);
   add_appservice_routes(r, hs);
+  add_media_routes(r, hs);
 }
 
 }  // namespace trestle::api

@@ -16,6 +16,7 @@ void add_user_data_routes(http::Router& r, service::Homeserver& hs);  // account
 void add_push_routes(http::Router& r, service::Homeserver& hs);
 void add_user_routes(http::Router& r, service::Homeserver& hs);  // presence, user directory, voip
 void add_appservice_routes(http::Router& r, service::Homeserver& hs);  // ping, third party, AS directory
+void add_media_routes(http::Router& r, service::Homeserver& hs);  // upload, download, thumbnails, config
 
 // All of the above plus the authenticator.
 void add_all_routes(http::Router& r, service::Homeserver& hs);

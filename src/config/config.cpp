@@ -76,14 +76,14 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
   Config c;
   c.config_dir = config_dir;
   // Keys Synapse configs commonly carry that we accept without acting on yet: no warning noise.
-  static const std::set<std::string> tolerated = {"report_stats", "pid_file", "media_store_path",
+  static const std::set<std::string> tolerated = {"report_stats", "pid_file",
                                                   "macaroon_secret_key", "form_secret", "log_config",
                                                   "trusted_key_servers", "suppress_key_server_warning"};
   static const std::set<std::string> known = {
       "server_name", "public_baseurl", "listeners", "database", "signing_key_path",
       "app_service_config_files", "enable_registration", "enable_registration_without_verification",
       "registration_shared_secret", "rc_message", "rc_registration", "rc_login", "max_upload_size",
-      "max_request_body_size", "log_level"};
+      "max_request_body_size", "log_level", "media_store_path", "enable_authenticated_media"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");
@@ -169,6 +169,15 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
     else c.rc_login = parse_rate(l, "rc_login");
   }
   if (root["max_upload_size"]) c.max_upload_size = parse_size(root["max_upload_size"], "max_upload_size");
+  if (root["media_store_path"]) c.media_store_path = get<std::string>(root["media_store_path"], "media_store_path", "a path");
+  if (c.media_store_path.empty()) {
+    auto slash = c.database_path.rfind('/');
+    c.media_store_path = (slash == std::string::npos ? std::string(".") : c.database_path.substr(0, slash)) + "/media";
+  }
+  c.media_store_path = resolve(config_dir, c.media_store_path);
+  if (root["enable_authenticated_media"]) {
+    c.enable_authenticated_media = get<bool>(root["enable_authenticated_media"], "enable_authenticated_media", "true or false");
+  }
   if (root["max_request_body_size"]) c.max_request_body_size = parse_size(root["max_request_body_size"], "max_request_body_size");
   if (root["log_level"]) {
     c.log_level = get<std::string>(root["log_level"], "log_level", "a string");
@@ -218,6 +227,8 @@ std::string generate_config(const std::string& server_name, const std::string& d
     << "rc_message:\n  per_second: 0.2\n  burst_count: 10\n"
     << "rc_registration:\n  per_second: 0.17\n  burst_count: 3\n"
     << "rc_login:\n  address:\n    per_second: 0.17\n    burst_count: 3\n\n"
+    << "# Uploaded media: files under media_store_path, at most max_upload_size each.\n"
+    << "media_store_path: \"" << data_dir << "/media\"\n"
     << "max_upload_size: 50M\n"
     << "log_level: info\n";
   return o.str();

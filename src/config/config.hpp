@@ -35,6 +35,11 @@ struct Config {
   RateLimit rc_login{0.17, 3};
   uint64_t max_upload_size = 50ull * 1024 * 1024;
   uint64_t max_request_body_size = 1ull * 1024 * 1024;  // non-media JSON bodies
+  // Media files; default <directory of the database>/media.
+  std::string media_store_path;
+  // Synapse's key: while true, media uploaded is served only by the authenticated endpoints
+  // (/_matrix/client/v1/media/...), the spec's "freeze" of the legacy /_matrix/media/v3 ones.
+  bool enable_authenticated_media = true;
   std::string log_level = "info";
   std::string config_dir;  // directory of the config file: relative paths resolve against it
 };

@@ -19,6 +19,9 @@ struct Request {
   std::multimap<std::string, std::string> query;    // percent-decoded query parameters
   std::vector<std::string> params;                  // path template captures, decoded
   std::string body;
+  // Media uploads: the body was streamed to this file instead of `body` (see server.cpp). The
+  // handler may move it away; the transport deletes it if it is still there afterwards.
+  std::string body_file;
   std::string authorization;                        // the Authorization header, if any
   std::string content_type;
   std::string remote_address;                       // peer IP, for per-address rate limits
@@ -34,6 +37,9 @@ struct Response {
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  // When set, the transport sends this file as the body (streamed, never read whole) instead of
+  // `body`; a file that cannot be opened becomes 404 M_NOT_FOUND.
+  std::string file_path;
 
   static Response json(const boost::json::value& v, int status = 200);
   static Response error(int status, const std::string& errcode, const std::string& message,

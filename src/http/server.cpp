@@ -3,6 +3,7 @@
 // a timer that the notifier cancels, so idle /syncs cost no thread.
 #include "http/server.hpp"
 
+#include "core/crypto.hpp"
 #include "core/error.hpp"
 
 #include <boost/asio.hpp>
@@ -12,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
 namespace trestle::http {
@@ -29,7 +31,8 @@ int64_t steady_now_ms() {
       .count();
 }
 
-void add_common_headers(bhttp::response<bhttp::string_body>& res) {
+template <class Message>
+void add_common_headers(Message& res) {
   res.set(bhttp::field::server, "Trestle");
   // The spec asks every CS API response to carry permissive CORS headers.
   res.set(bhttp::field::access_control_allow_origin, "*");
@@ -37,6 +40,22 @@ void add_common_headers(bhttp::response<bhttp::string_body>& res) {
   res.set(bhttp::field::access_control_allow_headers,
           "X-Requested-With, Content-Type, Authorization, Date");
 }
+
+// Media uploads stream their body to a file instead of memory, with max_upload_size as limit.
+bool is_media_upload(bhttp::verb method, std::string_view target) {
+  if (method != bhttp::verb::post && method != bhttp::verb::put) return false;
+  auto path = target.substr(0, target.find('?'));
+  return path.starts_with("/_matrix/media/v3/upload") || path.starts_with("/_matrix/media/r0/upload");
+}
+
+// Deletes a streamed upload that the handler did not move into the media store.
+struct RemoveFile {
+  std::string path;
+  ~RemoveFile() {
+    std::error_code ec;
+    if (!path.empty()) std::filesystem::remove(path, ec);
+  }
+};
 
 }  // namespace
 
@@ -96,16 +115,52 @@ struct Server::Impl {
     }
   }
 
+  // Reads the rest of a message piece by piece: the timeout is per read (an idle client), not for
+  // the whole body, so a large upload on a slow link is not cut off.
+  template <class Parser>
+  asio::awaitable<boost::system::error_code> read_body(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                                       Parser& parser) {
+    boost::system::error_code ec;
+    while (!parser.is_done()) {
+      stream.expires_after(std::chrono::seconds(60));
+      co_await bhttp::async_read_some(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+    }
+    stream.expires_never();
+    co_return ec;
+  }
+
+  template <class Message>
+  asio::awaitable<boost::system::error_code> write_message(beast::tcp_stream& stream, Message& msg) {
+    boost::system::error_code ec;
+    bhttp::serializer<false, typename Message::body_type, typename Message::fields_type> sr{msg};
+    while (!sr.is_done()) {
+      stream.expires_after(std::chrono::seconds(60));
+      co_await bhttp::async_write_some(stream, sr, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+    }
+    stream.expires_never();
+    co_return ec;
+  }
+
+  template <class Message>
+  static void set_headers(Message& res, const Response& response, bool keep_alive) {
+    add_common_headers(res);
+    res.set(bhttp::field::content_type, response.content_type);
+    for (auto& [k, v] : response.headers) res.set(k, v);
+    res.keep_alive(keep_alive);
+  }
+
   asio::awaitable<void> session(tcp::socket socket) {
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
     while (true) {
-      bhttp::request_parser<bhttp::string_body> parser;
-      parser.body_limit(limits.max_body_bytes);
-      parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
+      bhttp::request_parser<bhttp::empty_body> header_parser;
+      header_parser.body_limit(boost::none);  // checked below, once the route's limit is known
+      header_parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
       stream.expires_after(std::chrono::seconds(120));  // idle keep-alive / slow client bound
       boost::system::error_code ec;
-      co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      co_await bhttp::async_read_header(stream, buffer, header_parser, asio::redirect_error(asio::use_awaitable, ec));
       stream.expires_never();
       if (ec == bhttp::error::end_of_stream || ec == asio::error::operation_aborted ||
           ec == beast::error::timeout || ec == asio::error::connection_reset || ec == asio::error::eof) {
@@ -113,39 +168,114 @@ struct Server::Impl {
       }
       Response response;
       bool keep_alive = false;
+      bool body_unread = false;  // answered before reading the body: close, after draining a little
       unsigned version = 11;
-      if (ec == bhttp::error::body_limit) {
-        response = Response::error(413, "M_TOO_LARGE", "Request body too large");
-      } else if (ec == bhttp::error::header_limit) {
+      RemoveFile upload_file;
+      if (ec == bhttp::error::header_limit) {
         response = Response::error(431, "M_UNKNOWN", "Request headers too large");
       } else if (ec) {
         response = Response::error(400, "M_UNKNOWN", "Malformed HTTP request: " + ec.message());
       } else {
-        auto& breq = parser.get();
-        keep_alive = breq.keep_alive();
-        version = breq.version();
-        response = co_await handle(breq, stream.socket());
+        auto& head = header_parser.get();
+        keep_alive = head.keep_alive();
+        version = head.version();
+        bool upload = !limits.upload_dir.empty() && is_media_upload(head.method(), head.target());
+        uint64_t limit = upload ? limits.max_upload_bytes : limits.max_body_bytes;
+        auto length = header_parser.content_length();
+        if (length && *length > limit) {
+          // 413 before the body is read.
+          response = Response::error(413, "M_TOO_LARGE", "Request body too large");
+          body_unread = true;
+        } else if (upload) {
+          bhttp::request_parser<bhttp::file_body> parser(std::move(header_parser));
+          parser.body_limit(limit);
+          upload_file.path = limits.upload_dir + "/" + core::random_string(24);
+          parser.get().body().open(upload_file.path.c_str(), beast::file_mode::write, ec);
+          if (ec) {
+            spdlog::error("cannot create upload file {}: {}", upload_file.path, ec.message());
+            response = Response::error(500, "M_UNKNOWN", "Cannot store the upload");
+            body_unread = true;
+          } else {
+            if (beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
+              bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
+              co_await bhttp::async_write(stream, cont, asio::redirect_error(asio::use_awaitable, ec));
+            }
+            if (!ec) ec = co_await read_body(stream, buffer, parser);
+            parser.get().body().close();
+            if (ec == bhttp::error::body_limit) {
+              response = Response::error(413, "M_TOO_LARGE", "Request body too large");
+              body_unread = true;
+            } else if (ec) {
+              break;  // the client went away or stalled mid-body
+            } else {
+              response = co_await handle(parser.get().base(), std::string(), upload_file.path, stream.socket());
+            }
+          }
+        } else {
+          bhttp::request_parser<bhttp::string_body> parser(std::move(header_parser));
+          parser.body_limit(limit);
+          ec = co_await read_body(stream, buffer, parser);
+          if (ec == bhttp::error::body_limit) {
+            response = Response::error(413, "M_TOO_LARGE", "Request body too large");
+            body_unread = true;
+          } else if (ec == beast::error::timeout || ec == asio::error::connection_reset || ec == asio::error::eof ||
+                     ec == bhttp::error::partial_message) {
+            break;
+          } else if (ec) {
+            response = Response::error(400, "M_UNKNOWN", "Malformed HTTP request: " + ec.message());
+            keep_alive = false;
+          } else {
+            response = co_await handle(parser.get().base(), std::move(parser.get().body()), std::string(),
+                                       stream.socket());
+          }
+        }
+      }
+      if (body_unread) keep_alive = false;
+      if (!response.file_path.empty()) {
+        bhttp::response<bhttp::file_body> res{static_cast<bhttp::status>(response.status), version};
+        res.body().open(response.file_path.c_str(), beast::file_mode::scan, ec);
+        if (!ec) {
+          set_headers(res, response, keep_alive);
+          res.prepare_payload();
+          ec = co_await write_message(stream, res);
+          if (ec || !keep_alive) break;
+          continue;
+        }
+        spdlog::warn("cannot open media file {}: {}", response.file_path, ec.message());
+        response = Response::error(404, "M_NOT_FOUND", "Media not found");
       }
       bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(response.status), version};
-      add_common_headers(res);
-      res.set(bhttp::field::content_type, response.content_type);
-      for (auto& [k, v] : response.headers) res.set(k, v);
+      set_headers(res, response, keep_alive);
       res.body() = std::move(response.body);
-      res.keep_alive(keep_alive);
       res.prepare_payload();
-      stream.expires_after(std::chrono::seconds(60));
-      co_await bhttp::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+      ec = co_await write_message(stream, res);
+      if (!ec && body_unread) {
+        // Read (and drop) what the client is still sending for a while, so that closing does not
+        // reset the connection before it has read the answer.
+        boost::system::error_code ignored;
+        stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        std::vector<char> sink(64 * 1024);
+        while (std::chrono::steady_clock::now() < deadline) {
+          stream.expires_at(deadline);
+          co_await stream.async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ignored));
+          if (ignored) break;
+        }
+        break;
+      }
       if (ec || !keep_alive) break;
     }
     boost::system::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 
-  asio::awaitable<Response> handle(bhttp::request<bhttp::string_body>& breq, tcp::socket& socket) {
+  asio::awaitable<Response> handle(const bhttp::request_header<>& breq, std::string body, std::string body_file,
+                                   tcp::socket& socket) {
     if (breq.method() == bhttp::verb::options) co_return Response::json(boost::json::object{});
     auto req = std::make_shared<Request>();
     req->method = std::string(breq.method_string());
-    req->body = std::move(breq.body());
+    req->body = std::move(body);
+    req->body_file = std::move(body_file);
     if (auto it = breq.find(bhttp::field::authorization); it != breq.end()) req->authorization = it->value();
     if (auto it = breq.find(bhttp::field::content_type); it != breq.end()) req->content_type = it->value();
     boost::system::error_code ep_ec;

@@ -18,6 +18,10 @@ struct Endpoint {
 struct ServerLimits {
   size_t max_body_bytes = 50 * 1024 * 1024;
   size_t max_header_bytes = 16 * 1024;
+  // Media uploads (POST/PUT /_matrix/media/v3/upload...) are streamed into a file in
+  // `upload_dir` (Request::body_file) with this limit instead; empty dir: read like any body.
+  size_t max_upload_bytes = 50 * 1024 * 1024;
+  std::string upload_dir;
   int io_threads = 0;      // 0: one per core
   // Blocking handler work: database, password hashing, and calls to appservices, which may call
   // back into this server before answering (a user query makes the bridge register the user).

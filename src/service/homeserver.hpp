@@ -5,6 +5,7 @@
 #include "service/accounts.hpp"
 #include "service/appservice/queries.hpp"
 #include "service/appservice/sender.hpp"
+#include "service/media/media_service.hpp"
 #include "service/notifier.hpp"
 #include "service/presence.hpp"
 #include "service/rooms.hpp"
@@ -26,7 +27,8 @@ struct Homeserver {
         user_data(db, notifier, rooms),
         sync(db, notifier, user_data),
         appservice_queries(appservices, http),
-        appservice_sender(appservices, db, notifier, http) {
+        appservice_sender(appservices, db, notifier, http),
+        media(config, db) {
     accounts.ensure_appservice_senders();
     rooms.set_appservice_queries(&appservice_queries);
     user_data.typing().set_listener([this](const std::string& room_id) { appservice_sender.on_typing(room_id); });
@@ -52,6 +54,7 @@ struct Homeserver {
   PresenceTracker presence;
   AppServiceQueries appservice_queries;
   AppServiceSender appservice_sender;
+  media::MediaService media;
 };
 
 }  // namespace trestle::service

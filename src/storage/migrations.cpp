@@ -183,6 +183,23 @@ CREATE TABLE appservice_room_list (
   PRIMARY KEY (appservice_id, network_id, room_id)
 );
 )SQL",
+      // 5: the media repository. The bytes live under media_store_path; this is their metadata.
+      // size is NULL while an asynchronous upload (POST /media/v1/create) is pending. authenticated:
+      // uploaded while unauthenticated media was frozen, so the legacy endpoints do not serve it.
+      R"SQL(
+CREATE TABLE local_media (
+  media_id TEXT PRIMARY KEY,
+  uploader TEXT NOT NULL,
+  content_type TEXT,
+  upload_name TEXT,
+  size INTEGER,
+  sha256 TEXT,
+  created_ts INTEGER NOT NULL,
+  unused_expires_ts INTEGER,
+  authenticated INTEGER NOT NULL
+);
+CREATE INDEX local_media_pending ON local_media (uploader) WHERE size IS NULL;
+)SQL",
   };
   return steps;
 }
