@@ -58,6 +58,21 @@ void Router::client(const std::string& method, const std::string& tail, Auth aut
   add(method, "/_matrix/client/r0" + tail, auth, std::move(h));
 }
 
+std::optional<Response> Router::preauthenticate(const std::string& authorization, const std::string& target) const {
+  Reply reply = guarded([&]() -> Reply {
+    Request req;
+    req.authorization = authorization;
+    auto parsed = boost::urls::parse_origin_form(target);
+    if (!parsed) throw MatrixError(400, "M_UNRECOGNIZED", "Malformed request target");
+    for (auto p : parsed->params()) req.query.emplace(p.key, p.has_value ? p.value : "");
+    if (authenticate_) authenticate_(req, true);
+    return Response{};
+  });
+  auto& r = std::get<Response>(reply);
+  if (r.status >= 400) return r;
+  return std::nullopt;
+}
+
 Reply Router::dispatch(Request& req, const std::string& target) const {
   return guarded([&]() -> Reply {
     auto parsed = boost::urls::parse_origin_form(target);

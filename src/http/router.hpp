@@ -28,6 +28,9 @@ public:
   // Routes a request whose `target` is the raw request target ("/path?query").
   // Fills req.path/query/params. Never throws: errors become Responses.
   Reply dispatch(Request& req, const std::string& target) const;
+  // Authenticates from the headers and query alone, before a large body is read (uploads), so an
+  // unauthenticated client cannot make the server store anything. The error Response, if any.
+  std::optional<Response> preauthenticate(const std::string& authorization, const std::string& target) const;
 
 private:
   struct Route {

@@ -186,6 +186,8 @@ struct Server::Impl {
           // 413 before the body is read.
           response = Response::error(413, "M_TOO_LARGE", "Request body too large");
           body_unread = true;
+        } else if (upload && (response = co_await preauthenticate(head), response.status >= 400)) {
+          body_unread = true;  // refused before a byte of the upload is stored
         } else if (upload) {
           bhttp::request_parser<bhttp::file_body> parser(std::move(header_parser));
           parser.body_limit(limit);
@@ -267,6 +269,20 @@ struct Server::Impl {
     }
     boost::system::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  // The upload's credentials, checked on a worker (it may read the database). Status 200 = allowed.
+  asio::awaitable<Response> preauthenticate(const bhttp::request_header<>& head) {
+    std::string authorization;
+    if (auto it = head.find(bhttp::field::authorization); it != head.end()) authorization = it->value();
+    std::string target(head.target());
+    const Router* r = &router;
+    std::function<Reply()> work = [r, authorization, target]() -> Reply {
+      auto denied = r->preauthenticate(authorization, target);
+      return denied ? *denied : Response{};
+    };
+    Reply reply = co_await run_on_workers(std::move(work));
+    co_return std::get<Response>(std::move(reply));
   }
 
   asio::awaitable<Response> handle(const bhttp::request_header<>& breq, std::string body, std::string body_file,

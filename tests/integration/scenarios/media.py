@@ -326,6 +326,23 @@ def test_the_upload_size_limit(ctx):
         raise TestFailure(f"temp files left behind: {os.listdir(tmp)}")
 
 
+def test_an_unauthenticated_upload_is_refused_before_its_body(ctx):
+    srv = ctx.server()
+    # Headers promise 10 MB that never come: the 401 must not wait for (or store) any of it.
+    for auth in ("", "Authorization: Bearer not-a-token\r\n"):
+        head = (f"POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: x\r\n{auth}"
+                f"Content-Type: application/octet-stream\r\nContent-Length: {10 * 1024 * 1024}\r\n\r\n").encode()
+        start = time.monotonic()
+        answer = raw_exchange(srv, head)
+        if not answer.startswith(b"HTTP/1.1 401"):
+            raise TestFailure(f"unauthenticated upload: {answer[:200]!r}")
+        if time.monotonic() - start > 3:
+            raise TestFailure("the 401 waited for the body")
+    tmp = os.path.join(srv.data_dir, "media", "tmp")
+    if os.path.isdir(tmp) and os.listdir(tmp):
+        raise TestFailure(f"an unauthenticated upload left files: {os.listdir(tmp)}")
+
+
 def test_an_appservice_uploads_as_a_bridged_user(ctx):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from appservice_support import AsClient, AsEnv, registration
