@@ -13,6 +13,9 @@
 //     bridged user; the bot-sdk learns of it from a transaction, the bridged user joins, the
 //     js-sdk user's message reaches the bot-sdk as "room.message", and the bridged user's reply
 //     reaches the js-sdk user through /sync with the bridged user as sender;
+//   - media: a bridged user uploads a PNG (uploadContent, masqueraded) and sends it as m.image; the
+//     js-sdk user downloads it and a 32x32 crop thumbnail through the authenticated endpoints
+//     (mxcUrlToHttp with useAuthentication) and gets the same bytes and a well-formed image;
 //   - ephemeral events (receipts, typing) arrive under MSC2409's key, which the bot-sdk reads;
 //   - user and alias queries (GET /_matrix/app/v1/users/..., /rooms/...) create on demand;
 //   - the bridge restarts (new Appservice, empty storage): what was sent while it was down
@@ -37,6 +40,7 @@ import { spawn, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync, rmSync, openSync, closeSync } from "node:fs";
 import { createServer } from "node:net";
+import zlib from "node:zlib";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -282,6 +286,98 @@ function recordMessages(client) {
     seen.push({ roomId: room?.roomId, eventId: event.getId(), sender: event.getSender(), content: event.getContent() });
   });
   return seen;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Images: a small PNG made here, and a check that what comes back is a well-formed PNG or JPEG
+
+// zlib.crc32 exists from Node 20.15 / 22.2; otherwise the usual table.
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+const crc32 = zlib.crc32 ?? ((buf) => {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+});
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+function pngChunk(type, data) {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, "latin1"), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([len, body, crc]);
+}
+
+// An 8-bit RGB PNG, width x height, of a gradient (so a crop has something to keep).
+function makePng(width, height) {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8); // bit depth 8, colour type 2 (RGB), deflate, filter 0, no interlace
+  const raw = Buffer.alloc(height * (1 + width * 3));
+  for (let y = 0; y < height; y++) {
+    const row = y * (1 + width * 3); // filter byte 0 (None), then the pixels
+    for (let x = 0; x < width; x++) {
+      raw.set([Math.round((x * 255) / (width - 1)), Math.round((y * 255) / (height - 1)), 128], row + 1 + x * 3);
+    }
+  }
+  return Buffer.concat([PNG_SIGNATURE, pngChunk("IHDR", ihdr), pngChunk("IDAT", zlib.deflateSync(raw)),
+    pngChunk("IEND", Buffer.alloc(0))]);
+}
+
+// { format, width, height } of a PNG (every chunk's CRC checked, IDAT inflated to the size IHDR
+// implies) or a baseline/progressive JPEG (SOI, then the SOF marker's dimensions); throws otherwise.
+function readImage(buf) {
+  if (buf.length >= 8 && buf.subarray(0, 8).equals(PNG_SIGNATURE)) {
+    let at = 8;
+    let ihdr;
+    const idat = [];
+    let ended = false;
+    while (!ended) {
+      assert.ok(at + 12 <= buf.length, `PNG truncated at byte ${at}`);
+      const len = buf.readUInt32BE(at);
+      const type = buf.toString("latin1", at + 4, at + 8);
+      assert.ok(at + 12 + len <= buf.length, `PNG chunk ${type} runs past the end`);
+      const data = buf.subarray(at + 8, at + 8 + len);
+      assert.equal(buf.readUInt32BE(at + 8 + len), crc32(buf.subarray(at + 4, at + 8 + len)), `PNG chunk ${type}: CRC`);
+      if (!ihdr) assert.equal(type, "IHDR", "the first PNG chunk is IHDR");
+      if (type === "IHDR") ihdr = data;
+      else if (type === "IDAT") idat.push(data);
+      else if (type === "IEND") ended = true;
+      at += 12 + len;
+    }
+    const width = ihdr.readUInt32BE(0);
+    const height = ihdr.readUInt32BE(4);
+    const [depth, colour, , , interlace] = ihdr.subarray(8);
+    const channels = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[colour];
+    assert.ok(channels, `PNG colour type ${colour}`);
+    assert.ok(idat.length > 0, "PNG has image data");
+    const pixels = zlib.inflateSync(Buffer.concat(idat));
+    if (interlace === 0) {
+      assert.equal(pixels.length, height * (1 + Math.ceil((width * channels * depth) / 8)),
+        "PNG image data is as large as IHDR says");
+    }
+    return { format: "png", width, height };
+  }
+  if (buf.length >= 4 && buf[0] === 0xff && buf[1] === 0xd8) {
+    let at = 2;
+    while (at + 4 <= buf.length) {
+      assert.equal(buf[at], 0xff, `JPEG marker expected at byte ${at}`);
+      const marker = buf[at + 1];
+      const len = buf.readUInt16BE(at + 2);
+      if (marker >= 0xc0 && marker <= 0xcf && ![0xc4, 0xc8, 0xcc].includes(marker)) {
+        return { format: "jpeg", height: buf.readUInt16BE(at + 5), width: buf.readUInt16BE(at + 7) };
+      }
+      at += 2 + len;
+    }
+    assert.fail("JPEG without a SOF marker");
+  }
+  assert.fail(`neither PNG nor JPEG: starts ${buf.subarray(0, 8).toString("hex")}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -630,6 +726,54 @@ test("matrix-bot-sdk Appservice: registration, masquerading, transactions, queri
         "the js-sdk user's timeline");
       await waitFor("the bot-sdk receives bob's own messages back (echo)", appservice, ["room.message"],
         () => [replyId, plainId].every((id) => seen.messages.some((m) => m.event.event_id === id && m.event.sender === bob.userId)));
+
+      // --- Media: the bridged user uploads an image, the js-sdk user downloads it ------------------
+      // Uploaded as bob (POST /_matrix/media/v3/upload?user_id=), sent as m.image; the js-sdk user
+      // takes the mxc URI from /sync and fetches it and a crop thumbnail through the
+      // authenticated endpoints (/_matrix/client/v1/media/..., MSC3916) with its access token.
+      step = "the bridged user uploads an image and the js-sdk user downloads it";
+      const png = makePng(64, 48);
+      assert.deepEqual(readImage(png), { format: "png", width: 64, height: 48 }, "the PNG made here reads back");
+      const mxc = await within(bob.underlyingClient.uploadContent(png, "image/png", "pixel.png"), "bob uploads a PNG");
+      assert.match(mxc, new RegExp(`^mxc://${HS}/[A-Za-z0-9_-]+$`), "upload returns an mxc URI of this server");
+      const imageId = await within(bob.underlyingClient.sendMessage(roomId, {
+        msgtype: MsgType.Image, body: "pixel.png", url: mxc,
+        info: { mimetype: "image/png", size: png.length, w: 64, h: 48 },
+      }), "bob sends an m.image");
+      const image = await waitFor("human receives bob's m.image through sync", human, [RoomEvent.Timeline],
+        () => humanSeen.find((e) => e.eventId === imageId));
+      assert.equal(image.sender, bob.userId);
+      assert.deepEqual([image.content.msgtype, image.content.url], [MsgType.Image, mxc]);
+
+      const authHeaders = { Authorization: `Bearer ${human.getAccessToken()}` };
+      const get = (url, headers = authHeaders) => within(
+        fetch(url, { headers, signal: AbortSignal.timeout(STEP_TIMEOUT_MS) }).then(async (r) => ({
+          status: r.status, headers: r.headers, body: Buffer.from(await r.arrayBuffer()),
+        })), `GET ${url}`);
+      // mxcUrlToHttp(mxc, width, height, method, allowDirectLinks, allowRedirects, useAuthentication)
+      const downloadUrl = human.mxcUrlToHttp(image.content.url, undefined, undefined, undefined, false, true, true);
+      const mediaPath = `/_matrix/client/v1/media/download/${mxc.slice("mxc://".length)}`;
+      assert.equal(new URL(downloadUrl).pathname, mediaPath, `the js-sdk's authenticated URL: ${downloadUrl}`);
+      const download = await get(downloadUrl);
+      assert.equal(download.status, 200, `download: ${download.body.toString("utf8", 0, 300)}`);
+      assert.equal(download.headers.get("content-type"), "image/png", "download Content-Type");
+      assert.ok(download.body.equals(png), `the download is the uploaded bytes (${download.body.length} vs ${png.length} bytes)`);
+      assert.match(download.headers.get("content-disposition") ?? "", /pixel\.png/, "the upload's file name comes back");
+      const anonymous = await get(downloadUrl, {});
+      assert.equal(anonymous.status, 401, "the authenticated endpoint without a token");
+      assert.equal(JSON.parse(anonymous.body).errcode, "M_MISSING_TOKEN");
+      const legacy = await get(`${baseUrl}/_matrix/media/v3/download/${mxc.slice("mxc://".length)}`, {});
+      assert.equal(legacy.status, 404, "new media is not served by the frozen legacy endpoint");
+
+      const thumbUrl = human.mxcUrlToHttp(image.content.url, 32, 32, "crop", false, true, true);
+      const thumbQuery = new URL(thumbUrl).searchParams;
+      assert.equal(new URL(thumbUrl).pathname, mediaPath.replace("/download/", "/thumbnail/"), `thumbnail URL: ${thumbUrl}`);
+      assert.deepEqual([thumbQuery.get("width"), thumbQuery.get("height"), thumbQuery.get("method")], ["32", "32", "crop"]);
+      const thumb = await get(thumbUrl);
+      assert.equal(thumb.status, 200, `thumbnail: ${thumb.body.toString("utf8", 0, 300)}`);
+      const thumbImage = readImage(thumb.body);
+      assert.equal(thumb.headers.get("content-type"), `image/${thumbImage.format}`, "thumbnail Content-Type matches its bytes");
+      assert.deepEqual([thumbImage.width, thumbImage.height], [32, 32], "a 32x32 crop of the 64x48 image");
 
       // --- Ephemeral events (MSC2409), which the bot-sdk reads under the unstable key -----------
       step = "ephemeral events";
