@@ -45,6 +45,13 @@ std::optional<std::string> make_thumbnail(const std::string& source, const std::
   }
   if (!allowed) return "not a supported image format";
   try {
+    // Decompression bombs: a small file can declare a huge canvas. The header alone tells, and
+    // anything over Synapse's default max_image_pixels (32M) is refused before decoding.
+    constexpr int64_t kMaxImagePixels = 32ll * 1024 * 1024;
+    vips::VImage header = vips::VImage::new_from_file(source.c_str(), vips::VImage::option()->set("access", VIPS_ACCESS_SEQUENTIAL));
+    if (static_cast<int64_t>(header.width()) * header.height() > kMaxImagePixels) {
+      return std::string("image is too large to thumbnail");
+    }
     auto options = vips::VImage::option()
                        ->set("height", height)
                        ->set("size", VIPS_SIZE_DOWN)

@@ -190,6 +190,27 @@ def test_thumbnail_errors_are_clear_and_the_server_stays_up(ctx):
     ctx.expect(alice.request("GET", "/account/whoami"), body={"user_id": alice.user_id})
 
 
+def png_bomb(side):
+    """A 1-bit PNG declaring side x side pixels that compresses to a few tens of KB."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    rows = b"".join(b"\x00" + b"\x00" * ((side + 7) // 8) for _ in range(side))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_is_refused_quickly(ctx):
+    srv = ctx.server()
+    alice = ctx.register(srv, "alice")
+    bomb = upload(ctx, alice, png_bomb(20000), content_type="image/png")  # 400 megapixels
+    start = time.monotonic()
+    res = alice.request("GET", f"{AUTHED}/thumbnail/{media_path(bomb)}", query={"width": 32, "height": 32})
+    ctx.expect(res, 400, "M_UNKNOWN")
+    if time.monotonic() - start > 2:
+        raise TestFailure("the oversized image was decoded before being refused")
+    ctx.expect(alice.request("GET", "/account/whoami"), body={"user_id": alice.user_id})
+
+
 def test_unknown_media_and_authentication(ctx):
     srv = ctx.server()
     alice = ctx.register(srv, "alice")
