@@ -8,6 +8,7 @@
 #   ROUNDS=3 bash bench/compare.sh HEAD~1              # more rounds (default 2), medians compared
 #   BUILD=1 bash bench/compare.sh HEAD                 # rebuild build/trestle first
 #   bash bench/compare.sh HEAD~1 -- --only send,sync   # extra args after -- go to every run
+#   bash bench/compare.sh HEAD~1 -- --only appservice  # appservice delivery only (events/s, drain, latency)
 #   NEW_BINARY=/tmp/x/trestle bash bench/compare.sh HEAD   # baseline vs any binary
 #
 # A commit is built once in a git worktree under /tmp with its own build dir (cmake + ninja -j2,
@@ -21,7 +22,7 @@ PY=/usr/bin/python3
 ROUNDS=${ROUNDS:-2}
 CACHE=${BENCH_CACHE:-/tmp/trestle-compare-builds}
 
-[ $# -ge 1 ] || { sed -n '2,13p' "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,14p' "$0" >&2; exit 2; }
 HEAD_SHA=$(git rev-parse HEAD)
 # Commits are resolved once, here: HEAD may move while a build runs.
 BASE_REF=$(git rev-parse --verify "$1^{commit}") || { echo "unknown commit $1" >&2; exit 2; }

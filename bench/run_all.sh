@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Runs every benchmark (start-up and RSS, send throughput, sync wake latency, 1,000 idle long-polls)
-# against a fresh server (new temp dir and database, free loopback port) and prints a compact
-# summary. Not part of CI.
+# Runs every benchmark (start-up and RSS, send throughput, sync wake latency, 1,000 idle long-polls,
+# appservice delivery) against a fresh server (new temp dir and database, free loopback port; the
+# appservice benchmark gets a second fresh server with its appservice registered) and prints a
+# compact summary. Not part of CI.
 #
 #   bash bench/run_all.sh                      # benchmarks build/trestle as it is
 #   BUILD=1 bash bench/run_all.sh              # ninja -C build -j2 trestle first
 #   TRESTLE_BINARY=/path/to/trestle bash bench/run_all.sh
 #   bash bench/run_all.sh --only send,sync --send-duration 20   # extra args go to trestle_bench.py run
+#   bash bench/run_all.sh --only appservice                      # appservice delivery only (~30 s)
 #
 # The metrics are also written as JSON to $OUT (default /tmp/trestle-bench-results-<time>.json).
-# Exit status: 0 ok, 1 a benchmark failed, 2 ran but saw errors (non-2xx, a long-poll not woken).
+# Exit status: 0 ok, 1 a benchmark failed, 2 ran but saw errors (non-2xx, a long-poll not woken,
+# an event not delivered to the appservice, or the appservice benchmark failed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Trestle benchmarks (stdlib only; run with Debian's /usr/bin/python3).
 
-  trestle_bench.py run --binary build/trestle [--only startup,send,sync,longpoll] [--out FILE.json]
+  trestle_bench.py run --binary build/trestle [--only startup,send,sync,longpoll,appservice] [--out FILE.json]
       Starts a fresh server (new temp dir, new database, free loopback port, rate limits raised),
       runs the chosen benchmarks, prints a compact summary and writes the metrics as JSON.
   trestle_bench.py compare BASE.json [BASE2.json ...] -- NEW.json [NEW2.json ...]
@@ -13,6 +13,9 @@ Benchmarks (see bench/README.md):
   send      wrk + send.lua: PUT .../send/m.room.message/{txnId} into one room, several users.
   sync      send -> wake-up of a waiting /sync long-poll, N samples.
   longpoll  VmRSS with N idle /sync long-polls held open, and time until all answer one message.
+  appservice  (its own fresh server, with one appservice registered) events/s pushed to a local
+            appservice listener while wrk sends into a room a bridged user is in; how fast a held-back
+            backlog drains; send -> transaction-received latency, one message at a time.
 
 Only 127.0.0.1 is ever contacted. Every loop is bounded in count and in time.
 """
@@ -30,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 
@@ -95,7 +99,7 @@ def log(msg):
 class Server:
     """A trestle process on a fresh data dir and a free loopback port."""
 
-    def __init__(self, binary, workdir, log_level):
+    def __init__(self, binary, workdir, log_level, appservice_files=()):
         self.workdir = workdir
         # A private copy: a rebuild of build/trestle during the run must not swap binaries.
         self.binary = os.path.join(workdir, "trestle")
@@ -119,7 +123,11 @@ class Server:
                     line = f"{indent}burst_count: 1000000\n"
                 elif stripped.startswith("log_level:") and log_level:
                     line = f"log_level: {log_level}\n"
+                elif stripped.startswith("app_service_config_files:") and appservice_files:
+                    line = f"app_service_config_files: {json.dumps(list(appservice_files))}\n"
                 out.append(line)
+        if appservice_files and not any(l.startswith("app_service_config_files: [\"") for l in out):
+            raise BenchError("the generated config has no 'app_service_config_files:' line to fill in")
         with open(self.config, "w") as f:
             f.writelines(out)
         self.proc = None
@@ -542,9 +550,559 @@ def bench_longpoll(srv, args):
     return out
 
 
+# ----------------------------------------------------------------------------- benchmark: appservice
+
+AS_ID = "trestle-bench"
+AS_TXN_PREFIX = b"/_matrix/app/v1/transactions/"
+AS_OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def mono():
+    """CLOCK_MONOTONIC in seconds: the same clock in this process and in the listener process."""
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
+def listener_main(port, hs_token, max_seconds):
+    """The appservice's HTTP side, run as its own process (`trestle_bench.py as-listener`) so its CPU
+    use can be read from /proc and it shares no interpreter lock with the harness.
+
+    One thread, non-blocking sockets and a selector: the homeserver sends one transaction at a time
+    per appservice (and opens a connection per request), so a thread per connection would only add
+    a thread start per transaction. Keep-alive is supported all the same. Every transaction is
+    answered 200 {} at once (unless held, below) and reported on stdout as one line:
+        T <t_first_byte> <t_complete> <txn_id> <n_events> <body_bytes> [event_id ...]
+    (CLOCK_MONOTONIC seconds; event ids only while "ids 1"). Commands on stdin, one a line:
+        ids 1|0   report event ids or not
+        hold      keep transactions unanswered (the homeserver's sender waits) until "release"
+        release   answer the held ones; prints "R <t> <n_answered>"
+        quit      exit (so does EOF on stdin)
+    A request with the wrong hs_token is answered 403 and reported as "BAD auth ...".
+    """
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind((HOST, port))
+    lsock.listen(128)
+    lsock.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(lsock, selectors.EVENT_READ, "listen")
+    stdin = sys.stdin.buffer.raw
+    sel.register(stdin, selectors.EVENT_READ, "stdin")
+    out = sys.stdout.buffer
+    out.write(b"READY\n")
+    out.flush()
+    want_auth = ("Bearer " + hs_token).encode()
+    conns = {}  # socket -> [buffer, t_first_byte or None]
+    held = []  # sockets whose answer is held
+    hold = False
+    ids = False
+    cmd_buf = b""
+    deadline = mono() + max_seconds
+
+    def close(s):
+        try:
+            sel.unregister(s)
+        except (KeyError, ValueError):
+            pass
+        conns.pop(s, None)
+        s.close()
+
+    def answer(s, data):
+        try:
+            s.sendall(data)  # ~80 bytes on a fresh socket buffer: never blocks in practice
+        except OSError:
+            close(s)
+
+    def handle(s, state):
+        """Consumes every complete request in this connection's buffer."""
+        buf = state[0]
+        for _ in range(1000):
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buf[:end]).split(b"\r\n")
+            method, target = head[0].split(b" ")[:2]
+            length, auth = 0, b""
+            for h in head[1:]:
+                k, _, v = h.partition(b":")
+                k = k.strip().lower()
+                if k == b"content-length":
+                    length = int(v.strip())
+                elif k == b"authorization":
+                    auth = v.strip()
+            need = end + 4 + length
+            if len(buf) < need:
+                return
+            t_done = mono()
+            body = bytes(buf[end + 4:need])
+            del buf[:need]
+            t_first = state[1] if state[1] is not None else t_done
+            state[1] = t_done if len(buf) else None  # bytes of a pipelined next request: already here
+            if auth != want_auth:
+                out.write(b"BAD auth " + target[:200] + b"\n")
+                answer(s, b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+                continue
+            if method == b"PUT" and target.startswith(AS_TXN_PREFIX):
+                try:
+                    events = json.loads(body).get("events", [])
+                except ValueError:
+                    out.write(b"BAD json " + target[:200] + b"\n")
+                    events = []
+                line = "T %.6f %.6f %s %d %d" % (t_first, t_done, target[len(AS_TXN_PREFIX):].decode("latin-1"),
+                                                 len(events), len(body))
+                if ids:
+                    line += " " + " ".join(str(e.get("event_id", "?")) for e in events)
+                out.write(line.encode() + b"\n")
+                out.flush()
+                if hold:
+                    held.append(s)
+                else:
+                    answer(s, AS_OK)
+            else:
+                answer(s, b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+
+    running = True
+    while running and mono() < deadline:
+        for key, _ in sel.select(timeout=1.0):
+            if key.data == "listen":
+                for _ in range(64):
+                    try:
+                        s, _ = lsock.accept()
+                    except BlockingIOError:
+                        break
+                    s.setblocking(False)
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    conns[s] = [bytearray(), None]
+                    sel.register(s, selectors.EVENT_READ, "conn")
+            elif key.data == "stdin":
+                chunk = os.read(stdin.fileno(), 4096)
+                if not chunk:
+                    running = False
+                    break
+                cmd_buf += chunk
+                while b"\n" in cmd_buf:
+                    cmd, cmd_buf = cmd_buf.split(b"\n", 1)
+                    cmd = cmd.strip().decode()
+                    if cmd == "ids 1":
+                        ids = True
+                    elif cmd == "ids 0":
+                        ids = False
+                    elif cmd == "hold":
+                        hold = True
+                    elif cmd == "release":
+                        hold = False
+                        n = len(held)
+                        t = mono()
+                        for h in held:
+                            if h in conns:
+                                answer(h, AS_OK)
+                        held.clear()
+                        out.write(b"R %.6f %d\n" % (t, n))
+                        out.flush()
+                    elif cmd == "quit":
+                        running = False
+            else:
+                s = key.fileobj
+                state = conns.get(s)
+                if state is None:
+                    continue
+                try:
+                    chunk = s.recv(1 << 20)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    close(s)
+                    continue
+                if not chunk:
+                    close(s)
+                    continue
+                if state[1] is None:
+                    state[1] = mono()
+                state[0] += chunk
+                try:
+                    handle(s, state)
+                except (ValueError, IndexError) as e:  # not HTTP as we know it: report, drop the connection
+                    out.write(b"BAD request " + repr(e).encode()[:200] + b"\n")
+                    close(s)
+        out.flush()
+    for s in list(conns):
+        close(s)
+    lsock.close()
+    return 0
+
+
+class Listener:
+    """The as-listener process, and a thread that reads its reports."""
+
+    def __init__(self, hs_token, max_seconds):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "as-listener", "--port", str(self.port), "--hs-token", hs_token,
+             "--max-seconds", str(int(max_seconds))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
+        self.cond = threading.Condition()
+        self.txns = []       # (t_first, t_done, txn_id, n_events, body_bytes)
+        self.arrival = {}    # event_id -> t_done (only while ids are on)
+        self.bad = []
+        self.released = []   # (t, n)
+        self.ready = False
+        self.eof = False
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        with self.cond:
+            self.cond.wait_for(lambda: self.ready or self.eof, timeout=10)
+        if not self.ready:
+            self.close()
+            raise BenchError("the appservice listener did not start")
+
+    @property
+    def url(self):
+        return f"http://{HOST}:{self.port}"
+
+    def _read(self):
+        for raw in self.proc.stdout:  # ends at EOF (the process exits)
+            parts = raw.decode("latin-1").split()
+            if not parts:
+                continue
+            with self.cond:
+                if parts[0] == "T":
+                    t_done = float(parts[2])
+                    self.txns.append((float(parts[1]), t_done, parts[3], int(parts[4]), int(parts[5])))
+                    for eid in parts[6:]:
+                        self.arrival[eid] = t_done
+                elif parts[0] == "R":
+                    self.released.append((float(parts[1]), int(parts[2])))
+                elif parts[0] == "READY":
+                    self.ready = True
+                else:
+                    self.bad.append(" ".join(parts)[:300])
+                self.cond.notify_all()
+        with self.cond:
+            self.eof = True
+            self.cond.notify_all()
+
+    def command(self, cmd):
+        self.proc.stdin.write(cmd.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def snapshot(self):
+        with self.cond:
+            return list(self.txns)
+
+    def wait_event(self, event_id, timeout):
+        """t_done of the transaction that carried event_id, or None after `timeout` s."""
+        with self.cond:
+            self.cond.wait_for(lambda: event_id in self.arrival or self.eof, timeout=timeout)
+            return self.arrival.get(event_id)
+
+    def wait_release(self, n_before, timeout):
+        with self.cond:
+            self.cond.wait_for(lambda: len(self.released) > n_before or self.eof, timeout=timeout)
+            return self.released[n_before] if len(self.released) > n_before else None
+
+    def cpu_ms(self):
+        return proc_cpu_ms(self.proc.pid)
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.command("quit")
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()  # our own child, by pid
+                self.proc.wait(5)
+        self.thread.join(5)
+
+
+def thread_cpu_ms(pid):
+    """{tid: utime+stime ms} of every thread of a process (threads that exit in between drop out)."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def busiest_threads(before, after, seconds, n=3):
+    """The n largest per-thread CPU uses (in cores) between two thread_cpu_ms() snapshots."""
+    use = sorted(((after[t] - before.get(t, 0.0)) / 1000.0 / seconds for t in after), reverse=True)
+    return [round(u, 3) for u in use[:n]]
+
+
+def sender_thread_load(load0, load1, drain0, drain1, seconds):
+    """CPU (cores) during the load of the thread that was busiest during the drain."""
+    busiest = max(drain1, key=lambda t: drain1[t] - drain0.get(t, 0.0), default=None)
+    if busiest is None or busiest not in load1:
+        return float("nan")
+    return round((load1[busiest] - load0.get(busiest, 0.0)) / 1000.0 / seconds, 3)
+
+
+class AsStatus:
+    """GET /_trestle/admin/v1/appservices/{id}/status with the as_token (None when the server has
+    no such endpoint: an older baseline)."""
+
+    def __init__(self, port, as_token):
+        self.c = Client(port, as_token, timeout=30)
+        self.available = True
+
+    def get(self):
+        if not self.available:
+            return None
+        self.c.send_request("GET", f"/_trestle/admin/v1/appservices/{q(AS_ID)}/status")
+        st, body = self.c.read_response(expect=None)
+        if st == 404 and (body or {}).get("errcode") in ("M_UNRECOGNIZED", "M_NOT_FOUND"):
+            self.available = False
+            return None
+        if st != 200:
+            raise BenchError(f"appservice status: HTTP {st}: {body}")
+        return body
+
+    def close(self):
+        self.c.close()
+
+
+def wait_caught_up(status, listener, timeout_s, poll_s=0.02):
+    """Polls until the appservice has nothing left (stream_lag 0 and no queued transaction).
+    Returns (t when first seen caught up, last status), or (None, last status) after timeout_s.
+    Without the status endpoint: caught up once no transaction has arrived for 1 s."""
+    deadline = mono() + timeout_s
+    last = None
+    for _ in range(int(timeout_s / poll_s) + 10):
+        now = mono()
+        if now > deadline:
+            break
+        last = status.get()
+        if last is None:
+            txns = listener.snapshot()
+            quiet_since = txns[-1][1] if txns else 0.0
+            if now - quiet_since > 1.0:
+                return (quiet_since if txns else now), None
+        elif last.get("stream_lag", 1) == 0 and last.get("queued_txns", 1) == 0:
+            return mono(), last
+        time.sleep(poll_s)
+    return None, last
+
+
+def txns_between(txns, t0, t1):
+    return [t for t in txns if t0 <= t[1] < t1]
+
+
+def bench_appservice(binary, workdir, args):
+    """Its own fresh server (so the sender thread does not run during the other benchmarks), with
+    one appservice whose user namespace covers a bridged user joined to the busy room."""
+    as_token = "as_bench_" + os.urandom(12).hex()
+    hs_token = "hs_bench_" + os.urandom(12).hex()
+    listener = Listener(hs_token, max_seconds=3600)
+    srv = status = None
+    out = {}
+    try:
+        asdir = os.path.join(workdir, "appservice")
+        os.makedirs(asdir)
+        reg = os.path.join(asdir, "bench-appservice.yaml")
+        with open(reg, "w") as f:
+            f.write(f"id: {AS_ID}\nurl: \"{listener.url}\"\nas_token: \"{as_token}\"\nhs_token: \"{hs_token}\"\n"
+                    "sender_localpart: benchbridgebot\nrate_limited: false\nreceive_ephemeral: false\n"
+                    "namespaces:\n  users:\n    - exclusive: true\n      regex: \"@bridged_.*:localhost\"\n"
+                    "  aliases: []\n  rooms: []\n")
+        srv = Server(binary, asdir, args.log_level, appservice_files=[reg])
+        srv.start()
+        status = AsStatus(srv.port, as_token)
+        n_users = args.send_users
+        conns = max(args.send_connections, n_users)
+        users, room_id = make_room(srv.port, "asload", n_users)
+        tokens = [t for t, _ in users]
+        asc = Client(srv.port, as_token)
+        bridged = asc.call("POST", CLIENT + "/register",
+                           {"type": "m.login.application_service", "username": "bridged_0", "inhibit_login": True})
+        asc.call("POST", f"{CLIENT}/rooms/{q(room_id)}/join?user_id={q(bridged['user_id'])}", {})
+        asc.close()
+        tag = f"a{os.getpid()}x{int(time.time() * 1000)}"
+
+        # Warm-up (and a check that delivery works at all), then let the appservice catch up.
+        if args.as_warmup > 0:
+            w, _ = run_wrk(srv.port, tokens, room_id, n_users, conns, args.as_warmup, tag + "w")
+            if w["non_2xx"]:
+                raise BenchError(f"appservice warm-up: {w['non_2xx']} non-2xx, last {w['last_bad_status']} "
+                                 f"{w['last_bad_body']}")
+        t_ok, st = wait_caught_up(status, listener, args.as_drain_timeout)
+        if t_ok is None:
+            raise BenchError(f"appservice not caught up {args.as_drain_timeout} s after the warm-up: {st}")
+        if not listener.snapshot():
+            raise BenchError("the appservice received no transaction during the warm-up")
+        out["as_status_endpoint"] = status.available
+
+        # 1. Delivery throughput while wrk sends into the room.
+        log(f"[bench] appservice delivery while sending ({args.as_duration} s)...")
+        pos0 = stream_position(srv.port, tokens[0])
+        cpu0, lcpu0, th0 = proc_cpu_ms(srv.pid), listener.cpu_ms(), thread_cpu_ms(srv.pid)
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = mono()
+        res, text = run_wrk(srv.port, tokens, room_id, n_users, conns, args.as_duration, tag)
+        t1 = mono()
+        cpu1, lcpu1, th1 = proc_cpu_ms(srv.pid), listener.cpu_ms(), thread_cpu_ms(srv.pid)
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        st_end = status.get()
+        t_caught, st_caught = wait_caught_up(status, listener, args.as_drain_timeout)
+        # Requests wrk left in flight when it stopped may commit a little later: settle, catch up
+        # again, and only then count what was stored and delivered.
+        time.sleep(0.3)
+        wait_caught_up(status, listener, args.as_drain_timeout)
+        pos1 = stream_position(srv.port, tokens[0])
+        t2 = mono()
+        cpu2, lcpu2 = proc_cpu_ms(srv.pid), listener.cpu_ms()
+        srv.check_alive()
+        txns = listener.snapshot()
+        during = txns_between(txns, t0, t1)
+        after = txns_between(txns, t1, float("inf"))
+        window = t1 - t0
+        ev_during = sum(t[3] for t in during)
+        ev_after = sum(t[3] for t in after)
+        stored = (pos1 - pos0) if pos0 is not None and pos1 is not None else -1
+        delivered_after_end = ev_after
+        drain_s = (after[-1][1] - t1) if after else 0.0
+        out.update({
+            "as_delivered_events_per_s": ev_during / window,
+            "as_delivered_txns_per_s": len(during) / window,
+            "as_events_per_txn": ev_during / max(1, len(during)),
+            "as_send_req_per_s": res["requests"] / (res["duration_us"] / 1e6),
+            "as_send_p50_ms": res["lat_p50_us"] / 1000.0,
+            "as_send_p99_ms": res["lat_p99_us"] / 1000.0,
+            "as_send_non_2xx": res["non_2xx"],
+            "as_send_socket_errors": res["err_connect"] + res["err_read"] + res["err_write"] + res["err_timeout"],
+            "as_events_stored": stored,
+            "as_events_delivered": ev_during + ev_after,
+            "as_missing_events": (stored - ev_during - ev_after) if stored >= 0 else -1,
+            "as_lag_at_end": st_end.get("stream_lag", -1) if st_end else -1,
+            "as_queued_txns_at_end": st_end.get("queued_txns", -1) if st_end else -1,
+            "as_events_outstanding_at_end": delivered_after_end,
+            "as_caught_up_after_ms": ((t_caught - t1) * 1000.0) if t_caught is not None else float("nan"),
+            "as_last_txn_after_load_ms": drain_s * 1000.0,
+            "as_catchup_events_per_s": (ev_after / drain_s) if drain_s > 0.05 else float("nan"),
+            "as_server_cores": (cpu1 - cpu0) / 1000.0 / window,
+            "as_server_cpu_ms_per_event": (cpu2 - cpu0) / max(1, ev_during + ev_after),
+            "as_server_busiest_threads_cores": busiest_threads(th0, th1, window),
+            "as_listener_cores": (lcpu1 - lcpu0) / 1000.0 / window,
+            "as_listener_cpu_ms_per_txn": (lcpu2 - lcpu0) / max(1, len(during) + len(after)),
+            "as_wrk_cores": ((ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)) / window,
+            "as_duration_s": window,
+        })
+        if args.verbose:
+            log(text)
+
+        # 2. Drain capacity: hold one transaction unanswered while wrk fills a backlog, then
+        # release it and time the backlog's delivery (no sending at the same time).
+        if args.as_backlog_seconds > 0:
+            log(f"[bench] appservice backlog drain ({args.as_backlog_seconds} s of sends held back)...")
+            n_rel = len(listener.released)
+            n_txn = len(listener.snapshot())
+            listener.command("hold")
+            posb0 = stream_position(srv.port, tokens[0])
+            res_b, _ = run_wrk(srv.port, tokens, room_id, n_users, conns, args.as_backlog_seconds, tag + "b")
+            posb1 = stream_position(srv.port, tokens[0])
+            st_hold = status.get()
+            th_r0, cpu_r0, lcpu_r0 = thread_cpu_ms(srv.pid), proc_cpu_ms(srv.pid), listener.cpu_ms()
+            listener.command("release")
+            rel = listener.wait_release(n_rel, 10)
+            if rel is None:
+                raise BenchError("the listener did not confirm the release")
+            t_rel = rel[0]
+            t_caught_b, _ = wait_caught_up(status, listener, args.as_drain_timeout)
+            t_end_b = mono()
+            th_r1, cpu_r1, lcpu_r1 = thread_cpu_ms(srv.pid), proc_cpu_ms(srv.pid), listener.cpu_ms()
+            txns_b = listener.snapshot()[n_txn:]
+            after_rel = [t for t in txns_b if t[1] >= t_rel]
+            backlog_events = sum(t[3] for t in txns_b)
+            ev_after_rel = sum(t[3] for t in after_rel)
+            drain_b = (after_rel[-1][1] - t_rel) if after_rel else 0.0
+            out.update({
+                "as_backlog_events": (posb1 - posb0) if posb0 is not None and posb1 is not None else -1,
+                "as_backlog_lag_at_release": st_hold.get("stream_lag", -1) if st_hold else -1,
+                "as_backlog_delivered": backlog_events,
+                "as_drain_events_per_s": (ev_after_rel / drain_b) if drain_b > 0 else float("nan"),
+                "as_drain_txns_per_s": (len(after_rel) / drain_b) if drain_b > 0 else float("nan"),
+                "as_drain_ms": drain_b * 1000.0,
+                "as_drain_caught_up_ms": ((t_caught_b - t_rel) * 1000.0) if t_caught_b else float("nan"),
+                "as_drain_server_cores": (cpu_r1 - cpu_r0) / 1000.0 / max(1e-3, t_end_b - t_rel),
+                "as_drain_server_cpu_us_per_event": (cpu_r1 - cpu_r0) * 1000.0 / max(1, ev_after_rel),
+                "as_drain_listener_cores": (lcpu_r1 - lcpu_r0) / 1000.0 / max(1e-3, t_end_b - t_rel),
+                "as_drain_busiest_threads_cores": busiest_threads(th_r0, th_r1, max(1e-3, t_end_b - t_rel)),
+                # The thread busiest while draining (nothing else runs then) is the appservice's
+                # sender thread: its CPU use during the load, too.
+                "as_sender_thread_cores_during_load": sender_thread_load(th0, th1, th_r0, th_r1, window),
+                "as_backlog_send_req_per_s": res_b["requests"] / (res_b["duration_us"] / 1e6),
+            })
+            if t_caught_b is None:
+                raise BenchError(f"appservice backlog not delivered within {args.as_drain_timeout} s")
+
+        # 3. Latency: one message at a time, send -> the listener has the transaction with it.
+        log(f"[bench] appservice delivery latency ({args.as_latency_samples} samples)...")
+        listener.command("ids 1")
+        time.sleep(0.2)
+        c = Client(srv.port, tokens[0], timeout=30)
+        lat, send_ms, misses, before_reply = [], [], 0, 0
+        lcpu_l0 = listener.cpu_ms()
+        deadline = mono() + args.as_latency_max_seconds
+        for i in range(args.as_latency_samples):
+            if mono() > deadline:
+                break
+            ts = mono()
+            c.send_request("PUT", f"{CLIENT}/rooms/{q(room_id)}/send/m.room.message/{tag}l{i}",
+                           {"msgtype": "m.text", "body": f"latency {tag} {i}"})
+            _, r = c.read_response()
+            t_reply = mono()
+            t_arr = listener.wait_event(r["event_id"], timeout=10)
+            if t_arr is None:
+                misses += 1
+                continue
+            lat.append((t_arr - ts) * 1000.0)
+            send_ms.append((t_reply - ts) * 1000.0)
+            before_reply += t_arr < t_reply
+            time.sleep(args.as_latency_gap_ms / 1000.0)
+        c.close()
+        listener.command("ids 0")
+        if len(lat) < 10:
+            raise BenchError(f"appservice latency: only {len(lat)} samples ({misses} not delivered within 10 s)")
+        out.update({
+            "as_latency_p50_ms": percentile(lat, 50),
+            "as_latency_p90_ms": percentile(lat, 90),
+            "as_latency_p99_ms": percentile(lat, 99),
+            "as_latency_max_ms": max(lat),
+            "as_latency_send_p50_ms": percentile(send_ms, 50),
+            "as_latency_samples": len(lat),
+            "as_latency_misses": misses,
+            "as_latency_before_send_reply": before_reply,
+            "as_latency_listener_cpu_ms_per_sample": (listener.cpu_ms() - lcpu_l0) / len(lat),
+        })
+        with listener.cond:
+            dups = len(listener.txns) - len({t[2] for t in listener.txns})
+            out["as_duplicate_txns"] = dups
+            out["as_bad_requests"] = len(listener.bad)
+            if listener.bad:
+                out["as_bad_first"] = listener.bad[0]
+        srv.check_alive()
+    finally:
+        if status is not None:
+            status.close()
+        if srv is not None:
+            srv.stop()
+        listener.close()
+    return out
+
+
 # ----------------------------------------------------------------------------- run and report
 
-ALL = ["startup", "send", "sync", "longpoll"]
+ALL = ["startup", "send", "sync", "longpoll", "appservice"]
 
 
 def run(args):
@@ -552,7 +1110,7 @@ def run(args):
     for s in only:
         if s not in ALL:
             raise BenchError(f"unknown benchmark '{s}' (choose from {','.join(ALL)})")
-    if "send" in only and not shutil.which("wrk"):
+    if ("send" in only or "appservice" in only) and not shutil.which("wrk"):
         raise BenchError("wrk is not installed (apt-get install wrk)")
     binary = os.path.abspath(args.binary)
     if not os.access(binary, os.X_OK):
@@ -590,6 +1148,16 @@ def run(args):
             srv.stop()
         results["db_bytes"] = sum(os.path.getsize(os.path.join(workdir, "data", f))
                                   for f in os.listdir(os.path.join(workdir, "data")))
+        if "appservice" in only:
+            # A second fresh server, configured with the benchmark's appservice.
+            log("[bench] appservice delivery (its own fresh server)...")
+            try:
+                results.update(bench_appservice(binary, workdir, args))
+            except (BenchError, OSError, http.client.HTTPException, subprocess.SubprocessError, ValueError,
+                    KeyError) as e:
+                # Reported, and the other results kept (an old baseline may have no appservices).
+                log(f"[bench] appservice FAILED: {type(e).__name__}: {e}")
+                results["appservice_error"] = f"{type(e).__name__}: {e}"
     finally:
         srv.stop()
         if args.keep:
@@ -627,6 +1195,30 @@ def summary(r):
                      f"idle CPU {r['longpoll_idle_cpu_ms_per_s']:.1f} ms/s; "
                      f"{r['longpoll_answered_with_event']}/{r['longpoll_count']} woke with the event, "
                      f"all in {r['longpoll_wake_all_ms']:.0f} ms (p50 {r['longpoll_wake_p50_ms']:.0f} ms)")
+    if "appservice_error" in r:
+        lines.append(f"appservice             FAILED: {r['appservice_error']}")
+    if "as_delivered_events_per_s" in r:
+        lines.append(f"appservice delivery    {r['as_delivered_events_per_s']:.0f} events/s in "
+                     f"{r['as_delivered_txns_per_s']:.0f} txns/s ({r['as_events_per_txn']:.1f} events/txn) while "
+                     f"sending {r['as_send_req_per_s']:.0f} req/s (non-2xx {r['as_send_non_2xx']}); at the end "
+                     f"lag {r['as_lag_at_end']} ({r['as_queued_txns_at_end']} txns queued, "
+                     f"{r['as_events_outstanding_at_end']} events), caught up {r['as_caught_up_after_ms']:.0f} ms "
+                     f"after the load; {r['as_events_delivered']}/{r['as_events_stored']} events delivered; "
+                     f"CPU cores: server {r['as_server_cores']:.2f} (busiest threads "
+                     f"{r['as_server_busiest_threads_cores']}), listener {r['as_listener_cores']:.2f}, "
+                     f"wrk {r['as_wrk_cores']:.2f}")
+    if "as_drain_events_per_s" in r:
+        lines.append(f"appservice drain       {r['as_backlog_delivered']} held-back events delivered in "
+                     f"{r['as_drain_ms']:.0f} ms: {r['as_drain_events_per_s']:.0f} events/s, "
+                     f"{r['as_drain_txns_per_s']:.0f} txns/s (listener {r['as_drain_listener_cores']:.2f} cores; "
+                     f"{r['as_drain_server_cpu_us_per_event']:.1f} server "
+                     f"CPU us/event; busiest threads {r['as_drain_busiest_threads_cores']} cores; that thread "
+                     f"used {r['as_sender_thread_cores_during_load']} cores during the load above)")
+    if "as_latency_p50_ms" in r:
+        lines.append(f"appservice latency     p50 {r['as_latency_p50_ms']:.2f} ms, p90 {r['as_latency_p90_ms']:.2f} ms, "
+                     f"p99 {r['as_latency_p99_ms']:.2f} ms, max {r['as_latency_max_ms']:.2f} ms "
+                     f"({r['as_latency_samples']} samples, {r['as_latency_misses']} missed; send p50 "
+                     f"{r['as_latency_send_p50_ms']:.2f} ms; duplicate txns {r['as_duplicate_txns']})")
     return "\n".join(lines)
 
 
@@ -640,6 +1232,9 @@ COMPARED = [
     ("longpoll_rss_held_kb", False), ("longpoll_rss_per_poll_kb", False),
     ("longpoll_wake_all_ms", False), ("longpoll_wake_p50_ms", False),
     ("longpoll_answered_with_event", True),
+    ("as_delivered_events_per_s", True), ("as_send_req_per_s", True), ("as_caught_up_after_ms", False),
+    ("as_drain_events_per_s", True), ("as_drain_server_cpu_us_per_event", False),
+    ("as_latency_p50_ms", False), ("as_latency_p99_ms", False),
 ]
 
 
@@ -693,10 +1288,30 @@ def main():
     r.add_argument("--longpoll-wake-timeout", type=float, default=55.0)
     r.add_argument("--longpoll-backlog", type=int, default=0,
                    help="unread messages put in the room before the long-polls (default 0)")
+    r.add_argument("--as-duration", type=int, default=10,
+                   help="appservice: seconds of sending while delivery is measured (default 10)")
+    r.add_argument("--as-warmup", type=int, default=2, help="appservice: seconds of warm-up (default 2)")
+    r.add_argument("--as-backlog-seconds", type=int, default=5,
+                   help="appservice: seconds of sending while a transaction is held, then the backlog's "
+                        "drain is timed (default 5, at most 20; 0 skips it)")
+    r.add_argument("--as-drain-timeout", type=float, default=120.0,
+                   help="appservice: longest wait for the appservice to catch up (default 120 s)")
+    r.add_argument("--as-latency-samples", type=int, default=300)
+    r.add_argument("--as-latency-gap-ms", type=float, default=5.0,
+                   help="appservice: pause between latency samples (default 5 ms)")
+    r.add_argument("--as-latency-max-seconds", type=float, default=120.0)
+    li = sub.add_parser("as-listener", help="(internal) the appservice benchmark's HTTP listener")
+    li.add_argument("--port", type=int, required=True)
+    li.add_argument("--hs-token", required=True)
+    li.add_argument("--max-seconds", type=float, default=3600)
     c = sub.add_parser("compare", help="compare JSON results: BASE... -- NEW...")
     c.add_argument("files", nargs="+")
     args = ap.parse_args()
 
+    if args.cmd == "as-listener":
+        return listener_main(args.port, args.hs_token, args.max_seconds)
+    if args.cmd == "run" and not 0 <= args.as_backlog_seconds <= 20:
+        ap.error("--as-backlog-seconds must be 0..20 (a held transaction times out after 30 s)")
     if args.cmd == "compare":
         if "--" in sys.argv:
             i = sys.argv.index("--")
@@ -717,7 +1332,9 @@ def main():
             json.dump(res, f, indent=1, sort_keys=True)
     print(summary(res))
     bad = res.get("send_non_2xx", 0) or res.get("send_socket_errors", 0) or res.get("sync_misses", 0) or (
-        "longpoll_count" in res and res["longpoll_answered_with_event"] != res["longpoll_count"])
+        "longpoll_count" in res and res["longpoll_answered_with_event"] != res["longpoll_count"]) or (
+        "appservice_error" in res or res.get("as_send_non_2xx", 0) or res.get("as_missing_events", 0) > 0
+        or res.get("as_duplicate_txns", 0) or res.get("as_bad_requests", 0) or res.get("as_latency_misses", 0))
     return 2 if bad else 0
 
 

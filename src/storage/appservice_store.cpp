@@ -51,14 +51,6 @@ int64_t queued_count(Connection& c, const std::string& appservice_id) {
   return st.int64(0);
 }
 
-std::vector<events::StoredEvent> events_after(Connection& c, int64_t after, int64_t upto, int64_t limit) {
-  auto st = c.prepare("SELECT event_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ? "
-                      "ORDER BY stream_ordering LIMIT ?");
-  st.bind(after, upto, limit);
-  std::vector<std::string> ids;
-  while (st.step()) ids.push_back(st.text(0));
-  return events::get_events(c, ids);
-}
 
 std::optional<std::string> membership_as_of(Connection& c, std::string event_id, int64_t at) {
   while (true) {

@@ -29,8 +29,6 @@ std::optional<QueuedTxn> oldest_txn(Connection& c, const std::string& appservice
 void delete_txn(Connection& c, const std::string& appservice_id, int64_t txn_id);
 int64_t queued_count(Connection& c, const std::string& appservice_id);
 
-// Events with after < stream_ordering <= upto across all rooms, oldest first.
-std::vector<events::StoredEvent> events_after(Connection& c, int64_t after, int64_t upto, int64_t limit);
 
 // A user's membership just after stream position `at`, from their member event `event_id` (the
 // current one) back along replaces_state; nullopt when they had none then. An appservice's

@@ -66,6 +66,13 @@ std::vector<StoredEvent> get_events(Connection& c, const std::vector<std::string
   return out;
 }
 
+std::vector<StoredEvent> events_in_stream_range(Connection& c, int64_t after, int64_t upto, int64_t limit) {
+  auto st = c.prepare(std::string("SELECT ") + kEventColumns +
+                      " FROM events WHERE stream_ordering > ? AND stream_ordering <= ? ORDER BY stream_ordering LIMIT ?");
+  st.bind(after, upto, limit);
+  return collect(st);
+}
+
 void mark_redacted(Connection& c, const std::string& event_id, const std::string& redaction_id) {
   c.prepare("UPDATE events SET redacted_by = ? WHERE event_id = ? AND redacted_by IS NULL")
       .bind(redaction_id, event_id)

@@ -44,6 +44,8 @@ struct Membership {
 void insert_event(Connection& c, const StoredEvent& e);
 std::optional<StoredEvent> get_event(Connection& c, const std::string& event_id);
 std::vector<StoredEvent> get_events(Connection& c, const std::vector<std::string>& event_ids);
+// Events of every room with after < stream_ordering <= upto, oldest first, at most `limit`.
+std::vector<StoredEvent> events_in_stream_range(Connection& c, int64_t after, int64_t upto, int64_t limit);
 void mark_redacted(Connection& c, const std::string& event_id, const std::string& redaction_id);
 
 std::vector<StateEntry> current_state(Connection& c, const std::string& room_id);

@@ -181,7 +181,8 @@ bool AppServiceSender::queue_next(Worker& w) {
     };
     // Scan in pages until a transaction is full or the stream is exhausted.
     while (cursor < upto && static_cast<int64_t>(events.size()) < kMaxEventsPerTxn) {
-      auto page = asdb::events_after(c, cursor, upto, 500);
+      // Only as many as the transaction can still take: loading more would parse them for nothing.
+      auto page = ev::events_in_stream_range(c, cursor, upto, kMaxEventsPerTxn - static_cast<int64_t>(events.size()));
       if (page.empty()) {
         cursor = upto;
         break;

@@ -95,7 +95,8 @@ MediaService::MediaService(const config::Config& cfg, storage::Database& db)
   if (ec) throw std::runtime_error("media_store_path: cannot create " + temp_dir_ + ": " + ec.message());
   // Leftovers of uploads cut short by a crash.
   for (const auto& entry : fs::directory_iterator(temp_dir_, ec)) fs::remove(entry.path(), ec);
-  init_image_library();
+  // libvips is started on the first thumbnail, not here: it costs ~25 MiB and ~40 ms, which an
+  // idle server (or one whose clients never ask for thumbnails) should not pay.
 }
 
 std::string MediaService::new_temp_path() const { return temp_dir_ + "/" + core::random_string(24); }

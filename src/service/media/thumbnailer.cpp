@@ -31,6 +31,7 @@ bool is_thumbnailable(const std::string& content_type) {
 
 std::optional<std::string> make_thumbnail(const std::string& source, const std::string& dest, int width, int height,
                                           bool crop) {
+  init_image_library();
   // Only the common web image formats, whatever the uploader claimed the content type was.
   const char* loader = vips_foreign_find_load(source.c_str());
   if (!loader) {
