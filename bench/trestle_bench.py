@@ -104,6 +104,10 @@ class Server:
         # A private copy: a rebuild of build/trestle during the run must not swap binaries.
         self.binary = os.path.join(workdir, "trestle")
         shutil.copy2(binary, self.binary)
+        # The server runs its thumbnailer from beside itself.
+        thumbnailer = os.path.join(os.path.dirname(os.path.abspath(binary)), "trestle-thumbnailer")
+        if os.path.exists(thumbnailer):
+            shutil.copy2(thumbnailer, os.path.join(workdir, "trestle-thumbnailer"))
         self.port = free_port()
         self.config = os.path.join(workdir, "homeserver.yaml")
         self.logfile = os.path.join(workdir, "server.log")

@@ -3,7 +3,9 @@
 #include "core/clock.hpp"
 #include "core/crypto.hpp"
 #include "core/error.hpp"
-#include "service/media/thumbnailer.hpp"
+#include "core/subprocess.hpp"
+
+#include <spdlog/spdlog.h>
 #include "storage/media_store.hpp"
 
 #include <sodium.h>
@@ -88,6 +90,17 @@ struct MediaService::Found {
   storage::media::Media media;
 };
 
+namespace {
+// The content types we try to thumbnail.
+bool is_thumbnailable(const std::string& content_type) {
+  static const char* types[] = {"image/jpeg", "image/jpg", "image/png", "image/gif", "image/webp", "image/apng"};
+  for (const char* t : types) {
+    if (content_type == t) return true;
+  }
+  return false;
+}
+}  // namespace
+
 MediaService::MediaService(const config::Config& cfg, storage::Database& db)
     : cfg_(cfg), db_(db), root_(cfg.media_store_path), temp_dir_(cfg.media_store_path + "/tmp") {
   std::error_code ec;
@@ -95,8 +108,7 @@ MediaService::MediaService(const config::Config& cfg, storage::Database& db)
   if (ec) throw std::runtime_error("media_store_path: cannot create " + temp_dir_ + ": " + ec.message());
   // Leftovers of uploads cut short by a crash.
   for (const auto& entry : fs::directory_iterator(temp_dir_, ec)) fs::remove(entry.path(), ec);
-  // libvips is started on the first thumbnail, not here: it costs ~25 MiB and ~40 ms, which an
-  // idle server (or one whose clients never ask for thumbnails) should not pay.
+  thumbnailer_ = core::executable_dir() + "/trestle-thumbnailer";
 }
 
 std::string MediaService::new_temp_path() const { return temp_dir_ + "/" + core::random_string(24); }
@@ -227,9 +239,20 @@ Served MediaService::thumbnail(const std::string& server_name, const std::string
   if (!fs::exists(path, ec)) {
     fs::create_directories(dir);
     std::string tmp = new_temp_path() + "." + ext;
-    if (auto err = make_thumbnail(media_path(media_id), tmp, pick->width, pick->height, crop)) {
+    auto run = core::run_process(thumbnailer_, {media_path(media_id), tmp, std::to_string(pick->width),
+                                                std::to_string(pick->height), method},
+                                 kThumbnailTimeoutMs);
+    if (run.exit_code != 0) {
       fs::remove(tmp, ec);
-      throw MatrixError(400, "M_UNKNOWN", "Cannot generate thumbnails for the requested content: " + *err);
+      if (run.exit_code == 2) {
+        std::string why = run.error_output;
+        while (!why.empty() && (why.back() == '\n' || why.back() == '\r')) why.pop_back();
+        throw MatrixError(400, "M_UNKNOWN", "Cannot generate thumbnails for the requested content: " + why);
+      }
+      // A crash or hang of the decoder is the image's fault or ours, never the server's end.
+      spdlog::warn("thumbnailer failed for {} ({}): {}", media_id,
+                   run.timed_out ? "timed out" : "exit " + std::to_string(run.exit_code), run.error_output);
+      throw MatrixError(400, "M_UNKNOWN", "Cannot generate thumbnails for the requested content");
     }
     fs::rename(tmp, path);  // concurrent generators each publish a whole file
   }

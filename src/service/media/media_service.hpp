@@ -64,6 +64,8 @@ private:
   storage::Database& db_;
   std::string root_;
   std::string temp_dir_;
+  std::string thumbnailer_;  // the trestle-thumbnailer program beside the server's executable
+  static constexpr int kThumbnailTimeoutMs = 30000;
 };
 
 }  // namespace trestle::service::media

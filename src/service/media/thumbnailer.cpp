@@ -21,13 +21,6 @@ void init_image_library() {
   });
 }
 
-bool is_thumbnailable(const std::string& content_type) {
-  static const char* types[] = {"image/jpeg", "image/jpg", "image/png", "image/gif", "image/webp", "image/apng"};
-  for (const char* t : types) {
-    if (content_type == t) return true;
-  }
-  return false;
-}
 
 std::optional<std::string> make_thumbnail(const std::string& source, const std::string& dest, int width, int height,
                                           bool crop) {

@@ -1,5 +1,6 @@
 #pragma once
 // Image thumbnails with libvips (the only file that includes it). Never a hand-written decoder.
+// Linked only into trestle-thumbnailer (src/tools), which the server runs per thumbnail.
 #include <optional>
 #include <string>
 
@@ -7,9 +8,6 @@ namespace trestle::service::media {
 
 // Starts libvips once per process (safe to call again).
 void init_image_library();
-
-// The content types we try to thumbnail.
-bool is_thumbnailable(const std::string& content_type);
 
 // Writes a thumbnail of the image at `source` to `dest` (the format follows dest's extension:
 // .jpg or .png). "crop": exactly width x height, cut from the centre; "scale": fits inside
