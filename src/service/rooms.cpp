@@ -373,7 +373,11 @@ std::string RoomService::create_room(const Requester& r, const object& body) {
       std::string user_id(u.as_string());
       // Unknown local invitees in an appservice's namespace are asked about, like /invite does.
       if (id->server_name == cfg_.server_name && !accounts_.user_exists(user_id) && appservice_queries_) {
-        appservice_queries_->query_user(user_id);
+        try {
+          appservice_queries_->query_user(user_id);
+        } catch (const MatrixError&) {
+          // Creating the room does not depend on the bridge answering; the invite still goes out.
+        }
       }
       invitees.push_back(user_id);
     }

@@ -10,32 +10,54 @@
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
 namespace trestle::service {
 
 namespace {
 std::string path_escape(const std::string& s) { return boost::urls::encode(s, boost::urls::unreserved_chars); }
 }  // namespace
 
-bool AppServiceQueries::query_user(const std::string& user_id) const {
-  for (const auto& as : registry_.all()) {
-    if (!as->url || !as->is_interested_in_user(user_id) || user_id == as->sender) continue;
-    auto r = http_("GET", *as->url, "/_matrix/app/v1/users/" + path_escape(user_id),
-                   {{"Authorization", "Bearer " + as->hs_token}}, "", kQueryTimeoutMs);
-    if (r.status >= 200 && r.status < 300) return true;
-    if (r.status == 0) spdlog::warn("appservice {}: user query failed: {}", as->id, r.error);
+std::optional<int> AppServiceQueries::ask(const AppService& as, const std::string& path) const {
+  // The spec: retry a query that gets no answer, within a bound, before giving up.
+  int64_t deadline = core::steady_ms() + kQueryBudgetMs;
+  while (true) {
+    int64_t left = deadline - core::steady_ms();
+    if (left <= 0) return std::nullopt;
+    auto r = http_("GET", *as.url, path, {{"Authorization", "Bearer " + as.hs_token}}, "",
+                   static_cast<int>(std::min<int64_t>(left, kQueryTimeoutMs)));
+    if (r.status != 0) return r.status;
+    spdlog::warn("appservice {}: query {} got no answer: {}", as.id, path, r.error);
+    if (!r.timed_out) {
+      // Refused or reset: pause briefly rather than hammering a restarting appservice.
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(200, std::max<int64_t>(0, left))));
+    }
   }
+}
+
+bool AppServiceQueries::query(const std::string& path, const std::function<bool(const AppService&)>& interested) const {
+  bool unanswered = false;
+  for (const auto& as : registry_.all()) {
+    if (!as->url || !interested(*as)) continue;
+    auto status = ask(*as, path);
+    if (status && *status >= 200 && *status < 300) return true;
+    if (!status) unanswered = true;
+  }
+  if (unanswered) throw MatrixError(408, "M_UNKNOWN", "The application service did not answer in time");
   return false;
 }
 
+bool AppServiceQueries::query_user(const std::string& user_id) const {
+  return query("/_matrix/app/v1/users/" + path_escape(user_id), [&](const AppService& as) {
+    return as.is_interested_in_user(user_id) && user_id != as.sender;
+  });
+}
+
 bool AppServiceQueries::query_alias(const std::string& alias) const {
-  for (const auto& as : registry_.all()) {
-    if (!as->url || !as->is_interested_in_alias(alias)) continue;
-    auto r = http_("GET", *as->url, "/_matrix/app/v1/rooms/" + path_escape(alias),
-                   {{"Authorization", "Bearer " + as->hs_token}}, "", kQueryTimeoutMs);
-    if (r.status >= 200 && r.status < 300) return true;
-    if (r.status == 0) spdlog::warn("appservice {}: alias query failed: {}", as->id, r.error);
-  }
-  return false;
+  return query("/_matrix/app/v1/rooms/" + path_escape(alias),
+               [&](const AppService& as) { return as.is_interested_in_alias(alias); });
 }
 
 int64_t AppServiceQueries::ping(const AppService& as, const std::optional<std::string>& transaction_id) const {

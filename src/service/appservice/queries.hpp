@@ -7,6 +7,7 @@
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -15,12 +16,14 @@ namespace trestle::service {
 class AppServiceQueries {
 public:
   static constexpr int kQueryTimeoutMs = 5000;
+  static constexpr int64_t kQueryBudgetMs = 8000;  // all attempts of one query together
   static constexpr int kPingTimeoutMs = 10000;
 
   AppServiceQueries(const AppServiceRegistry& registry, OutboundHttp http) : registry_(registry), http_(std::move(http)) {}
 
   // Asks the appservices whose user namespaces cover `user_id` whether it exists (they create it
-  // through the Client-Server API before answering 200). True when one said yes.
+  // through the Client-Server API before answering 200). True when one said yes; false when they
+  // said no; 408 (the spec's "Request Timeout" for the client) when one never answered.
   bool query_user(const std::string& user_id) const;
   // Same for an alias: true when an appservice says it now exists.
   bool query_alias(const std::string& alias) const;
@@ -35,6 +38,10 @@ public:
   boost::json::value thirdparty(const std::string& protocol, const std::string& path_and_query, bool merge_lists) const;
 
 private:
+  // One appservice's answer (HTTP status), retried until kQueryBudgetMs; nullopt: no answer.
+  std::optional<int> ask(const AppService& as, const std::string& path) const;
+  bool query(const std::string& path, const std::function<bool(const AppService&)>& interested) const;
+
   const AppServiceRegistry& registry_;
   OutboundHttp http_;
 };
