@@ -8,12 +8,14 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync, rmSync, openSync, closeSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+
+import { spawnTrestle, stopTrestle, tail, waitReady } from "./trestle_process.mjs";
 
 import {
   createClient,
@@ -92,53 +94,18 @@ async function startServer() {
   for (const key of ["rc_message", "rc_registration", "rc_login"]) yaml = relaxLimits(yaml, key);
   writeFileSync(configPath, yaml);
 
-  const logFd = openSync(logPath, "a");
-  const proc = spawn(BINARY, ["--config", configPath], { stdio: ["ignore", logFd, logFd] });
-  closeSync(logFd);
-  let exited = null;
-  proc.on("exit", (code, signal) => { exited = { code, signal }; });
-  proc.on("error", (err) => { exited = { error: err.message }; });
-
-  const baseUrl = `http://127.0.0.1:${port}`;
-  server = { proc, baseUrl, dataDir, logPath, exited: () => exited };
-  const deadline = Date.now() + STEP_TIMEOUT_MS;
-  for (;;) {
-    if (exited) throw new Error(`trestle exited during start-up (${JSON.stringify(exited)}):\n${tail(logPath)}`);
-    try {
-      const r = await fetch(`${baseUrl}/_matrix/client/versions`, { signal: AbortSignal.timeout(2_000) });
-      if (r.ok) break;
-    } catch { /* not listening yet */ }
-    if (Date.now() > deadline) throw new Error(`trestle did not answer on ${baseUrl}:\n${tail(logPath)}`);
-    await sleep(50);
-  }
+  server = spawnTrestle({ binary: BINARY, configPath, logPath, dataDir, port });
+  await waitReady(server, STEP_TIMEOUT_MS);
 }
 
 async function stopServer() {
   if (!server) return;
-  const { proc, dataDir } = server;
-  if (!server.exited()) {
-    const gone = new Promise((resolve) => proc.once("exit", resolve));
-    proc.kill("SIGTERM");
-    const t = setTimeout(() => proc.kill("SIGKILL"), 5_000);
-    await gone;
-    clearTimeout(t);
-  }
-  if (!process.env.KEEP_DATA) rmSync(dataDir, { recursive: true, force: true });
+  await stopTrestle(server);
   server = undefined;
-}
-
-function tail(file, n = 40) {
-  try {
-    return readFileSync(file, "utf8").trimEnd().split("\n").slice(-n).join("\n");
-  } catch {
-    return "(no server log)";
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Resolves with the first value `check()` returns that is truthy; re-checks whenever one of the
 // `events` fires on `emitter` (and every 100 ms as a safety net). Rejects after `ms` with `what`
