@@ -2,7 +2,7 @@
 # Installs what building, running and testing Trestle needs, from Debian 12's packages.
 set -euo pipefail
 PACKAGES=(
-  cmake ninja-build g++ pkg-config git
+  cmake ninja-build g++ pkg-config git ccache
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libsqlite3-dev libsodium-dev libyaml-cpp-dev libre2-dev libspdlog-dev libfmt-dev libcli11-dev
   libvips-dev libvips-tools
