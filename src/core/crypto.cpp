@@ -126,14 +126,30 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
 
 std::string hash_password(std::string_view password) {
   char encoded[crypto_pwhash_STRBYTES];
-  if (crypto_pwhash_str(encoded, password.data(), password.size(), crypto_pwhash_OPSLIMIT_INTERACTIVE,
-                        crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
+  if (crypto_pwhash_str_alg(encoded, password.data(), password.size(), kPasswordOpsLimit, kPasswordMemLimit,
+                            crypto_pwhash_ALG_ARGON2ID13) != 0)
     throw std::runtime_error("password hashing failed (out of memory)");
   return encoded;
 }
 
 bool verify_password(std::string_view password, const std::string& encoded_hash) {
   return crypto_pwhash_str_verify(encoded_hash.c_str(), password.data(), password.size()) == 0;
+}
+
+bool password_needs_rehash(const std::string& encoded_hash) {
+  // Also true (-1) for a string that is not an argon2id hash at all.
+  return crypto_pwhash_str_needs_rehash(encoded_hash.c_str(), kPasswordOpsLimit, kPasswordMemLimit) != 0;
+}
+
+size_t password_hash_memory(std::string_view encoded_hash) {
+  // "$argon2id$v=19$m=65536,t=2,p=1$salt$hash": m is in KiB.
+  auto pos = encoded_hash.find("$m=");
+  if (pos == std::string_view::npos) return kPasswordMemLimit;
+  size_t kib = 0, i = pos + 3;
+  for (; i < encoded_hash.size() && i < pos + 13 && encoded_hash[i] >= '0' && encoded_hash[i] <= '9'; ++i)
+    kib = kib * 10 + static_cast<size_t>(encoded_hash[i] - '0');
+  if (i == pos + 3 || kib == 0) return kPasswordMemLimit;
+  return kib * 1024;
 }
 
 SigningKey SigningKey::generate(std::string version) {

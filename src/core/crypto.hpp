@@ -1,6 +1,7 @@
 #pragma once
 // Thin wrappers over libsodium: unpadded base64 (the spec's encoding), SHA-256, ed25519,
 // argon2id password hashes and random identifiers. Nothing here knows about events.
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,9 +24,20 @@ std::string random_upper(size_t length);
 
 bool constant_time_equal(std::string_view a, std::string_view b);
 
-// argon2id via crypto_pwhash_str (interactive limits). Returns the encoded hash string.
+// New password hashes: argon2id with OWASP's parameters m=19 MiB, t=2, p=1 (libsodium always
+// uses p=1). Each hash or verification holds this much memory while it runs.
+inline constexpr unsigned long long kPasswordOpsLimit = 2;
+inline constexpr size_t kPasswordMemLimit = 19 * 1024 * 1024;
+
+// Returns the encoded hash string ("$argon2id$v=19$m=19456,t=2,p=1$...").
 std::string hash_password(std::string_view password);
+// Verifies against any libsodium argon2 hash string, including older parameters.
 bool verify_password(std::string_view password, const std::string& encoded_hash);
+// True when `encoded_hash` was made with other parameters than today's (rehash at next login).
+bool password_needs_rehash(const std::string& encoded_hash);
+// The memory in bytes verifying `encoded_hash` needs (its m= parameter), kPasswordMemLimit
+// when it cannot be read.
+size_t password_hash_memory(std::string_view encoded_hash);
 
 // An ed25519 signing key as Synapse stores it: one line "ed25519 <version> <unpadded base64 seed>".
 class SigningKey {

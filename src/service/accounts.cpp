@@ -106,7 +106,7 @@ Session AccountService::register_user(const std::string& localpart, const std::o
   const AppService* as = appservice_id ? appservices_.by_id(*appservice_id) : nullptr;
   std::string user_id = check_new_localpart(localpart, as);
   std::optional<std::string> hash;
-  if (password && !password->empty()) hash = core::hash_password(*password);  // slow: outside the write lock
+  if (password && !password->empty()) hash = hasher_.hash(*password);  // slow: outside the write lock
   Session s{user_id, std::nullopt, std::nullopt};
   std::string token = core::random_string(32);
   std::string dev = device_id.value_or(core::random_upper(10));
@@ -162,11 +162,25 @@ Session AccountService::login_password(const std::string& user, const std::strin
                                        const std::optional<std::string>& initial_device_display_name) {
   std::string user_id = user_id_for(user);
   auto u = get_user(user_id);
-  // One message for every failure, so logins do not reveal which accounts exist.
-  if (!u || u->deactivated || !u->password_hash || !core::verify_password(password, *u->password_hash)) {
-    throw MatrixError(403, "M_FORBIDDEN", "Invalid username or password");
-  }
+  std::optional<std::string> hash;
+  if (u && !u->deactivated) hash = u->password_hash;
+  // One message and the same cost for every failure, so logins do not reveal which accounts exist.
+  if (!check_password(user_id, password, hash)) throw MatrixError(403, "M_FORBIDDEN", "Invalid username or password");
   return issue_session(user_id, device_id, initial_device_display_name);
+}
+
+bool AccountService::check_password(const std::string& user_id, std::string_view password,
+                                    const std::optional<std::string>& hash) {
+  if (!hasher_.verify(password, hash)) return false;
+  if (core::password_needs_rehash(*hash)) {
+    try {
+      std::string fresh = hasher_.hash(password);
+      db_.write([&](storage::Connection& c) { accounts::replace_password_hash(c, user_id, *hash, fresh); });
+    } catch (const MatrixError&) {
+      // Too busy to rehash now: the next login will.
+    }
+  }
+  return true;
 }
 
 Session AccountService::issue_session(const std::string& user_id, const std::optional<std::string>& device_id,
@@ -201,39 +215,65 @@ void AccountService::logout_all(const Requester& r) {
   forget_cached_tokens();
 }
 
-void AccountService::require_password_uia(const Requester& r, const boost::json::object& body) {
-  boost::json::object flows_reply{
-      {"flows", boost::json::array{boost::json::object{{"stages", boost::json::array{"m.login.password"}}}}},
-      {"params", boost::json::object{}},
-      {"session", core::random_string(24)}};
+void AccountService::require_password_uia(const Requester& r, const boost::json::object& body,
+                                          const std::string& operation) {
+  static const std::string kStage = "m.login.password";
+  auto flows_reply = [](const std::string& session, const std::set<std::string>& completed, bool with_completed) {
+    boost::json::object o{{"flows", boost::json::array{boost::json::object{{"stages", boost::json::array{"m.login.password"}}}}},
+                          {"params", boost::json::object{}},
+                          {"session", session}};
+    if (with_completed) o["completed"] = boost::json::array(completed.begin(), completed.end());
+    return o;
+  };
+  int64_t now = core::steady_ms();
   auto* auth = body.if_contains("auth");
-  if (!auth || !auth->is_object()) {
-    // The first 401 carries only flows/params/session: an errcode would mean a failed attempt.
-    throw MatrixError(401, "", "User-interactive authentication required", flows_reply);
+  const boost::json::object* a = auth && auth->is_object() ? &auth->as_object() : nullptr;
+  std::string sid;
+  UiaSessions::Session session;
+  auto* sid_value = a ? a->if_contains("session") : nullptr;
+  if (sid_value && sid_value->is_string() && !sid_value->as_string().empty()) {
+    sid = sid_value->as_string();
+    auto found = uia_.get(sid, now);
+    if (!found) throw MatrixError(400, "M_UNKNOWN", "Unknown session ID");
+    if (found->user_id != r.user_id || found->operation != operation) {
+      throw MatrixError::forbidden("Requested operation has changed during the UI authentication session");
+    }
+    session = std::move(*found);
+  } else {
+    sid = uia_.create(r.user_id, operation, now);
+    session = {r.user_id, operation, {}, now};
   }
-  const auto& a = auth->as_object();
-  auto* type = a.if_contains("type");
-  if (!type || !type->is_string() || type->as_string() != "m.login.password") {
-    throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", flows_reply);
+  auto* type = a ? a->if_contains("type") : nullptr;
+  if (!type) {
+    if (session.completed.count(kStage)) return;  // a retry with only the completed session
+    // The first 401 carries only flows/params/session: an errcode would mean a failed attempt.
+    throw MatrixError(401, "", "User-interactive authentication required", flows_reply(sid, session.completed, false));
+  }
+  if (!type->is_string() || type->as_string() != kStage) {
+    throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", flows_reply(sid, session.completed, true));
   }
   std::string user;
-  if (auto* ident = a.if_contains("identifier"); ident && ident->is_object()) {
+  if (auto* ident = a->if_contains("identifier"); ident && ident->is_object()) {
     if (auto* u = ident->as_object().if_contains("user"); u && u->is_string()) user = u->as_string().c_str();
-  } else if (auto* u = a.if_contains("user"); u && u->is_string()) {
+  } else if (auto* u = a->if_contains("user"); u && u->is_string()) {
     user = u->as_string().c_str();
   }
-  if (!user.empty()) user = user_id_for(user);
-  auto* pw = a.if_contains("password");
-  auto u = get_user(r.user_id);
-  if ((!user.empty() && user != r.user_id) || !pw || !pw->is_string() || !u || !u->password_hash ||
-      !core::verify_password(pw->as_string().c_str(), *u->password_hash)) {
-    flows_reply["completed"] = boost::json::array{};
-    throw MatrixError(401, "M_FORBIDDEN", "Invalid password", flows_reply);
+  // Authenticating as someone else does not authorise this user's request.
+  if (!user.empty() && user_id_for(user) != r.user_id) {
+    throw MatrixError::forbidden("The identifier names another user than the one logged in");
   }
+  auto* pw = a->if_contains("password");
+  auto u = get_user(r.user_id);
+  std::optional<std::string> hash;
+  if (u && !u->deactivated) hash = u->password_hash;
+  if (!pw || !pw->is_string() || !check_password(r.user_id, std::string_view(pw->as_string()), hash)) {
+    throw MatrixError(401, "M_FORBIDDEN", "Invalid password", flows_reply(sid, session.completed, true));
+  }
+  uia_.complete_stage(sid, kStage);
 }
 
 void AccountService::change_password(const Requester& r, const std::string& new_password, bool logout_devices) {
-  std::string hash = core::hash_password(new_password);
+  std::string hash = hasher_.hash(new_password);
   db_.write([&](storage::Connection& c) {
     accounts::set_password_hash(c, r.user_id, hash);
     if (logout_devices) {

@@ -2,8 +2,10 @@
 // Accounts, devices, access tokens and user-interactive authentication.
 #include "config/config.hpp"
 #include "service/appservice/registration.hpp"
+#include "service/password_hasher.hpp"
 #include "service/rate_limiter.hpp"
 #include "service/requester.hpp"
+#include "service/uia_sessions.hpp"
 #include "storage/account_store.hpp"
 #include "storage/database.hpp"
 
@@ -55,7 +57,8 @@ public:
   Session login_appservice(const AppService& as, const std::string& user,
                            const std::optional<std::string>& device_id,
                            const std::optional<std::string>& initial_device_display_name);
-  // m.login.password: `user` is a localpart or a full user ID. 403 M_FORBIDDEN on mismatch.
+  // m.login.password: `user` is a localpart or a full user ID. 403 M_FORBIDDEN on mismatch, and
+  // as slow for an unknown user as for a known one. A hash with old parameters is replaced.
   Session login_password(const std::string& user, const std::string& password,
                          const std::optional<std::string>& device_id,
                          const std::optional<std::string>& initial_device_display_name);
@@ -65,8 +68,13 @@ public:
 
   void logout(const Requester& r);
   void logout_all(const Requester& r);
-  // 401 with the UIA flows unless `auth` proves the requester's password.
-  void require_password_uia(const Requester& r, const boost::json::object& body);
+  // User-interactive authentication with m.login.password for `operation` (a key naming what
+  // the request does, e.g. "DELETE /devices/ABC"): returns once the session in `auth` (or `auth`
+  // itself) has completed the password stage for this user and operation. Otherwise 401 with
+  // the flows and session (with M_FORBIDDEN after a wrong password); 400 M_UNKNOWN for an
+  // unknown session; 403 M_FORBIDDEN for a session of another user or operation, or an
+  // identifier naming another user.
+  void require_password_uia(const Requester& r, const boost::json::object& body, const std::string& operation);
   void change_password(const Requester& r, const std::string& new_password, bool logout_devices);
   void deactivate(const std::string& user_id);
 
@@ -87,6 +95,7 @@ public:
   void delete_device(const std::string& user_id, const std::string& device_id);
 
   RateLimiter& login_limiter() { return login_limiter_; }
+  PasswordHasher& password_hasher() { return hasher_; }
   RateLimiter& registration_limiter() { return registration_limiter_; }
   const config::Config& config() const { return cfg_; }
 
@@ -95,6 +104,10 @@ private:
   std::string user_id_for(const std::string& user) const {
     return !user.empty() && user[0] == '@' ? user : "@" + user + ":" + cfg_.server_name;
   }
+
+  // Verifies `password` against `hash` (none: a missing, deactivated or passwordless user, checked
+  // against a dummy hash of the same cost) and rehashes a hash made with older parameters.
+  bool check_password(const std::string& user_id, std::string_view password, const std::optional<std::string>& hash);
 
   const config::Config& cfg_;
   storage::Database& db_;
@@ -109,6 +122,8 @@ private:
   uint64_t token_cache_generation_ = 0;
   RateLimiter login_limiter_;
   RateLimiter registration_limiter_;
+  PasswordHasher hasher_;
+  UiaSessions uia_;
 };
 
 }  // namespace trestle::service

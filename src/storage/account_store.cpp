@@ -33,6 +33,14 @@ void set_password_hash(Connection& c, const std::string& user_id, const std::opt
   c.prepare("UPDATE users SET password_hash = ? WHERE user_id = ?").bind(hash, user_id).run();
 }
 
+bool replace_password_hash(Connection& c, const std::string& user_id, const std::string& old_hash,
+                           const std::string& new_hash) {
+  c.prepare("UPDATE users SET password_hash = ? WHERE user_id = ? AND password_hash = ?")
+      .bind(new_hash, user_id, old_hash)
+      .run();
+  return c.changes() > 0;
+}
+
 void set_deactivated(Connection& c, const std::string& user_id) {
   c.prepare("UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL "
             "WHERE user_id = ?")

@@ -35,6 +35,9 @@ bool user_exists(Connection& c, const std::string& user_id);
 void insert_user(Connection& c, const User& u, int64_t now_ms);
 std::optional<User> get_user(Connection& c, const std::string& user_id);
 void set_password_hash(Connection& c, const std::string& user_id, const std::optional<std::string>& hash);
+// Replaces the hash only if it is still `old_hash` (a rehash must not undo a password change).
+bool replace_password_hash(Connection& c, const std::string& user_id, const std::string& old_hash,
+                           const std::string& new_hash);
 void set_deactivated(Connection& c, const std::string& user_id);
 void set_displayname(Connection& c, const std::string& user_id, const std::optional<std::string>& v);
 void set_avatar_url(Connection& c, const std::string& user_id, const std::optional<std::string>& v);

@@ -147,7 +147,7 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
 
   r.client("POST", "/account/password", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
     auto body = req.json_object();
-    hs.accounts.require_password_uia(who, body);
+    hs.accounts.require_password_uia(who, body, "POST /account/password");
     std::string new_password = required_string(body, "new_password");
     check_password(new_password);
     if (new_password.empty()) throw MatrixError(400, "M_WEAK_PASSWORD", "Password must not be empty");
@@ -157,7 +157,7 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
 
   r.client("POST", "/account/deactivate", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
     auto body = req.json_object(true);
-    hs.accounts.require_password_uia(who, body);
+    hs.accounts.require_password_uia(who, body, "POST /account/deactivate");
     // Leave every room first, so the account does not linger as a member.
     for (const auto& room : hs.rooms.joined_rooms(who.user_id)) {
       try {

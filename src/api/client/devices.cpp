@@ -2,6 +2,13 @@
 #include "api/handler_util.hpp"
 #include "api/routes.hpp"
 
+#include <boost/json/serialize.hpp>
+#include <boost/json/value_from.hpp>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
 namespace trestle::api {
 
 using boost::json::array;
@@ -44,7 +51,8 @@ void add_device_routes(http::Router& r, service::Homeserver& hs) {
   r.client("DELETE", "/devices/{}", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
     auto body = req.json_object(true);
     if (!hs.accounts.get_device(who.user_id, req.params[0])) throw MatrixError::not_found("Device not found");
-    if (!who.appservice) hs.accounts.require_password_uia(who, body);  // appservices need no UIA (MSC4190)
+    // Appservices need no UIA (MSC4190). The UIA session is bound to this one device.
+    if (!who.appservice) hs.accounts.require_password_uia(who, body, "DELETE /devices/" + req.params[0]);
     hs.accounts.delete_device(who.user_id, req.params[0]);
     return ok();
   });
@@ -56,7 +64,13 @@ void add_device_routes(http::Router& r, service::Homeserver& hs) {
     for (const auto& d : devices->as_array()) {
       if (!d.is_string()) throw MatrixError::bad_json("'devices' must be a list of strings");
     }
-    if (!who.appservice) hs.accounts.require_password_uia(who, body);
+    if (!who.appservice) {
+      // The UIA session is bound to this set of devices (in any order).
+      std::vector<std::string> ids;
+      for (const auto& d : devices->as_array()) ids.emplace_back(d.as_string());
+      std::sort(ids.begin(), ids.end());
+      hs.accounts.require_password_uia(who, body, "POST /delete_devices " + boost::json::serialize(boost::json::value_from(ids)));
+    }
     for (const auto& d : devices->as_array()) hs.accounts.delete_device(who.user_id, std::string(d.as_string()));
     return ok();
   });
