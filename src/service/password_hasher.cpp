@@ -7,19 +7,6 @@
 
 namespace trestle::service {
 
-// Holds `bytes` of the budget until destroyed.
-class PasswordHasher::Slot {
-public:
-  Slot(PasswordHasher& h, size_t bytes) : h_(h), bytes_(bytes) {}
-  Slot(const Slot&) = delete;
-  Slot& operator=(const Slot&) = delete;
-  ~Slot() { h_.release(bytes_); }
-
-private:
-  PasswordHasher& h_;
-  size_t bytes_;
-};
-
 PasswordHasher::Slot PasswordHasher::acquire(size_t bytes) {
   auto busy = [this] {
     return MatrixError(429, "M_LIMIT_EXCEEDED", "Too many password checks at once; try again shortly",

@@ -36,13 +36,26 @@ public:
   // costs the same time and memory as for a real account. Throws 429 when too busy.
   bool verify(std::string_view password, const std::optional<std::string>& encoded_hash);
 
+  // `bytes` of the budget, held until destroyed: waits its turn, or throws 429.
+  class Slot {
+  public:
+    Slot(const Slot&) = delete;
+    Slot& operator=(const Slot&) = delete;
+    ~Slot() { h_.release(bytes_); }
+
+  private:
+    friend class PasswordHasher;
+    Slot(PasswordHasher& h, size_t bytes) : h_(h), bytes_(bytes) {}
+    PasswordHasher& h_;
+    size_t bytes_;
+  };
+  Slot acquire(size_t bytes);
+
   // For tests and metrics: bytes in use and requests waiting now.
   size_t memory_in_use();
   size_t waiting();
 
 private:
-  class Slot;
-  Slot acquire(size_t bytes);
   void release(size_t bytes);
   const std::string& dummy_hash();
 

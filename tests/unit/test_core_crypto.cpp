@@ -120,6 +120,23 @@ TEST_F(CoreCrypto, PasswordHashAndVerify) {
   EXPECT_FALSE(verify_password("anything", ""));
 }
 
+TEST_F(CoreCrypto, PasswordHashesUseOwaspParametersAndOldOnesStillVerify) {
+  const std::string hash = hash_password("pw");
+  EXPECT_EQ(hash.rfind("$argon2id$v=19$m=19456,t=2,p=1$", 0), 0u) << hash;
+  EXPECT_FALSE(password_needs_rehash(hash));
+  EXPECT_EQ(password_hash_memory(hash), 19u * 1024 * 1024);
+  // crypto_pwhash_str's interactive defaults (m=64 MiB), as older builds stored them.
+  const std::string legacy =
+      "$argon2id$v=19$m=65536,t=2,p=1$EksI5KXVKfBjEld562R2Yg$JDdDZcC4Y6ZomLsLAAObWwuf3Fo0MYZpTqduhF7r2b0";
+  EXPECT_TRUE(verify_password("legacy-password-1234", legacy));
+  EXPECT_FALSE(verify_password("legacy-password-123", legacy));
+  EXPECT_TRUE(password_needs_rehash(legacy));
+  EXPECT_EQ(password_hash_memory(legacy), 64u * 1024 * 1024);
+  EXPECT_TRUE(password_needs_rehash("not a hash"));
+  EXPECT_EQ(password_hash_memory("not a hash"), kPasswordMemLimit);
+  EXPECT_EQ(password_hash_memory("$argon2id$v=19$m=,t=2"), kPasswordMemLimit);
+}
+
 TEST_F(CoreCrypto, PasswordWithUnicodeAndNul) {
   const std::string password("p\xC3\xA4ss\0word", 10);
   const std::string hash = hash_password(password);
