@@ -205,7 +205,7 @@ def main():
     text = ",\n".join(json.dumps(e, sort_keys=True, separators=(",", ":")) for e in entries)
     with open(args.output, "w") as f:
         f.write(HEADER + "[\n" + text + "\n]\n" + FOOTER)
-    print(f"{len(entries)} request schemas -> {args.output}", file=sys.stderr)
+    print(f"{len(entries)} request schemas -> {os.path.normpath(args.output)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
