@@ -1,6 +1,7 @@
 #include "api/routes.hpp"
 
 #include "api/handler_util.hpp"
+#include "api/schema/request_schemas.hpp"
 
 namespace trestle::api {
 
@@ -21,6 +22,8 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
     if (requester.appservice) hs.appservice_sender.poke(requester.appservice->id);
     return requester;
   });
+  // Every JSON request body is checked against the spec's schema before its handler runs.
+  r.set_body_checks(schema::body_check_for);
   add_server_routes(r, hs);
   add_account_routes(r, hs);
   add_profile_routes(r, hs);

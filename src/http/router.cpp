@@ -50,7 +50,8 @@ Reply guarded(const std::function<Reply()>& fn) {
 }
 
 void Router::add(const std::string& method, const std::string& path_template, Auth auth, Handler h) {
-  routes_.push_back(Route{method, split_template(path_template), auth, std::move(h)});
+  BodyCheck check = body_checks_ ? body_checks_(method, path_template) : nullptr;
+  routes_.push_back(Route{method, split_template(path_template), auth, std::move(h), std::move(check)});
 }
 
 void Router::client(const std::string& method, const std::string& tail, Auth auth, Handler h) {
@@ -100,6 +101,7 @@ Reply Router::dispatch(Request& req, const std::string& target) const {
     matches(found->segments, segs, &req.params);
     service::Requester requester;
     if (found->auth != Auth::none && authenticate_) requester = authenticate_(req, found->auth == Auth::required);
+    if (found->check_body) found->check_body(req);
     return found->handler(req, requester);
   });
 }

@@ -14,10 +14,17 @@ enum class Auth { none, optional, required };
 
 using Handler = std::function<Reply(Request&, const service::Requester&)>;
 using Authenticator = std::function<service::Requester(const Request&, bool required)>;
+// Checks a request's body before its handler runs (throws MatrixError); empty = no check.
+using BodyCheck = std::function<void(const Request&)>;
+// Called once for each route as it is added: the body check for that method and path template.
+using BodyCheckFactory = std::function<BodyCheck(const std::string& method, const std::string& path_template)>;
 
 class Router {
 public:
   void set_authenticator(Authenticator a) { authenticate_ = std::move(a); }
+  // Applies to the routes added after this call: each request's body is checked after
+  // authentication and before the handler (the spec's request schemas, see api/schema).
+  void set_body_checks(BodyCheckFactory f) { body_checks_ = std::move(f); }
 
   // Adds one route for an exact template.
   void add(const std::string& method, const std::string& path_template, Auth auth, Handler h);
@@ -38,9 +45,11 @@ private:
     std::vector<std::string> segments;
     Auth auth;
     Handler handler;
+    BodyCheck check_body;
   };
   std::vector<Route> routes_;
   Authenticator authenticate_;
+  BodyCheckFactory body_checks_;
 };
 
 // Runs `fn` turning MatrixError and any other exception into an error Response.
