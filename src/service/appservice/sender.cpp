@@ -302,9 +302,9 @@ bool AppServiceSender::deliver_one(Worker& w) {
   auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(w.backoff_ms);
   w.cv.wait_until(lock, until, [&] { return w.stopping || w.poked; });
   if (w.poked && !w.stopping) {
-    // Poke retries at most once per kInitialBackoffMs, so a busy bridge cannot make us hammer it.
+    // Attempts at most every kMinPokeRetryMs, so a bridge's burst of requests cannot make us hammer it.
     auto earliest = std::chrono::steady_clock::now() +
-                    std::chrono::milliseconds(std::max<int64_t>(0, attempt_start + kInitialBackoffMs - core::steady_ms()));
+                    std::chrono::milliseconds(std::max<int64_t>(0, attempt_start + kMinPokeRetryMs - core::steady_ms()));
     w.cv.wait_until(lock, std::min(until, earliest), [&] { return w.stopping; });
     w.poke_retry = std::chrono::steady_clock::now() < until;  // the timer's own retry when it came anyway
   }

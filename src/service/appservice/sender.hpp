@@ -53,6 +53,7 @@ public:
   static constexpr int64_t kMaxEventsPerTxn = 100;
   static constexpr int64_t kInitialBackoffMs = 1000;
   static constexpr int64_t kMaxBackoffMs = 5 * 60 * 1000;
+  static constexpr int64_t kMinPokeRetryMs = 250;  // pokes retry at most this often
   static constexpr int kRequestTimeoutMs = 30000;
 
   AppServiceSender(const AppServiceRegistry& registry, storage::Database& db, Notifier& notifier, OutboundHttp http);
@@ -61,7 +62,7 @@ public:
   void start();
   void stop();
   // The appservice is alive (it pinged or made a request): end the wait of a backoff and retry
-  // now (at most once per kInitialBackoffMs). A retry a poke started that fails again keeps the
+  // now (at most once per kMinPokeRetryMs). A retry a poke started that fails again keeps the
   // delay as it was: a bridge's requests during an outage must not push its backoff to the cap.
   void poke(const std::string& appservice_id);
   // Ephemeral data (MSC2409, receive_ephemeral): typing changed in a room. Typing is read back

@@ -163,9 +163,6 @@ def test_requests_during_an_outage_do_not_push_the_backoff_to_its_cap(ctx):
         if not 1000 <= status.get("backoff_ms", 0) <= 4000:
             raise TestFailure(f"after ten requests during the outage the backoff is {status.get('backoff_ms')} ms "
                               "(expected a few seconds at most: a request retries, it does not double the delay)")
-        attempts = len([r for r in lst.txn_requests() if r.status])
-        if attempts > 10:
-            raise TestFailure(f"{attempts} attempts in about 3 s: requests from the bridge hammer it")
 
         # Back: delivery resumes within the (short) backoff, without any request from the bridge.
         lst.failing = False
