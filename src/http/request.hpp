@@ -46,6 +46,17 @@ struct Response {
                         const boost::json::object& extra = {});
 };
 
+// A handler that is about to call out of the server and may wait seconds for the answer (an
+// appservice user/alias query, a third-party lookup, a ping). The transport runs `run` on its small
+// "outbound" thread pool instead of the worker pool, so a slow or hung appservice holds outbound
+// threads only, never the workers that answer every other client. `run` may throw MatrixError
+// like a handler; everything it needs must be captured by value (the Request and Requester the
+// handler saw are gone by then). Its own bound on the wait (a query's budget, per-appservice
+// in-flight limit and circuit breaker, see AppServiceQueries) keeps outbound threads from piling up.
+struct Offload {
+  std::function<Response()> run;
+};
+
 // A handler that has nothing to answer yet (a /sync long-poll). The transport waits, without a
 // thread, until the notifier fires for one of `wake_keys` after `notifier_position`, or the
 // deadline passes, then calls `poll` again. `poll(true)` (deadline reached) must answer.
@@ -53,9 +64,10 @@ struct LongPoll {
   std::vector<std::string> wake_keys;
   uint64_t notifier_position = 0;
   int64_t deadline_ms = 0;  // steady clock milliseconds
-  std::function<std::variant<Response, LongPoll>(bool deadline_reached)> poll;
+  // Never an Offload in practice; the transport runs one in place if it comes.
+  std::function<std::variant<Response, LongPoll, Offload>(bool deadline_reached)> poll;
 };
 
-using Reply = std::variant<Response, LongPoll>;
+using Reply = std::variant<Response, LongPoll, Offload>;
 
 }  // namespace trestle::http

@@ -65,6 +65,8 @@ struct Server::Impl {
   ServerLimits limits;
   asio::io_context ioc;
   asio::thread_pool workers;
+  // Handlers' calls out of the server (http::Offload): see run_offload.
+  asio::thread_pool outbound{8};
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   asio::signal_set signals{ioc, SIGINT, SIGTERM};
 
@@ -285,6 +287,20 @@ struct Server::Impl {
     co_return std::get<Response>(std::move(reply));
   }
 
+  // An Offload runs on the outbound pool: a handler waiting on an appservice (seconds, or its
+  // whole timeout when the appservice hangs) must never hold one of the workers every other
+  // request needs. The pool is small on purpose; AppServiceQueries caps how many of its threads
+  // one appservice can hold (in-flight limit, circuit breaker), so a hung bridge delays only
+  // calls to itself.
+  asio::awaitable<Response> run_offload(Offload off) {
+    auto home = co_await asio::this_coro::executor;
+    co_await asio::post(asio::bind_executor(outbound.get_executor(), asio::use_awaitable));
+    auto run = std::move(off.run);
+    Reply reply = guarded([&]() -> Reply { return run(); });
+    co_await asio::post(home, asio::use_awaitable);
+    co_return std::get<Response>(std::move(reply));
+  }
+
   asio::awaitable<Response> handle(const bhttp::request_header<>& breq, std::string body, std::string body_file,
                                    tcp::socket& socket) {
     if (breq.method() == bhttp::verb::options) co_return Response::json(boost::json::object{});
@@ -302,7 +318,17 @@ struct Server::Impl {
     // Named before co_await: GCC 12 double-destroys lambda temporaries in co_await operands.
     std::function<Reply()> work = [r, req, target]() { return r->dispatch(*req, target); };
     Reply reply = co_await run_on_workers(std::move(work));
-    if (auto* lp = std::get_if<LongPoll>(&reply)) co_return co_await wait_long_poll(std::move(*lp));
+    if (auto* off = std::get_if<Offload>(&reply)) co_return co_await run_offload(std::move(*off));
+    if (auto* lp = std::get_if<LongPoll>(&reply)) {
+      // A long-poll round never calls out; should one return an Offload, it runs in place.
+      auto poll = std::move(lp->poll);
+      lp->poll = [poll](bool deadline_reached) -> Reply {
+        Reply next = poll(deadline_reached);
+        if (auto* off = std::get_if<Offload>(&next)) return off->run();
+        return next;
+      };
+      co_return co_await wait_long_poll(std::move(*lp));
+    }
     co_return std::move(std::get<Response>(reply));
   }
 

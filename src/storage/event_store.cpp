@@ -73,6 +73,27 @@ std::vector<StoredEvent> events_in_stream_range(Connection& c, int64_t after, in
   return collect(st);
 }
 
+std::vector<StreamRow> stream_rows(Connection& c, int64_t after, int64_t upto, int64_t limit) {
+  auto st = c.prepare(std::string("SELECT ") + kEventColumns +
+                      " FROM events WHERE stream_ordering > ? AND stream_ordering <= ? ORDER BY stream_ordering LIMIT ?");
+  st.bind(after, upto, limit);
+  std::vector<StreamRow> out;
+  while (st.step()) {
+    StreamRow row;
+    row.stream_ordering = st.int64(0);
+    row.event_id = st.text(1);
+    try {
+      row.event = event_from_row(st);
+    } catch (const boost::system::system_error& e) {  // the JSON: unparseable, too deep, not an object
+      row.error = std::string("stored JSON unreadable: ") + e.what();
+    } catch (const std::invalid_argument& e) {
+      row.error = std::string("stored JSON unreadable: ") + e.what();
+    }
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
 void mark_redacted(Connection& c, const std::string& event_id, const std::string& redaction_id) {
   c.prepare("UPDATE events SET redacted_by = ? WHERE event_id = ? AND redacted_by IS NULL")
       .bind(redaction_id, event_id)

@@ -46,6 +46,15 @@ std::optional<StoredEvent> get_event(Connection& c, const std::string& event_id)
 std::vector<StoredEvent> get_events(Connection& c, const std::vector<std::string>& event_ids);
 // Events of every room with after < stream_ordering <= upto, oldest first, at most `limit`.
 std::vector<StoredEvent> events_in_stream_range(Connection& c, int64_t after, int64_t upto, int64_t limit);
+// The same for readers that must never stop at one row (the appservice sender): a row whose
+// stored JSON does not parse comes back without `event`, with `error` saying why.
+struct StreamRow {
+  int64_t stream_ordering = 0;
+  std::string event_id;
+  std::optional<StoredEvent> event;
+  std::string error;
+};
+std::vector<StreamRow> stream_rows(Connection& c, int64_t after, int64_t upto, int64_t limit);
 void mark_redacted(Connection& c, const std::string& event_id, const std::string& redaction_id);
 
 std::vector<StateEntry> current_state(Connection& c, const std::string& room_id);

@@ -1,6 +1,7 @@
 // Client-Server endpoints for appservices: ping (appservice_ping.yaml), third-party lookups
 // (third_party_lookup.yaml), appservice room directories (appservice_room_directory.yaml), and
 // Trestle's delivery status for operators.
+#include "api/appservice/offload.hpp"
 #include "api/handler_util.hpp"
 #include "api/routes.hpp"
 #include "core/identifiers.hpp"
@@ -43,38 +44,50 @@ void add_appservice_routes(http::Router& r, service::Homeserver& hs) {
           const auto& as = require_appservice(who);
           if (as.id != req.params[0]) throw MatrixError::forbidden("Appservice ID does not match the as_token");
           auto body = req.json_object(true);
-          auto duration = hs.appservice_queries.ping(as, optional_string(body, "transaction_id"));
-          hs.appservice_sender.poke(as.id);
-          return ok(object{{"duration_ms", duration}});
+          const service::AppService* asp = &as;
+          return offload_if(true, [&hs, asp, txn = optional_string(body, "transaction_id")] {
+            auto duration = hs.appservice_queries.ping(*asp, txn);
+            hs.appservice_sender.poke(asp->id);
+            return ok(object{{"duration_ms", duration}});
+          });
         });
 
+  // Every third-party lookup waits on appservices: each runs on the outbound pool (offload.hpp).
   r.client("GET", "/thirdparty/protocols", Auth::required, [&hs](http::Request&, const service::Requester&) {
-    object out;
-    std::set<std::string> asked;
-    for (const auto& as : hs.appservices.all()) {
-      for (const auto& p : as->protocols) {
-        if (!asked.insert(p).second) continue;
-        if (auto meta = hs.appservice_queries.protocol(p)) out[p] = std::move(*meta);
+    return offload_if(true, [&hs] {
+      object out;
+      std::set<std::string> asked;
+      for (const auto& as : hs.appservices.all()) {
+        for (const auto& p : as->protocols) {
+          if (!asked.insert(p).second) continue;
+          if (auto meta = hs.appservice_queries.protocol(p)) out[p] = std::move(*meta);
+        }
       }
-    }
-    return ok(out);
+      return ok(out);
+    });
   });
   r.client("GET", "/thirdparty/protocol/{}", Auth::required, [&hs](http::Request& req, const service::Requester&) {
-    auto meta = hs.appservice_queries.protocol(req.params[0]);
-    if (!meta) throw MatrixError::not_found("Unknown protocol");
-    return ok(*meta);
+    return offload_if(true, [&hs, protocol = req.params[0]] {
+      auto meta = hs.appservice_queries.protocol(protocol);
+      if (!meta) throw MatrixError::not_found("Unknown protocol");
+      return ok(*meta);
+    });
   });
   for (const std::string kind : {"location", "user"}) {
     r.client("GET", "/thirdparty/" + kind + "/{}", Auth::required,
              [&hs, kind](http::Request& req, const service::Requester&) -> http::Reply {
-               return http::Response::json(hs.appservice_queries.thirdparty(
-                   req.params[0], "/_matrix/app/v1/thirdparty/" + kind + "/" + encode(req.params[0]) + forwarded_query(req),
-                   true));
+               std::string protocol = req.params[0];
+               std::string path = "/_matrix/app/v1/thirdparty/" + kind + "/" + encode(protocol) + forwarded_query(req);
+               return offload_if(true, [&hs, protocol, path]() -> http::Reply {
+                 return http::Response::json(hs.appservice_queries.thirdparty(protocol, path, true));
+               });
              });
     r.client("GET", "/thirdparty/" + kind, Auth::required,
              [&hs, kind](http::Request& req, const service::Requester&) -> http::Reply {
-               return http::Response::json(
-                   hs.appservice_queries.thirdparty("", "/_matrix/app/v1/thirdparty/" + kind + forwarded_query(req), true));
+               std::string path = "/_matrix/app/v1/thirdparty/" + kind + forwarded_query(req);
+               return offload_if(true, [&hs, path]() -> http::Reply {
+                 return http::Response::json(hs.appservice_queries.thirdparty("", path, true));
+               });
              });
   }
 
@@ -103,7 +116,9 @@ void add_appservice_routes(http::Router& r, service::Homeserver& hs) {
                              {"delivered_events", s.delivered_events},
                              {"backoff_ms", s.backoff_ms},
                              {"last_success_ts", s.last_success_ts},
-                             {"last_error", s.last_error}});
+                             {"last_error", s.last_error},
+                             {"skipped_events", s.skipped_events},
+                             {"last_skipped", s.last_skipped}});
           }
           return ok(object{{"appservice_id", as.id}, {"url", nullptr}});
         });

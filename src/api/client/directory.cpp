@@ -1,4 +1,5 @@
 // Room aliases and the public room directory (spec: directory.yaml, list_public_rooms.yaml).
+#include "api/appservice/offload.hpp"
 #include "api/handler_util.hpp"
 #include "api/routes.hpp"
 
@@ -15,8 +16,11 @@ void add_directory_routes(http::Router& r, service::Homeserver& hs) {
     rooms.create_alias(who, req.params[0], required_string(body, "room_id"));
     return ok();
   });
-  r.client("GET", "/directory/room/{}", Auth::none, [&rooms](http::Request& req, const service::Requester&) {
-    return ok(rooms.resolve_alias(req.params[0]));
+  r.client("GET", "/directory/room/{}", Auth::none, [&hs, &rooms](http::Request& req, const service::Requester&) {
+    // An alias in an appservice's namespace may be created on demand: asking runs off the workers.
+    std::string alias = req.params[0];
+    return offload_if(hs.appservice_queries.may_query_alias(alias),
+                      [&rooms, alias] { return ok(rooms.resolve_alias(alias)); });
   });
   r.client("DELETE", "/directory/room/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
     rooms.delete_alias(who, req.params[0]);

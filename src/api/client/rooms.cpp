@@ -1,6 +1,7 @@
 // Rooms: creation, membership, sending, state and history (spec: create_room.yaml, joining.yaml,
 // inviting.yaml, leaving.yaml, kicking.yaml, banning.yaml, room_send.yaml, room_state.yaml,
 // rooms.yaml, message_pagination.yaml, event_context.yaml, redaction.yaml, list_joined_rooms.yaml).
+#include "api/appservice/offload.hpp"
 #include "api/handler_util.hpp"
 #include "api/routes.hpp"
 #include "core/identifiers.hpp"
@@ -49,25 +50,47 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
       service::check_alias_namespace(hs.appservices, who,
                                      "#" + std::string(name->as_string()) + ":" + hs.config.server_name);
     }
-    auto room_id = rooms.create_room(who, body);
-    return ok(object{{"room_id", room_id}});
+    // Unknown invitees in an appservice's namespace are asked about: off the workers (offload.hpp).
+    bool calls_out = false;
+    if (auto* inv = body.if_contains("invite"); inv && inv->is_array()) {
+      for (const auto& u : inv->as_array()) {
+        if (!u.is_string()) continue;
+        std::string user_id(u.as_string());
+        calls_out = calls_out || (hs.appservice_queries.may_query_user(user_id) && !hs.accounts.user_exists(user_id));
+      }
+    }
+    return offload_if(calls_out, [&rooms, who, body] {
+      auto room_id = rooms.create_room(who, body);
+      return ok(object{{"room_id", room_id}});
+    });
   });
 
-  auto join_handler = [&rooms](http::Request& req, const service::Requester& who) {
+  auto join_handler = [&hs, &rooms](http::Request& req, const service::Requester& who) {
     auto body = req.json_object(true);
-    auto room_id = rooms.join(who, req.params[0], optional_string(body, "reason"));
-    return ok(object{{"room_id", room_id}});
+    std::string target = req.params[0];
+    // Joining by an alias an appservice may create on demand asks it: off the workers.
+    bool calls_out = target.starts_with("#") && hs.appservice_queries.may_query_alias(target);
+    return offload_if(calls_out, [&rooms, who, target, reason = optional_string(body, "reason")] {
+      auto room_id = rooms.join(who, target, reason);
+      return ok(object{{"room_id", room_id}});
+    });
   };
   r.client("POST", "/join/{}", Auth::required, join_handler);
   r.client("POST", "/rooms/{}/join", Auth::required, join_handler);
 
-  r.client("POST", "/rooms/{}/invite", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
+  r.client("POST", "/rooms/{}/invite", Auth::required, [&hs, &rooms](http::Request& req, const service::Requester& who) {
     auto body = req.json_object();
     if (body.contains("id_server") || body.contains("medium")) {
       throw MatrixError(400, "M_UNKNOWN", "Third-party invites are not supported");
     }
-    rooms.invite(who, room_param(req), required_string(body, "user_id"), optional_string(body, "reason"));
-    return ok();
+    std::string room_id = room_param(req);
+    std::string target = required_string(body, "user_id");
+    // An unknown user in an appservice's namespace is asked about: off the workers.
+    bool calls_out = hs.appservice_queries.may_query_user(target) && !hs.accounts.user_exists(target);
+    return offload_if(calls_out, [&rooms, who, room_id, target, reason = optional_string(body, "reason")] {
+      rooms.invite(who, room_id, target, reason);
+      return ok();
+    });
   });
   r.client("POST", "/rooms/{}/leave", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
     auto body = req.json_object(true);

@@ -20,16 +20,57 @@ namespace {
 std::string path_escape(const std::string& s) { return boost::urls::encode(s, boost::urls::unreserved_chars); }
 }  // namespace
 
+OutboundResponse AppServiceQueries::call(const AppService& as, const std::string& method,
+                                         const std::string& path_and_query, const std::string& body, int timeout_ms,
+                                         bool use_breaker) const {
+  {
+    std::lock_guard lock(gates_mu_);
+    auto& gate = gates_[as.id];
+    OutboundResponse refused;
+    if (use_breaker && gate.closed_until > core::steady_ms()) {
+      refused.error = "not called: it timed out recently";
+    } else if (gate.in_flight >= kMaxInFlight) {
+      refused.error = "not called: " + std::to_string(kMaxInFlight) + " calls already in flight";
+    }
+    if (!refused.error.empty()) {
+      refused.not_sent = true;
+      return refused;
+    }
+    gate.in_flight++;
+  }
+  OutboundResponse r;
+  try {
+    r = http_(method, *as.url, path_and_query, {{"Authorization", "Bearer " + as.hs_token}}, body, timeout_ms);
+  } catch (...) {
+    std::lock_guard lock(gates_mu_);
+    gates_[as.id].in_flight--;
+    throw;
+  }
+  std::lock_guard lock(gates_mu_);
+  auto& gate = gates_[as.id];
+  gate.in_flight--;
+  if (r.timed_out) {
+    gate.closed_until = core::steady_ms() + kBreakerMs;
+  } else if (r.status != 0) {
+    gate.closed_until = 0;  // it answers again
+  }
+  return r;
+}
+
 std::optional<int> AppServiceQueries::ask(const AppService& as, const std::string& path) const {
-  // The spec: retry a query that gets no answer, within a bound, before giving up.
+  // The spec: retry a query that gets no answer, within a bound, before giving up. A call that
+  // was not made (in-flight limit, breaker) is not retried: the appservice is busy or hung.
   int64_t deadline = core::steady_ms() + kQueryBudgetMs;
+  bool first = true;
   while (true) {
     int64_t left = deadline - core::steady_ms();
     if (left <= 0) return std::nullopt;
-    auto r = http_("GET", *as.url, path, {{"Authorization", "Bearer " + as.hs_token}}, "",
-                   static_cast<int>(std::min<int64_t>(left, kQueryTimeoutMs)));
+    // Retries belong to a call already under way: the breaker its own timeout opened stops others.
+    auto r = call(as, "GET", path, "", static_cast<int>(std::min<int64_t>(left, kQueryTimeoutMs)), first);
+    first = false;
     if (r.status != 0) return r.status;
     spdlog::warn("appservice {}: query {} got no answer: {}", as.id, path, r.error);
+    if (r.not_sent) return std::nullopt;
     if (!r.timed_out) {
       // Refused or reset: pause briefly rather than hammering a restarting appservice.
       std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(200, std::max<int64_t>(0, left))));
@@ -55,6 +96,20 @@ bool AppServiceQueries::query_user(const std::string& user_id) const {
   });
 }
 
+bool AppServiceQueries::may_query_user(const std::string& user_id) const {
+  for (const auto& as : registry_.all()) {
+    if (as->url && as->is_interested_in_user(user_id) && user_id != as->sender) return true;
+  }
+  return false;
+}
+
+bool AppServiceQueries::may_query_alias(const std::string& alias) const {
+  for (const auto& as : registry_.all()) {
+    if (as->url && as->is_interested_in_alias(alias)) return true;
+  }
+  return false;
+}
+
 bool AppServiceQueries::query_alias(const std::string& alias) const {
   return query("/_matrix/app/v1/rooms/" + path_escape(alias),
                [&](const AppService& as) { return as.is_interested_in_alias(alias); });
@@ -65,8 +120,8 @@ int64_t AppServiceQueries::ping(const AppService& as, const std::optional<std::s
   boost::json::object body;
   if (transaction_id) body["transaction_id"] = *transaction_id;
   int64_t start = core::steady_ms();
-  auto r = http_("POST", *as.url, "/_matrix/app/v1/ping", {{"Authorization", "Bearer " + as.hs_token}},
-                 boost::json::serialize(body), kPingTimeoutMs);
+  // Under the in-flight limit, but not the breaker: a ping is how one finds out it is back.
+  auto r = call(as, "POST", "/_matrix/app/v1/ping", boost::json::serialize(body), kPingTimeoutMs, false);
   int64_t duration = core::steady_ms() - start;
   if (r.timed_out) throw MatrixError(504, "M_CONNECTION_TIMEOUT", "Ping timed out");
   if (r.status == 0) throw MatrixError(502, "M_CONNECTION_FAILED", "Ping failed: " + r.error);
@@ -81,8 +136,7 @@ std::optional<boost::json::object> AppServiceQueries::protocol(const std::string
   std::optional<boost::json::object> merged;
   for (const auto& as : registry_.all()) {
     if (!as->url || std::find(as->protocols.begin(), as->protocols.end(), protocol) == as->protocols.end()) continue;
-    auto r = http_("GET", *as->url, "/_matrix/app/v1/thirdparty/protocol/" + path_escape(protocol),
-                   {{"Authorization", "Bearer " + as->hs_token}}, "", kQueryTimeoutMs);
+    auto r = call(*as, "GET", "/_matrix/app/v1/thirdparty/protocol/" + path_escape(protocol), "", kQueryTimeoutMs);
     if (r.status < 200 || r.status >= 300) continue;
     boost::system::error_code ec;
     auto v = boost::json::parse(r.body, ec);
@@ -119,7 +173,7 @@ boost::json::value AppServiceQueries::thirdparty(const std::string& protocol, co
         std::find(as->protocols.begin(), as->protocols.end(), protocol) == as->protocols.end()) {
       continue;
     }
-    auto r = http_("GET", *as->url, path_and_query, {{"Authorization", "Bearer " + as->hs_token}}, "", kQueryTimeoutMs);
+    auto r = call(*as, "GET", path_and_query, "", kQueryTimeoutMs);
     if (r.status < 200 || r.status >= 300) continue;
     boost::system::error_code ec;
     auto v = boost::json::parse(r.body, ec);

@@ -20,7 +20,8 @@ struct AppServiceSender::Worker {
   std::mutex mu;
   std::condition_variable cv;
   bool wake = false;  // new events or a poke
-  bool poked = false;
+  bool poked = false;      // a poke since the last attempt began
+  bool poke_retry = false; // the next attempt is a poke's: its failure does not double the delay
   bool stopping = false;
   std::set<std::string> typing_rooms;  // rooms whose typing changed since the last transaction
   // Status, guarded by mu.
@@ -29,6 +30,8 @@ struct AppServiceSender::Worker {
   int64_t delivered_events = 0;
   int64_t last_success_ts = 0;
   std::string last_error;
+  int64_t skipped_events = 0;
+  std::string last_skipped;
 };
 
 AppServiceSender::AppServiceSender(const AppServiceRegistry& registry, storage::Database& db, Notifier& notifier,
@@ -116,6 +119,8 @@ std::vector<DeliveryStatus> AppServiceSender::status() const {
       s.delivered_events = w->delivered_events;
       s.last_success_ts = w->last_success_ts;
       s.last_error = w->last_error;
+      s.skipped_events = w->skipped_events;
+      s.last_skipped = w->last_skipped;
     }
     out.push_back(std::move(s));
   }
@@ -172,6 +177,15 @@ bool AppServiceSender::queue_next(Worker& w) {
   boost::json::array events;
   boost::json::array ephemeral;
   int64_t cursor = state.last_stream;
+  // An event that cannot be read or formatted is skipped, never retried: it would stop delivery
+  // to this appservice for good (the same range fails every time, across restarts).
+  auto skip = [&](int64_t stream, const std::string& event_id, const std::string& why) {
+    std::string what = "event " + event_id + " at stream position " + std::to_string(stream) + ": " + why;
+    spdlog::error("appservice {}: skipping {}", as.id, what);
+    std::lock_guard lock(w.mu);
+    w.skipped_events++;
+    w.last_skipped = std::move(what);
+  };
   db_.read([&](storage::Connection& c) {
     std::map<std::string, bool> room_cache;
     auto room_interesting = [&](const std::string& room_id) {
@@ -182,20 +196,32 @@ bool AppServiceSender::queue_next(Worker& w) {
     // Scan in pages until a transaction is full or the stream is exhausted.
     while (cursor < upto && static_cast<int64_t>(events.size()) < kMaxEventsPerTxn) {
       // Only as many as the transaction can still take: loading more would parse them for nothing.
-      auto page = ev::events_in_stream_range(c, cursor, upto, kMaxEventsPerTxn - static_cast<int64_t>(events.size()));
+      auto page = ev::stream_rows(c, cursor, upto, kMaxEventsPerTxn - static_cast<int64_t>(events.size()));
       if (page.empty()) {
         cursor = upto;
         break;
       }
-      for (const auto& e : page) {
+      for (const auto& row : page) {
         if (static_cast<int64_t>(events.size()) >= kMaxEventsPerTxn) break;
-        cursor = e.stream_ordering;
-        if (!interested(as, e, c, room_cache)) continue;
-        // No unsigned.age: the body is stored and may be resent much later, when an age taken
-        // now would be wrong. origin_server_ts says when the event happened.
-        auto ce = client_event(e, c);
-        ce["unsigned"].as_object().erase("age");
-        events.push_back(std::move(ce));
+        cursor = row.stream_ordering;
+        if (!row.event) {
+          skip(row.stream_ordering, row.event_id, row.error);
+          continue;
+        }
+        const auto& e = *row.event;
+        try {
+          if (!interested(as, e, c, room_cache)) continue;
+          // No unsigned.age: the body is stored and may be resent much later, when an age taken
+          // now would be wrong. origin_server_ts says when the event happened.
+          auto ce = client_event(e, c);
+          ce["unsigned"].as_object().erase("age");
+          events.push_back(std::move(ce));
+        } catch (const boost::system::system_error& ex) {  // JSON of this or a related event
+          skip(e.stream_ordering, e.event_id, std::string("cannot format: ") + ex.what());
+        } catch (const std::logic_error& ex) {  // a stored event without the fields it needs
+          skip(e.stream_ordering, e.event_id, std::string("cannot format: ") + ex.what());
+        }
+        // Anything else (the database failing) is not this event's fault: the range is retried.
       }
     }
     if (!as.receive_ephemeral) return;
@@ -240,10 +266,14 @@ bool AppServiceSender::deliver_one(Worker& w) {
   const AppService& as = *w.as;
   auto txn = db_.read([&](storage::Connection& c) { return asdb::oldest_txn(c, as.id); });
   if (!txn) return false;
+  bool poke_retry;
+  int64_t attempt_start = core::steady_ms();
   {
     // A poke from here on (even during this attempt) ends the wait before the next one.
     std::lock_guard lock(w.mu);
     w.poked = false;
+    poke_retry = w.poke_retry;
+    w.poke_retry = false;
   }
   auto resp = http_("PUT", *as.url, "/_matrix/app/v1/transactions/" + std::to_string(txn->txn_id),
                     {{"Authorization", "Bearer " + as.hs_token}}, txn->body, kRequestTimeoutMs);
@@ -260,13 +290,24 @@ bool AppServiceSender::deliver_one(Worker& w) {
   }
   std::string why = resp.status ? "HTTP " + std::to_string(resp.status) : resp.error;
   std::unique_lock lock(w.mu);
-  w.backoff_ms = w.backoff_ms ? std::min(w.backoff_ms * 2, kMaxBackoffMs) : kInitialBackoffMs;
-  w.last_error = why;
+  // A failed retry that a poke started keeps the delay: only the timer's own retries double it.
+  if (!poke_retry || !w.backoff_ms) {
+    w.backoff_ms = w.backoff_ms ? std::min(w.backoff_ms * 2, kMaxBackoffMs) : kInitialBackoffMs;
+  }
+  w.last_error = "transaction " + std::to_string(txn->txn_id) + ": " + why;
   spdlog::warn("appservice {}: transaction {} failed ({}); retrying in {} ms", as.id, txn->txn_id, why, w.backoff_ms);
   // Wait out the backoff unless the appservice shows signs of life or we stop. A poke ends the
-  // wait, not the backoff: backoff_ms stays (and keeps doubling) until the appservice accepts a
-  // transaction, so the status endpoint reports it even right after the appservice's own request.
-  w.cv.wait_for(lock, std::chrono::milliseconds(w.backoff_ms), [&] { return w.stopping || w.poked; });
+  // wait, not the backoff: backoff_ms stays until the appservice accepts a transaction, so the
+  // status endpoint reports it even right after the appservice's own request.
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(w.backoff_ms);
+  w.cv.wait_until(lock, until, [&] { return w.stopping || w.poked; });
+  if (w.poked && !w.stopping) {
+    // Attempts at most every kMinPokeRetryMs, so a bridge's burst of requests cannot make us hammer it.
+    auto earliest = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds(std::max<int64_t>(0, attempt_start + kMinPokeRetryMs - core::steady_ms()));
+    w.cv.wait_until(lock, std::min(until, earliest), [&] { return w.stopping; });
+    w.poke_retry = std::chrono::steady_clock::now() < until;  // the timer's own retry when it came anyway
+  }
   w.poked = false;
   return true;
 }
@@ -281,10 +322,17 @@ void AppServiceSender::run(Worker& w) {
     try {
       // Queued transactions first (in txn id order), then build more from the stream.
       if (deliver_one(w)) continue;
-      if (queue_next(w)) continue;
+      bool queued = queue_next(w);
+      {
+        // The stream reads again and nothing is queued: no error stands in the way any more.
+        std::lock_guard lock(w.mu);
+        w.last_error.clear();
+      }
+      if (queued) continue;
     } catch (const std::exception& e) {
       spdlog::error("appservice {}: delivery error: {}", w.as->id, e.what());
       std::unique_lock lock(w.mu);
+      w.last_error = std::string("delivery error: ") + e.what();  // the status endpoint shows what stops us
       w.cv.wait_for(lock, std::chrono::seconds(1), [&] { return w.stopping; });
       continue;
     }

@@ -27,6 +27,7 @@ struct OutboundResponse {
   std::string body;
   std::string error;
   bool timed_out = false;
+  bool not_sent = false;  // refused before sending (AppServiceQueries' in-flight limit, breaker)
 };
 // The transport, injected by main so this layer stays free of the HTTP stack.
 using OutboundHttp = std::function<OutboundResponse(
@@ -42,7 +43,9 @@ struct DeliveryStatus {
   int64_t delivered_events = 0; // since start
   int64_t backoff_ms = 0;       // current retry delay, 0 when healthy
   int64_t last_success_ts = 0;
-  std::string last_error;
+  std::string last_error;       // why delivery is failing or stuck now; empty when it is not
+  int64_t skipped_events = 0;   // since start: events that could not be read or formatted
+  std::string last_skipped;     // the last of them: event id, stream position, reason
 };
 
 class AppServiceSender {
@@ -50,6 +53,7 @@ public:
   static constexpr int64_t kMaxEventsPerTxn = 100;
   static constexpr int64_t kInitialBackoffMs = 1000;
   static constexpr int64_t kMaxBackoffMs = 5 * 60 * 1000;
+  static constexpr int64_t kMinPokeRetryMs = 250;  // pokes retry at most this often
   static constexpr int kRequestTimeoutMs = 30000;
 
   AppServiceSender(const AppServiceRegistry& registry, storage::Database& db, Notifier& notifier, OutboundHttp http);
@@ -57,7 +61,9 @@ public:
 
   void start();
   void stop();
-  // The appservice is alive (it pinged or made a request): end any backoff and deliver now.
+  // The appservice is alive (it pinged or made a request): end the wait of a backoff and retry
+  // now (at most once per kMinPokeRetryMs). A retry a poke started that fails again keeps the
+  // delay as it was: a bridge's requests during an outage must not push its backoff to the cap.
   void poke(const std::string& appservice_id);
   // Ephemeral data (MSC2409, receive_ephemeral): typing changed in a room. Typing is read back
   // through `typing_source` when the next transaction is built (best effort, not durable;
