@@ -15,4 +15,9 @@ std::string canonical_json(const boost::json::value& v);
 // event content that could not be hashed/signed (400 M_BAD_JSON).
 bool is_canonical_compatible(const boost::json::value& v);
 
+// Stricter, for JSON that becomes an event (Synapse's rule): every number must have been written
+// as an integer literal within that range. `1e10`, `1.0` and `-0.0` parse as doubles and are
+// refused, so what is stored and served is exactly the canonical form the hash covers.
+bool is_event_json_compatible(const boost::json::value& v);
+
 }  // namespace trestle::core

@@ -1,0 +1,158 @@
+"""Event content at the request parser's limits must store, read back and stay writable; rows an
+older binary stored deeper than that must still read; one unreadable row must not break /sync."""
+
+import json
+import os
+import sqlite3
+
+from harness import TestFailure
+
+REQUEST_DEPTH = 64  # the request parser's nesting limit
+
+
+def deep_content(depth, extra=None):
+    """An event content object nested exactly `depth` containers deep (the content itself is one)."""
+    inner = {"leaf": 1}
+    for _ in range(depth - 2):
+        inner = {"a": inner}
+    content = {"msgtype": "m.text", "body": "deep", "a": inner}
+    content.update(extra or {})
+    return content
+
+
+def depth_of(value):
+    if isinstance(value, dict):
+        return 1 + max([depth_of(v) for v in value.values()] or [0])
+    if isinstance(value, list):
+        return 1 + max([depth_of(v) for v in value] or [0])
+    return 0
+
+
+def two_members(ctx, srv):
+    alice = ctx.register(srv, "alice")
+    bob = ctx.register(srv, "bob")
+    room = ctx.expect(alice.request("POST", "/createRoom", body={"preset": "public_chat"}))["room_id"]
+    ctx.expect(alice.request("POST", f"/join/{room}", body={}))
+    ctx.expect(bob.request("POST", f"/join/{room}", body={}))
+    return alice, bob, room
+
+
+def check_reads(ctx, room, event_id, users):
+    """Every read path that serves the event answers 200."""
+    for user in users:
+        initial = ctx.expect(user.request("GET", "/sync", query={"timeout": "0"}))
+        ctx.expect(user.request("GET", "/sync", query={"timeout": "0", "since": initial["next_batch"]}))
+        ctx.expect(user.request("GET", f"/rooms/{room}/messages", query={"dir": "b", "limit": "50"}),
+                   body={"chunk": {"$contains": [{"event_id": event_id}]}})
+        ctx.expect(user.request("GET", f"/rooms/{room}/event/{event_id}"), body={"event_id": event_id})
+        ctx.expect(user.request("GET", f"/rooms/{room}/context/{event_id}", query={"limit": "10"}),
+                   body={"event": {"event_id": event_id}})
+        ctx.expect(user.request("GET", f"/rooms/{room}/state"))
+
+
+def test_content_nested_as_deep_as_a_request_allows_reads_back_everywhere(ctx):
+    srv = ctx.server()
+    alice, bob, room = two_members(ctx, srv)
+    state_path = f"/rooms/{room}/state/org.example.deep/"
+    # A state event 63 deep, then replaced by another: the replacement carries prev_content.
+    ctx.expect(alice.request("PUT", state_path, body=deep_content(REQUEST_DEPTH - 1, {"v": 1})))
+    replaced = ctx.expect(alice.request("PUT", state_path, body=deep_content(REQUEST_DEPTH - 1, {"v": 2})))["event_id"]
+    # A message as deep as the request parser allows, the room's latest event.
+    body = deep_content(REQUEST_DEPTH)
+    assert depth_of(body) == REQUEST_DEPTH
+    deep = ctx.expect(bob.request("PUT", f"/rooms/{room}/send/m.room.message/deep", body=body))["event_id"]
+
+    check_reads(ctx, room, deep, [alice, bob])
+    got = ctx.expect(alice.request("GET", f"/rooms/{room}/event/{replaced}"))
+    if got["content"] != deep_content(REQUEST_DEPTH - 1, {"v": 2}) or \
+            got["unsigned"].get("prev_content") != deep_content(REQUEST_DEPTH - 1, {"v": 1}):
+        raise TestFailure("the replaced deep state event does not read back as sent")
+    ctx.expect(alice.request("GET", f"/rooms/{room}/event/{deep}"), body={"content": {"$eq": body}})
+
+    # After a restart the room is still writable (its latest event is the deep one).
+    srv.stop()
+    srv.start()
+    check_reads(ctx, room, deep, [alice, bob])
+    ctx.expect(bob.request("PUT", f"/rooms/{room}/send/m.room.message/after", body={"msgtype": "m.text", "body": "hi"}))
+    ctx.expect(alice.request("PUT", f"/rooms/{room}/state/m.room.topic/", body={"topic": "still writable"}))
+    ctx.expect(alice.request("PUT", state_path, body={"v": 3}))
+
+    # A room admin redacts the deep message; everything still reads.
+    ctx.expect(alice.request("PUT", f"/rooms/{room}/redact/{deep}/r1", body={"reason": "too deep"}))
+    ctx.expect(alice.request("GET", f"/rooms/{room}/event/{deep}"), body={"content": {"$eq": {}}})
+    check_reads(ctx, room, deep, [alice, bob])
+    ctx.expect(bob.request("POST", f"/rooms/{room}/leave", body={}))
+    ctx.expect(alice.request("GET", "/sync", query={"timeout": "0"}))
+
+
+def stored_db(srv):
+    return sqlite3.connect(os.path.join(srv.data_dir, "homeserver.db"))
+
+
+def test_an_over_deep_row_stored_by_an_older_binary_reads_and_can_be_redacted(ctx):
+    srv = ctx.server()
+    alice, bob, room = two_members(ctx, srv)
+    ctx.expect(alice.request("PUT", f"/rooms/{room}/state/org.example.deep/", body={"v": 1}))
+    state_ev = ctx.expect(alice.request("PUT", f"/rooms/{room}/state/org.example.deep/", body={"v": 2}))["event_id"]
+    msg = ctx.expect(bob.request("PUT", f"/rooms/{room}/send/m.room.message/m1",
+                                 body={"msgtype": "m.text", "body": "x"}))["event_id"]
+    srv.stop()
+    # What the old binary stored for a 64-deep request: the PDU one level deeper than the
+    # content, and a replacing state event's unsigned.prev_content two levels deeper (66).
+    with stored_db(srv) as db:
+        for event_id, content, prev in [(msg, deep_content(REQUEST_DEPTH), None),
+                                        (state_ev, deep_content(REQUEST_DEPTH, {"v": 2}),
+                                         deep_content(REQUEST_DEPTH, {"v": 1}))]:
+            (text,) = db.execute("SELECT json FROM events WHERE event_id = ?", (event_id,)).fetchone()
+            pdu = json.loads(text)
+            pdu["content"] = content
+            if prev is not None:
+                pdu.setdefault("unsigned", {})["prev_content"] = prev
+            assert depth_of(pdu) == REQUEST_DEPTH + (2 if prev else 1)
+            db.execute("UPDATE events SET json = ? WHERE event_id = ?", (json.dumps(pdu), event_id))
+    db.close()
+    srv.start()
+    check_reads(ctx, room, msg, [alice, bob])
+    check_reads(ctx, room, state_ev, [alice, bob])
+    # The deep message is the room's latest event: the room must stay writable.
+    ctx.expect(bob.request("PUT", f"/rooms/{room}/send/m.room.message/m2", body={"msgtype": "m.text", "body": "y"}))
+    ctx.expect(alice.request("PUT", f"/rooms/{room}/redact/{msg}/r1", body={}))
+    ctx.expect(alice.request("PUT", f"/rooms/{room}/redact/{state_ev}/r2", body={}))
+    ctx.expect(alice.request("GET", f"/rooms/{room}/event/{msg}"), body={"content": {"$eq": {}}})
+    ctx.expect(alice.request("PUT", f"/rooms/{room}/state/org.example.deep/", body={"v": 3}))
+    check_reads(ctx, room, msg, [alice, bob])
+    ctx.expect(bob.request("POST", f"/rooms/{room}/leave", body={}))
+
+
+def test_an_unreadable_row_is_skipped_not_a_failed_sync(ctx):
+    srv = ctx.server()
+    alice, bob, room = two_members(ctx, srv)
+    other = ctx.expect(alice.request("POST", "/createRoom", body={}))["room_id"]
+    good = ctx.expect(alice.request("PUT", f"/rooms/{other}/send/m.room.message/g",
+                                    body={"msgtype": "m.text", "body": "fine"}))["event_id"]
+    bad = ctx.expect(bob.request("PUT", f"/rooms/{room}/send/m.room.message/b",
+                                 body={"msgtype": "m.text", "body": "to be damaged"}))["event_id"]
+    after = ctx.expect(bob.request("PUT", f"/rooms/{room}/send/m.room.message/c",
+                                   body={"msgtype": "m.text", "body": "after"}))["event_id"]
+    srv.stop()
+    with stored_db(srv) as db:
+        db.execute("UPDATE events SET json = ? WHERE event_id = ?", ('{"a":' * 500 + "1" + "}" * 500, bad))
+    db.close()
+    srv.start()
+    sync = ctx.expect(alice.request("GET", "/sync", query={"timeout": "0"}))
+    timeline = sync["rooms"]["join"][room]["timeline"]["events"]
+    if any(e["event_id"] == bad for e in timeline) or not any(e["event_id"] == after for e in timeline):
+        raise TestFailure("the unreadable row should be left out and the rest of the room served")
+    if not any(e["event_id"] == good for e in sync["rooms"]["join"][other]["timeline"]["events"]):
+        raise TestFailure("the other room's events are missing")
+    ctx.expect(bob.request("GET", f"/rooms/{room}/messages", query={"dir": "b"}),
+               body={"chunk": {"$contains": [{"event_id": after}], "$not_contains": [{"event_id": bad}]}})
+    ctx.expect(bob.request("GET", f"/rooms/{room}/event/{bad}"), 404, "M_NOT_FOUND")
+    ctx.expect(bob.request("GET", f"/rooms/{room}/context/{after}"))
+    # A room admin can still redact it; then it is served as a redacted event.
+    ctx.expect(alice.request("PUT", f"/rooms/{room}/redact/{bad}/r1", body={}))
+    ctx.expect(bob.request("GET", f"/rooms/{room}/event/{bad}"),
+               body={"event_id": bad, "sender": bob.user_id, "content": {"$eq": {}}})
+    ctx.expect(bob.request("PUT", f"/rooms/{room}/send/m.room.message/d", body={"msgtype": "m.text", "body": "ok"}))
+    if "unreadable" not in srv.output():
+        raise TestFailure("the skipped row was not logged")
