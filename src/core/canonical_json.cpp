@@ -147,6 +147,22 @@ bool is_canonical_compatible(const boost::json::value& v) {
   }
 }
 
+void integralise_numbers(boost::json::value& v) {
+  switch (v.kind()) {
+    case boost::json::kind::double_:
+      if (auto n = integral_value(v)) v = *n;
+      break;
+    case boost::json::kind::array:
+      for (auto& e : v.get_array()) integralise_numbers(e);
+      break;
+    case boost::json::kind::object:
+      for (auto& kv : v.get_object()) integralise_numbers(kv.value());
+      break;
+    default:
+      break;
+  }
+}
+
 bool is_event_json_compatible(const boost::json::value& v) {
   switch (v.kind()) {
     case boost::json::kind::double_:

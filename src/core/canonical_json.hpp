@@ -20,4 +20,9 @@ bool is_canonical_compatible(const boost::json::value& v);
 // refused, so what is stored and served is exactly the canonical form the hash covers.
 bool is_event_json_compatible(const boost::json::value& v);
 
+// Replaces every double in `v` that holds an integer of the canonical range by that integer (-0.0
+// by 0), so JSON stored before the rule above (written back as `1E10`, `-0E0`) is served in the
+// canonical form its hash was computed on. Other values are left as they are.
+void integralise_numbers(boost::json::value& v);
+
 }  // namespace trestle::core

@@ -1,5 +1,6 @@
 #include "storage/event_store.hpp"
 
+#include "core/canonical_json.hpp"
 #include "core/json_depth.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -39,8 +40,12 @@ StoredEvent header_from_row(const Statement& st) {
 std::optional<StoredEvent> event_from_row(const Statement& st) {
   StoredEvent e = header_from_row(st);
   try {
-    auto v = core::parse_stored_json(st.text(8));
+    const std::string text = st.text(8);
+    auto v = core::parse_stored_json(text);
     if (!v.is_object()) throw std::runtime_error("not a JSON object");
+    // Older binaries accepted `1e10` in content and stored it as a double ("1E10"); numbers
+    // written so always have an exponent, so only rows with an 'E' can hold one.
+    if (text.find('E') != std::string::npos) core::integralise_numbers(v);
     e.pdu = std::move(v.as_object());
     return e;
   } catch (const std::exception& ex) {

@@ -201,3 +201,9 @@ TEST(JsonDepth, StoredReaderAcceptsWhatRequestsCanBuild) {
   EXPECT_EQ(json_depth(parse_stored_json(nested(kMaxStoredJsonDepth))), kMaxStoredJsonDepth);
   EXPECT_THROW(parse_stored_json(nested(kMaxStoredJsonDepth + 1)), std::exception);
 }
+
+TEST(CanonicalJson, IntegraliseNumbersServesStoredDoublesCanonically) {
+  auto v = boost::json::parse(R"({"a":1E10,"b":[-0E0,1E0,2E3],"c":1.5E0,"d":"1E10","e":7})");
+  trestle::core::integralise_numbers(v);
+  EXPECT_EQ(boost::json::serialize(v), R"({"a":10000000000,"b":[0,1,2000],"c":1.5E0,"d":"1E10","e":7})");
+}

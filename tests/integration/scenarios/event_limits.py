@@ -187,3 +187,26 @@ def test_sending_large_events_does_not_keep_them_in_memory(ctx):
     if growth > 15:
         raise TestFailure(f"RSS grew {growth:.1f} MiB over {count} events of 60 KiB")
     ctx.expect(alice.request("GET", f"/rooms/{rooms[0]}/messages", query={"dir": "b", "limit": "5"}))
+
+
+def test_numbers_an_older_binary_stored_as_doubles_are_served_as_integers(ctx):
+    srv = ctx.server()
+    alice = ctx.register(srv, "alice")
+    room = ctx.expect(alice.request("POST", "/createRoom", body={}))["room_id"]
+    ev = ctx.expect(alice.request("PUT", f"/rooms/{room}/send/m.room.message/n",
+                                  body={"body": "Exponents", "n": 11, "m": [22, 33]}))["event_id"]
+    srv.stop()
+    # The old binary accepted 1e10, 1.0, -0.0 and wrote them back as Boost prints doubles.
+    with stored_db(srv) as db:
+        (text,) = db.execute("SELECT json FROM events WHERE event_id = ?", (ev,)).fetchone()
+        text = text.replace('"n":11', '"n":1E10').replace("[22,33]", "[1E0,-0E0]")
+        assert "1E10" in text and "-0E0" in text
+        db.execute("UPDATE events SET json = ? WHERE event_id = ?", (text, ev))
+    db.close()
+    srv.start()
+    for res in [alice.request("GET", f"/rooms/{room}/event/{ev}"),
+                alice.request("GET", f"/rooms/{room}/messages", query={"dir": "b", "limit": "1"})]:
+        ctx.expect(res)
+        raw = res.body.decode()
+        if '"n":10000000000' not in raw.replace(" ", "") or '"m":[1,0]' not in raw.replace(" ", "") or "E0" in raw:
+            raise TestFailure(f"stored doubles are not served as canonical integers: {raw[:400]}")
