@@ -130,13 +130,10 @@ std::shared_ptr<const RoomService::DagEvent> RoomService::dag_event(storage::Con
     auto full = ev::get_event(c, event_id);
     if (full) e = std::move(full);
   }
-  remember_dag_event(*e);
-  std::lock_guard lock(dag_cache_mu_);
-  auto it = dag_cache_.find(event_id);
-  return it != dag_cache_.end() ? it->second.first : nullptr;
+  return remember_dag_event(*e);
 }
 
-void RoomService::remember_dag_event(const ev::StoredEvent& e) {
+std::shared_ptr<const RoomService::DagEvent> RoomService::remember_dag_event(const ev::StoredEvent& e) {
   auto entry = std::make_shared<DagEvent>();
   entry->depth = e.depth;
   entry->auth_pdu = auth_fields(e);
@@ -152,13 +149,14 @@ void RoomService::remember_dag_event(const ev::StoredEvent& e) {
   }
   dag_lru_.push_front(e.event_id);
   dag_cache_bytes_ += entry->bytes;
-  dag_cache_.emplace(e.event_id, std::make_pair(std::move(entry), dag_lru_.begin()));
+  dag_cache_.emplace(e.event_id, std::make_pair(entry, dag_lru_.begin()));
   while (dag_cache_bytes_ > kDagCacheBytes && dag_lru_.size() > 1) {
     auto victim = dag_cache_.find(dag_lru_.back());
     dag_cache_bytes_ -= victim->second.first->bytes;
     dag_cache_.erase(victim);
     dag_lru_.pop_back();
   }
+  return entry;
 }
 
 room::StateMap RoomService::state_map(storage::Connection& c, const std::string& room_id) {

@@ -145,7 +145,7 @@ private:
   // safe. Only ids read from the database are looked up, so an event of a rolled-back write is
   // never referenced. LRU within kDagCacheBytes.
   std::shared_ptr<const DagEvent> dag_event(storage::Connection& c, const std::string& event_id);
-  void remember_dag_event(const storage::events::StoredEvent& e);
+  std::shared_ptr<const DagEvent> remember_dag_event(const storage::events::StoredEvent& e);
   static constexpr size_t kDagCacheBytes = 32u << 20;
   void announce(const std::vector<storage::events::StoredEvent>& events);
 

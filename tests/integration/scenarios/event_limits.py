@@ -210,3 +210,44 @@ def test_numbers_an_older_binary_stored_as_doubles_are_served_as_integers(ctx):
         raw = res.body.decode()
         if '"n":10000000000' not in raw.replace(" ", "") or '"m":[1,0]' not in raw.replace(" ", "") or "E0" in raw:
             raise TestFailure(f"stored doubles are not served as canonical integers: {raw[:400]}")
+
+
+def test_the_64_kib_limit_holds_for_the_pdu_as_stored(ctx):
+    srv = ctx.server(config={"max_request_body_size": "1M"})
+    alice = ctx.register(srv, "alice")
+    room = ctx.expect(alice.request("POST", "/createRoom", body={}))["room_id"]
+    # The largest first state event of this key that fits (it has no unsigned part yet).
+    low, high = 60000, 66000
+    while high - low > 1:
+        mid = (low + high) // 2
+        res = alice.request("PUT", f"/rooms/{room}/state/org.example.big/k{mid}", body={"v": "x" * mid})
+        if res.status == 200:
+            low = mid
+        else:
+            ctx.expect(res, 413, "M_TOO_LARGE")
+            high = mid
+    # Replacing it adds unsigned.replaces_state and prev_sender: that PDU is over the limit.
+    ctx.expect(alice.request("PUT", f"/rooms/{room}/state/org.example.big/k{low}", body={"v": "y" * low}),
+               413, "M_TOO_LARGE")
+    # A large state event replaced by another large one still works: prev_content is not stored
+    # inside the new PDU but read from the replaced event when served.
+    ctx.expect(alice.request("PUT", f"/rooms/{room}/state/org.example.big/half", body={"v": "a" * 40000}))
+    new = ctx.expect(alice.request("PUT", f"/rooms/{room}/state/org.example.big/half", body={"v": "b" * 40000}))
+    ctx.expect(alice.request("GET", f"/rooms/{room}/event/{new['event_id']}"),
+               body={"content": {"v": "b" * 40000}, "unsigned": {"prev_content": {"v": "a" * 40000}}})
+
+
+def test_redacting_replaced_state_hides_it_from_the_replacements_prev_content(ctx):
+    srv = ctx.server()
+    alice = ctx.register(srv, "alice")
+    room = ctx.expect(alice.request("POST", "/createRoom", body={}))["room_id"]
+    old = ctx.expect(alice.request("PUT", f"/rooms/{room}/state/m.room.topic/", body={"topic": "secret"}))["event_id"]
+    new = ctx.expect(alice.request("PUT", f"/rooms/{room}/state/m.room.topic/", body={"topic": "public"}))["event_id"]
+    ctx.expect(alice.request("GET", f"/rooms/{room}/event/{new}"),
+               body={"unsigned": {"replaces_state": old, "prev_content": {"$eq": {"topic": "secret"}}}})
+    ctx.expect(alice.request("PUT", f"/rooms/{room}/redact/{old}/r", body={}))
+    ctx.expect(alice.request("GET", f"/rooms/{room}/event/{new}"),
+               body={"unsigned": {"replaces_state": old, "prev_content": {"$eq": {}}}})
+    sync = ctx.expect(alice.request("GET", "/sync", query={"timeout": "0"}))
+    if "secret" in json.dumps(sync):
+        raise TestFailure("the redacted topic is still served in /sync")
