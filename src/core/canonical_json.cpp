@@ -147,4 +147,41 @@ bool is_canonical_compatible(const boost::json::value& v) {
   }
 }
 
+void integralise_numbers(boost::json::value& v) {
+  switch (v.kind()) {
+    case boost::json::kind::double_:
+      if (auto n = integral_value(v)) v = *n;
+      break;
+    case boost::json::kind::array:
+      for (auto& e : v.get_array()) integralise_numbers(e);
+      break;
+    case boost::json::kind::object:
+      for (auto& kv : v.get_object()) integralise_numbers(kv.value());
+      break;
+    default:
+      break;
+  }
+}
+
+bool is_event_json_compatible(const boost::json::value& v) {
+  switch (v.kind()) {
+    case boost::json::kind::double_:
+      return false;
+    case boost::json::kind::int64:
+    case boost::json::kind::uint64:
+      return integral_value(v).has_value();
+    case boost::json::kind::string:
+      return is_valid_utf8(v.get_string());
+    case boost::json::kind::array:
+      return std::all_of(v.get_array().begin(), v.get_array().end(),
+                         [](const boost::json::value& e) { return is_event_json_compatible(e); });
+    case boost::json::kind::object:
+      return std::all_of(v.get_object().begin(), v.get_object().end(), [](const auto& kv) {
+        return is_valid_utf8(kv.key()) && is_event_json_compatible(kv.value());
+      });
+    default:
+      return true;
+  }
+}
+
 }  // namespace trestle::core

@@ -6,6 +6,23 @@
 
 namespace trestle::service {
 
+namespace {
+
+// An event's content as clients see it: redacted ones keep what their room version's redaction
+// algorithm keeps.
+boost::json::value served_content(const storage::events::StoredEvent& e, storage::Connection& c) {
+  if (!e.redacted_by) return e.pdu.contains("content") ? e.pdu.at("content") : boost::json::object{};
+  // Redaction is rare on the read path: look the room's version up only then.
+  boost::json::object redacted_pdu = e.pdu;
+  redacted_pdu.erase("unsigned");
+  auto room_row = storage::rooms::get_room(c, e.room_id);
+  const room::RoomVersion* v = room_row ? room::find_room_version(room_row->room_version) : nullptr;
+  auto redacted = room::redact_event(redacted_pdu, v ? *v : room::default_room_version());
+  return redacted.contains("content") ? redacted["content"] : boost::json::object{};
+}
+
+}  // namespace
+
 boost::json::object client_event(const storage::events::StoredEvent& e, storage::Connection& c,
                                  const ClientEventOptions& opts) {
   const auto& pdu = e.pdu;
@@ -20,13 +37,7 @@ boost::json::object client_event(const storage::events::StoredEvent& e, storage:
   if (auto* u = pdu.if_contains("unsigned"); u && u->is_object()) unsigned_obj = u->as_object();
   unsigned_obj["age"] = std::max<int64_t>(0, core::now_ms() - e.origin_server_ts);
   if (e.redacted_by) {
-    // Redaction is rare on the read path: look the room's version up only then.
-    boost::json::object redacted_pdu = pdu;
-    redacted_pdu.erase("unsigned");
-    auto room_row = storage::rooms::get_room(c, e.room_id);
-    const room::RoomVersion* v = room_row ? room::find_room_version(room_row->room_version) : nullptr;
-    auto redacted = room::redact_event(redacted_pdu, v ? *v : room::default_room_version());
-    out["content"] = redacted.contains("content") ? redacted["content"] : boost::json::object{};
+    out["content"] = served_content(e, c);
     if (auto r = storage::events::get_event(c, *e.redacted_by)) {
       ClientEventOptions inner;
       inner.include_room_id = opts.include_room_id;
@@ -36,6 +47,15 @@ boost::json::object client_event(const storage::events::StoredEvent& e, storage:
     unsigned_obj.erase("prev_content");
   } else {
     out["content"] = pdu.contains("content") ? pdu.at("content") : boost::json::object{};
+    // Read from the replaced event now, not stored with this one (older rows stored a copy): so
+    // the stored PDU stays within the limits it was checked against, and a later redaction of
+    // the replaced event also hides its content here.
+    unsigned_obj.erase("prev_content");
+    if (e.replaces_state) {
+      if (auto prev = storage::events::get_event(c, *e.replaces_state)) {
+        unsigned_obj["prev_content"] = served_content(*prev, c);
+      }
+    }
     if (auto* r = pdu.if_contains("redacts")) out["redacts"] = *r;
     else if (e.type == "m.room.redaction") {
       if (auto* ct = pdu.if_contains("content"); ct && ct->is_object()) {

@@ -4,6 +4,7 @@
 #include "core/clock.hpp"
 #include "core/error.hpp"
 #include "core/identifiers.hpp"
+#include "core/json_depth.hpp"
 #include "room/event_crypto.hpp"
 #include "service/accounts.hpp"
 #include "service/appservice/queries.hpp"
@@ -36,6 +37,34 @@ std::string membership_of(const object& pdu) {
   if (!content || !content->is_object()) return "";
   auto* m = content->as_object().if_contains("membership");
   return m && m->is_string() ? std::string(m->as_string()) : "";
+}
+
+// State events the auth rules read (room::auth_event_keys names no other types).
+bool is_auth_state(const ev::StoredEvent& e) {
+  if (!e.state_key) return false;
+  return e.type == "m.room.create" || e.type == "m.room.power_levels" || e.type == "m.room.member" ||
+         e.type == "m.room.join_rules" || e.type == "m.room.third_party_invite";
+}
+
+// The part of an auth event the auth rules read: of a membership only its "membership" (a member
+// event's other content, like a long displayname, never matters to them).
+object auth_fields(const ev::StoredEvent& e) {
+  if (!is_auth_state(e)) return {};
+  object out;
+  for (const char* key : {"room_id", "sender", "type", "state_key", "event_id"}) {
+    if (auto* v = e.pdu.if_contains(key)) out[key] = *v;
+  }
+  auto* content = e.pdu.if_contains("content");
+  if (content && content->is_object()) {
+    if (e.type == "m.room.member") {
+      object trimmed;
+      if (auto* m = content->as_object().if_contains("membership")) trimmed["membership"] = *m;
+      out["content"] = std::move(trimmed);
+    } else {
+      out["content"] = *content;
+    }
+  }
+  return out;
 }
 
 std::string str_or(const object& o, const char* key, const std::string& fallback = "") {
@@ -84,23 +113,50 @@ RoomService::RoomService(const config::Config& cfg, storage::Database& db, Notif
                          const core::SigningKey& key, AccountService& accounts)
     : cfg_(cfg), db_(db), notifier_(notifier), key_(key), accounts_(accounts), message_limiter_(cfg.rc_message) {}
 
-std::shared_ptr<const ev::StoredEvent> RoomService::dag_event(storage::Connection& c, const std::string& event_id) {
+std::shared_ptr<const RoomService::DagEvent> RoomService::dag_event(storage::Connection& c,
+                                                                    const std::string& event_id) {
   {
     std::lock_guard lock(dag_cache_mu_);
     auto it = dag_cache_.find(event_id);
-    if (it != dag_cache_.end()) return it->second;
+    if (it != dag_cache_.end()) {
+      dag_lru_.splice(dag_lru_.begin(), dag_lru_, it->second.second);
+      return it->second.first;
+    }
   }
-  auto e = ev::get_event(c, event_id);
+  // The columns give the depth without parsing the PDU; only auth events need their JSON.
+  auto e = ev::get_event_header(c, event_id);
   if (!e) return nullptr;
-  auto shared = std::make_shared<const ev::StoredEvent>(std::move(*e));
-  remember_dag_event(*shared);
-  return shared;
+  if (is_auth_state(*e)) {
+    auto full = ev::get_event(c, event_id);
+    if (full) e = std::move(full);
+  }
+  return remember_dag_event(*e);
 }
 
-void RoomService::remember_dag_event(const ev::StoredEvent& e) {
+std::shared_ptr<const RoomService::DagEvent> RoomService::remember_dag_event(const ev::StoredEvent& e) {
+  auto entry = std::make_shared<DagEvent>();
+  entry->depth = e.depth;
+  entry->auth_pdu = auth_fields(e);
+  // Map and list nodes, the two copies of the id, the shared control block, and the fields.
+  entry->bytes = 160 + 2 * e.event_id.size() +
+                 (entry->auth_pdu.empty() ? 0 : 2 * boost::json::serialize(entry->auth_pdu).size());
   std::lock_guard lock(dag_cache_mu_);
-  if (dag_cache_.size() >= kDagCacheSize) dag_cache_.clear();  // cheap bound; refills from the head
-  dag_cache_[e.event_id] = std::make_shared<const ev::StoredEvent>(e);
+  auto it = dag_cache_.find(e.event_id);
+  if (it != dag_cache_.end()) {
+    dag_cache_bytes_ -= it->second.first->bytes;
+    dag_lru_.erase(it->second.second);
+    dag_cache_.erase(it);
+  }
+  dag_lru_.push_front(e.event_id);
+  dag_cache_bytes_ += entry->bytes;
+  dag_cache_.emplace(e.event_id, std::make_pair(entry, dag_lru_.begin()));
+  while (dag_cache_bytes_ > kDagCacheBytes && dag_lru_.size() > 1) {
+    auto victim = dag_cache_.find(dag_lru_.back());
+    dag_cache_bytes_ -= victim->second.first->bytes;
+    dag_cache_.erase(victim);
+    dag_lru_.pop_back();
+  }
+  return entry;
 }
 
 room::StateMap RoomService::state_map(storage::Connection& c, const std::string& room_id) {
@@ -126,8 +182,14 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   if (ne.type.size() > kMaxTypeOrStateKeyBytes || (ne.state_key && ne.state_key->size() > kMaxTypeOrStateKeyBytes)) {
     throw MatrixError(413, "M_TOO_LARGE", "An event's type and state_key must not exceed 255 bytes");
   }
-  if (!core::is_canonical_compatible(ne.content)) {
-    throw MatrixError::bad_json("Event content must not contain floats or integers beyond 2^53");
+  // Content as deep as a request may carry sits one level deeper in the PDU, which the stored-JSON
+  // reader takes with room to spare (core/json_depth.hpp); deeper content can only come from a bug.
+  if (core::json_depth(ne.content) > core::kMaxJsonDepth) {
+    throw MatrixError::bad_json("Event content is nested too deeply");
+  }
+  if (!core::is_event_json_compatible(ne.content)) {
+    throw MatrixError::bad_json(
+        "Event content must not contain floats, exponents or integers outside [-(2^53)+1, (2^53)-1]");
   }
 
   object pdu;
@@ -155,8 +217,8 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   for (const auto& key : room::auth_event_keys(pdu)) {
     auto id = ev::current_state_event_id(c, ne.room_id, key.first, key.second);
     if (!id) continue;
-    if (auto e = dag_event(c, *id)) {
-      auth_state[key] = e->pdu;
+    if (auto e = dag_event(c, *id); e && !e->auth_pdu.empty()) {
+      auth_state[key] = e->auth_pdu;
       auth_events.push_back(boost::json::value(*id));
     }
   }
@@ -168,7 +230,7 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   if (ne.type == "m.room.redaction" && ne.redacts) {
     // The auth rules let anyone on the target's server redact it, and here that is everyone: like
     // Synapse, only those with the "redact" power level may redact others' events.
-    auto target = ev::get_event(c, *ne.redacts);
+    auto target = ev::get_event_header(c, *ne.redacts);
     if (target && target->room_id == ne.room_id && target->sender != ne.sender) {
       auto st = state_map(c, ne.room_id);
       if (room::user_power_level(st, ne.sender, *version) < room::named_power_level(st, "redact")) {
@@ -183,12 +245,8 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   }
   room::hash_and_sign_event(pdu, cfg_.server_name, key_, *version);
   std::string event_id = room::compute_event_id(pdu, *version);
-  if (core::canonical_json(pdu).size() + event_id.size() + 16 > kMaxPduBytes) {
-    throw MatrixError(413, "M_TOO_LARGE", "Event is larger than 65536 bytes");
-  }
 
   ev::StoredEvent se;
-  se.stream_ordering = db_.next_stream_position();
   se.event_id = event_id;
   se.room_id = ne.room_id;
   se.type = ne.type;
@@ -200,18 +258,21 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   se.txn_device_id = ne.txn_device_id;
 
   if (ne.state_key) {
+    // prev_content is not stored: it is read from the replaced event when served (as Synapse
+    // does), so the stored PDU is exactly the one checked below, whatever the state it replaces.
     auto previous = ev::current_state_event_id(c, ne.room_id, ne.type, *ne.state_key);
     if (previous) {
       se.replaces_state = previous;
-      if (auto prev = ev::get_event(c, *previous)) {
-        object u;
-        u["replaces_state"] = *previous;
-        u["prev_sender"] = prev->sender;
-        if (!prev->redacted_by && prev->pdu.contains("content")) u["prev_content"] = prev->pdu.at("content");
-        pdu["unsigned"] = std::move(u);
+      if (auto prev = ev::get_event_header(c, *previous)) {
+        pdu["unsigned"] = object{{"replaces_state", *previous}, {"prev_sender", prev->sender}};
       }
     }
   }
+  // The spec's limit holds for the whole PDU as stored, unsigned and event ID included.
+  if (core::canonical_json(pdu).size() + event_id.size() + 16 > kMaxPduBytes) {
+    throw MatrixError(413, "M_TOO_LARGE", "Event is larger than 65536 bytes");
+  }
+  se.stream_ordering = db_.next_stream_position();
   se.pdu = pdu;
   ev::insert_event(c, se);
   remember_dag_event(se);
@@ -227,7 +288,7 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   }
   if (ne.type == "m.room.redaction") {
     std::string target = ne.redacts.value_or("");
-    if (auto t = ev::get_event(c, target); t && t->room_id == ne.room_id) ev::mark_redacted(c, target, event_id);
+    if (auto t = ev::get_event_header(c, target); t && t->room_id == ne.room_id) ev::mark_redacted(c, target, event_id);
   }
   ev::set_forward_extremity(c, ne.room_id, event_id);
   return se;
@@ -315,7 +376,7 @@ std::string RoomService::redact(const Requester& r, const std::string& room_id, 
   auto target = db_.read([&](storage::Connection& c) {
     auto room_row = rooms_db::get_room(c, room_id);
     if (room_row) version = room::find_room_version(room_row->room_version);
-    return ev::get_event(c, event_id);
+    return ev::get_event_header(c, event_id);
   });
   if (!target || target->room_id != room_id) throw MatrixError::not_found("Event not found");
   if (version && version->v11_redaction_and_create) content["redacts"] = event_id;

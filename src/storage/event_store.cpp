@@ -1,8 +1,12 @@
 #include "storage/event_store.hpp"
 
+#include "core/canonical_json.hpp"
 #include "core/json_depth.hpp"
 
 #include <boost/json/serialize.hpp>
+#include <spdlog/spdlog.h>
+
+#include <stdexcept>
 
 namespace trestle::storage::events {
 
@@ -12,7 +16,8 @@ constexpr const char* kEventColumns =
     "stream_ordering, event_id, room_id, type, state_key, sender, origin_server_ts, depth, json, "
     "replaces_state, redacted_by, txn_id, txn_device_id";
 
-StoredEvent event_from_row(const Statement& st) {
+// The columns only: everything but the PDU.
+StoredEvent header_from_row(const Statement& st) {
   StoredEvent e;
   e.stream_ordering = st.int64(0);
   e.event_id = st.text(1);
@@ -22,7 +27,6 @@ StoredEvent event_from_row(const Statement& st) {
   e.sender = st.text(5);
   e.origin_server_ts = st.int64(6);
   e.depth = st.int64(7);
-  e.pdu = core::parse_stored_json(st.text(8)).as_object();
   e.replaces_state = st.opt_text(9);
   e.redacted_by = st.opt_text(10);
   e.txn_id = st.opt_text(11);
@@ -30,9 +34,38 @@ StoredEvent event_from_row(const Statement& st) {
   return e;
 }
 
+// A row whose stored JSON cannot be read (damaged, or nested deeper than any binary wrote) must
+// not fail every read that meets it: it is left out, with the reason logged. Once redacted, its
+// content no longer matters, so it is served from its columns as a redacted event.
+std::optional<StoredEvent> event_from_row(const Statement& st) {
+  StoredEvent e = header_from_row(st);
+  try {
+    const std::string text = st.text(8);
+    auto v = core::parse_stored_json(text);
+    if (!v.is_object()) throw std::runtime_error("not a JSON object");
+    // Older binaries accepted `1e10` in content and stored it as a double ("1E10"); numbers
+    // written so always have an exponent, so only rows with an 'E' can hold one.
+    if (text.find('E') != std::string::npos) core::integralise_numbers(v);
+    e.pdu = std::move(v.as_object());
+    return e;
+  } catch (const std::exception& ex) {
+    if (!e.redacted_by) {
+      spdlog::warn("event {}: stored JSON unreadable ({}); left out", e.event_id, ex.what());
+      return std::nullopt;
+    }
+  }
+  e.pdu = boost::json::object{{"room_id", e.room_id}, {"sender", e.sender}, {"type", e.type},
+                              {"origin_server_ts", e.origin_server_ts}, {"depth", e.depth},
+                              {"content", boost::json::object{}}};
+  if (e.state_key) e.pdu["state_key"] = *e.state_key;
+  return e;
+}
+
 std::vector<StoredEvent> collect(Statement& st) {
   std::vector<StoredEvent> out;
-  while (st.step()) out.push_back(event_from_row(st));
+  while (st.step()) {
+    if (auto e = event_from_row(st)) out.push_back(std::move(*e));
+  }
   return out;
 }
 
@@ -56,6 +89,13 @@ std::optional<StoredEvent> get_event(Connection& c, const std::string& event_id)
   st.bind(event_id);
   if (!st.step()) return std::nullopt;
   return event_from_row(st);
+}
+
+std::optional<StoredEvent> get_event_header(Connection& c, const std::string& event_id) {
+  auto st = c.prepare(std::string("SELECT ") + kEventColumns + " FROM events WHERE event_id = ?");
+  st.bind(event_id);
+  if (!st.step()) return std::nullopt;
+  return header_from_row(st);
 }
 
 std::vector<StoredEvent> get_events(Connection& c, const std::vector<std::string>& event_ids) {
@@ -126,8 +166,14 @@ std::optional<boost::json::object> state_content_before(Connection& c, const std
                       "stream_ordering < ? ORDER BY stream_ordering DESC LIMIT 1");
   st.bind(room_id, type, state_key, before);
   if (!st.step()) return std::nullopt;
-  auto pdu = core::parse_stored_json(st.text(0)).as_object();
-  auto* content = pdu.if_contains("content");
+  boost::json::value pdu;
+  try {
+    pdu = core::parse_stored_json(st.text(0));
+  } catch (const std::exception& ex) {
+    spdlog::warn("room {}: stored state event {} unreadable ({})", room_id, type, ex.what());
+    return boost::json::object{};
+  }
+  auto* content = pdu.is_object() ? pdu.as_object().if_contains("content") : nullptr;
   if (!content || !content->is_object()) return boost::json::object{};
   return content->as_object();
 }

@@ -42,7 +42,11 @@ struct Membership {
 };
 
 void insert_event(Connection& c, const StoredEvent& e);
+// Rows whose stored JSON cannot be read are left out (logged), unless redacted: then their PDU is
+// rebuilt from the columns with empty content.
 std::optional<StoredEvent> get_event(Connection& c, const std::string& event_id);
+// The columns without the PDU (`pdu` stays empty): cheap, and works for unreadable rows too.
+std::optional<StoredEvent> get_event_header(Connection& c, const std::string& event_id);
 std::vector<StoredEvent> get_events(Connection& c, const std::vector<std::string>& event_ids);
 // Events of every room with after < stream_ordering <= upto, oldest first, at most `limit`.
 std::vector<StoredEvent> events_in_stream_range(Connection& c, int64_t after, int64_t upto, int64_t limit);

@@ -1,4 +1,5 @@
 #include "core/canonical_json.hpp"
+#include "core/json_depth.hpp"
 
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
@@ -172,4 +173,37 @@ TEST(CanonicalJson, IsCanonicalCompatible) {
   EXPECT_FALSE(is_canonical_compatible(boost::json::parse(R"({"a":[1,2.5]})")));
   EXPECT_FALSE(is_canonical_compatible(boost::json::parse(R"({"a":{"b":9007199254740992}})")));
   EXPECT_FALSE(is_canonical_compatible(boost::json::value(boost::json::string("\xff"))));
+}
+
+TEST(CanonicalJson, IsEventJsonCompatibleRefusesEveryNonIntegerLiteral) {
+  using trestle::core::is_event_json_compatible;
+  EXPECT_TRUE(is_event_json_compatible(boost::json::parse(R"({"a":[1,-2,{"b":"日"}],"c":null,"d":true,"z":-0})")));
+  EXPECT_TRUE(is_event_json_compatible(boost::json::parse("9007199254740991")));
+  EXPECT_TRUE(is_event_json_compatible(boost::json::parse("-9007199254740991")));
+  for (const char* text : {"1e10", "1.0", "-0.0", "2E3", R"({"a":[1,{"b":2.5}]})", "9007199254740992",
+                           "-9007199254740992", "18446744073709551615"}) {
+    EXPECT_FALSE(is_event_json_compatible(boost::json::parse(text))) << text;
+  }
+  EXPECT_FALSE(is_event_json_compatible(boost::json::value(boost::json::string("\xff"))));
+}
+
+TEST(JsonDepth, StoredReaderAcceptsWhatRequestsCanBuild) {
+  using namespace trestle::core;
+  auto nested = [](std::size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); };
+  EXPECT_EQ(json_depth(boost::json::parse("1")), 0u);
+  EXPECT_EQ(json_depth(boost::json::parse(R"({"a":[1,{"b":{}}]})")), 4u);
+  EXPECT_EQ(json_depth(boost::json::parse(nested(kMaxJsonDepth), {}, json_parse_options())), kMaxJsonDepth);
+  boost::system::error_code ec;
+  boost::json::parse(nested(kMaxJsonDepth + 1), ec, {}, json_parse_options());
+  EXPECT_TRUE(ec);
+  // A request's content inside a PDU inside unsigned.prev_content (what older binaries stored).
+  EXPECT_EQ(json_depth(parse_stored_json(nested(kMaxJsonDepth + 2))), kMaxJsonDepth + 2);
+  EXPECT_EQ(json_depth(parse_stored_json(nested(kMaxStoredJsonDepth))), kMaxStoredJsonDepth);
+  EXPECT_THROW(parse_stored_json(nested(kMaxStoredJsonDepth + 1)), std::exception);
+}
+
+TEST(CanonicalJson, IntegraliseNumbersServesStoredDoublesCanonically) {
+  auto v = boost::json::parse(R"({"a":1E10,"b":[-0E0,1E0,2E3],"c":1.5E0,"d":"1E10","e":7})");
+  trestle::core::integralise_numbers(v);
+  EXPECT_EQ(boost::json::serialize(v), R"({"a":10000000000,"b":[0,1,2000],"c":1.5E0,"d":"1E10","e":7})");
 }
