@@ -130,6 +130,8 @@ class Server:
                 elif stripped.startswith("app_service_config_files:") and appservice_files:
                     line = f"app_service_config_files: {json.dumps(list(appservice_files))}\n"
                 out.append(line)
+        # The bench opens many connections (and long-polls per user) from loopback on purpose.
+        out.append("\nhttp_limits:\n  max_connections_per_address: 0\n  max_long_polls_per_user: 0\n")
         if appservice_files and not any(l.startswith("app_service_config_files: [\"") for l in out):
             raise BenchError("the generated config has no 'app_service_config_files:' line to fill in")
         with open(self.config, "w") as f:

@@ -13,6 +13,8 @@
 
 #include <sys/resource.h>
 
+#include <csignal>
+
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -59,6 +61,9 @@ void raise_fd_limit() {
 
 int serve(const std::string& config_path) {
   raise_fd_limit();
+  // A write past RLIMIT_FSIZE then fails with EFBIG, answered like a full disk, instead of the
+  // signal killing the server.
+  std::signal(SIGXFSZ, SIG_IGN);
   std::vector<std::string> warnings;
   trestle::config::Config cfg;
   try {
@@ -89,6 +94,11 @@ int serve(const std::string& config_path) {
   limits.max_body_bytes = cfg.max_request_body_size;
   limits.max_upload_bytes = cfg.max_upload_size;
   limits.upload_dir = hs.media.temp_dir();
+  limits.header_timeout_ms = cfg.http_limits.header_timeout_ms;
+  limits.body_timeout_ms = cfg.http_limits.body_timeout_ms;
+  limits.upload_min_rate = cfg.http_limits.upload_min_rate;
+  limits.max_connections_per_address = cfg.http_limits.max_connections_per_address;
+  limits.max_long_polls_per_user = cfg.http_limits.max_long_polls_per_user;
   trestle::http::Server server(router, hs.notifier, limits);
   std::vector<trestle::http::Endpoint> endpoints;
   for (const auto& l : cfg.listeners) {

@@ -1,6 +1,8 @@
 #include "api/handler_util.hpp"
 
+#include <cctype>
 #include <charconv>
+#include <string_view>
 
 namespace trestle::api {
 
@@ -38,9 +40,18 @@ std::optional<int64_t> query_int(const http::Request& req, const char* key) {
 
 std::optional<std::string> access_token(const http::Request& req) {
   const std::string& h = req.authorization;
-  if (h.size() > 7 && (h.compare(0, 7, "Bearer ") == 0 || h.compare(0, 7, "bearer ") == 0)) return h.substr(7);
-  if (!h.empty()) throw MatrixError(401, "M_MISSING_TOKEN", "Unsupported Authorization scheme");
-  return req.query_param("access_token");
+  if (h.empty()) return req.query_param("access_token");
+  // RFC 9110 11.1: the scheme name is case-insensitive ("Bearer", "bearer", "BEARER").
+  static constexpr std::string_view kScheme = "bearer";
+  bool bearer = h.size() > kScheme.size() && (h[kScheme.size()] == ' ' || h[kScheme.size()] == '\t');
+  for (size_t i = 0; bearer && i < kScheme.size(); ++i) {
+    bearer = std::tolower(static_cast<unsigned char>(h[i])) == kScheme[i];
+  }
+  if (bearer) {
+    auto start = h.find_first_not_of(" \t", kScheme.size());
+    if (start != std::string::npos) return h.substr(start);
+  }
+  throw MatrixError(401, "M_MISSING_TOKEN", "Unsupported Authorization scheme");
 }
 
 }  // namespace trestle::api

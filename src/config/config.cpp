@@ -61,6 +61,56 @@ uint64_t parse_size(const YAML::Node& n, const std::string& key) {
   }
 }
 
+// Synapse's duration format: a number is milliseconds; "500ms", "30s", "5m", "1h" carry a unit.
+int64_t parse_duration_ms(const YAML::Node& n, const std::string& key) {
+  std::string s = get<std::string>(n, key, "a duration like 30s");
+  int64_t mult = 1;
+  auto ends_with = [&](std::string_view suffix) { return s.size() > suffix.size() && s.ends_with(suffix); };
+  if (ends_with("ms")) s.resize(s.size() - 2);
+  else if (ends_with("s")) mult = 1000, s.pop_back();
+  else if (ends_with("m")) mult = 60'000, s.pop_back();
+  else if (ends_with("h")) mult = 3'600'000, s.pop_back();
+  try {
+    size_t used = 0;
+    long long v = std::stoll(s, &used);
+    if (used != s.size() || v <= 0 || v > INT64_MAX / mult) throw std::invalid_argument(s);
+    return v * mult;
+  } catch (const std::exception&) {
+    bad(key, "expected a positive duration like 30s, 5m or a number of milliseconds");
+  }
+}
+
+uint64_t parse_count(const YAML::Node& n, const std::string& key) {
+  auto v = get<long long>(n, key, "a whole number");
+  if (v < 0) bad(key, "must not be negative");
+  return static_cast<uint64_t>(v);
+}
+
+HttpLimits parse_http_limits(const YAML::Node& n, std::vector<std::string>& warnings) {
+  HttpLimits h;
+  if (n.IsNull()) return h;
+  if (!n.IsMap()) bad("http_limits", "expected a mapping");
+  static const std::set<std::string> known = {"header_timeout", "body_timeout", "upload_min_rate",
+                                              "max_connections_per_address", "max_long_polls_per_user"};
+  for (const auto& kv : n) {
+    auto key = kv.first.as<std::string>();
+    if (!known.count(key)) warnings.push_back("unknown config key 'http_limits." + key + "' ignored");
+  }
+  if (n["header_timeout"]) h.header_timeout_ms = parse_duration_ms(n["header_timeout"], "http_limits.header_timeout");
+  if (n["body_timeout"]) h.body_timeout_ms = parse_duration_ms(n["body_timeout"], "http_limits.body_timeout");
+  if (n["upload_min_rate"]) {
+    h.upload_min_rate = parse_size(n["upload_min_rate"], "http_limits.upload_min_rate");
+    if (h.upload_min_rate == 0) bad("http_limits.upload_min_rate", "must be at least 1 byte per second");
+  }
+  if (n["max_connections_per_address"]) {
+    h.max_connections_per_address = parse_count(n["max_connections_per_address"], "http_limits.max_connections_per_address");
+  }
+  if (n["max_long_polls_per_user"]) {
+    h.max_long_polls_per_user = parse_count(n["max_long_polls_per_user"], "http_limits.max_long_polls_per_user");
+  }
+  return h;
+}
+
 }  // namespace
 
 Config parse_config(const std::string& yaml_text, const std::string& config_dir,
@@ -83,7 +133,8 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
       "server_name", "public_baseurl", "listeners", "database", "signing_key_path",
       "app_service_config_files", "enable_registration", "enable_registration_without_verification",
       "registration_shared_secret", "rc_message", "rc_registration", "rc_login", "max_upload_size",
-      "max_request_body_size", "log_level", "media_store_path", "enable_authenticated_media"};
+      "max_request_body_size", "log_level", "media_store_path", "enable_authenticated_media",
+      "http_limits"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");
@@ -179,6 +230,7 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
     c.enable_authenticated_media = get<bool>(root["enable_authenticated_media"], "enable_authenticated_media", "true or false");
   }
   if (root["max_request_body_size"]) c.max_request_body_size = parse_size(root["max_request_body_size"], "max_request_body_size");
+  if (root["http_limits"]) c.http_limits = parse_http_limits(root["http_limits"], warnings);
   if (root["log_level"]) {
     c.log_level = get<std::string>(root["log_level"], "log_level", "a string");
     static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "warning", "error", "critical"};
@@ -230,7 +282,15 @@ std::string generate_config(const std::string& server_name, const std::string& d
     << "# Uploaded media: files under media_store_path, at most max_upload_size each.\n"
     << "media_store_path: \"" << data_dir << "/media\"\n"
     << "max_upload_size: 50M\n"
-    << "log_level: info\n";
+    << "log_level: info\n\n"
+    << "# Trestle's transport limits (no Synapse equivalent). Behind a reverse proxy all clients share\n"
+    << "# its address: raise max_connections_per_address there, or set it to 0 (no cap).\n"
+    << "# http_limits:\n"
+    << "#   header_timeout: 30s              # first byte of a request to the end of its header\n"
+    << "#   body_timeout: 60s                # a whole request body (media uploads: see below)\n"
+    << "#   upload_min_rate: 1K              # uploads get body_timeout + 1 s per upload_min_rate bytes\n"
+    << "#   max_connections_per_address: 64\n"
+    << "#   max_long_polls_per_user: 100     # over it, the oldest waiting /sync answers at once\n";
   return o.str();
 }
 

@@ -19,6 +19,20 @@ struct RateLimit {
   double burst_count = 0;
 };
 
+// Trestle's own transport limits (Synapse has no equivalent keys), under `http_limits:`.
+struct HttpLimits {
+  int64_t header_timeout_ms = 30'000;  // from a request's first byte to the end of its header
+  int64_t body_timeout_ms = 60'000;    // whole-body deadline of an ordinary request
+  // Media uploads get body_timeout plus one second per this many bytes received, so a large file
+  // on a slow link still arrives while a trickle of bytes cannot hold a connection for ever.
+  uint64_t upload_min_rate = 1024;
+  // Open connections per client address; 0: no cap. Behind a reverse proxy every client shares
+  // the proxy's address: raise it (or set 0) there.
+  uint64_t max_connections_per_address = 64;
+  // Waiting /sync long-polls per user; over it, the oldest answers at once (empty). 0: no cap.
+  uint64_t max_long_polls_per_user = 100;
+};
+
 struct Config {
   std::string server_name;
   std::string public_baseurl;
@@ -41,6 +55,7 @@ struct Config {
   // (/_matrix/client/v1/media/...), the spec's "freeze" of the legacy /_matrix/media/v3 ones.
   bool enable_authenticated_media = true;
   std::string log_level = "info";
+  HttpLimits http_limits;
   std::string config_dir;  // directory of the config file: relative paths resolve against it
 };
 

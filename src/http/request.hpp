@@ -64,6 +64,9 @@ struct LongPoll {
   std::vector<std::string> wake_keys;
   uint64_t notifier_position = 0;
   int64_t deadline_ms = 0;  // steady clock milliseconds
+  // Whose long-poll this is (the sync service sets the user ID): the transport caps how many one
+  // owner may hold at once, answering the oldest early (its normal empty answer) when over.
+  std::string owner;
   // Never an Offload in practice; the transport runs one in place if it comes.
   std::function<std::variant<Response, LongPoll, Offload>(bool deadline_reached)> poll;
 };

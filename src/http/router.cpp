@@ -89,7 +89,8 @@ Reply Router::dispatch(Request& req, const std::string& target) const {
     for (const auto& r : routes_) {
       if (!matches(r.segments, segs, nullptr)) continue;
       path_known = true;
-      if (r.method == req.method) {
+      // HEAD is served by the GET route (the transport drops the body, keeps the headers).
+      if (r.method == req.method || (req.method == "HEAD" && r.method == "GET")) {
         found = &r;
         break;
       }

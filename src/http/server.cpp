@@ -10,11 +10,20 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
 
+#include <sys/socket.h>
+
+#include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
+#include <list>
+#include <mutex>
+#include <optional>
 #include <thread>
+#include <unordered_map>
 
 namespace trestle::http {
 
@@ -48,6 +57,62 @@ bool is_media_upload(bhttp::verb method, std::string_view target) {
   return path.starts_with("/_matrix/media/v3/upload") || path.starts_with("/_matrix/media/r0/upload");
 }
 
+// RFC 9112 3.2.2: a server must accept the absolute form ("GET http://host/path?q"); requests are
+// routed on the origin form inside it. nullopt: the target is not an http(s) absolute URI.
+std::optional<std::string> origin_form(std::string_view target) {
+  if (target.starts_with('/')) return std::nullopt;
+  auto uri = boost::urls::parse_absolute_uri(target);
+  if (!uri || (uri->scheme_id() != boost::urls::scheme::http && uri->scheme_id() != boost::urls::scheme::https)) {
+    return std::nullopt;
+  }
+  std::string out(uri->encoded_path());
+  if (out.empty()) out = "/";
+  if (uri->has_query()) out += "?" + std::string(uri->encoded_query());
+  return out;
+}
+
+// The read buffer's bound. Bodies pass through it to the parser; what must sit in it whole is a
+// header (header_limit, smaller), one chunk-size line with its extensions, or the trailer: more
+// than this is refused (bhttp::error::buffer_overflow) instead of buffered.
+size_t read_buffer_limit(const ServerLimits& l) { return std::max<size_t>(64 * 1024, l.max_header_bytes + 8 * 1024); }
+
+// After a buffer_overflow in a chunked body: is the line that did not fit the last chunk (whose
+// trailer fields follow it) rather than a chunk-size line with huge extensions?
+bool overflowed_in_trailer(const beast::flat_buffer& buffer) {
+  auto data = buffer.data();
+  std::string_view text(static_cast<const char*>(data.data()), data.size());
+  if (text.starts_with("\r\n")) text.remove_prefix(2);
+  size_t digits = text.find_first_not_of('0');
+  return digits > 0 && digits != std::string_view::npos && !std::isxdigit(static_cast<unsigned char>(text[digits]));
+}
+
+// A write into an upload file failed because the disk (or a quota or RLIMIT_FSIZE) is full.
+bool storage_full(const boost::system::error_code& ec) {
+  return ec == boost::system::errc::no_space_on_device || ec == boost::system::errc::file_too_large ||
+         ec.value() == EDQUOT;
+}
+
+// Errors of a connection whose client went away or stalled: nothing to answer, close.
+bool connection_lost(const boost::system::error_code& ec) {
+  return ec == beast::error::timeout || ec == asio::error::connection_reset || ec == asio::error::eof ||
+         ec == asio::error::broken_pipe || ec == asio::error::operation_aborted || ec == bhttp::error::end_of_stream ||
+         ec == bhttp::error::partial_message;
+}
+
+// What a long-polling client did, seen without reading (MSG_PEEK keeps a pipelined request).
+enum class Peer { quiet, sent_data, gone };
+Peer peek_peer(tcp::socket& socket) {
+  char c;
+  ssize_t n = ::recv(socket.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) return Peer::sent_data;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return Peer::quiet;
+  return Peer::gone;  // EOF or reset
+}
+
+// handle()'s answer when the client closed its connection while its long-poll waited: nothing
+// to write; the session closes the socket.
+constexpr int kClientGone = 0;
+
 // Deletes a streamed upload that the handler did not move into the media store.
 struct RemoveFile {
   std::string path;
@@ -63,6 +128,20 @@ struct Server::Impl {
   const Router& router;
   service::Notifier& notifier;
   ServerLimits limits;
+
+  // Declared before ioc: coroutine frames that ioc destroys at exit release their entries here.
+  // Open connections per client address (limits.max_connections_per_address).
+  std::mutex connections_mu;
+  std::unordered_map<std::string, size_t> connections_by_address;
+  // Waiting long-polls per owner, oldest first (limits.max_long_polls_per_user).
+  struct PollSlot {
+    std::atomic<bool> evicted{false};
+    std::shared_ptr<asio::steady_timer> timer;  // the current wait's, under polls_mu
+    asio::any_io_executor executor;
+  };
+  std::mutex polls_mu;
+  std::unordered_map<std::string, std::list<std::shared_ptr<PollSlot>>> polls_by_owner;
+
   asio::io_context ioc;
   asio::thread_pool workers;
   // Handlers' calls out of the server (http::Offload): see run_offload.
@@ -77,6 +156,71 @@ struct Server::Impl {
         ioc(),
         workers(static_cast<size_t>(std::max(2, l.worker_threads))) {}
 
+  // One open connection, counted against its address until the session ends.
+  struct ConnectionCount {
+    Impl* impl = nullptr;
+    std::string address;
+    ConnectionCount(Impl* i, std::string a) : impl(i), address(std::move(a)) {}
+    ConnectionCount(ConnectionCount&& o) noexcept : impl(std::exchange(o.impl, nullptr)), address(std::move(o.address)) {}
+    ConnectionCount& operator=(ConnectionCount&&) = delete;
+    ~ConnectionCount() {
+      if (!impl) return;
+      std::lock_guard lock(impl->connections_mu);
+      auto it = impl->connections_by_address.find(address);
+      if (it != impl->connections_by_address.end() && --it->second == 0) impl->connections_by_address.erase(it);
+    }
+  };
+
+  // Counts a new connection from `address`; nullopt when the address already has its maximum.
+  std::optional<ConnectionCount> admit(const std::string& address) {
+    std::lock_guard lock(connections_mu);
+    size_t& open = connections_by_address[address];
+    if (limits.max_connections_per_address > 0 && open >= limits.max_connections_per_address) {
+      if (open == 0) connections_by_address.erase(address);
+      return std::nullopt;
+    }
+    ++open;
+    return std::optional<ConnectionCount>(std::in_place, this, address);
+  }
+
+  // A long-poll's place in its owner's list; over the cap, the oldest are told to answer now.
+  struct PollSeat {
+    Impl& impl;
+    std::string owner;
+    std::shared_ptr<PollSlot> slot = std::make_shared<PollSlot>();
+
+    PollSeat(Impl& i, std::string o, asio::any_io_executor ex) : impl(i), owner(std::move(o)) {
+      slot->executor = std::move(ex);
+      size_t cap = impl.limits.max_long_polls_per_user;
+      if (owner.empty() || cap == 0) return;
+      std::lock_guard lock(impl.polls_mu);
+      auto& seats = impl.polls_by_owner[owner];
+      size_t active = 0;
+      for (auto& s : seats) active += s->evicted ? 0 : 1;
+      for (auto& s : seats) {
+        if (active < cap) break;
+        if (s->evicted) continue;
+        s->evicted = true;
+        --active;
+        if (s->timer) asio::post(s->executor, [t = s->timer] { t->cancel(); });
+      }
+      seats.push_back(slot);
+    }
+    ~PollSeat() {
+      if (owner.empty() || impl.limits.max_long_polls_per_user == 0) return;
+      std::lock_guard lock(impl.polls_mu);
+      auto it = impl.polls_by_owner.find(owner);
+      if (it == impl.polls_by_owner.end()) return;
+      it->second.remove(slot);
+      if (it->second.empty()) impl.polls_by_owner.erase(it);
+    }
+    void set_timer(std::shared_ptr<asio::steady_timer> t) {
+      std::lock_guard lock(impl.polls_mu);
+      slot->timer = std::move(t);
+    }
+    bool evicted() const { return slot->evicted.load(); }
+  };
+
   // Runs router work on the worker pool and comes back to the connection's executor.
   asio::awaitable<Reply> run_on_workers(std::function<Reply()> fn) {
     auto home = co_await asio::this_coro::executor;
@@ -88,21 +232,45 @@ struct Server::Impl {
     co_return reply;
   }
 
-  // Waits for the long-poll's keys to change or its deadline; returns the final Response.
-  asio::awaitable<Response> wait_long_poll(LongPoll lp) {
+  // Waits for the long-poll's keys to change or its deadline; returns the final Response, or
+  // status kClientGone when the client closed its connection meanwhile (its fd is then freed at
+  // once, not when the timeout ends). Too many waiting for one owner: the oldest answers early.
+  asio::awaitable<Response> wait_long_poll(LongPoll lp, tcp::socket& socket) {
     auto ex = co_await asio::this_coro::executor;
+    PollSeat seat(*this, lp.owner, ex);
+    bool watch_socket = true;  // until the client sends a pipelined request (left unread)
     while (true) {
       int64_t remaining = lp.deadline_ms - steady_now_ms();
-      bool deadline_reached = remaining <= 0;
+      bool deadline_reached = remaining <= 0 || seat.evicted();
       if (!deadline_reached) {
         auto timer = std::make_shared<asio::steady_timer>(ex, std::chrono::milliseconds(remaining));
+        seat.set_timer(timer);
         auto woken = std::make_shared<std::atomic<bool>>(false);
         uint64_t id = notifier.wait(lp.wake_keys, lp.notifier_position, [timer, woken, ex] {
           woken->store(true);
           asio::post(ex, [timer] { timer->cancel(); });
         });
-        boost::system::error_code ec;
-        if (!woken->load()) co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        // The flags are checked on this strand before each wait; the cancels are posted to it.
+        while (!woken->load() && !seat.evicted()) {
+          boost::system::error_code timer_ec, socket_ec;
+          if (!watch_socket) {
+            co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, timer_ec));
+            break;
+          }
+          using namespace asio::experimental::awaitable_operators;
+          auto first = co_await (timer->async_wait(asio::redirect_error(asio::use_awaitable, timer_ec)) ||
+                                 socket.async_wait(tcp::socket::wait_read,
+                                                   asio::redirect_error(asio::use_awaitable, socket_ec)));
+          if (first.index() == 0) break;  // deadline, wake-up or eviction
+          Peer peer = peek_peer(socket);
+          if (peer == Peer::gone) {
+            if (id != 0) notifier.cancel(id);
+            Response gone;
+            gone.status = kClientGone;
+            co_return gone;
+          }
+          if (peer == Peer::sent_data || socket_ec) watch_socket = false;
+        }
         if (id != 0) notifier.cancel(id);
         deadline_reached = !woken->load();
       }
@@ -112,34 +280,68 @@ struct Server::Impl {
       };
       Reply next = co_await run_on_workers(std::move(work));
       if (auto* r = std::get_if<Response>(&next)) co_return std::move(*r);
+      if (auto* off = std::get_if<Offload>(&next)) co_return co_await run_offload(std::move(*off));
       lp = std::move(std::get<LongPoll>(next));
       if (deadline_reached) co_return Response::error(500, "M_UNKNOWN", "long-poll did not answer");
     }
   }
 
-  // Reads the rest of a message piece by piece: the timeout is per read (an idle client), not for
-  // the whole body, so a large upload on a slow link is not cut off.
+  // Reads the rest of a message piece by piece, each read bounded by 60 s of silence and the
+  // whole body by limits.body_timeout_ms; an upload gets one more second per upload_min_rate
+  // bytes received, so a large file on a slow link arrives but a trickle cannot hold on for ever.
   template <class Parser>
   asio::awaitable<boost::system::error_code> read_body(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                                                       Parser& parser) {
+                                                       Parser& parser, bool upload) {
+    using namespace std::chrono;
     boost::system::error_code ec;
+    const auto start = steady_clock::now();
+    uint64_t received = 0;
     while (!parser.is_done()) {
-      stream.expires_after(std::chrono::seconds(60));
-      co_await bhttp::async_read_some(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      auto deadline = start + milliseconds(limits.body_timeout_ms);
+      if (upload) deadline += milliseconds(received * 1000 / std::max<uint64_t>(1, limits.upload_min_rate));
+      auto now = steady_clock::now();
+      if (now >= deadline) {
+        ec = beast::error::timeout;
+        break;
+      }
+      stream.expires_at(std::min(deadline, now + seconds(60)));
+      received += co_await bhttp::async_read_some(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
     }
     stream.expires_never();
     co_return ec;
   }
 
+  // The answer to a body that could not be read whole; nullopt: the client went away or stalled.
+  static std::optional<Response> body_error(const boost::system::error_code& ec, const beast::flat_buffer& buffer,
+                                            bool upload) {
+    if (connection_lost(ec)) return std::nullopt;
+    if (ec == bhttp::error::body_limit) return Response::error(413, "M_TOO_LARGE", "Request body too large");
+    if (ec == bhttp::error::buffer_overflow) {
+      if (overflowed_in_trailer(buffer)) return Response::error(431, "M_UNKNOWN", "Request trailer fields too large");
+      return Response::error(400, "M_UNKNOWN", "Chunk size line (with its extensions) too long");
+    }
+    if (ec.category() == bhttp::make_error_code(bhttp::error::body_limit).category() || !upload) {
+      return Response::error(400, "M_UNKNOWN", "Malformed HTTP request: " + ec.message());
+    }
+    // The upload's file could not be written.
+    spdlog::error("cannot write upload file: {}", ec.message());
+    if (storage_full(ec)) return Response::error(500, "M_UNKNOWN", "Not enough space on the server to store the upload");
+    return Response::error(500, "M_UNKNOWN", "Cannot store the upload");
+  }
+
   template <class Message>
-  asio::awaitable<boost::system::error_code> write_message(beast::tcp_stream& stream, Message& msg) {
+  asio::awaitable<boost::system::error_code> write_message(beast::tcp_stream& stream, Message& msg,
+                                                           bool header_only = false) {
     boost::system::error_code ec;
     bhttp::serializer<false, typename Message::body_type, typename Message::fields_type> sr{msg};
-    while (!sr.is_done()) {
+    if (header_only) {  // HEAD: the GET's headers, Content-Length included, and no body
+      stream.expires_after(std::chrono::seconds(60));
+      co_await bhttp::async_write_header(stream, sr, asio::redirect_error(asio::use_awaitable, ec));
+    }
+    while (!ec && !sr.is_done() && !header_only) {
       stream.expires_after(std::chrono::seconds(60));
       co_await bhttp::async_write_some(stream, sr, asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) break;
     }
     stream.expires_never();
     co_return ec;
@@ -153,24 +355,52 @@ struct Server::Impl {
     res.keep_alive(keep_alive);
   }
 
-  asio::awaitable<void> session(tcp::socket socket) {
+  // Writes the answer (a file streamed from disk, or the body); only its headers for HEAD.
+  asio::awaitable<boost::system::error_code> write_response(beast::tcp_stream& stream, Response& response,
+                                                            unsigned version, bool keep_alive, bool head_only) {
+    boost::system::error_code ec;
+    if (!response.file_path.empty()) {
+      bhttp::response<bhttp::file_body> res{static_cast<bhttp::status>(response.status), version};
+      res.body().open(response.file_path.c_str(), beast::file_mode::scan, ec);
+      if (!ec) {
+        set_headers(res, response, keep_alive);
+        res.prepare_payload();
+        co_return co_await write_message(stream, res, head_only);
+      }
+      spdlog::warn("cannot open media file {}: {}", response.file_path, ec.message());
+      response = Response::error(404, "M_NOT_FOUND", "Media not found");
+    }
+    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(response.status), version};
+    set_headers(res, response, keep_alive);
+    res.body() = std::move(response.body);
+    res.prepare_payload();
+    co_return co_await write_message(stream, res, head_only);
+  }
+
+  asio::awaitable<void> session(tcp::socket socket, ConnectionCount counted) {
+    (void)counted;  // released when the session ends
     beast::tcp_stream stream(std::move(socket));
-    beast::flat_buffer buffer;
+    beast::flat_buffer buffer(read_buffer_limit(limits));
     while (true) {
+      boost::system::error_code ec;
+      if (buffer.size() == 0) {
+        // Idle keep-alive: the next request's first byte; its header then has header_timeout.
+        stream.expires_after(std::chrono::milliseconds(limits.idle_timeout_ms));
+        size_t n = co_await stream.async_read_some(buffer.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
+        buffer.commit(n);
+        if (ec) break;
+      }
       bhttp::request_parser<bhttp::empty_body> header_parser;
       header_parser.body_limit(boost::none);  // checked below, once the route's limit is known
       header_parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
-      stream.expires_after(std::chrono::seconds(120));  // idle keep-alive / slow client bound
-      boost::system::error_code ec;
+      stream.expires_after(std::chrono::milliseconds(limits.header_timeout_ms));
       co_await bhttp::async_read_header(stream, buffer, header_parser, asio::redirect_error(asio::use_awaitable, ec));
       stream.expires_never();
-      if (ec == bhttp::error::end_of_stream || ec == asio::error::operation_aborted ||
-          ec == beast::error::timeout || ec == asio::error::connection_reset || ec == asio::error::eof) {
-        break;
-      }
+      if (connection_lost(ec) && ec != bhttp::error::partial_message) break;
       Response response;
       bool keep_alive = false;
       bool body_unread = false;  // answered before reading the body: close, after draining a little
+      bool head_only = false;    // HEAD: headers without the body
       unsigned version = 11;
       RemoveFile upload_file;
       if (ec == bhttp::error::header_limit) {
@@ -179,8 +409,10 @@ struct Server::Impl {
         response = Response::error(400, "M_UNKNOWN", "Malformed HTTP request: " + ec.message());
       } else {
         auto& head = header_parser.get();
+        if (auto origin = origin_form(head.target())) head.target(*origin);
         keep_alive = head.keep_alive();
         version = head.version();
+        head_only = head.method() == bhttp::verb::head;
         bool upload = !limits.upload_dir.empty() && is_media_upload(head.method(), head.target());
         uint64_t limit = upload ? limits.max_upload_bytes : limits.max_body_bytes;
         auto length = header_parser.content_length();
@@ -204,13 +436,13 @@ struct Server::Impl {
               bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
               co_await bhttp::async_write(stream, cont, asio::redirect_error(asio::use_awaitable, ec));
             }
-            if (!ec) ec = co_await read_body(stream, buffer, parser);
+            if (!ec) ec = co_await read_body(stream, buffer, parser, true);
             parser.get().body().close();
-            if (ec == bhttp::error::body_limit) {
-              response = Response::error(413, "M_TOO_LARGE", "Request body too large");
+            if (ec) {
+              auto refused = body_error(ec, buffer, true);
+              if (!refused) break;
+              response = std::move(*refused);
               body_unread = true;
-            } else if (ec) {
-              break;  // the client went away or stalled mid-body
             } else {
               response = co_await handle(parser.get().base(), std::string(), upload_file.path, stream.socket());
             }
@@ -218,41 +450,21 @@ struct Server::Impl {
         } else {
           bhttp::request_parser<bhttp::string_body> parser(std::move(header_parser));
           parser.body_limit(limit);
-          ec = co_await read_body(stream, buffer, parser);
-          if (ec == bhttp::error::body_limit) {
-            response = Response::error(413, "M_TOO_LARGE", "Request body too large");
+          ec = co_await read_body(stream, buffer, parser, false);
+          if (ec) {
+            auto refused = body_error(ec, buffer, false);
+            if (!refused) break;
+            response = std::move(*refused);
             body_unread = true;
-          } else if (ec == beast::error::timeout || ec == asio::error::connection_reset || ec == asio::error::eof ||
-                     ec == bhttp::error::partial_message) {
-            break;
-          } else if (ec) {
-            response = Response::error(400, "M_UNKNOWN", "Malformed HTTP request: " + ec.message());
-            keep_alive = false;
           } else {
             response = co_await handle(parser.get().base(), std::move(parser.get().body()), std::string(),
                                        stream.socket());
           }
         }
       }
+      if (response.status == kClientGone) break;
       if (body_unread) keep_alive = false;
-      if (!response.file_path.empty()) {
-        bhttp::response<bhttp::file_body> res{static_cast<bhttp::status>(response.status), version};
-        res.body().open(response.file_path.c_str(), beast::file_mode::scan, ec);
-        if (!ec) {
-          set_headers(res, response, keep_alive);
-          res.prepare_payload();
-          ec = co_await write_message(stream, res);
-          if (ec || !keep_alive) break;
-          continue;
-        }
-        spdlog::warn("cannot open media file {}: {}", response.file_path, ec.message());
-        response = Response::error(404, "M_NOT_FOUND", "Media not found");
-      }
-      bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(response.status), version};
-      set_headers(res, response, keep_alive);
-      res.body() = std::move(response.body);
-      res.prepare_payload();
-      ec = co_await write_message(stream, res);
+      ec = co_await write_response(stream, response, version, keep_alive, head_only);
       if (!ec && body_unread) {
         // Read (and drop) what the client is still sending for a while, so that closing does not
         // reset the connection before it has read the answer.
@@ -271,6 +483,21 @@ struct Server::Impl {
     }
     boost::system::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  // A connection over its address's cap: a 429 and close, without reading the request.
+  asio::awaitable<void> refuse(tcp::socket socket) {
+    beast::tcp_stream stream(std::move(socket));
+    Response response = Response::error(429, "M_LIMIT_EXCEEDED", "Too many connections from your address",
+                                        {{"retry_after_ms", 1000}});
+    bhttp::response<bhttp::string_body> res{bhttp::status::too_many_requests, 11};
+    set_headers(res, response, false);
+    res.body() = std::move(response.body);
+    res.prepare_payload();
+    boost::system::error_code ec;
+    stream.expires_after(std::chrono::seconds(1));
+    co_await bhttp::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
   // The upload's credentials, checked on a worker (it may read the database). Status 200 = allowed.
@@ -319,16 +546,7 @@ struct Server::Impl {
     std::function<Reply()> work = [r, req, target]() { return r->dispatch(*req, target); };
     Reply reply = co_await run_on_workers(std::move(work));
     if (auto* off = std::get_if<Offload>(&reply)) co_return co_await run_offload(std::move(*off));
-    if (auto* lp = std::get_if<LongPoll>(&reply)) {
-      // A long-poll round never calls out; should one return an Offload, it runs in place.
-      auto poll = std::move(lp->poll);
-      lp->poll = [poll](bool deadline_reached) -> Reply {
-        Reply next = poll(deadline_reached);
-        if (auto* off = std::get_if<Offload>(&next)) return off->run();
-        return next;
-      };
-      co_return co_await wait_long_poll(std::move(*lp));
-    }
+    if (auto* lp = std::get_if<LongPoll>(&reply)) co_return co_await wait_long_poll(std::move(*lp), socket);
     co_return std::move(std::get<Response>(reply));
   }
 
@@ -345,8 +563,16 @@ struct Server::Impl {
         continue;
       }
       socket.set_option(tcp::no_delay(true), ec);
+      std::string address;
+      if (auto peer = socket.remote_endpoint(ec); !ec) address = peer.address().to_string();
+      auto counted = admit(address);
       // A strand per connection: the notifier cancels long-poll timers from other threads.
-      asio::co_spawn(asio::make_strand(ioc), session(std::move(socket)), asio::detached);
+      if (!counted) {
+        spdlog::debug("refusing a connection from {}: it has {} open", address, limits.max_connections_per_address);
+        asio::co_spawn(asio::make_strand(ioc), refuse(std::move(socket)), asio::detached);
+        continue;
+      }
+      asio::co_spawn(asio::make_strand(ioc), session(std::move(socket), std::move(*counted)), asio::detached);
     }
   }
 };

@@ -22,10 +22,18 @@ struct ServerLimits {
   // `upload_dir` (Request::body_file) with this limit instead; empty dir: read like any body.
   size_t max_upload_bytes = 50 * 1024 * 1024;
   std::string upload_dir;
+  // Slow clients: time from a request's first byte to the end of its header; whole-body deadline
+  // of an ordinary request; uploads get body_timeout + 1 s per upload_min_rate bytes received.
+  int64_t idle_timeout_ms = 120'000;  // a kept-alive connection waiting for its next request
+  int64_t header_timeout_ms = 30'000;
+  int64_t body_timeout_ms = 60'000;
+  uint64_t upload_min_rate = 1024;
+  size_t max_connections_per_address = 64;  // 0: no cap
+  size_t max_long_polls_per_user = 100;     // per LongPoll::owner; 0: no cap
   int io_threads = 0;      // 0: one per core
-  // Blocking handler work: database, password hashing, and calls to appservices, which may call
-  // back into this server before answering (a user query makes the bridge register the user).
-  // Enough threads that a few slow outbound calls cannot starve the requests they wait for.
+  // Blocking handler work: database and password hashing (bounded by the password hasher's
+  // queue). Calls to appservices never run here: handlers return an http::Offload for them, which
+  // runs on the transport's own small outbound pool (see server.cpp, run_offload).
   int worker_threads = 16;
 };
 

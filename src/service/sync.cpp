@@ -92,6 +92,7 @@ http::Reply SyncService::sync(const Requester& r, const SyncRequest& req) {
     lp.wake_keys = std::move(keys);
     lp.notifier_position = notifier_pos;
     lp.deadline_ms = deadline;
+    lp.owner = r.user_id;
     SyncService* self = this;
     Requester rr = r;
     SyncRequest rq = req;

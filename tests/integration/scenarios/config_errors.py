@@ -98,3 +98,12 @@ def test_the_generated_config_starts(ctx):
     ctx.expect(srv.client().request("GET", "/_matrix/client/versions"))
     if "warn" in srv.output().lower():
         raise TestFailure(f"the generated config gives warnings:\n{indent_text(tail(srv.output()))}")
+
+
+def test_bad_http_limits_are_refused_naming_the_key(ctx):
+    refused(ctx, {"http_limits": {"body_timeout": "soon"}}, must_mention=["http_limits.body_timeout"])
+    refused(ctx, {"http_limits": {"header_timeout": 0}}, must_mention=["http_limits.header_timeout"])
+    refused(ctx, {"http_limits": {"max_connections_per_address": -1}},
+            must_mention=["http_limits.max_connections_per_address"])
+    refused(ctx, {"http_limits": {"upload_min_rate": "0"}}, must_mention=["http_limits.upload_min_rate"])
+    refused(ctx, {"http_limits": "fast"}, must_mention=["http_limits"])
