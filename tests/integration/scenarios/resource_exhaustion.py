@@ -84,6 +84,31 @@ def test_start_up_on_a_full_disk_names_the_real_cause(ctx):
         unmount(disk)
 
 
+def test_a_signing_key_that_cannot_be_written_stops_start_up(ctx):
+    srv = ctx.server(start=False)
+    disk = os.path.join(srv.dir, "disk")
+    mounted, why = mount_tmpfs(disk, "1M")
+    if not mounted:
+        print(f"    SKIP: cannot mount a tmpfs here ({why})")
+        return
+    key = os.path.join(disk, "signing.key")
+    srv.config_overrides = {"signing_key_path": key}
+    try:
+        fill = fill_disk(disk, 0)
+        code, out = srv.run_to_exit(timeout=10)
+        where = f"exit status {code}, output:\n{harness.indent_text(harness.tail(out))}"
+        if code == 0 or "No space left on device" not in out or key not in out:
+            raise TestFailure(f"a key that could not be written did not stop start-up with the cause: {where}")
+        if os.path.exists(key) or os.path.exists(key + ".tmp"):
+            raise TestFailure("an empty or partial signing key file was left behind")
+        os.remove(fill)
+        srv.start()
+    finally:
+        if srv.alive():
+            srv.stop()
+        unmount(disk)
+
+
 FD_LIMIT = 128
 
 
