@@ -13,8 +13,9 @@
 
 #include <sys/resource.h>
 
+#include <cerrno>
 #include <csignal>
-
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -41,7 +42,13 @@ trestle::core::SigningKey load_or_create_signing_key(const std::string& path) {
   {
     std::ofstream out(tmp, std::ios::trunc);
     out << key.serialize();
-    if (!out) throw std::runtime_error("cannot write signing key to '" + path + "'");
+    out.close();  // a full disk shows up only when the buffer is flushed
+    if (!out) {
+      std::string cause = errno ? std::strerror(errno) : "write failed";
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      throw std::runtime_error("cannot write signing key to '" + path + "': " + cause);
+    }
   }
   fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write);
   fs::rename(tmp, path);

@@ -1,18 +1,43 @@
 #include "storage/database.hpp"
 
+#include "core/error.hpp"
 #include "storage/migrations.hpp"
 
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
+#include <chrono>
 #include <stdexcept>
+#include <system_error>
 
 namespace trestle::storage {
 
 namespace {
-[[noreturn]] void fail(sqlite3* db, const std::string& what) {
-  throw std::runtime_error(what + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+
+// SQLite's message, with the OS error behind it when there is one: "disk I/O error" alone hides
+// "No space left on device", "unable to open database file" hides "Too many open files".
+std::string describe(sqlite3* db) {
+  if (!db) return "out of memory";
+  std::string msg = sqlite3_errmsg(db);
+  const int primary = sqlite3_extended_errcode(db) & 0xff;
+  const int os_error = sqlite3_system_errno(db);
+  if (os_error != 0 && (primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN || primary == SQLITE_FULL)) {
+    msg += " (" + std::error_code(os_error, std::generic_category()).message() + ")";
+  }
+  return msg;
 }
-std::atomic<uint64_t> next_instance{1};
+
+[[noreturn]] void fail(sqlite3* db, const std::string& what) { throw std::runtime_error(what + ": " + describe(db)); }
+
+// Migrations are long: an error message quotes only the start of the SQL.
+std::string quote_sql(const std::string& sql) {
+  constexpr size_t kMax = 80;
+  return "'" + (sql.size() <= kMax ? sql : sql.substr(0, kMax) + "...") + "'";
+}
+
+// How long a read waits for a pooled connection when no new one can be opened.
+constexpr auto kReaderWait = std::chrono::seconds(2);
+
 }  // namespace
 
 Statement::~Statement() {
@@ -60,17 +85,24 @@ bool Statement::is_null(int col) const { return sqlite3_column_type(stmt_, col) 
 Connection::Connection(const std::string& path) {
   if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK) {
-    std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    std::string msg = describe(db_);
     sqlite3_close(db_);
     db_ = nullptr;
     throw std::runtime_error("cannot open database '" + path + "': " + msg);
   }
   sqlite3_busy_timeout(db_, 10000);
+  sqlite3_extended_result_codes(db_, 1);
   // WAL: readers never block the writer. synchronous=NORMAL: a commit survives a crash or
   // kill -9 of the process (it is in the WAL before COMMIT returns); only an OS crash or power
   // loss can lose the last transactions, as with Synapse on default PostgreSQL settings.
-  exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
-       "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-8000;");
+  try {
+    exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
+         "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-8000;");
+  } catch (const std::exception& e) {
+    sqlite3_close(db_);  // the destructor does not run: without this each failure leaks descriptors
+    db_ = nullptr;
+    throw std::runtime_error("cannot open database '" + path + "': " + e.what());
+  }
 }
 
 Connection::~Connection() {
@@ -90,31 +122,79 @@ Statement Connection::prepare(const std::string& sql) {
 }
 
 void Connection::exec(const std::string& sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "unknown error";
-    sqlite3_free(err);
-    throw std::runtime_error("exec '" + sql + "': " + msg);
-  }
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) fail(db_, "exec " + quote_sql(sql));
 }
 
 int64_t Connection::changes() const { return sqlite3_changes(db_); }
 
-Database::Database(const std::string& path) : path_(path), instance_id_(next_instance++) {
+bool Connection::in_transaction() const { return sqlite3_get_autocommit(db_) == 0; }
+
+void Connection::rollback() noexcept {
+  // After SQLITE_FULL, SQLITE_IOERR or SQLITE_NOMEM SQLite may have rolled back already; a
+  // ROLLBACK then fails with "no transaction is active" and must not hide the real error.
+  if (!in_transaction()) return;
+  if (sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    spdlog::error("database: ROLLBACK failed: {}", describe(db_));
+  }
+}
+
+Database::Database(const std::string& path, size_t readers_ahead) : path_(path) {
   writer_ = std::make_unique<Connection>(path);
-  migrate();
-  auto st = writer_->prepare("SELECT value FROM stream_position WHERE name = 'global'");
-  if (st.step()) committed_position_ = st.int64(0);
+  try {
+    migrate();
+    auto st = writer_->prepare("SELECT value FROM stream_position WHERE name = 'global'");
+    if (st.step()) committed_position_ = st.int64(0);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("database '" + path + "': " + e.what());
+  }
+  // Opened now, while descriptors are plentiful: a server later short of them still reads.
+  for (size_t i = 0; i < readers_ahead; ++i) idle_readers_.push_back(std::make_unique<Connection>(path));
+  open_readers_ = idle_readers_.size();
 }
 
 Database::~Database() = default;
 
-Connection& Database::reader() {
-  // One connection per (thread, database): WAL readers run in parallel with the writer.
-  thread_local std::unordered_map<uint64_t, std::unique_ptr<Connection>> readers;
-  auto& c = readers[instance_id_];
-  if (!c) c = std::make_unique<Connection>(path_);
-  return *c;
+size_t Database::reader_count() const {
+  std::lock_guard lock(readers_mu_);
+  return open_readers_;
+}
+
+std::unique_ptr<Connection> Database::acquire_reader() {
+  std::unique_lock lock(readers_mu_);
+  if (idle_readers_.empty()) {
+    ++open_readers_;
+    lock.unlock();
+    try {
+      return std::make_unique<Connection>(path_);
+    } catch (const std::exception& e) {
+      lock.lock();
+      --open_readers_;
+      // Out of descriptors (or similar): wait for a busy connection to come back.
+      bool freed = open_readers_ > 0 && readers_cv_.wait_for(lock, kReaderWait, [&] { return !idle_readers_.empty(); });
+      if (!freed) {
+        spdlog::warn("database: no read connection available: {}", e.what());
+        throw MatrixError(503, "M_UNKNOWN",
+                          "The server cannot open a database connection right now (out of resources); try again later");
+      }
+    }
+  }
+  auto c = std::move(idle_readers_.back());
+  idle_readers_.pop_back();
+  return c;
+}
+
+void Database::release_reader(std::unique_ptr<Connection> c) {
+  if (!c) return;
+  std::unique_lock lock(readers_mu_);
+  if (c->in_transaction()) {  // its ROLLBACK failed: do not hand out a connection mid-transaction
+    --open_readers_;
+    lock.unlock();
+    c.reset();
+    return;
+  }
+  idle_readers_.push_back(std::move(c));
+  lock.unlock();
+  readers_cv_.notify_one();
 }
 
 void Database::submit(WriteJob& job) {
@@ -139,39 +219,58 @@ void Database::submit(WriteJob& job) {
   if (job.error) std::rethrow_exception(job.error);
 }
 
-void Database::write_group(std::vector<WriteJob*>& group) {
+void Database::write_group(std::vector<WriteJob*>& group) noexcept {
   Connection& c = *writer_;
+  // The whole transaction is gone: no job of the group is committed.
+  auto fail_group = [&](std::exception_ptr cause) {
+    c.rollback();
+    pending_position_ = committed_position_.load();
+    for (auto* j : group) {
+      if (!j->error) j->error = cause;
+    }
+  };
   try {
     c.exec("BEGIN IMMEDIATE");
   } catch (...) {
-    for (auto* j : group) j->error = std::current_exception();
+    fail_group(std::current_exception());
     return;
   }
   pending_position_ = committed_position_.load();
   for (auto* j : group) {
     int64_t position_before = pending_position_;
-    c.exec("SAVEPOINT job");
+    try {
+      c.exec("SAVEPOINT job");
+    } catch (...) {
+      fail_group(std::current_exception());
+      return;
+    }
     try {
       j->run(c);
       c.exec("RELEASE job");
     } catch (...) {
       j->error = std::current_exception();
-      c.exec("ROLLBACK TO job");
-      c.exec("RELEASE job");
       pending_position_ = position_before;  // its stream positions were never used
+      bool undone = false;
+      if (c.in_transaction()) {  // SQLite may have rolled the whole transaction back (disk full)
+        try {
+          c.exec("ROLLBACK TO job");
+          c.exec("RELEASE job");
+          undone = true;
+        } catch (const std::exception& e) {
+          spdlog::error("database: cannot undo a failed write: {}", e.what());
+        }
+      }
+      if (!undone) {
+        fail_group(std::make_exception_ptr(
+            std::runtime_error("the write transaction was rolled back after another write in it failed")));
+        return;
+      }
     }
   }
   try {
     commit_locked();
   } catch (...) {
-    auto err = std::current_exception();
-    try {
-      c.exec("ROLLBACK");
-    } catch (...) {
-    }
-    for (auto* j : group) {
-      if (!j->error) j->error = err;
-    }
+    fail_group(std::current_exception());
   }
 }
 
@@ -197,15 +296,15 @@ void Database::migrate() {
                              " is newer than this Trestle understands (" + std::to_string(steps.size()) + ")");
   }
   for (size_t v = static_cast<size_t>(current); v < steps.size(); ++v) {
-    c.exec("BEGIN IMMEDIATE");
     try {
+      c.exec("BEGIN IMMEDIATE");
       c.exec(steps[v]);
       c.exec("DELETE FROM schema_version");
       c.exec("INSERT INTO schema_version VALUES (" + std::to_string(v + 1) + ")");
       c.exec("COMMIT");
-    } catch (...) {
-      c.exec("ROLLBACK");
-      throw;
+    } catch (const std::exception& e) {
+      c.rollback();  // never replaces the real error (e.g. SQLITE_FULL)
+      throw std::runtime_error("migrating the schema to version " + std::to_string(v + 1) + ": " + e.what());
     }
   }
 }

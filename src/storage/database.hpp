@@ -5,8 +5,12 @@
 //
 // Concurrency: every write runs under one writer lock (SQLite allows one writer anyway), which
 // also orders the global stream: ids are allocated inside the write transaction, so readers always
-// see a gap-free prefix up to committed_position(). Reads use a per-thread connection and a
-// snapshot transaction.
+// see a gap-free prefix up to committed_position(). Reads borrow a connection from a pool (opened
+// ahead at start-up, grown on demand) and run in a snapshot transaction.
+//
+// Failures keep their cause: a ROLLBACK that fails (SQLite may already have rolled back after
+// SQLITE_FULL or an I/O error) never replaces the original error, and messages carry the OS error
+// ("No space left on device", "Too many open files") where SQLite has one.
 #include <atomic>
 #include <condition_variable>
 #include <exception>
@@ -74,6 +78,10 @@ public:
   Statement prepare(const std::string& sql);  // cached per connection
   void exec(const std::string& sql);          // one or more statements, no results
   int64_t changes() const;
+  bool in_transaction() const;
+  // Rolls back the open transaction, if any. Never throws: it runs while another error is being
+  // reported, and that error is the one that matters (a failure is logged).
+  void rollback() noexcept;
 
 private:
   sqlite3* db_ = nullptr;
@@ -82,14 +90,19 @@ private:
 
 class Database {
 public:
-  // Opens (creating if needed) and migrates the schema. Throws std::runtime_error.
-  explicit Database(const std::string& path);
+  // Opens (creating if needed) and migrates the schema, and opens `readers_ahead` read
+  // connections, so that reads need no new file descriptors later. Throws std::runtime_error
+  // naming the database file and the cause.
+  explicit Database(const std::string& path, size_t readers_ahead = 4);
   ~Database();
 
-  // Runs fn(Connection&) in a read snapshot on this thread's connection.
+  // Runs fn(Connection&) in a read snapshot on a pooled connection. When every pooled connection
+  // is busy and a new one cannot be opened (out of file descriptors), waits a little for one to be
+  // free, then throws MatrixError 503 M_UNKNOWN ("try again later") rather than a 500.
   template <typename F>
   auto read(F&& fn) {
-    Connection& c = reader();
+    ReaderLease lease(*this);
+    Connection& c = *lease.conn;
     c.exec("BEGIN");
     try {
       if constexpr (std::is_void_v<decltype(fn(c))>) {
@@ -101,10 +114,13 @@ public:
         return r;
       }
     } catch (...) {
-      c.exec("ROLLBACK");
+      c.rollback();
       throw;
     }
   }
+
+  // Read connections currently open (pooled or in use); for tests.
+  size_t reader_count() const;
 
   // Runs fn(Connection&) in a write transaction; returns once it is committed (durable against a
   // crash of the process), rethrows fn's exception after rolling back fn's changes alone.
@@ -139,21 +155,33 @@ private:
     std::exception_ptr error;
     bool done = false;
   };
-  Connection& reader();
+  // A read connection borrowed from the pool for one read(); returned on destruction.
+  struct ReaderLease {
+    explicit ReaderLease(Database& db) : db(db), conn(db.acquire_reader()) {}
+    ~ReaderLease() { db.release_reader(std::move(conn)); }
+    ReaderLease(const ReaderLease&) = delete;
+    Database& db;
+    std::unique_ptr<Connection> conn;
+  };
+  std::unique_ptr<Connection> acquire_reader();
+  void release_reader(std::unique_ptr<Connection> c);
   void migrate();
   void submit(WriteJob& job);                // queues the job; returns when its group committed
-  void write_group(std::vector<WriteJob*>& group);
+  void write_group(std::vector<WriteJob*>& group) noexcept;
   void commit_locked();  // persists the stream position with the transaction, then commits
 
   std::string path_;
   std::unique_ptr<Connection> writer_;
+  mutable std::mutex readers_mu_;
+  std::condition_variable readers_cv_;
+  std::vector<std::unique_ptr<Connection>> idle_readers_;
+  size_t open_readers_ = 0;
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
   std::vector<WriteJob*> queue_;
   bool group_in_progress_ = false;
   std::atomic<int64_t> committed_position_{0};
   int64_t pending_position_ = 0;
-  uint64_t instance_id_;
 };
 
 }  // namespace trestle::storage
