@@ -37,7 +37,8 @@ StoredEvent header_from_row(const Statement& st) {
 // A row whose stored JSON cannot be read (damaged, or nested deeper than any binary wrote) must
 // not fail every read that meets it: it is left out, with the reason logged. Once redacted, its
 // content no longer matters, so it is served from its columns as a redacted event.
-std::optional<StoredEvent> event_from_row(const Statement& st) {
+// `why`, when given, receives the reason a row was left out.
+std::optional<StoredEvent> event_from_row(const Statement& st, std::string* why = nullptr) {
   StoredEvent e = header_from_row(st);
   try {
     const std::string text = st.text(8);
@@ -51,6 +52,7 @@ std::optional<StoredEvent> event_from_row(const Statement& st) {
   } catch (const std::exception& ex) {
     if (!e.redacted_by) {
       spdlog::warn("event {}: stored JSON unreadable ({}); left out", e.event_id, ex.what());
+      if (why) *why = ex.what();
       return std::nullopt;
     }
   }
@@ -122,13 +124,9 @@ std::vector<StreamRow> stream_rows(Connection& c, int64_t after, int64_t upto, i
     StreamRow row;
     row.stream_ordering = st.int64(0);
     row.event_id = st.text(1);
-    try {
-      row.event = event_from_row(st);
-    } catch (const boost::system::system_error& e) {  // the JSON: unparseable, too deep, not an object
-      row.error = std::string("stored JSON unreadable: ") + e.what();
-    } catch (const std::invalid_argument& e) {
-      row.error = std::string("stored JSON unreadable: ") + e.what();
-    }
+    std::string why;
+    row.event = event_from_row(st, &why);
+    if (!row.event) row.error = "stored JSON unreadable: " + why;
     out.push_back(std::move(row));
   }
   return out;

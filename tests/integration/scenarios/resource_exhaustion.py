@@ -132,7 +132,8 @@ def open_fds(pid):
 
 
 def test_out_of_file_descriptors_reads_answer_or_503_never_500(ctx):
-    srv = ctx.server(start=False)
+    # No per-address connection cap: this test fills the descriptor table from one address.
+    srv = ctx.server(config={"http_limits": {"max_connections_per_address": 0}}, start=False)
     start_with_fd_limit(srv, FD_LIMIT)
     alice = ctx.register(srv, "alice")
     room = ctx.expect(alice.request("POST", "/createRoom", body={}))["room_id"]
