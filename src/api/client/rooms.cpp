@@ -3,6 +3,7 @@
 // rooms.yaml, message_pagination.yaml, event_context.yaml, redaction.yaml, list_joined_rooms.yaml).
 #include "api/appservice/offload.hpp"
 #include "api/handler_util.hpp"
+#include "core/json_depth.hpp"
 #include "api/routes.hpp"
 #include "core/identifiers.hpp"
 
@@ -34,7 +35,7 @@ object parse_filter_param(const http::Request& req) {
   auto f = req.query_param("filter");
   if (!f || f->empty()) return {};
   boost::system::error_code ec;
-  auto v = boost::json::parse(*f, ec);
+  auto v = boost::json::parse(*f, ec, {}, core::json_parse_options());
   if (ec || !v.is_object()) throw MatrixError::invalid_param("filter must be a JSON object");
   return v.as_object();
 }

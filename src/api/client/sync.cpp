@@ -1,5 +1,6 @@
 // GET /sync (spec: sync.yaml).
 #include "api/handler_util.hpp"
+#include "core/json_depth.hpp"
 #include "api/routes.hpp"
 #include "service/filter.hpp"
 
@@ -18,7 +19,7 @@ void add_sync_routes(http::Router& r, service::Homeserver& hs) {
     if (auto f = req.query_param("filter"); f && !f->empty()) {
       if ((*f)[0] == '{') {
         boost::system::error_code ec;
-        auto v = boost::json::parse(*f, ec);
+        auto v = boost::json::parse(*f, ec, {}, core::json_parse_options());
         if (ec || !v.is_object()) throw MatrixError::invalid_param("filter is not valid JSON");
         service::validate_filter(v.as_object());
         sr.filter = v.as_object();

@@ -45,6 +45,15 @@ def test_an_event_over_64_kib_is_413(ctx):
     ctx.expect(res, 413, "M_TOO_LARGE")
 
 
+def test_an_inline_filter_may_nest_as_deep_as_an_uploaded_one(ctx):
+    srv, alice, room = setup(ctx)
+    deep = '{"room":{"timeline":{"limit":1}},"org.example":' + nested(40) + "}"
+    fid = ctx.expect(alice.request("POST", f"/user/{alice.user_id}/filter", raw=deep))["filter_id"]
+    ctx.expect(alice.request("GET", "/sync", query={"filter": fid}))
+    ctx.expect(alice.request("GET", "/sync", query={"filter": deep}))
+    ctx.expect(alice.request("GET", f"/rooms/{room}/messages", query={"filter": deep, "dir": "b"}))
+
+
 def test_json_nested_deeper_than_64_is_not_json(ctx):
     srv, alice, room = setup(ctx)
     path = f"/user/{alice.user_id}/account_data/org.example.deep"
