@@ -1,10 +1,15 @@
 """To-device messages where a case file cannot say it: paging a backlog, long-poll wake-ups, the
 per-device bound, the sender rate limit, and durability across kill -9."""
 
+import os
+import sys
 import threading
 import time
 
-from harness import TestFailure, User
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import TestFailure, User  # noqa: E402
+from appservice_support import AsClient, AsEnv, registration  # noqa: E402
 
 FAST = {"rc_to_device": {"per_second": 10000, "burst_count": 10000}}
 
@@ -145,3 +150,30 @@ def test_acknowledged_sends_survive_kill_9(ctx):
     body = sync(ctx, bob, since)
     if numbers(body) != list(range(30)):
         raise TestFailure(f"after kill -9 and restart the device got {numbers(body)}")
+
+
+def test_appservices_send_and_receive_as_their_users_devices(ctx):
+    with AsEnv(ctx) as env:
+        reg = registration("bridge", None, "_td_bot", users=[(True, "@_td_.*")])
+        srv = env.server([reg])
+        br = AsClient(srv, reg)
+        alice = ctx.register(srv, "alice")
+        u = br.register("_td_alice")
+        ctx.expect(br.request("PUT", "/devices/TDDEV", user_id=u, body={}), 201)
+        since = ctx.expect(br.request("GET", "/sync", user_id=u, device_id="TDDEV", query={"timeout": 0}))["next_batch"]
+        # To the masqueraded user's device.
+        ctx.expect(alice.request("PUT", "/sendToDevice/m.test/as1", body={"messages": {u: {"TDDEV": {"n": 1}}}}))
+        # From the user without a device: idempotency keys on the appservice's token and the user.
+        for _ in range(2):
+            ctx.expect(br.request("PUT", "/sendToDevice/m.test/as2", user_id=u,
+                                  body={"messages": {alice.user_id: {alice.device_id: {"n": 2}}}}))
+        # The same txnId from the bridge's own user is a different request.
+        ctx.expect(br.request("PUT", "/sendToDevice/m.test/as2",
+                              body={"messages": {alice.user_id: {alice.device_id: {"n": 3}}}}))
+        ctx.expect(br.request("GET", "/sync", user_id=u, device_id="TDDEV", query={"timeout": 0, "since": since}),
+                   body={"to_device": {"events": [{"sender": alice.user_id, "content": {"n": 1}}]}})
+        ctx.expect(alice.request("GET", "/sync", query={"timeout": 0}),
+                   body={"to_device": {"events": [{"sender": u, "content": {"n": 2}},
+                                                  {"sender": br.sender, "content": {"n": 3}}]}})
+        # Without a device there is no inbox to read; the rest of /sync still works.
+        ctx.expect(br.request("GET", "/sync", user_id=u, query={"timeout": 0}), body={"to_device": {"events": []}})
