@@ -202,7 +202,7 @@ CREATE INDEX local_media_pending ON local_media (uploader) WHERE size IS NULL;
 )SQL",
       // 7: to-device messages. A device's inbox keeps each message (at its global stream position)
       // until a later /sync acknowledges it; deleting the device (logout, DELETE /devices) empties
-      // it. to_device_txns makes PUT /sendToDevice idempotent per sender and txnId.
+      // it. to_device_txns makes PUT /sendToDevice idempotent per sender and txnId (for a day).
       R"SQL(
 CREATE TABLE device_inbox (
   user_id TEXT NOT NULL,
@@ -222,6 +222,7 @@ CREATE TABLE to_device_txns (
   created_ts INTEGER NOT NULL,
   PRIMARY KEY (sender_key, txn_id)
 );
+CREATE INDEX to_device_txns_created ON to_device_txns (created_ts);
 )SQL",
   };
   return steps;
