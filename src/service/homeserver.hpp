@@ -10,6 +10,7 @@
 #include "service/presence.hpp"
 #include "service/rooms.hpp"
 #include "service/sync.hpp"
+#include "service/to_device.hpp"
 #include "service/user_data.hpp"
 #include "storage/database.hpp"
 
@@ -28,7 +29,9 @@ struct Homeserver {
         sync(db, notifier, user_data),
         appservice_queries(appservices, http),
         appservice_sender(appservices, db, notifier, http),
-        media(config, db) {
+        media(config, db),
+        to_device(config, db, notifier) {
+    sync.set_to_device(&to_device);
     accounts.ensure_appservice_senders();
     rooms.set_appservice_queries(&appservice_queries);
     user_data.typing().set_listener([this](const std::string& room_id) { appservice_sender.on_typing(room_id); });
@@ -55,6 +58,7 @@ struct Homeserver {
   AppServiceQueries appservice_queries;
   AppServiceSender appservice_sender;
   media::MediaService media;
+  ToDeviceService to_device;
 };
 
 }  // namespace trestle::service
