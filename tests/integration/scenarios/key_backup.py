@@ -108,3 +108,20 @@ def test_appservice_backup_belongs_to_the_asserted_user(ctx):
                                                    "identifier": {"type": "m.id.user", "user": user}})
         token = ctx.expect(login)["access_token"]
         ctx.expect(srv.client().request("GET", "/room_keys/version", token=token), body={"version": version, "count": 1})
+
+
+def test_session_ids_with_base64_characters(ctx):
+    """Megolm session IDs are base64: '/' and '+' arrive percent-encoded (or '+' as is) in the path."""
+    srv = ctx.server()
+    alice = ctx.register(srv, "alice")
+    version = create(ctx, alice)
+    sid = "AbC/dEf+gh"
+    res = alice.request("PUT", "/room_keys/keys/%21r%3Aexample.org/AbC%2FdEf%2Bgh", query={"version": version},
+                        body=key(data="b64"))
+    ctx.expect(res, body={"count": 1})
+    ctx.expect(alice.request("GET", "/room_keys/keys/!r:example.org/AbC%2FdEf+gh", query={"version": version}),
+               body={"session_data": {"ciphertext": "b64"}})
+    ctx.expect(alice.request("GET", "/room_keys/keys", query={"version": version}),
+               body={"rooms": {"$keys": ["!r:example.org"], "!r:example.org": {"sessions": {"$keys": [sid]}}}})
+    ctx.expect(alice.request("DELETE", "/room_keys/keys/!r:example.org/AbC%2FdEf%2Bgh", query={"version": version}),
+               body={"count": 0})
