@@ -18,6 +18,7 @@ void add_user_routes(http::Router& r, service::Homeserver& hs);  // presence, us
 void add_appservice_routes(http::Router& r, service::Homeserver& hs);  // ping, third party, AS directory
 void add_media_routes(http::Router& r, service::Homeserver& hs);  // upload, download, thumbnails, config
 void add_to_device_routes(http::Router& r, service::Homeserver& hs);  // sendToDevice
+void add_key_backup_routes(http::Router& r, service::Homeserver& hs);  // /room_keys (server-side key backup)
 
 // All of the above plus the authenticator.
 void add_all_routes(http::Router& r, service::Homeserver& hs);

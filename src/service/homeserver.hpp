@@ -5,6 +5,7 @@
 #include "service/accounts.hpp"
 #include "service/appservice/queries.hpp"
 #include "service/appservice/sender.hpp"
+#include "service/key_backup.hpp"
 #include "service/media/media_service.hpp"
 #include "service/notifier.hpp"
 #include "service/presence.hpp"
@@ -30,7 +31,8 @@ struct Homeserver {
         appservice_queries(appservices, http),
         appservice_sender(appservices, db, notifier, http),
         media(config, db),
-        to_device(config, db, notifier) {
+        to_device(config, db, notifier),
+        key_backup(db) {
     sync.set_to_device(&to_device);
     accounts.ensure_appservice_senders();
     rooms.set_appservice_queries(&appservice_queries);
@@ -59,6 +61,7 @@ struct Homeserver {
   AppServiceSender appservice_sender;
   media::MediaService media;
   ToDeviceService to_device;
+  KeyBackupService key_backup;
 };
 
 }  // namespace trestle::service
