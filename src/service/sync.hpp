@@ -15,6 +15,7 @@ namespace trestle::service {
 
 class UserDataService;
 class ToDeviceService;
+class KeyService;
 
 struct SyncRequest {
   std::optional<std::string> since;
@@ -44,6 +45,8 @@ public:
   http::Reply sync(const Requester& r, const SyncRequest& req);
   // `to_device` of the response (wired by Homeserver; none: always empty).
   void set_to_device(ToDeviceService* s) { to_device_ = s; }
+  // E2EE: fills device_lists and the one-time/fallback key fields.
+  void set_keys(KeyService* keys) { keys_ = keys; }
 
 private:
   // Computes the response; sets `empty` when an incremental sync found nothing.
@@ -55,6 +58,7 @@ private:
   UserDataService& user_data_;
   UnreadCounter unread_;
   ToDeviceService* to_device_ = nullptr;
+  KeyService* keys_ = nullptr;
 };
 
 }  // namespace trestle::service
