@@ -93,7 +93,8 @@ def parallel(n_threads, items, fn, max_seconds):
         t.join()
     elapsed = time.perf_counter() - t0
     if errors:
-        raise tb.BenchError(f"{type(errors[0]).__name__}: {errors[0]}")
+        raise errors[0] if isinstance(errors[0], tb.BenchError) else tb.BenchError(
+            f"{type(errors[0]).__name__}: {errors[0]}")
     return elapsed, results, cpu_s() - c0
 
 
@@ -373,4 +374,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (tb.BenchError, OSError, ValueError, KeyError) as e:
+        tb.log(f"[keys] FAILED: {type(e).__name__}: {e}")
+        sys.exit(1)
