@@ -5,6 +5,7 @@
 #include "service/accounts.hpp"
 #include "service/appservice/queries.hpp"
 #include "service/appservice/sender.hpp"
+#include "service/key_backup.hpp"
 #include "service/media/media_service.hpp"
 #include "service/notifier.hpp"
 #include "service/presence.hpp"
@@ -28,7 +29,8 @@ struct Homeserver {
         sync(db, notifier, user_data),
         appservice_queries(appservices, http),
         appservice_sender(appservices, db, notifier, http),
-        media(config, db) {
+        media(config, db),
+        key_backup(db) {
     accounts.ensure_appservice_senders();
     rooms.set_appservice_queries(&appservice_queries);
     user_data.typing().set_listener([this](const std::string& room_id) { appservice_sender.on_typing(room_id); });
@@ -55,6 +57,7 @@ struct Homeserver {
   AppServiceQueries appservice_queries;
   AppServiceSender appservice_sender;
   media::MediaService media;
+  KeyBackupService key_backup;
 };
 
 }  // namespace trestle::service

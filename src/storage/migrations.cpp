@@ -200,6 +200,30 @@ CREATE TABLE local_media (
 );
 CREATE INDEX local_media_pending ON local_media (uploader) WHERE size IS NULL;
 )SQL",
+      // 8: server-side key backups (room_keys). A deleted version keeps its row (deleted = 1) so
+      // version numbers are never reused; its keys are deleted with it.
+      R"SQL(
+CREATE TABLE key_backup_versions (
+  user_id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  algorithm TEXT NOT NULL,
+  auth_data TEXT NOT NULL,
+  etag INTEGER NOT NULL,
+  deleted INTEGER NOT NULL,
+  PRIMARY KEY (user_id, version)
+);
+CREATE TABLE key_backup_keys (
+  user_id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  room_id TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  first_message_index INTEGER NOT NULL,
+  forwarded_count INTEGER NOT NULL,
+  is_verified INTEGER NOT NULL,
+  session_data TEXT NOT NULL,
+  PRIMARY KEY (user_id, version, room_id, session_id)
+);
+)SQL",
   };
   return steps;
 }
