@@ -36,6 +36,7 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
   add_user_routes(r, hs);
   add_appservice_routes(r, hs);
   add_media_routes(r, hs);
+  add_keys_routes(r, hs);
   add_key_backup_routes(r, hs);
 }
 

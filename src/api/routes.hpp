@@ -17,6 +17,7 @@ void add_push_routes(http::Router& r, service::Homeserver& hs);
 void add_user_routes(http::Router& r, service::Homeserver& hs);  // presence, user directory, voip
 void add_appservice_routes(http::Router& r, service::Homeserver& hs);  // ping, third party, AS directory
 void add_media_routes(http::Router& r, service::Homeserver& hs);  // upload, download, thumbnails, config
+void add_keys_routes(http::Router& r, service::Homeserver& hs);   // E2EE keys and cross-signing
 void add_key_backup_routes(http::Router& r, service::Homeserver& hs);  // /room_keys (server-side key backup)
 
 // All of the above plus the authenticator.

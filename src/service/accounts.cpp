@@ -122,9 +122,11 @@ Session AccountService::register_user(const std::string& localpart, const std::o
     if (!inhibit_login) {
       accounts::insert_device(c, {user_id, dev, initial_device_display_name, core::now_ms(), std::nullopt});
       accounts::insert_token(c, token_hash(token), user_id, dev, core::now_ms());
+      devices_changed(c, user_id);
     }
   });
   if (!inhibit_login) {
+    devices_changed_after(user_id);
     s.access_token = token;
     s.device_id = dev;
   }
@@ -194,7 +196,9 @@ Session AccountService::issue_session(const std::string& user_id, const std::opt
       accounts::insert_device(c, {user_id, dev, initial_device_display_name, core::now_ms(), std::nullopt});
     }
     accounts::insert_token(c, token_hash(token), user_id, dev, core::now_ms());
+    devices_changed(c, user_id);
   });
+  devices_changed_after(user_id);
   if (device_id) forget_cached_tokens();  // a re-used device id revoked that device's old tokens
   return Session{user_id, token, dev};
 }
@@ -203,7 +207,9 @@ void AccountService::logout(const Requester& r) {
   db_.write([&](storage::Connection& c) {
     if (r.device_id) accounts::delete_device(c, r.user_id, *r.device_id);
     accounts::delete_token(c, r.access_token_hash);
+    devices_changed(c, r.user_id);
   });
+  devices_changed_after(r.user_id);
   forget_cached_tokens();
 }
 
@@ -211,7 +217,9 @@ void AccountService::logout_all(const Requester& r) {
   db_.write([&](storage::Connection& c) {
     accounts::delete_all_devices(c, r.user_id, std::nullopt);
     accounts::delete_all_tokens(c, r.user_id, std::nullopt);
+    devices_changed(c, r.user_id);
   });
+  devices_changed_after(r.user_id);
   forget_cached_tokens();
 }
 
@@ -279,9 +287,13 @@ void AccountService::change_password(const Requester& r, const std::string& new_
     if (logout_devices) {
       accounts::delete_all_devices(c, r.user_id, r.device_id);
       accounts::delete_all_tokens(c, r.user_id, r.access_token_hash);
+      devices_changed(c, r.user_id);
     }
   });
-  if (logout_devices) forget_cached_tokens();
+  if (logout_devices) {
+    devices_changed_after(r.user_id);
+    forget_cached_tokens();
+  }
 }
 
 void AccountService::deactivate(const std::string& user_id) {
@@ -289,7 +301,9 @@ void AccountService::deactivate(const std::string& user_id) {
     accounts::set_deactivated(c, user_id);
     accounts::delete_all_devices(c, user_id, std::nullopt);
     accounts::delete_all_tokens(c, user_id, std::nullopt);
+    devices_changed(c, user_id);
   });
+  devices_changed_after(user_id);
   forget_cached_tokens();
 }
 
@@ -326,20 +340,29 @@ void AccountService::set_device_display_name(const std::string& user_id, const s
   db_.write([&](storage::Connection& c) {
     if (!accounts::get_device(c, user_id, device_id)) throw MatrixError::not_found("Unknown device");
     accounts::set_device_display_name(c, user_id, device_id, name);
+    devices_changed(c, user_id);
   });
+  devices_changed_after(user_id);
 }
 
 bool AccountService::create_device(const std::string& user_id, const std::string& device_id,
                                    const std::optional<std::string>& display_name) {
-  return db_.write([&](storage::Connection& c) {
+  bool created = db_.write([&](storage::Connection& c) {
     bool created = accounts::insert_device(c, {user_id, device_id, display_name, core::now_ms(), std::nullopt});
     if (!created && display_name) accounts::set_device_display_name(c, user_id, device_id, display_name);
+    devices_changed(c, user_id);
     return created;
   });
+  devices_changed_after(user_id);
+  return created;
 }
 
 void AccountService::delete_device(const std::string& user_id, const std::string& device_id) {
-  db_.write([&](storage::Connection& c) { accounts::delete_device(c, user_id, device_id); });
+  db_.write([&](storage::Connection& c) {
+    accounts::delete_device(c, user_id, device_id);
+    devices_changed(c, user_id);
+  });
+  devices_changed_after(user_id);
   forget_cached_tokens();
 }
 

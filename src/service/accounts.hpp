@@ -10,6 +10,7 @@
 #include "storage/database.hpp"
 
 #include <boost/json/object.hpp>
+#include <functional>
 #include <mutex>
 #include <unordered_map>
 #include <optional>
@@ -94,6 +95,15 @@ public:
                      const std::optional<std::string>& display_name);
   void delete_device(const std::string& user_id, const std::string& device_id);
 
+  // Device-list hooks (E2EE keys): `in_txn` runs inside the write that added, renamed or removed
+  // one of the user's devices (to drop the keys of deleted devices and record the change in the
+  // same transaction); `after` runs once it committed (to wake /sync).
+  struct DeviceHooks {
+    std::function<void(storage::Connection&, const std::string& user_id)> in_txn;
+    std::function<void(const std::string& user_id)> after;
+  };
+  void set_device_hooks(DeviceHooks h) { device_hooks_ = std::move(h); }
+
   RateLimiter& login_limiter() { return login_limiter_; }
   PasswordHasher& password_hasher() { return hasher_; }
   RateLimiter& registration_limiter() { return registration_limiter_; }
@@ -108,6 +118,14 @@ private:
   // Verifies `password` against `hash` (none: a missing, deactivated or passwordless user, checked
   // against a dummy hash of the same cost) and rehashes a hash made with older parameters.
   bool check_password(const std::string& user_id, std::string_view password, const std::optional<std::string>& hash);
+
+  void devices_changed(storage::Connection& c, const std::string& user_id) {
+    if (device_hooks_.in_txn) device_hooks_.in_txn(c, user_id);
+  }
+  void devices_changed_after(const std::string& user_id) {
+    if (device_hooks_.after) device_hooks_.after(user_id);
+  }
+  DeviceHooks device_hooks_;
 
   const config::Config& cfg_;
   storage::Database& db_;

@@ -5,6 +5,7 @@
 #include "service/accounts.hpp"
 #include "service/appservice/queries.hpp"
 #include "service/appservice/sender.hpp"
+#include "service/keys.hpp"
 #include "service/key_backup.hpp"
 #include "service/media/media_service.hpp"
 #include "service/notifier.hpp"
@@ -27,11 +28,15 @@ struct Homeserver {
         rooms(config, db, notifier, signing_key, accounts),
         user_data(db, notifier, rooms),
         sync(db, notifier, user_data),
+        keys(config, db, notifier, accounts),
         appservice_queries(appservices, http),
         appservice_sender(appservices, db, notifier, http),
         media(config, db),
         key_backup(db) {
     accounts.ensure_appservice_senders();
+    accounts.set_device_hooks({[this](storage::Connection& c, const std::string& u) { keys.on_devices_changed(c, u); },
+                               [this](const std::string& u) { keys.notify_changed(u); }});
+    sync.set_keys(&keys);
     rooms.set_appservice_queries(&appservice_queries);
     user_data.typing().set_listener([this](const std::string& room_id) { appservice_sender.on_typing(room_id); });
     appservice_sender.set_typing_source(
@@ -53,6 +58,7 @@ struct Homeserver {
   RoomService rooms;
   UserDataService user_data;
   SyncService sync;
+  KeyService keys;
   PresenceTracker presence;
   AppServiceQueries appservice_queries;
   AppServiceSender appservice_sender;

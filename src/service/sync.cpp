@@ -6,6 +6,7 @@
 #include "room/auth_rules.hpp"
 #include "service/event_format.hpp"
 #include "service/filter.hpp"
+#include "service/keys.hpp"
 #include "service/push/push_rules.hpp"
 #include "service/rooms.hpp"
 #include "service/unread_counts.hpp"
@@ -322,13 +323,17 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
   empty = join_rooms.empty() && invite_rooms.empty() && leave_rooms.empty() && account_data.empty();
   object rooms{{"join", std::move(join_rooms)}, {"invite", std::move(invite_rooms)},
                {"leave", std::move(leave_rooms)}, {"knock", object{}}};
-  return object{{"next_batch", now.str()},
-                {"rooms", std::move(rooms)},
-                {"account_data", object{{"events", std::move(account_data)}}},
-                {"presence", object{{"events", array{}}}},
-                {"to_device", object{{"events", array{}}}},
-                {"device_lists", object{{"changed", array{}}, {"left", array{}}}},
-                {"device_one_time_keys_count", object{}}};
+  object response{{"next_batch", now.str()},
+                  {"rooms", std::move(rooms)},
+                  {"account_data", object{{"events", std::move(account_data)}}},
+                  {"presence", object{{"events", array{}}}},
+                  {"to_device", object{{"events", array{}}}},
+                  {"device_lists", object{{"changed", array{}}, {"left", array{}}}},
+                  {"device_one_time_keys_count", object{}}};
+  // --- E2EE keys: device_lists, device_one_time_keys_count, device_unused_fallback_key_types ---
+  if (keys_ && keys_->fill_sync(r, since_pos, now.position, initial, response)) empty = false;
+  // --- end E2EE keys ---
+  return response;
 }
 
 }  // namespace trestle::service

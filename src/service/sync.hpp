@@ -14,6 +14,7 @@
 namespace trestle::service {
 
 class UserDataService;
+class KeyService;
 
 struct SyncRequest {
   std::optional<std::string> since;
@@ -36,6 +37,8 @@ public:
 
   // Answers at once when there is something to say (or no `since`/no timeout), else a LongPoll.
   http::Reply sync(const Requester& r, const SyncRequest& req);
+  // E2EE: fills device_lists and the one-time/fallback key fields.
+  void set_keys(KeyService* keys) { keys_ = keys; }
 
 private:
   // Computes the response; sets `empty` when an incremental sync found nothing.
@@ -46,6 +49,7 @@ private:
   Notifier& notifier_;
   UserDataService& user_data_;
   UnreadCounter unread_;
+  KeyService* keys_ = nullptr;
 };
 
 }  // namespace trestle::service

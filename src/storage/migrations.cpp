@@ -200,6 +200,53 @@ CREATE TABLE local_media (
 );
 CREATE INDEX local_media_pending ON local_media (uploader) WHERE size IS NULL;
 )SQL",
+      // 6: end-to-end encryption keys: device keys, one-time and fallback keys, cross-signing keys,
+      // signatures uploaded apart from the keys they sign, and the stream position of each user's
+      // last device-list change (for /sync device_lists and /keys/changes).
+      R"SQL(
+CREATE TABLE e2e_device_keys (
+  user_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  key_json TEXT NOT NULL,
+  PRIMARY KEY (user_id, device_id)
+);
+CREATE TABLE e2e_one_time_keys (
+  user_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  algorithm TEXT NOT NULL,
+  key_id TEXT NOT NULL,
+  key_json TEXT NOT NULL,
+  PRIMARY KEY (user_id, device_id, algorithm, key_id)
+);
+CREATE TABLE e2e_fallback_keys (
+  user_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  algorithm TEXT NOT NULL,
+  key_id TEXT NOT NULL,
+  key_json TEXT NOT NULL,
+  used INTEGER NOT NULL,
+  PRIMARY KEY (user_id, device_id, algorithm)
+);
+CREATE TABLE e2e_cross_signing_keys (
+  user_id TEXT NOT NULL,
+  key_type TEXT NOT NULL,
+  key_json TEXT NOT NULL,
+  PRIMARY KEY (user_id, key_type)
+);
+CREATE TABLE e2e_signatures (
+  target_user TEXT NOT NULL,
+  target_key TEXT NOT NULL,
+  signer_user TEXT NOT NULL,
+  signer_key_id TEXT NOT NULL,
+  signature TEXT NOT NULL,
+  PRIMARY KEY (target_user, target_key, signer_user, signer_key_id)
+);
+CREATE TABLE e2e_device_list_changes (
+  user_id TEXT PRIMARY KEY,
+  stream_id INTEGER NOT NULL
+);
+CREATE INDEX e2e_device_list_changes_stream ON e2e_device_list_changes (stream_id);
+)SQL",
       // 8: server-side key backups (room_keys). A deleted version keeps its row (deleted = 1) so
       // version numbers are never reused; its keys are deleted with it.
       R"SQL(
