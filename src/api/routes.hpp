@@ -19,6 +19,7 @@ void add_appservice_routes(http::Router& r, service::Homeserver& hs);  // ping, 
 void add_media_routes(http::Router& r, service::Homeserver& hs);  // upload, download, thumbnails, config
 void add_keys_routes(http::Router& r, service::Homeserver& hs);   // E2EE keys and cross-signing
 void add_key_backup_routes(http::Router& r, service::Homeserver& hs);  // /room_keys (server-side key backup)
+void add_to_device_routes(http::Router& r, service::Homeserver& hs);  // sendToDevice
 
 // All of the above plus the authenticator.
 void add_all_routes(http::Router& r, service::Homeserver& hs);

@@ -134,7 +134,7 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
       "app_service_config_files", "enable_registration", "enable_registration_without_verification",
       "registration_shared_secret", "rc_message", "rc_registration", "rc_login", "max_upload_size",
       "max_request_body_size", "log_level", "media_store_path", "enable_authenticated_media",
-      "http_limits"};
+      "http_limits", "rc_to_device", "max_to_device_queue"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");
@@ -218,6 +218,11 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
     // `address` (or a flat per_second/burst_count) per client address.
     if (l["address"]) c.rc_login = parse_rate(l["address"], "rc_login.address");
     else c.rc_login = parse_rate(l, "rc_login");
+  }
+  if (root["rc_to_device"]) c.rc_to_device = parse_rate(root["rc_to_device"], "rc_to_device");
+  if (root["max_to_device_queue"]) {
+    c.max_to_device_queue = get<uint64_t>(root["max_to_device_queue"], "max_to_device_queue", "a positive integer");
+    if (c.max_to_device_queue == 0) bad("max_to_device_queue", "must be at least 1");
   }
   if (root["max_upload_size"]) c.max_upload_size = parse_size(root["max_upload_size"], "max_upload_size");
   if (root["media_store_path"]) c.media_store_path = get<std::string>(root["media_store_path"], "media_store_path", "a path");

@@ -47,6 +47,10 @@ struct Config {
   RateLimit rc_message{0.2, 10};
   RateLimit rc_registration{0.17, 3};
   RateLimit rc_login{0.17, 3};
+  // PUT /sendToDevice per sending device (one action per request), and how many undelivered
+  // to-device messages one device may have queued before new ones are refused (429).
+  RateLimit rc_to_device{100, 200};
+  uint64_t max_to_device_queue = 10'000;
   uint64_t max_upload_size = 50ull * 1024 * 1024;
   uint64_t max_request_body_size = 1ull * 1024 * 1024;  // non-media JSON bodies
   // Media files; default <directory of the database>/media.

@@ -12,6 +12,7 @@
 #include "service/presence.hpp"
 #include "service/rooms.hpp"
 #include "service/sync.hpp"
+#include "service/to_device.hpp"
 #include "service/user_data.hpp"
 #include "storage/database.hpp"
 
@@ -32,7 +33,9 @@ struct Homeserver {
         appservice_queries(appservices, http),
         appservice_sender(appservices, db, notifier, http),
         media(config, db),
-        key_backup(db) {
+        key_backup(db),
+        to_device(config, db, notifier) {
+    sync.set_to_device(&to_device);
     accounts.ensure_appservice_senders();
     accounts.set_device_hooks({[this](storage::Connection& c, const std::string& u) { keys.on_devices_changed(c, u); },
                                [this](const std::string& u) { keys.notify_changed(u); }});
@@ -64,6 +67,7 @@ struct Homeserver {
   AppServiceSender appservice_sender;
   media::MediaService media;
   KeyBackupService key_backup;
+  ToDeviceService to_device;
 };
 
 }  // namespace trestle::service

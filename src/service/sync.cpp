@@ -9,6 +9,7 @@
 #include "service/keys.hpp"
 #include "service/push/push_rules.hpp"
 #include "service/rooms.hpp"
+#include "service/to_device.hpp"
 #include "service/unread_counts.hpp"
 #include "service/user_data.hpp"
 #include "service/visibility.hpp"
@@ -58,12 +59,19 @@ std::map<StateKey, std::string> state_before(storage::Connection& c, const std::
 SyncToken SyncToken::parse(const std::string& s) {
   SyncToken t;
   t.position = parse_stream_token(s);
+  t.to_device = t.position;  // tokens from before to-device paging: everything up to pos was handed out
+  auto number = [](const std::string& part) -> uint64_t {
+    if (part.empty() || part.size() > 18 || !std::all_of(part.begin(), part.end(), ::isdigit)) {
+      throw MatrixError::invalid_param("Invalid sync token");
+    }
+    return std::stoull(part);
+  };
   auto us = s.find('_');
   if (us != std::string::npos) {
-    try {
-      t.typing = std::stoull(s.substr(us + 1));
-    } catch (const std::exception&) {
-      throw MatrixError::invalid_param("Invalid sync token");
+    auto us2 = s.find('_', us + 1);
+    t.typing = number(s.substr(us + 1, us2 == std::string::npos ? std::string::npos : us2 - us - 1));
+    if (us2 != std::string::npos) {
+      t.to_device = std::min<int64_t>(static_cast<int64_t>(number(s.substr(us2 + 1))), t.position);
     }
   }
   return t;
@@ -320,14 +328,28 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
     account_data.push_back(object{{"type", "m.push_rules"}, {"content", object{{"global", global_push_rules}}}});
   }
 
-  empty = join_rooms.empty() && invite_rooms.empty() && leave_rooms.empty() && account_data.empty();
+  // ---- to_device (ToDeviceService): this device's messages; `since` acknowledges earlier ones.
+  SyncToken next = now;
+  array to_device_events;
+  if (to_device_) {
+    if (r.device_id) wake_keys.push_back(ToDeviceService::wake_key(r.user_id, *r.device_id));
+    auto page = to_device_->sync_page(r, since ? std::optional<int64_t>(since->to_device) : std::nullopt, now.position);
+    next.to_device = page.position;
+    to_device_events = std::move(page.events);
+  } else {
+    next.to_device = now.position;
+  }
+  // ---- end to_device
+
+  empty = join_rooms.empty() && invite_rooms.empty() && leave_rooms.empty() && account_data.empty() &&
+          to_device_events.empty();
   object rooms{{"join", std::move(join_rooms)}, {"invite", std::move(invite_rooms)},
                {"leave", std::move(leave_rooms)}, {"knock", object{}}};
-  object response{{"next_batch", now.str()},
+  object response{{"next_batch", next.str()},
                   {"rooms", std::move(rooms)},
                   {"account_data", object{{"events", std::move(account_data)}}},
                   {"presence", object{{"events", array{}}}},
-                  {"to_device", object{{"events", array{}}}},
+                  {"to_device", object{{"events", std::move(to_device_events)}}},
                   {"device_lists", object{{"changed", array{}}, {"left", array{}}}},
                   {"device_one_time_keys_count", object{}}};
   // --- E2EE keys: device_lists, device_one_time_keys_count, device_unused_fallback_key_types ---

@@ -15,6 +15,7 @@ namespace trestle::service {
 
 class UserDataService;
 class KeyService;
+class ToDeviceService;
 
 struct SyncRequest {
   std::optional<std::string> since;
@@ -23,11 +24,16 @@ struct SyncRequest {
   boost::json::object filter;
 };
 
-// A sync token: the global stream position and the typing serial ("s<pos>_<typing>").
+// A sync token: the global stream position, the typing serial and how far this device's
+// to-device messages were handed out ("s<pos>_<typing>_<to_device>"; older tokens without the
+// last part mean to_device = pos).
 struct SyncToken {
   int64_t position = 0;
   uint64_t typing = 0;
-  std::string str() const { return "s" + std::to_string(position) + "_" + std::to_string(typing); }
+  int64_t to_device = 0;
+  std::string str() const {
+    return "s" + std::to_string(position) + "_" + std::to_string(typing) + "_" + std::to_string(to_device);
+  }
   static SyncToken parse(const std::string& s);  // 400 M_INVALID_PARAM when malformed
 };
 
@@ -39,6 +45,8 @@ public:
   http::Reply sync(const Requester& r, const SyncRequest& req);
   // E2EE: fills device_lists and the one-time/fallback key fields.
   void set_keys(KeyService* keys) { keys_ = keys; }
+  // `to_device` of the response (wired by Homeserver; none: always empty).
+  void set_to_device(ToDeviceService* s) { to_device_ = s; }
 
 private:
   // Computes the response; sets `empty` when an incremental sync found nothing.
@@ -50,6 +58,7 @@ private:
   UserDataService& user_data_;
   UnreadCounter unread_;
   KeyService* keys_ = nullptr;
+  ToDeviceService* to_device_ = nullptr;
 };
 
 }  // namespace trestle::service

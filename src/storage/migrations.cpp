@@ -247,6 +247,29 @@ CREATE TABLE e2e_device_list_changes (
 );
 CREATE INDEX e2e_device_list_changes_stream ON e2e_device_list_changes (stream_id);
 )SQL",
+      // 7: to-device messages. A device's inbox keeps each message (at its global stream position)
+      // until a later /sync acknowledges it; deleting the device (logout, DELETE /devices) empties
+      // it. to_device_txns makes PUT /sendToDevice idempotent per sender and txnId.
+      R"SQL(
+CREATE TABLE device_inbox (
+  user_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  stream_id INTEGER NOT NULL,
+  sender TEXT NOT NULL,
+  type TEXT NOT NULL,
+  content TEXT NOT NULL,
+  PRIMARY KEY (user_id, device_id, stream_id)
+);
+CREATE TRIGGER device_inbox_device_deleted AFTER DELETE ON devices BEGIN
+  DELETE FROM device_inbox WHERE user_id = OLD.user_id AND device_id = OLD.device_id;
+END;
+CREATE TABLE to_device_txns (
+  sender_key TEXT NOT NULL,
+  txn_id TEXT NOT NULL,
+  created_ts INTEGER NOT NULL,
+  PRIMARY KEY (sender_key, txn_id)
+);
+)SQL",
       // 8: server-side key backups (room_keys). A deleted version keeps its row (deleted = 1) so
       // version numbers are never reused; its keys are deleted with it.
       R"SQL(

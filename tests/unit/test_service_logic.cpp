@@ -150,7 +150,18 @@ TEST(StreamTokens, ParseAndRejectMalformed) {
   auto t = service::SyncToken::parse("s42_7");
   EXPECT_EQ(t.position, 42);
   EXPECT_EQ(t.typing, 7u);
-  EXPECT_EQ(t.str(), "s42_7");
+  EXPECT_EQ(t.to_device, 42);  // a token from before to-device paging: everything handed out
+  EXPECT_EQ(t.str(), "s42_7_42");
+  auto paged = service::SyncToken::parse("s42_7_30");
+  EXPECT_EQ(paged.position, 42);
+  EXPECT_EQ(paged.typing, 7u);
+  EXPECT_EQ(paged.to_device, 30);
+  EXPECT_EQ(paged.str(), "s42_7_30");
+  EXPECT_EQ(service::SyncToken::parse("s42_7_99").to_device, 42);  // never past the position
+  EXPECT_EQ(service::parse_stream_token("s42_7_30"), 42);         // /messages accepts sync tokens
+  for (const char* bad : {"s42_", "s42_x", "s42_7_", "s42_7_x", "s42_7_3_4", "s42__3"}) {
+    EXPECT_THROW(service::SyncToken::parse(bad), MatrixError) << bad;
+  }
   for (const char* bad : {"", "s", "t42", "s-1", "s4x", "s99999999999999999999"}) {
     EXPECT_THROW(service::parse_stream_token(bad), MatrixError) << bad;
   }
