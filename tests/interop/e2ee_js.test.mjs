@@ -340,8 +340,9 @@ test("matrix-js-sdk + Rust crypto: encrypted room, new device, cross-signing, ke
         setupNewSecretStorage: true,
         setupNewKeyBackup: true,
       });
-      const version = await alice.getCrypto().getActiveSessionBackupVersion();
-      assert.ok(version, "alice's first device backs up to a version");
+      // resetKeyBackup creates the version, then enables it asynchronously (GET /room_keys/version).
+      const version = await waitFor("alice's first device enables the new backup version", alice, [ClientEvent.Sync],
+        () => alice.getCrypto().getActiveSessionBackupVersion());
       const info = await authedFetch(alice, "GET", "/room_keys/version");
       assert.equal(info.status, 200, JSON.stringify(info.json));
       assert.equal(info.json.version, version);
@@ -351,6 +352,10 @@ test("matrix-js-sdk + Rust crypto: encrypted room, new device, cross-signing, ke
         return keys.status === 200 && Object.keys(keys.json.rooms?.[roomId]?.sessions ?? {}).length >= 2;
       });
 
+      // The second device found no backup when it started: look again (GET /room_keys/version),
+      // then take the backup key from secret storage (account data, opened with the recovery key).
+      const check = await alice2.getCrypto().checkKeyBackupAndEnable();
+      assert.equal(check?.backupInfo?.version, version, "the second device finds the backup version");
       await alice2.getCrypto().loadSessionBackupPrivateKeyFromSecretStorage();
       const restored = await alice2.getCrypto().restoreKeyBackup();
       assert.ok(restored.imported >= 1, `restored keys: ${JSON.stringify(restored)}`);
