@@ -257,7 +257,14 @@ test("matrix-js-sdk + Rust crypto: encrypted room, new device, cross-signing, ke
       const alice = await loginE2ee(baseUrl, "alice", "alice-password-1", clients);
       const bob = await loginE2ee(baseUrl, "bob", "bob-password-1", clients);
 
-      // Both devices published their keys: each sees the other's device with its real keys.
+      // Both devices publish their keys (an outgoing request of the crypto machine, not awaited by
+      // startClient): wait until the server has them, then each sees the other's real keys.
+      for (const c of [alice, bob]) {
+        await waitFor(`${c.getUserId()}'s device keys reach the server`, c, [ClientEvent.Sync], async () => {
+          const r = await authedFetch(c, "POST", "/keys/query", { device_keys: { [c.getUserId()]: [] } });
+          return r.json.device_keys?.[c.getUserId()]?.[c.getDeviceId()];
+        });
+      }
       for (const [c, other] of [[alice, bob], [bob, alice]]) {
         const map = await c.getCrypto().getUserDeviceInfo([other.getUserId()], true);
         const dev = map.get(other.getUserId())?.get(other.getDeviceId());
