@@ -3,7 +3,9 @@
 against the real Trestle binary. Two users each log in a device with an encryption store, upload
 device and one-time keys, and talk in an encrypted room (m.megolm.v1.aes-sha2): the sender
 queries the other's device keys, claims a one-time key, shares the room key over Olm through
-/sendToDevice, and the receiver gets it in /sync's to_device and decrypts. Both ways.
+/sendToDevice, and the receiver gets it in /sync's to_device and decrypts. Both ways. Then a
+js <-> nio cross check: a matrix-js-sdk + Rust crypto peer (e2ee_js_peer.mjs, needs node and
+tests/interop/node_modules, else skipped) joins, decrypts nio's message, and nio decrypts its answer.
 
 Run with Debian's python (python3-matrix-nio, python3-olm):
 
@@ -196,6 +198,8 @@ async def journey(server, checks, store_root):
         checks.check("bob's one-time key count dropped after alice's claim",
                      any(n == top - 1 for n in b_obs.otk_counts), repr(b_obs.otk_counts))
         checks.check("alice's one-time keys were not claimed", set(a_obs.otk_counts) == {top}, repr(a_obs.otk_counts))
+
+        await js_cross_check(server, checks, alice, bob, a_obs, b_obs, room_id)
     finally:
         for t in tasks:
             t.cancel()
@@ -206,6 +210,58 @@ async def journey(server, checks, store_root):
                 pass
         for c in clients:
             await c.close()
+
+
+async def js_cross_check(server, checks, alice, bob, a_obs, b_obs, room_id):
+    """js <-> nio: carol, a matrix-js-sdk + Rust crypto client (e2ee_js_peer.mjs), joins the room,
+    decrypts what nio's alice sends, and answers with a message that both nio clients decrypt."""
+    node = shutil.which("node")
+    if not node or not os.path.isdir(os.path.join(HERE, "node_modules", "matrix-js-sdk")):
+        print("skip    js <-> nio cross check (no node or no tests/interop/node_modules)", flush=True)
+        return
+    reg = AsyncClient(server.base_url, config=AsyncClientConfig(encryption_enabled=False))
+    try:
+        r = await reg.register("carol", "carol-password-1", "nio-reg-carol")
+        checks.require("register carol (the js peer)", isinstance(r, RegisterResponse), repr(r))
+    finally:
+        await reg.close()
+    carol = "@carol:localhost"
+    r = await alice.room_invite(room_id, carol)
+    checks.require("alice invites carol", isinstance(r, RoomInviteResponse), repr(r))
+    stamp = int(time.time() * 1000)
+    to_carol, from_carol = f"nio alice to js carol {stamp}", f"js carol to nio {stamp}"
+    proc = await asyncio.create_subprocess_exec(
+        node, os.path.join(HERE, "e2ee_js_peer.mjs"), server.base_url, "carol", "carol-password-1", room_id,
+        to_carol, from_carol, cwd=HERE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        async def step(key):
+            line = await asyncio.wait_for(proc.stdout.readline(), 40)
+            if not line:
+                err = (await proc.stderr.read()).decode(errors="replace")
+                raise RuntimeError(f"js peer ended before '{key}':\n{err[-3000:]}")
+            msg = json.loads(line)
+            checks.require(f"js peer: {key}", key in msg, repr(msg))
+            return msg
+
+        await step("joined")
+        await wait_until("alice's client has carol joined", lambda: carol in alice.rooms[room_id].users, a_obs.changed)
+        r = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": to_carol},
+                                  ignore_unverified_devices=True)
+        checks.require("alice sends to carol", isinstance(r, RoomSendResponse), repr(r))
+        msg = await step("decrypted")
+        checks.check("js carol decrypts nio alice's message", msg.get("decrypted") == r.event_id
+                     and msg.get("sender") == alice.user_id, repr(msg))
+        msg = await step("sent")
+        for c, obs in ((alice, a_obs), (bob, b_obs)):
+            got = await wait_until(f"{c.user_id} (nio) decrypts js carol's message",
+                                   lambda: obs.text(msg["sent"]), obs.changed)
+            checks.check(f"{c.user_id} reads carol's message", got[1:] == (carol, from_carol, True), repr(got))
+        rc = await asyncio.wait_for(proc.wait(), 20)
+        checks.check("js peer exits cleanly", rc == 0, f"exit {rc}")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 def main():
