@@ -335,6 +335,15 @@ object KeyService::claim(const Requester&, const object& body) {
 
 KeyService::DeviceListDelta KeyService::device_list_delta(storage::Connection& c, const std::string& me,
                                                           int64_t since, int64_t upto) {
+  if (!ks::memberships_changed_around(c, me, since, upto)) {
+    // The common case: nobody joined or left, so only key changes of room-mates count. Cheap
+    // on every long-poll round, however many rooms and members there are.
+    DeviceListDelta d;
+    for (const auto& u : ks::device_lists_changed_between(c, since, upto)) {
+      if (u == me || ks::share_a_room(c, me, u)) d.changed.insert(u);
+    }
+    return d;
+  }
   std::set<std::string> shared, joined, left_candidates;
   auto in_range = [&](int64_t pos) { return pos > since && pos <= upto; };
   for (const auto& m : ev::memberships_of_user(c, me)) {

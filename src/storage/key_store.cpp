@@ -172,4 +172,18 @@ std::vector<std::string> device_lists_changed_between(Connection& c, int64_t sin
   return out;
 }
 
+bool memberships_changed_around(Connection& c, const std::string& user_id, int64_t since, int64_t upto) {
+  auto st = c.prepare("SELECT 1 FROM room_memberships mine JOIN room_memberships other ON other.room_id = mine.room_id "
+                      "WHERE mine.user_id = ? AND other.stream_ordering > ? AND other.stream_ordering <= ? LIMIT 1");
+  st.bind(user_id, since, upto);
+  return st.step();
+}
+
+bool share_a_room(Connection& c, const std::string& a, const std::string& b) {
+  auto st = c.prepare("SELECT 1 FROM room_memberships x JOIN room_memberships y ON y.room_id = x.room_id "
+                      "WHERE x.user_id = ? AND x.membership = 'join' AND y.user_id = ? AND y.membership = 'join' LIMIT 1");
+  st.bind(a, b);
+  return st.step();
+}
+
 }  // namespace trestle::storage::keys

@@ -246,6 +246,8 @@ CREATE TABLE e2e_device_list_changes (
   stream_id INTEGER NOT NULL
 );
 CREATE INDEX e2e_device_list_changes_stream ON e2e_device_list_changes (stream_id);
+-- Incremental /sync asks "did membership change in any of my rooms since N" on every round.
+CREATE INDEX e2e_room_memberships_stream ON room_memberships (room_id, stream_ordering);
 )SQL",
       // 7: to-device messages. A device's inbox keeps each message (at its global stream position)
       // until a later /sync acknowledges it; deleting the device (logout, DELETE /devices) empties
