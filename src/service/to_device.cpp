@@ -19,6 +19,11 @@ namespace trestle::service {
 namespace inbox = storage::device_inbox;
 using boost::json::object;
 
+namespace {
+// How long a txnId is remembered: far longer than any client retries (Synapse: 30 minutes).
+constexpr int64_t kTxnMemoryMs = 24 * 3600 * 1000;
+}  // namespace
+
 ToDeviceService::ToDeviceService(const config::Config& cfg, storage::Database& db, Notifier& notifier)
     : cfg_(cfg), db_(db), notifier_(notifier), limiter_(cfg.rc_to_device) {}
 
@@ -69,7 +74,9 @@ void ToDeviceService::send(const Requester& r, const std::string& type, const st
       r.user_id + " " + (r.device_id ? "device:" + *r.device_id : "token:" + r.access_token_hash);
   std::vector<std::string> woken;
   db_.write([&](storage::Connection& c) {
-    if (!inbox::record_txn(c, sender_key, txn_id, core::now_ms())) return;  // a retry: done already
+    const int64_t now = core::now_ms();
+    inbox::prune_txns(c, now - kTxnMemoryMs);
+    if (!inbox::record_txn(c, sender_key, txn_id, now)) return;  // a retry: done already
     if (targets.empty()) return;
     const int64_t pos = db_.next_stream_position();
     std::map<std::string, std::set<std::string>> devices_of;

@@ -27,7 +27,7 @@ public:
   ToDeviceService(const config::Config& cfg, storage::Database& db, Notifier& notifier);
 
   // PUT /sendToDevice/{type}/{txnId}. Idempotent per requester (device, or token without one) and
-  // txnId. Unknown local users and devices are skipped; remote users are skipped with a log line.
+  // txnId, for a day. Unknown local users and devices are skipped; remote users are skipped with a log line.
   // 429 M_LIMIT_EXCEEDED when the sender is too fast or a target device's queue is full.
   void send(const Requester& r, const std::string& type, const std::string& txn_id,
             const boost::json::object& body);

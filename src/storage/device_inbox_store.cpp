@@ -46,4 +46,8 @@ bool record_txn(Connection& c, const std::string& sender_key, const std::string&
   return c.changes() > 0;
 }
 
+void prune_txns(Connection& c, int64_t before_ms) {
+  c.prepare("DELETE FROM to_device_txns WHERE created_ts < ?").bind(before_ms).run();
+}
+
 }  // namespace trestle::storage::device_inbox

@@ -28,5 +28,7 @@ int64_t delete_upto(Connection& c, const std::string& user_id, const std::string
 
 // Records a sender's transaction id; false when it was already recorded.
 bool record_txn(Connection& c, const std::string& sender_key, const std::string& txn_id, int64_t now_ms);
+// Forgets transaction ids recorded before `before_ms`.
+void prune_txns(Connection& c, int64_t before_ms);
 
 }  // namespace trestle::storage::device_inbox

@@ -251,7 +251,7 @@ CREATE INDEX e2e_room_memberships_stream ON room_memberships (room_id, stream_or
 )SQL",
       // 7: to-device messages. A device's inbox keeps each message (at its global stream position)
       // until a later /sync acknowledges it; deleting the device (logout, DELETE /devices) empties
-      // it. to_device_txns makes PUT /sendToDevice idempotent per sender and txnId.
+      // it. to_device_txns makes PUT /sendToDevice idempotent per sender and txnId (for a day).
       R"SQL(
 CREATE TABLE device_inbox (
   user_id TEXT NOT NULL,
@@ -271,6 +271,7 @@ CREATE TABLE to_device_txns (
   created_ts INTEGER NOT NULL,
   PRIMARY KEY (sender_key, txn_id)
 );
+CREATE INDEX to_device_txns_created ON to_device_txns (created_ts);
 )SQL",
       // 8: server-side key backups (room_keys). A deleted version keeps its row (deleted = 1) so
       // version numbers are never reused; its keys are deleted with it.
