@@ -28,7 +28,7 @@ public:
   // Bounds on what one user may store (serialized JSON bytes / counts).
   static constexpr std::size_t kMaxAuthDataBytes = 16 * 1024;
   static constexpr std::size_t kMaxSessionDataBytes = 16 * 1024;
-  static constexpr std::size_t kMaxKeysPerRequest = 10000;
+  static constexpr std::size_t kMaxKeysPerRequest = 5000;
   static constexpr std::size_t kMaxIdBytes = 255;  // room and session IDs
 
   explicit KeyBackupService(storage::Database& db) : db_(db) {}
