@@ -10,7 +10,8 @@
 //  3. alice bootstraps cross-signing (device_signing/upload, signatures/upload) and bob sees her
 //     devices signed by her; resetting it needs password UIA;
 //  4. alice sets up secret storage (account data) and a key backup (room_keys), and her second
-//     device restores from it the key of a message sent before it existed.
+//     device restores from it the key of a message sent before it existed;
+//  5. the second device logs out: the others see its keys gone.
 //
 //   cd tests/interop && node --test --test-force-exit e2ee_js.test.mjs
 //   TRESTLE_BINARY=/path/to/trestle ...      (default: ../../build/trestle)
@@ -380,6 +381,24 @@ test("matrix-js-sdk + Rust crypto: encrypted room, new device, cross-signing, ke
         const r = await authedFetch(bob, "POST", "/keys/query", { device_keys: { [alice.getUserId()]: [] } });
         return Object.keys(r.json.master_keys?.[alice.getUserId()]?.keys ?? {})[0] === `ed25519:${newMaster}`;
       });
+
+      // 5. The second device logs out: its keys go with it, and the others see it gone
+      // (device_lists.changed), so new room keys are no longer shared with it.
+      const alice2Id = alice2.getDeviceId();
+      await alice2.logout(true);
+      clients.splice(clients.indexOf(alice2), 1);
+      for (const [c, who] of [[alice, "alice"], [bob, "bob"]]) {
+        await waitFor(`${who} sees alice's logged-out device gone`, c, [ClientEvent.Sync], async () => {
+          const map = await c.getCrypto().getUserDeviceInfo([alice.getUserId()]);
+          return map.get(alice.getUserId())?.has(alice.getDeviceId()) && !map.get(alice.getUserId()).has(alice2Id);
+        });
+      }
+      const q2 = await authedFetch(bob, "POST", "/keys/query", { device_keys: { [alice.getUserId()]: [] } });
+      assert.deepEqual(Object.keys(q2.json.device_keys[alice.getUserId()]), [alice.getDeviceId()],
+        "/keys/query lists only alice's remaining device");
+      const lastBody = `after the logout ${Date.now()}`;
+      const { event_id: last } = await alice.sendTextMessage(roomId, lastBody);
+      await waitDecrypted(bob, roomId, last, lastBody, "bob (after alice's logout)");
     } catch (err) {
       err.message += `\n--- server log (tail) ---\n${tail(server.logPath)}`
         + `\n--- matrix-js-sdk log (tail) ---\n${sdkLog.slice(-80).join("\n")}`;
