@@ -1,7 +1,7 @@
 // A matrix-js-sdk + Rust crypto peer driven by e2ee_nio.py (the js <-> nio cross check): logs
 // in, joins the encrypted room it is invited to, decrypts a message a nio client sends, answers
 // with an encrypted message of its own, and exits. One JSON line on stdout per step:
-//   {"joined": roomId}, {"decrypted": eventId, "body": ...}, {"sent": eventId}
+//   {"joined": roomId, "device_id": ...}, {"decrypted": eventId, "body": ...}, {"sent": eventId}
 // Errors go to stderr, with exit status 1.
 //
 //   node e2ee_js_peer.mjs BASE_URL USER PASSWORD ROOM_ID EXPECT_BODY REPLY_BODY
@@ -60,7 +60,7 @@ try {
     () => client.getRoom(roomId)?.getMyMembership() === "invite");
   await client.joinRoom(roomId);
   await waitFor("joined", client, [RoomEvent.MyMembership], () => client.getRoom(roomId)?.getMyMembership() === "join");
-  say({ joined: roomId });
+  say({ joined: roomId, device_id: client.getDeviceId() });
   const ev = await waitFor(`a message decrypting to ${JSON.stringify(expectBody)}`, client, [RoomEvent.Timeline],
     () => client.getRoom(roomId).getLiveTimeline().getEvents().find(
       (e) => e.isEncrypted() && !e.isDecryptionFailure() && e.getClearContent()?.body === expectBody));

@@ -243,8 +243,14 @@ async def js_cross_check(server, checks, alice, bob, a_obs, b_obs, room_id):
             checks.require(f"js peer: {key}", key in msg, repr(msg))
             return msg
 
-        await step("joined")
-        await wait_until("alice's client has carol joined", lambda: carol in alice.rooms[room_id].users, a_obs.changed)
+        joined = await step("joined")
+        # Alice must know carol's device (device_lists.changed -> /keys/query) before she sends, or
+        # nio shares the room key with the devices it knows only.
+        for c, obs in ((alice, a_obs), (bob, b_obs)):
+            await wait_until(f"{c.user_id} learns carol's device {joined.get('device_id')} (device_lists, keys/query)",
+                             lambda: carol in c.rooms[room_id].users and any(
+                                 d.id == joined.get("device_id") for d in c.device_store.active_user_devices(carol)),
+                             obs.changed)
         r = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": to_carol},
                                   ignore_unverified_devices=True)
         checks.require("alice sends to carol", isinstance(r, RoomSendResponse), repr(r))
