@@ -118,6 +118,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+_SANITIZED = {}
+
+
+def _is_sanitized(binary):
+    """Whether the binary was built with AddressSanitizer (its symbol table names __asan_init)."""
+    if binary not in _SANITIZED:
+        try:
+            with open(binary, "rb") as f:
+                _SANITIZED[binary] = b"__asan_init" in f.read()
+        except OSError:
+            _SANITIZED[binary] = False
+    return _SANITIZED[binary]
+
+
 class Server:
     """A trestle process with its own directory. start() again after stop()/kill() reuses the
     same database and signing key (on a new port)."""
@@ -824,6 +838,8 @@ class ScenarioContext:
 
     def __init__(self, binary, shapes, run_id, name, keep_dirs=False):
         self.binary = binary
+        # AddressSanitizer keeps freed memory in quarantine: RSS bounds mean nothing there.
+        self.sanitized = _is_sanitized(binary)
         self.shapes = shapes
         self.run_id = run_id
         self.name = name
