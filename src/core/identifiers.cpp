@@ -142,4 +142,11 @@ bool is_valid_event_id(std::string_view s) {
          s.find('\0') == std::string_view::npos && is_valid_utf8(s);
 }
 
+bool is_valid_room_id_any_version(std::string_view s) {
+  if (is_valid_room_id(s)) return true;
+  // The domain-less form has no ':' (its hash is url-safe base64), so a bad domain stays bad.
+  return s.size() >= 2 && s.front() == '!' && s.find(':') == std::string_view::npos &&
+         is_valid_event_id("$" + std::string(s.substr(1)));
+}
+
 }  // namespace trestle::core

@@ -32,5 +32,9 @@ std::optional<RoomAlias> parse_room_alias(std::string_view s);  // length <= 255
 bool is_valid_room_id(std::string_view s);
 // Event IDs: '$' followed by at least one character (room v4+ uses unpadded url-safe base64).
 bool is_valid_event_id(std::string_view s);
+// Room IDs of any room version (spec 1.16): the form above, or the domain-less form of newer
+// versions ('!' followed by the create event's ID without its '$'). For room IDs that name rooms
+// this server need not know, e.g. in key backups.
+bool is_valid_room_id_any_version(std::string_view s);
 
 }  // namespace trestle::core

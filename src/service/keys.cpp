@@ -342,6 +342,7 @@ KeyService::DeviceListDelta KeyService::device_list_delta(storage::Connection& c
     for (const auto& u : ks::device_lists_changed_between(c, since, upto)) {
       if (u == me || ks::share_a_room(c, me, u)) d.changed.insert(u);
     }
+    for (const auto& u : ks::private_key_changes_between(c, me, since, upto)) d.changed.insert(u);
     return d;
   }
   std::set<std::string> shared, joined, left_candidates;
@@ -368,6 +369,7 @@ KeyService::DeviceListDelta KeyService::device_list_delta(storage::Connection& c
   for (const auto& u : ks::device_lists_changed_between(c, since, upto)) {
     if (u == me || shared.count(u)) d.changed.insert(u);
   }
+  for (const auto& u : ks::private_key_changes_between(c, me, since, upto)) d.changed.insert(u);
   d.changed.insert(joined.begin(), joined.end());
   for (const auto& u : left_candidates) {
     if (!shared.count(u)) d.left.insert(u);
@@ -466,11 +468,27 @@ void KeyService::upload_cross_signing(const Requester& r, const object& body) {
   if (existing.count("master") && !r.appservice) {
     accounts_.require_password_uia(r, body, "POST /keys/device_signing/upload");
   }
+  // A user-signing key is seen by its owner only (spec: keys/query), so a change of that key
+  // alone is news for the owner's devices, not for room-mates.
+  bool public_change = false;
+  for (const auto& u : uploads) {
+    auto it = existing.find(u.type);
+    bool changed_here = it == existing.end() || it->second != canonical(u.key);
+    public_change |= changed_here && std::string_view(u.type) != "user_signing";
+  }
   db_.write([&](storage::Connection& c) {
     for (const auto& u : uploads) ks::put_cross_signing_key(c, r.user_id, u.type, canonical(u.key));
-    ks::mark_device_list_changed(c, r.user_id, db_.next_stream_position());
+    if (public_change) {
+      ks::mark_device_list_changed(c, r.user_id, db_.next_stream_position());
+    } else {
+      ks::mark_private_key_change(c, r.user_id, r.user_id, db_.next_stream_position());
+    }
   });
-  notify_changed(r.user_id);
+  if (public_change) {
+    notify_changed(r.user_id);
+  } else {
+    notifier_.notify({r.user_id});
+  }
 }
 
 object KeyService::upload_signatures(const Requester& r, const object& body) {
@@ -546,11 +564,25 @@ object KeyService::upload_signatures(const Requester& r, const object& body) {
     }
   });
   if (!rows.empty()) {
+    // Signatures of one's own keys are public: everyone sharing a room hears of them. Those of
+    // other users' master keys (by the user-signing key) are shown to the signer only, so the
+    // signer alone sees those users' keys change.
+    bool public_change = false;
+    for (const auto& row : rows) public_change |= row.target_user == r.user_id;
     db_.write([&](storage::Connection& c) {
-      for (const auto& row : rows) ks::put_signature(c, row.target_user, row.target_key, row.sig);
-      ks::mark_device_list_changed(c, r.user_id, db_.next_stream_position());
+      for (const auto& row : rows) {
+        ks::put_signature(c, row.target_user, row.target_key, row.sig);
+        if (row.target_user != r.user_id) {
+          ks::mark_private_key_change(c, r.user_id, row.target_user, db_.next_stream_position());
+        }
+      }
+      if (public_change) ks::mark_device_list_changed(c, r.user_id, db_.next_stream_position());
     });
-    notify_changed(r.user_id);
+    if (public_change) {
+      notify_changed(r.user_id);
+    } else {
+      notifier_.notify({r.user_id});
+    }
   }
   return object{{"failures", std::move(failures)}};
 }

@@ -172,6 +172,23 @@ std::vector<std::string> device_lists_changed_between(Connection& c, int64_t sin
   return out;
 }
 
+void mark_private_key_change(Connection& c, const std::string& viewer, const std::string& user_id,
+                             int64_t stream_id) {
+  c.prepare("INSERT INTO e2e_private_key_changes (viewer, user_id, stream_id) VALUES (?, ?, ?) "
+            "ON CONFLICT (viewer, user_id) DO UPDATE SET stream_id = excluded.stream_id")
+      .bind(viewer, user_id, stream_id)
+      .run();
+}
+
+std::vector<std::string> private_key_changes_between(Connection& c, const std::string& viewer, int64_t since,
+                                                     int64_t upto) {
+  auto st = c.prepare("SELECT user_id FROM e2e_private_key_changes WHERE viewer = ? AND stream_id > ? AND stream_id <= ?");
+  st.bind(viewer, since, upto);
+  std::vector<std::string> out;
+  while (st.step()) out.push_back(st.text(0));
+  return out;
+}
+
 bool memberships_changed_around(Connection& c, const std::string& user_id, int64_t since, int64_t upto) {
   auto st = c.prepare("SELECT 1 FROM room_memberships mine JOIN room_memberships other ON other.room_id = mine.room_id "
                       "WHERE mine.user_id = ? AND other.stream_ordering > ? AND other.stream_ordering <= ? LIMIT 1");

@@ -70,6 +70,12 @@ std::vector<Signature> signatures_on(Connection& c, const std::string& target_us
 // Device-list changes: the latest stream position at which each user's devices or keys changed.
 void mark_device_list_changed(Connection& c, const std::string& user_id, int64_t stream_id);
 std::vector<std::string> device_lists_changed_between(Connection& c, int64_t since, int64_t upto);
+// Changes of user_id's keys that only `viewer` sees (viewer's own user-signing key; viewer's
+// signature of user_id's master key), and the users whose keys so changed for a viewer.
+void mark_private_key_change(Connection& c, const std::string& viewer, const std::string& user_id,
+                             int64_t stream_id);
+std::vector<std::string> private_key_changes_between(Connection& c, const std::string& viewer, int64_t since,
+                                                     int64_t upto);
 // Whether any membership in a room the user is (or was) in changed in (since, upto].
 bool memberships_changed_around(Connection& c, const std::string& user_id, int64_t since, int64_t upto);
 // Whether both users are joined to some room.

@@ -297,6 +297,17 @@ CREATE INDEX e2e_device_list_changes_stream ON e2e_device_list_changes (stream_i
 -- Incremental /sync asks "did membership change in any of my rooms since N" on every round.
 CREATE INDEX e2e_room_memberships_stream ON room_memberships (room_id, stream_ordering);
 )SQL",
+      // 9: key changes only one user may see (their own new user-signing key; their signature of
+      // another user's master key): the stream position of the last such change of `user_id`'s
+      // keys as `viewer` sees them.
+      R"SQL(
+CREATE TABLE e2e_private_key_changes (
+  viewer TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  stream_id INTEGER NOT NULL,
+  PRIMARY KEY (viewer, user_id)
+);
+)SQL",
   };
   return steps;
 }

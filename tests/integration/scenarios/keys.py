@@ -272,3 +272,53 @@ def test_appservice_users_upload_keys_as_their_device_and_need_no_uia(ctx):
         q = ctx.expect(br.request("POST", "/keys/query", user_id=u, body={"device_keys": {u: []}}))
         if q["master_keys"][u]["keys"] != {f"ed25519:{Ed25519(12).public}": Ed25519(12).public}:
             raise TestFailure("the appservice user's master key was not replaced")
+
+
+def test_private_key_changes_reach_only_the_user_who_can_see_them(ctx):
+    """A user-signing key, and its signatures of other users' master keys, are shown to their
+    owner only: a room-mate's device_lists.changed must not name the owner for them, while the
+    owner sees herself (new user-signing key) and the user she signed (SyTest 08-cross-signing,
+    "Changing user-signing key notifies local users")."""
+    srv = ctx.server()
+    alice = ctx.register(srv, "alice")
+    bob = ctx.register(srv, "bob")
+    room = ctx.expect(alice.request("POST", "/createRoom", body={"preset": "public_chat"}))["room_id"]
+    ctx.expect(bob.request("POST", f"/join/{room}", body={}))
+    master, usk, bob_master = Ed25519(2), Ed25519(4), Ed25519(5)
+    mid = f"ed25519:{master.public}"
+    ctx.expect(alice.request("POST", "/keys/device_signing/upload",
+                             body={"master_key": cross_signing_key(alice.user_id, "master", master)}))
+    ctx.expect(bob.request("POST", "/keys/device_signing/upload",
+                           body={"master_key": cross_signing_key(bob.user_id, "master", bob_master)}))
+    alice_since = ctx.expect(alice.request("GET", "/sync"))["next_batch"]
+    bob_since = ctx.expect(bob.request("GET", "/sync"))["next_batch"]
+
+    # Alice adds a user-signing key: news for alice's devices only.
+    upload = {"user_signing_key": cross_signing_key(alice.user_id, "user_signing", usk, master, mid)}
+    uia = ctx.expect(alice.request("POST", "/keys/device_signing/upload", body=upload), 401)
+    upload["auth"] = {"type": "m.login.password", "session": uia["session"], "password": alice.password,
+                      "identifier": {"type": "m.id.user", "user": alice.user_id}}
+    ctx.expect(alice.request("POST", "/keys/device_signing/upload", body=upload))
+    changed = ctx.expect(bob.request("GET", "/sync", query={"since": bob_since}))["device_lists"]["changed"]
+    if alice.user_id in changed:
+        raise TestFailure(f"bob was told about alice's user-signing key: changed={changed}")
+    body = ctx.expect(alice.request("GET", "/sync", query={"since": alice_since}))
+    if alice.user_id not in body["device_lists"]["changed"]:
+        raise TestFailure(f"alice was not told about her own new user-signing key: {body['device_lists']}")
+    alice_since = body["next_batch"]
+    res = ctx.expect(alice.request("GET", "/keys/changes", query={"from": bob_since, "to": alice_since}))
+    if alice.user_id not in res["changed"]:
+        raise TestFailure(f"/keys/changes for alice lacks her own user-signing key change: {res}")
+
+    # Alice signs bob's master key: alice (who alone sees the signature) must hear that bob's
+    # keys changed; bob hears nothing about alice.
+    signed_bob = usk.sign_json(cross_signing_key(bob.user_id, "master", bob_master), alice.user_id, f"ed25519:{usk.public}")
+    res = ctx.expect(alice.request("POST", "/keys/signatures/upload", body={bob.user_id: {bob_master.public: signed_bob}}))
+    if res["failures"]:
+        raise TestFailure(f"signature upload failed: {res}")
+    body = ctx.expect(alice.request("GET", "/sync", query={"since": alice_since}))
+    if bob.user_id not in body["device_lists"]["changed"]:
+        raise TestFailure(f"alice's sync does not name bob after she signed his master key: {body['device_lists']}")
+    changed = ctx.expect(bob.request("GET", "/sync", query={"since": bob_since}))["device_lists"]["changed"]
+    if alice.user_id in changed:
+        raise TestFailure(f"bob was told about alice's signature of his key: changed={changed}")
