@@ -261,11 +261,11 @@ object KeyService::query(const Requester& r, const object& body) {
         if (!only.empty() && !only.count(row.device_id)) continue;
         object key = parse_obj(*row.key_json);
         merge_signatures(key, ks::signatures_on(c, user, row.device_id), user, r.user_id);
-        if (row.display_name) {
-          object uns = key.contains("unsigned") && key["unsigned"].is_object() ? key["unsigned"].as_object() : object{};
-          uns["device_display_name"] = *row.display_name;
-          key["unsigned"] = std::move(uns);
-        }
+        // `unsigned` is always there (as Synapse sends it; clients and SyTest read it), with the
+        // device's display name when it has one.
+        object uns = key.contains("unsigned") && key["unsigned"].is_object() ? key["unsigned"].as_object() : object{};
+        if (row.display_name) uns["device_display_name"] = *row.display_name;
+        key["unsigned"] = std::move(uns);
         per_device[row.device_id] = std::move(key);
       }
       device_keys[user] = std::move(per_device);

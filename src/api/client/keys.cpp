@@ -22,15 +22,18 @@ void add_keys_routes(http::Router& r, service::Homeserver& hs) {
     if (!from || !to) throw MatrixError::missing_param("Both 'from' and 'to' are required");
     return ok(hs.keys.changes(who, *from, *to));
   });
-  r.client("POST", "/keys/device_signing/upload", Auth::required,
-           [&hs](http::Request& req, const service::Requester& who) {
-             hs.keys.upload_cross_signing(who, req.json_object(true));
-             return ok();
-           });
-  r.client("POST", "/keys/signatures/upload", Auth::required,
-           [&hs](http::Request& req, const service::Requester& who) {
-             return ok(hs.keys.upload_signatures(who, req.json_object(true)));
-           });
+  http::Handler device_signing = [&hs](http::Request& req, const service::Requester& who) {
+    hs.keys.upload_cross_signing(who, req.json_object(true));
+    return ok();
+  };
+  http::Handler signatures = [&hs](http::Request& req, const service::Requester& who) {
+    return ok(hs.keys.upload_signatures(who, req.json_object(true)));
+  };
+  r.client("POST", "/keys/device_signing/upload", Auth::required, device_signing);
+  r.client("POST", "/keys/signatures/upload", Auth::required, signatures);
+  // The MSC1756 paths that clients used before spec v1.1, which Synapse still serves.
+  r.add("POST", "/_matrix/client/unstable/keys/device_signing/upload", Auth::required, device_signing);
+  r.add("POST", "/_matrix/client/unstable/keys/signatures/upload", Auth::required, signatures);
 }
 
 }  // namespace trestle::api
