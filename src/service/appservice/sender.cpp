@@ -2,7 +2,10 @@
 
 #include "core/clock.hpp"
 #include "service/event_format.hpp"
+#include "core/json_depth.hpp"
 #include "storage/appservice_store.hpp"
+#include "storage/device_inbox_store.hpp"
+#include "storage/key_store.hpp"
 #include "storage/room_store.hpp"
 #include "storage/user_data_store.hpp"
 
@@ -176,6 +179,9 @@ bool AppServiceSender::queue_next(Worker& w) {
 
   boost::json::array events;
   boost::json::array ephemeral;
+  boost::json::array to_device;  // MSC4203
+  std::vector<storage::device_inbox::Addressed> taken;  // deleted from the inbox with the enqueue
+  boost::json::object device_lists, otk_counts, fallback_types;  // MSC3202
   int64_t cursor = state.last_stream;
   // An event that cannot be read or formatted is skipped, never retried: it would stop delivery
   // to this appservice for good (the same range fails every time, across restarts).
@@ -186,6 +192,25 @@ bool AppServiceSender::queue_next(Worker& w) {
     w.skipped_events++;
     w.last_skipped = std::move(what);
   };
+  db_.read([&](storage::Connection& c) {
+    if (!as.receive_ephemeral) return;
+    // To-device messages for the appservice's users, in stream order. A full transaction's worth
+    // ends the range here: the rest (and the events after it) go in the next one.
+    int64_t after = state.last_stream;
+    while (after < upto && static_cast<int64_t>(taken.size()) < kMaxToDevicePerTxn) {
+      auto page = storage::device_inbox::in_stream_range(c, after, upto, 500);
+      if (page.empty()) break;
+      for (auto& m : page) {
+        after = m.message.stream_id;
+        if (!as.is_interested_in_user(m.user_id)) continue;
+        taken.push_back(std::move(m));
+        if (static_cast<int64_t>(taken.size()) >= kMaxToDevicePerTxn) {
+          upto = after;
+          break;
+        }
+      }
+    }
+  });
   db_.read([&](storage::Connection& c) {
     std::map<std::string, bool> room_cache;
     auto room_interesting = [&](const std::string& room_id) {
@@ -224,6 +249,35 @@ bool AppServiceSender::queue_next(Worker& w) {
         // Anything else (the database failing) is not this event's fault: the range is retried.
       }
     }
+    if (as.msc3202) {
+      // Device lists and key counts changed in the same range; only what changed is read, so the
+      // cost follows the changes, not the number of bridged users.
+      boost::json::array changed;
+      for (const auto& u : storage::keys::device_lists_changed_between(c, state.last_stream, cursor)) {
+        bool shared = as.is_interested_in_user(u);
+        if (!shared) {
+          for (const auto& other : storage::keys::users_sharing_a_room(c, u)) {
+            if (as.is_interested_in_user(other)) {
+              shared = true;
+              break;
+            }
+          }
+        }
+        if (shared) changed.push_back(boost::json::value(u));
+      }
+      if (!changed.empty()) device_lists = boost::json::object{{"changed", changed}, {"left", boost::json::array{}}};
+      for (const auto& [user, device] : storage::keys::key_counts_changed_between(c, state.last_stream, cursor)) {
+        if (!as.is_interested_in_user(user)) continue;
+        boost::json::object counts{{"signed_curve25519", 0}};
+        for (const auto& [alg, n] : storage::keys::count_one_time_keys(c, user, device)) counts[alg] = n;
+        boost::json::array types;
+        for (const auto& alg : storage::keys::unused_fallback_algorithms(c, user, device)) {
+          types.push_back(boost::json::value(alg));
+        }
+        otk_counts[user].emplace_object()[device] = std::move(counts);
+        fallback_types[user].emplace_object()[device] = std::move(types);
+      }
+    }
     if (!as.receive_ephemeral) return;
     // Receipts in the same stream range as the events, grouped the way /sync groups them.
     for (const auto& r : storage::user_data::all_receipts_between(c, state.last_stream, cursor)) {
@@ -244,15 +298,38 @@ bool AppServiceSender::queue_next(Worker& w) {
           {"type", "m.typing"}, {"room_id", room_id}, {"content", boost::json::object{{"user_ids", ids}}}});
     }
   });
+  // A transaction filled with events ends before some messages: they wait for the next one.
+  std::erase_if(taken, [&](const auto& m) { return m.message.stream_id > cursor; });
+  for (const auto& m : taken) {
+    boost::json::object o{{"type", m.message.type},
+                          {"sender", m.message.sender},
+                          {"to_user_id", m.user_id},
+                          {"to_device_id", m.device_id}};
+    try {
+      o["content"] = core::parse_stored_json(m.message.content);
+    } catch (const std::exception&) {
+      o["content"] = boost::json::object{};
+    }
+    to_device.push_back(std::move(o));
+  }
   db_.write([&](storage::Connection& c) {
     asdb::State next{cursor, state.next_txn_id};
-    if (!events.empty() || !ephemeral.empty()) {
+    if (!events.empty() || !ephemeral.empty() || !to_device.empty() || !device_lists.empty() ||
+        !otk_counts.empty()) {
       boost::json::object body{{"events", events}};
       if (!ephemeral.empty()) {
         // Stable name and MSC2409's unstable one: deployed bridges read either.
         body["ephemeral"] = ephemeral;
         body["de.sorunome.msc2409.ephemeral"] = ephemeral;
       }
+      if (!to_device.empty()) body["de.sorunome.msc2409.to_device"] = to_device;
+      if (!device_lists.empty()) body["org.matrix.msc3202.device_lists"] = device_lists;
+      if (!otk_counts.empty()) {
+        body["org.matrix.msc3202.device_one_time_keys_count"] = otk_counts;
+        body["org.matrix.msc3202.device_unused_fallback_key_types"] = fallback_types;
+      }
+      // In the stored transaction now: delivered from there (exactly once), not by /sync.
+      for (const auto& m : taken) storage::device_inbox::delete_one(c, m.user_id, m.device_id, m.message.stream_id);
       asdb::enqueue(c, as.id,
                     {state.next_txn_id, boost::json::serialize(body), static_cast<int64_t>(events.size()), core::now_ms()});
       next.next_txn_id = state.next_txn_id + 1;  // ids never repeat for this appservice
