@@ -182,6 +182,7 @@ bool AppServiceSender::queue_next(Worker& w) {
   boost::json::array to_device;  // MSC4203
   std::vector<storage::device_inbox::Addressed> taken;  // deleted from the inbox with the enqueue
   boost::json::object device_lists, otk_counts, fallback_types;  // MSC3202
+  std::vector<ev::StoredEvent> member_changes;                   // for MSC3202's device lists
   int64_t cursor = state.last_stream;
   // An event that cannot be read or formatted is skipped, never retried: it would stop delivery
   // to this appservice for good (the same range fails every time, across restarts).
@@ -236,6 +237,7 @@ bool AppServiceSender::queue_next(Worker& w) {
         const auto& e = *row.event;
         try {
           if (!interested(as, e, c, room_cache)) continue;
+          if (as.msc3202 && e.type == "m.room.member" && e.state_key) member_changes.push_back(e);
           // No unsigned.age: the body is stored and may be resent much later, when an age taken
           // now would be wrong. origin_server_ts says when the event happened.
           auto ce = client_event(e, c);
@@ -252,20 +254,49 @@ bool AppServiceSender::queue_next(Worker& w) {
     if (as.msc3202) {
       // Device lists and key counts changed in the same range; only what changed is read, so the
       // cost follows the changes, not the number of bridged users.
-      boost::json::array changed;
+      auto shares_with_us = [&](const std::string& u) {
+        if (as.is_interested_in_user(u)) return true;
+        for (const auto& other : storage::keys::users_sharing_a_room(c, u)) {
+          if (as.is_interested_in_user(other)) return true;
+        }
+        return false;
+      };
+      std::set<std::string> changed, left;
       for (const auto& u : storage::keys::device_lists_changed_between(c, state.last_stream, cursor)) {
-        bool shared = as.is_interested_in_user(u);
-        if (!shared) {
-          for (const auto& other : storage::keys::users_sharing_a_room(c, u)) {
-            if (as.is_interested_in_user(other)) {
-              shared = true;
-              break;
-            }
+        if (shares_with_us(u)) changed.insert(u);
+      }
+      // Memberships: a user who now shares a room with the appservice's users is "changed" (the
+      // bridge must fetch their keys); one who shares none any more is "left".
+      for (const auto& e : member_changes) {
+        std::string membership;
+        if (const auto* content = e.pdu.if_contains("content"); content && content->is_object()) {
+          if (const auto* m = content->as_object().if_contains("membership"); m && m->is_string()) {
+            membership = std::string(m->as_string());
           }
         }
-        if (shared) changed.push_back(boost::json::value(u));
+        std::vector<std::string> affected;
+        if (as.is_interested_in_user(*e.state_key)) {
+          for (const auto& m : ev::members_of_room(c, e.room_id)) {
+            if (!as.is_interested_in_user(m.user_id)) affected.push_back(m.user_id);
+          }
+        } else {
+          affected.push_back(*e.state_key);
+        }
+        for (const auto& u : affected) {
+          if (shares_with_us(u)) {
+            if (membership == "join") changed.insert(u);
+          } else {
+            left.insert(u);
+          }
+        }
       }
-      if (!changed.empty()) device_lists = boost::json::object{{"changed", changed}, {"left", boost::json::array{}}};
+      for (const auto& u : changed) left.erase(u);
+      if (!changed.empty() || !left.empty()) {
+        boost::json::array ch, lf;
+        for (const auto& u : changed) ch.push_back(boost::json::value(u));
+        for (const auto& u : left) lf.push_back(boost::json::value(u));
+        device_lists = boost::json::object{{"changed", std::move(ch)}, {"left", std::move(lf)}};
+      }
       for (const auto& [user, device] : storage::keys::key_counts_changed_between(c, state.last_stream, cursor)) {
         if (!as.is_interested_in_user(user)) continue;
         boost::json::object counts{{"signed_curve25519", 0}};

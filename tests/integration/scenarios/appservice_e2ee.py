@@ -116,6 +116,18 @@ def test_msc3202_key_counts_and_device_lists(ctx):
         if carol.user_id in changed():
             raise TestFailure("a stranger's device-list change was sent to the appservice")
 
+        # carol joins the room: now she shares it (changed); alice leaves it: she shares none (left).
+        ctx.expect(carol.request("POST", f"/join/{room}", body={}))
+        ctx.expect(alice.request("POST", f"/rooms/{room}/leave", body={}))
+
+        def left():
+            return [u for r in lst.accepted_txns()
+                    for u in (r.json or {}).get("org.matrix.msc3202.device_lists", {}).get("left", [])]
+        wait_for(lambda: alice.user_id in left() and carol.user_id in changed(), 5,
+                 "carol in device_lists.changed and alice in left")
+        if carol.user_id in left():
+            raise TestFailure(f"carol in device_lists.left: {left()}")
+
 
 def test_to_device_burst_while_down_and_kill_9(ctx):
     with AsEnv(ctx) as env:
