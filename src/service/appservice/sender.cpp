@@ -203,7 +203,7 @@ bool AppServiceSender::queue_next(Worker& w) {
       if (page.empty()) break;
       for (auto& m : page) {
         after = m.message.stream_id;
-        if (!as.is_interested_in_user(m.user_id)) continue;
+        if (!as.takes_to_device_for(m.user_id)) continue;
         taken.push_back(std::move(m));
         if (static_cast<int64_t>(taken.size()) >= kMaxToDevicePerTxn) {
           upto = after;

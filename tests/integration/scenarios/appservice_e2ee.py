@@ -16,7 +16,7 @@ TO_DEVICE = "de.sorunome.msc2409.to_device"
 
 
 def setup(ctx, env, **extra):
-    reg = registration("bridge", None, "_br_bot", users=[(True, "@_br_.*")], receive_ephemeral=True,
+    reg = registration("bridge", None, "_br_bot", users=[(True, "@_br_.*"), (False, "@_sh_.*")], receive_ephemeral=True,
                        **{"org.matrix.msc3202": True, "io.element.msc4190": True}, **extra)
     lst = env.listener(reg)
     srv = env.server([reg])
@@ -66,6 +66,12 @@ def test_to_device_goes_in_transactions_not_sync(ctx):
         got = ctx.expect(bob.request("GET", "/sync", query={"timeout": "0"}))["to_device"]["events"]
         if [e["content"] for e in got] != [{"n": 2}]:
             raise TestFailure(f"bob's /sync: {got}")
+        # A user in the shared (non-exclusive) namespace syncs their own devices: theirs stay too.
+        shared = ctx.register(srv, "_sh_dave")
+        send_to_device(ctx, alice, shared.user_id, shared.device_id, "t4", 4)
+        got = ctx.expect(shared.request("GET", "/sync", query={"timeout": "0"}))["to_device"]["events"]
+        if [e["content"] for e in got] != [{"n": 4}]:
+            raise TestFailure(f"the non-exclusive user's /sync: {got}")
         send_to_device(ctx, alice, bridged, "BRDEV", "t3", 3)
         wait_for(lambda: len(delivered_to_device(lst)) == 2, 5, "the second bridged message")
         if [m["content"]["n"] for m in delivered_to_device(lst)] != [1, 3]:
