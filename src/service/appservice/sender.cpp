@@ -277,7 +277,7 @@ bool AppServiceSender::queue_next(Worker& w) {
         std::vector<std::string> affected;
         if (as.is_interested_in_user(*e.state_key)) {
           for (const auto& m : ev::members_of_room(c, e.room_id)) {
-            if (!as.is_interested_in_user(m.user_id)) affected.push_back(m.user_id);
+            if (m.membership == "join" && !as.is_interested_in_user(m.user_id)) affected.push_back(m.user_id);
           }
         } else {
           affected.push_back(*e.state_key);
@@ -305,8 +305,13 @@ bool AppServiceSender::queue_next(Worker& w) {
         for (const auto& alg : storage::keys::unused_fallback_algorithms(c, user, device)) {
           types.push_back(boost::json::value(alg));
         }
-        otk_counts[user].emplace_object()[device] = std::move(counts);
-        fallback_types[user].emplace_object()[device] = std::move(types);
+        auto per_device = [&](boost::json::object& o) -> boost::json::object& {
+          auto& v = o[user];
+          if (!v.is_object()) v.emplace_object();
+          return v.as_object();
+        };
+        per_device(otk_counts)[device] = std::move(counts);
+        per_device(fallback_types)[device] = std::move(types);
       }
     }
     if (!as.receive_ephemeral) return;

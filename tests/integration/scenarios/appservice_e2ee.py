@@ -135,6 +135,41 @@ def test_msc3202_key_counts_and_device_lists(ctx):
             raise TestFailure(f"carol in device_lists.left: {left()}")
 
 
+def test_key_counts_of_several_devices_merge_while_down(ctx):
+    with AsEnv(ctx) as env:
+        reg, lst, srv, asc, bridged, alice = setup(ctx, env)
+        for dev in ("D2", "D3"):
+            ctx.expect(asc.request("PUT", f"/devices/{dev}", user_id=bridged, body={}), 201)
+        # The new devices' device-list transactions first, so the failing one is BRDEV's counts.
+        wait_for(lambda: (lambda s: s.get("queued_txns") == 0 and s.get("stream_lag") == 0)(asc.status()), 5,
+                 "the device-list transactions to be delivered")
+        lst.failing = True
+        ctx.expect(asc.request("POST", "/keys/upload", user_id=bridged, device_id="BRDEV",
+                               body={"one_time_keys": otk(bridged, "BRDEV", 1)}))
+        wait_for(lambda: [r for r in lst.txn_requests() if r.status not in (None, 200) and
+                          "org.matrix.msc3202.device_one_time_keys_count" in (r.json or {})], 5,
+                 "a failed transaction with BRDEV's counts")
+        for dev, n in (("D2", 2), ("D3", 3)):
+            ctx.expect(asc.request("POST", "/keys/upload", user_id=bridged, device_id=dev,
+                                   body={"one_time_keys": otk(bridged, dev, n)}))
+        lst.failing = False
+        ctx.expect(asc.ping(), body={"duration_ms": "$int"})
+
+        def merged():
+            out = {}
+            for r in lst.accepted_txns():
+                for dev, c in (r.json or {}).get("org.matrix.msc3202.device_one_time_keys_count", {}).get(bridged, {}).items():
+                    out[dev] = c.get("signed_curve25519")
+            return out
+        try:
+            wait_for(lambda: merged() == {"BRDEV": 1, "D2": 2, "D3": 3}, 5, "counts of all three devices")
+        except TestFailure as e:
+            raise TestFailure(f"{e}; got {merged()}") from None
+        last = lst.accepted_txns()[-1].json["org.matrix.msc3202.device_one_time_keys_count"][bridged]
+        if set(last) != {"D2", "D3"}:
+            raise TestFailure(f"the transaction after the outage has the counts of {sorted(last)}, want D2 and D3")
+
+
 def test_to_device_burst_while_down_and_kill_9(ctx):
     with AsEnv(ctx) as env:
         reg, lst, srv, asc, bridged, alice = setup(ctx, env)
