@@ -187,7 +187,7 @@ object KeyService::upload(const Requester& r, const object& body) {
     throw MatrixError(400, "M_TOO_LARGE", "Too many keys in one upload (at most " + std::to_string(kMaxUploadKeys) + ")");
   }
 
-  bool changed = false;
+  bool changed = false, counts_changed = false;
   auto counts = db_.write([&](storage::Connection& c) {
     if (device_keys && ks::get_device_keys(c, r.user_id, device) != device_keys) {
       ks::put_device_keys(c, r.user_id, device, *device_keys);
@@ -200,7 +200,10 @@ object KeyService::upload(const Requester& r, const object& body) {
         throw MatrixError::invalid_param("One-time key " + k.algorithm + ":" + k.key_id +
                                          " already exists with different content");
       }
-      if (!old) ks::insert_one_time_key(c, r.user_id, device, k.algorithm, k.key_id, k.json);
+      if (!old) {
+        ks::insert_one_time_key(c, r.user_id, device, k.algorithm, k.key_id, k.json);
+        counts_changed = true;
+      }
     }
     for (const auto& k : fallbacks) {
       auto old = ks::get_fallback_key(c, r.user_id, device, k.algorithm);
@@ -212,10 +215,14 @@ object KeyService::upload(const Requester& r, const object& body) {
         continue;  // the same key again: keep its used flag
       }
       ks::put_fallback_key(c, r.user_id, device, k.algorithm, k.key_id, k.json);
+      counts_changed = true;
     }
+    // For appservices' MSC3202 transactions (the position also wakes their senders).
+    if (counts_changed) ks::mark_key_counts_changed(c, r.user_id, device, db_.next_stream_position());
     return ks::count_one_time_keys(c, r.user_id, device);
   });
   if (changed) notify_changed(r.user_id);
+  else if (counts_changed) notifier_.notify({r.user_id});
 
   object out;
   out["signed_curve25519"] = 0;  // clients expect it, as Synapse sends it
@@ -308,6 +315,7 @@ object KeyService::claim(const Requester&, const object& body) {
     throw MatrixError(400, "M_TOO_LARGE", "Too many devices in one claim (at most " + std::to_string(kMaxClaimDevices) + ")");
   }
   object claimed, failures;
+  std::vector<std::string> counted;  // users whose key counts changed
   // One write: claims are serialised, so no key is ever handed out twice.
   db_.write([&](storage::Connection& c) {
     for (const auto& [user_key, devs] : otk->as_object()) {
@@ -322,14 +330,21 @@ object KeyService::claim(const Requester&, const object& body) {
         std::string dev(dev_key), alg(alg_v.as_string());
         if (auto k = ks::take_one_time_key(c, user, dev, alg)) {
           per_device[dev] = object{{alg + ":" + k->first, core::parse_stored_json(k->second)}};
+          ks::mark_key_counts_changed(c, user, dev, db_.next_stream_position());
+          counted.push_back(user);
         } else if (auto fb = ks::get_fallback_key(c, user, dev, alg)) {
-          if (!fb->used) ks::mark_fallback_used(c, user, dev, alg);
+          if (!fb->used) {
+            ks::mark_fallback_used(c, user, dev, alg);
+            ks::mark_key_counts_changed(c, user, dev, db_.next_stream_position());
+            counted.push_back(user);
+          }
           per_device[dev] = object{{alg + ":" + fb->key_id, core::parse_stored_json(fb->json)}};
         }
       }
       if (!per_device.empty()) claimed[user] = std::move(per_device);
     }
   });
+  if (!counted.empty()) notifier_.notify(counted);
   return object{{"one_time_keys", std::move(claimed)}, {"failures", std::move(failures)}};
 }
 

@@ -111,6 +111,8 @@ ToDeviceService::Page ToDeviceService::sync_page(const Requester& r, std::option
   Page page;
   page.position = upto;
   if (!r.device_id) return page;
+  // An appservice with ephemeral data gets its users' messages in its transactions (MSC4203).
+  if (r.appservice && r.appservice->takes_to_device_for(r.user_id)) return page;
   const std::string& user = r.user_id;
   const std::string& device = *r.device_id;
   const int64_t after = acked.value_or(0);

@@ -39,6 +39,21 @@ int64_t delete_upto(Connection& c, const std::string& user_id, const std::string
   return c.changes();
 }
 
+std::vector<Addressed> in_stream_range(Connection& c, int64_t after, int64_t upto, int64_t limit) {
+  auto st = c.prepare("SELECT user_id, device_id, stream_id, sender, type, content FROM device_inbox "
+                      "WHERE stream_id > ? AND stream_id <= ? ORDER BY stream_id LIMIT ?");
+  st.bind(after, upto, limit);
+  std::vector<Addressed> out;
+  while (st.step()) out.push_back({st.text(0), st.text(1), {st.int64(2), st.text(3), st.text(4), st.text(5)}});
+  return out;
+}
+
+void delete_one(Connection& c, const std::string& user_id, const std::string& device_id, int64_t stream_id) {
+  c.prepare("DELETE FROM device_inbox WHERE user_id = ? AND device_id = ? AND stream_id = ?")
+      .bind(user_id, device_id, stream_id)
+      .run();
+}
+
 bool record_txn(Connection& c, const std::string& sender_key, const std::string& txn_id, int64_t now_ms) {
   c.prepare("INSERT OR IGNORE INTO to_device_txns (sender_key, txn_id, created_ts) VALUES (?, ?, ?)")
       .bind(sender_key, txn_id, now_ms)

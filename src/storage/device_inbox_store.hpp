@@ -26,6 +26,16 @@ bool has_acknowledged(Connection& c, const std::string& user_id, const std::stri
 // Deletes the device's messages with stream_id <= upto; returns how many.
 int64_t delete_upto(Connection& c, const std::string& user_id, const std::string& device_id, int64_t upto);
 
+// Every device's messages with after < stream_id <= upto, in stream order, at most `limit`
+// (an appservice's transactions carry its users' messages: MSC4203).
+struct Addressed {
+  std::string user_id;
+  std::string device_id;
+  Message message;
+};
+std::vector<Addressed> in_stream_range(Connection& c, int64_t after, int64_t upto, int64_t limit);
+void delete_one(Connection& c, const std::string& user_id, const std::string& device_id, int64_t stream_id);
+
 // Records a sender's transaction id; false when it was already recorded.
 bool record_txn(Connection& c, const std::string& sender_key, const std::string& txn_id, int64_t now_ms);
 // Forgets transaction ids recorded before `before_ms`.

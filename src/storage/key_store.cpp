@@ -189,6 +189,33 @@ std::vector<std::string> private_key_changes_between(Connection& c, const std::s
   return out;
 }
 
+void mark_key_counts_changed(Connection& c, const std::string& user_id, const std::string& device_id,
+                             int64_t stream_id) {
+  c.prepare("INSERT INTO e2e_key_count_changes (user_id, device_id, stream_id) VALUES (?, ?, ?) "
+            "ON CONFLICT (user_id, device_id) DO UPDATE SET stream_id = excluded.stream_id")
+      .bind(user_id, device_id, stream_id)
+      .run();
+}
+
+std::vector<std::pair<std::string, std::string>> key_counts_changed_between(Connection& c, int64_t since,
+                                                                            int64_t upto) {
+  auto st = c.prepare("SELECT user_id, device_id FROM e2e_key_count_changes WHERE stream_id > ? AND stream_id <= ? "
+                      "ORDER BY user_id, device_id");
+  st.bind(since, upto);
+  std::vector<std::pair<std::string, std::string>> out;
+  while (st.step()) out.emplace_back(st.text(0), st.text(1));
+  return out;
+}
+
+std::vector<std::string> users_sharing_a_room(Connection& c, const std::string& user_id) {
+  auto st = c.prepare("SELECT DISTINCT y.user_id FROM room_memberships x JOIN room_memberships y ON y.room_id = x.room_id "
+                      "WHERE x.user_id = ? AND x.membership = 'join' AND y.membership = 'join'");
+  st.bind(user_id);
+  std::vector<std::string> out;
+  while (st.step()) out.push_back(st.text(0));
+  return out;
+}
+
 bool memberships_changed_around(Connection& c, const std::string& user_id, int64_t since, int64_t upto) {
   auto st = c.prepare("SELECT 1 FROM room_memberships mine JOIN room_memberships other ON other.room_id = mine.room_id "
                       "WHERE mine.user_id = ? AND other.stream_ordering > ? AND other.stream_ordering <= ? LIMIT 1");

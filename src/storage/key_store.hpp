@@ -76,6 +76,14 @@ void mark_private_key_change(Connection& c, const std::string& viewer, const std
                              int64_t stream_id);
 std::vector<std::string> private_key_changes_between(Connection& c, const std::string& viewer, int64_t since,
                                                      int64_t upto);
+// One-time / fallback key counts: the latest stream position at which each device's changed
+// (an appservice's MSC3202 transactions carry only the devices changed since the last one).
+void mark_key_counts_changed(Connection& c, const std::string& user_id, const std::string& device_id,
+                             int64_t stream_id);
+std::vector<std::pair<std::string, std::string>> key_counts_changed_between(Connection& c, int64_t since,
+                                                                            int64_t upto);
+// Users joined to a room where `user_id` is joined (including themselves when joined anywhere).
+std::vector<std::string> users_sharing_a_room(Connection& c, const std::string& user_id);
 // Whether any membership in a room the user is (or was) in changed in (since, upto].
 bool memberships_changed_around(Connection& c, const std::string& user_id, int64_t since, int64_t upto);
 // Whether both users are joined to some room.

@@ -308,6 +308,19 @@ CREATE TABLE e2e_private_key_changes (
   PRIMARY KEY (viewer, user_id)
 );
 )SQL",
+      // 10: appservice E2EE (MSC4203 to-device in transactions, MSC3202 key counts). Which
+      // devices' one-time / fallback key counts changed, at a global stream position (latest
+      // change per device), and an index to read the device inbox by stream range.
+      R"SQL(
+CREATE TABLE e2e_key_count_changes (
+  user_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  stream_id INTEGER NOT NULL,
+  PRIMARY KEY (user_id, device_id)
+);
+CREATE INDEX e2e_key_count_changes_stream ON e2e_key_count_changes (stream_id);
+CREATE INDEX device_inbox_stream ON device_inbox (stream_id);
+)SQL",
   };
   return steps;
 }

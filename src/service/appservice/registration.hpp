@@ -38,6 +38,12 @@ struct AppService {
   // In a user namespace, or the sender itself.
   bool is_interested_in_user(std::string_view user_id) const;
   bool owns_user_exclusively(std::string_view user_id) const;
+  // To-device messages for the user go in this appservice's transactions (MSC4203), not to /sync:
+  // with ephemeral data and a URL, for users it owns exclusively (a user in a shared namespace may
+  // log in themselves and sync their own devices).
+  bool takes_to_device_for(std::string_view user_id) const {
+    return receive_ephemeral && url && owns_user_exclusively(user_id);
+  }
   bool is_interested_in_alias(std::string_view alias) const;
   bool owns_alias_exclusively(std::string_view alias) const;
   bool is_interested_in_room(std::string_view room_id) const;

@@ -2,7 +2,10 @@
 
 #include "core/clock.hpp"
 #include "service/event_format.hpp"
+#include "core/json_depth.hpp"
 #include "storage/appservice_store.hpp"
+#include "storage/device_inbox_store.hpp"
+#include "storage/key_store.hpp"
 #include "storage/room_store.hpp"
 #include "storage/user_data_store.hpp"
 
@@ -176,6 +179,10 @@ bool AppServiceSender::queue_next(Worker& w) {
 
   boost::json::array events;
   boost::json::array ephemeral;
+  boost::json::array to_device;  // MSC4203
+  std::vector<storage::device_inbox::Addressed> taken;  // deleted from the inbox with the enqueue
+  boost::json::object device_lists, otk_counts, fallback_types;  // MSC3202
+  std::vector<ev::StoredEvent> member_changes;                   // for MSC3202's device lists
   int64_t cursor = state.last_stream;
   // An event that cannot be read or formatted is skipped, never retried: it would stop delivery
   // to this appservice for good (the same range fails every time, across restarts).
@@ -186,6 +193,25 @@ bool AppServiceSender::queue_next(Worker& w) {
     w.skipped_events++;
     w.last_skipped = std::move(what);
   };
+  db_.read([&](storage::Connection& c) {
+    if (!as.receive_ephemeral) return;
+    // To-device messages for the appservice's users, in stream order. A full transaction's worth
+    // ends the range here: the rest (and the events after it) go in the next one.
+    int64_t after = state.last_stream;
+    while (after < upto && static_cast<int64_t>(taken.size()) < kMaxToDevicePerTxn) {
+      auto page = storage::device_inbox::in_stream_range(c, after, upto, 500);
+      if (page.empty()) break;
+      for (auto& m : page) {
+        after = m.message.stream_id;
+        if (!as.takes_to_device_for(m.user_id)) continue;
+        taken.push_back(std::move(m));
+        if (static_cast<int64_t>(taken.size()) >= kMaxToDevicePerTxn) {
+          upto = after;
+          break;
+        }
+      }
+    }
+  });
   db_.read([&](storage::Connection& c) {
     std::map<std::string, bool> room_cache;
     auto room_interesting = [&](const std::string& room_id) {
@@ -211,6 +237,7 @@ bool AppServiceSender::queue_next(Worker& w) {
         const auto& e = *row.event;
         try {
           if (!interested(as, e, c, room_cache)) continue;
+          if (as.msc3202 && e.type == "m.room.member" && e.state_key) member_changes.push_back(e);
           // No unsigned.age: the body is stored and may be resent much later, when an age taken
           // now would be wrong. origin_server_ts says when the event happened.
           auto ce = client_event(e, c);
@@ -222,6 +249,69 @@ bool AppServiceSender::queue_next(Worker& w) {
           skip(e.stream_ordering, e.event_id, std::string("cannot format: ") + ex.what());
         }
         // Anything else (the database failing) is not this event's fault: the range is retried.
+      }
+    }
+    if (as.msc3202) {
+      // Device lists and key counts changed in the same range; only what changed is read, so the
+      // cost follows the changes, not the number of bridged users.
+      auto shares_with_us = [&](const std::string& u) {
+        if (as.is_interested_in_user(u)) return true;
+        for (const auto& other : storage::keys::users_sharing_a_room(c, u)) {
+          if (as.is_interested_in_user(other)) return true;
+        }
+        return false;
+      };
+      std::set<std::string> changed, left;
+      for (const auto& u : storage::keys::device_lists_changed_between(c, state.last_stream, cursor)) {
+        if (shares_with_us(u)) changed.insert(u);
+      }
+      // Memberships: a user who now shares a room with the appservice's users is "changed" (the
+      // bridge must fetch their keys); one who shares none any more is "left".
+      for (const auto& e : member_changes) {
+        std::string membership;
+        if (const auto* content = e.pdu.if_contains("content"); content && content->is_object()) {
+          if (const auto* m = content->as_object().if_contains("membership"); m && m->is_string()) {
+            membership = std::string(m->as_string());
+          }
+        }
+        std::vector<std::string> affected;
+        if (as.is_interested_in_user(*e.state_key)) {
+          for (const auto& m : ev::members_of_room(c, e.room_id)) {
+            if (m.membership == "join" && !as.is_interested_in_user(m.user_id)) affected.push_back(m.user_id);
+          }
+        } else {
+          affected.push_back(*e.state_key);
+        }
+        for (const auto& u : affected) {
+          if (shares_with_us(u)) {
+            if (membership == "join") changed.insert(u);
+          } else {
+            left.insert(u);
+          }
+        }
+      }
+      for (const auto& u : changed) left.erase(u);
+      if (!changed.empty() || !left.empty()) {
+        boost::json::array ch, lf;
+        for (const auto& u : changed) ch.push_back(boost::json::value(u));
+        for (const auto& u : left) lf.push_back(boost::json::value(u));
+        device_lists = boost::json::object{{"changed", std::move(ch)}, {"left", std::move(lf)}};
+      }
+      for (const auto& [user, device] : storage::keys::key_counts_changed_between(c, state.last_stream, cursor)) {
+        if (!as.is_interested_in_user(user)) continue;
+        boost::json::object counts{{"signed_curve25519", 0}};
+        for (const auto& [alg, n] : storage::keys::count_one_time_keys(c, user, device)) counts[alg] = n;
+        boost::json::array types;
+        for (const auto& alg : storage::keys::unused_fallback_algorithms(c, user, device)) {
+          types.push_back(boost::json::value(alg));
+        }
+        auto per_device = [&](boost::json::object& o) -> boost::json::object& {
+          auto& v = o[user];
+          if (!v.is_object()) v.emplace_object();
+          return v.as_object();
+        };
+        per_device(otk_counts)[device] = std::move(counts);
+        per_device(fallback_types)[device] = std::move(types);
       }
     }
     if (!as.receive_ephemeral) return;
@@ -244,15 +334,38 @@ bool AppServiceSender::queue_next(Worker& w) {
           {"type", "m.typing"}, {"room_id", room_id}, {"content", boost::json::object{{"user_ids", ids}}}});
     }
   });
+  // A transaction filled with events ends before some messages: they wait for the next one.
+  std::erase_if(taken, [&](const auto& m) { return m.message.stream_id > cursor; });
+  for (const auto& m : taken) {
+    boost::json::object o{{"type", m.message.type},
+                          {"sender", m.message.sender},
+                          {"to_user_id", m.user_id},
+                          {"to_device_id", m.device_id}};
+    try {
+      o["content"] = core::parse_stored_json(m.message.content);
+    } catch (const std::exception&) {
+      o["content"] = boost::json::object{};
+    }
+    to_device.push_back(std::move(o));
+  }
   db_.write([&](storage::Connection& c) {
     asdb::State next{cursor, state.next_txn_id};
-    if (!events.empty() || !ephemeral.empty()) {
+    if (!events.empty() || !ephemeral.empty() || !to_device.empty() || !device_lists.empty() ||
+        !otk_counts.empty()) {
       boost::json::object body{{"events", events}};
       if (!ephemeral.empty()) {
         // Stable name and MSC2409's unstable one: deployed bridges read either.
         body["ephemeral"] = ephemeral;
         body["de.sorunome.msc2409.ephemeral"] = ephemeral;
       }
+      if (!to_device.empty()) body["de.sorunome.msc2409.to_device"] = to_device;
+      if (!device_lists.empty()) body["org.matrix.msc3202.device_lists"] = device_lists;
+      if (!otk_counts.empty()) {
+        body["org.matrix.msc3202.device_one_time_keys_count"] = otk_counts;
+        body["org.matrix.msc3202.device_unused_fallback_key_types"] = fallback_types;
+      }
+      // In the stored transaction now: delivered from there (exactly once), not by /sync.
+      for (const auto& m : taken) storage::device_inbox::delete_one(c, m.user_id, m.device_id, m.message.stream_id);
       asdb::enqueue(c, as.id,
                     {state.next_txn_id, boost::json::serialize(body), static_cast<int64_t>(events.size()), core::now_ms()});
       next.next_txn_id = state.next_txn_id + 1;  // ids never repeat for this appservice

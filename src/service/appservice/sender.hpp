@@ -51,6 +51,7 @@ struct DeliveryStatus {
 class AppServiceSender {
 public:
   static constexpr int64_t kMaxEventsPerTxn = 100;
+  static constexpr int64_t kMaxToDevicePerTxn = 100;  // MSC4203 to-device messages per transaction
   static constexpr int64_t kInitialBackoffMs = 1000;
   static constexpr int64_t kMaxBackoffMs = 5 * 60 * 1000;
   static constexpr int64_t kMinPokeRetryMs = 250;  // pokes retry at most this often
