@@ -39,13 +39,12 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import zlib from "node:zlib";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { spawnTrestle, stopTrestle, tail, waitReady } from "./trestle_process.mjs";
+import { freePort, setLimits, spawnTrestle, stopTrestle, tail, waitReady } from "./trestle_process.mjs";
 
 import { createClient, ClientEvent, RoomEvent, RoomMemberEvent, SyncState, EventType, MsgType, Direction } from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
@@ -89,30 +88,6 @@ logger.setLevel("debug");
 // Server lifecycle (as in js_journey.test.mjs, plus the appservice registration)
 
 let server; // { proc, baseUrl, dataDir, logPath, exited }
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.unref();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function setLimits(yaml, key, perSecond, burst) {
-  // Replace per_second / burst_count inside the block that starts at `key:` (up to the next
-  // top-level key).
-  const re = new RegExp(`^(${key}:\\n(?:[ \\t]+.*\\n|\\n)*)`, "m");
-  const m = yaml.match(re);
-  assert.ok(m, `generated config has no ${key} block`);
-  const block = m[1]
-    .replace(/per_second:.*$/gm, `per_second: ${perSecond}`)
-    .replace(/burst_count:.*$/gm, `burst_count: ${burst}`);
-  return yaml.replace(m[1], block);
-}
 
 // Tight limits for users: the appservice (rate_limited: false) must not feel them, however much
 // its users send or it registers; the js-sdk user stays well within them.

@@ -8,14 +8,10 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { spawnTrestle, stopTrestle, tail, waitReady } from "./trestle_process.mjs";
+import { startRelaxedTrestle, stopTrestle, tail } from "./trestle_process.mjs";
 
 import {
   createClient,
@@ -55,47 +51,9 @@ logger.setLevel("debug");
 
 let server; // { proc, baseUrl, dataDir, logPath }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.unref();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function relaxLimits(yaml, key) {
-  // Replace per_second / burst_count inside the block that starts at `key:` (up to the next
-  // top-level key), so the journey is never rate limited.
-  const re = new RegExp(`^(${key}:\\n(?:[ \\t]+.*\\n|\\n)*)`, "m");
-  const m = yaml.match(re);
-  assert.ok(m, `generated config has no ${key} block`);
-  const block = m[1]
-    .replace(/per_second:.*$/gm, "per_second: 1000")
-    .replace(/burst_count:.*$/gm, "burst_count: 1000");
-  return yaml.replace(m[1], block);
-}
-
 async function startServer() {
-  const dataDir = mkdtempSync(path.join(tmpdir(), "trestle-interop-js-"));
-  const configPath = path.join(dataDir, "homeserver.yaml");
-  const logPath = path.join(dataDir, "server.log");
-  server = { proc: null, baseUrl: null, dataDir, logPath, exited: () => true };
-  execFileSync(BINARY, [
-    "generate-config", "--server-name", "localhost", "--data-dir", dataDir, "-o", configPath,
-  ], { timeout: 30_000 });
-  const port = await freePort();
-  let yaml = readFileSync(configPath, "utf8");
-  assert.match(yaml, /^\s*- port: \d+$/m, "generated config has no listener port");
-  yaml = yaml.replace(/^(\s*- port: )\d+$/m, `$1${port}`);
-  for (const key of ["rc_message", "rc_registration", "rc_login"]) yaml = relaxLimits(yaml, key);
-  writeFileSync(configPath, yaml);
-
-  server = spawnTrestle({ binary: BINARY, configPath, logPath, dataDir, port });
-  await waitReady(server, STEP_TIMEOUT_MS);
+  await startRelaxedTrestle({ binary: BINARY, prefix: "trestle-interop-js-", timeoutMs: STEP_TIMEOUT_MS,
+                              hold: (s) => { server = s; } });
 }
 
 async function stopServer() {

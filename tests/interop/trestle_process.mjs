@@ -1,7 +1,10 @@
 // The trestle process under test, shared by the interop suites: spawn it on a config, wait until
 // it answers, stop it, and show the end of its log when something goes wrong.
-import { spawn } from "node:child_process";
-import { readFileSync, rmSync, openSync, closeSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync, rmSync, openSync, closeSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -50,4 +53,52 @@ export async function stopTrestle(server) {
     clearTimeout(t);
   }
   if (!process.env.KEEP_DATA) rmSync(server.dataDir, { recursive: true, force: true });
+}
+
+// A free TCP port on 127.0.0.1 (the kernel's choice; closed again before it is returned).
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.unref();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// Sets per_second / burst_count inside the block that starts at `key:` (up to the next top-level
+// key) of a generated config.
+export function setLimits(yaml, key, perSecond, burst) {
+  const re = new RegExp(`^(${key}:\\n(?:[ \\t]+.*\\n|\\n)*)`, "m");
+  const m = yaml.match(re);
+  if (!m) throw new Error(`generated config has no ${key} block`);
+  const block = m[1]
+    .replace(/per_second:.*$/gm, `per_second: ${perSecond}`)
+    .replace(/burst_count:.*$/gm, `burst_count: ${burst}`);
+  return yaml.replace(m[1], block);
+}
+
+// Generates a config in a new temp dir (name starts with `prefix`), on a free port, with the
+// message, registration and login rate limits relaxed so a journey is never rate limited; starts
+// the binary and waits until it answers. `hold(server)` gets the server as soon as there is
+// something to clean up, so the caller can stop it even when start-up fails.
+export async function startRelaxedTrestle({ binary, prefix, timeoutMs, hold }) {
+  const dataDir = mkdtempSync(path.join(tmpdir(), prefix));
+  const configPath = path.join(dataDir, "homeserver.yaml");
+  const logPath = path.join(dataDir, "server.log");
+  hold({ proc: null, baseUrl: null, dataDir, logPath, exited: () => true });
+  execFileSync(binary, ["generate-config", "--server-name", "localhost", "--data-dir", dataDir, "-o", configPath],
+               { timeout: 30_000 });
+  const port = await freePort();
+  let yaml = readFileSync(configPath, "utf8");
+  if (!/^\s*- port: \d+$/m.test(yaml)) throw new Error("generated config has no listener port");
+  yaml = yaml.replace(/^(\s*- port: )\d+$/m, `$1${port}`);
+  for (const key of ["rc_message", "rc_registration", "rc_login"]) yaml = setLimits(yaml, key, 1000, 1000);
+  writeFileSync(configPath, yaml);
+  const server = spawnTrestle({ binary, configPath, logPath, dataDir, port });
+  hold(server);
+  await waitReady(server, timeoutMs);
+  return server;
 }
