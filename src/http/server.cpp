@@ -620,6 +620,9 @@ void Server::run() {
   for (int i = 1; i < n; ++i) threads.emplace_back([this] { impl_->ioc.run(); });
   impl_->ioc.run();
   for (auto& t : threads) t.join();
+  // Long-polls still waiting hold timers and strand executors of this io_context in their
+  // notifier callbacks: drop them now, before the io_context goes (the notifier outlives it).
+  impl_->notifier.drop_waiters();
 }
 
 void Server::stop() {

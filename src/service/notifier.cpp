@@ -60,6 +60,16 @@ void Notifier::cancel(uint64_t id) {
   remove_locked(id);
 }
 
+void Notifier::drop_waiters() {
+  std::unordered_map<uint64_t, Waiter> dropped;
+  {
+    std::lock_guard lock(mu_);
+    dropped.swap(waiters_);
+    waiters_by_key_.clear();
+  }
+  // `dropped` (and the callbacks' captures) are destroyed here, outside the lock.
+}
+
 size_t Notifier::waiter_count() const {
   std::lock_guard lock(mu_);
   return waiters_.size();

@@ -28,6 +28,9 @@ public:
   // `cb` runs before wait() returns. Returns an id for cancel(), or 0 when it already fired.
   uint64_t wait(const std::vector<std::string>& keys, uint64_t since, Callback cb);
   void cancel(uint64_t id);
+  // Forgets every waiter without running it. The transport calls this when it stops, while the
+  // executors and timers its callbacks hold are still alive.
+  void drop_waiters();
   size_t waiter_count() const;
   // Called (outside the lock) on every notify: background consumers of the whole stream, such as
   // the appservice senders, use it to wake up.

@@ -9,6 +9,7 @@
 #include "service/rooms.hpp"
 #include "service/sync.hpp"
 
+#include <memory>
 #include <boost/json/parse.hpp>
 #include <gtest/gtest.h>
 
@@ -35,6 +36,25 @@ TEST(Notifier, WakesOnlyWaitersOfTheNotifiedKeys) {
   EXPECT_EQ(n.waiter_count(), 1u);
   n.notify({"!room:x"});  // a waiter fires once
   EXPECT_EQ(room_woken, 1);
+}
+
+TEST(Notifier, DroppedWaitersAreReleasedAndNeverCalled) {
+  service::Notifier n;
+  int woken = 0;
+  auto held = std::make_shared<int>(1);  // stands for the timer a long-poll's callback holds
+  std::weak_ptr<int> watch = held;
+  n.wait({"!room:x"}, n.position(), [&woken, held] { ++woken; });
+  held.reset();
+  EXPECT_FALSE(watch.expired());
+  n.drop_waiters();
+  EXPECT_TRUE(watch.expired());  // the callback and what it holds are gone
+  EXPECT_EQ(n.waiter_count(), 0u);
+  n.notify({"!room:x"});
+  EXPECT_EQ(woken, 0);
+  // A new waiter after the drop works as before.
+  n.wait({"!room:x"}, n.position(), [&woken] { ++woken; });
+  n.notify({"!room:x"});
+  EXPECT_EQ(woken, 1);
 }
 
 TEST(Notifier, AChangeBetweenReadAndWaitFiresAtOnce) {
