@@ -78,7 +78,9 @@ function startListener(port) {
       const m = req.method === "PUT" && req.url.match(/^\/_matrix\/app\/v1\/transactions\/([^/?]+)/);
       if (m) {
         const txnId = decodeURIComponent(m[1]);
-        if (!txns.some((t) => t.txnId === txnId)) txns.push({ txnId, body: JSON.parse(data || "{}") });
+        if (!txns.some((t) => t.txnId === txnId)) {
+          txns.push({ txnId, authorization: req.headers.authorization, body: JSON.parse(data || "{}") });
+        }
         res.writeHead(200, { "Content-Type": "application/json" }).end("{}");
       } else if (req.url.startsWith("/_matrix/app/v1/ping")) {
         res.writeHead(200, { "Content-Type": "application/json" }).end("{}");
@@ -429,9 +431,14 @@ test("encrypted bridge: OlmMachine as a masqueraded appservice device, keys via 
       // 6. The transactions carried the device's key counts and alice's device-list change, and the
       // bridge device's /sync got no to-device messages (they went to the appservice).
       step = "MSC3202 data in the transactions";
-      assert.ok(countTxn.body[OTK_COUNTS][bridgedId][BRIDGE_DEVICE].signed_curve25519 >= 1);
-      await waitFor("a transaction with the count after alice's claim", null, [], () =>
-        txns.some((t) => t !== countTxn && t.body[OTK_COUNTS]?.[bridgedId]?.[BRIDGE_DEVICE]));
+      // alice's claim (for her Olm session to the bridge) lowered the count below the first one.
+      const first = countTxn.body[OTK_COUNTS][bridgedId][BRIDGE_DEVICE].signed_curve25519;
+      const seen = () => txns.map((t) => t.body[OTK_COUNTS]?.[bridgedId]?.[BRIDGE_DEVICE]?.signed_curve25519)
+        .filter((n) => n !== undefined);
+      await waitFor(() => `a transaction with the count after alice's claim (counts: ${seen()})`, null, [], () =>
+        seen().some((n) => n < first));
+      assert.ok(txns.every((t) => t.authorization === `Bearer ${registration.hs_token}`),
+        "every transaction carried the hs_token");
       const changed = txns.flatMap((t) => t.body[DEVICE_LISTS]?.changed ?? []);
       assert.ok(changed.includes(alice.getUserId()), `alice in device_lists.changed: ${JSON.stringify(changed)}`);
       const s = await asOk("GET", "/sync", undefined, { user_id: bridgedId, device_id: BRIDGE_DEVICE, timeout: "0" });
