@@ -17,7 +17,10 @@ user share a room; the appservice is caught up. Measured: the normal user sends 
 (4 keep-alive connections) and, every --otk-every messages, one bridged device uploads one more
 one-time key (in every run, so the runs differ only in the flag / the user count); then until the
 appservice is caught up. Per run: delivered events/s, server CPU (utime+stime from /proc) per
-delivered event, transactions, bytes per transaction and per event. Printed: b/a and b/b_small.
+delivered event, transactions, bytes per transaction and per event. Then (drain_*) --drain-messages
+more with the same key trickle while the listener holds its answer, and the same metrics while the
+backlog drains after the release (only the appservice sender works then, so its CPU per event is
+the delivery cost without the send handlers'). Printed: b/a and b/b_small of each.
 Only 127.0.0.1 is contacted; every loop is bounded.
 """
 import argparse
@@ -126,17 +129,17 @@ def one_run(binary, workdir, name, msc3202, n_users, args):
         n_thr = 4
         tag = os.urandom(4).hex()
 
-        def sender(k):
+        def sender(k, phase="live", count=args.messages):
             c = tb.Client(port, loader_token)
             a = tb.Client(port, as_token)
             try:
-                for m in range(k, args.messages, n_thr):
-                    c.call("PUT", f"{CLIENT}/rooms/{q(room_id)}/send/m.room.message/{tag}m{m}",
+                for m in range(k, count, n_thr):
+                    c.call("PUT", f"{CLIENT}/rooms/{q(room_id)}/send/m.room.message/{tag}{phase}{m}",
                            {"msgtype": "m.text", "body": f"bench message {m}"})
                     if m % args.otk_every == 0:
                         u, dev = devices[(m // args.otk_every) % len(devices)]
                         a.call("POST", f"{CLIENT}/keys/upload?user_id={q(u)}&device_id={dev}",
-                               {"one_time_keys": otk(u, dev, [f"T{m}"])})
+                               {"one_time_keys": otk(u, dev, [f"T{phase}{m}"])})
             except Exception as e:  # noqa: BLE001
                 errs.append(e)
             finally:
@@ -166,7 +169,43 @@ def one_run(binary, workdir, name, msc3202, n_users, args):
             raise tb.BenchError(f"{name}: only {events} of {args.messages} events delivered")
         if listener.bad:
             raise tb.BenchError(f"{name}: listener saw bad requests: {listener.bad[:3]}")
+
+        # Phase 2, the same load with the appservice's answers held back (the sender waits on one
+        # transaction), then released: while it drains, the server does nothing but build and send
+        # transactions, so its CPU per event there is the delivery cost without the send handlers'.
+        n_release = len(listener.released)
+        t_hold = tb.mono()
+        listener.command("hold")
+        ths = [threading.Thread(target=sender, args=(k, "held", args.drain_messages)) for k in range(n_thr)]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join(300)
+        if errs:
+            raise tb.BenchError(f"{name}: send (held): {errs[0]}")
+        time.sleep(0.3)  # let the last sends commit
+        cpu2 = tb.proc_cpu_ms(srv.pid)
+        t2 = tb.mono()
+        listener.command("release")
+        if listener.wait_release(n_release, 10) is None:
+            raise tb.BenchError(f"{name}: the listener did not release")
+        t_drained, st = tb.wait_caught_up(status, listener, 120)
+        if t_drained is None:
+            raise tb.BenchError(f"{name}: backlog not drained: {st}")
+        cpu3 = tb.proc_cpu_ms(srv.pid)
+        # From the hold on: the one transaction the sender sent (and waited on) before the release
+        # is counted in events and bytes but was built before cpu2 (a few events of 2,000).
+        dtx = tb.txns_between(listener.snapshot(), t_hold, float("inf"))
+        dev_n = sum(t[3] for t in dtx)
+        dbody = sum(t[4] for t in dtx)
+        if dev_n < args.drain_messages:
+            raise tb.BenchError(f"{name}: drain: only {dev_n} of {args.drain_messages} events delivered")
         out = {
+            "drain_messages": args.drain_messages, "drain_otk_uploads": len(range(0, args.drain_messages, args.otk_every)),
+            "drain_events": dev_n, "drain_txns": len(dtx), "drain_s": t_drained - t2,
+            "drain_events_per_s": dev_n / (t_drained - t2),
+            "drain_server_cpu_ms": cpu3 - cpu2, "drain_server_cpu_ms_per_event": (cpu3 - cpu2) / dev_n,
+            "drain_bytes_per_txn": dbody / max(1, len(dtx)), "drain_bytes_per_event": dbody / dev_n,
             "users": n_users, "devices": args.devices, "msc3202": msc3202, "messages": args.messages,
             "otk_uploads": len(range(0, args.messages, args.otk_every)),
             "register_users_per_s": n_users / t_reg, "setup_s": setup_s,
@@ -195,10 +234,13 @@ def main():
     ap.add_argument("--small-users", type=int, default=1000)
     ap.add_argument("--devices", type=int, default=2000)
     ap.add_argument("--messages", type=int, default=2000)
+    ap.add_argument("--drain-messages", type=int, default=8000,
+                    help="messages sent while the appservice's answers are held (CPU resolution is 10 ms)")
     ap.add_argument("--otk-every", type=int, default=20)
     ap.add_argument("--threads", type=int, default=8, help="concurrent connections for the set-up")
     ap.add_argument("--log-level", default="warn")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--json", action="store_true", help="print the whole result as JSON too")
     args = ap.parse_args()
     binary = os.path.abspath(args.binary)
     workdir = tempfile.mkdtemp(prefix="trestle-asbench-")
@@ -211,13 +253,19 @@ def main():
                                                   for k, v in r.items()))
     a, b, s = res["runs"]["a"], res["runs"]["b"], res["runs"]["b_small"]
     ratios = {}
-    for key in ("server_cpu_ms_per_event", "bytes_per_txn", "bytes_per_event", "delivered_events_per_s", "txns"):
-        ratios[f"b/a {key}"] = b[key] / a[key]
-        ratios[f"b/b_small {key}"] = b[key] / s[key]
+    for key in ("server_cpu_ms_per_event", "bytes_per_txn", "bytes_per_event", "delivered_events_per_s", "txns",
+                "drain_server_cpu_ms_per_event", "drain_events_per_s", "drain_bytes_per_event", "drain_txns"):
+        ratios[f"b/a {key}"] = b[key] / a[key] if a[key] else float("nan")
+        ratios[f"b/b_small {key}"] = b[key] / s[key] if s[key] else float("nan")
     res["ratios"] = ratios
     res["loadavg_after"] = os.getloadavg()
     res["total_s"] = tb.mono() - t_all
-    print(json.dumps(res, indent=1))
+    if args.json:
+        print(json.dumps(res, indent=1))
+    tb.log(f"[asbench] load average before {res['loadavg_before'][0]:.2f}, after {res['loadavg_after'][0]:.2f}; "
+           f"total {res['total_s']:.0f} s")
+    for k, v in ratios.items():
+        tb.log(f"[asbench] {k}: {v:.3f}")
     out = args.out or f"/tmp/trestle-asbench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     with open(out, "w") as f:
         json.dump(res, f, indent=1)
