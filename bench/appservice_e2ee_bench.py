@@ -147,6 +147,7 @@ def one_run(binary, workdir, name, msc3202, n_users, args):
                 a.close()
 
         errs = []
+        e2ee0 = len(listener.e2ee_txns)
         cpu0 = tb.proc_cpu_ms(srv.pid)
         t0 = tb.mono()
         ths = [threading.Thread(target=sender, args=(k,)) for k in range(n_thr)]
@@ -173,6 +174,7 @@ def one_run(binary, workdir, name, msc3202, n_users, args):
         # Phase 2, the same load with the appservice's answers held back (the sender waits on one
         # transaction), then released: while it drains, the server does nothing but build and send
         # transactions, so its CPU per event there is the delivery cost without the send handlers'.
+        e2ee_live = len(listener.e2ee_txns) - e2ee0
         n_release = len(listener.released)
         t_hold = tb.mono()
         listener.command("hold")
@@ -200,7 +202,11 @@ def one_run(binary, workdir, name, msc3202, n_users, args):
         dbody = sum(t[4] for t in dtx)
         if dev_n < args.drain_messages:
             raise tb.BenchError(f"{name}: drain: only {dev_n} of {args.drain_messages} events delivered")
+        e2ee_drain = len(listener.e2ee_txns) - e2ee0 - e2ee_live
+        if (e2ee_live + e2ee_drain > 0) != msc3202:
+            raise tb.BenchError(f"{name}: {e2ee_live + e2ee_drain} transactions with MSC3202 data, flag {msc3202}")
         out = {
+            "txns_with_msc3202": e2ee_live, "drain_txns_with_msc3202": e2ee_drain,
             "drain_messages": args.drain_messages, "drain_otk_uploads": len(range(0, args.drain_messages, args.otk_every)),
             "drain_events": dev_n, "drain_txns": len(dtx), "drain_s": t_drained - t2,
             "drain_events_per_s": dev_n / (t_drained - t2),
