@@ -10,6 +10,7 @@ appservice (`io.element.msc4190: true` so it can create devices):
   a      `org.matrix.msc3202: false`, --users bridged users
   b      `org.matrix.msc3202: true`,  --users bridged users
   b_small `org.matrix.msc3202: true`, --small-users bridged users
+  a_small `org.matrix.msc3202: false`, --small-users bridged users (the user-count effect without MSC3202)
 Set-up (not measured): the bridged users are registered with the as_token (concurrently), --devices
 devices are created round-robin over the first users with `PUT /devices/{id}?user_id=`, each
 uploads 5 one-time keys by masquerading (`?user_id=&device_id=`); one bridged user and one normal
@@ -20,7 +21,7 @@ appservice is caught up. Per run: delivered events/s, server CPU (utime+stime fr
 delivered event, transactions, bytes per transaction and per event. Then (drain_*) --drain-messages
 more with the same key trickle while the listener holds its answer, and the same metrics while the
 backlog drains after the release (only the appservice sender works then, so its CPU per event is
-the delivery cost without the send handlers'). Printed: b/a and b/b_small of each.
+the delivery cost without the send handlers'). Printed: b/a, b/b_small and a/a_small of each.
 Only 127.0.0.1 is contacted; every loop is bounded.
 """
 import argparse
@@ -252,17 +253,20 @@ def main():
     workdir = tempfile.mkdtemp(prefix="trestle-asbench-")
     res = {"binary": binary, "loadavg_before": os.getloadavg(), "runs": {}}
     t_all = tb.mono()
-    for name, flag, n in (("a", False, args.users), ("b", True, args.users), ("b_small", True, args.small_users)):
+    for name, flag, n in (("a", False, args.users), ("b", True, args.users), ("b_small", True, args.small_users),
+                          ("a_small", False, args.small_users)):
         r = one_run(binary, workdir, name, flag, n, args)
         res["runs"][name] = r
         tb.log(f"[asbench] {name}: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                                   for k, v in r.items()))
-    a, b, s = res["runs"]["a"], res["runs"]["b"], res["runs"]["b_small"]
+    a, b, s, a_s = res["runs"]["a"], res["runs"]["b"], res["runs"]["b_small"], res["runs"]["a_small"]
     ratios = {}
     for key in ("server_cpu_ms_per_event", "bytes_per_txn", "bytes_per_event", "delivered_events_per_s", "txns",
                 "drain_server_cpu_ms_per_event", "drain_events_per_s", "drain_bytes_per_event", "drain_txns"):
         ratios[f"b/a {key}"] = b[key] / a[key] if a[key] else float("nan")
         ratios[f"b/b_small {key}"] = b[key] / s[key] if s[key] else float("nan")
+        # The same user-count effect without MSC3202: what b/b_small adds on top of it is MSC3202's.
+        ratios[f"a/a_small {key}"] = a[key] / a_s[key] if a_s[key] else float("nan")
     res["ratios"] = ratios
     res["loadavg_after"] = os.getloadavg()
     res["total_s"] = tb.mono() - t_all
