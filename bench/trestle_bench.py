@@ -577,6 +577,7 @@ def listener_main(port, hs_token, max_seconds):
     a thread start per transaction. Keep-alive is supported all the same. Every transaction is
     answered 200 {} at once (unless held, below) and reported on stdout as one line:
         T <t_first_byte> <t_complete> <txn_id> <n_events> <body_bytes> [event_id ...]
+    and, when the body carries MSC3202 data, "E <txn_id> <number of org.matrix.msc3202.* keys>".
     (CLOCK_MONOTONIC seconds; event ids only while "ids 1"). Commands on stdin, one a line:
         ids 1|0   report event ids or not
         hold      keep transactions unanswered (the homeserver's sender waits) until "release"
@@ -658,6 +659,8 @@ def listener_main(port, hs_token, max_seconds):
                 if ids:
                     line += " " + " ".join(str(e.get("event_id", "?")) for e in events)
                 out.write(line.encode() + b"\n")
+                if b'"org.matrix.msc3202.' in body:  # MSC3202 E2EE data (device lists, key counts)
+                    out.write(b"E " + target[len(AS_TXN_PREFIX):][:100] + b" %d\n" % body.count(b'"org.matrix.msc3202.'))
                 out.flush()
                 if hold:
                     held.append(s)
@@ -750,6 +753,7 @@ class Listener:
         self.arrival = {}    # event_id -> t_done (only while ids are on)
         self.bad = []
         self.released = []   # (t, n)
+        self.e2ee_txns = []  # (txn_id, number of org.matrix.msc3202.* keys) of transactions with MSC3202 data
         self.ready = False
         self.eof = False
         self.thread = threading.Thread(target=self._read, daemon=True)
@@ -775,6 +779,8 @@ class Listener:
                     self.txns.append((float(parts[1]), t_done, parts[3], int(parts[4]), int(parts[5])))
                     for eid in parts[6:]:
                         self.arrival[eid] = t_done
+                elif parts[0] == "E":
+                    self.e2ee_txns.append((parts[1], int(parts[2])))
                 elif parts[0] == "R":
                     self.released.append((float(parts[1]), int(parts[2])))
                 elif parts[0] == "READY":
