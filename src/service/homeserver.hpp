@@ -1,6 +1,7 @@
 #pragma once
 // All services of one homeserver, built once at start and shared by the handlers.
 #include "config/config.hpp"
+#include "core/clock.hpp"
 #include "core/crypto.hpp"
 #include "service/accounts.hpp"
 #include "service/appservice/queries.hpp"
@@ -44,6 +45,15 @@ struct Homeserver {
     user_data.typing().set_listener([this](const std::string& room_id) { appservice_sender.on_typing(room_id); });
     appservice_sender.set_typing_source(
         [this](const std::string& room_id) { return user_data.typing().typing_users(room_id); });
+    presence.set_listener([this](const std::string& user_id) { appservice_sender.on_presence(user_id); });
+    appservice_sender.set_presence_source([this](const std::string& user_id) {
+      auto p = presence.get(user_id);
+      boost::json::object content{{"presence", p.presence},
+                                  {"last_active_ago", std::max<int64_t>(0, core::now_ms() - p.last_active_ts)},
+                                  {"currently_active", p.presence == "online"}};
+      if (p.status_msg) content["status_msg"] = *p.status_msg;
+      return content;
+    });
   }
 
   static AppServiceRegistry load_appservices(const config::Config& cfg) {

@@ -16,19 +16,29 @@ void check_presence(const std::string& presence) {
 void PresenceTracker::set(const std::string& user_id, const std::string& presence,
                           const std::optional<std::string>& status_msg) {
   check_presence(presence);
-  std::lock_guard lock(mu_);
-  auto& s = states_[user_id];
-  s.presence = presence;
-  s.status_msg = status_msg;
-  s.last_active_ts = core::now_ms();
+  bool changed = false;
+  {
+    std::lock_guard lock(mu_);
+    auto& s = states_[user_id];
+    changed = s.presence != presence || s.status_msg != status_msg;
+    s.presence = presence;
+    s.status_msg = status_msg;
+    s.last_active_ts = core::now_ms();
+  }
+  if (changed && listener_) listener_(user_id);
 }
 
 void PresenceTracker::touch(const std::string& user_id, const std::string& presence) {
   check_presence(presence);
-  std::lock_guard lock(mu_);
-  auto& s = states_[user_id];
-  s.presence = presence;
-  s.last_active_ts = core::now_ms();
+  bool changed = false;
+  {
+    std::lock_guard lock(mu_);
+    auto& s = states_[user_id];
+    changed = s.presence != presence;
+    s.presence = presence;
+    s.last_active_ts = core::now_ms();
+  }
+  if (changed && listener_) listener_(user_id);
 }
 
 PresenceState PresenceTracker::get(const std::string& user_id) const {

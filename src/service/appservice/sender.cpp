@@ -27,6 +27,7 @@ struct AppServiceSender::Worker {
   bool poke_retry = false; // the next attempt is a poke's: its failure does not double the delay
   bool stopping = false;
   std::set<std::string> typing_rooms;  // rooms whose typing changed since the last transaction
+  std::set<std::string> presence_users;  // users whose presence changed since the last transaction
   // Status, guarded by mu.
   int64_t backoff_ms = 0;
   int64_t delivered_txns = 0;
@@ -102,6 +103,16 @@ void AppServiceSender::on_typing(const std::string& room_id) {
   }
 }
 
+void AppServiceSender::on_presence(const std::string& user_id) {
+  for (auto& w : workers_) {
+    if (!w->as->receive_ephemeral) continue;
+    std::lock_guard lock(w->mu);
+    w->presence_users.insert(user_id);
+    w->wake = true;
+    w->cv.notify_one();
+  }
+}
+
 std::vector<DeliveryStatus> AppServiceSender::status() const {
   std::vector<DeliveryStatus> out;
   int64_t committed = db_.committed_position();
@@ -170,12 +181,13 @@ bool AppServiceSender::queue_next(Worker& w) {
   int64_t upto = db_.committed_position();
   // The cursor is only ever moved by this worker, so reading it outside the write is safe.
   auto state = *db_.read([&](storage::Connection& c) { return asdb::get_state(c, as.id); });
-  std::set<std::string> typing_rooms;
+  std::set<std::string> typing_rooms, presence_users;
   {
     std::lock_guard lock(w.mu);
     typing_rooms.swap(w.typing_rooms);
+    presence_users.swap(w.presence_users);
   }
-  if (state.last_stream >= upto && typing_rooms.empty()) return false;
+  if (state.last_stream >= upto && typing_rooms.empty() && presence_users.empty()) return false;
 
   boost::json::array events;
   boost::json::array ephemeral;
@@ -332,6 +344,22 @@ bool AppServiceSender::queue_next(Worker& w) {
       for (auto& u : typing_source_(room_id)) ids.push_back(boost::json::value(u));
       ephemeral.push_back(boost::json::object{
           {"type", "m.typing"}, {"room_id", room_id}, {"content", boost::json::object{{"user_ids", ids}}}});
+    }
+    // Presence of the appservice's users and of their contacts (users sharing a room with one).
+    for (const auto& user : presence_users) {
+      if (!presence_source_) break;
+      bool contact = as.is_interested_in_user(user);
+      if (!contact) {
+        for (const auto& other : storage::keys::users_sharing_a_room(c, user)) {
+          if (as.is_interested_in_user(other)) {
+            contact = true;
+            break;
+          }
+        }
+      }
+      if (!contact) continue;
+      ephemeral.push_back(
+          boost::json::object{{"type", "m.presence"}, {"sender", user}, {"content", presence_source_(user)}});
     }
   });
   // A transaction filled with events ends before some messages: they wait for the next one.

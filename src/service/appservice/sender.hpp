@@ -5,6 +5,7 @@
 // retries the same txn id with the same body until the appservice accepts it. A slow or dead
 // appservice only ever blocks its own worker.
 #include "service/appservice/registration.hpp"
+#include <boost/json/object.hpp>
 #include "service/notifier.hpp"
 #include "storage/database.hpp"
 #include "storage/event_store.hpp"
@@ -73,6 +74,13 @@ public:
   void set_typing_source(std::function<std::vector<std::string>(const std::string& room_id)> f) {
     typing_source_ = std::move(f);
   }
+  // Presence changed for a user (MSC2409's m.presence): sent, like typing, to each appservice
+  // with receive_ephemeral whose users are that user or share a room with them, as
+  // `presence_source` reads it when the next transaction is built (best effort, not durable).
+  void on_presence(const std::string& user_id);
+  void set_presence_source(std::function<boost::json::object(const std::string& user_id)> f) {
+    presence_source_ = std::move(f);
+  }
   std::vector<DeliveryStatus> status() const;
 
 private:
@@ -88,6 +96,7 @@ private:
   Notifier& notifier_;
   OutboundHttp http_;
   std::function<std::vector<std::string>(const std::string&)> typing_source_;
+  std::function<boost::json::object(const std::string&)> presence_source_;
   std::vector<std::unique_ptr<Worker>> workers_;
 };
 

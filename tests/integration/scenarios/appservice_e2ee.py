@@ -190,3 +190,37 @@ def test_to_device_burst_while_down_and_kill_9(ctx):
         res = ctx.expect(asc.request("GET", "/sync", user_id=bridged, device_id="BRDEV", query={"timeout": "0"}))
         if res.get("to_device", {}).get("events"):
             raise TestFailure("the bridged device's /sync also got messages")
+
+
+def test_presence_of_bridged_users_and_their_contacts_goes_in_transactions(ctx):
+    """MSC2409's m.presence: the appservice's own users and the users who share a room with one of
+    them; a stranger's presence is not sent, and a repeated unchanged presence is not resent."""
+    with AsEnv(ctx) as env:
+        reg, lst, srv, asc, bridged, alice = setup(ctx, env)
+        stranger = ctx.register(srv, "stranger")
+        room = ctx.expect(alice.request("POST", "/createRoom", body={"invite": [bridged]}))["room_id"]
+        ctx.expect(asc.request("POST", f"/join/{room}", user_id=bridged, body={}))
+
+        def presence():
+            return [(e["sender"], e["content"]) for r in lst.accepted_txns()
+                    for e in (r.json or {}).get("ephemeral", []) if e.get("type") == "m.presence"]
+
+        ctx.expect(stranger.request("PUT", f"/presence/{stranger.user_id}/status", body={"presence": "online"}))
+        ctx.expect(alice.request("PUT", f"/presence/{alice.user_id}/status",
+                                 body={"presence": "unavailable", "status_msg": "at lunch"}))
+        ctx.expect(asc.request("PUT", f"/presence/{bridged}/status", user_id=bridged, body={"presence": "online"}))
+        got = wait_for(lambda: len(presence()) >= 2 and presence(), 5, "two m.presence in transactions")
+        senders = sorted(s for s, _ in got)
+        if senders != sorted([alice.user_id, bridged]):
+            raise TestFailure(f"m.presence senders {senders}: want alice (a contact) and the bridged user only")
+        content = dict(got)[alice.user_id]
+        if content.get("presence") != "unavailable" or content.get("status_msg") != "at lunch" \
+                or not isinstance(content.get("last_active_ago"), int):
+            raise TestFailure(f"alice's presence content: {content}")
+        # The same presence again is no change: nothing new is sent.
+        ctx.expect(alice.request("PUT", f"/presence/{alice.user_id}/status",
+                                 body={"presence": "unavailable", "status_msg": "at lunch"}))
+        ctx.expect(alice.request("PUT", f"/presence/{alice.user_id}/status", body={"presence": "online"}))
+        wait_for(lambda: len(presence()) == 3, 5, "alice's change to online")
+        if presence()[-1][0] != alice.user_id or presence()[-1][1]["presence"] != "online":
+            raise TestFailure(f"the last m.presence: {presence()[-1]}")
