@@ -28,10 +28,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { freePort, setLimits, spawnTrestle, waitReady, stopTrestle, tail } from "./trestle_process.mjs";
+import { captureSdkLog, clearBody, describeEvent, loginE2ee as login, register, waitFor as waitUntil } from "./js_crypto_clients.mjs";
 
 import * as wasm from "@matrix-org/matrix-sdk-crypto-wasm";
-import { createClient, ClientEvent, RoomEvent, SyncState, EventType } from "matrix-js-sdk";
-import { logger } from "matrix-js-sdk/lib/logger.js";
+import { ClientEvent, RoomEvent, EventType } from "matrix-js-sdk";
 
 const {
   OlmMachine, UserId, DeviceId, RoomId, RequestType, DeviceLists, EncryptionSettings, DecryptionSettings,
@@ -51,16 +51,7 @@ const FALLBACK_TYPES = "org.matrix.msc3202.device_unused_fallback_key_types";
 const BRIDGE_DEVICE = "BRIDGEDEV";
 
 // Keep the SDK's (very chatty) console logging out of the output; attach its tail to a failure.
-const sdkLog = [];
-if (!process.env.SDK_LOG) {
-  for (const level of ["log", "trace", "debug", "info", "warn", "error"]) {
-    console[level] = (...args) => {
-      sdkLog.push(`[${level}] ${args.map((a) => (typeof a === "string" ? a : String(a))).join(" ")}`);
-      if (sdkLog.length > 300) sdkLog.shift();
-    };
-  }
-}
-logger.setLevel("debug");
+const sdkLog = captureSdkLog();
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -122,86 +113,12 @@ async function startServer() {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-// Resolves with the first truthy value of `check()`, re-checked when one of `events` fires on
-// `emitter` (if any) and every 100 ms; rejects after `ms` naming `what` (string or function).
-function waitFor(what, emitter, events, check, ms = STEP_TIMEOUT_MS) {
-  return new Promise((resolve, reject) => {
-    let done = false;
-    let busy = false;
-    const finish = (fn, v) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      clearInterval(poll);
-      if (emitter) for (const e of events) emitter.off(e, attempt);
-      fn(v);
-    };
-    const attempt = async () => {
-      if (busy || done) return;
-      busy = true;
-      try {
-        const v = await check();
-        if (v) finish(resolve, v);
-      } catch (err) {
-        finish(reject, err);
-      } finally {
-        busy = false;
-      }
-    };
-    const timer = setTimeout(async () => finish(reject, new Error(
-      `timed out after ${ms} ms waiting for: ${typeof what === "function" ? await what() : what}`)), ms);
-    const poll = setInterval(attempt, 100);
-    if (emitter) for (const e of events) emitter.on(e, attempt);
-    attempt();
-  });
-}
-
-async function register(baseUrl, username, password) {
-  const c = createClient({ baseUrl });
-  let session;
-  try {
-    await c.registerRequest({ username, password });
-    assert.fail("register without auth must be answered 401");
-  } catch (err) {
-    if (err instanceof assert.AssertionError) throw err;
-    assert.equal(err.httpStatus, 401, `register: ${err}`);
-    session = err.data.session;
-  }
-  await c.registerRequest({ username, password, auth: { type: "m.login.dummy", session } });
-}
-
-// Logs in with a password, starts Rust crypto (in-memory store: Node has no IndexedDB) and sync.
 async function loginE2ee(baseUrl, username, password, clients) {
-  const anon = createClient({ baseUrl });
-  const res = await anon.loginRequest({
-    type: "m.login.password", identifier: { type: "m.id.user", user: username }, password,
-    initial_device_display_name: `e2ee-${username}`,
-  });
-  const client = createClient({ baseUrl, userId: res.user_id, accessToken: res.access_token, deviceId: res.device_id });
-  clients.push(client);
-  await client.initRustCrypto({ useIndexedDB: false });
-  const prepared = waitFor(`${username} first sync`, client, [ClientEvent.Sync], () => {
-    const state = client.getSyncState();
-    if (state === SyncState.Error) throw new Error(`${username} sync error`);
-    return state === SyncState.Prepared || state === SyncState.Syncing;
-  });
-  await client.startClient({ initialSyncLimit: 20 });
-  await prepared;
-  return client;
+  return login(baseUrl, username, password, clients, STEP_TIMEOUT_MS);
 }
 
-function clearBody(client, roomId, eventId) {
-  const ev = client.getRoom(roomId)?.findEventById(eventId);
-  if (!ev || ev.isBeingDecrypted() || ev.isDecryptionFailure() || !ev.isEncrypted()) return null;
-  return ev.getClearContent()?.body ?? null;
-}
-
-function describeEvent(client, roomId, eventId) {
-  const ev = client.getRoom(roomId)?.findEventById(eventId);
-  if (!ev) return "not on the timeline";
-  return `type ${ev.getWireType()}, failure ${ev.isDecryptionFailure()} (${ev.decryptionFailureReason}), `
-    + `content ${JSON.stringify(ev.getContent()).slice(0, 120)}`;
-}
+// Every wait of these suites is bounded by STEP_TIMEOUT_MS unless it says otherwise.
+const waitFor = (what, emitter, events, check, ms = STEP_TIMEOUT_MS) => waitUntil(what, emitter, events, check, ms);
 
 // ---------------------------------------------------------------------------------------------
 // The bridge: Client-Server requests with the as_token, as its user and device.
