@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Run SyTest (matrix-org's homeserver suite) against build/trestle and check the result against
+# tests/sytest-expected-failures.txt. Not part of CI: it needs a SyTest checkout, set up as
+# ../shared/sytest/README.md says (about 6 minutes for the whole suite on 2 cores).
+#
+#   SYTEST_DIR=<checkout> scripts/sytest.sh [test files relative to the checkout]
+#
+# Env: TRESTLE_BIN (default build/trestle), OUT_DIR (default /tmp/sytest-trestle),
+#      BASELINE_TAP (a previous results.tap: tests that passed there and not now are reported).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DRIVER=${SYTEST_DRIVER:-$ROOT/../shared/sytest}
+: "${SYTEST_DIR:?set SYTEST_DIR to a SyTest checkout (see $DRIVER/README.md)}"
+export SYTEST_DIR
+export TRESTLE_BIN=${TRESTLE_BIN:-$ROOT/build/trestle}
+export OUT_DIR=${OUT_DIR:-/tmp/sytest-trestle}
+bash "$DRIVER/run.sh" "$@" | tail -1
+python3 "$ROOT/scripts/sytest_check.py" "$OUT_DIR/results.tap" ${BASELINE_TAP:+--baseline "$BASELINE_TAP"}
