@@ -363,6 +363,18 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
         }
       }
 
+      array state;
+      for (const auto& [key, event_id] : state_ids) {
+        auto e = ev::get_event(c, event_id);
+        if (!e || !event_matches(state_filter, *e)) continue;
+        if (dedupe_members && key.first == "m.room.member") newly_sent_members[m.room_id + "|" + key.second] = event_id;
+        state.push_back(format(*e));
+      }
+
+      bool anything = room_full || !timeline_json.empty() || !state.empty() || !ephemeral.empty() ||
+                      !room_account_data.empty();
+      if (!anything) continue;
+
       // Room summary: counts whenever the membership changed, and heroes when the room has no
       // name or canonical alias (spec: m.heroes), sorted as Synapse does.
       object summary;
@@ -378,7 +390,7 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
           if (mem.membership == "join" || mem.membership == "invite") present.emplace_back(mem.user_id, mem.event_id);
           else if (mem.membership == "leave" || mem.membership == "ban") gone.emplace_back(mem.user_id, mem.event_id);
         }
-        if (room_full || limited || !state_ids.empty() || members_changed) {
+        if (room_full || limited || !state.empty() || members_changed) {
           summary["m.joined_member_count"] = joined;
           summary["m.invited_member_count"] = invited;
           auto named = [&](const char* type, const char* key) {
@@ -398,23 +410,15 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
               const std::string key = m.room_id + "|" + user;
               if (dedupe_members && !initial && sent_members_.was_sent(device_key, key, event_id)) continue;
               state_ids[{"m.room.member", user}] = event_id;
+              if (auto e = ev::get_event(c, event_id); e && event_matches(state_filter, *e)) {
+                if (dedupe_members) newly_sent_members[key] = event_id;
+                state.push_back(format(*e));
+              }
             }
             summary["m.heroes"] = std::move(heroes);
           }
         }
       }
-
-      array state;
-      for (const auto& [key, event_id] : state_ids) {
-        auto e = ev::get_event(c, event_id);
-        if (!e || !event_matches(state_filter, *e)) continue;
-        if (dedupe_members && key.first == "m.room.member") newly_sent_members[m.room_id + "|" + key.second] = event_id;
-        state.push_back(format(*e));
-      }
-
-      bool anything = room_full || !timeline_json.empty() || !state.empty() || !ephemeral.empty() ||
-                      !room_account_data.empty();
-      if (!anything) continue;
 
       object room{{"timeline", object{{"events", std::move(timeline_json)},
                                       {"limited", limited},
