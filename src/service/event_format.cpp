@@ -71,6 +71,19 @@ boost::json::object client_event(const storage::events::StoredEvent& e, storage:
   return out;
 }
 
+boost::json::object federation_event(const storage::events::StoredEvent& e, storage::Connection& c) {
+  boost::json::object out = e.pdu;
+  if (e.redacted_by) out["content"] = served_content(e, c);
+  out["event_id"] = e.event_id;
+  if (!out.contains("room_id")) out["room_id"] = e.room_id;
+  boost::json::object unsigned_obj;
+  if (auto* u = out.if_contains("unsigned"); u && u->is_object()) unsigned_obj = u->as_object();
+  unsigned_obj.erase("prev_content");
+  unsigned_obj["age"] = std::max<int64_t>(0, core::now_ms() - e.origin_server_ts);
+  out["unsigned"] = std::move(unsigned_obj);
+  return out;
+}
+
 boost::json::object stripped_state_event(const storage::events::StoredEvent& e) {
   boost::json::object out;
   out["type"] = e.type;

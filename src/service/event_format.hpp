@@ -22,6 +22,10 @@ struct ClientEventOptions {
 boost::json::object client_event(const storage::events::StoredEvent& e, storage::Connection& c,
                                  const ClientEventOptions& opts = {});
 
+// The federation format a filter's `event_format: federation` asks for: the PDU as stored
+// (redacted when redacted), with `event_id` added, and `unsigned.age`.
+boost::json::object federation_event(const storage::events::StoredEvent& e, storage::Connection& c);
+
 // Stripped state (type, state_key, content, sender) for invites.
 boost::json::object stripped_state_event(const storage::events::StoredEvent& e);
 

@@ -1,6 +1,7 @@
 #include "service/filter.hpp"
 
 #include "core/error.hpp"
+#include "core/identifiers.hpp"
 
 namespace trestle::service {
 
@@ -52,11 +53,35 @@ void check_string_list(const boost::json::object& f, const char* key) {
   }
 }
 
+// Lists of IDs must hold IDs of their kind (the spec's filter schema; Synapse checks them too).
+void check_id_list(const boost::json::object& f, const char* key, bool rooms) {
+  check_string_list(f, key);
+  auto* v = f.if_contains(key);
+  if (!v) return;
+  for (const auto& item : v->as_array()) {
+    std::string_view s = item.as_string();
+    bool ok = rooms ? core::is_valid_room_id_any_version(s) : core::parse_user_id(s).has_value();
+    if (!ok) throw MatrixError::bad_json(std::string("filter '") + key + "' holds an invalid ID: " + std::string(s));
+  }
+}
+
+void check_bool(const boost::json::object& f, const char* key, const char* name) {
+  if (auto* b = f.if_contains(key); b && !b->is_bool()) {
+    throw MatrixError::bad_json(std::string("filter '") + name + "." + key + "' must be a boolean");
+  }
+}
+
 void check_event_filter(const boost::json::value* v, const char* name) {
   if (!v) return;
   if (!v->is_object()) throw MatrixError::bad_json(std::string("filter '") + name + "' must be an object");
   const auto& f = v->as_object();
-  for (const char* key : {"types", "not_types", "senders", "not_senders", "rooms", "not_rooms"}) check_string_list(f, key);
+  for (const char* key : {"types", "not_types"}) check_string_list(f, key);
+  for (const char* key : {"senders", "not_senders"}) check_id_list(f, key, false);
+  for (const char* key : {"rooms", "not_rooms"}) check_id_list(f, key, true);
+  for (const char* key : {"contains_url", "lazy_load_members", "include_redundant_members",
+                          "unread_thread_notifications"}) {
+    check_bool(f, key, name);
+  }
   if (auto* l = f.if_contains("limit"); l && !l->is_int64() && !l->is_uint64()) {
     throw MatrixError::bad_json(std::string("filter '") + name + ".limit' must be an integer");
   }
@@ -75,8 +100,9 @@ void validate_filter(const boost::json::object& filter) {
   if (auto* room = filter.if_contains("room")) {
     if (!room->is_object()) throw MatrixError::bad_json("filter 'room' must be an object");
     const auto& r = room->as_object();
-    check_string_list(r, "rooms");
-    check_string_list(r, "not_rooms");
+    check_id_list(r, "rooms", true);
+    check_id_list(r, "not_rooms", true);
+    check_bool(r, "include_leave", "room");
     for (const char* key : {"state", "timeline", "ephemeral", "account_data"}) check_event_filter(r.if_contains(key), key);
   }
 }
@@ -109,8 +135,8 @@ bool event_matches(const boost::json::object& filter, const storage::events::Sto
 
 int64_t filter_limit(const boost::json::object& filter, int64_t fallback) {
   auto* l = filter.if_contains("limit");
-  if (l && l->is_int64() && l->as_int64() > 0) return l->as_int64();
-  if (l && l->is_uint64() && l->as_uint64() > 0) return static_cast<int64_t>(l->as_uint64());
+  if (l && l->is_int64() && l->as_int64() >= 0) return l->as_int64();
+  if (l && l->is_uint64()) return static_cast<int64_t>(std::min<uint64_t>(l->as_uint64(), INT64_MAX));
   return fallback;
 }
 

@@ -17,7 +17,7 @@ bool event_matches(const boost::json::object& filter, const std::string& type, c
                    const std::string& room_id, const boost::json::object& content);
 bool event_matches(const boost::json::object& filter, const storage::events::StoredEvent& e);
 
-// filter.limit if present and positive, else `fallback`.
+// filter.limit if present and not negative (0: no events), else `fallback`.
 int64_t filter_limit(const boost::json::object& filter, int64_t fallback);
 bool filter_flag(const boost::json::object& filter, const char* key);
 // The sub-object at `path` (e.g. {"room","timeline"}) or an empty object.

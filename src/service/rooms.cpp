@@ -10,6 +10,7 @@
 #include "service/appservice/queries.hpp"
 #include "service/event_format.hpp"
 #include "service/filter.hpp"
+#include "service/ignored_users.hpp"
 #include "service/visibility.hpp"
 #include "storage/account_store.hpp"
 #include "storage/room_store.hpp"
@@ -764,13 +765,17 @@ object RoomService::event(const Requester& r, const std::string& room_id, const 
   });
 }
 
-object RoomService::messages(const Requester& r, const std::string& room_id, const std::optional<std::string>& from,
-                             const std::optional<std::string>& to, const std::string& dir, int64_t limit,
-                             const object& filter) {
+object RoomService::messages(const Requester& r, const std::string& room_id,
+                             const std::optional<std::string>& from_param, const std::optional<std::string>& to_param,
+                             const std::string& dir, int64_t limit, const object& filter) {
   if (dir != "b" && dir != "f") throw MatrixError::invalid_param("dir must be 'b' or 'f'");
   limit = std::clamp<int64_t>(limit, 1, 1000);
+  // An empty token is no token (clients send `from=` for "from the end").
+  auto given = [](const std::optional<std::string>& t) { return t && !t->empty() ? t : std::nullopt; };
+  const auto from = given(from_param), to = given(to_param);
   return db_.read([&](storage::Connection& c) {
     int64_t upto = visible_upto(c, r, room_id);
+    const auto ignored = ignored_users(c, r.user_id);
     int64_t start = from ? parse_stream_token(*from) : (dir == "b" ? db_.committed_position() : 0);
     std::optional<int64_t> stop;
     if (to) stop = parse_stream_token(*to);
@@ -802,13 +807,15 @@ object RoomService::messages(const Requester& r, const std::string& room_id, con
         }
         if (dir == "b") cursor = e.stream_ordering - 1;
         else cursor = e.stream_ordering;
-        if (!event_matches(filter, e) || !event_visible_to(c, r.user_id, e)) continue;
+        if (!event_matches(filter, e) || hidden_by_ignore(ignored, e) || !event_visible_to(c, r.user_id, e)) continue;
         senders.insert(e.sender);
         chunk.push_back(client_event(e, c, opts));
       }
     }
     object out{{"start", from ? *from : "s" + std::to_string(start)}, {"chunk", std::move(chunk)}};
-    if (!exhausted) out["end"] = "s" + std::to_string(cursor);
+    // `end` whenever there may be more, and whenever events came back (as Synapse: the next page
+    // from it is then empty, without `end`), so a forward reader can resume from it.
+    if (!exhausted || !out["chunk"].as_array().empty()) out["end"] = "s" + std::to_string(cursor);
     if (filter_flag(filter, "lazy_load_members")) {
       array state;
       for (const auto& s : senders) {
@@ -833,19 +840,32 @@ object RoomService::context(const Requester& r, const std::string& room_id, cons
       throw MatrixError::not_found("Event not found");
     }
     ClientEventOptions opts{r.user_id, r.device_id, true};
+    const auto ignored = ignored_users(c, r.user_id);
+    auto shown = [&](const ev::StoredEvent& e) {
+      return event_matches(filter, e) && !hidden_by_ignore(ignored, e) && event_visible_to(c, r.user_id, e);
+    };
     int64_t before_n = limit / 2, after_n = limit - before_n;
     array before, after;
+    std::set<std::string> senders{target->sender};
     int64_t start = target->stream_ordering - 1, end = target->stream_ordering;
     for (const auto& e : ev::room_events_backwards(c, room_id, 0, target->stream_ordering - 1, before_n)) {
       start = e.stream_ordering - 1;
-      if (event_matches(filter, e) && event_visible_to(c, r.user_id, e)) before.push_back(client_event(e, c, opts));
+      if (!shown(e)) continue;
+      senders.insert(e.sender);
+      before.push_back(client_event(e, c, opts));
     }
     for (const auto& e : ev::room_events_forwards(c, room_id, target->stream_ordering, upto, after_n)) {
       end = e.stream_ordering;
-      if (event_matches(filter, e) && event_visible_to(c, r.user_id, e)) after.push_back(client_event(e, c, opts));
+      if (!shown(e)) continue;
+      senders.insert(e.sender);
+      after.push_back(client_event(e, c, opts));
     }
-    array state;  // the spec: the state at the last event returned, filtered like the events
+    // The spec: the state at the last event returned, filtered like the events; with
+    // lazy_load_members only the members who sent the events returned.
+    const bool lazy_members = filter_flag(filter, "lazy_load_members");
+    array state;
     for (const auto& s : ev::state_at(c, room_id, end)) {
+      if (lazy_members && s.type == "m.room.member" && !senders.count(s.state_key)) continue;
       auto e = ev::get_event(c, s.event_id);
       if (e && event_matches(filter, *e)) state.push_back(client_event(*e, c, opts));
     }

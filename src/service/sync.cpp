@@ -6,6 +6,7 @@
 #include "room/auth_rules.hpp"
 #include "service/event_format.hpp"
 #include "service/filter.hpp"
+#include "service/ignored_users.hpp"
 #include "service/keys.hpp"
 #include "service/push/push_rules.hpp"
 #include "service/rooms.hpp"
@@ -21,6 +22,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <unordered_map>
 
 namespace trestle::service {
 
@@ -32,29 +34,34 @@ using boost::json::object;
 namespace {
 
 constexpr int64_t kDefaultTimelineLimit = 10;
+// How many unshown events past a full timeline are read to learn whether it is `limited`.
+constexpr int64_t kMaxLimitedScan = 500;
 
 using StateKey = std::pair<std::string, std::string>;
 
-// The room state just before `first_stream` (the first timeline event): current state with the
-// state events at or after it rolled back. Our rooms are linear, so this is exact.
-std::map<StateKey, std::string> state_before(storage::Connection& c, const std::string& room_id,
-                                             int64_t first_stream, int64_t upto) {
-  std::map<StateKey, std::string> state;
-  for (const auto& s : ev::current_state(c, room_id)) state[{s.type, s.state_key}] = s.event_id;
-  // Roll back state events after `upto` too, so the answer matches the token's snapshot.
-  auto later = ev::room_events_backwards(c, room_id, first_stream - 1, INT64_MAX, INT64_MAX);
-  for (const auto& e : later) {  // newest first
-    if (!e.state_key) continue;
-    StateKey key{e.type, *e.state_key};
-    if (e.replaces_state) state[key] = *e.replaces_state;
-    else state.erase(key);
-  }
-  (void)upto;
-  return state;
+}  // namespace
+
+void SentMembers::reset(const std::string& device) {
+  std::lock_guard lock(mu_);
+  by_device_.erase(device);
 }
 
+bool SentMembers::was_sent(const std::string& device, const std::string& key, const std::string& event_id) const {
+  std::lock_guard lock(mu_);
+  auto d = by_device_.find(device);
+  if (d == by_device_.end()) return false;
+  auto it = d->second.find(key);
+  return it != d->second.end() && it->second == event_id;
+}
 
-}  // namespace
+void SentMembers::record(const std::string& device, const std::unordered_map<std::string, std::string>& sent) {
+  if (sent.empty()) return;
+  std::lock_guard lock(mu_);
+  if (by_device_.size() >= kMaxDevices && !by_device_.count(device)) by_device_.clear();
+  auto& map = by_device_[device];
+  if (map.size() + sent.size() > kMaxPerDevice) map.clear();
+  for (const auto& [k, v] : sent) map[k] = v;
+}
 
 SyncToken SyncToken::parse(const std::string& s) {
   SyncToken t;
@@ -130,8 +137,11 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
   object ephemeral_filter = sub_filter(filter, {"room", "ephemeral"});
   object room_account_data_filter = sub_filter(filter, {"room", "account_data"});
   object account_data_filter = sub_filter(filter, {"account_data"});
-  const int64_t timeline_limit = std::clamp<int64_t>(filter_limit(timeline_filter, kDefaultTimelineLimit), 1, 1000);
+  const int64_t timeline_limit = std::clamp<int64_t>(filter_limit(timeline_filter, kDefaultTimelineLimit), 0, 1000);
   const bool lazy_members = filter_flag(state_filter, "lazy_load_members");
+  const bool redundant_members = filter_flag(state_filter, "include_redundant_members");
+  auto* event_format = filter.if_contains("event_format");
+  const bool federation_format = event_format && event_format->is_string() && event_format->as_string() == "federation";
   const bool include_leave = filter_flag(room_filter, "include_leave");
   ClientEventOptions opts{r.user_id, r.device_id, false};
 
@@ -139,7 +149,17 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
   object join_rooms, invite_rooms, leave_rooms;
   object global_push_rules = user_data_.push_rules(r.user_id);
 
+  // Lazy loading: the member events this device was already sent ("room|user" -> event ID).
+  const std::string device_key = r.user_id + "|" + r.device_id.value_or("");
+  const bool dedupe_members = lazy_members && !redundant_members;
+  std::unordered_map<std::string, std::string> newly_sent_members;
+  if (dedupe_members && initial) sent_members_.reset(device_key);  // a new sync sequence
+
   db_.read([&](storage::Connection& c) {
+    const auto ignored = ignored_users(c, r.user_id);
+    auto format = [&](const ev::StoredEvent& e) {
+      return federation_format ? federation_event(e, c) : client_event(e, c, opts);
+    };
     for (const auto& m : ev::memberships_of_user(c, r.user_id)) {
       if (m.stream_ordering > now.position) continue;  // joined after our snapshot: next time
       if (!room_allowed(room_filter, m.room_id)) continue;
@@ -148,6 +168,11 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
 
       if (m.membership == "invite") {
         if (!initial && m.stream_ordering <= since_pos) continue;
+        // Invites from ignored users are not sent (spec: ignoring users).
+        if (!ignored.empty()) {
+          auto inv = ev::get_event_header(c, m.event_id);
+          if (inv && ignored.count(inv->sender)) continue;
+        }
         array stripped;
         for (const auto& s : ev::current_state(c, m.room_id)) {
           static const std::set<std::string> kStrippedTypes = {"m.room.create", "m.room.join_rules", "m.room.name",
@@ -178,60 +203,125 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
         if (initial && !include_leave) continue;
         if (!initial && m.stream_ordering <= since_pos) continue;
       }
-      // A room we joined (or rejoined) after `since` is new to this client: send all of it.
-      const bool newly_joined = !initial && m.membership == "join" && m.stream_ordering > since_pos;
+      // A room the user was not in at `since` (joined, or joined and left, since then) is new to
+      // this client: send all of it. A join -> join change (a new displayname) is not.
+      bool newly_joined = false;
+      if (!initial && m.stream_ordering > since_pos) {
+        auto membership_before = [&](int64_t before) {
+          auto content = ev::state_content_before(c, m.room_id, "m.room.member", r.user_id, before);
+          auto* v = content ? content->if_contains("membership") : nullptr;
+          return v && v->is_string() ? std::string(v->as_string()) : std::string();
+        };
+        if (membership_before(since_pos + 1) != "join") {
+          newly_joined = m.membership == "join" || membership_before(m.stream_ordering) == "join";
+        }
+      }
       const bool room_full = initial || req.full_state || newly_joined;
       const int64_t upto = left ? std::min(now.position, m.stream_ordering) : now.position;
       // full_state brings all the state but, as the spec says, the timeline still starts at `since`.
       const int64_t from = (initial || newly_joined) ? 0 : since_pos;
 
-      // Timeline: newest `limit` events in (from, upto] passing the filter.
+      // Timeline: newest `limit` events in (from, upto] passing the filter, the ignore list and
+      // history visibility; current state is always shown (Synapse: a member who joined while
+      // history was hidden from us still appears). `limited` when a further such event exists.
+      std::optional<std::set<std::string>> current_ids;
+      auto shown = [&](const ev::StoredEvent& e) {
+        if (!event_matches(timeline_filter, e) || hidden_by_ignore(ignored, e)) return false;
+        if (event_visible_to(c, r.user_id, e)) return true;
+        if (!e.state_key) return false;
+        if (!current_ids) {
+          current_ids.emplace();
+          for (const auto& s : ev::current_state(c, m.room_id)) current_ids->insert(s.event_id);
+        }
+        return current_ids->count(e.event_id) > 0;
+      };
       std::vector<ev::StoredEvent> timeline;
       bool limited = false;
-      int64_t cursor = upto;
-      while (static_cast<int64_t>(timeline.size()) < timeline_limit) {
-        auto batch = ev::room_events_backwards(c, m.room_id, from, cursor, timeline_limit);
-        if (batch.empty()) break;
-        for (auto& e : batch) {
-          cursor = e.stream_ordering - 1;
-          if (static_cast<int64_t>(timeline.size()) >= timeline_limit) {
-            limited = true;
-            break;
+      {
+        const int64_t batch_size = std::max<int64_t>(timeline_limit + 1, 20);
+        int64_t cursor = upto, skipped_past_limit = 0;
+        bool done = false;
+        while (!done) {
+          auto batch = ev::room_events_backwards(c, m.room_id, from, cursor, batch_size);
+          for (auto& e : batch) {
+            cursor = e.stream_ordering - 1;
+            const bool full = static_cast<int64_t>(timeline.size()) >= timeline_limit;
+            if (!shown(e)) {
+              // Looking for one more shown event only to set `limited`: bounded.
+              if (full && ++skipped_past_limit > kMaxLimitedScan) limited = done = true;
+              if (done) break;
+              continue;
+            }
+            if (full) {
+              limited = done = true;
+              break;
+            }
+            timeline.push_back(std::move(e));
           }
-          if (event_matches(timeline_filter, e) && event_visible_to(c, r.user_id, e)) timeline.push_back(std::move(e));
+          if (static_cast<int64_t>(batch.size()) < batch_size) break;
         }
-        if (static_cast<int64_t>(batch.size()) < timeline_limit) break;
       }
-      if (!limited && static_cast<int64_t>(timeline.size()) >= timeline_limit) {
-        limited = !ev::room_events_backwards(c, m.room_id, from, cursor, 1).empty();
-      }
+      // Synapse marks a newly joined room's timeline limited: the client has none of its history.
+      if (newly_joined) limited = true;
       std::reverse(timeline.begin(), timeline.end());
       const int64_t timeline_start = timeline.empty() ? upto + 1 : timeline.front().stream_ordering;
-      const int64_t prev_batch = (timeline.empty() ? upto : timeline.front().stream_ordering - 1);
+      int64_t prev_batch = timeline.empty() ? upto : timeline.front().stream_ordering - 1;
+      // An initial sync holding the whole room paginates back from its end, as Synapse's does.
+      if (initial && !limited) prev_batch = upto;
 
-      // State: at the start of the timeline, in full for new rooms, else what changed between
-      // `since` and the timeline's start (only when the timeline skipped events).
-      array state;
-      if (room_full || limited) {
-        std::set<std::string> wanted_members;
-        if (lazy_members) {
-          wanted_members.insert(r.user_id);
-          for (const auto& e : timeline) wanted_members.insert(e.sender);
+      // State (spec: "state" is the state up to the start of the timeline). In full for new
+      // rooms, else what changed between `since` and the timeline's start (when the timeline
+      // skipped events). With lazy-loaded members only the members the timeline's senders need,
+      // plus (gappy syncs, as Synapse) every member change in the gap.
+      std::set<std::string> in_timeline;
+      std::set<std::string> needed_members;  // lazy loading: senders whose membership precedes the timeline
+      {
+        std::set<std::string> member_in_timeline;
+        for (const auto& e : timeline) {
+          in_timeline.insert(e.event_id);
+          if (lazy_members && !member_in_timeline.count(e.sender)) needed_members.insert(e.sender);
+          if (e.type == "m.room.member" && e.state_key) member_in_timeline.insert(*e.state_key);
         }
-        std::set<std::string> in_timeline;
-        for (const auto& e : timeline) in_timeline.insert(e.event_id);
-        for (const auto& [key, event_id] : state_before(c, m.room_id, timeline_start, upto)) {
-          if (lazy_members && key.first == "m.room.member" && !wanted_members.count(key.second)) continue;
-          auto e = ev::get_event(c, event_id);
-          if (!e || in_timeline.count(event_id)) continue;
-          if (!room_full && e->stream_ordering <= since_pos) continue;  // client has it already
-          if (!event_matches(state_filter, *e)) continue;
-          state.push_back(client_event(*e, c, opts));
+        if (lazy_members && room_full) needed_members.insert(r.user_id);
+      }
+      std::map<StateKey, std::string> state_ids;
+      if (room_full || limited) {
+        for (const auto& s : ev::state_at(c, m.room_id, timeline_start - 1)) {
+          StateKey key{s.type, s.state_key};
+          const bool needed = lazy_members && s.type == "m.room.member" && needed_members.count(s.state_key);
+          if (room_full) {
+            if (lazy_members && s.type == "m.room.member" && !needed) continue;
+          } else if (!needed) {
+            auto h = ev::get_event_header(c, s.event_id);
+            if (!h || h->stream_ordering <= since_pos) continue;  // the client has it already
+          }
+          state_ids[key] = s.event_id;
+        }
+      } else if (lazy_members) {
+        for (const auto& u : needed_members) {
+          if (auto id = ev::state_event_id_before(c, m.room_id, "m.room.member", u, timeline_start)) {
+            state_ids[{"m.room.member", u}] = *id;
+          }
         }
       }
-
+      for (auto it = state_ids.begin(); it != state_ids.end();) {
+        it = in_timeline.count(it->second) ? state_ids.erase(it) : std::next(it);
+      }
+      if (dedupe_members) {
+        // Members this device was already sent are not sent again (include_redundant_members).
+        if (!initial) {
+          for (auto it = state_ids.begin(); it != state_ids.end();) {
+            bool sent = it->first.first == "m.room.member" &&
+                        sent_members_.was_sent(device_key, m.room_id + "|" + it->first.second, it->second);
+            it = sent ? state_ids.erase(it) : std::next(it);
+          }
+        }
+        for (const auto& e : timeline) {
+          if (e.type == "m.room.member" && e.state_key) newly_sent_members[m.room_id + "|" + *e.state_key] = e.event_id;
+        }
+      }
       array timeline_json;
-      for (const auto& e : timeline) timeline_json.push_back(client_event(e, c, opts));
+      for (const auto& e : timeline) timeline_json.push_back(format(e));
 
       // Room account data.
       array room_account_data;
@@ -273,9 +363,62 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
         }
       }
 
+      array state;
+      for (const auto& [key, event_id] : state_ids) {
+        auto e = ev::get_event(c, event_id);
+        if (!e || !event_matches(state_filter, *e)) continue;
+        if (dedupe_members && key.first == "m.room.member") newly_sent_members[m.room_id + "|" + key.second] = event_id;
+        state.push_back(format(*e));
+      }
+
       bool anything = room_full || !timeline_json.empty() || !state.empty() || !ephemeral.empty() ||
                       !room_account_data.empty();
       if (!anything) continue;
+
+      // Room summary: counts whenever the membership changed, and heroes when the room has no
+      // name or canonical alias (spec: m.heroes), sorted as Synapse does.
+      object summary;
+      if (!left) {
+        int64_t joined = 0, invited = 0;
+        bool members_changed = false;  // the counts are required whenever they changed since `since`
+        std::vector<std::pair<std::string, std::string>> present, gone;  // (user, member event)
+        for (const auto& mem : ev::members_of_room(c, m.room_id)) {
+          if (mem.stream_ordering > since_pos) members_changed = true;
+          if (mem.membership == "join") ++joined;
+          if (mem.membership == "invite") ++invited;
+          if (mem.user_id == r.user_id) continue;
+          if (mem.membership == "join" || mem.membership == "invite") present.emplace_back(mem.user_id, mem.event_id);
+          else if (mem.membership == "leave" || mem.membership == "ban") gone.emplace_back(mem.user_id, mem.event_id);
+        }
+        if (room_full || limited || !state.empty() || members_changed) {
+          summary["m.joined_member_count"] = joined;
+          summary["m.invited_member_count"] = invited;
+          auto named = [&](const char* type, const char* key) {
+            auto content = ev::state_content_before(c, m.room_id, type, "", now.position + 1);
+            auto* v = content ? content->if_contains(key) : nullptr;
+            return v && v->is_string() && !v->as_string().empty();
+          };
+          if (!named("m.room.name", "name") && !named("m.room.canonical_alias", "alias")) {
+            auto& pool = present.empty() ? gone : present;
+            std::sort(pool.begin(), pool.end());
+            if (pool.size() > 5) pool.resize(5);
+            array heroes;
+            for (const auto& [user, event_id] : pool) {
+              heroes.push_back(boost::json::value(user));
+              // Lazy loading: the client needs the heroes' member events to name the room.
+              if (!lazy_members || state_ids.count({"m.room.member", user}) || in_timeline.count(event_id)) continue;
+              const std::string key = m.room_id + "|" + user;
+              if (dedupe_members && !initial && sent_members_.was_sent(device_key, key, event_id)) continue;
+              state_ids[{"m.room.member", user}] = event_id;
+              if (auto e = ev::get_event(c, event_id); e && event_matches(state_filter, *e)) {
+                if (dedupe_members) newly_sent_members[key] = event_id;
+                state.push_back(format(*e));
+              }
+            }
+            summary["m.heroes"] = std::move(heroes);
+          }
+        }
+      }
 
       object room{{"timeline", object{{"events", std::move(timeline_json)},
                                       {"limited", limited},
@@ -287,24 +430,6 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
         auto unread = unread_.count(c, r.user_id, m.room_id, m.event_id, global_push_rules, now.position);
         int64_t notifications = unread.notifications, highlights = unread.highlights;
         room["unread_notifications"] = object{{"notification_count", notifications}, {"highlight_count", highlights}};
-        // Room summary: heroes and counts, so clients can name unnamed rooms.
-        object summary;
-        int64_t joined = 0, invited = 0;
-        bool members_changed = false;  // the counts are required whenever they changed since `since`
-        array heroes;
-        for (const auto& mem : ev::members_of_room(c, m.room_id)) {
-          if (mem.stream_ordering > since_pos) members_changed = true;
-          if (mem.membership == "join") ++joined;
-          if (mem.membership == "invite") ++invited;
-          if (mem.user_id != r.user_id && (mem.membership == "join" || mem.membership == "invite") && heroes.size() < 5) {
-            heroes.push_back(boost::json::value(mem.user_id));
-          }
-        }
-        if (room_full || limited || !state.empty() || members_changed) {
-          summary["m.joined_member_count"] = joined;
-          summary["m.invited_member_count"] = invited;
-          summary["m.heroes"] = std::move(heroes);
-        }
         room["summary"] = std::move(summary);
         join_rooms[m.room_id] = std::move(room);
       } else {
@@ -312,6 +437,8 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
       }
     }
   });
+
+  if (dedupe_members) sent_members_.record(device_key, newly_sent_members);
 
   array account_data;
   bool saw_push_rules = false;

@@ -8,8 +8,10 @@
 #include "storage/database.hpp"
 
 #include <boost/json/object.hpp>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 namespace trestle::service {
 
@@ -37,6 +39,23 @@ struct SyncToken {
   static SyncToken parse(const std::string& s);  // 400 M_INVALID_PARAM when malformed
 };
 
+// Lazy loading without include_redundant_members: the member events each device was sent
+// (Synapse's lazy-loaded members cache), so an incremental sync does not send them again. In
+// memory and bounded: a forgotten entry only means a member event is sent once more.
+class SentMembers {
+public:
+  void reset(const std::string& device);  // an initial sync starts a new sequence
+  bool was_sent(const std::string& device, const std::string& key, const std::string& event_id) const;
+  // key: "room_id|user_id"
+  void record(const std::string& device, const std::unordered_map<std::string, std::string>& sent);
+
+private:
+  static constexpr size_t kMaxDevices = 10000;
+  static constexpr size_t kMaxPerDevice = 20000;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::unordered_map<std::string, std::string>> by_device_;
+};
+
 class SyncService {
 public:
   SyncService(storage::Database& db, Notifier& notifier, UserDataService& user_data);
@@ -59,6 +78,7 @@ private:
   UnreadCounter unread_;
   ToDeviceService* to_device_ = nullptr;
   KeyService* keys_ = nullptr;
+  SentMembers sent_members_;
 };
 
 }  // namespace trestle::service

@@ -17,6 +17,15 @@ int permissiveness(const std::string& visibility) {
   return 0;  // joined
 }
 
+// Lower is "more joined" (Synapse's MEMBERSHIP_PRIORITY).
+int membership_rank(const std::string& m) {
+  if (m == "join") return 0;
+  if (m == "invite") return 1;
+  if (m == "knock") return 2;
+  if (m == "ban") return 4;
+  return 3;  // leave, or anything unknown
+}
+
 }  // namespace
 
 bool event_visible_to(storage::Connection& c, const std::string& user_id, const storage::events::StoredEvent& e) {
@@ -39,12 +48,18 @@ bool event_visible_to(storage::Connection& c, const std::string& user_id, const 
 
   std::string membership;
   if (e.type == "m.room.member" && e.state_key && *e.state_key == user_id) {
-    // The user's own membership event is judged by the membership it sets.
-    auto* content = e.pdu.if_contains("content");
-    if (content && content->is_object()) {
+    // The user's own membership event is judged by the more joined of the membership it sets and
+    // the one it replaces, and leaving (or rejecting an invite) is always seen: else a client
+    // never learns that it left a room whose history is restricted (as Synapse does).
+    std::string next = "leave";
+    if (auto* content = e.pdu.if_contains("content"); content && content->is_object()) {
       auto* m = content->as_object().if_contains("membership");
-      if (m && m->is_string()) membership = std::string(m->as_string());
+      if (m && m->is_string()) next = std::string(m->as_string());
     }
+    std::string prev = string_field(
+        ev::state_content_before(c, e.room_id, "m.room.member", user_id, e.stream_ordering), "membership", "leave");
+    if (next == "leave" && (prev == "join" || prev == "invite")) return true;
+    membership = membership_rank(prev) < membership_rank(next) ? prev : next;
   } else {
     membership = string_field(ev::state_content_before(c, e.room_id, "m.room.member", user_id, e.stream_ordering),
                               "membership", "leave");

@@ -176,6 +176,15 @@ std::optional<boost::json::object> state_content_before(Connection& c, const std
   return content->as_object();
 }
 
+std::optional<std::string> state_event_id_before(Connection& c, const std::string& room_id, const std::string& type,
+                                                 const std::string& state_key, int64_t before) {
+  auto st = c.prepare("SELECT event_id FROM events WHERE room_id = ? AND type = ? AND state_key = ? AND "
+                      "stream_ordering < ? ORDER BY stream_ordering DESC LIMIT 1");
+  st.bind(room_id, type, state_key, before);
+  if (!st.step()) return std::nullopt;
+  return st.text(0);
+}
+
 std::optional<std::string> current_state_event_id(Connection& c, const std::string& room_id,
                                                   const std::string& type, const std::string& state_key) {
   auto st = c.prepare("SELECT event_id FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?");

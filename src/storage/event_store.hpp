@@ -70,6 +70,9 @@ std::vector<StateEntry> state_at(Connection& c, const std::string& room_id, int6
 std::optional<boost::json::object> state_content_before(Connection& c, const std::string& room_id,
                                                         const std::string& type, const std::string& state_key,
                                                         int64_t before);
+// The ID of the (type, state_key) state event in force just before stream position `before`.
+std::optional<std::string> state_event_id_before(Connection& c, const std::string& room_id, const std::string& type,
+                                                 const std::string& state_key, int64_t before);
 std::optional<std::string> current_state_event_id(Connection& c, const std::string& room_id,
                                                   const std::string& type, const std::string& state_key);
 void set_current_state(Connection& c, const std::string& room_id, const std::string& type,
