@@ -2,6 +2,7 @@
 
 #include "api/handler_util.hpp"
 #include "api/schema/request_schemas.hpp"
+#include "service/guest_access.hpp"
 
 namespace trestle::api {
 
@@ -18,6 +19,10 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
     }
     if (!device_id) device_id = unstable_device_id;
     auto requester = hs.accounts.authenticate(token, req.query_param("user_id"), device_id);
+    // Guests may call the spec's short list (and endpoints that need no token at all).
+    if (requester.is_guest && required && !service::guest_may_call(req.method, req.route)) {
+      throw MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access not allowed");
+    }
     // Any request from an appservice shows it is alive: end a delivery backoff at once.
     if (requester.appservice) hs.appservice_sender.poke(requester.appservice->id);
     return requester;

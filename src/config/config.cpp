@@ -134,7 +134,7 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
       "app_service_config_files", "enable_registration", "enable_registration_without_verification",
       "registration_shared_secret", "rc_message", "rc_registration", "rc_login", "max_upload_size",
       "max_request_body_size", "log_level", "media_store_path", "enable_authenticated_media",
-      "http_limits", "rc_to_device", "max_to_device_queue"};
+      "http_limits", "rc_to_device", "max_to_device_queue", "allow_guest_access"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");
@@ -208,6 +208,7 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
         "open registration without email or captcha verification also needs "
         "enable_registration_without_verification: true");
   }
+  if (root["allow_guest_access"]) c.allow_guest_access = get<bool>(root["allow_guest_access"], "allow_guest_access", "true or false");
   if (root["registration_shared_secret"]) {
     c.registration_shared_secret = get<std::string>(root["registration_shared_secret"], "registration_shared_secret", "a string");
   }
@@ -278,6 +279,9 @@ std::string generate_config(const std::string& server_name, const std::string& d
     << "# Open registration. Without email/captcha verification Synapse's second key is required too.\n"
     << "enable_registration: true\n"
     << "enable_registration_without_verification: true\n\n"
+    << "# Guest accounts (POST /register?kind=guest), which may only read and join rooms whose\n"
+    << "# m.room.guest_access is can_join.\n"
+    << "allow_guest_access: false\n\n"
     << "# Shared secret for admin registration (POST /_synapse/admin/v1/register). Empty: disabled.\n"
     << "# registration_shared_secret: \"change me\"\n\n"
     << "# Rate limits per user (messages) and per client address (registration, login).\n"

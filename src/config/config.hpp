@@ -43,6 +43,7 @@ struct Config {
   std::vector<std::string> app_service_config_files;
   bool enable_registration = false;
   bool enable_registration_without_verification = false;
+  bool allow_guest_access = false;  // POST /register?kind=guest (Synapse's key and default)
   std::string registration_shared_secret;
   RateLimit rc_message{0.2, 10};
   RateLimit rc_registration{0.17, 3};

@@ -18,6 +18,7 @@ struct Request {
   std::string path;                                 // percent-decoded path
   std::multimap<std::string, std::string> query;    // percent-decoded query parameters
   std::vector<std::string> params;                  // path template captures, decoded
+  std::string route;                                // the matched path template ("/_matrix/client/v3/sync")
   std::string body;
   // Media uploads: the body was streamed to this file instead of `body` (see server.cpp). The
   // handler may move it away; the transport deletes it if it is still there afterwards.

@@ -51,7 +51,7 @@ Reply guarded(const std::function<Reply()>& fn) {
 
 void Router::add(const std::string& method, const std::string& path_template, Auth auth, Handler h) {
   BodyCheck check = body_checks_ ? body_checks_(method, path_template) : nullptr;
-  routes_.push_back(Route{method, split_template(path_template), auth, std::move(h), std::move(check)});
+  routes_.push_back(Route{method, split_template(path_template), auth, std::move(h), std::move(check), path_template});
 }
 
 void Router::client(const std::string& method, const std::string& tail, Auth auth, Handler h) {
@@ -100,6 +100,7 @@ Reply Router::dispatch(Request& req, const std::string& target) const {
       throw MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request");
     }
     matches(found->segments, segs, &req.params);
+    req.route = found->path_template;
     service::Requester requester;
     if (found->auth != Auth::none && authenticate_) requester = authenticate_(req, found->auth == Auth::required);
     if (found->check_body) found->check_body(req);

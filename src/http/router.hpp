@@ -46,6 +46,7 @@ private:
     Auth auth;
     Handler handler;
     BodyCheck check_body;
+    std::string path_template;
   };
   std::vector<Route> routes_;
   Authenticator authenticate_;

@@ -5,6 +5,8 @@
 #include "core/error.hpp"
 #include "core/identifiers.hpp"
 
+#include <algorithm>
+
 namespace trestle::service {
 
 namespace accounts = storage::accounts;
@@ -74,6 +76,7 @@ Requester AccountService::authenticate(const std::optional<std::string>& token,
   r.user_id = owner->user_id;
   r.device_id = owner->device_id;
   r.access_token_hash = hash;
+  r.is_guest = owner->is_guest;
   return r;
 }
 
@@ -127,6 +130,73 @@ Session AccountService::register_user(const std::string& localpart, const std::o
   });
   if (!inhibit_login) {
     devices_changed_after(user_id);
+    s.access_token = token;
+    s.device_id = dev;
+  }
+  return s;
+}
+
+Session AccountService::register_guest(const std::optional<std::string>& initial_device_display_name) {
+  if (!cfg_.allow_guest_access) throw MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled");
+  std::string token = core::random_string(32);
+  std::string dev = core::random_upper(10);
+  std::string user_id = db_.write([&](storage::Connection& c) {
+    // Like Synapse: the next number after the largest all-digit localpart, skipping taken IDs and
+    // appservices' exclusive namespaces.
+    int64_t n = accounts::max_numeric_localpart(c, cfg_.server_name) + 1;
+    for (int tries = 0; tries < 1000; ++tries, ++n) {
+      std::string localpart = std::to_string(n);
+      std::string id = user_id_for(localpart);
+      bool reserved = std::any_of(appservices_.all().begin(), appservices_.all().end(),
+                                  [&](const auto& as) { return as->owns_user_exclusively(id); });
+      if (reserved || accounts::user_exists(c, id)) continue;
+      accounts::User u;
+      u.user_id = id;
+      u.is_guest = true;
+      u.displayname = localpart;
+      accounts::insert_user(c, u, core::now_ms());
+      accounts::insert_device(c, {id, dev, initial_device_display_name, core::now_ms(), std::nullopt});
+      accounts::insert_token(c, token_hash(token), id, dev, core::now_ms());
+      devices_changed(c, id);
+      return id;
+    }
+    throw MatrixError(500, "M_UNKNOWN", "No free guest user ID");
+  });
+  devices_changed_after(user_id);
+  return Session{user_id, token, dev};
+}
+
+std::string AccountService::guest_upgrade_target(const std::string& guest_token, const std::string& localpart) {
+  Requester guest = authenticate(guest_token);
+  if (!guest.is_guest || guest.user_id != user_id_for(localpart)) {
+    throw MatrixError::forbidden("Cannot register taken user ID without valid guest credentials for that user");
+  }
+  return guest.user_id;
+}
+
+Session AccountService::upgrade_guest(const std::string& guest_token, const std::string& localpart,
+                                      const std::optional<std::string>& password,
+                                      const std::optional<std::string>& device_id,
+                                      const std::optional<std::string>& initial_device_display_name,
+                                      bool inhibit_login) {
+  std::string user_id = guest_upgrade_target(guest_token, localpart);
+  std::optional<std::string> hash;
+  if (password && !password->empty()) hash = hasher_.hash(*password);  // slow: outside the write lock
+  std::string token = core::random_string(32);
+  std::string dev = device_id.value_or(core::random_upper(10));
+  db_.write([&](storage::Connection& c) {
+    if (!accounts::upgrade_guest(c, user_id, hash)) throw MatrixError::forbidden("This user is no longer a guest");
+    if (!inhibit_login) {
+      accounts::delete_device(c, user_id, dev);  // a re-used device id gets a fresh token
+      accounts::insert_device(c, {user_id, dev, initial_device_display_name, core::now_ms(), std::nullopt});
+      accounts::insert_token(c, token_hash(token), user_id, dev, core::now_ms());
+    }
+    devices_changed(c, user_id);
+  });
+  devices_changed_after(user_id);
+  forget_cached_tokens();  // the guest's tokens are cached as a guest's
+  Session s{user_id, std::nullopt, std::nullopt};
+  if (!inhibit_login) {
     s.access_token = token;
     s.device_id = dev;
   }

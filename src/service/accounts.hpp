@@ -53,6 +53,18 @@ public:
                         const std::optional<std::string>& initial_device_display_name, bool inhibit_login,
                         const std::optional<std::string>& appservice_id = std::nullopt, bool is_admin = false);
 
+  // POST /register?kind=guest: a guest account with the next free numeric localpart, a device and
+  // an access token. 403 M_GUEST_ACCESS_FORBIDDEN unless allow_guest_access.
+  Session register_guest(const std::optional<std::string>& initial_device_display_name);
+  // Guest upgrade (POST /register with guest_access_token): the guest's user ID when the token is
+  // a guest's and `localpart` names that guest, else 403 M_FORBIDDEN (401 for an unknown token).
+  std::string guest_upgrade_target(const std::string& guest_token, const std::string& localpart);
+  // Makes that guest a full account with `password`, keeping its user ID, rooms and data, and
+  // (unless inhibit_login) gives it a new device and token.
+  Session upgrade_guest(const std::string& guest_token, const std::string& localpart,
+                        const std::optional<std::string>& password, const std::optional<std::string>& device_id,
+                        const std::optional<std::string>& initial_device_display_name, bool inhibit_login);
+
   // m.login.application_service (MSC2778): `user` (localpart or user ID) must be in the
   // appservice's namespace (400 M_EXCLUSIVE) and registered (403 M_FORBIDDEN).
   Session login_appservice(const AppService& as, const std::string& user,

@@ -12,6 +12,7 @@ struct Requester {
   std::optional<std::string> device_id;  // none for an appservice acting without device_id
   std::string access_token_hash;         // identifies the token used (for logout)
   const AppService* appservice = nullptr;  // set when the as_token authenticated the request
+  bool is_guest = false;                   // a guest account (POST /register?kind=guest)
   bool authenticated() const { return !user_id.empty(); }
 };
 

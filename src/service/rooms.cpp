@@ -16,6 +16,7 @@
 #include "storage/room_store.hpp"
 
 #include <boost/json/serialize.hpp>
+#include <spdlog/spdlog.h>
 #include <algorithm>
 #include <initializer_list>
 #include <set>
@@ -81,7 +82,7 @@ std::string txn_key(std::initializer_list<std::string_view> path_parts) {
   return key;
 }
 
-// The state a requester sees, given the position visible_upto() allows (`now` is the committed
+// The state a requester sees, given the position read_access() allows (`now` is the committed
 // position): current state while joined; once they left, the state as it was when they left.
 std::vector<ev::StateEntry> visible_state(storage::Connection& c, const std::string& room_id, int64_t upto,
                                           int64_t now) {
@@ -349,6 +350,13 @@ std::string RoomService::set_state(const Requester& r, const std::string& room_i
     // Membership goes through the same path as /join, /invite...: but clients may also PUT it.
     std::string m = str_or(content, "membership");
     if (m.empty()) throw MatrixError::bad_json("m.room.member content needs 'membership'");
+    if (r.is_guest) {
+      // Guests only join (where guest_access allows) and leave, themselves.
+      if (state_key != r.user_id || (m != "join" && m != "leave")) {
+        throw MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guests may only join and leave rooms");
+      }
+      if (m == "join") check_guest_may_join(r, room_id);
+    }
   }
   if (type == "m.room.canonical_alias") {
     // The alias must point at this room (spec: 400 M_BAD_ALIAS).
@@ -365,8 +373,25 @@ std::string RoomService::set_state(const Requester& r, const std::string& room_i
       if (!target || target->room_id != room_id) throw MatrixError(400, "M_BAD_ALIAS", "Alias " + a + " does not point to this room");
     }
   }
+  // Setting the state it already has (same sender, same content) sends nothing and answers with
+  // the current event, as Synapse does (SyTest "Setting state twice is idempotent").
+  auto current = db_.read([&](storage::Connection& c) -> std::optional<std::string> {
+    auto id = ev::current_state_event_id(c, room_id, type, state_key);
+    auto prev = id ? ev::get_event(c, *id) : std::nullopt;
+    if (!prev || prev->sender != r.user_id || prev->redacted_by) return std::nullopt;
+    auto* prev_content = prev->pdu.if_contains("content");
+    if (!prev_content || !prev_content->is_object()) return std::nullopt;
+    if (core::canonical_json(prev_content->as_object()) != core::canonical_json(content)) return std::nullopt;
+    return id;
+  });
+  if (current) return *current;
   NewEvent e{room_id, r.user_id, type, state_key, content, std::nullopt, ts, std::nullopt, std::nullopt};
-  return send_event(e).event_id;
+  std::string event_id = send_event(e).event_id;
+  // The spec: once a room stops being guest-joinable, its guests' membership becomes leave.
+  if (type == "m.room.guest_access" && state_key.empty() && str_or(content, "guest_access") != "can_join") {
+    kick_guests(room_id);
+  }
+  return event_id;
 }
 
 std::string RoomService::redact(const Requester& r, const std::string& room_id, const std::string& event_id,
@@ -379,7 +404,9 @@ std::string RoomService::redact(const Requester& r, const std::string& room_id, 
     if (room_row) version = room::find_room_version(room_row->room_version);
     return ev::get_event_header(c, event_id);
   });
-  if (!target || target->room_id != room_id) throw MatrixError::not_found("Event not found");
+  if (!target) throw MatrixError::not_found("Event not found");
+  // Like Synapse (SyTest "PUT /redact disallows redaction of event in different room"): 400.
+  if (target->room_id != room_id) throw MatrixError::invalid_param("Cannot redact an event of another room");
   if (version && version->v11_redaction_and_create) content["redacts"] = event_id;
   std::string device = r.device_id.value_or("");
   const std::string key = txn_key({"redact", room_id, event_id, txn_id});
@@ -588,6 +615,7 @@ std::string RoomService::join(const Requester& r, const std::string& room_id_or_
   if (!known) throw MatrixError::not_found("No known servers for room " + room_id);
   auto current = db_.read([&](storage::Connection& c) { return ev::get_membership(c, room_id, r.user_id); });
   if (current && current->membership == "join") return room_id;  // already in: nothing to send
+  check_guest_may_join(r, room_id);
   change_membership(r, room_id, r.user_id, "join", reason);
   return room_id;
 }
@@ -662,6 +690,42 @@ void RoomService::update_profile_in_rooms(const std::string& user_id) {
   }
 }
 
+std::optional<object> RoomService::current_state_content(const std::string& room_id, const std::string& type,
+                                                         const std::string& state_key) {
+  return db_.read([&](storage::Connection& c) -> std::optional<object> {
+    auto id = ev::current_state_event_id(c, room_id, type, state_key);
+    auto e = id ? ev::get_event(c, *id) : std::nullopt;
+    auto* content = e ? e->pdu.if_contains("content") : nullptr;
+    if (!content || !content->is_object()) return std::nullopt;
+    return content->as_object();
+  });
+}
+
+void RoomService::check_guest_may_join(const Requester& r, const std::string& room_id) {
+  if (!r.is_guest) return;
+  auto guest_access = current_state_content(room_id, "m.room.guest_access", "");
+  if (!guest_access || str_or(*guest_access, "guest_access") != "can_join") {
+    throw MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is not allowed in this room");
+  }
+}
+
+void RoomService::kick_guests(const std::string& room_id) {
+  auto members = db_.read([&](storage::Connection& c) { return ev::members_of_room(c, room_id); });
+  for (const auto& m : members) {
+    if (m.membership != "join") continue;
+    auto user = accounts_.get_user(m.user_id);
+    if (!user || !user->is_guest) continue;
+    // Like Synapse, the guest leaves itself: no power level is needed, whoever changed the rule.
+    try {
+      send_event(NewEvent{room_id, m.user_id, "m.room.member", m.user_id,
+                          object{{"membership", "leave"}, {"kind", "guest"}}, std::nullopt, std::nullopt,
+                          std::nullopt, std::nullopt});
+    } catch (const MatrixError& e) {
+      spdlog::warn("could not remove guest {} from {}: {}", m.user_id, room_id, e.what());
+    }
+  }
+}
+
 bool RoomService::is_joined(const std::string& room_id, const std::string& user_id) {
   auto m = db_.read([&](storage::Connection& c) { return ev::get_membership(c, room_id, user_id); });
   return m && m->membership == "join";
@@ -671,12 +735,10 @@ void RoomService::require_joined(const Requester& r, const std::string& room_id)
   if (!is_joined(room_id, r.user_id)) throw MatrixError::forbidden("You are not joined to room " + room_id);
 }
 
-int64_t RoomService::visible_upto(storage::Connection& c, const Requester& r, const std::string& room_id) {
-  auto m = ev::get_membership(c, room_id, r.user_id);
-  if (!m) throw MatrixError::forbidden("You are not allowed to view room " + room_id);
-  if (m->membership == "join") return db_.committed_position();
-  if (m->membership == "leave" || m->membership == "ban") return m->stream_ordering;
-  throw MatrixError::forbidden("You are not allowed to view room " + room_id);
+RoomReadAccess RoomService::read_access(storage::Connection& c, const Requester& r, const std::string& room_id) {
+  auto access = room_read_access(c, r.user_id, room_id, db_.committed_position());
+  if (!access) throw MatrixError::forbidden("You are not allowed to view room " + room_id);
+  return *access;
 }
 
 boost::json::array RoomService::joined_rooms(const std::string& user_id) {
@@ -712,7 +774,7 @@ array RoomService::members(const Requester& r, const std::string& room_id,
                            const std::optional<std::string>& membership,
                            const std::optional<std::string>& not_membership) {
   return db_.read([&](storage::Connection& c) {
-    int64_t upto = visible_upto(c, r, room_id);
+    int64_t upto = read_access(c, r, room_id).upto;
     array out;
     ClientEventOptions opts{r.user_id, r.device_id, true};
     for (const auto& s : visible_state(c, room_id, upto, db_.committed_position())) {
@@ -730,7 +792,7 @@ array RoomService::members(const Requester& r, const std::string& room_id,
 
 array RoomService::state(const Requester& r, const std::string& room_id) {
   return db_.read([&](storage::Connection& c) {
-    int64_t upto = visible_upto(c, r, room_id);
+    int64_t upto = read_access(c, r, room_id).upto;
     array out;
     ClientEventOptions opts{r.user_id, r.device_id, true};
     for (const auto& s : visible_state(c, room_id, upto, db_.committed_position())) {
@@ -743,7 +805,7 @@ array RoomService::state(const Requester& r, const std::string& room_id) {
 object RoomService::state_event(const Requester& r, const std::string& room_id, const std::string& type,
                                 const std::string& state_key, bool full_event) {
   return db_.read([&](storage::Connection& c) {
-    int64_t upto = visible_upto(c, r, room_id);
+    int64_t upto = read_access(c, r, room_id).upto;
     auto id = visible_state_event_id(c, room_id, upto, db_.committed_position(), type, state_key);
     if (!id) throw MatrixError::not_found("Event not found");
     auto e = ev::get_event(c, *id);
@@ -756,9 +818,12 @@ object RoomService::state_event(const Requester& r, const std::string& room_id, 
 
 object RoomService::event(const Requester& r, const std::string& room_id, const std::string& event_id) {
   return db_.read([&](storage::Connection& c) {
-    int64_t upto = visible_upto(c, r, room_id);
+    // The spec: 404 when the event is unknown or the requester may not see it (the room's too).
+    auto access = room_read_access(c, r.user_id, room_id, db_.committed_position());
+    if (!access) throw MatrixError::not_found("Event not found");
     auto e = ev::get_event(c, event_id);
-    if (!e || e->room_id != room_id || e->stream_ordering > upto || !event_visible_to(c, r.user_id, *e)) {
+    if (!e || e->room_id != room_id || e->stream_ordering > access->upto ||
+        !event_visible_to(c, r.user_id, *e, access->peeking)) {
       throw MatrixError::not_found("Event not found");
     }
     return client_event(*e, c, {r.user_id, r.device_id, true});
@@ -774,7 +839,8 @@ object RoomService::messages(const Requester& r, const std::string& room_id,
   auto given = [](const std::optional<std::string>& t) { return t && !t->empty() ? t : std::nullopt; };
   const auto from = given(from_param), to = given(to_param);
   return db_.read([&](storage::Connection& c) {
-    int64_t upto = visible_upto(c, r, room_id);
+    auto access = read_access(c, r, room_id);
+    int64_t upto = access.upto;
     const auto ignored = ignored_users(c, r.user_id);
     int64_t start = from ? parse_stream_token(*from) : (dir == "b" ? db_.committed_position() : 0);
     std::optional<int64_t> stop;
@@ -807,7 +873,10 @@ object RoomService::messages(const Requester& r, const std::string& room_id,
         }
         if (dir == "b") cursor = e.stream_ordering - 1;
         else cursor = e.stream_ordering;
-        if (!event_matches(filter, e) || hidden_by_ignore(ignored, e) || !event_visible_to(c, r.user_id, e)) continue;
+        if (!event_matches(filter, e) || hidden_by_ignore(ignored, e) ||
+            !event_visible_to(c, r.user_id, e, access.peeking)) {
+          continue;
+        }
         senders.insert(e.sender);
         chunk.push_back(client_event(e, c, opts));
       }
@@ -833,16 +902,17 @@ object RoomService::context(const Requester& r, const std::string& room_id, cons
                             int64_t limit, const object& filter) {
   limit = std::clamp<int64_t>(limit, 0, 100);
   return db_.read([&](storage::Connection& c) {
-    int64_t upto = visible_upto(c, r, room_id);
+    auto access = read_access(c, r, room_id);
+    int64_t upto = access.upto;
     auto target = ev::get_event(c, event_id);
     if (!target || target->room_id != room_id || target->stream_ordering > upto ||
-        !event_visible_to(c, r.user_id, *target)) {
+        !event_visible_to(c, r.user_id, *target, access.peeking)) {
       throw MatrixError::not_found("Event not found");
     }
     ClientEventOptions opts{r.user_id, r.device_id, true};
     const auto ignored = ignored_users(c, r.user_id);
     auto shown = [&](const ev::StoredEvent& e) {
-      return event_matches(filter, e) && !hidden_by_ignore(ignored, e) && event_visible_to(c, r.user_id, e);
+      return event_matches(filter, e) && !hidden_by_ignore(ignored, e) && event_visible_to(c, r.user_id, e, access.peeking);
     };
     int64_t before_n = limit / 2, after_n = limit - before_n;
     array before, after;
@@ -922,7 +992,7 @@ void RoomService::delete_alias(const Requester& r, const std::string& alias) {
 
 array RoomService::room_aliases(const Requester& r, const std::string& room_id) {
   return db_.read([&](storage::Connection& c) {
-    visible_upto(c, r, room_id);
+    read_access(c, r, room_id);
     array out;
     for (auto& a : rooms_db::aliases_of_room(c, room_id)) out.push_back(boost::json::value(a));
     return out;

@@ -7,6 +7,7 @@
 #include "service/notifier.hpp"
 #include "service/rate_limiter.hpp"
 #include "service/requester.hpp"
+#include "service/visibility.hpp"
 #include "storage/database.hpp"
 #include "storage/event_store.hpp"
 
@@ -113,6 +114,13 @@ public:
   void set_appservice_room_visibility(const std::string& appservice_id, const std::string& network_id,
                                       const std::string& room_id, const std::string& visibility);
 
+  // Guest access: 403 M_GUEST_ACCESS_FORBIDDEN for a guest unless the room's m.room.guest_access
+  // is can_join (nothing for other users).
+  void check_guest_may_join(const Requester& r, const std::string& room_id);
+  // The content of a current state event, if the room has it.
+  std::optional<boost::json::object> current_state_content(const std::string& room_id, const std::string& type,
+                                                           const std::string& state_key);
+
   // Whether `user_id` is joined to the room (used by ephemeral endpoints).
   bool is_joined(const std::string& room_id, const std::string& user_id);
   // 403 unless joined; 404 for unknown rooms is not revealed (also 403), like Synapse.
@@ -129,9 +137,8 @@ private:
   void change_membership(const Requester& r, const std::string& room_id, const std::string& target,
                          const std::string& membership, const std::optional<std::string>& reason,
                          bool is_direct = false);
-  // The highest stream position the requester may see in the room (history visibility), or
-  // throws 403 when they may see none.
-  int64_t visible_upto(storage::Connection& c, const Requester& r, const std::string& room_id);
+  // What the requester may read of the room (room_read_access in visibility.hpp), or 403.
+  RoomReadAccess read_access(storage::Connection& c, const Requester& r, const std::string& room_id);
   room::StateMap state_map(storage::Connection& c, const std::string& room_id);
   // What building an event needs of an earlier one: its depth (as a prev event) and, for the
   // state types the auth rules consult, the fields they read (as an auth event). Whole events are
@@ -148,6 +155,8 @@ private:
   std::shared_ptr<const DagEvent> remember_dag_event(const storage::events::StoredEvent& e);
   static constexpr size_t kDagCacheBytes = 32u << 20;
   void announce(const std::vector<storage::events::StoredEvent>& events);
+  // Makes every joined guest of the room leave (guest_access no longer can_join).
+  void kick_guests(const std::string& room_id);
 
   const config::Config& cfg_;
   storage::Database& db_;

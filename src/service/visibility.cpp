@@ -28,7 +28,24 @@ int membership_rank(const std::string& m) {
 
 }  // namespace
 
-bool event_visible_to(storage::Connection& c, const std::string& user_id, const storage::events::StoredEvent& e) {
+std::optional<RoomReadAccess> room_read_access(storage::Connection& c, const std::string& user_id,
+                                               const std::string& room_id, int64_t now) {
+  namespace ev = storage::events;
+  auto m = ev::get_membership(c, room_id, user_id);
+  if (m && m->membership == "join") return RoomReadAccess{now, false};
+  if (m && (m->membership == "leave" || m->membership == "ban")) return RoomReadAccess{m->stream_ordering, false};
+  auto id = ev::current_state_event_id(c, room_id, "m.room.history_visibility", "");
+  if (!id) return std::nullopt;
+  auto e = ev::get_event(c, *id);
+  if (!e) return std::nullopt;
+  auto* content = e->pdu.if_contains("content");
+  auto* hv = content && content->is_object() ? content->as_object().if_contains("history_visibility") : nullptr;
+  if (hv && hv->is_string() && hv->as_string() == "world_readable") return RoomReadAccess{now, true};
+  return std::nullopt;
+}
+
+bool event_visible_to(storage::Connection& c, const std::string& user_id, const storage::events::StoredEvent& e,
+                      bool peeking) {
   namespace ev = storage::events;
   std::string visibility = string_field(
       ev::state_content_before(c, e.room_id, "m.room.history_visibility", "", e.stream_ordering), "history_visibility",
@@ -44,7 +61,8 @@ bool event_visible_to(storage::Connection& c, const std::string& user_id, const 
     }
     if (permissiveness(next) > permissiveness(visibility)) visibility = next;
   }
-  if (visibility == "world_readable" || visibility == "shared") return true;
+  if (visibility == "world_readable") return true;
+  if (visibility == "shared" && !peeking) return true;
 
   std::string membership;
   if (e.type == "m.room.member" && e.state_key && *e.state_key == user_id) {

@@ -7,14 +7,14 @@ bool user_exists(Connection& c, const std::string& user_id) {
 }
 
 void insert_user(Connection& c, const User& u, int64_t now_ms) {
-  c.prepare("INSERT INTO users (user_id, password_hash, created_ts, is_admin, appservice_id, displayname) "
-            "VALUES (?, ?, ?, ?, ?, ?)")
-      .bind(u.user_id, u.password_hash, now_ms, u.is_admin, u.appservice_id, u.displayname)
+  c.prepare("INSERT INTO users (user_id, password_hash, created_ts, is_admin, appservice_id, displayname, is_guest) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)")
+      .bind(u.user_id, u.password_hash, now_ms, u.is_admin, u.appservice_id, u.displayname, u.is_guest)
       .run();
 }
 
 std::optional<User> get_user(Connection& c, const std::string& user_id) {
-  auto st = c.prepare("SELECT password_hash, deactivated, is_admin, appservice_id, displayname, avatar_url "
+  auto st = c.prepare("SELECT password_hash, deactivated, is_admin, appservice_id, displayname, avatar_url, is_guest "
                       "FROM users WHERE user_id = ?");
   st.bind(user_id);
   if (!st.step()) return std::nullopt;
@@ -26,11 +26,31 @@ std::optional<User> get_user(Connection& c, const std::string& user_id) {
   u.appservice_id = st.opt_text(3);
   u.displayname = st.opt_text(4);
   u.avatar_url = st.opt_text(5);
+  u.is_guest = st.int64(6) != 0;
   return u;
 }
 
 void set_password_hash(Connection& c, const std::string& user_id, const std::optional<std::string>& hash) {
   c.prepare("UPDATE users SET password_hash = ? WHERE user_id = ?").bind(hash, user_id).run();
+}
+
+bool upgrade_guest(Connection& c, const std::string& user_id, const std::optional<std::string>& hash) {
+  c.prepare("UPDATE users SET password_hash = ?, is_guest = 0 WHERE user_id = ? AND is_guest = 1")
+      .bind(hash, user_id)
+      .run();
+  return c.changes() > 0;
+}
+
+int64_t max_numeric_localpart(Connection& c, const std::string& server_name) {
+  // '@' digits ':' server_name; GLOB keeps to localparts of digits only (at most 18, to fit).
+  auto st = c.prepare(
+      "SELECT MAX(CAST(substr(user_id, 2, length(user_id) - length(?) - 2) AS INTEGER)) FROM users "
+      "WHERE user_id GLOB '@[0-9]*' AND substr(user_id, length(user_id) - length(?)) = ':' || ? "
+      "AND substr(user_id, 2, length(user_id) - length(?) - 2) NOT GLOB '*[^0-9]*' "
+      "AND length(user_id) - length(?) - 2 BETWEEN 1 AND 18");
+  st.bind(server_name, server_name, server_name, server_name, server_name);
+  if (!st.step() || st.is_null(0)) return 0;
+  return st.int64(0);
 }
 
 bool replace_password_hash(Connection& c, const std::string& user_id, const std::string& old_hash,
@@ -119,10 +139,12 @@ void insert_token(Connection& c, const std::string& token_hash, const std::strin
 }
 
 std::optional<TokenOwner> find_token(Connection& c, const std::string& token_hash) {
-  auto st = c.prepare("SELECT user_id, device_id FROM access_tokens WHERE token_hash = ?");
+  auto st = c.prepare(
+      "SELECT t.user_id, t.device_id, COALESCE(u.is_guest, 0) FROM access_tokens t "
+      "LEFT JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?");
   st.bind(token_hash);
   if (!st.step()) return std::nullopt;
-  return TokenOwner{st.text(0), st.opt_text(1)};
+  return TokenOwner{st.text(0), st.opt_text(1), st.int64(2) != 0};
 }
 
 void delete_token(Connection& c, const std::string& token_hash) {

@@ -16,6 +16,7 @@ struct User {
   std::optional<std::string> appservice_id;
   std::optional<std::string> displayname;
   std::optional<std::string> avatar_url;
+  bool is_guest = false;
 };
 
 struct Device {
@@ -29,12 +30,18 @@ struct Device {
 struct TokenOwner {
   std::string user_id;
   std::optional<std::string> device_id;
+  bool is_guest = false;
 };
 
 bool user_exists(Connection& c, const std::string& user_id);
 void insert_user(Connection& c, const User& u, int64_t now_ms);
 std::optional<User> get_user(Connection& c, const std::string& user_id);
 void set_password_hash(Connection& c, const std::string& user_id, const std::optional<std::string>& hash);
+// Guest upgrade: makes the guest `user_id` a full account with this password hash. False when the
+// user is not (or no longer) a guest.
+bool upgrade_guest(Connection& c, const std::string& user_id, const std::optional<std::string>& hash);
+// The largest all-digit localpart of a user on `server_name` (0 when none): guests get the next.
+int64_t max_numeric_localpart(Connection& c, const std::string& server_name);
 // Replaces the hash only if it is still `old_hash` (a rehash must not undo a password change).
 bool replace_password_hash(Connection& c, const std::string& user_id, const std::string& old_hash,
                            const std::string& new_hash);

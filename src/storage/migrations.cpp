@@ -321,6 +321,10 @@ CREATE TABLE e2e_key_count_changes (
 CREATE INDEX e2e_key_count_changes_stream ON e2e_key_count_changes (stream_id);
 CREATE INDEX device_inbox_stream ON device_inbox (stream_id);
 )SQL",
+      // 11 (task guest): guest accounts (POST /register?kind=guest); upgrading one clears the flag.
+      R"SQL(
+ALTER TABLE users ADD COLUMN is_guest INTEGER NOT NULL DEFAULT 0;
+)SQL",
   };
   return steps;
 }

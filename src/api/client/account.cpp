@@ -47,7 +47,12 @@ void check_password(const std::optional<std::string>& pw) {
 void add_account_routes(http::Router& r, service::Homeserver& hs) {
   r.client("POST", "/register", Auth::none, [&hs](http::Request& req, const service::Requester&) {
     if (auto kind = req.query_param("kind"); kind && *kind == "guest") {
-      throw MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled");
+      // Guests need neither auth nor a username; registration may be closed to full accounts.
+      auto body = req.json_object(true);
+      auto display_name = optional_string(body, "initial_device_display_name");
+      if (!hs.config.allow_guest_access) throw MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled");
+      hs.accounts.registration_limiter().take(req.remote_address);
+      return ok(session_json(hs.accounts.register_guest(display_name), hs.config.server_name));
     } else if (kind && *kind != "user") {
       throw MatrixError::invalid_param("Invalid kind");
     }
@@ -68,9 +73,13 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
       return ok(session_json(s, hs.config.server_name));
     }
     if (!hs.config.enable_registration) throw MatrixError::forbidden("Registration has been disabled");
+    // Upgrading a guest (guest_access_token): the username must be the guest's own localpart.
+    auto guest_token = optional_string(body, "guest_access_token");
+    if (guest_token && !username) throw MatrixError::missing_param("Upgrading a guest needs its 'username'");
     // Like Synapse, a taken or invalid name is reported before the client is sent through auth.
     std::string localpart = username.value_or("");
-    if (username) hs.accounts.check_new_localpart(*username);
+    if (guest_token) hs.accounts.guest_upgrade_target(*guest_token, *username);
+    else if (username) hs.accounts.check_new_localpart(*username);
     auto* auth = body.if_contains("auth");
     // The first 401 carries only flows/params/session: errcode/error mean a failed stage attempt,
     // and clients (matrix-js-sdk's InteractiveAuth) show them to the user as an error.
@@ -80,6 +89,10 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
       throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", dummy_flows());
     }
     hs.accounts.registration_limiter().take(req.remote_address);
+    if (guest_token) {
+      auto s = hs.accounts.upgrade_guest(*guest_token, *username, password, device_id, display_name, inhibit_login);
+      return ok(session_json(s, hs.config.server_name));
+    }
     if (!username) {
       // No name asked for: pick a random lower-case one (valid under the strict grammar).
       localpart = core::random_string(12);
@@ -140,7 +153,7 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
   });
 
   r.client("GET", "/account/whoami", Auth::required, [](http::Request&, const service::Requester& who) {
-    object o{{"user_id", who.user_id}, {"is_guest", false}};
+    object o{{"user_id", who.user_id}, {"is_guest", who.is_guest}};
     if (who.device_id) o["device_id"] = *who.device_id;
     return ok(o);
   });
