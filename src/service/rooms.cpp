@@ -182,6 +182,9 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   if (ne.type.size() > kMaxTypeOrStateKeyBytes || (ne.state_key && ne.state_key->size() > kMaxTypeOrStateKeyBytes)) {
     throw MatrixError(413, "M_TOO_LARGE", "An event's type and state_key must not exceed 255 bytes");
   }
+  if (ne.type == "m.room.tombstone" && str_or(ne.content, "replacement_room") == ne.room_id) {
+    throw MatrixError::invalid_param("A tombstone cannot name the room it is sent in as its replacement");
+  }
   // Content as deep as a request may carry sits one level deeper in the PDU, which the stored-JSON
   // reader takes with room to spare (core/json_depth.hpp); deeper content can only come from a bug.
   if (core::json_depth(ne.content) > core::kMaxJsonDepth) {
@@ -395,7 +398,8 @@ std::string RoomService::redact(const Requester& r, const std::string& room_id, 
   return stored.event_id;
 }
 
-std::string RoomService::create_room(const Requester& r, const object& body) {
+std::string RoomService::create_room(const Requester& r, const object& body,
+                                     const std::optional<std::string>& preset_room_id) {
   // Validate everything before writing anything.
   std::string version_id = str_or(body, "room_version", room::default_room_version().id);
   if (auto* v = body.if_contains("room_version"); v && !v->is_string()) {
@@ -458,7 +462,7 @@ std::string RoomService::create_room(const Requester& r, const object& body) {
   bool is_direct = false;
   if (auto* d = body.if_contains("is_direct"); d && d->is_bool()) is_direct = d->as_bool();
 
-  std::string room_id = "!" + core::random_string(18) + ":" + cfg_.server_name;
+  std::string room_id = preset_room_id.value_or("!" + core::random_string(18) + ":" + cfg_.server_name);
   auto user = accounts_.get_user(r.user_id);
   std::vector<NewEvent> events;
   auto add = [&](const std::string& type, const std::string& state_key, object content) {
