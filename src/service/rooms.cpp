@@ -887,7 +887,7 @@ object RoomService::resolve_alias(const std::string& alias) {
 
 void RoomService::delete_alias(const Requester& r, const std::string& alias) {
   if (!core::parse_room_alias(alias)) throw MatrixError::invalid_param("Invalid room alias");
-  db_.write([&](storage::Connection& c) {
+  auto room_id = db_.write([&](storage::Connection& c) {
     auto a = rooms_db::get_alias(c, alias);
     if (!a) throw MatrixError::not_found("Room alias " + alias + " not found");
     if (a->creator != r.user_id) {
@@ -901,7 +901,41 @@ void RoomService::delete_alias(const Requester& r, const std::string& alias) {
       }
     }
     rooms_db::delete_alias(c, alias);
+    return a->room_id;
   });
+  remove_from_canonical_alias(r, room_id, alias);
+}
+
+void RoomService::remove_from_canonical_alias(const Requester& r, const std::string& room_id, const std::string& alias) {
+  // Like Synapse: a deleted alias leaves the room's m.room.canonical_alias too, when the deleter
+  // may change it (otherwise the event keeps naming an alias that no longer resolves).
+  auto current = db_.read([&](storage::Connection& c) -> std::optional<object> {
+    auto id = ev::current_state_event_id(c, room_id, "m.room.canonical_alias", "");
+    auto e = id ? ev::get_event(c, *id) : std::nullopt;
+    if (!e || e->redacted_by) return std::nullopt;
+    return e->pdu.at("content").as_object();
+  });
+  if (!current) return;
+  object content = *current;
+  bool changed = false;
+  if (str_or(content, "alias") == alias) {
+    content.erase("alias");
+    changed = true;
+  }
+  if (auto* alt = content.if_contains("alt_aliases"); alt && alt->is_array()) {
+    auto& list = alt->as_array();
+    auto size = list.size();
+    list.erase(std::remove(list.begin(), list.end(), boost::json::value(alias)), list.end());
+    changed = changed || list.size() != size;
+    if (list.empty()) content.erase("alt_aliases");
+  }
+  if (!changed) return;
+  try {
+    send_event(NewEvent{room_id, r.user_id, "m.room.canonical_alias", "", content, std::nullopt, std::nullopt,
+                        std::nullopt, std::nullopt});
+  } catch (const MatrixError&) {
+    // The alias creator need not be allowed to change the room's state: the alias is gone anyway.
+  }
 }
 
 array RoomService::room_aliases(const Requester& r, const std::string& room_id) {
@@ -916,13 +950,14 @@ array RoomService::room_aliases(const Requester& r, const std::string& room_id) 
 object RoomService::public_rooms(int64_t limit, const std::optional<std::string>& since,
                                  const std::optional<std::string>& search, const DirectoryScope& scope) {
   limit = std::clamp<int64_t>(limit, 1, 500);
+  // Tokens are "o<offset>": never "0", which some clients (SyTest's Perl) take for "no token".
   int64_t offset = 0;
   if (since) {
-    try {
-      offset = std::stoll(*since);
-    } catch (const std::exception&) {
+    std::string digits = since->starts_with("o") ? since->substr(1) : *since;
+    if (digits.empty() || digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), ::isdigit)) {
       throw MatrixError::invalid_param("Invalid since token");
     }
+    offset = std::stoll(digits);
   }
   return db_.read([&](storage::Connection& c) {
     array chunk;
@@ -975,8 +1010,8 @@ object RoomService::public_rooms(int64_t limit, const std::optional<std::string>
     });
     for (int64_t i = offset; i < static_cast<int64_t>(all.size()) && i < offset + limit; ++i) chunk.push_back(all[i]);
     object out{{"chunk", std::move(chunk)}, {"total_room_count_estimate", static_cast<int64_t>(all.size())}};
-    if (offset + limit < static_cast<int64_t>(all.size())) out["next_batch"] = std::to_string(offset + limit);
-    if (offset > 0) out["prev_batch"] = std::to_string(std::max<int64_t>(0, offset - limit));
+    if (offset + limit < static_cast<int64_t>(all.size())) out["next_batch"] = "o" + std::to_string(offset + limit);
+    if (offset > 0) out["prev_batch"] = "o" + std::to_string(std::max<int64_t>(0, offset - limit));
     return out;
   });
 }

@@ -149,6 +149,7 @@ private:
   std::shared_ptr<const DagEvent> remember_dag_event(const storage::events::StoredEvent& e);
   static constexpr size_t kDagCacheBytes = 32u << 20;
   void announce(const std::vector<storage::events::StoredEvent>& events);
+  void remove_from_canonical_alias(const Requester& r, const std::string& room_id, const std::string& alias);
 
   const config::Config& cfg_;
   storage::Database& db_;
