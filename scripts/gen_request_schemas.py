@@ -63,6 +63,18 @@ def patch(method, path, schema):
         props.get("algorithm", {}).pop("enum", None)
         if "auth_data" in props:
             props["auth_data"] = {"type": ["object", "string"]}
+    if path.startswith("/_matrix/client/v3/room_keys/keys"):
+        # Likewise each key's session_data (opaque to the server) may be a string.
+        def opaque_session_data(node):
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    if k == "properties" and isinstance(v, dict) and "session_data" in v:
+                        v["session_data"] = {"type": ["object", "string"]}
+                    opaque_session_data(v)
+            elif isinstance(node, list):
+                for v in node:
+                    opaque_session_data(v)
+        opaque_session_data(schema)
     if (method, path) == ("POST", "/_matrix/client/v3/keys/upload"):
         # device_keys missing one of its keys is a malformed key object: the handler answers
         # M_BAD_JSON, as Synapse does (SyTest "Rejects invalid device keys"), not M_MISSING_PARAM.

@@ -107,7 +107,7 @@ kb::SessionKey parse_key(const std::string& room_id, const std::string& session_
   k.is_verified = verified->as_bool();
   auto* data = o.if_contains("session_data");
   if (!data) throw MatrixError::missing_param("Missing 'session_data'");
-  if (!data->is_object()) throw MatrixError::bad_json("'session_data' must be an object");
+  if (!data->is_object() && !data->is_string()) throw MatrixError::bad_json("'session_data' must be an object");
   k.session_data = boost::json::serialize(*data);
   if (k.session_data.size() > KeyBackupService::kMaxSessionDataBytes) {
     throw MatrixError(413, "M_TOO_LARGE",
