@@ -68,10 +68,12 @@ std::string RoomUpgradeService::upgrade(const Requester& r, const std::string& r
   if (!version || std::find(supported.begin(), supported.end(), new_version) == supported.end()) {
     throw MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", "Room version '" + new_version + "' is not supported");
   }
+  std::lock_guard lock(mu_);
   auto old = db_.read([&](storage::Connection& c) {
-    if (!rooms_db::get_room(c, room_id)) throw MatrixError::not_found("Unknown room " + room_id);
+    auto row = rooms_db::get_room(c, room_id);
+    if (!row) throw MatrixError::not_found("Unknown room " + room_id);
     OldRoom o;
-    o.is_public = rooms_db::get_room(c, room_id)->is_public;
+    o.is_public = row->is_public;
     std::map<std::string, object> by_type;
     for (const auto& s : ev::current_state(c, room_id)) {
       auto e = ev::get_event(c, s.event_id);

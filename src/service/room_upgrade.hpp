@@ -8,6 +8,7 @@
 #include "service/requester.hpp"
 #include "storage/database.hpp"
 
+#include <mutex>
 #include <string>
 
 namespace trestle::service {
@@ -32,6 +33,8 @@ private:
   storage::Database& db_;
   RoomService& rooms_;
   UserDataService& user_data_;
+  // Upgrades run one at a time: two concurrent upgrades of a room would tombstone it twice.
+  std::mutex mu_;
 };
 
 }  // namespace trestle::service
