@@ -125,7 +125,7 @@ std::string RoomUpgradeService::upgrade(const Requester& r, const std::string& r
   object users = pl.contains("users") && pl.at("users").is_object() ? pl.at("users").as_object() : object{};
   auto* own = users.if_contains(r.user_id);
   int64_t current = own ? level_of(own, 0) : int_or(pl, "users_default", 0);
-  const bool raised = current < needed;
+  const bool raised = !pl.empty() && current < needed;  // no old power levels: the new room's defaults
   object creation_pl = pl;
   if (raised) {
     users[r.user_id] = needed;
