@@ -23,6 +23,7 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
     if (requester.is_guest && required && !service::guest_may_call(req.method, req.route)) {
       throw MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access not allowed");
     }
+    if (requester.device_id) hs.accounts.record_device_seen(requester.user_id, *requester.device_id, req.remote_address);
     // Any request from an appservice shows it is alive: end a delivery backoff at once.
     if (requester.appservice) hs.appservice_sender.poke(requester.appservice->id);
     return requester;
@@ -34,6 +35,7 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
   add_profile_routes(r, hs);
   add_device_routes(r, hs);
   add_room_routes(r, hs);
+  add_room_upgrade_routes(r, hs);
   add_directory_routes(r, hs);
   add_sync_routes(r, hs);
   add_user_data_routes(r, hs);

@@ -10,6 +10,7 @@ void add_account_routes(http::Router& r, service::Homeserver& hs);  // register,
 void add_profile_routes(http::Router& r, service::Homeserver& hs);
 void add_device_routes(http::Router& r, service::Homeserver& hs);
 void add_room_routes(http::Router& r, service::Homeserver& hs);     // create, membership, send, state, history
+void add_room_upgrade_routes(http::Router& r, service::Homeserver& hs);  // POST /rooms/{roomId}/upgrade
 void add_directory_routes(http::Router& r, service::Homeserver& hs);
 void add_sync_routes(http::Router& r, service::Homeserver& hs);
 void add_user_data_routes(http::Router& r, service::Homeserver& hs);  // account data, receipts, typing, filters

@@ -415,6 +415,24 @@ void AccountService::set_device_display_name(const std::string& user_id, const s
   devices_changed_after(user_id);
 }
 
+void AccountService::record_device_seen(const std::string& user_id, const std::string& device_id,
+                                        const std::string& ip) {
+  const int64_t now = core::now_ms();
+  std::string key = user_id + '\0' + device_id;
+  {
+    std::lock_guard lock(device_seen_mu_);
+    auto it = device_seen_.find(key);
+    if (it != device_seen_.end() && now - it->second.first < kDeviceSeenIntervalMs && it->second.second == ip) return;
+    if (device_seen_.size() >= kTokenCacheSize) device_seen_.clear();
+    device_seen_[key] = {now, ip};
+  }
+  try {
+    db_.write([&](storage::Connection& c) { accounts::touch_device(c, user_id, device_id, now, ip); });
+  } catch (const std::exception&) {
+    // Bookkeeping only: a busy database must not fail the request.
+  }
+}
+
 bool AccountService::create_device(const std::string& user_id, const std::string& device_id,
                                    const std::optional<std::string>& display_name) {
   bool created = db_.write([&](storage::Connection& c) {

@@ -106,6 +106,9 @@ public:
   bool create_device(const std::string& user_id, const std::string& device_id,
                      const std::optional<std::string>& display_name);
   void delete_device(const std::string& user_id, const std::string& device_id);
+  // Records the device's last use (time and address) for GET /devices: written at most once a
+  // minute per device (and at once when the address changes), so requests cost no write.
+  void record_device_seen(const std::string& user_id, const std::string& device_id, const std::string& ip);
 
   // Device-list hooks (E2EE keys): `in_txn` runs inside the write that added, renamed or removed
   // one of the user's devices (to drop the keys of deleted devices and record the change in the
@@ -150,6 +153,9 @@ private:
   std::mutex token_cache_mu_;
   std::unordered_map<std::string, storage::accounts::TokenOwner> token_cache_;
   uint64_t token_cache_generation_ = 0;
+  static constexpr int64_t kDeviceSeenIntervalMs = 60000;
+  std::mutex device_seen_mu_;
+  std::unordered_map<std::string, std::pair<int64_t, std::string>> device_seen_;  // user\0device -> (ms, ip)
   RateLimiter login_limiter_;
   RateLimiter registration_limiter_;
   PasswordHasher hasher_;

@@ -11,6 +11,7 @@
 #include "service/media/media_service.hpp"
 #include "service/notifier.hpp"
 #include "service/presence.hpp"
+#include "service/room_upgrade.hpp"
 #include "service/rooms.hpp"
 #include "service/sync.hpp"
 #include "service/to_device.hpp"
@@ -35,7 +36,8 @@ struct Homeserver {
         appservice_sender(appservices, db, notifier, http),
         media(config, db),
         to_device(config, db, notifier),
-        key_backup(db) {
+        key_backup(db),
+        room_upgrade(config, db, rooms, user_data) {
     sync.set_to_device(&to_device);
     accounts.ensure_appservice_senders();
     accounts.set_device_hooks({[this](storage::Connection& c, const std::string& u) { keys.on_devices_changed(c, u); },
@@ -78,6 +80,7 @@ struct Homeserver {
   media::MediaService media;
   ToDeviceService to_device;
   KeyBackupService key_backup;
+  RoomUpgradeService room_upgrade;
 };
 
 }  // namespace trestle::service

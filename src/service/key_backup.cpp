@@ -55,7 +55,8 @@ std::string required_string_field(const object& body, const char* key) {
 std::string auth_data_text(const object& body) {
   auto* v = body.if_contains("auth_data");
   if (!v) throw MatrixError::missing_param("Missing 'auth_data'");
-  if (!v->is_object()) throw MatrixError::bad_json("'auth_data' must be an object");
+  // The spec describes an object; like Synapse, an opaque string is stored as well (SyTest sends one).
+  if (!v->is_object() && !v->is_string()) throw MatrixError::bad_json("'auth_data' must be an object");
   auto text = boost::json::serialize(*v);
   if (text.size() > KeyBackupService::kMaxAuthDataBytes) {
     throw MatrixError(413, "M_TOO_LARGE",
@@ -106,7 +107,7 @@ kb::SessionKey parse_key(const std::string& room_id, const std::string& session_
   k.is_verified = verified->as_bool();
   auto* data = o.if_contains("session_data");
   if (!data) throw MatrixError::missing_param("Missing 'session_data'");
-  if (!data->is_object()) throw MatrixError::bad_json("'session_data' must be an object");
+  if (!data->is_object() && !data->is_string()) throw MatrixError::bad_json("'session_data' must be an object");
   k.session_data = boost::json::serialize(*data);
   if (k.session_data.size() > KeyBackupService::kMaxSessionDataBytes) {
     throw MatrixError(413, "M_TOO_LARGE",

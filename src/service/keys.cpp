@@ -150,6 +150,9 @@ object KeyService::upload(const Requester& r, const object& body) {
     if (!did || !did->is_string() || did->as_string() != device) {
       throw MatrixError::invalid_param("device_keys.device_id must be your own device ID, " + device);
     }
+    for (const char* key : {"algorithms", "keys", "signatures"}) {
+      if (!o.contains(key)) throw MatrixError::bad_json(std::string("device_keys needs '") + key + "'");
+    }
     if (const auto* keys = o.if_contains("keys"); keys && keys->is_object()) {
       for (const auto& [id, v] : keys->as_object()) {
         split_key_id(id, "device key");

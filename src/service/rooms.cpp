@@ -184,6 +184,9 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   if (ne.type.size() > kMaxTypeOrStateKeyBytes || (ne.state_key && ne.state_key->size() > kMaxTypeOrStateKeyBytes)) {
     throw MatrixError(413, "M_TOO_LARGE", "An event's type and state_key must not exceed 255 bytes");
   }
+  if (ne.type == "m.room.tombstone" && str_or(ne.content, "replacement_room") == ne.room_id) {
+    throw MatrixError::invalid_param("A tombstone cannot name the room it is sent in as its replacement");
+  }
   // Content as deep as a request may carry sits one level deeper in the PDU, which the stored-JSON
   // reader takes with room to spare (core/json_depth.hpp); deeper content can only come from a bug.
   if (core::json_depth(ne.content) > core::kMaxJsonDepth) {
@@ -423,7 +426,8 @@ std::string RoomService::redact(const Requester& r, const std::string& room_id, 
   return stored.event_id;
 }
 
-std::string RoomService::create_room(const Requester& r, const object& body) {
+std::string RoomService::create_room(const Requester& r, const object& body,
+                                     const std::optional<std::string>& preset_room_id) {
   // Validate everything before writing anything.
   std::string version_id = str_or(body, "room_version", room::default_room_version().id);
   if (auto* v = body.if_contains("room_version"); v && !v->is_string()) {
@@ -486,7 +490,7 @@ std::string RoomService::create_room(const Requester& r, const object& body) {
   bool is_direct = false;
   if (auto* d = body.if_contains("is_direct"); d && d->is_bool()) is_direct = d->as_bool();
 
-  std::string room_id = "!" + core::random_string(18) + ":" + cfg_.server_name;
+  std::string room_id = preset_room_id.value_or("!" + core::random_string(18) + ":" + cfg_.server_name);
   auto user = accounts_.get_user(r.user_id);
   std::vector<NewEvent> events;
   auto add = [&](const std::string& type, const std::string& state_key, object content) {
@@ -973,7 +977,7 @@ object RoomService::resolve_alias(const std::string& alias) {
 
 void RoomService::delete_alias(const Requester& r, const std::string& alias) {
   if (!core::parse_room_alias(alias)) throw MatrixError::invalid_param("Invalid room alias");
-  db_.write([&](storage::Connection& c) {
+  auto room_id = db_.write([&](storage::Connection& c) {
     auto a = rooms_db::get_alias(c, alias);
     if (!a) throw MatrixError::not_found("Room alias " + alias + " not found");
     if (a->creator != r.user_id) {
@@ -987,7 +991,41 @@ void RoomService::delete_alias(const Requester& r, const std::string& alias) {
       }
     }
     rooms_db::delete_alias(c, alias);
+    return a->room_id;
   });
+  remove_from_canonical_alias(r, room_id, alias);
+}
+
+void RoomService::remove_from_canonical_alias(const Requester& r, const std::string& room_id, const std::string& alias) {
+  // Like Synapse: a deleted alias leaves the room's m.room.canonical_alias too, when the deleter
+  // may change it (otherwise the event keeps naming an alias that no longer resolves).
+  auto current = db_.read([&](storage::Connection& c) -> std::optional<object> {
+    auto id = ev::current_state_event_id(c, room_id, "m.room.canonical_alias", "");
+    auto e = id ? ev::get_event(c, *id) : std::nullopt;
+    if (!e || e->redacted_by) return std::nullopt;
+    return e->pdu.at("content").as_object();
+  });
+  if (!current) return;
+  object content = *current;
+  bool changed = false;
+  if (str_or(content, "alias") == alias) {
+    content.erase("alias");
+    changed = true;
+  }
+  if (auto* alt = content.if_contains("alt_aliases"); alt && alt->is_array()) {
+    auto& list = alt->as_array();
+    auto size = list.size();
+    list.erase(std::remove(list.begin(), list.end(), boost::json::value(alias)), list.end());
+    changed = changed || list.size() != size;
+    if (list.empty()) content.erase("alt_aliases");
+  }
+  if (!changed) return;
+  try {
+    send_event(NewEvent{room_id, r.user_id, "m.room.canonical_alias", "", content, std::nullopt, std::nullopt,
+                        std::nullopt, std::nullopt});
+  } catch (const MatrixError&) {
+    // The alias creator need not be allowed to change the room's state: the alias is gone anyway.
+  }
 }
 
 array RoomService::room_aliases(const Requester& r, const std::string& room_id) {
@@ -1002,13 +1040,14 @@ array RoomService::room_aliases(const Requester& r, const std::string& room_id) 
 object RoomService::public_rooms(int64_t limit, const std::optional<std::string>& since,
                                  const std::optional<std::string>& search, const DirectoryScope& scope) {
   limit = std::clamp<int64_t>(limit, 1, 500);
+  // Tokens are "o<offset>": never "0", which some clients (SyTest's Perl) take for "no token".
   int64_t offset = 0;
   if (since) {
-    try {
-      offset = std::stoll(*since);
-    } catch (const std::exception&) {
+    std::string digits = since->starts_with("o") ? since->substr(1) : *since;
+    if (digits.empty() || digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), ::isdigit)) {
       throw MatrixError::invalid_param("Invalid since token");
     }
+    offset = std::stoll(digits);
   }
   return db_.read([&](storage::Connection& c) {
     array chunk;
@@ -1061,8 +1100,8 @@ object RoomService::public_rooms(int64_t limit, const std::optional<std::string>
     });
     for (int64_t i = offset; i < static_cast<int64_t>(all.size()) && i < offset + limit; ++i) chunk.push_back(all[i]);
     object out{{"chunk", std::move(chunk)}, {"total_room_count_estimate", static_cast<int64_t>(all.size())}};
-    if (offset + limit < static_cast<int64_t>(all.size())) out["next_batch"] = std::to_string(offset + limit);
-    if (offset > 0) out["prev_batch"] = std::to_string(std::max<int64_t>(0, offset - limit));
+    if (offset + limit < static_cast<int64_t>(all.size())) out["next_batch"] = "o" + std::to_string(offset + limit);
+    if (offset > 0) out["prev_batch"] = "o" + std::to_string(std::max<int64_t>(0, offset - limit));
     return out;
   });
 }

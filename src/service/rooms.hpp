@@ -53,8 +53,9 @@ public:
   RoomService(const config::Config& cfg, storage::Database& db, Notifier& notifier, const core::SigningKey& key,
               AccountService& accounts);
 
-  // POST /createRoom. Returns the room id.
-  std::string create_room(const Requester& r, const boost::json::object& body);
+  // POST /createRoom. Returns the room id (`room_id` when given: a room upgrade names it first).
+  std::string create_room(const Requester& r, const boost::json::object& body,
+                          const std::optional<std::string>& room_id = std::nullopt);
 
   // Builds, authorises (403 M_FORBIDDEN with the auth rule's reason), stores and announces an event.
   storage::events::StoredEvent send_event(const NewEvent& e);
@@ -157,6 +158,7 @@ private:
   void announce(const std::vector<storage::events::StoredEvent>& events);
   // Makes every joined guest of the room leave (guest_access no longer can_join).
   void kick_guests(const std::string& room_id);
+  void remove_from_canonical_alias(const Requester& r, const std::string& room_id, const std::string& alias);
 
   const config::Config& cfg_;
   storage::Database& db_;

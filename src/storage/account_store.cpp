@@ -120,9 +120,10 @@ void set_device_display_name(Connection& c, const std::string& user_id, const st
       .run();
 }
 
-void touch_device(Connection& c, const std::string& user_id, const std::string& device_id, int64_t now_ms) {
-  c.prepare("UPDATE devices SET last_seen_ts = ? WHERE user_id = ? AND device_id = ?")
-      .bind(now_ms, user_id, device_id)
+void touch_device(Connection& c, const std::string& user_id, const std::string& device_id, int64_t now_ms,
+                  const std::string& ip) {
+  c.prepare("UPDATE devices SET last_seen_ts = ?, last_seen_ip = ? WHERE user_id = ? AND device_id = ?")
+      .bind(now_ms, ip, user_id, device_id)
       .run();
 }
 

@@ -55,7 +55,9 @@ std::optional<Device> get_device(Connection& c, const std::string& user_id, cons
 std::vector<Device> list_devices(Connection& c, const std::string& user_id);
 void set_device_display_name(Connection& c, const std::string& user_id, const std::string& device_id,
                              const std::optional<std::string>& name);
-void touch_device(Connection& c, const std::string& user_id, const std::string& device_id, int64_t now_ms);
+// Records when and from which address the device was last used.
+void touch_device(Connection& c, const std::string& user_id, const std::string& device_id, int64_t now_ms,
+                  const std::string& ip);
 // Deletes the device and its tokens.
 void delete_device(Connection& c, const std::string& user_id, const std::string& device_id);
 

@@ -75,4 +75,8 @@ std::vector<std::string> aliases_of_room(Connection& c, const std::string& room_
   return out;
 }
 
+void move_aliases(Connection& c, const std::string& from_room, const std::string& to_room) {
+  c.prepare("UPDATE room_aliases SET room_id = ? WHERE room_id = ?").bind(to_room, from_room).run();
+}
+
 }  // namespace trestle::storage::rooms

@@ -34,5 +34,7 @@ struct Alias {
 std::optional<Alias> get_alias(Connection& c, const std::string& alias);
 void delete_alias(Connection& c, const std::string& alias);
 std::vector<std::string> aliases_of_room(Connection& c, const std::string& room_id);
+// Points every alias of `from_room` at `to_room` (room upgrades).
+void move_aliases(Connection& c, const std::string& from_room, const std::string& to_room);
 
 }  // namespace trestle::storage::rooms

@@ -23,6 +23,12 @@ object session_json(const service::Session& s, const std::string& server_name) {
   return o;
 }
 
+// A new session's device is seen now, from the address that logged in (GET /devices shows it).
+object session_reply(service::Homeserver& hs, const http::Request& req, const service::Session& s) {
+  if (s.device_id) hs.accounts.record_device_seen(s.user_id, *s.device_id, req.remote_address);
+  return session_json(s, hs.config.server_name);
+}
+
 object dummy_flows() {
   return object{{"flows", array{object{{"stages", array{"m.login.dummy"}}}}},
                 {"params", object{}},
@@ -70,7 +76,7 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
       if (!username) throw MatrixError::missing_param("Missing 'username'");
       if (as.rate_limited) hs.accounts.registration_limiter().take(req.remote_address);
       auto s = hs.accounts.register_user(*username, std::nullopt, device_id, display_name, inhibit_login, as.id);
-      return ok(session_json(s, hs.config.server_name));
+      return ok(session_reply(hs, req, s));
     }
     if (!hs.config.enable_registration) throw MatrixError::forbidden("Registration has been disabled");
     // Upgrading a guest (guest_access_token): the username must be the guest's own localpart.
@@ -99,7 +105,7 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
       std::transform(localpart.begin(), localpart.end(), localpart.begin(), ::tolower);
     }
     auto s = hs.accounts.register_user(localpart, password, device_id, display_name, inhibit_login);
-    return ok(session_json(s, hs.config.server_name));
+    return ok(session_reply(hs, req, s));
   });
 
   r.client("GET", "/register/available", Auth::none, [&hs](http::Request& req, const service::Requester&) {
@@ -134,13 +140,13 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
     if (as) {
       auto s = hs.accounts.login_appservice(*as, user, optional_string(body, "device_id"),
                                             optional_string(body, "initial_device_display_name"));
-      return ok(session_json(s, hs.config.server_name));
+      return ok(session_reply(hs, req, s));
     }
     std::string password = required_string(body, "password");
     check_password(password);
     auto s = hs.accounts.login_password(user, password, optional_string(body, "device_id"),
                                         optional_string(body, "initial_device_display_name"));
-    return ok(session_json(s, hs.config.server_name));
+    return ok(session_reply(hs, req, s));
   });
 
   r.client("POST", "/logout", Auth::required, [&hs](http::Request&, const service::Requester& who) {

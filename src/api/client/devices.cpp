@@ -19,8 +19,9 @@ namespace {
 object device_json(const storage::accounts::Device& d) {
   object o{{"device_id", d.device_id}};
   o["display_name"] = d.display_name ? boost::json::value(*d.display_name) : boost::json::value(nullptr);
-  if (d.last_seen_ts) o["last_seen_ts"] = *d.last_seen_ts;
-  if (d.last_seen_ip) o["last_seen_ip"] = *d.last_seen_ip;
+  // Always present, null when unknown, as Synapse answers (matrix-nio requires both keys).
+  o["last_seen_ts"] = d.last_seen_ts ? boost::json::value(*d.last_seen_ts) : boost::json::value(nullptr);
+  o["last_seen_ip"] = d.last_seen_ip ? boost::json::value(*d.last_seen_ip) : boost::json::value(nullptr);
   return o;
 }
 }  // namespace

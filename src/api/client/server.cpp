@@ -11,9 +11,20 @@ using http::Auth;
 
 void add_server_routes(http::Router& r, service::Homeserver& hs) {
   r.add("GET", "/_matrix/client/versions", Auth::none, [](http::Request&, const service::Requester&) {
-    // Only versions whose required endpoints we serve.
-    return ok(object{{"versions", array{"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"}},
-                     {"unstable_features", object{}}});
+    // The versions whose features clients rely on work here. v1.11 brings authenticated media
+    // (/_matrix/client/v1/media/*): clients that see it use those endpoints, and clients older
+    // than v1.11 need enable_authenticated_media: false to show newly uploaded media.
+    array versions{"r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
+                   "v1.1",   "v1.2",   "v1.3",   "v1.4",   "v1.5",   "v1.6",   "v1.7",   "v1.8",
+                   "v1.9",   "v1.10",  "v1.11"};
+    // Unstable flags clients test for, for what the server does (MSC3916 authenticated media,
+    // MSC2246 async uploads, MSC3202/MSC4190 appservice devices, MSC2409 ephemeral data).
+    object unstable{{"org.matrix.msc3916.stable", true},
+                    {"org.matrix.msc2246", true},
+                    {"org.matrix.msc3202", true},
+                    {"org.matrix.msc4190", true},
+                    {"org.matrix.e2e_cross_signing", true}};
+    return ok(object{{"versions", std::move(versions)}, {"unstable_features", std::move(unstable)}});
   });
   r.client("GET", "/capabilities", Auth::required, [](http::Request&, const service::Requester&) {
     object available;

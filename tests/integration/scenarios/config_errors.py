@@ -97,6 +97,8 @@ def test_the_generated_config_starts(ctx):
         text = f.read()
     if "port: 8008" not in text:
         raise TestFailure("generate-config output has no 'port: 8008' listener")
+    if "enable_authenticated_media: true" not in text or "v1.11" not in text:
+        raise TestFailure("generate-config does not explain enable_authenticated_media for clients older than v1.11")
     srv.raw_config = text.replace("port: 8008", "port: ${port}")
     srv.start()
     ctx.expect(srv.client().request("GET", "/_matrix/client/versions"))

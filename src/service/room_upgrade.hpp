@@ -1,0 +1,40 @@
+#pragma once
+// Room upgrades (spec: "Room Upgrades", POST /rooms/{roomId}/upgrade), done as Synapse does: a
+// tombstone in the old room, a new room whose m.room.create names its predecessor, the state
+// that carries over (name, topic, avatar, rules, encryption, ACLs, power levels, bans), local
+// aliases and the directory listing moved, the old room's power levels restricted, and each
+// local member's tags, m.direct entry and room push rules copied.
+#include "config/config.hpp"
+#include "service/requester.hpp"
+#include "storage/database.hpp"
+
+#include <mutex>
+#include <string>
+
+namespace trestle::service {
+
+class RoomService;
+class UserDataService;
+
+class RoomUpgradeService {
+public:
+  RoomUpgradeService(const config::Config& cfg, storage::Database& db, RoomService& rooms, UserDataService& user_data)
+      : cfg_(cfg), db_(db), rooms_(rooms), user_data_(user_data) {}
+
+  // Returns the replacement room's ID. 400 M_UNSUPPORTED_ROOM_VERSION for an unknown version,
+  // 404 M_NOT_FOUND for an unknown room, 403 M_FORBIDDEN when the user may not send
+  // m.room.tombstone there (not joined, or too low a power level).
+  std::string upgrade(const Requester& r, const std::string& room_id, const std::string& new_version);
+
+private:
+  void copy_user_state(const std::string& user_id, const std::string& old_room, const std::string& new_room);
+
+  const config::Config& cfg_;
+  storage::Database& db_;
+  RoomService& rooms_;
+  UserDataService& user_data_;
+  // Upgrades run one at a time: two concurrent upgrades of a room would tombstone it twice.
+  std::mutex mu_;
+};
+
+}  // namespace trestle::service
