@@ -13,6 +13,8 @@
 #include "service/presence.hpp"
 #include "service/rooms.hpp"
 #include "service/sync.hpp"
+#include "service/third_party_invites.hpp"
+#include "service/threepid.hpp"
 #include "service/to_device.hpp"
 #include "service/user_data.hpp"
 #include "storage/database.hpp"
@@ -35,7 +37,9 @@ struct Homeserver {
         appservice_sender(appservices, db, notifier, http),
         media(config, db),
         to_device(config, db, notifier),
-        key_backup(db) {
+        key_backup(db),
+        threepids(config, db, http, signing_key),
+        third_party_invites(config, rooms, accounts, threepids) {
     sync.set_to_device(&to_device);
     accounts.ensure_appservice_senders();
     accounts.set_device_hooks({[this](storage::Connection& c, const std::string& u) { keys.on_devices_changed(c, u); },
@@ -78,6 +82,8 @@ struct Homeserver {
   media::MediaService media;
   ToDeviceService to_device;
   KeyBackupService key_backup;
+  ThreepidService threepids;  // email 3PIDs, identity server calls (main gives it the mail sender)
+  ThirdPartyInviteService third_party_invites;
 };
 
 }  // namespace trestle::service

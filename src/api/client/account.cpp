@@ -1,5 +1,6 @@
 // Registration, login, logout and account management (spec: registration.yaml, login.yaml,
 // logout.yaml, password_management.yaml, account_deactivation.yaml, whoami).
+#include "api/appservice/offload.hpp"
 #include "api/handler_util.hpp"
 #include "api/routes.hpp"
 #include "core/crypto.hpp"
@@ -23,10 +24,10 @@ object session_json(const service::Session& s, const std::string& server_name) {
   return o;
 }
 
-object dummy_flows() {
-  return object{{"flows", array{object{{"stages", array{"m.login.dummy"}}}}},
-                {"params", object{}},
-                {"session", core::random_string(24)}};
+object dummy_flows(bool email = false) {
+  array flows{object{{"stages", array{"m.login.dummy"}}}};
+  if (email) flows.push_back(object{{"stages", array{"m.login.email.identity"}}});  // threepid_registration.cpp
+  return object{{"flows", flows}, {"params", object{}}, {"session", core::random_string(24)}};
 }
 
 bool is_appservice_login(const boost::json::object& body) {
@@ -36,6 +37,38 @@ bool is_appservice_login(const boost::json::object& body) {
   if (is_as(body.if_contains("type"))) return true;
   auto* auth = body.if_contains("auth");
   return auth && auth->is_object() && is_as(auth->as_object().if_contains("type"));
+}
+
+// m.login.email.identity (registration): the address a validated session proved, not yet used by
+// an account. 401 with the flows when the session is not validated.
+std::pair<std::string, std::string> registration_threepid(service::Homeserver& hs, const object& auth,
+                                                          const object& flows) {
+  const auto* creds = auth.if_contains("threepid_creds");
+  if (!creds) creds = auth.if_contains("threepidCreds");
+  if (!creds || !creds->is_object()) throw MatrixError::missing_param("Missing 'threepid_creds'");
+  std::pair<std::string, std::string> threepid;
+  try {
+    threepid = hs.threepids.validated_session(required_string(creds->as_object(), "sid"),
+                                              required_string(creds->as_object(), "client_secret"));
+  } catch (const MatrixError& e) {
+    if (e.errcode() != "M_THREEPID_AUTH_FAILED") throw;
+    throw MatrixError(401, e.errcode(), e.what(), flows);
+  }
+  if (hs.threepids.user_for(threepid.first, threepid.second)) {
+    throw MatrixError(400, "M_THREEPID_IN_USE", "This email address is already in use");
+  }
+  return threepid;
+}
+
+// Login by 3PID (identifier m.id.thirdparty, or the deprecated top-level medium/address): the
+// user the address belongs to. An unknown address fails as a wrong password does.
+std::string login_threepid_user(service::Homeserver& hs, const object& o) {
+  std::string medium = required_string(o, "medium");
+  std::string address = required_string(o, "address");
+  if (medium == "email") address = service::ThreepidService::canonical_email(address);
+  auto user = hs.threepids.user_for(medium, address);
+  // An id no account can have: login_password then pays the same hashing cost and says the same.
+  return user.value_or("@\x01unknown:" + hs.config.server_name);
 }
 
 void check_password(const std::optional<std::string>& pw) {
@@ -74,10 +107,14 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
     auto* auth = body.if_contains("auth");
     // The first 401 carries only flows/params/session: errcode/error mean a failed stage attempt,
     // and clients (matrix-js-sdk's InteractiveAuth) show them to the user as an error.
-    if (!auth || !auth->is_object()) return http::Reply{http::Response::json(dummy_flows(), 401)};
+    bool email = hs.config.email.enabled;
+    if (!auth || !auth->is_object()) return http::Reply{http::Response::json(dummy_flows(email), 401)};
     auto* type = auth->as_object().if_contains("type");
-    if (!type || !type->is_string() || type->as_string() != "m.login.dummy") {
-      throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", dummy_flows());
+    std::optional<std::pair<std::string, std::string>> threepid;
+    if (email && type && type->is_string() && type->as_string() == "m.login.email.identity") {
+      threepid = registration_threepid(hs, auth->as_object(), dummy_flows(email));
+    } else if (!type || !type->is_string() || type->as_string() != "m.login.dummy") {
+      throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", dummy_flows(email));
     }
     hs.accounts.registration_limiter().take(req.remote_address);
     if (!username) {
@@ -86,6 +123,7 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
       std::transform(localpart.begin(), localpart.end(), localpart.begin(), ::tolower);
     }
     auto s = hs.accounts.register_user(localpart, password, device_id, display_name, inhibit_login);
+    if (threepid) hs.threepids.add_threepid(s.user_id, threepid->first, threepid->second);
     return ok(session_json(s, hs.config.server_name));
   });
 
@@ -111,8 +149,15 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
     if (auto* ident = body.if_contains("identifier")) {
       if (!ident->is_object()) throw MatrixError::bad_json("'identifier' must be an object");
       std::string id_type = required_string(ident->as_object(), "type");
-      if (id_type != "m.id.user") throw MatrixError(400, "M_UNKNOWN", "Unsupported identifier type " + id_type);
-      user = required_string(ident->as_object(), "user");
+      if (id_type == "m.id.thirdparty" && !as) {
+        user = login_threepid_user(hs, ident->as_object());
+      } else if (id_type != "m.id.user") {
+        throw MatrixError(400, "M_UNKNOWN", "Unsupported identifier type " + id_type);
+      } else {
+        user = required_string(ident->as_object(), "user");
+      }
+    } else if (body.contains("medium") && !as) {
+      user = login_threepid_user(hs, body);  // deprecated top-level medium/address
     } else if (auto u = optional_string(body, "user")) {
       user = *u;  // deprecated top-level form, still sent by older clients
     } else {
@@ -166,11 +211,10 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
       }
     }
     hs.accounts.deactivate(who.user_id);
-    return ok(object{{"id_server_unbind_result", "no-support"}});
-  });
-
-  r.client("GET", "/account/3pid", Auth::required, [](http::Request&, const service::Requester&) {
-    return ok(object{{"threepids", array{}}});
+    // Unbinding at identity servers waits on them: off the workers.
+    return offload_if(true, [&hs, user = who.user_id, id_server = optional_string(body, "id_server")] {
+      return ok(object{{"id_server_unbind_result", hs.threepids.on_deactivate(user, id_server)}});
+    });
   });
 }
 
