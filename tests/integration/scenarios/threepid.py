@@ -127,7 +127,7 @@ def test_email_not_configured(ctx):
 
 
 def test_add_list_and_delete_email(ctx):
-    smtp = FakeSmtp()
+    smtp = FakeSmtp(ehlo=False)  # a mail server that knows only HELO
     try:
         srv = ctx.server(config=mail_config(smtp))
         alice = ctx.register(srv, "alice")

@@ -46,7 +46,7 @@ class Ed25519:
 class FakeSmtp:
     """Accepts every message; `wait_for(to)` returns (mail_from, rcpt_to, data) of the first one to `to`."""
 
-    def __init__(self):
+    def __init__(self, ehlo=True):
         self.mails = []
         self.cond = threading.Condition()
         fake = self
@@ -63,7 +63,9 @@ class FakeSmtp:
                         return
                     cmd = line.decode(errors="replace").rstrip("\r\n")
                     up = cmd.upper()
-                    if up.startswith("EHLO") or up.startswith("HELO"):
+                    if up.startswith("EHLO") and not ehlo:
+                        say("500 Syntax error: unrecognized command")  # as SyTest's mail server
+                    elif up.startswith("EHLO") or up.startswith("HELO"):
                         say("250-fake greets you")
                         say("250 8BITMIME")
                     elif up.startswith("MAIL FROM:"):
