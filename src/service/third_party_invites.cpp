@@ -25,30 +25,38 @@ std::string content_string(const std::optional<object>& pdu, const char* key) {
   return c && c->is_object() ? string_at(c->as_object(), key) : "";
 }
 
-// Whether any signature in `signed_block` verifies against any public key of the invite event.
-bool signature_verifies(const object& signed_block, const object& invite_content) {
-  std::vector<std::string> keys;
-  if (auto k = string_at(invite_content, "public_key"); !k.empty()) keys.push_back(k);
+struct InviteKey {
+  std::string public_key;
+  std::string key_validity_url;
+};
+
+// The key of the invite event that a signature in `signed_block` verifies with, if any.
+std::optional<InviteKey> signing_key_of(const object& signed_block, const object& invite_content) {
+  std::vector<InviteKey> keys;
+  if (auto k = string_at(invite_content, "public_key"); !k.empty()) {
+    keys.push_back({k, string_at(invite_content, "key_validity_url")});
+  }
   if (const auto* list = invite_content.if_contains("public_keys"); list && list->is_array()) {
     for (const auto& entry : list->as_array()) {
-      if (entry.is_object()) {
-        if (auto k = string_at(entry.as_object(), "public_key"); !k.empty()) keys.push_back(k);
+      if (!entry.is_object()) continue;
+      if (auto k = string_at(entry.as_object(), "public_key"); !k.empty()) {
+        keys.push_back({k, string_at(entry.as_object(), "key_validity_url")});
       }
     }
   }
   const auto* sigs = signed_block.if_contains("signatures");
-  if (!sigs || !sigs->is_object()) return false;
+  if (!sigs || !sigs->is_object()) return std::nullopt;
   for (const auto& key : keys) {
-    auto raw = core::base64_decode(key);
+    auto raw = core::base64_decode(key.public_key);
     if (!raw || raw->size() != 32) continue;
     for (const auto& [server, by_key] : sigs->as_object()) {
       if (!by_key.is_object()) continue;
       for (const auto& kv : by_key.as_object()) {
-        if (room::verify_json_signature(signed_block, std::string(server), std::string(kv.key()), *raw)) return true;
+        if (room::verify_json_signature(signed_block, std::string(server), std::string(kv.key()), *raw)) return key;
       }
     }
   }
-  return false;
+  return std::nullopt;
 }
 
 // A power level value (integers; old rooms may hold them as strings).
@@ -121,7 +129,7 @@ void ThirdPartyInviteService::invite(const Requester& r, const std::string& room
     }
   }
   std::string fallback_key = string_at(stored, "public_key");
-  std::string fallback_url = "https://" + id_server + "/_matrix/identity/v2/pubkey/isvalid";
+  std::string fallback_url = cfg_.identity_server_scheme + "://" + id_server + "/_matrix/identity/v2/pubkey/isvalid";
   if (fallback_key.empty() && !public_keys.empty()) {
     fallback_key = string_at(public_keys.front().as_object(), "public_key");
     if (auto u = string_at(public_keys.front().as_object(), "key_validity_url"); !u.empty()) fallback_url = u;
@@ -160,45 +168,60 @@ int ThirdPartyInviteService::on_bind(const object& body) {
   if (!invites) return 0;
   if (!invites->is_array()) throw MatrixError::bad_json("invites must be a list");
   int sent = 0;
+  std::optional<MatrixError> failure;  // like Synapse: every invite is tried, the last failure answers
   for (const auto& v : invites->as_array()) {
-    if (!v.is_object()) continue;
-    const auto& inv = v.as_object();
-    std::string room_id = string_at(inv, "room_id");
-    std::string sender = string_at(inv, "sender");
-    const auto* signed_v = inv.if_contains("signed");
-    if (!signed_v || !signed_v->is_object() || !core::is_valid_room_id(room_id)) continue;
-    const auto& signed_block = signed_v->as_object();
-    std::string mxid = string_at(signed_block, "mxid");
-    std::string token = string_at(signed_block, "token");
-    auto target = core::parse_user_id(mxid);
-    auto from = core::parse_user_id(sender);
-    // Only rooms and users of this server: there is no federation to pass remote ones on.
-    if (!target || !from || target->server_name != cfg_.server_name || from->server_name != cfg_.server_name ||
-        token.empty()) {
-      continue;
-    }
-    auto invite_event = rooms_.current_state_pdu(room_id, "m.room.third_party_invite", token);
-    const auto* invite_content = invite_event ? invite_event->if_contains("content") : nullptr;
-    if (!invite_content || !invite_content->is_object() || !signature_verifies(signed_block, invite_content->as_object())) {
-      spdlog::warn("3pid onbind: invite for {} in {} does not match a signed m.room.third_party_invite", mxid, room_id);
-      continue;
-    }
-    object third_party{{"display_name", string_at(invite_content->as_object(), "display_name")},
-                       {"signed", signed_block}};
-    object content{{"membership", "invite"}, {"third_party_invite", third_party}};
-    if (auto u = accounts_.get_user(mxid)) {
-      if (u->displayname) content["displayname"] = *u->displayname;
-      if (u->avatar_url) content["avatar_url"] = *u->avatar_url;
-    }
     try {
-      rooms_.send_event(NewEvent{room_id, sender, "m.room.member", mxid, content, std::nullopt, std::nullopt,
-                                 std::nullopt, std::nullopt});
-      ++sent;
+      if (exchange(v)) ++sent;
     } catch (const MatrixError& e) {
-      spdlog::warn("3pid onbind: invite for {} in {} refused: {}", mxid, room_id, e.what());
+      spdlog::warn("3pid onbind: invite refused: {}", e.what());
+      failure = e;
     }
   }
+  if (failure) throw *failure;
   return sent;
+}
+
+bool ThirdPartyInviteService::exchange(const boost::json::value& v) {
+  if (!v.is_object()) throw MatrixError::bad_json("invites entries must be objects");
+  const auto& inv = v.as_object();
+  std::string room_id = string_at(inv, "room_id");
+  std::string sender = string_at(inv, "sender");
+  const auto* signed_v = inv.if_contains("signed");
+  if (!signed_v || !signed_v->is_object()) throw MatrixError::bad_json("invite lacks 'signed'");
+  if (!core::is_valid_room_id(room_id)) throw MatrixError::invalid_param("invite has no valid room_id");
+  const auto& signed_block = signed_v->as_object();
+  std::string mxid = string_at(signed_block, "mxid");
+  std::string token = string_at(signed_block, "token");
+  auto target = core::parse_user_id(mxid);
+  auto from = core::parse_user_id(sender);
+  if (!target || !from || token.empty()) throw MatrixError::invalid_param("invite lacks mxid, token or sender");
+  // Only rooms and users of this server: there is no federation to pass remote ones on.
+  if (target->server_name != cfg_.server_name || from->server_name != cfg_.server_name) {
+    throw MatrixError(400, "M_UNKNOWN", "Third-party invites for other servers are not supported");
+  }
+  auto invite_event = rooms_.current_state_pdu(room_id, "m.room.third_party_invite", token);
+  const auto* invite_content = invite_event ? invite_event->if_contains("content") : nullptr;
+  if (!invite_content || !invite_content->is_object()) throw MatrixError::not_found("No such third-party invite");
+  // Already in (or invited by this very token): nothing to do, and no demotion of a member.
+  if (auto member = rooms_.current_state_pdu(room_id, "m.room.member", mxid)) {
+    const auto* c = member->if_contains("content");
+    std::string membership = c && c->is_object() ? string_at(c->as_object(), "membership") : "";
+    if (membership == "join" || membership == "ban") return false;
+  }
+  auto key = signing_key_of(signed_block, invite_content->as_object());
+  if (!key) throw MatrixError::forbidden("The invite's signature does not match the room's third-party invite keys");
+  if (!threepids_.public_key_valid(key->key_validity_url, key->public_key)) {
+    throw MatrixError::forbidden("The identity server does not vouch for the invite's key");
+  }
+  object third_party{{"display_name", string_at(invite_content->as_object(), "display_name")}, {"signed", signed_block}};
+  object content{{"membership", "invite"}, {"third_party_invite", third_party}};
+  if (auto u = accounts_.get_user(mxid)) {
+    if (u->displayname) content["displayname"] = *u->displayname;
+    if (u->avatar_url) content["avatar_url"] = *u->avatar_url;
+  }
+  rooms_.send_event(NewEvent{room_id, sender, "m.room.member", mxid, content, std::nullopt, std::nullopt, std::nullopt,
+                             std::nullopt});
+  return true;
 }
 
 }  // namespace trestle::service

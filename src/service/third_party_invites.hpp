@@ -30,13 +30,17 @@ public:
   void invite_from_create(const Requester& r, const std::string& room_id, const boost::json::value& entry);
   // Checks createRoom's invite_3pid before the room is made: 400 when malformed.
   static void check_invite_3pid(const boost::json::value* list);
-  // POST /_matrix/federation/v1/3pid/onbind. Invites whose signature does not verify against the
-  // room's m.room.third_party_invite keys, or that the auth rules refuse, are skipped (logged).
-  // The number of invites sent.
+  // POST /_matrix/federation/v1/3pid/onbind. Each invite becomes an m.room.member invite when its
+  // signature verifies with a key of the room's m.room.third_party_invite, the identity server
+  // still vouches for that key (key_validity_url), and the auth rules allow it. Like Synapse,
+  // every invite is tried and the last failure is the answer (403 for a bad or revoked key). The
+  // number of invites sent.
   int on_bind(const boost::json::object& body);
 
 private:
   // The power level check of the invite (and of m.room.third_party_invite) ahead of time.
+  // One invite of onbind: true when sent, false when there was nothing to do; throws otherwise.
+  bool exchange(const boost::json::value& invite);
   bool may_invite(const std::string& room_id, const std::string& user_id);
   const config::Config& cfg_;
   RoomService& rooms_;

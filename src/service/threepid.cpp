@@ -364,6 +364,23 @@ std::optional<std::string> ThreepidService::lookup(const std::string& id_server,
   return std::string(mxid->as_string());
 }
 
+bool ThreepidService::public_key_valid(const std::string& key_validity_url, const std::string& public_key) {
+  bool https = key_validity_url.rfind("https://", 0) == 0;
+  bool http = cfg_.identity_server_scheme == "http" && key_validity_url.rfind("http://", 0) == 0;
+  if ((!https && !http) || key_validity_url.find_first_of("?#") != std::string::npos) return false;
+  auto r = http_("GET", key_validity_url, "?public_key=" + query_escape(public_key), {}, "", kIdentityTimeoutMs);
+  if (r.status != 200) {
+    spdlog::warn("key validity check at {} failed: {}", key_validity_url,
+                 r.status ? "status " + std::to_string(r.status) : r.error);
+    return false;
+  }
+  boost::system::error_code ec;
+  auto v = boost::json::parse(r.body, ec);
+  if (ec || !v.is_object()) return false;
+  const auto* valid = v.as_object().if_contains("valid");
+  return valid && valid->is_bool() && valid->as_bool();
+}
+
 object ThreepidService::store_invite(const std::string& id_server, const std::string& id_access_token,
                                      const object& request) {
   auto r = identity_call(id_server, "POST", "/_matrix/identity/v2/store-invite", id_access_token, &request);

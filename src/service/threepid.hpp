@@ -68,6 +68,10 @@ public:
   boost::json::object store_invite(const std::string& id_server, const std::string& id_access_token,
                                    const boost::json::object& request);
 
+  // GET {key_validity_url}?public_key=...: whether the identity server still vouches for the key
+  // (third-party invite signatures). False when it says no, or cannot be asked.
+  bool public_key_valid(const std::string& key_validity_url, const std::string& public_key);
+
   // Lower-cases and checks an email address: 400 M_INVALID_PARAM when it is not one.
   static std::string canonical_email(const std::string& email);
   // 400 M_INVALID_PARAM unless [0-9a-zA-Z.=_-]{1,255} (the spec's client_secret grammar).

@@ -298,11 +298,17 @@ def test_third_party_invites(ctx):
 
         # The inviter leaves; the address is bound later and the identity server calls onbind.
         ctx.expect(alice.request("POST", f"/rooms/{room}/leave", body={}))
-        # A forged signature is ignored.
+        # A forged signature, or a key the identity server no longer vouches for: refused.
         forged = ids.onbind_body("email", "dave@example.org", dave.user_id, key=Ed25519(9))
-        ctx.expect(srv.client().request("POST", "/_matrix/federation/v1/3pid/onbind", body=forged))
+        ctx.expect(srv.client().request("POST", "/_matrix/federation/v1/3pid/onbind", body=forged), 403, "M_FORBIDDEN")
         ctx.expect(carol.request("GET", f"/rooms/{room}/state/m.room.member/{dave.user_id}"), 404)
         body = ids.onbind_body("email", "dave@example.org", dave.user_id)
+        ids.revoked.add(ids.key.public)
+        ctx.expect(srv.client().request("POST", "/_matrix/federation/v1/3pid/onbind", body=body), 403, "M_FORBIDDEN")
+        ctx.expect(carol.request("GET", f"/rooms/{room}/state/m.room.member/{dave.user_id}"), 404)
+        if not ids.calls("/_matrix/identity/v2/pubkey/isvalid"):
+            raise TestFailure("the key's validity was not checked")
+        ids.revoked.clear()
         ctx.expect(srv.client().request("POST", "/_matrix/federation/v1/3pid/onbind", body=body))
         member = ctx.expect(carol.request("GET", f"/rooms/{room}/state/m.room.member/{dave.user_id}"),
                             body={"membership": "invite", "third_party_invite": {"display_name": "Bob"}})
@@ -313,6 +319,10 @@ def test_third_party_invites(ctx):
         if not [e for e in invite_state if e["type"] == "m.room.member" and e["state_key"] == alice.user_id]:
             raise TestFailure(f"no inviter member event in invite_state: {invite_state}")
         ctx.expect(dave.request("POST", f"/join/{room}", body={}))
+        ctx.expect(carol.request("GET", f"/rooms/{room}/state/m.room.member/{dave.user_id}"),
+                   body={"membership": "join"})
+        # The identity server calling again (a retry) does not turn the member back into an invitee.
+        ctx.expect(srv.client().request("POST", "/_matrix/federation/v1/3pid/onbind", body=body))
         ctx.expect(carol.request("GET", f"/rooms/{room}/state/m.room.member/{dave.user_id}"),
                    body={"membership": "join"})
 

@@ -13,7 +13,7 @@ import socket
 import socketserver
 import threading
 import time
-import urllib.request
+import urllib.parse
 
 _sodium = ctypes.CDLL(ctypes.util.find_library("sodium") or "libsodium.so.23")
 _sodium.sodium_init()
@@ -142,6 +142,7 @@ class FakeIdentityServer:
         self.validated = {}     # sid -> (medium, address)
         self.invites = {}       # (medium, address) -> [invite]
         self.requests = []
+        self.revoked = set()    # public keys isvalid denies
         self.lock = threading.Lock()
         self.next_token = 1
         fake = self
@@ -165,6 +166,8 @@ class FakeIdentityServer:
                 raw = self.rfile.read(n) if n else b""
                 body = json.loads(raw) if raw else None
                 path = self.path.split("?")[0]
+                query = urllib.parse.parse_qs(self.path.partition("?")[2])
+                fake.query_key = query.get("public_key", [None])[0]
                 with fake.lock:
                     fake.requests.append((method, path, dict(self.headers), body))
                 status, answer = fake.answer(method, path, self.headers, body)
@@ -223,9 +226,11 @@ class FakeIdentityServer:
                 self.invites.setdefault((body["medium"], body["address"]), []).append(
                     {"medium": body["medium"], "address": body["address"], "room_id": body["room_id"],
                      "sender": body["sender"], "token": token})
-            url = f"https://{self.name}/_matrix/identity/v2/pubkey/isvalid"
+            url = f"http://{self.name}/_matrix/identity/v2/pubkey/isvalid"
             return 200, {"token": token, "display_name": "Bob", "public_key": self.key.public,
                          "public_keys": [{"public_key": self.key.public, "key_validity_url": url}]}
+        if path == "/_matrix/identity/v2/pubkey/isvalid":
+            return 200, {"valid": self.query_key == self.key.public and self.key.public not in self.revoked}
         return 404, {"errcode": "M_UNRECOGNIZED", "error": "unknown path"}
 
     def validate(self, medium, address):
