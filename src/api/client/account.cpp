@@ -75,6 +75,42 @@ void check_password(const std::optional<std::string>& pw) {
   if (pw && pw->size() > kMaxPasswordBytes) throw MatrixError::invalid_param("Password too long");
 }
 
+// POST /account/password without an access token: a password reset, authorised by the
+// m.login.email.identity stage (a validated /account/password/email/requestToken session) for an
+// address of the account. Logs out every device unless logout_devices is false.
+http::Reply reset_password_by_email(service::Homeserver& hs, const object& body) {
+  if (!hs.config.email.enabled) throw MatrixError(401, "M_MISSING_TOKEN", "Missing access token");
+  object flows{{"flows", array{object{{"stages", array{"m.login.email.identity"}}}}},
+               {"params", object{}},
+               {"session", core::random_string(24)}};
+  const auto* auth = body.if_contains("auth");
+  if (!auth || !auth->is_object()) return http::Reply{http::Response::json(flows, 401)};
+  const auto* type = auth->as_object().if_contains("type");
+  if (!type || !type->is_string() || type->as_string() != "m.login.email.identity") {
+    throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", flows);
+  }
+  const auto* creds = auth->as_object().if_contains("threepid_creds");
+  if (!creds) creds = auth->as_object().if_contains("threepidCreds");
+  if (!creds || !creds->is_object()) throw MatrixError::missing_param("Missing 'threepid_creds'");
+  std::pair<std::string, std::string> threepid;
+  try {
+    threepid = hs.threepids.validated_session(required_string(creds->as_object(), "sid"),
+                                              required_string(creds->as_object(), "client_secret"));
+  } catch (const MatrixError& e) {
+    if (e.errcode() != "M_THREEPID_AUTH_FAILED") throw;
+    throw MatrixError(401, e.errcode(), e.what(), flows);
+  }
+  auto user = hs.threepids.user_for(threepid.first, threepid.second);
+  if (!user) throw MatrixError(400, "M_THREEPID_NOT_FOUND", "No account has this address");
+  std::string new_password = required_string(body, "new_password");
+  check_password(new_password);
+  if (new_password.empty()) throw MatrixError(400, "M_WEAK_PASSWORD", "Password must not be empty");
+  service::Requester owner;
+  owner.user_id = *user;
+  hs.accounts.change_password(owner, new_password, optional_bool(body, "logout_devices").value_or(true));
+  return ok();
+}
+
 }  // namespace
 
 void add_account_routes(http::Router& r, service::Homeserver& hs) {
@@ -190,8 +226,9 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
     return ok(o);
   });
 
-  r.client("POST", "/account/password", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
+  r.client("POST", "/account/password", Auth::optional, [&hs](http::Request& req, const service::Requester& who) {
     auto body = req.json_object();
+    if (!who.authenticated()) return reset_password_by_email(hs, body);
     hs.accounts.require_password_uia(who, body, "POST /account/password");
     std::string new_password = required_string(body, "new_password");
     check_password(new_password);

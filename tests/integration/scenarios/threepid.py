@@ -104,9 +104,25 @@ def test_register_and_login_with_email(ctx):
         res = c.request("POST", "/account/password/email/requestToken",
                         body={"client_secret": "r1", "email": "nobody@example.org", "send_attempt": 1})
         ctx.expect(res, 400, "M_THREEPID_NOT_FOUND")
+        # Password reset by email: no access token, the email stage instead.
+        ctx.expect(c.request("POST", "/account/password", body={"new_password": "pw-mail-2"}), 401,
+                   body={"flows": [{"stages": ["m.login.email.identity"]}]})
         res = c.request("POST", "/account/password/email/requestToken",
-                        body={"client_secret": "r1", "email": "mail@example.org", "send_attempt": 1})
-        ctx.expect(res, body={"sid": "$nonempty"})
+                        body={"client_secret": "r2", "email": "other@example.org", "send_attempt": 1})
+        ctx.expect(res, 400, "M_THREEPID_NOT_FOUND")
+        sid = validate(ctx, srv, smtp, "/account/password/email/requestToken", "mail@example.org", secret="r1")
+        wrong = {"type": "m.login.email.identity", "threepid_creds": {"sid": sid, "client_secret": "nope"}}
+        ctx.expect(c.request("POST", "/account/password", body={"new_password": "pw-mail-2", "auth": wrong}),
+                   401, "M_THREEPID_AUTH_FAILED")
+        right = {"type": "m.login.email.identity", "threepid_creds": {"sid": sid, "client_secret": "r1"}}
+        ctx.expect(c.request("POST", "/account/password", body={"new_password": "pw-mail-2", "auth": right}))
+        ctx.expect(c.request("GET", "/account/whoami", token=token), 401, "M_UNKNOWN_TOKEN")  # logged out
+        res = c.request("POST", "/login", body={"type": "m.login.password", "medium": "email",
+                                                "address": "mail@example.org", "password": "pw-mail-1"})
+        ctx.expect(res, 403, "M_FORBIDDEN")
+        res = c.request("POST", "/login", body={"type": "m.login.password", "medium": "email",
+                                                "address": "mail@example.org", "password": "pw-mail-2"})
+        ctx.expect(res, body={"user_id": user_id})
     finally:
         smtp.close()
 
@@ -121,6 +137,7 @@ def test_email_not_configured(ctx):
     res = c.request("POST", "/register/email/requestToken",
                     body={"client_secret": "a", "email": "a@example.org", "send_attempt": 1})
     ctx.expect(res, 400, "M_THREEPID_MEDIUM_NOT_SUPPORTED")
+    ctx.expect(c.request("POST", "/account/password", body={"new_password": "x"}), 401, "M_MISSING_TOKEN")
     res = c.request("POST", "/account/3pid/msisdn/requestToken",
                     body={"client_secret": "a", "country": "GB", "phone_number": "07700900001", "send_attempt": 1})
     ctx.expect(res, 400, "M_THREEPID_MEDIUM_NOT_SUPPORTED")

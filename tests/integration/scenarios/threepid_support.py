@@ -44,10 +44,12 @@ class Ed25519:
 
 
 class FakeSmtp:
-    """Accepts every message; `wait_for(to)` returns (mail_from, rcpt_to, data) of the first one to `to`."""
+    """Accepts every message; `wait_for(to)` returns (mail_from, rcpt_to, data) of the oldest one to
+    `to` it has not returned yet."""
 
     def __init__(self, ehlo=True):
         self.mails = []
+        self.taken = set()  # mails wait_for returned already
         self.cond = threading.Condition()
         fake = self
 
@@ -102,8 +104,9 @@ class FakeSmtp:
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
-                for m in self.mails:
-                    if m[1] == to:
+                for i, m in enumerate(self.mails):
+                    if m[1] == to and i not in self.taken:
+                        self.taken.add(i)
                         return m
                 left = deadline - time.monotonic()
                 if left <= 0:
