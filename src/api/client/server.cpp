@@ -15,7 +15,7 @@ void add_server_routes(http::Router& r, service::Homeserver& hs) {
     return ok(object{{"versions", array{"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"}},
                      {"unstable_features", object{}}});
   });
-  r.client("GET", "/capabilities", Auth::required, [](http::Request&, const service::Requester&) {
+  r.client("GET", "/capabilities", Auth::required, [&hs](http::Request&, const service::Requester&) {
     object available;
     for (const auto& v : room::supported_room_versions()) available[v] = "stable";
     return ok(object{{"capabilities",
@@ -24,7 +24,7 @@ void add_server_routes(http::Router& r, service::Homeserver& hs) {
                                                         {"available", available}}},
                              {"m.set_displayname", object{{"enabled", true}}},
                              {"m.set_avatar_url", object{{"enabled", true}}},
-                             {"m.3pid_changes", object{{"enabled", false}}},
+                             {"m.3pid_changes", object{{"enabled", hs.config.email.enabled}}},  // adding validates by mail
                              {"m.get_login_token", object{{"enabled", false}}}}}});
   });
   r.add("GET", "/.well-known/matrix/client", Auth::none, [&hs](http::Request&, const service::Requester&) {

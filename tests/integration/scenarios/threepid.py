@@ -68,6 +68,8 @@ def test_register_and_login_with_email(ctx):
                      "threepid_creds": {"sid": sid, "client_secret": "sec1"}}})
         user_id = ctx.expect(res, body={"user_id": "$string", "access_token": "$string"})["user_id"]
         token = res.json["access_token"]
+        ctx.expect(c.request("GET", "/capabilities", token=token),
+                   body={"capabilities": {"m.3pid_changes": {"enabled": True}}})
         ctx.expect(c.request("GET", "/account/3pid", token=token),
                    body={"threepids": [{"medium": "email", "address": "mail@example.org",
                                         "validated_at": "$int", "added_at": "$int"}]})
@@ -138,6 +140,8 @@ def test_email_not_configured(ctx):
                     body={"client_secret": "a", "email": "a@example.org", "send_attempt": 1})
     ctx.expect(res, 400, "M_THREEPID_MEDIUM_NOT_SUPPORTED")
     ctx.expect(c.request("POST", "/account/password", body={"new_password": "x"}), 401, "M_MISSING_TOKEN")
+    user = ctx.register(srv, "plain")
+    ctx.expect(user.request("GET", "/capabilities"), body={"capabilities": {"m.3pid_changes": {"enabled": False}}})
     res = c.request("POST", "/account/3pid/msisdn/requestToken",
                     body={"client_secret": "a", "country": "GB", "phone_number": "07700900001", "send_attempt": 1})
     ctx.expect(res, 400, "M_THREEPID_MEDIUM_NOT_SUPPORTED")
