@@ -49,9 +49,11 @@ std::string threepid_address(const object& body, std::string& medium) {
 void add_threepid_routes(http::Router& r, service::Homeserver& hs) {
   auto& threepids = hs.threepids;
 
-  auto request_token = [&threepids](ThreepidService::Purpose purpose) {
-    return [&threepids, purpose](http::Request& req, const service::Requester&) {
+  auto request_token = [&hs, &threepids](ThreepidService::Purpose purpose) {
+    return [&hs, &threepids, purpose](http::Request& req, const service::Requester&) {
       auto body = req.json_object();
+      // Each request may mail an address: limited per client address like registrations.
+      hs.accounts.registration_limiter().take(req.remote_address);
       std::string client_secret = required_string(body, "client_secret");
       std::string email = required_string(body, "email");
       int64_t attempt = send_attempt_of(body);

@@ -363,3 +363,23 @@ def test_third_party_invites(ctx):
         ctx.expect(res, 400, "M_MISSING_PARAM")
     finally:
         ids.close()
+
+
+def test_request_token_is_rate_limited(ctx):
+    smtp = FakeSmtp()
+    try:
+        config = mail_config(smtp)
+        config["rc_registration"] = {"per_second": 0.001, "burst_count": 2}
+        srv = ctx.server(config=config)
+        c = srv.client()
+        for i in range(2):
+            res = c.request("POST", "/account/password/email/requestToken",
+                            body={"client_secret": f"s{i}", "email": f"n{i}@example.org", "send_attempt": 1})
+            ctx.expect(res, 400, "M_THREEPID_NOT_FOUND")
+        res = c.request("POST", "/register/email/requestToken",
+                        body={"client_secret": "s3", "email": "n3@example.org", "send_attempt": 1})
+        ctx.expect(res, 429, "M_LIMIT_EXCEEDED")
+        if smtp.mails:
+            raise TestFailure(f"mail sent: {smtp.mails}")
+    finally:
+        smtp.close()
