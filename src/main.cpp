@@ -6,6 +6,7 @@
 #include "core/crypto.hpp"
 #include "http/client.hpp"
 #include "http/server.hpp"
+#include "http/smtp_client.hpp"
 #include "service/homeserver.hpp"
 
 #include <CLI/CLI.hpp>
@@ -94,6 +95,12 @@ int serve(const std::string& config_path) {
     return trestle::service::OutboundResponse{r.status, std::move(r.body), std::move(r.error), r.timed_out};
   };
   trestle::service::Homeserver hs(cfg, std::move(key), outbound);
+  if (cfg.email.enabled) {
+    hs.threepids.set_mail_sender([host = cfg.email.smtp_host, port = cfg.email.smtp_port](
+                                       const std::string& from, const std::string& to, const std::string& message) {
+      return trestle::http::smtp_send(host, port, from, to, message, 10000);
+    });
+  }
   trestle::http::Router router;
   trestle::api::add_all_routes(router, hs);
 

@@ -111,6 +111,37 @@ HttpLimits parse_http_limits(const YAML::Node& n, std::vector<std::string>& warn
   return h;
 }
 
+EmailConfig parse_email(const YAML::Node& n, std::vector<std::string>& warnings) {
+  EmailConfig e;
+  if (n.IsNull()) return e;
+  if (!n.IsMap()) bad("email", "expected a mapping");
+  static const std::set<std::string> known = {"smtp_host", "smtp_port", "notif_from", "app_name",
+                                              "require_transport_security", "enable_tls",
+                                              "validation_token_lifetime", "smtp_user", "smtp_pass"};
+  for (const auto& kv : n) {
+    auto key = kv.first.as<std::string>();
+    if (!known.count(key)) warnings.push_back("unknown config key 'email." + key + "' ignored");
+  }
+  if (n["smtp_host"]) e.smtp_host = get<std::string>(n["smtp_host"], "email.smtp_host", "a host name");
+  if (n["smtp_port"]) {
+    e.smtp_port = get<int>(n["smtp_port"], "email.smtp_port", "a port number");
+    if (e.smtp_port < 1 || e.smtp_port > 65535) bad("email.smtp_port", "must be between 1 and 65535");
+  }
+  if (n["notif_from"]) e.notif_from = get<std::string>(n["notif_from"], "email.notif_from", "an address");
+  if (n["app_name"]) e.app_name = get<std::string>(n["app_name"], "email.app_name", "a string");
+  if (n["validation_token_lifetime"]) {
+    e.validation_token_lifetime_ms = parse_duration_ms(n["validation_token_lifetime"], "email.validation_token_lifetime");
+  }
+  // Mail goes out over plain SMTP only: refuse a config that asks for more rather than send in clear.
+  if (n["require_transport_security"] && get<bool>(n["require_transport_security"], "email.require_transport_security", "true or false")) {
+    bad("email.require_transport_security", "is not supported (Trestle sends mail over plain SMTP)");
+  }
+  if (n["smtp_user"] || n["smtp_pass"]) bad("email.smtp_user", "SMTP authentication is not supported");
+  e.enabled = !e.smtp_host.empty();
+  if (e.enabled && e.notif_from.empty()) bad("email.notif_from", "is required with smtp_host");
+  return e;
+}
+
 }  // namespace
 
 Config parse_config(const std::string& yaml_text, const std::string& config_dir,
@@ -134,7 +165,8 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
       "app_service_config_files", "enable_registration", "enable_registration_without_verification",
       "registration_shared_secret", "rc_message", "rc_registration", "rc_login", "max_upload_size",
       "max_request_body_size", "log_level", "media_store_path", "enable_authenticated_media",
-      "http_limits", "rc_to_device", "max_to_device_queue", "allow_guest_access"};
+      "http_limits", "rc_to_device", "max_to_device_queue", "allow_guest_access", "email",
+      "identity_server_scheme"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");
@@ -237,6 +269,13 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
   }
   if (root["max_request_body_size"]) c.max_request_body_size = parse_size(root["max_request_body_size"], "max_request_body_size");
   if (root["http_limits"]) c.http_limits = parse_http_limits(root["http_limits"], warnings);
+  if (auto e = root["email"]) c.email = parse_email(e, warnings);
+  if (root["identity_server_scheme"]) {
+    c.identity_server_scheme = get<std::string>(root["identity_server_scheme"], "identity_server_scheme", "a string");
+    if (c.identity_server_scheme != "https" && c.identity_server_scheme != "http") {
+      bad("identity_server_scheme", "must be https or http");
+    }
+  }
   if (root["log_level"]) {
     c.log_level = get<std::string>(root["log_level"], "log_level", "a string");
     static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "warning", "error", "critical"};

@@ -33,6 +33,16 @@ struct HttpLimits {
   uint64_t max_long_polls_per_user = 100;
 };
 
+// Synapse's `email:` section: where mail (3PID validation links) goes out. Plain SMTP only.
+struct EmailConfig {
+  bool enabled = false;  // the section is present with an smtp_host
+  std::string smtp_host;
+  int smtp_port = 25;
+  std::string notif_from;  // "Name <addr>" or "addr"
+  std::string app_name = "Matrix";
+  int64_t validation_token_lifetime_ms = 60 * 60 * 1000;
+};
+
 struct Config {
   std::string server_name;
   std::string public_baseurl;
@@ -61,6 +71,10 @@ struct Config {
   bool enable_authenticated_media = true;
   std::string log_level = "info";
   HttpLimits http_limits;
+  EmailConfig email;
+  // How identity servers named by clients ("host:port") are reached: "https" (the spec); "http"
+  // only for tests that run a plain-http fake identity server.
+  std::string identity_server_scheme = "https";
   std::string config_dir;  // directory of the config file: relative paths resolve against it
 };
 

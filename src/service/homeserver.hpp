@@ -14,6 +14,8 @@
 #include "service/room_upgrade.hpp"
 #include "service/rooms.hpp"
 #include "service/sync.hpp"
+#include "service/third_party_invites.hpp"
+#include "service/threepid.hpp"
 #include "service/to_device.hpp"
 #include "service/user_data.hpp"
 #include "storage/database.hpp"
@@ -37,7 +39,9 @@ struct Homeserver {
         media(config, db),
         to_device(config, db, notifier),
         key_backup(db),
-        room_upgrade(config, db, rooms, user_data) {
+        room_upgrade(config, db, rooms, user_data),
+        threepids(config, db, http, signing_key),
+        third_party_invites(config, rooms, accounts, threepids) {
     sync.set_to_device(&to_device);
     accounts.ensure_appservice_senders();
     accounts.set_device_hooks({[this](storage::Connection& c, const std::string& u) { keys.on_devices_changed(c, u); },
@@ -81,6 +85,8 @@ struct Homeserver {
   ToDeviceService to_device;
   KeyBackupService key_backup;
   RoomUpgradeService room_upgrade;
+  ThreepidService threepids;  // email 3PIDs, identity server calls (main gives it the mail sender)
+  ThirdPartyInviteService third_party_invites;
 };
 
 }  // namespace trestle::service

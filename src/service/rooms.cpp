@@ -347,6 +347,17 @@ std::string RoomService::send_message(const Requester& r, const std::string& roo
   return stored.event_id;
 }
 
+std::optional<object> RoomService::current_state_pdu(const std::string& room_id, const std::string& type,
+                                                     const std::string& state_key) {
+  return db_.read([&](storage::Connection& c) -> std::optional<object> {
+    auto id = ev::current_state_event_id(c, room_id, type, state_key);
+    if (!id) return std::nullopt;
+    auto e = ev::get_event(c, *id);
+    if (!e) return std::nullopt;
+    return e->pdu;
+  });
+}
+
 std::string RoomService::set_state(const Requester& r, const std::string& room_id, const std::string& type,
                                    const std::string& state_key, const object& content, std::optional<int64_t> ts) {
   if (type == "m.room.member") {

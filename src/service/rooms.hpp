@@ -122,6 +122,9 @@ public:
   std::optional<boost::json::object> current_state_content(const std::string& room_id, const std::string& type,
                                                            const std::string& state_key);
 
+  // The current state event (whole PDU) of this type and key, whoever asks (server-side use).
+  std::optional<boost::json::object> current_state_pdu(const std::string& room_id, const std::string& type,
+                                                       const std::string& state_key);
   // Whether `user_id` is joined to the room (used by ephemeral endpoints).
   bool is_joined(const std::string& room_id, const std::string& user_id);
   // 403 unless joined; 404 for unknown rooms is not revealed (also 403), like Synapse.

@@ -174,14 +174,17 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
           if (inv && ignored.count(inv->sender)) continue;
         }
         array stripped;
+        auto inv = ev::get_event(c, m.event_id);
         for (const auto& s : ev::current_state(c, m.room_id)) {
           static const std::set<std::string> kStrippedTypes = {"m.room.create", "m.room.join_rules", "m.room.name",
                                                                "m.room.avatar", "m.room.canonical_alias",
                                                                "m.room.encryption", "m.room.topic"};
-          if (!kStrippedTypes.count(s.type) && s.event_id != m.event_id) continue;
+          // Also the inviter's own membership, as Synapse sends (clients show who invited).
+          bool inviter = inv && s.type == "m.room.member" && s.state_key == inv->sender;
+          if (!kStrippedTypes.count(s.type) && s.event_id != m.event_id && !inviter) continue;
           if (auto e = ev::get_event(c, s.event_id)) stripped.push_back(stripped_state_event(*e));
         }
-        if (auto inv = ev::get_event(c, m.event_id)) {
+        if (inv) {
           auto se = stripped_state_event(*inv);
           se["event_id"] = inv->event_id;
           se["origin_server_ts"] = inv->origin_server_ts;

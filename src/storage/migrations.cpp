@@ -325,6 +325,37 @@ CREATE INDEX device_inbox_stream ON device_inbox (stream_id);
       R"SQL(
 ALTER TABLE users ADD COLUMN is_guest INTEGER NOT NULL DEFAULT 0;
 )SQL",
+      // 12 (task tpid): email 3PIDs. The addresses bound to accounts, the identity servers each
+      // was bound at through us (to unbind there later), and email validation sessions.
+      R"SQL(
+CREATE TABLE user_threepids (
+  user_id TEXT NOT NULL,
+  medium TEXT NOT NULL,
+  address TEXT NOT NULL,
+  validated_at INTEGER NOT NULL,
+  added_at INTEGER NOT NULL,
+  PRIMARY KEY (medium, address)
+);
+CREATE INDEX user_threepids_user ON user_threepids (user_id);
+CREATE TABLE user_threepid_id_server (
+  user_id TEXT NOT NULL,
+  medium TEXT NOT NULL,
+  address TEXT NOT NULL,
+  id_server TEXT NOT NULL,
+  PRIMARY KEY (user_id, medium, address, id_server)
+);
+CREATE TABLE threepid_validation_sessions (
+  session_id TEXT PRIMARY KEY,
+  medium TEXT NOT NULL,
+  address TEXT NOT NULL,
+  client_secret TEXT NOT NULL,
+  token TEXT NOT NULL,
+  send_attempt INTEGER NOT NULL,
+  validated_at INTEGER,
+  created_ts INTEGER NOT NULL
+);
+CREATE INDEX threepid_validation_secret ON threepid_validation_sessions (client_secret, medium, address);
+)SQL",
   };
   return steps;
 }

@@ -1,5 +1,6 @@
 // Registration, login, logout and account management (spec: registration.yaml, login.yaml,
 // logout.yaml, password_management.yaml, account_deactivation.yaml, whoami).
+#include "api/appservice/offload.hpp"
 #include "api/handler_util.hpp"
 #include "api/routes.hpp"
 #include "core/crypto.hpp"
@@ -29,10 +30,10 @@ object session_reply(service::Homeserver& hs, const http::Request& req, const se
   return session_json(s, hs.config.server_name);
 }
 
-object dummy_flows() {
-  return object{{"flows", array{object{{"stages", array{"m.login.dummy"}}}}},
-                {"params", object{}},
-                {"session", core::random_string(24)}};
+object dummy_flows(bool email = false) {
+  array flows{object{{"stages", array{"m.login.dummy"}}}};
+  if (email) flows.push_back(object{{"stages", array{"m.login.email.identity"}}});  // threepid_registration.cpp
+  return object{{"flows", flows}, {"params", object{}}, {"session", core::random_string(24)}};
 }
 
 bool is_appservice_login(const boost::json::object& body) {
@@ -44,8 +45,76 @@ bool is_appservice_login(const boost::json::object& body) {
   return auth && auth->is_object() && is_as(auth->as_object().if_contains("type"));
 }
 
+// m.login.email.identity (registration): the address a validated session proved, not yet used by
+// an account. 401 with the flows when the session is not validated.
+std::pair<std::string, std::string> registration_threepid(service::Homeserver& hs, const object& auth,
+                                                          const object& flows) {
+  const auto* creds = auth.if_contains("threepid_creds");
+  if (!creds) creds = auth.if_contains("threepidCreds");
+  if (!creds || !creds->is_object()) throw MatrixError::missing_param("Missing 'threepid_creds'");
+  std::pair<std::string, std::string> threepid;
+  try {
+    threepid = hs.threepids.validated_session(required_string(creds->as_object(), "sid"),
+                                              required_string(creds->as_object(), "client_secret"));
+  } catch (const MatrixError& e) {
+    if (e.errcode() != "M_THREEPID_AUTH_FAILED") throw;
+    throw MatrixError(401, e.errcode(), e.what(), flows);
+  }
+  if (hs.threepids.user_for(threepid.first, threepid.second)) {
+    throw MatrixError(400, "M_THREEPID_IN_USE", "This email address is already in use");
+  }
+  return threepid;
+}
+
+// Login by 3PID (identifier m.id.thirdparty, or the deprecated top-level medium/address): the
+// user the address belongs to. An unknown address fails as a wrong password does.
+std::string login_threepid_user(service::Homeserver& hs, const object& o) {
+  std::string medium = required_string(o, "medium");
+  std::string address = required_string(o, "address");
+  if (medium == "email") address = service::ThreepidService::canonical_email(address);
+  auto user = hs.threepids.user_for(medium, address);
+  // An id no account can have: login_password then pays the same hashing cost and says the same.
+  return user.value_or("@\x01unknown:" + hs.config.server_name);
+}
+
 void check_password(const std::optional<std::string>& pw) {
   if (pw && pw->size() > kMaxPasswordBytes) throw MatrixError::invalid_param("Password too long");
+}
+
+// POST /account/password without an access token: a password reset, authorised by the
+// m.login.email.identity stage (a validated /account/password/email/requestToken session) for an
+// address of the account. Logs out every device unless logout_devices is false.
+http::Reply reset_password_by_email(service::Homeserver& hs, const object& body) {
+  if (!hs.config.email.enabled) throw MatrixError(401, "M_MISSING_TOKEN", "Missing access token");
+  object flows{{"flows", array{object{{"stages", array{"m.login.email.identity"}}}}},
+               {"params", object{}},
+               {"session", core::random_string(24)}};
+  const auto* auth = body.if_contains("auth");
+  if (!auth || !auth->is_object()) return http::Reply{http::Response::json(flows, 401)};
+  const auto* type = auth->as_object().if_contains("type");
+  if (!type || !type->is_string() || type->as_string() != "m.login.email.identity") {
+    throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", flows);
+  }
+  const auto* creds = auth->as_object().if_contains("threepid_creds");
+  if (!creds) creds = auth->as_object().if_contains("threepidCreds");
+  if (!creds || !creds->is_object()) throw MatrixError::missing_param("Missing 'threepid_creds'");
+  std::pair<std::string, std::string> threepid;
+  try {
+    threepid = hs.threepids.validated_session(required_string(creds->as_object(), "sid"),
+                                              required_string(creds->as_object(), "client_secret"));
+  } catch (const MatrixError& e) {
+    if (e.errcode() != "M_THREEPID_AUTH_FAILED") throw;
+    throw MatrixError(401, e.errcode(), e.what(), flows);
+  }
+  auto user = hs.threepids.user_for(threepid.first, threepid.second);
+  if (!user) throw MatrixError(400, "M_THREEPID_NOT_FOUND", "No account has this address");
+  std::string new_password = required_string(body, "new_password");
+  check_password(new_password);
+  if (new_password.empty()) throw MatrixError(400, "M_WEAK_PASSWORD", "Password must not be empty");
+  service::Requester owner;
+  owner.user_id = *user;
+  hs.accounts.change_password(owner, new_password, optional_bool(body, "logout_devices").value_or(true));
+  return ok();
 }
 
 }  // namespace
@@ -89,10 +158,14 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
     auto* auth = body.if_contains("auth");
     // The first 401 carries only flows/params/session: errcode/error mean a failed stage attempt,
     // and clients (matrix-js-sdk's InteractiveAuth) show them to the user as an error.
-    if (!auth || !auth->is_object()) return http::Reply{http::Response::json(dummy_flows(), 401)};
+    bool email = hs.config.email.enabled;
+    if (!auth || !auth->is_object()) return http::Reply{http::Response::json(dummy_flows(email), 401)};
     auto* type = auth->as_object().if_contains("type");
-    if (!type || !type->is_string() || type->as_string() != "m.login.dummy") {
-      throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", dummy_flows());
+    std::optional<std::pair<std::string, std::string>> threepid;
+    if (email && type && type->is_string() && type->as_string() == "m.login.email.identity") {
+      threepid = registration_threepid(hs, auth->as_object(), dummy_flows(email));
+    } else if (!type || !type->is_string() || type->as_string() != "m.login.dummy") {
+      throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", dummy_flows(email));
     }
     hs.accounts.registration_limiter().take(req.remote_address);
     if (guest_token) {
@@ -105,6 +178,7 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
       std::transform(localpart.begin(), localpart.end(), localpart.begin(), ::tolower);
     }
     auto s = hs.accounts.register_user(localpart, password, device_id, display_name, inhibit_login);
+    if (threepid) hs.threepids.add_threepid(s.user_id, threepid->first, threepid->second);
     return ok(session_reply(hs, req, s));
   });
 
@@ -130,8 +204,15 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
     if (auto* ident = body.if_contains("identifier")) {
       if (!ident->is_object()) throw MatrixError::bad_json("'identifier' must be an object");
       std::string id_type = required_string(ident->as_object(), "type");
-      if (id_type != "m.id.user") throw MatrixError(400, "M_UNKNOWN", "Unsupported identifier type " + id_type);
-      user = required_string(ident->as_object(), "user");
+      if (id_type == "m.id.thirdparty" && !as) {
+        user = login_threepid_user(hs, ident->as_object());
+      } else if (id_type != "m.id.user") {
+        throw MatrixError(400, "M_UNKNOWN", "Unsupported identifier type " + id_type);
+      } else {
+        user = required_string(ident->as_object(), "user");
+      }
+    } else if (body.contains("medium") && !as) {
+      user = login_threepid_user(hs, body);  // deprecated top-level medium/address
     } else if (auto u = optional_string(body, "user")) {
       user = *u;  // deprecated top-level form, still sent by older clients
     } else {
@@ -164,8 +245,9 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
     return ok(o);
   });
 
-  r.client("POST", "/account/password", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
+  r.client("POST", "/account/password", Auth::optional, [&hs](http::Request& req, const service::Requester& who) {
     auto body = req.json_object();
+    if (!who.authenticated()) return reset_password_by_email(hs, body);
     hs.accounts.require_password_uia(who, body, "POST /account/password");
     std::string new_password = required_string(body, "new_password");
     check_password(new_password);
@@ -185,11 +267,10 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
       }
     }
     hs.accounts.deactivate(who.user_id);
-    return ok(object{{"id_server_unbind_result", "no-support"}});
-  });
-
-  r.client("GET", "/account/3pid", Auth::required, [](http::Request&, const service::Requester&) {
-    return ok(object{{"threepids", array{}}});
+    // Unbinding at identity servers waits on them: off the workers.
+    return offload_if(true, [&hs, user = who.user_id, id_server = optional_string(body, "id_server")] {
+      return ok(object{{"id_server_unbind_result", hs.threepids.on_deactivate(user, id_server)}});
+    });
   });
 }
 

@@ -60,8 +60,15 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
         calls_out = calls_out || (hs.appservice_queries.may_query_user(user_id) && !hs.accounts.user_exists(user_id));
       }
     }
-    return offload_if(calls_out, [&rooms, who, body] {
+    const auto* invite_3pid = body.if_contains("invite_3pid");
+    service::ThirdPartyInviteService::check_invite_3pid(invite_3pid);
+    calls_out = calls_out || (invite_3pid && !invite_3pid->as_array().empty());
+    return offload_if(calls_out, [&hs, &rooms, who, body] {
       auto room_id = rooms.create_room(who, body);
+      // Third-party invites go out once the room exists (they ask the identity server).
+      if (const auto* list = body.if_contains("invite_3pid")) {
+        for (const auto& entry : list->as_array()) hs.third_party_invites.invite_from_create(who, room_id, entry);
+      }
       return ok(object{{"room_id", room_id}});
     });
   });
@@ -81,10 +88,18 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
 
   r.client("POST", "/rooms/{}/invite", Auth::required, [&hs, &rooms](http::Request& req, const service::Requester& who) {
     auto body = req.json_object();
-    if (body.contains("id_server") || body.contains("medium")) {
-      throw MatrixError(400, "M_UNKNOWN", "Third-party invites are not supported");
-    }
     std::string room_id = room_param(req);
+    if (!body.contains("user_id") && (body.contains("id_server") || body.contains("medium") || body.contains("address"))) {
+      // Third-party invite: asks the identity server, off the workers.
+      std::string id_server = required_string(body, "id_server");
+      std::string id_token = required_string(body, "id_access_token");
+      std::string medium = required_string(body, "medium");
+      std::string address = required_string(body, "address");
+      return offload_if(true, [&hs, who, room_id, id_server, id_token, medium, address] {
+        hs.third_party_invites.invite(who, room_id, id_server, id_token, medium, address);
+        return ok();
+      });
+    }
     std::string target = required_string(body, "user_id");
     // An unknown user in an appservice's namespace is asked about: off the workers.
     bool calls_out = hs.appservice_queries.may_query_user(target) && !hs.accounts.user_exists(target);

@@ -26,7 +26,7 @@ void add_server_routes(http::Router& r, service::Homeserver& hs) {
                     {"org.matrix.e2e_cross_signing", true}};
     return ok(object{{"versions", std::move(versions)}, {"unstable_features", std::move(unstable)}});
   });
-  r.client("GET", "/capabilities", Auth::required, [](http::Request&, const service::Requester&) {
+  r.client("GET", "/capabilities", Auth::required, [&hs](http::Request&, const service::Requester&) {
     object available;
     for (const auto& v : room::supported_room_versions()) available[v] = "stable";
     return ok(object{{"capabilities",
@@ -35,7 +35,7 @@ void add_server_routes(http::Router& r, service::Homeserver& hs) {
                                                         {"available", available}}},
                              {"m.set_displayname", object{{"enabled", true}}},
                              {"m.set_avatar_url", object{{"enabled", true}}},
-                             {"m.3pid_changes", object{{"enabled", false}}},
+                             {"m.3pid_changes", object{{"enabled", hs.config.email.enabled}}},  // adding validates by mail
                              {"m.get_login_token", object{{"enabled", false}}}}}});
   });
   r.add("GET", "/.well-known/matrix/client", Auth::none, [&hs](http::Request&, const service::Requester&) {
