@@ -18,6 +18,9 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
     }
     if (!device_id) device_id = unstable_device_id;
     auto requester = hs.accounts.authenticate(token, req.query_param("user_id"), device_id);
+    if (!requester.appservice && requester.device_id) {
+      hs.client_ips.record(requester.user_id, *requester.device_id, req.remote_address, req.user_agent, core::now_ms());
+    }
     // Any request from an appservice shows it is alive: end a delivery backoff at once.
     if (requester.appservice) hs.appservice_sender.poke(requester.appservice->id);
     return requester;
@@ -39,6 +42,9 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
   add_to_device_routes(r, hs);
   add_key_backup_routes(r, hs);
   add_keys_routes(r, hs);
+  add_openid_routes(r, hs);
+  add_admin_routes(r, hs);
+  add_sso_routes(r, hs);
 }
 
 }  // namespace trestle::api

@@ -70,7 +70,10 @@ public:
                      const std::string& txn_id, const std::optional<std::string>& reason);
 
   // Membership. join takes a room id or alias and returns the room id.
-  std::string join(const Requester& r, const std::string& room_id_or_alias, const std::optional<std::string>& reason);
+  // `extra` (the request body's other keys) goes into the member event as Synapse does; the
+  // server's own keys (membership, and the profile unless given) are set over it.
+  std::string join(const Requester& r, const std::string& room_id_or_alias, const std::optional<std::string>& reason,
+                   const boost::json::object& extra = {});
   void invite(const Requester& r, const std::string& room_id, const std::string& target,
               const std::optional<std::string>& reason, bool is_direct = false);
   void leave(const Requester& r, const std::string& room_id, const std::optional<std::string>& reason);
@@ -128,7 +131,7 @@ private:
   // Membership change helper shared by invite/leave/kick/ban/unban/join.
   void change_membership(const Requester& r, const std::string& room_id, const std::string& target,
                          const std::string& membership, const std::optional<std::string>& reason,
-                         bool is_direct = false);
+                         bool is_direct = false, const boost::json::object& extra = {});
   // The highest stream position the requester may see in the room (history visibility), or
   // throws 403 when they may see none.
   int64_t visible_upto(storage::Connection& c, const Requester& r, const std::string& room_id);

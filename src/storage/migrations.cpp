@@ -321,6 +321,13 @@ CREATE TABLE e2e_key_count_changes (
 CREATE INDEX e2e_key_count_changes_stream ON e2e_key_count_changes (stream_id);
 CREATE INDEX device_inbox_stream ON device_inbox (stream_id);
 )SQL",
+      // 11 (task accounts): users erased at deactivation (erase: true): their events are served
+      // pruned to anyone who was not in the room when they were sent.
+      R"SQL(
+CREATE TABLE erased_users (
+  user_id TEXT PRIMARY KEY
+);
+)SQL",
   };
   return steps;
 }

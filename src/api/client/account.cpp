@@ -1,7 +1,9 @@
 // Registration, login, logout and account management (spec: registration.yaml, login.yaml,
 // logout.yaml, password_management.yaml, account_deactivation.yaml, whoami).
+#include "api/appservice/offload.hpp"
 #include "api/handler_util.hpp"
 #include "api/routes.hpp"
+#include "core/clock.hpp"
 #include "core/crypto.hpp"
 
 #include <algorithm>
@@ -21,12 +23,6 @@ object session_json(const service::Session& s, const std::string& server_name) {
   if (s.access_token) o["access_token"] = *s.access_token;
   if (s.device_id) o["device_id"] = *s.device_id;
   return o;
-}
-
-object dummy_flows() {
-  return object{{"flows", array{object{{"stages", array{"m.login.dummy"}}}}},
-                {"params", object{}},
-                {"session", core::random_string(24)}};
 }
 
 bool is_appservice_login(const boost::json::object& body) {
@@ -68,25 +64,11 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
       return ok(session_json(s, hs.config.server_name));
     }
     if (!hs.config.enable_registration) throw MatrixError::forbidden("Registration has been disabled");
-    // Like Synapse, a taken or invalid name is reported before the client is sent through auth.
-    std::string localpart = username.value_or("");
-    if (username) hs.accounts.check_new_localpart(*username);
-    auto* auth = body.if_contains("auth");
-    // The first 401 carries only flows/params/session: errcode/error mean a failed stage attempt,
-    // and clients (matrix-js-sdk's InteractiveAuth) show them to the user as an error.
-    if (!auth || !auth->is_object()) return http::Reply{http::Response::json(dummy_flows(), 401)};
-    auto* type = auth->as_object().if_contains("type");
-    if (!type || !type->is_string() || type->as_string() != "m.login.dummy") {
-      throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", dummy_flows());
-    }
-    hs.accounts.registration_limiter().take(req.remote_address);
-    if (!username) {
-      // No name asked for: pick a random lower-case one (valid under the strict grammar).
-      localpart = core::random_string(12);
-      std::transform(localpart.begin(), localpart.end(), localpart.begin(), ::tolower);
-    }
-    auto s = hs.accounts.register_user(localpart, password, device_id, display_name, inhibit_login);
-    return ok(session_json(s, hs.config.server_name));
+    // A captcha is checked at the captcha service: off the workers.
+    return offload_if(hs.registration.calls_out(body), [&hs, body, remote = req.remote_address] {
+      auto s = hs.registration.register_user(body, remote);
+      return ok(session_json(s, hs.config.server_name));
+    });
   });
 
   r.client("GET", "/register/available", Auth::none, [&hs](http::Request& req, const service::Requester&) {
@@ -96,8 +78,15 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
     return ok(object{{"available", true}});
   });
 
-  r.client("GET", "/login", Auth::none, [](http::Request&, const service::Requester&) {
-    return ok(object{{"flows", array{object{{"type", "m.login.password"}}, object{{"type", "m.login.application_service"}}}}});
+  r.client("GET", "/login", Auth::none, [&hs](http::Request&, const service::Requester&) {
+    array flows{object{{"type", "m.login.password"}}, object{{"type", "m.login.application_service"}}};
+    if (hs.sso.cas_enabled()) {
+      flows.push_back(object{{"type", "m.login.sso"},
+                             {"identity_providers", array{object{{"id", "cas"}, {"name", "CAS"}}}}});
+      flows.push_back(object{{"type", "m.login.cas"}});  // the older name, as Synapse lists it
+      flows.push_back(object{{"type", "m.login.token"}});
+    }
+    return ok(object{{"flows", std::move(flows)}});
   });
 
   r.client("POST", "/login", Auth::none, [&hs](http::Request& req, const service::Requester&) {
@@ -106,6 +95,14 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
     const service::AppService* as = nullptr;
     if (type == "m.login.application_service") as = &hs.accounts.authenticate_appservice(access_token(req));
     if (!as || as->rate_limited) hs.accounts.login_limiter().take(req.remote_address);
+    if (type == "m.login.token") {
+      // The login token single sign-on handed out (each works once, for two minutes).
+      auto user = hs.sso.consume_login_token(required_string(body, "token"), core::steady_ms());
+      if (!user) throw MatrixError(403, "M_FORBIDDEN", "Invalid login token");
+      auto s = hs.accounts.issue_session(*user, optional_string(body, "device_id"),
+                                         optional_string(body, "initial_device_display_name"));
+      return ok(session_json(s, hs.config.server_name));
+    }
     if (type != "m.login.password" && !as) throw MatrixError(400, "M_UNKNOWN", "Unknown login type " + type);
     std::string user;
     if (auto* ident = body.if_contains("identifier")) {
@@ -165,7 +162,7 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
       } catch (const MatrixError&) {
       }
     }
-    hs.accounts.deactivate(who.user_id);
+    hs.accounts.deactivate(who.user_id, optional_bool(body, "erase").value_or(false));
     return ok(object{{"id_server_unbind_result", "no-support"}});
   });
 
