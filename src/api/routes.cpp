@@ -24,6 +24,9 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
       throw MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access not allowed");
     }
     if (requester.device_id) hs.accounts.record_device_seen(requester.user_id, *requester.device_id, req.remote_address);
+    if (!requester.appservice && requester.device_id) {
+      hs.client_ips.record(requester.user_id, *requester.device_id, req.remote_address, req.user_agent, core::now_ms());
+    }
     // Any request from an appservice shows it is alive: end a delivery backoff at once.
     if (requester.appservice) hs.appservice_sender.poke(requester.appservice->id);
     return requester;
@@ -47,6 +50,9 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
   add_key_backup_routes(r, hs);
   add_keys_routes(r, hs);
   add_threepid_routes(r, hs);
+  add_openid_routes(r, hs);
+  add_admin_routes(r, hs);
+  add_sso_routes(r, hs);
 }
 
 }  // namespace trestle::api

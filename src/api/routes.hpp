@@ -22,6 +22,9 @@ void add_to_device_routes(http::Router& r, service::Homeserver& hs);  // sendToD
 void add_key_backup_routes(http::Router& r, service::Homeserver& hs);  // /room_keys (server-side key backup)
 void add_keys_routes(http::Router& r, service::Homeserver& hs);   // E2EE keys and cross-signing
 void add_threepid_routes(http::Router& r, service::Homeserver& hs);  // email 3PIDs, identity servers, onbind
+void add_openid_routes(http::Router& r, service::Homeserver& hs);  // openid request_token, federation userinfo
+void add_admin_routes(http::Router& r, service::Homeserver& hs);   // admin/whois
+void add_sso_routes(http::Router& r, service::Homeserver& hs);     // SSO/CAS login, m.login.token
 
 // All of the above plus the authenticator.
 void add_all_routes(http::Router& r, service::Homeserver& hs);

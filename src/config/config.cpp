@@ -166,7 +166,8 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
       "registration_shared_secret", "rc_message", "rc_registration", "rc_login", "max_upload_size",
       "max_request_body_size", "log_level", "media_store_path", "enable_authenticated_media",
       "http_limits", "rc_to_device", "max_to_device_queue", "allow_guest_access", "email",
-      "identity_server_scheme"};
+      "identity_server_scheme", "enable_registration_captcha", "recaptcha_public_key",
+      "recaptcha_private_key", "recaptcha_siteverify_api", "cas_config", "user_directory", "enable_ephemeral_messages"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");
@@ -234,8 +235,46 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
     c.enable_registration_without_verification = get<bool>(
         root["enable_registration_without_verification"], "enable_registration_without_verification", "true or false");
   }
+  if (root["enable_registration_captcha"]) {
+    c.enable_registration_captcha =
+        get<bool>(root["enable_registration_captcha"], "enable_registration_captcha", "true or false");
+  }
+  for (auto [key, field] : {std::pair{"recaptcha_public_key", &c.recaptcha_public_key},
+                            std::pair{"recaptcha_private_key", &c.recaptcha_private_key},
+                            std::pair{"recaptcha_siteverify_api", &c.recaptcha_siteverify_api}}) {
+    if (root[key] && !root[key].IsNull()) *field = get<std::string>(root[key], key, "a string");
+  }
+  if (c.enable_registration_captcha && (c.recaptcha_public_key.empty() || c.recaptcha_private_key.empty())) {
+    bad("enable_registration_captcha", "needs recaptcha_public_key and recaptcha_private_key");
+  }
+  if (auto cas = root["cas_config"]; cas && !cas.IsNull()) {
+    if (!cas.IsMap()) bad("cas_config", "expected a mapping");
+    c.cas.enabled = cas["enabled"] ? get<bool>(cas["enabled"], "cas_config.enabled", "true or false") : true;
+    if (cas["server_url"]) c.cas.server_url = get<std::string>(cas["server_url"], "cas_config.server_url", "a URL");
+    if (c.cas.enabled && c.cas.server_url.empty()) bad("cas_config.server_url", "is required");
+    if (cas["displayname_attribute"] && !cas["displayname_attribute"].IsNull()) {
+      c.cas.displayname_attribute =
+          get<std::string>(cas["displayname_attribute"], "cas_config.displayname_attribute", "a string");
+    }
+    if (auto req = cas["required_attributes"]; req && !req.IsNull()) {
+      if (!req.IsMap()) bad("cas_config.required_attributes", "expected a mapping");
+      for (const auto& kv : req) {
+        c.cas.required_attributes.emplace_back(kv.first.as<std::string>(),
+                                               kv.second.IsNull() ? "" : kv.second.as<std::string>());
+      }
+    }
+  }
+  if (auto ud = root["user_directory"]; ud && !ud.IsNull()) {
+    if (ud["search_all_users"]) {
+      c.user_directory_search_all_users =
+          get<bool>(ud["search_all_users"], "user_directory.search_all_users", "true or false");
+    }
+  }
+  if (root["enable_ephemeral_messages"]) {
+    c.enable_ephemeral_messages = get<bool>(root["enable_ephemeral_messages"], "enable_ephemeral_messages", "true or false");
+  }
   // Like Synapse: open registration with no verification step must be asked for explicitly.
-  if (c.enable_registration && !c.enable_registration_without_verification) {
+  if (c.enable_registration && !c.enable_registration_without_verification && !c.enable_registration_captcha) {
     bad("enable_registration",
         "open registration without email or captcha verification also needs "
         "enable_registration_without_verification: true");

@@ -43,6 +43,15 @@ struct EmailConfig {
   int64_t validation_token_lifetime_ms = 60 * 60 * 1000;
 };
 
+// Synapse's `cas_config`: single sign-on through a CAS server (enabled when server_url is set).
+struct CasConfig {
+  bool enabled = false;
+  std::string server_url;  // e.g. https://cas.example.com/cas: /login and /proxyValidate under it
+  std::string displayname_attribute;
+  // Attributes the CAS answer must carry (an empty value: any value).
+  std::vector<std::pair<std::string, std::string>> required_attributes;
+};
+
 struct Config {
   std::string server_name;
   std::string public_baseurl;
@@ -55,6 +64,19 @@ struct Config {
   bool enable_registration_without_verification = false;
   bool allow_guest_access = false;  // POST /register?kind=guest (Synapse's key and default)
   std::string registration_shared_secret;
+  // reCAPTCHA (Synapse's keys): the m.login.recaptcha registration stage, checked at
+  // recaptcha_siteverify_api with the private key; required when enable_registration_captcha.
+  bool enable_registration_captcha = false;
+  std::string recaptcha_public_key;
+  std::string recaptcha_private_key;
+  std::string recaptcha_siteverify_api = "https://www.recaptcha.net/recaptcha/api/siteverify";
+  CasConfig cas;
+  // user_directory.search_all_users: search every local user, not only those sharing a room with
+  // the searcher or in a public room (Synapse's default, false).
+  bool user_directory_search_all_users = false;
+  // MSC2228 (Synapse's key): messages with `org.matrix.self_destruct_after` are served pruned
+  // once that time has passed.
+  bool enable_ephemeral_messages = false;
   RateLimit rc_message{0.2, 10};
   RateLimit rc_registration{0.17, 3};
   RateLimit rc_login{0.17, 3};

@@ -49,7 +49,8 @@ ClientResponse http_request(const std::string& method, const std::string& url, c
   req.set(bhttp::field::user_agent, "Trestle");
   for (const auto& [k, v] : headers) req.set(k, v);
   if (!body.empty() || method == "PUT" || method == "POST") {
-    req.set(bhttp::field::content_type, "application/json");
+    // JSON unless the caller named another type (a form post).
+    if (req.find(bhttp::field::content_type) == req.end()) req.set(bhttp::field::content_type, "application/json");
     req.body() = body;
   }
   req.prepare_payload();

@@ -26,6 +26,8 @@ struct Request {
   std::string authorization;                        // the Authorization header, if any
   std::string content_type;
   std::string remote_address;                       // peer IP, for per-address rate limits
+  unsigned short local_port = 0;                    // the listener's port (its resources)
+  std::string user_agent;                           // the User-Agent header, if any
 
   std::optional<std::string> query_param(const std::string& name) const;
   // The body as a JSON object. Empty body counts as {} when `allow_empty`.

@@ -540,6 +540,8 @@ struct Server::Impl {
     boost::system::error_code ep_ec;
     auto peer = socket.remote_endpoint(ep_ec);
     if (!ep_ec) req->remote_address = peer.address().to_string();
+    if (auto local = socket.local_endpoint(ep_ec); !ep_ec) req->local_port = local.port();
+    if (auto it = breq.find(bhttp::field::user_agent); it != breq.end()) req->user_agent = it->value();
     std::string target(breq.target());
     const Router* r = &router;
     // Named before co_await: GCC 12 double-destroys lambda temporaries in co_await operands.

@@ -15,6 +15,8 @@ namespace {
 // Tokens are looked up by hash, so the database never holds a usable token and the lookup does
 // not compare secrets byte by byte.
 std::string token_hash(const std::string& token) { return core::base64_encode(core::sha256(token)); }
+// A UIA session's result when single sign-on named another user: its request is refused.
+const std::string kSsoMismatch = "sso-user-mismatch";
 }  // namespace
 
 AccountService::AccountService(const config::Config& cfg, storage::Database& db, const AppServiceRegistry& appservices)
@@ -296,10 +298,12 @@ void AccountService::logout_all(const Requester& r) {
 void AccountService::require_password_uia(const Requester& r, const boost::json::object& body,
                                           const std::string& operation) {
   static const std::string kStage = "m.login.password";
-  auto flows_reply = [](const std::string& session, const std::set<std::string>& completed, bool with_completed) {
-    boost::json::object o{{"flows", boost::json::array{boost::json::object{{"stages", boost::json::array{"m.login.password"}}}}},
-                          {"params", boost::json::object{}},
-                          {"session", session}};
+  static const std::string kSso = "m.login.sso";
+  const bool sso = cfg_.cas.enabled;
+  auto flows_reply = [sso](const std::string& session, const std::set<std::string>& completed, bool with_completed) {
+    boost::json::array flows{boost::json::object{{"stages", boost::json::array{"m.login.password"}}}};
+    if (sso) flows.push_back(boost::json::object{{"stages", boost::json::array{"m.login.sso"}}});
+    boost::json::object o{{"flows", std::move(flows)}, {"params", boost::json::object{}}, {"session", session}};
     if (with_completed) o["completed"] = boost::json::array(completed.begin(), completed.end());
     return o;
   };
@@ -316,14 +320,16 @@ void AccountService::require_password_uia(const Requester& r, const boost::json:
     if (found->user_id != r.user_id || found->operation != operation) {
       throw MatrixError::forbidden("Requested operation has changed during the UI authentication session");
     }
+    // Single sign-on was passed by someone else than the user of this session.
+    if (found->result == kSsoMismatch) throw MatrixError::forbidden("Single sign-on was completed by another user");
     session = std::move(*found);
   } else {
     sid = uia_.create(r.user_id, operation, now);
-    session = {r.user_id, operation, {}, now};
+    session = {r.user_id, operation, {}, now, {}, {}};
   }
   auto* type = a ? a->if_contains("type") : nullptr;
   if (!type) {
-    if (session.completed.count(kStage)) return;  // a retry with only the completed session
+    if (session.completed.count(kStage) || session.completed.count(kSso)) return;  // a retry with the completed session
     // The first 401 carries only flows/params/session: an errcode would mean a failed attempt.
     throw MatrixError(401, "", "User-interactive authentication required", flows_reply(sid, session.completed, false));
   }
@@ -350,6 +356,14 @@ void AccountService::require_password_uia(const Requester& r, const boost::json:
   uia_.complete_stage(sid, kStage);
 }
 
+bool AccountService::complete_sso_uia(const std::string& session_id, const std::string& sso_user_id) {
+  auto session = uia_.get(session_id, core::steady_ms());
+  if (!session || session->operation == "POST /register") return false;
+  if (session->user_id == sso_user_id) uia_.complete_stage(session_id, "m.login.sso");
+  else uia_.set_result(session_id, kSsoMismatch);
+  return true;
+}
+
 void AccountService::change_password(const Requester& r, const std::string& new_password, bool logout_devices) {
   std::string hash = hasher_.hash(new_password);
   db_.write([&](storage::Connection& c) {
@@ -366,9 +380,10 @@ void AccountService::change_password(const Requester& r, const std::string& new_
   }
 }
 
-void AccountService::deactivate(const std::string& user_id) {
+void AccountService::deactivate(const std::string& user_id, bool erase) {
   db_.write([&](storage::Connection& c) {
     accounts::set_deactivated(c, user_id);
+    if (erase) accounts::set_erased(c, user_id);
     accounts::delete_all_devices(c, user_id, std::nullopt);
     accounts::delete_all_tokens(c, user_id, std::nullopt);
     devices_changed(c, user_id);
@@ -383,10 +398,6 @@ void AccountService::set_profile_field(const std::string& user_id, const std::st
     if (field == "displayname") accounts::set_displayname(c, user_id, value);
     else accounts::set_avatar_url(c, user_id, value);
   });
-}
-
-std::vector<accounts::User> AccountService::search_users(const std::string& term, int64_t limit) {
-  return db_.read([&](storage::Connection& c) { return accounts::search_users(c, term, limit); });
 }
 
 std::optional<accounts::User> AccountService::get_user(const std::string& user_id) {

@@ -89,12 +89,16 @@ public:
   // identifier naming another user.
   void require_password_uia(const Requester& r, const boost::json::object& body, const std::string& operation);
   void change_password(const Requester& r, const std::string& new_password, bool logout_devices);
-  void deactivate(const std::string& user_id);
+  // With `erase` (Synapse's GDPR erasure) the user's events are served pruned to anyone who was
+  // not in the room when they were sent.
+  void deactivate(const std::string& user_id, bool erase = false);
+  // The m.login.sso stage of UIA session `session_id` was passed by `sso_user_id` (CAS ticket):
+  // completed when that is the session's user; otherwise the session's request is refused (403).
+  // False for an unknown session.
+  bool complete_sso_uia(const std::string& session_id, const std::string& sso_user_id);
 
   // field is "displayname" or "avatar_url"; nullopt clears it.
   void set_profile_field(const std::string& user_id, const std::string& field, const std::optional<std::string>& value);
-  // User directory search (POST /user_directory/search): local users by ID or display name.
-  std::vector<storage::accounts::User> search_users(const std::string& term, int64_t limit);
   std::optional<storage::accounts::User> get_user(const std::string& user_id);
   bool user_exists(const std::string& user_id);
 

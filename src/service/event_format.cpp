@@ -2,17 +2,38 @@
 
 #include "core/clock.hpp"
 #include "room/event_crypto.hpp"
+#include "storage/account_store.hpp"
 #include "storage/room_store.hpp"
+
+#include <atomic>
 
 namespace trestle::service {
 
 namespace {
 
-// An event's content as clients see it: redacted ones keep what their room version's redaction
-// algorithm keeps.
-boost::json::value served_content(const storage::events::StoredEvent& e, storage::Connection& c) {
-  if (!e.redacted_by) return e.pdu.contains("content") ? e.pdu.at("content") : boost::json::object{};
-  // Redaction is rare on the read path: look the room's version up only then.
+std::atomic<bool> self_destruct_enabled{false};
+
+// MSC2228: the event's content asks to be served pruned from this time on.
+bool self_destructed(const storage::events::StoredEvent& e) {
+  if (!self_destruct_enabled.load(std::memory_order_relaxed)) return false;
+  auto* content = e.pdu.if_contains("content");
+  if (!content || !content->is_object()) return false;
+  auto* after = content->as_object().if_contains("org.matrix.self_destruct_after");
+  return after && after->is_int64() && after->as_int64() <= core::now_ms();
+}
+
+// Erasure: an erased sender's events are pruned for a viewer who was not joined when they were
+// sent (the members of that time had already seen them; Synapse does the same).
+bool erased_for(const storage::events::StoredEvent& e, storage::Connection& c, const ClientEventOptions& opts) {
+  if (!opts.viewer_user_id || *opts.viewer_user_id == e.sender) return false;
+  if (!storage::accounts::is_erased(c, e.sender)) return false;
+  auto m = storage::events::state_content_before(c, e.room_id, "m.room.member", *opts.viewer_user_id, e.stream_ordering);
+  auto* membership = m ? m->if_contains("membership") : nullptr;
+  return !(membership && membership->is_string() && membership->as_string() == "join");
+}
+
+// The content the event's room version keeps through a redaction.
+boost::json::value pruned_content(const storage::events::StoredEvent& e, storage::Connection& c) {
   boost::json::object redacted_pdu = e.pdu;
   redacted_pdu.erase("unsigned");
   auto room_row = storage::rooms::get_room(c, e.room_id);
@@ -21,7 +42,17 @@ boost::json::value served_content(const storage::events::StoredEvent& e, storage
   return redacted.contains("content") ? redacted["content"] : boost::json::object{};
 }
 
+// An event's content as clients see it: redacted ones keep what their room version's redaction
+// algorithm keeps.
+boost::json::value served_content(const storage::events::StoredEvent& e, storage::Connection& c) {
+  if (!e.redacted_by && !self_destructed(e)) return e.pdu.contains("content") ? e.pdu.at("content") : boost::json::object{};
+  // Redaction is rare on the read path: look the room's version up only then.
+  return pruned_content(e, c);
+}
+
 }  // namespace
+
+void set_self_destruct_enabled(bool on) { self_destruct_enabled.store(on); }
 
 boost::json::object client_event(const storage::events::StoredEvent& e, storage::Connection& c,
                                  const ClientEventOptions& opts) {
@@ -44,6 +75,9 @@ boost::json::object client_event(const storage::events::StoredEvent& e, storage:
       auto rev = client_event(*r, c, inner);
       unsigned_obj["redacted_because"] = std::move(rev);
     }
+    unsigned_obj.erase("prev_content");
+  } else if (self_destructed(e) || erased_for(e, c, opts)) {
+    out["content"] = pruned_content(e, c);
     unsigned_obj.erase("prev_content");
   } else {
     out["content"] = pdu.contains("content") ? pdu.at("content") : boost::json::object{};

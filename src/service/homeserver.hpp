@@ -4,6 +4,9 @@
 #include "core/clock.hpp"
 #include "core/crypto.hpp"
 #include "service/accounts.hpp"
+#include "service/client_ips.hpp"
+#include "service/event_format.hpp"
+#include "service/openid.hpp"
 #include "service/appservice/queries.hpp"
 #include "service/appservice/sender.hpp"
 #include "service/key_backup.hpp"
@@ -12,12 +15,15 @@
 #include "service/notifier.hpp"
 #include "service/presence.hpp"
 #include "service/room_upgrade.hpp"
+#include "service/registration.hpp"
 #include "service/rooms.hpp"
+#include "service/sso.hpp"
 #include "service/sync.hpp"
 #include "service/third_party_invites.hpp"
 #include "service/threepid.hpp"
 #include "service/to_device.hpp"
 #include "service/user_data.hpp"
+#include "service/user_directory.hpp"
 #include "storage/database.hpp"
 
 namespace trestle::service {
@@ -30,6 +36,9 @@ struct Homeserver {
         appservices(load_appservices(config)),
         db(config.database_path),
         accounts(config, db, appservices),
+        registration(config, accounts, http),
+        sso(config, accounts, http),
+        user_directory(config, db),
         rooms(config, db, notifier, signing_key, accounts),
         user_data(db, notifier, rooms),
         sync(db, notifier, user_data),
@@ -42,6 +51,7 @@ struct Homeserver {
         room_upgrade(config, db, rooms, user_data),
         threepids(config, db, http, signing_key),
         third_party_invites(config, rooms, accounts, threepids) {
+    set_self_destruct_enabled(config.enable_ephemeral_messages);
     sync.set_to_device(&to_device);
     accounts.ensure_appservice_senders();
     accounts.set_device_hooks({[this](storage::Connection& c, const std::string& u) { keys.on_devices_changed(c, u); },
@@ -74,6 +84,11 @@ struct Homeserver {
   storage::Database db;
   Notifier notifier;
   AccountService accounts;
+  RegistrationService registration;
+  SsoService sso;
+  UserDirectory user_directory;
+  OpenIdTokens openid;
+  ClientIps client_ips;
   RoomService rooms;
   UserDataService user_data;
   SyncService sync;

@@ -602,15 +602,17 @@ std::string RoomService::create_room(const Requester& r, const object& body,
 
 void RoomService::change_membership(const Requester& r, const std::string& room_id, const std::string& target,
                                     const std::string& membership, const std::optional<std::string>& reason,
-                                    bool is_direct) {
+                                    bool is_direct, const object& extra) {
   if (!core::parse_user_id(target)) throw MatrixError::invalid_param("Invalid user ID '" + target + "'");
-  object content{{"membership", membership}};
+  object content = extra;
+  content.erase("third_party_signed");  // a request parameter, not member event content
+  content["membership"] = membership;
   if (reason) content["reason"] = *reason;
   if (is_direct) content["is_direct"] = true;
   if (membership == "join" || membership == "invite") {
     if (auto u = accounts_.get_user(target)) {
-      if (u->displayname) content["displayname"] = *u->displayname;
-      if (u->avatar_url) content["avatar_url"] = *u->avatar_url;
+      if (u->displayname && !content.contains("displayname")) content["displayname"] = *u->displayname;
+      if (u->avatar_url && !content.contains("avatar_url")) content["avatar_url"] = *u->avatar_url;
     }
   }
   send_event(NewEvent{room_id, r.user_id, "m.room.member", target, content, std::nullopt, std::nullopt, std::nullopt,
@@ -618,7 +620,7 @@ void RoomService::change_membership(const Requester& r, const std::string& room_
 }
 
 std::string RoomService::join(const Requester& r, const std::string& room_id_or_alias,
-                              const std::optional<std::string>& reason) {
+                              const std::optional<std::string>& reason, const object& extra) {
   std::string room_id = room_id_or_alias;
   if (!room_id_or_alias.empty() && room_id_or_alias[0] == '#') {
     if (!core::parse_room_alias(room_id_or_alias)) throw MatrixError::invalid_param("Invalid room alias");
@@ -631,7 +633,7 @@ std::string RoomService::join(const Requester& r, const std::string& room_id_or_
   auto current = db_.read([&](storage::Connection& c) { return ev::get_membership(c, room_id, r.user_id); });
   if (current && current->membership == "join") return room_id;  // already in: nothing to send
   check_guest_may_join(r, room_id);
-  change_membership(r, room_id, r.user_id, "join", reason);
+  change_membership(r, room_id, r.user_id, "join", reason, false, extra);
   return room_id;
 }
 

@@ -72,7 +72,10 @@ public:
                      const std::string& txn_id, const std::optional<std::string>& reason);
 
   // Membership. join takes a room id or alias and returns the room id.
-  std::string join(const Requester& r, const std::string& room_id_or_alias, const std::optional<std::string>& reason);
+  // `extra` (the request body's other keys) goes into the member event as Synapse does; the
+  // server's own keys (membership, and the profile unless given) are set over it.
+  std::string join(const Requester& r, const std::string& room_id_or_alias, const std::optional<std::string>& reason,
+                   const boost::json::object& extra = {});
   void invite(const Requester& r, const std::string& room_id, const std::string& target,
               const std::optional<std::string>& reason, bool is_direct = false);
   void leave(const Requester& r, const std::string& room_id, const std::optional<std::string>& reason);
@@ -140,7 +143,7 @@ private:
   // Membership change helper shared by invite/leave/kick/ban/unban/join.
   void change_membership(const Requester& r, const std::string& room_id, const std::string& target,
                          const std::string& membership, const std::optional<std::string>& reason,
-                         bool is_direct = false);
+                         bool is_direct = false, const boost::json::object& extra = {});
   // What the requester may read of the room (room_read_access in visibility.hpp), or 403.
   RoomReadAccess read_access(storage::Connection& c, const Requester& r, const std::string& room_id);
   room::StateMap state_map(storage::Connection& c, const std::string& room_id);

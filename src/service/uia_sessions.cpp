@@ -10,7 +10,7 @@ std::string UiaSessions::create(const std::string& user_id, const std::string& o
   std::string id = core::random_string(24);
   std::lock_guard lock(mu_);
   if (sessions_.size() >= kMaxSessions) make_room(now_ms);
-  sessions_[id] = Session{user_id, operation, {}, now_ms};
+  sessions_[id] = Session{user_id, operation, {}, now_ms, {}, {}};
   return id;
 }
 
@@ -28,6 +28,16 @@ std::optional<UiaSessions::Session> UiaSessions::get(const std::string& id, int6
 void UiaSessions::complete_stage(const std::string& id, const std::string& stage) {
   std::lock_guard lock(mu_);
   if (auto it = sessions_.find(id); it != sessions_.end()) it->second.completed.insert(stage);
+}
+
+void UiaSessions::set_params(const std::string& id, boost::json::object params) {
+  std::lock_guard lock(mu_);
+  if (auto it = sessions_.find(id); it != sessions_.end()) it->second.params = std::move(params);
+}
+
+void UiaSessions::set_result(const std::string& id, const std::string& result) {
+  std::lock_guard lock(mu_);
+  if (auto it = sessions_.find(id); it != sessions_.end()) it->second.result = result;
 }
 
 size_t UiaSessions::size() {

@@ -4,6 +4,7 @@
 // and remembers the stages completed in it; a session id presented for another user or
 // operation is refused, so authenticating to delete one device cannot delete another.
 // Kept in memory: a restart only makes clients start their authentication again.
+#include <boost/json/object.hpp>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -23,6 +24,11 @@ public:
     std::string operation;
     std::set<std::string> completed;
     int64_t created_ms = 0;
+    // The request's parameters (registration: the body without `auth`), so a client may send
+    // only `auth` after the first request; and what the completed operation produced (the
+    // registered user ID), so repeating a completed request repeats its result.
+    boost::json::object params;
+    std::string result;
   };
 
   // A new session's id.
@@ -30,6 +36,8 @@ public:
   // The session, unless unknown or expired.
   std::optional<Session> get(const std::string& id, int64_t now_ms);
   void complete_stage(const std::string& id, const std::string& stage);
+  void set_params(const std::string& id, boost::json::object params);
+  void set_result(const std::string& id, const std::string& result);
   size_t size();
 
 private:

@@ -68,6 +68,14 @@ void set_deactivated(Connection& c, const std::string& user_id) {
       .run();
 }
 
+void set_erased(Connection& c, const std::string& user_id) {
+  c.prepare("INSERT OR IGNORE INTO erased_users (user_id) VALUES (?)").bind(user_id).run();
+}
+
+bool is_erased(Connection& c, const std::string& user_id) {
+  return c.prepare("SELECT 1 FROM erased_users WHERE user_id = ?").bind(user_id).step();
+}
+
 void set_displayname(Connection& c, const std::string& user_id, const std::optional<std::string>& v) {
   c.prepare("UPDATE users SET displayname = ? WHERE user_id = ?").bind(v, user_id).run();
 }

@@ -46,6 +46,9 @@ int64_t max_numeric_localpart(Connection& c, const std::string& server_name);
 bool replace_password_hash(Connection& c, const std::string& user_id, const std::string& old_hash,
                            const std::string& new_hash);
 void set_deactivated(Connection& c, const std::string& user_id);
+// Erasure (deactivation with erase: true).
+void set_erased(Connection& c, const std::string& user_id);
+bool is_erased(Connection& c, const std::string& user_id);
 void set_displayname(Connection& c, const std::string& user_id, const std::optional<std::string>& v);
 void set_avatar_url(Connection& c, const std::string& user_id, const std::optional<std::string>& v);
 

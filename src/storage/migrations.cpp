@@ -356,6 +356,13 @@ CREATE TABLE threepid_validation_sessions (
 );
 CREATE INDEX threepid_validation_secret ON threepid_validation_sessions (client_secret, medium, address);
 )SQL",
+      // 13 (task accounts): users erased at deactivation (erase: true): their events are served
+      // pruned to anyone who was not in the room when they were sent.
+      R"SQL(
+CREATE TABLE erased_users (
+  user_id TEXT PRIMARY KEY
+);
+)SQL",
   };
   return steps;
 }

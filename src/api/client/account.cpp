@@ -3,6 +3,7 @@
 #include "api/appservice/offload.hpp"
 #include "api/handler_util.hpp"
 #include "api/routes.hpp"
+#include "core/clock.hpp"
 #include "core/crypto.hpp"
 
 #include <algorithm>
@@ -30,10 +31,11 @@ object session_reply(service::Homeserver& hs, const http::Request& req, const se
   return session_json(s, hs.config.server_name);
 }
 
-object dummy_flows(bool email = false) {
-  array flows{object{{"stages", array{"m.login.dummy"}}}};
-  if (email) flows.push_back(object{{"stages", array{"m.login.email.identity"}}});  // threepid_registration.cpp
-  return object{{"flows", flows}, {"params", object{}}, {"session", core::random_string(24)}};
+// The flows of a guest upgrade (the dummy stage only).
+object dummy_flows() {
+  return object{{"flows", array{object{{"stages", array{"m.login.dummy"}}}}},
+                {"params", object{}},
+                {"session", core::random_string(24)}};
 }
 
 bool is_appservice_login(const boost::json::object& body) {
@@ -120,6 +122,13 @@ http::Reply reset_password_by_email(service::Homeserver& hs, const object& body)
 }  // namespace
 
 void add_account_routes(http::Router& r, service::Homeserver& hs) {
+  // With email configured, registration also offers a flow of m.login.email.identity alone.
+  if (hs.config.email.enabled) {
+    hs.registration.add_stage("m.login.email.identity", [&hs](const object& auth, const std::string&) {
+      registration_threepid(hs, auth, object{});
+    });
+    hs.registration.add_flow({"m.login.email.identity"});
+  }
   r.client("POST", "/register", Auth::none, [&hs](http::Request& req, const service::Requester&) {
     if (auto kind = req.query_param("kind"); kind && *kind == "guest") {
       // Guests need neither auth nor a username; registration may be closed to full accounts.
@@ -148,38 +157,34 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
       return ok(session_reply(hs, req, s));
     }
     if (!hs.config.enable_registration) throw MatrixError::forbidden("Registration has been disabled");
-    // Upgrading a guest (guest_access_token): the username must be the guest's own localpart.
-    auto guest_token = optional_string(body, "guest_access_token");
-    if (guest_token && !username) throw MatrixError::missing_param("Upgrading a guest needs its 'username'");
-    // Like Synapse, a taken or invalid name is reported before the client is sent through auth.
-    std::string localpart = username.value_or("");
-    if (guest_token) hs.accounts.guest_upgrade_target(*guest_token, *username);
-    else if (username) hs.accounts.check_new_localpart(*username);
-    auto* auth = body.if_contains("auth");
-    // The first 401 carries only flows/params/session: errcode/error mean a failed stage attempt,
-    // and clients (matrix-js-sdk's InteractiveAuth) show them to the user as an error.
-    bool email = hs.config.email.enabled;
-    if (!auth || !auth->is_object()) return http::Reply{http::Response::json(dummy_flows(email), 401)};
-    auto* type = auth->as_object().if_contains("type");
-    std::optional<std::pair<std::string, std::string>> threepid;
-    if (email && type && type->is_string() && type->as_string() == "m.login.email.identity") {
-      threepid = registration_threepid(hs, auth->as_object(), dummy_flows(email));
-    } else if (!type || !type->is_string() || type->as_string() != "m.login.dummy") {
-      throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", dummy_flows(email));
-    }
-    hs.accounts.registration_limiter().take(req.remote_address);
-    if (guest_token) {
+    if (auto guest_token = optional_string(body, "guest_access_token")) {
+      // Upgrading a guest: the username must be the guest's own localpart; only the dummy stage.
+      if (!username) throw MatrixError::missing_param("Upgrading a guest needs its 'username'");
+      hs.accounts.guest_upgrade_target(*guest_token, *username);
+      auto* auth = body.if_contains("auth");
+      if (!auth || !auth->is_object()) return http::Reply{http::Response::json(dummy_flows(), 401)};
+      auto* type = auth->as_object().if_contains("type");
+      if (!type || !type->is_string() || type->as_string() != "m.login.dummy") {
+        throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", dummy_flows());
+      }
+      hs.accounts.registration_limiter().take(req.remote_address);
       auto s = hs.accounts.upgrade_guest(*guest_token, *username, password, device_id, display_name, inhibit_login);
+      return ok(session_reply(hs, req, s));
+    }
+    // A captcha is checked at the captcha service: off the workers.
+    return offload_if(hs.registration.calls_out(body), [&hs, body, remote = req.remote_address] {
+      auto s = hs.registration.register_user(body, remote);
+      // The address an m.login.email.identity stage proved becomes the account's.
+      if (auto* auth = body.if_contains("auth"); auth && auth->is_object()) {
+        auto* type = auth->as_object().if_contains("type");
+        if (type && type->is_string() && type->as_string() == "m.login.email.identity") {
+          auto threepid = registration_threepid(hs, auth->as_object(), object{});
+          hs.threepids.add_threepid(s.user_id, threepid.first, threepid.second);
+        }
+      }
+      if (s.device_id) hs.accounts.record_device_seen(s.user_id, *s.device_id, remote);
       return ok(session_json(s, hs.config.server_name));
-    }
-    if (!username) {
-      // No name asked for: pick a random lower-case one (valid under the strict grammar).
-      localpart = core::random_string(12);
-      std::transform(localpart.begin(), localpart.end(), localpart.begin(), ::tolower);
-    }
-    auto s = hs.accounts.register_user(localpart, password, device_id, display_name, inhibit_login);
-    if (threepid) hs.threepids.add_threepid(s.user_id, threepid->first, threepid->second);
-    return ok(session_reply(hs, req, s));
+    });
   });
 
   r.client("GET", "/register/available", Auth::none, [&hs](http::Request& req, const service::Requester&) {
@@ -189,8 +194,15 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
     return ok(object{{"available", true}});
   });
 
-  r.client("GET", "/login", Auth::none, [](http::Request&, const service::Requester&) {
-    return ok(object{{"flows", array{object{{"type", "m.login.password"}}, object{{"type", "m.login.application_service"}}}}});
+  r.client("GET", "/login", Auth::none, [&hs](http::Request&, const service::Requester&) {
+    array flows{object{{"type", "m.login.password"}}, object{{"type", "m.login.application_service"}}};
+    if (hs.sso.cas_enabled()) {
+      flows.push_back(object{{"type", "m.login.sso"},
+                             {"identity_providers", array{object{{"id", "cas"}, {"name", "CAS"}}}}});
+      flows.push_back(object{{"type", "m.login.cas"}});  // the older name, as Synapse lists it
+      flows.push_back(object{{"type", "m.login.token"}});
+    }
+    return ok(object{{"flows", std::move(flows)}});
   });
 
   r.client("POST", "/login", Auth::none, [&hs](http::Request& req, const service::Requester&) {
@@ -199,6 +211,14 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
     const service::AppService* as = nullptr;
     if (type == "m.login.application_service") as = &hs.accounts.authenticate_appservice(access_token(req));
     if (!as || as->rate_limited) hs.accounts.login_limiter().take(req.remote_address);
+    if (type == "m.login.token") {
+      // The login token single sign-on handed out (each works once, for two minutes).
+      auto user = hs.sso.consume_login_token(required_string(body, "token"), core::steady_ms());
+      if (!user) throw MatrixError(403, "M_FORBIDDEN", "Invalid login token");
+      auto s = hs.accounts.issue_session(*user, optional_string(body, "device_id"),
+                                         optional_string(body, "initial_device_display_name"));
+      return ok(session_json(s, hs.config.server_name));
+    }
     if (type != "m.login.password" && !as) throw MatrixError(400, "M_UNKNOWN", "Unknown login type " + type);
     std::string user;
     if (auto* ident = body.if_contains("identifier")) {
@@ -266,7 +286,7 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
       } catch (const MatrixError&) {
       }
     }
-    hs.accounts.deactivate(who.user_id);
+    hs.accounts.deactivate(who.user_id, optional_bool(body, "erase").value_or(false));
     // Unbinding at identity servers waits on them: off the workers.
     return offload_if(true, [&hs, user = who.user_id, id_server = optional_string(body, "id_server")] {
       return ok(object{{"id_server_unbind_result", hs.threepids.on_deactivate(user, id_server)}});

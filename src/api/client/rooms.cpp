@@ -78,8 +78,8 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
     std::string target = req.params[0];
     // Joining by an alias an appservice may create on demand asks it: off the workers.
     bool calls_out = target.starts_with("#") && hs.appservice_queries.may_query_alias(target);
-    return offload_if(calls_out, [&rooms, who, target, reason = optional_string(body, "reason")] {
-      auto room_id = rooms.join(who, target, reason);
+    return offload_if(calls_out, [&rooms, who, target, reason = optional_string(body, "reason"), body] {
+      auto room_id = rooms.join(who, target, reason, body);
       return ok(object{{"room_id", room_id}});
     });
   };

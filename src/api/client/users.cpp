@@ -27,16 +27,16 @@ void add_user_routes(http::Router& r, service::Homeserver& hs) {
     hs.presence.set(who.user_id, required_string(body, "presence"), optional_string(body, "status_msg"));
     return ok();
   });
-  r.client("POST", "/user_directory/search", Auth::required, [&hs](http::Request& req, const service::Requester&) {
+  r.client("POST", "/user_directory/search", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
     auto body = req.json_object();
     std::string term = required_string(body, "search_term");
     int64_t limit = 10;
     if (auto* l = body.if_contains("limit"); l && l->is_int64()) limit = std::clamp<int64_t>(l->as_int64(), 1, 100);
-    auto users = hs.accounts.search_users(term, limit + 1);
+    auto users = hs.user_directory.search(who.user_id, term, limit + 1);
     array results;
     for (size_t i = 0; i < users.size() && static_cast<int64_t>(i) < limit; ++i) {
       object u{{"user_id", users[i].user_id}};
-      if (users[i].displayname) u["display_name"] = *users[i].displayname;
+      if (users[i].display_name) u["display_name"] = *users[i].display_name;
       if (users[i].avatar_url) u["avatar_url"] = *users[i].avatar_url;
       results.push_back(std::move(u));
     }

@@ -1,0 +1,59 @@
+#pragma once
+// POST /register for people (spec: "Account registration"; appservice registration stays in the
+// handler): user-interactive authentication with pluggable stages. A registration session
+// remembers the first request's parameters (a client may send only `auth` afterwards) and, once
+// it registered someone, the user: repeating the completed request answers for that same user
+// (with a new device), as Synapse does.
+#include "config/config.hpp"
+#include "service/accounts.hpp"
+#include "service/appservice/sender.hpp"
+#include "service/uia_sessions.hpp"
+
+#include <boost/json/object.hpp>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace trestle::service {
+
+class RegistrationService {
+public:
+  // A stage's check: returns normally when `auth` (the request's `auth` object) completes the
+  // stage, throws MatrixError (status 401 is filled in with the flows) when it does not.
+  using StageCheck = std::function<void(const boost::json::object& auth, const std::string& remote_address)>;
+
+  // Offers m.login.recaptcha (checked at recaptcha_siteverify_api through `http`) when configured.
+  RegistrationService(const config::Config& cfg, AccountService& accounts, OutboundHttp http);
+  // Whether checking this request's `auth` calls out of the server (handlers then offload it).
+  bool calls_out(const boost::json::object& body) const;
+
+  // A stage the server can check. `params` goes into the 401's `params` under the stage's name.
+  // A stage listed in no flow may still be completed (Synapse does the same).
+  void add_stage(const std::string& type, StageCheck check, boost::json::object params = {});
+  // The flows offered, each a list of stage types; the default is [["m.login.dummy"]].
+  void set_flows(std::vector<std::vector<std::string>> flows) { flows_ = std::move(flows); }
+  void add_flow(std::vector<std::string> flow) { flows_.push_back(std::move(flow)); }
+
+  // `body` is the request body. Returns the session of the registered user, or throws 401 with
+  // flows/params/session (and errcode after a failed stage), or the registration's own errors.
+  Session register_user(const boost::json::object& body, const std::string& remote_address);
+
+private:
+  boost::json::object flows_reply(const std::string& sid, const std::set<std::string>& completed) const;
+  bool some_flow_done(const std::set<std::string>& completed) const;
+  void check_recaptcha(const boost::json::object& auth, const std::string& remote_address);
+
+  const config::Config& cfg_;
+  AccountService& accounts_;
+  OutboundHttp http_;
+  UiaSessions sessions_;
+  struct Stage {
+    StageCheck check;
+    boost::json::object params;
+  };
+  std::map<std::string, Stage> stages_;
+  std::vector<std::vector<std::string>> flows_{{"m.login.dummy"}};
+};
+
+}  // namespace trestle::service
