@@ -82,6 +82,16 @@ int serve(const std::string& config_path) {
   std::string level = cfg.log_level == "warning" ? "warn" : cfg.log_level;
   spdlog::set_level(spdlog::level::from_str(level));
   for (const auto& w : warnings) spdlog::warn("{}: {}", config_path, w);
+  try {
+    trestle::http::configure_outbound_tls(
+        {!cfg.use_insecure_ssl_client_just_for_testing_do_not_use, cfg.federation_custom_ca_list});
+  } catch (const std::exception& e) {
+    std::cerr << "trestle: " << config_path << ": " << e.what() << "\n";
+    return 2;
+  }
+  if (cfg.use_insecure_ssl_client_just_for_testing_do_not_use) {
+    spdlog::warn("use_insecure_ssl_client_just_for_testing_do_not_use: outbound https certificates are NOT verified");
+  }
 
   if (auto dir = std::filesystem::path(cfg.database_path).parent_path(); !dir.empty()) {
     std::filesystem::create_directories(dir);

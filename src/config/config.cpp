@@ -134,7 +134,8 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
       "app_service_config_files", "enable_registration", "enable_registration_without_verification",
       "registration_shared_secret", "rc_message", "rc_registration", "rc_login", "max_upload_size",
       "max_request_body_size", "log_level", "media_store_path", "enable_authenticated_media",
-      "http_limits", "rc_to_device", "max_to_device_queue"};
+      "http_limits", "rc_to_device", "max_to_device_queue", "federation_custom_ca_list",
+      "use_insecure_ssl_client_just_for_testing_do_not_use"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");
@@ -235,6 +236,17 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
     c.enable_authenticated_media = get<bool>(root["enable_authenticated_media"], "enable_authenticated_media", "true or false");
   }
   if (root["max_request_body_size"]) c.max_request_body_size = parse_size(root["max_request_body_size"], "max_request_body_size");
+  if (auto ca = root["federation_custom_ca_list"]; ca && !ca.IsNull()) {
+    for (auto& f : get<std::vector<std::string>>(ca, "federation_custom_ca_list", "a list of paths")) {
+      auto path = resolve(config_dir, f);
+      if (!std::ifstream(path)) bad("federation_custom_ca_list", "cannot read '" + path + "'");
+      c.federation_custom_ca_list.push_back(path);
+    }
+  }
+  if (auto n = root["use_insecure_ssl_client_just_for_testing_do_not_use"]; n && !n.IsNull()) {
+    c.use_insecure_ssl_client_just_for_testing_do_not_use =
+        get<bool>(n, "use_insecure_ssl_client_just_for_testing_do_not_use", "true or false");
+  }
   if (root["http_limits"]) c.http_limits = parse_http_limits(root["http_limits"], warnings);
   if (root["log_level"]) {
     c.log_level = get<std::string>(root["log_level"], "log_level", "a string");

@@ -60,6 +60,10 @@ struct Config {
   bool enable_authenticated_media = true;
   std::string log_level = "info";
   HttpLimits http_limits;
+  // Outbound https (appservices, later federation), with Synapse's key names: PEM files whose
+  // certificates are trusted besides the system store, and a switch that turns verification off.
+  std::vector<std::string> federation_custom_ca_list;
+  bool use_insecure_ssl_client_just_for_testing_do_not_use = false;
   std::string config_dir;  // directory of the config file: relative paths resolve against it
 };
 
