@@ -78,6 +78,9 @@ public:
   void require_password_uia(const Requester& r, const boost::json::object& body, const std::string& operation);
   void change_password(const Requester& r, const std::string& new_password, bool logout_devices);
   void deactivate(const std::string& user_id);
+  // POST /account/deactivate: a user proves it with UIA (require_password_uia); an appservice
+  // deactivating a user of its namespace (identity assertion checked that) needs none, as in Synapse.
+  void require_deactivation_auth(const Requester& r, const boost::json::object& body);
 
   // field is "displayname" or "avatar_url"; nullopt clears it.
   void set_profile_field(const std::string& user_id, const std::string& field, const std::optional<std::string>& value);

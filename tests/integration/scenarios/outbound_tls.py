@@ -105,6 +105,22 @@ def test_https_appservice_trusted_by_custom_ca_reuses_one_connection(ctx):
                               "are not reused")
 
 
+def test_plain_http_appservice_reuses_one_connection(ctx):
+    with AsEnv(ctx) as env:
+        reg = bridge("plainka")
+        lst = env.listener(reg, keep_alive=True)
+        srv = env.server([reg])
+        alice, room = room_with_bridge(ctx, srv, reg)
+        ids = []
+        for i in range(5):
+            ids.append(send_text(alice, room, f"kept alive {i}"))
+            lst.wait_delivered(ids)
+        expect(AsClient(srv, reg).ping(), 200)
+        if lst.connections > 2:
+            raise TestFailure(f"{len(lst.snapshot())} requests used {lst.connections} connections: kept-alive "
+                              "connections are not reused")
+
+
 def test_untrusted_certificate_refused_then_insecure_switch_accepts(ctx):
     with AsEnv(ctx) as env:
         reg = bridge("tlsbad")
