@@ -101,7 +101,7 @@ int serve(const std::string& config_path) {
                      const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body,
                      int timeout_ms) {
     auto r = trestle::http::http_request(method, base_url, path, headers, body, timeout_ms);
-    return trestle::service::OutboundResponse{r.status, std::move(r.body), std::move(r.error), r.timed_out};
+    return trestle::service::OutboundResponse{r.status, std::move(r.body), std::move(r.error), r.timed_out, r.not_sent};
   };
   trestle::service::Homeserver hs(cfg, std::move(key), outbound);
   trestle::http::Router router;

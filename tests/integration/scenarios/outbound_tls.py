@@ -190,3 +190,15 @@ def test_closed_pooled_connection_replaced_at_once(ctx):
             raise TestFailure(f"the resend came {gap:.2f} s after the drop: not the pool's immediate retry")
         if arrivals[0].connection == arrivals[1].connection:
             raise TestFailure("the resend used the closed connection")
+
+
+def test_bad_custom_ca_list_refused_at_start_naming_the_key(ctx):
+    from config_errors import refused
+    missing = os.path.join(pki().dir, "no-such-ca.pem")
+    refused(ctx, {"federation_custom_ca_list": [missing]}, must_mention=["federation_custom_ca_list", missing])
+    not_pem = os.path.join(pki().dir, "not-a-cert.pem")
+    with open(not_pem, "w") as f:
+        f.write("hello\n")
+    refused(ctx, {"federation_custom_ca_list": [not_pem]}, must_mention=["federation_custom_ca_list", not_pem])
+    refused(ctx, {"use_insecure_ssl_client_just_for_testing_do_not_use": "maybe"},
+            must_mention=["use_insecure_ssl_client_just_for_testing_do_not_use"])
