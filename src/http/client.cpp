@@ -11,6 +11,8 @@
 #include <boost/beast/ssl.hpp>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 
@@ -102,27 +104,34 @@ auto with_stream(Connection& c, F&& f) {
   return f(*c.plain);
 }
 
-// Runs one asynchronous step on the connection's io_context: `start(done)` begins it and `done(ec)`
-// ends it. Returns the step's error, beast::error::timeout at the deadline, or operation_aborted at
-// shutdown. A step cut short is cancelled and drained before returning, so no handler outlives the
-// locals it points to (a resolver stuck in getaddrinfo may stay queued: its connection is dropped
-// unrun).
+// Runs one asynchronous step on `ioc` (the connection's, or the resolver's): `start(done)` begins it
+// and `done(ec)` ends it. Returns the step's error, beast::error::timeout at the deadline, or
+// operation_aborted at shutdown. A step cut short is cancelled and drained before returning, so no
+// handler outlives the locals it points to (a resolver stuck in getaddrinfo may stay queued: its
+// io_context is destroyed without running it).
 template <class Start>
-beast::error_code run_step(Connection& c, Clock::time_point deadline, Start&& start, const std::function<void()>& cancel) {
+beast::error_code run_step(asio::io_context& ioc, Clock::time_point deadline, Start&& start,
+                           const std::function<void()>& cancel) {
   bool finished = false;
   beast::error_code result;
   start([&](beast::error_code ec) {
     result = ec;
     finished = true;
   });
-  c.ioc.restart();
-  // Short slices, so that a shutdown does not wait for the deadline.
-  while (!finished && !aborting.load() && Clock::now() < deadline) c.ioc.run_for(50ms);
+  ioc.restart();
+  // One handler at a time, in short slices: back as soon as the step is done, and a shutdown
+  // does not wait for the deadline.
+  while (!finished && !aborting.load() && Clock::now() < deadline) {
+    if (ioc.stopped()) ioc.restart();
+    ioc.run_one_for(50ms);
+  }
   if (finished) return result;
   cancel();
-  c.ioc.restart();
   auto drain_until = Clock::now() + 2s;
-  while (!finished && Clock::now() < drain_until) c.ioc.run_for(20ms);
+  while (!finished && Clock::now() < drain_until) {
+    if (ioc.stopped()) ioc.restart();
+    ioc.run_one_for(20ms);
+  }
   return aborting.load() ? beast::error_code(asio::error::operation_aborted) : beast::error_code(beast::error::timeout);
 }
 
@@ -139,17 +148,28 @@ void fail(ClientResponse& out, beast::error_code ec, const std::string& what) {
 
 std::unique_ptr<Connection> connect(const Destination& d, Clock::time_point deadline, ClientResponse& out) {
   auto c = std::make_unique<Connection>();
-  asio::ip::tcp::resolver resolver(c->ioc);
-  asio::ip::tcp::resolver::results_type endpoints;
-  auto ec = run_step(
-      *c, deadline,
-      [&](auto done) {
-        resolver.async_resolve(d.host, d.port, [&endpoints, done](beast::error_code e, auto results) {
-          endpoints = std::move(results);
-          done(e);
-        });
-      },
-      [&] { resolver.cancel(); });
+  std::vector<asio::ip::tcp::endpoint> endpoints;
+  beast::error_code ec;
+  if (d.host_is_ip) {
+    auto address = asio::ip::make_address(d.host, ec);
+    if (!ec) {
+      endpoints.emplace_back(address, static_cast<unsigned short>(std::stoi(d.port)));
+    }
+  } else {
+    // On an io_context of its own: Asio resolves names on a thread per io_context, which a
+    // pooled connection's would keep for its whole life.
+    asio::io_context resolve_ioc;
+    asio::ip::tcp::resolver resolver(resolve_ioc);
+    ec = run_step(
+        resolve_ioc, deadline,
+        [&](auto done) {
+          resolver.async_resolve(d.host, d.port, [&endpoints, done](beast::error_code e, auto results) {
+            for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+            done(e);
+          });
+        },
+        [&] { resolver.cancel(); });
+  }
   if (ec) {
     fail(out, ec, "resolving " + d.host);
     return nullptr;
@@ -173,16 +193,18 @@ std::unique_ptr<Connection> connect(const Destination& d, Clock::time_point dead
   }
   c->tcp().expires_at(deadline);
   ec = run_step(
-      *c, deadline,
+      c->ioc, deadline,
       [&](auto done) { c->tcp().async_connect(endpoints, [done](beast::error_code e, const auto&) { done(e); }); },
       [&] { c->close(); });
   if (ec) {
     fail(out, ec, "connecting to " + d.key());
     return nullptr;
   }
+  // Small requests go out at once: with Nagle a kept-alive connection waits for the peer's delayed ACK.
+  c->tcp().socket().set_option(asio::ip::tcp::no_delay(true), ec);
   if (d.tls) {
     ec = run_step(
-        *c, deadline, [&](auto done) { c->secure->async_handshake(ssl::stream_base::client, done); },
+        c->ioc, deadline, [&](auto done) { c->secure->async_handshake(ssl::stream_base::client, done); },
         [&] { c->close(); });
     if (ec) {
       long verdict = SSL_get_verify_result(c->secure->native_handle());
@@ -270,18 +292,23 @@ Exchange exchange(Connection& c, const bhttp::request<bhttp::string_body>& req, 
   Exchange x;
   c.tcp().expires_at(deadline);
   x.ec = run_step(
-      c, deadline,
+      c.ioc, deadline,
       [&](auto done) {
         with_stream(c, [&](auto& s) { bhttp::async_write(s, req, [done](beast::error_code e, size_t) { done(e); }); });
       },
       [&] { c.close(); });
   if (x.ec) return x;
   x.wrote = true;
+  // Acknowledge the answer's first segment at once: a peer that writes its head and body apart
+  // without TCP_NODELAY (Python's http.server) otherwise waits for our delayed ACK (40 ms) on
+  // every kept-alive request.
+  int one = 1;
+  ::setsockopt(c.tcp().socket().native_handle(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(64 * 1024 * 1024);
   x.ec = run_step(
-      c, deadline,
+      c.ioc, deadline,
       [&](auto done) {
         with_stream(c, [&](auto& s) { bhttp::async_read(s, buffer, parser, [done](beast::error_code e, size_t) { done(e); }); });
       },
