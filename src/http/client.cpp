@@ -37,7 +37,6 @@ using namespace std::chrono_literals;
 namespace {
 
 std::atomic<bool> aborting{false};
-std::atomic<long> stat_opened{0}, stat_reused{0}, stat_stale{0};
 
 // --- TLS settings, fixed at start-up -------------------------------------------------------------
 
@@ -218,7 +217,6 @@ std::unique_ptr<Connection> connect(const Destination& d, Clock::time_point dead
       return nullptr;
     }
   }
-  stat_opened.fetch_add(1);
   return c;
 }
 
@@ -340,8 +338,6 @@ void configure_outbound_tls(const OutboundTlsConfig& config) {
 
 void abort_outbound_requests() { aborting.store(true); }
 
-OutboundStats outbound_stats() { return {stat_opened.load(), stat_reused.load(), stat_stale.load()}; }
-
 ClientResponse http_request(const std::string& method, const std::string& url, const std::string& path_and_query,
                             const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body,
                             int timeout_ms, const RequestOptions& options) {
@@ -382,9 +378,7 @@ ClientResponse http_request(const std::string& method, const std::string& url, c
   for (int attempt = 0;; ++attempt) {
     auto conn = attempt == 0 ? pool().take(key) : nullptr;
     bool reused = conn != nullptr;
-    if (reused) {
-      stat_reused.fetch_add(1);
-    } else {
+    if (!reused) {
       auto connect_deadline = std::min(deadline, Clock::now() + std::chrono::milliseconds(options.connect_timeout_ms));
       conn = connect(*dest, connect_deadline, out);
       if (options.use_backoff && !aborting.load()) {
@@ -398,10 +392,7 @@ ClientResponse http_request(const std::string& method, const std::string& url, c
       if (x.keep_alive) pool().give(key, std::move(conn));
       return out;
     }
-    if (reused && attempt == 0 && stale(x)) {
-      stat_stale.fetch_add(1);
-      continue;
-    }
+    if (reused && attempt == 0 && stale(x)) continue;  // once, on a fresh connection
     fail(out, x.ec, std::string(x.wrote ? "reading the answer from " : "sending to ") + key);
     return out;
   }

@@ -53,12 +53,4 @@ ClientResponse http_request(const std::string& method, const std::string& url, c
                             const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body,
                             int timeout_ms, const RequestOptions& options = {});
 
-// Connections opened since start (for tests and metrics): a fresh one per call means no reuse.
-struct OutboundStats {
-  long connections_opened = 0;
-  long connections_reused = 0;
-  long stale_retries = 0;
-};
-OutboundStats outbound_stats();
-
 }  // namespace trestle::http
