@@ -83,6 +83,16 @@ int serve(const std::string& config_path) {
   std::string level = cfg.log_level == "warning" ? "warn" : cfg.log_level;
   spdlog::set_level(spdlog::level::from_str(level));
   for (const auto& w : warnings) spdlog::warn("{}: {}", config_path, w);
+  try {
+    trestle::http::configure_outbound_tls(
+        {!cfg.use_insecure_ssl_client_just_for_testing_do_not_use, cfg.federation_custom_ca_list});
+  } catch (const std::exception& e) {
+    std::cerr << "trestle: " << config_path << ": " << e.what() << "\n";
+    return 2;
+  }
+  if (cfg.use_insecure_ssl_client_just_for_testing_do_not_use) {
+    spdlog::warn("use_insecure_ssl_client_just_for_testing_do_not_use: outbound https certificates are NOT verified");
+  }
 
   if (auto dir = std::filesystem::path(cfg.database_path).parent_path(); !dir.empty()) {
     std::filesystem::create_directories(dir);
@@ -92,7 +102,7 @@ int serve(const std::string& config_path) {
                      const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body,
                      int timeout_ms) {
     auto r = trestle::http::http_request(method, base_url, path, headers, body, timeout_ms);
-    return trestle::service::OutboundResponse{r.status, std::move(r.body), std::move(r.error), r.timed_out};
+    return trestle::service::OutboundResponse{r.status, std::move(r.body), std::move(r.error), r.timed_out, r.not_sent};
   };
   trestle::service::Homeserver hs(cfg, std::move(key), outbound);
   if (cfg.email.enabled) {

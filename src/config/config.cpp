@@ -167,7 +167,8 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
       "max_request_body_size", "log_level", "media_store_path", "enable_authenticated_media",
       "http_limits", "rc_to_device", "max_to_device_queue", "allow_guest_access", "email",
       "identity_server_scheme", "enable_registration_captcha", "recaptcha_public_key",
-      "recaptcha_private_key", "recaptcha_siteverify_api", "cas_config", "user_directory", "enable_ephemeral_messages"};
+      "recaptcha_private_key", "recaptcha_siteverify_api", "cas_config", "user_directory", "enable_ephemeral_messages",
+      "federation_custom_ca_list", "use_insecure_ssl_client_just_for_testing_do_not_use"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");
@@ -307,6 +308,17 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
     c.enable_authenticated_media = get<bool>(root["enable_authenticated_media"], "enable_authenticated_media", "true or false");
   }
   if (root["max_request_body_size"]) c.max_request_body_size = parse_size(root["max_request_body_size"], "max_request_body_size");
+  if (auto ca = root["federation_custom_ca_list"]; ca && !ca.IsNull()) {
+    for (auto& f : get<std::vector<std::string>>(ca, "federation_custom_ca_list", "a list of paths")) {
+      auto path = resolve(config_dir, f);
+      if (!std::ifstream(path)) bad("federation_custom_ca_list", "cannot read '" + path + "'");
+      c.federation_custom_ca_list.push_back(path);
+    }
+  }
+  if (auto n = root["use_insecure_ssl_client_just_for_testing_do_not_use"]; n && !n.IsNull()) {
+    c.use_insecure_ssl_client_just_for_testing_do_not_use =
+        get<bool>(n, "use_insecure_ssl_client_just_for_testing_do_not_use", "true or false");
+  }
   if (root["http_limits"]) c.http_limits = parse_http_limits(root["http_limits"], warnings);
   if (auto e = root["email"]) c.email = parse_email(e, warnings);
   if (root["identity_server_scheme"]) {
@@ -354,6 +366,9 @@ std::string generate_config(const std::string& server_name, const std::string& d
     << "signing_key_path: \"" << data_dir << "/" << server_name << ".signing.key\"\n\n"
     << "# Appservice (bridge) registration files.\n"
     << "app_service_config_files: []\n\n"
+    << "# Outbound https (appservices): certificates are checked against the system CAs and these\n"
+    << "# PEM files, and must name the host.\n"
+    << "# federation_custom_ca_list: [\"/path/to/ca.pem\"]\n\n"
     << "# Open registration. Without email/captcha verification Synapse's second key is required too.\n"
     << "enable_registration: true\n"
     << "enable_registration_without_verification: true\n\n"

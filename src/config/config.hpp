@@ -97,6 +97,10 @@ struct Config {
   // How identity servers named by clients ("host:port") are reached: "https" (the spec); "http"
   // only for tests that run a plain-http fake identity server.
   std::string identity_server_scheme = "https";
+  // Outbound https (appservices, later federation), with Synapse's key names: PEM files whose
+  // certificates are trusted besides the system store, and a switch that turns verification off.
+  std::vector<std::string> federation_custom_ca_list;
+  bool use_insecure_ssl_client_just_for_testing_do_not_use = false;
   std::string config_dir;  // directory of the config file: relative paths resolve against it
 };
 

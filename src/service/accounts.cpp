@@ -295,6 +295,11 @@ void AccountService::logout_all(const Requester& r) {
   forget_cached_tokens();
 }
 
+void AccountService::require_deactivation_auth(const Requester& r, const boost::json::object& body) {
+  if (r.appservice) return;
+  require_password_uia(r, body, "POST /account/deactivate");
+}
+
 void AccountService::require_password_uia(const Requester& r, const boost::json::object& body,
                                           const std::string& operation) {
   static const std::string kStage = "m.login.password";

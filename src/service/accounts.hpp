@@ -96,6 +96,9 @@ public:
   // completed when that is the session's user; otherwise the session's request is refused (403).
   // False for an unknown session.
   bool complete_sso_uia(const std::string& session_id, const std::string& sso_user_id);
+  // POST /account/deactivate: a user proves it with UIA (require_password_uia); an appservice
+  // deactivating a user of its namespace (identity assertion checked that) needs none, as in Synapse.
+  void require_deactivation_auth(const Requester& r, const boost::json::object& body);
 
   // field is "displayname" or "avatar_url"; nullopt clears it.
   void set_profile_field(const std::string& user_id, const std::string& field, const std::optional<std::string>& value);

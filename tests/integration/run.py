@@ -59,7 +59,14 @@ def run_case_file(path, args, shapes, run_id, results):
     selected = [(name, steps) for name, steps in cases.items() if wanted(f"{suite}: {name}", args.filter)]
     if not selected:
         return
-    server = Server(args.binary, suite, config_overrides=data.get("config"), keep_dir=args.keep)
+    server = Server(args.binary, suite, config_overrides=dict(data.get("config") or {}), keep_dir=args.keep)
+    if data.get("appservices"):  # registration files written beside the config
+        paths = []
+        for i, reg in enumerate(data["appservices"]):
+            paths.append(os.path.join(server.dir, f"appservice-{i}.yaml"))
+            with open(paths[-1], "w") as f:
+                f.write(harness.to_yaml(reg))
+        server.config_overrides["app_service_config_files"] = paths
     try:
         started = time.monotonic()
         try:

@@ -60,6 +60,13 @@ TEST(AppServiceRegistration, NullUrlMeansNoPushes) {
   EXPECT_FALSE(as.url.has_value());
 }
 
+TEST(AppServiceRegistration, HttpsUrlAccepted) {
+  std::string yaml = kIrc;
+  yaml.replace(yaml.find("url: \"http://127.0.0.1:1234\""), 28, "url: \"https://bridge.example/as\"");
+  auto as = parse_registration(yaml, "irc.yaml", "example.org");
+  EXPECT_EQ(as.url.value_or(""), "https://bridge.example/as");
+}
+
 TEST(AppServiceRegistration, BadFieldsNameFileAndField) {
   auto expect_error = [](const std::string& yaml, const std::string& field) {
     try {

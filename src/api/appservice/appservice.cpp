@@ -100,6 +100,14 @@ void add_appservice_routes(http::Router& r, service::Homeserver& hs) {
              hs.rooms.set_appservice_room_visibility(as.id, req.params[0], req.params[1], visibility);
              return ok();
            });
+  // Not in the spec, but Synapse's (and SyTest's): DELETE unpublishes, as PUT with "private".
+  r.client("DELETE", "/directory/list/appservice/{}/{}", Auth::required,
+           [&hs](http::Request& req, const service::Requester& who) {
+             const auto& as = require_appservice(who);
+             if (!core::is_valid_room_id(req.params[1])) throw MatrixError::invalid_param("Invalid room ID");
+             hs.rooms.set_appservice_room_visibility(as.id, req.params[0], req.params[1], "private");
+             return ok();
+           });
 
   // Delivery status for operators: each appservice may read its own with its as_token.
   r.add("GET", "/_trestle/admin/v1/appservices/{}/status", Auth::required,

@@ -278,7 +278,7 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
 
   r.client("POST", "/account/deactivate", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
     auto body = req.json_object(true);
-    hs.accounts.require_password_uia(who, body, "POST /account/deactivate");
+    hs.accounts.require_deactivation_auth(who, body);
     // Leave every room first, so the account does not linger as a member.
     for (const auto& room : hs.rooms.joined_rooms(who.user_id)) {
       try {

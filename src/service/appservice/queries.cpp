@@ -132,33 +132,54 @@ int64_t AppServiceQueries::ping(const AppService& as, const std::optional<std::s
   return duration;
 }
 
+std::optional<boost::json::object> AppServiceQueries::protocol_of(const AppService& as,
+                                                                   const std::string& protocol) const {
+  const auto key = std::make_pair(as.id, protocol);
+  {
+    std::lock_guard lock(protocol_cache_mu_);
+    if (auto it = protocol_cache_.find(key); it != protocol_cache_.end() && it->second.until > core::steady_ms()) {
+      return it->second.meta;
+    }
+  }
+  auto r = call(as, "GET", "/_matrix/app/v1/thirdparty/protocol/" + path_escape(protocol), "", kQueryTimeoutMs);
+  if (r.status < 200 || r.status >= 300) return std::nullopt;
+  boost::system::error_code ec;
+  auto v = boost::json::parse(r.body, ec);
+  auto* instances = !ec && v.is_object() ? v.as_object().if_contains("instances") : nullptr;
+  if (!instances || !instances->is_array()) {
+    spdlog::warn("appservice {}: GET /thirdparty/protocol/{} did not answer protocol metadata (an object with an "
+                 "'instances' list)", as.id, protocol);
+    return std::nullopt;
+  }
+  auto meta = v.as_object();
+  boost::json::array with_ids;
+  for (const auto& item : instances->as_array()) {
+    if (!item.is_object()) continue;
+    boost::json::object inst = item.as_object();
+    if (auto* network = inst.if_contains("network_id"); network && network->is_string()) {
+      inst["instance_id"] = as.id + "|" + std::string(network->as_string());
+    }
+    with_ids.push_back(std::move(inst));
+  }
+  meta["instances"] = std::move(with_ids);
+  std::lock_guard lock(protocol_cache_mu_);
+  protocol_cache_[key] = {meta, core::steady_ms() + kProtocolCacheMs};
+  return meta;
+}
+
 std::optional<boost::json::object> AppServiceQueries::protocol(const std::string& protocol) const {
   std::optional<boost::json::object> merged;
   for (const auto& as : registry_.all()) {
     if (!as->url || std::find(as->protocols.begin(), as->protocols.end(), protocol) == as->protocols.end()) continue;
-    auto r = call(*as, "GET", "/_matrix/app/v1/thirdparty/protocol/" + path_escape(protocol), "", kQueryTimeoutMs);
-    if (r.status < 200 || r.status >= 300) continue;
-    boost::system::error_code ec;
-    auto v = boost::json::parse(r.body, ec);
-    if (ec || !v.is_object()) continue;
-    auto& meta = v.as_object();
-    boost::json::array instances;
-    if (auto* list = meta.if_contains("instances"); list && list->is_array()) {
-      for (const auto& item : list->as_array()) {
-        if (!item.is_object()) continue;
-        boost::json::object inst = item.as_object();
-        auto* network = inst.if_contains("network_id");
-        std::string network_id = network && network->is_string() ? std::string(network->as_string()) : "";
-        inst["instance_id"] = as->id + "|" + network_id;
-        instances.push_back(std::move(inst));
-      }
-    }
+    auto meta = protocol_of(*as, protocol);
+    if (!meta) continue;
+    // The other fields from the first answer (they should agree), the instances of all.
     if (!merged) {
-      merged = meta;
-      (*merged)["instances"] = boost::json::array{};
+      merged = std::move(*meta);
+      continue;
     }
     auto& all = (*merged)["instances"].as_array();
-    for (auto& inst : instances) all.push_back(std::move(inst));
+    for (auto& inst : (*meta)["instances"].as_array()) all.push_back(std::move(inst));
   }
   return merged;
 }

@@ -48,9 +48,12 @@ public:
   // POST /_matrix/app/v1/ping; returns duration_ms or throws the spec's MatrixErrors.
   int64_t ping(const AppService& as, const std::optional<std::string>& transaction_id) const;
   // GET /thirdparty/protocol/{protocol}: the metadata from every appservice declaring it, their
-  // instances merged, each given the `instance_id` ("<appservice id>|<network_id>") the
-  // Client-Server API adds. nullopt when none answered.
+  // instances merged, each with a `network_id` given the `instance_id` ("<appservice id>|<network_id>")
+  // the Client-Server API adds. nullopt when none answered. As Synapse does, an appservice's valid
+  // answer (an object with an `instances` list) is kept for kProtocolCacheMs: clients ask often
+  // (every directory dialog) and a bridge's protocols change with its version.
   std::optional<boost::json::object> protocol(const std::string& protocol) const;
+  static constexpr int64_t kProtocolCacheMs = 60 * 60 * 1000;
   // Third-party lookups: GET on every appservice that declares `protocol` (all when empty) with
   // `path_and_query`; merges list answers, returns the first object answer. 404 when none knows.
   boost::json::value thirdparty(const std::string& protocol, const std::string& path_and_query, bool merge_lists) const;
@@ -72,6 +75,14 @@ private:
   };
   mutable std::mutex gates_mu_;
   mutable std::map<std::string, Gate> gates_;  // by appservice id
+  // One appservice's metadata for one protocol, instance ids added.
+  std::optional<boost::json::object> protocol_of(const AppService& as, const std::string& protocol) const;
+  struct CachedProtocol {
+    boost::json::object meta;
+    int64_t until = 0;  // steady ms
+  };
+  mutable std::mutex protocol_cache_mu_;
+  mutable std::map<std::pair<std::string, std::string>, CachedProtocol> protocol_cache_;  // (appservice id, protocol)
 };
 
 }  // namespace trestle::service

@@ -78,12 +78,7 @@ AppService parse_registration(const std::string& yaml_text, const std::string& s
   if (auto url = root["url"]; url && !url.IsNull()) {
     if (!url.IsScalar()) throw fail("url", "must be a string or null");
     auto u = url.as<std::string>();
-    if (u.rfind("https://", 0) == 0) {
-      // Refused at start-up rather than failing every transaction forever: there is no TLS
-      // client yet. Bridges normally sit beside the homeserver and speak plain http.
-      throw fail("url", "https URLs are not supported yet; use an http URL (e.g. on a private address) or null");
-    }
-    if (u.rfind("http://", 0) != 0) throw fail("url", "must be an http URL or null");
+    if (u.rfind("http://", 0) != 0 && u.rfind("https://", 0) != 0) throw fail("url", "must be an http(s) URL or null");
     as.url = u;
   } else if (!url) {
     throw fail("url", "is required (use null for an appservice that receives nothing)");

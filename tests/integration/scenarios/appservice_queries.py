@@ -268,3 +268,41 @@ def test_third_party_lookups_are_proxied(ctx):
         ctx.expect(g.request("PUT", f"/directory/list/appservice/gitter/{room}", body={"visibility": "private"}), 200)
         if room in listed({"include_all_networks": True}):
             raise TestFailure("a room made private is still listed")
+
+
+def test_protocol_metadata_is_cached_and_instance_ids_need_a_network_id(ctx):
+    """As Synapse: each appservice's protocol metadata is asked once and kept (SyTest's "HS can
+    provide query metadata on a single protocol" relies on it), and `instance_id` is added only to
+    instances that name their `network_id`."""
+    with AsEnv(ctx) as env:
+        one = registration("ymca-one", None, "_y1_bot", users=[(True, "@_y1_.*")], protocols=["ymca"])
+        two = registration("ymca-two", None, "_y2_bot", users=[(True, "@_y2_.*")], protocols=["ymca"])
+        lst_one = env.listener(one)
+        lst_two = env.listener(two)
+        valid = {"one": True}
+
+        def answer(instances):
+            def handle(rec):
+                if not valid["one"]:
+                    return 200, []  # not metadata: would be ignored if asked
+                return 200, {"user_fields": ["f1"], "location_fields": ["f2"], "icon": "mxc://x/y",
+                             "instances": instances}
+            return handle
+
+        lst_one.on_thirdparty = answer([{"desc": "instance 1"}, {"desc": "instance 2", "network_id": "net2",
+                                                                  "fields": {}}])
+        lst_two.on_thirdparty = answer([{"desc": "instance 3"}])
+        srv = env.server([one, two])
+        alice = ctx.register(srv, "alice")
+        merged = {"user_fields": ["f1"], "location_fields": ["f2"], "icon": "mxc://x/y",
+                  "instances": [{"desc": "instance 1", "instance_id": "$absent"},
+                                {"desc": "instance 2", "network_id": "net2", "instance_id": "ymca-one|net2"},
+                                {"desc": "instance 3", "instance_id": "$absent"}]}
+        ctx.expect(alice.request("GET", "/thirdparty/protocols"), body={"$keys": ["ymca"], "ymca": merged})
+        valid["one"] = False
+        ctx.expect(alice.request("GET", "/thirdparty/protocol/ymca"), body=merged)
+        ctx.expect(alice.request("GET", "/thirdparty/protocols"), body={"ymca": merged})
+        for lst in (lst_one, lst_two):
+            asked = [r.path for r in lst.snapshot() if r.path.startswith("/_matrix/app/v1/thirdparty/protocol/")]
+            if len(asked) != 1:
+                raise TestFailure(f"expected the protocol asked once per appservice, got {asked}")

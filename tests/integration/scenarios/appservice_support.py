@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -76,9 +77,17 @@ class AppServiceListener:
     endpoints. Requests are recorded on arrival; `status` is filled in once answered (a 200 is
     recorded just before the homeserver reads it: poll the server for what follows from it)."""
 
-    def __init__(self, hs_token):
+    def __init__(self, hs_token, tls_context=None, keep_alive=False, host="127.0.0.1"):
         self.hs_token = hs_token
         self.port = free_port()
+        self.tls_context = tls_context  # an ssl.SSLContext (server side): the listener speaks https
+        self.keep_alive = keep_alive    # answer without "Connection: close", serve more on the connection
+        self.host = host                # the host name in `url`
+        self.connections = 0            # TCP connections accepted
+        self.tls_failures = []          # handshakes that failed (str of the error)
+        self.sni_names = []             # server names the client sent (SNI), None for none
+        self.drop_next_reused = False   # close a connection at its next 2nd-or-later request, unanswered
+        self.open_sockets = set()
         self.requests = []
         self.cond = threading.Condition()
         self.fail_txns = 0
@@ -96,7 +105,7 @@ class AppServiceListener:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls_context else 'http'}://{self.host}:{self.port}"
 
     def start(self):
         listener = self
@@ -112,6 +121,19 @@ class AppServiceListener:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 rec = Recorded(self.command, self.path, dict(self.headers.items()), raw)
+                self.served = getattr(self, "served", 0) + 1
+                rec.connection = id(self)
+                rec.nth_on_connection = self.served
+                with listener.cond:
+                    drop = listener.drop_next_reused and self.served > 1
+                    if drop:
+                        listener.drop_next_reused = False
+                if drop:  # as a peer that closed an idle connection just as the request came
+                    rec.status = "dropped"
+                    with listener.cond:
+                        listener.requests.append(rec)
+                    self.close_connection = True
+                    return
                 with listener.cond:  # recorded on arrival (status None while being answered)
                     listener.requests.append(rec)
                 try:
@@ -125,12 +147,14 @@ class AppServiceListener:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
-                    self.send_header("Connection", "close")
+                    if not listener.keep_alive:
+                        self.send_header("Connection", "close")
                     self.end_headers()
                     self.wfile.write(data)
                 except OSError:
                     pass  # the homeserver gave up (timeout) before we answered
-                self.close_connection = True
+                if not listener.keep_alive:
+                    self.close_connection = True
 
             do_GET = do_PUT = do_POST = do_DELETE = _handle
 
@@ -138,6 +162,38 @@ class AppServiceListener:
             daemon_threads = True
             allow_reuse_address = True
 
+            def get_request(self):
+                sock, addr = super().get_request()
+                with listener.cond:
+                    listener.connections += 1
+                return sock, addr
+
+            def finish_request(self, request, client_address):
+                # TLS in the connection's own thread: a failing handshake never blocks accept().
+                if listener.tls_context is not None:
+                    request.settimeout(10)
+                    try:
+                        request = listener.tls_context.wrap_socket(request, server_side=True)
+                    except (ssl.SSLError, OSError) as e:
+                        with listener.cond:
+                            listener.tls_failures.append(str(e))
+                        return
+                with listener.cond:
+                    listener.open_sockets.add(request)
+                try:
+                    super().finish_request(request, client_address)
+                finally:
+                    with listener.cond:
+                        listener.open_sockets.discard(request)
+
+            def handle_error(self, request, client_address):
+                pass  # the homeserver closed a connection: not a test failure
+
+        if self.tls_context is not None:
+            def on_sni(sslobj, name, ctx):
+                with listener.cond:
+                    listener.sni_names.append(name)
+            self.tls_context.sni_callback = on_sni
         self.httpd = Server(("127.0.0.1", self.port), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
@@ -148,9 +204,20 @@ class AppServiceListener:
         self.released.set()
         if self.httpd is not None:
             self.httpd.shutdown()
+            self.drop_connections()
             self.httpd.server_close()
             self.thread.join(5)
             self.httpd = None
+
+    def drop_connections(self):
+        """Closes every open (kept-alive) connection, as a peer restarting or timing out idle ones."""
+        with self.cond:
+            socks = list(self.open_sockets)
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def answer(self, rec):
         if rec.headers.get("authorization") != f"Bearer {self.hs_token}":
@@ -309,8 +376,8 @@ class AsEnv:
                 pass
         return False
 
-    def listener(self, reg):
-        lst = AppServiceListener(reg["hs_token"])
+    def listener(self, reg, **options):
+        lst = AppServiceListener(reg["hs_token"], **options)
         reg["url"] = lst.url
         self.listeners.append(lst)
         return lst.start()
