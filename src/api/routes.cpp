@@ -39,6 +39,7 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
   add_to_device_routes(r, hs);
   add_key_backup_routes(r, hs);
   add_keys_routes(r, hs);
+  add_legacy_routes(r, hs);
 }
 
 }  // namespace trestle::api

@@ -20,6 +20,7 @@ void add_media_routes(http::Router& r, service::Homeserver& hs);  // upload, dow
 void add_to_device_routes(http::Router& r, service::Homeserver& hs);  // sendToDevice
 void add_key_backup_routes(http::Router& r, service::Homeserver& hs);  // /room_keys (server-side key backup)
 void add_keys_routes(http::Router& r, service::Homeserver& hs);   // E2EE keys and cross-signing
+void add_legacy_routes(http::Router& r, service::Homeserver& hs);  // r0 /events, /initialSync, POST send
 
 // All of the above plus the authenticator.
 void add_all_routes(http::Router& r, service::Homeserver& hs);

@@ -8,6 +8,7 @@
 #include "service/appservice/sender.hpp"
 #include "service/key_backup.hpp"
 #include "service/keys.hpp"
+#include "service/legacy_stream.hpp"
 #include "service/media/media_service.hpp"
 #include "service/notifier.hpp"
 #include "service/presence.hpp"
@@ -41,6 +42,8 @@ struct Homeserver {
     accounts.set_device_hooks({[this](storage::Connection& c, const std::string& u) { keys.on_devices_changed(c, u); },
                                [this](const std::string& u) { keys.notify_changed(u); }});
     sync.set_keys(&keys);
+    sync.set_peeks([this](const Requester& r, std::optional<int64_t> since, int64_t now, int64_t limit,
+                          std::vector<std::string>& wake) { return legacy.sync_peeks(r, since, now, limit, wake); });
     rooms.set_appservice_queries(&appservice_queries);
     user_data.typing().set_listener([this](const std::string& room_id) { appservice_sender.on_typing(room_id); });
     appservice_sender.set_typing_source(
@@ -78,6 +81,7 @@ struct Homeserver {
   media::MediaService media;
   ToDeviceService to_device;
   KeyBackupService key_backup;
+  LegacyService legacy{db, notifier, user_data, presence};  // r0 /events, /initialSync
 };
 
 }  // namespace trestle::service

@@ -321,6 +321,16 @@ CREATE TABLE e2e_key_count_changes (
 CREATE INDEX e2e_key_count_changes_stream ON e2e_key_count_changes (stream_id);
 CREATE INDEX device_inbox_stream ON device_inbox (stream_id);
 )SQL",
+      // 11 (task legacy): MSC2753 peeks, per device, with the stream position they started at.
+      R"SQL(
+CREATE TABLE room_peeks (
+  user_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  room_id TEXT NOT NULL,
+  stream_id INTEGER NOT NULL,
+  PRIMARY KEY (user_id, device_id, room_id)
+);
+)SQL",
   };
   return steps;
 }
