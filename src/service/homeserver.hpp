@@ -48,7 +48,10 @@ struct Homeserver {
     user_data.typing().set_listener([this](const std::string& room_id) { appservice_sender.on_typing(room_id); });
     appservice_sender.set_typing_source(
         [this](const std::string& room_id) { return user_data.typing().typing_users(room_id); });
-    presence.set_listener([this](const std::string& user_id) { appservice_sender.on_presence(user_id); });
+    presence.set_listener([this](const std::string& user_id) {
+      appservice_sender.on_presence(user_id);
+      legacy.on_presence(user_id);
+    });
     appservice_sender.set_presence_source([this](const std::string& user_id) {
       auto p = presence.get(user_id);
       boost::json::object content{{"presence", p.presence},

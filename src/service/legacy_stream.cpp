@@ -99,6 +99,19 @@ std::vector<ev::StoredEvent> recent_events(storage::Connection& c, const std::st
   return out;
 }
 
+// The r0 ("v1") client event format these endpoints answer with, as Synapse's
+// format_event_for_client_v1: `user_id` beside `sender`, and some `unsigned` keys copied up.
+object v1_event(const ev::StoredEvent& e, storage::Connection& c, const ClientEventOptions& opts) {
+  object out = client_event(e, c, opts);
+  out["user_id"] = e.sender;
+  if (auto* u = out.if_contains("unsigned"); u && u->is_object()) {
+    for (const char* key : {"age", "redacted_because", "replaces_state", "prev_content"}) {
+      if (auto* v = u->as_object().if_contains(key)) out[key] = *v;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 LegacyService::LegacyService(storage::Database& db, Notifier& notifier, UserDataService& user_data,
@@ -109,8 +122,56 @@ object LegacyService::presence_event(const std::string& user_id) const {
   auto p = presence_.get(user_id);
   object content{{"user_id", user_id}, {"presence", p.presence}, {"currently_active", p.presence == "online"}};
   if (p.last_active_ts > 0) content["last_active_ago"] = std::max<int64_t>(0, core::now_ms() - p.last_active_ts);
-  if (p.status_msg) content["status_msg"] = *p.status_msg;
+  content["status_msg"] = p.status_msg ? boost::json::value(*p.status_msg) : boost::json::value(nullptr);
   return object{{"type", "m.presence"}, {"content", std::move(content)}};
+}
+
+std::string LegacyService::token_str(int64_t position, uint64_t typing, uint64_t presence) const {
+  return SyncToken{position, typing, position}.str() + "_p" + std::to_string(presence);
+}
+
+uint64_t LegacyService::presence_serial() const {
+  std::lock_guard lock(presence_mu_);
+  return presence_serial_;
+}
+
+namespace {
+
+// "<sync token>_p<presence serial>"; a plain sync token (from /sync, or from before presence
+// was streamed) has no presence backlog.
+struct EventsToken {
+  SyncToken sync;
+  std::optional<uint64_t> presence;
+};
+
+EventsToken parse_events_token(const std::string& s) {
+  EventsToken t;
+  auto p = s.find("_p");
+  t.sync = SyncToken::parse(s.substr(0, p));
+  if (p != std::string::npos) {
+    std::string digits = s.substr(p + 2);
+    if (digits.empty() || digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), ::isdigit)) {
+      throw MatrixError::invalid_param("Invalid event stream token");
+    }
+    t.presence = std::stoull(digits);
+  }
+  return t;
+}
+
+std::string presence_key(const std::string& room_or_user) { return "presence|" + room_or_user; }
+
+}  // namespace
+
+void LegacyService::on_presence(const std::string& user_id) {
+  {
+    std::lock_guard lock(presence_mu_);
+    presence_changed_[user_id] = ++presence_serial_;
+  }
+  std::vector<std::string> keys{presence_key(user_id)};
+  db_.read([&](storage::Connection& c) {
+    for (auto& room : ev::rooms_for_user(c, user_id, "join")) keys.push_back(presence_key(room));
+  });
+  notifier_.notify(keys);
 }
 
 // ---- GET /events ----
@@ -121,8 +182,8 @@ http::Reply LegacyService::events(const Requester& r, const EventStreamRequest& 
   rq.limit = std::clamp<int64_t>(req.limit, 1, kMaxLimit);
   // Without `from` the stream starts now: pin that position so every round of the long-poll
   // (and the answer's `start`) uses the same one.
-  if (!rq.from) rq.from = SyncToken{db_.committed_position(), user_data_.typing().serial(), 0}.str();
-  SyncToken::parse(*rq.from);  // 400 before any waiting
+  if (!rq.from) rq.from = token_str(db_.committed_position(), user_data_.typing().serial(), presence_serial());
+  parse_events_token(*rq.from);  // 400 before any waiting
 
   uint64_t notifier_pos = notifier_.position();
   std::vector<std::string> keys;
@@ -145,9 +206,15 @@ http::Reply LegacyService::events(const Requester& r, const EventStreamRequest& 
 
 object LegacyService::compute_events(const Requester& r, const EventStreamRequest& req,
                                      std::vector<std::string>& wake_keys, bool& empty) {
-  const SyncToken from = SyncToken::parse(*req.from);
+  const EventsToken from_token = parse_events_token(*req.from);
+  const SyncToken& from = from_token.sync;
+  const uint64_t presence_now = presence_serial();
+  // A serial from before a restart (presence is in memory) starts over.
+  uint64_t presence_from = from_token.presence.value_or(presence_now);
+  if (presence_from > presence_now) presence_from = 0;
   const int64_t now = db_.committed_position();
   uint64_t typing_now = user_data_.typing().serial();
+  std::set<std::string> presence_users{r.user_id};
   const ClientEventOptions opts{r.user_id, r.device_id, true};
 
   // Which rooms, and up to where in each: joined rooms to now, a room left after `from` up to the
@@ -197,7 +264,15 @@ object LegacyService::compute_events(const Requester& r, const EventStreamReques
       }
     }
     wake_keys.push_back(r.user_id);
-    for (const auto& s : scopes) wake_keys.push_back(s.room_id);
+    wake_keys.push_back(presence_key(r.user_id));
+    for (const auto& s : scopes) {
+      wake_keys.push_back(s.room_id);
+      if (s.upto < now) continue;  // left: no more presence from there
+      wake_keys.push_back(presence_key(s.room_id));
+      for (const auto& mem : ev::members_of_room(c, s.room_id)) {
+        if (mem.membership == "join") presence_users.insert(mem.user_id);
+      }
+    }
 
     // Room events: at most `limit` per room; a room that had more caps the answer at its last
     // one, so that nothing before the returned token is skipped.
@@ -213,7 +288,7 @@ object LegacyService::compute_events(const Requester& r, const EventStreamReques
     std::sort(room_events.begin(), room_events.end(),
               [](const ev::StoredEvent& a, const ev::StoredEvent& b) { return a.stream_ordering < b.stream_ordering; });
     for (const auto& e : room_events) {
-      if (e.stream_ordering <= cutoff) items.push_back({e.stream_ordering, client_event(e, c, opts)});
+      if (e.stream_ordering <= cutoff) items.push_back({e.stream_ordering, v1_event(e, c, opts)});
     }
 
     // Receipts (one m.receipt per room) and account data share the stream positions.
@@ -252,10 +327,23 @@ object LegacyService::compute_events(const Requester& r, const EventStreamReques
     chunk.push_back(object{{"type", "m.typing"}, {"room_id", s.room_id}, {"content", object{{"user_ids", std::move(ids)}}}});
   }
 
+  // Presence of everyone sharing a streamed room whose presence changed since `from`.
+  if (presence_now > presence_from) {
+    std::vector<std::string> changed;
+    {
+      std::lock_guard lock(presence_mu_);
+      for (const auto& u : presence_users) {
+        auto it = presence_changed_.find(u);
+        if (it != presence_changed_.end() && it->second > presence_from) changed.push_back(u);
+      }
+    }
+    for (const auto& u : changed) chunk.push_back(presence_event(u));
+  }
+
   empty = chunk.empty();
-  SyncToken end{std::max(from.position, cutoff), std::max<uint64_t>(from.typing, typing_now), 0};
-  end.to_device = end.position;
-  return object{{"chunk", std::move(chunk)}, {"start", *req.from}, {"end", end.str()}};
+  std::string end = token_str(std::max(from.position, cutoff), std::max<uint64_t>(from.typing, typing_now),
+                              std::max(presence_from, presence_now));
+  return object{{"chunk", std::move(chunk)}, {"start", *req.from}, {"end", std::move(end)}};
 }
 
 // ---- GET /initialSync and /rooms/{roomId}/initialSync ----
@@ -273,6 +361,7 @@ object LegacyService::initial_sync(const Requester& r, int64_t limit, bool archi
   limit = std::clamp<int64_t>(limit, 0, kMaxLimit);
   const int64_t now = db_.committed_position();
   const SyncToken now_token{now, user_data_.typing().serial(), now};
+  const uint64_t presence_now = presence_serial();
   const ClientEventOptions opts{r.user_id, r.device_id, true};
   array rooms, receipts, account_data;
   std::set<std::string> members_seen;
@@ -290,7 +379,7 @@ object LegacyService::initial_sync(const Requester& r, int64_t limit, bool archi
       if (m.membership == "invite") {
         if (auto e = ev::get_event(c, m.event_id)) {
           room["inviter"] = e->sender;
-          room["invite"] = client_event(*e, c, opts);
+          room["invite"] = v1_event(*e, c, opts);
         }
         rooms.push_back(std::move(room));
         continue;
@@ -299,16 +388,14 @@ object LegacyService::initial_sync(const Requester& r, int64_t limit, bool archi
       auto msgs = recent_events(c, m.room_id, upto, limit,
                                 [&](const ev::StoredEvent& e) { return event_visible_to(c, r.user_id, e); });
       array chunk;
-      for (const auto& e : msgs) chunk.push_back(client_event(e, c, opts));
+      for (const auto& e : msgs) chunk.push_back(v1_event(e, c, opts));
       int64_t first = msgs.empty() ? upto + 1 : msgs.front().stream_ordering;
-      SyncToken end_token = now_token;
-      end_token.position = end_token.to_device = upto;
       room["messages"] = object{{"chunk", std::move(chunk)}, {"start", "s" + std::to_string(first - 1)},
-                                {"end", end_token.str()}};
+                                {"end", token_str(upto, now_token.typing, presence_now)}};
       array state;
       auto entries = left ? ev::state_at(c, m.room_id, upto) : ev::current_state(c, m.room_id);
       for (const auto& s : entries) {
-        if (auto e = ev::get_event(c, s.event_id)) state.push_back(client_event(*e, c, opts));
+        if (auto e = ev::get_event(c, s.event_id)) state.push_back(v1_event(*e, c, opts));
       }
       if (!left) {
         for (const auto& mem : ev::members_of_room(c, m.room_id)) {
@@ -329,7 +416,7 @@ object LegacyService::initial_sync(const Requester& r, int64_t limit, bool archi
   });
   members_seen.insert(r.user_id);
   for (const auto& u : members_seen) presence.push_back(presence_event(u));
-  return object{{"end", now_token.str()}, {"rooms", std::move(rooms)}, {"presence", std::move(presence)},
+  return object{{"end", token_str(now, now_token.typing, presence_now)}, {"rooms", std::move(rooms)}, {"presence", std::move(presence)},
                 {"account_data", std::move(account_data)}, {"receipts", std::move(receipts)}};
 }
 
@@ -337,6 +424,7 @@ object LegacyService::room_initial_sync(const Requester& r, const std::string& r
   limit = std::clamp<int64_t>(limit, 0, kMaxLimit);
   const int64_t now = db_.committed_position();
   const SyncToken now_token{now, user_data_.typing().serial(), now};
+  const uint64_t presence_now = presence_serial();
   const ClientEventOptions opts{r.user_id, r.device_id, true};
   std::vector<std::string> joined_members;
   object out = db_.read([&](storage::Connection& c) {
@@ -352,13 +440,11 @@ object LegacyService::room_initial_sync(const Requester& r, const std::string& r
       return peeking ? visible_to_peeker(c, e) : event_visible_to(c, r.user_id, e);
     });
     array chunk;
-    for (const auto& e : msgs) chunk.push_back(client_event(e, c, opts));
+    for (const auto& e : msgs) chunk.push_back(v1_event(e, c, opts));
     int64_t first = msgs.empty() ? upto + 1 : msgs.front().stream_ordering;
-    SyncToken end_token = now_token;
-    end_token.position = end_token.to_device = upto;
     array state;
     for (const auto& s : left ? ev::state_at(c, room_id, upto) : ev::current_state(c, room_id)) {
-      if (auto e = ev::get_event(c, s.event_id)) state.push_back(client_event(*e, c, opts));
+      if (auto e = ev::get_event(c, s.event_id)) state.push_back(v1_event(*e, c, opts));
     }
     array receipts;
     if (!left) {
@@ -370,7 +456,7 @@ object LegacyService::room_initial_sync(const Requester& r, const std::string& r
     object room{{"room_id", room_id},
                 {"messages", object{{"chunk", std::move(chunk)},
                                     {"start", "s" + std::to_string(first - 1)},
-                                    {"end", end_token.str()}}},
+                                    {"end", token_str(upto, now_token.typing, presence_now)}}},
                 {"state", std::move(state)},
                 {"receipts", std::move(receipts)},
                 {"account_data", room_account_data(c, r.user_id, room_id, now)}};

@@ -10,8 +10,10 @@
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 namespace trestle::service {
 
@@ -39,6 +41,10 @@ public:
   // (SPEC-216), or a world_readable room for anyone. 403 otherwise (also for unknown rooms).
   boost::json::object room_initial_sync(const Requester& r, const std::string& room_id, int64_t limit);
 
+  // A user's presence changed (PresenceTracker's listener, wired by Homeserver): /events
+  // streams it to whoever shares a room with them.
+  void on_presence(const std::string& user_id);
+
   // MSC2753 peeking: POST /peek/{roomId} makes this device's /sync show the room under
   // rooms.peek (403 unless world_readable); POST /rooms/{roomId}/unpeek stops it.
   void peek(const Requester& r, const std::string& room_id);
@@ -53,11 +59,18 @@ private:
   boost::json::object compute_events(const Requester& r, const EventStreamRequest& req,
                                      std::vector<std::string>& wake_keys, bool& empty);
   boost::json::object presence_event(const std::string& user_id) const;
+  // /events tokens: a sync token and the presence serial, "s<pos>_<typing>_<pos>_p<serial>".
+  std::string token_str(int64_t position, uint64_t typing, uint64_t presence) const;
+  uint64_t presence_serial() const;
 
   storage::Database& db_;
   Notifier& notifier_;
   UserDataService& user_data_;
   PresenceTracker& presence_;
+  // Presence is in memory, like PresenceTracker: a serial and each user's last change.
+  mutable std::mutex presence_mu_;
+  uint64_t presence_serial_ = 0;
+  std::unordered_map<std::string, uint64_t> presence_changed_;
 };
 
 }  // namespace trestle::service

@@ -19,6 +19,13 @@ const std::string& valid_room_id(const std::string& room_id) {
   return room_id;
 }
 
+// `limit` of the initialSync endpoints: 10 unless given, 400 when negative.
+int64_t limit_param(const http::Request& req) {
+  auto limit = query_int(req, "limit").value_or(10);
+  if (limit < 0) throw MatrixError::invalid_param("limit must be 0 or greater");
+  return limit;
+}
+
 }  // namespace
 
 void add_legacy_routes(http::Router& r, service::Homeserver& hs) {
@@ -26,20 +33,23 @@ void add_legacy_routes(http::Router& r, service::Homeserver& hs) {
     service::EventStreamRequest er;
     er.from = req.query_param("from");
     if (auto t = query_int(req, "timeout")) er.timeout_ms = *t;
-    if (auto l = query_int(req, "limit")) er.limit = *l;
+    if (auto l = query_int(req, "limit")) {
+      if (*l < 0) throw MatrixError::invalid_param("limit must be 0 or greater");
+      er.limit = *l;
+    }
     if (auto room = req.query_param("room_id")) er.room_id = valid_room_id(*room);
-    // Polling the stream marks the user online, as /sync does.
-    hs.presence.touch(who.user_id, "online");
+    // Polling the stream brings an offline user online (as in Synapse); a chosen presence stays.
+    if (hs.presence.get(who.user_id).presence == "offline") hs.presence.touch(who.user_id, "online");
     return hs.legacy.events(who, er);
   });
 
   r.client("GET", "/initialSync", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
     bool archived = req.query_param("archived").value_or("false") == "true";
-    return ok(hs.legacy.initial_sync(who, query_int(req, "limit").value_or(10), archived));
+    return ok(hs.legacy.initial_sync(who, limit_param(req), archived));
   });
 
   r.client("GET", "/rooms/{}/initialSync", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
-    return ok(hs.legacy.room_initial_sync(who, valid_room_id(req.params[0]), query_int(req, "limit").value_or(10)));
+    return ok(hs.legacy.room_initial_sync(who, valid_room_id(req.params[0]), limit_param(req)));
   });
 
   // The r0 form of sending without a txnId: every request sends a new event.
