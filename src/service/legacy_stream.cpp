@@ -294,9 +294,11 @@ object LegacyService::compute_events(const Requester& r, const EventStreamReques
     // Receipts (one m.receipt per room) and account data share the stream positions.
     for (const auto& s : scopes) {
       if (auto re = receipt_event(c, s.room_id, r.user_id, from.position, std::min(s.upto, cutoff))) {
-        int64_t pos = 0;
+        // Placed at its earliest receipt: if `limit` cuts the answer there, nothing is lost (the
+        // later receipts come again next time).
+        int64_t pos = INT64_MAX;
         for (const auto& rc : ud::receipts_since(c, s.room_id, from.position, std::min(s.upto, cutoff))) {
-          pos = std::max(pos, rc.stream_id);
+          pos = std::min(pos, rc.stream_id);
         }
         items.push_back({pos, std::move(*re)});
       }
@@ -324,7 +326,8 @@ object LegacyService::compute_events(const Requester& r, const EventStreamReques
     if (serial <= from.typing) continue;
     array ids;
     for (auto& u : users) ids.push_back(boost::json::value(u));
-    chunk.push_back(object{{"type", "m.typing"}, {"room_id", s.room_id}, {"content", object{{"user_ids", std::move(ids)}}}});
+    chunk.push_back(
+        object{{"type", "m.typing"}, {"room_id", s.room_id}, {"content", object{{"user_ids", std::move(ids)}}}});
   }
 
   // Presence of everyone sharing a streamed room whose presence changed since `from`.
@@ -416,8 +419,11 @@ object LegacyService::initial_sync(const Requester& r, int64_t limit, bool archi
   });
   members_seen.insert(r.user_id);
   for (const auto& u : members_seen) presence.push_back(presence_event(u));
-  return object{{"end", token_str(now, now_token.typing, presence_now)}, {"rooms", std::move(rooms)}, {"presence", std::move(presence)},
-                {"account_data", std::move(account_data)}, {"receipts", std::move(receipts)}};
+  return object{{"end", token_str(now, now_token.typing, presence_now)},
+                {"rooms", std::move(rooms)},
+                {"presence", std::move(presence)},
+                {"account_data", std::move(account_data)},
+                {"receipts", std::move(receipts)}};
 }
 
 object LegacyService::room_initial_sync(const Requester& r, const std::string& room_id, int64_t limit) {

@@ -347,7 +347,9 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
                {"leave", std::move(leave_rooms)}, {"knock", object{}}};
   // --- MSC2753 peeks (LegacyService): this device's peeked rooms ---
   if (peeks_) {
-    auto peek = peeks_(r, since ? std::optional<int64_t>(since_pos) : std::nullopt, now.position, timeline_limit, wake_keys);
+    std::optional<int64_t> peek_since;
+    if (since) peek_since = since_pos;
+    auto peek = peeks_(r, peek_since, now.position, timeline_limit, wake_keys);
     if (!peek.empty()) {
       empty = false;
       rooms["peek"] = std::move(peek);
