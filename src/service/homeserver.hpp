@@ -11,6 +11,7 @@
 #include "service/appservice/sender.hpp"
 #include "service/key_backup.hpp"
 #include "service/keys.hpp"
+#include "service/legacy_stream.hpp"
 #include "service/media/media_service.hpp"
 #include "service/notifier.hpp"
 #include "service/presence.hpp"
@@ -57,11 +58,16 @@ struct Homeserver {
     accounts.set_device_hooks({[this](storage::Connection& c, const std::string& u) { keys.on_devices_changed(c, u); },
                                [this](const std::string& u) { keys.notify_changed(u); }});
     sync.set_keys(&keys);
+    sync.set_peeks([this](const Requester& r, std::optional<int64_t> since, int64_t now, int64_t limit,
+                          std::vector<std::string>& wake) { return legacy.sync_peeks(r, since, now, limit, wake); });
     rooms.set_appservice_queries(&appservice_queries);
     user_data.typing().set_listener([this](const std::string& room_id) { appservice_sender.on_typing(room_id); });
     appservice_sender.set_typing_source(
         [this](const std::string& room_id) { return user_data.typing().typing_users(room_id); });
-    presence.set_listener([this](const std::string& user_id) { appservice_sender.on_presence(user_id); });
+    presence.set_listener([this](const std::string& user_id) {
+      appservice_sender.on_presence(user_id);
+      legacy.on_presence(user_id);
+    });
     appservice_sender.set_presence_source([this](const std::string& user_id) {
       auto p = presence.get(user_id);
       boost::json::object content{{"presence", p.presence},
@@ -102,6 +108,7 @@ struct Homeserver {
   RoomUpgradeService room_upgrade;
   ThreepidService threepids;  // email 3PIDs, identity server calls (main gives it the mail sender)
   ThirdPartyInviteService third_party_invites;
+  LegacyService legacy{db, notifier, user_data, presence};  // r0 /events, /initialSync
 };
 
 }  // namespace trestle::service

@@ -475,6 +475,17 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
           to_device_events.empty();
   object rooms{{"join", std::move(join_rooms)}, {"invite", std::move(invite_rooms)},
                {"leave", std::move(leave_rooms)}, {"knock", object{}}};
+  // --- MSC2753 peeks (LegacyService): this device's peeked rooms ---
+  if (peeks_) {
+    std::optional<int64_t> peek_since;
+    if (since) peek_since = since_pos;
+    auto peek = peeks_(r, peek_since, now.position, timeline_limit, wake_keys);
+    if (!peek.empty()) {
+      empty = false;
+      rooms["peek"] = std::move(peek);
+    }
+  }
+  // --- end peeks ---
   object response{{"next_batch", next.str()},
                   {"rooms", std::move(rooms)},
                   {"account_data", object{{"events", std::move(account_data)}}},

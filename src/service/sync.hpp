@@ -9,6 +9,7 @@
 
 #include <boost/json/object.hpp>
 #include <mutex>
+#include <functional>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -66,6 +67,10 @@ public:
   void set_to_device(ToDeviceService* s) { to_device_ = s; }
   // E2EE: fills device_lists and the one-time/fallback key fields.
   void set_keys(KeyService* keys) { keys_ = keys; }
+  // MSC2753 `rooms.peek` (LegacyService::sync_peeks; wired by Homeserver; none: never sent).
+  using PeekSource = std::function<boost::json::object(const Requester&, std::optional<int64_t> since, int64_t now,
+                                                       int64_t timeline_limit, std::vector<std::string>& wake_keys)>;
+  void set_peeks(PeekSource f) { peeks_ = std::move(f); }
 
 private:
   // Computes the response; sets `empty` when an incremental sync found nothing.
@@ -79,6 +84,7 @@ private:
   ToDeviceService* to_device_ = nullptr;
   KeyService* keys_ = nullptr;
   SentMembers sent_members_;
+  PeekSource peeks_;
 };
 
 }  // namespace trestle::service

@@ -127,13 +127,22 @@ void UserDataService::send_receipt(const Requester& r, const std::string& room_i
     set_read_markers(r, room_id, object{{"m.fully_read", event_id}});
     return;
   }
-  db_.write([&](storage::Connection& c) {
+  bool moved = db_.write([&](storage::Connection& c) {
     auto e = storage::events::get_event(c, event_id);
     if (!e || e->room_id != room_id) throw MatrixError::not_found("Event not found in this room");
+    // An unthreaded receipt only moves forward (as in Synapse): one for an earlier event is ignored.
+    if (thread_id.empty()) {
+      auto old = ud::get_receipt(c, room_id, receipt_type, r.user_id);
+      if (old && old->thread_id.empty()) {
+        auto old_event = storage::events::get_event_header(c, old->event_id);
+        if (old_event && old_event->stream_ordering > e->stream_ordering) return false;
+      }
+    }
     ud::put_receipt(c, {room_id, receipt_type, r.user_id, thread_id, event_id, core::now_ms(),
                         db_.next_stream_position()});
+    return true;
   });
-  notifier_.notify({room_id, r.user_id});
+  if (moved) notifier_.notify({room_id, r.user_id});
 }
 
 void UserDataService::set_read_markers(const Requester& r, const std::string& room_id, const object& body) {

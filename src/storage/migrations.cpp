@@ -363,6 +363,16 @@ CREATE TABLE erased_users (
   user_id TEXT PRIMARY KEY
 );
 )SQL",
+      // 14 (task legacy): MSC2753 peeks, per device, with the stream position they started at.
+      R"SQL(
+CREATE TABLE room_peeks (
+  user_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  room_id TEXT NOT NULL,
+  stream_id INTEGER NOT NULL,
+  PRIMARY KEY (user_id, device_id, room_id)
+);
+)SQL",
   };
   return steps;
 }
