@@ -20,12 +20,18 @@ void add_push_routes(http::Router& r, service::Homeserver& hs) {
   r.client("GET", "/pushrules/", Auth::required, [&ud](http::Request&, const service::Requester& who) {
     return ok(object{{"global", ud.push_rules(who.user_id)}});
   });
-  r.client("GET", "/pushrules", Auth::required, [&ud](http::Request&, const service::Requester& who) {
-    return ok(object{{"global", ud.push_rules(who.user_id)}});
-  });
+  // GET /pushrules (no trailing slash) is not an endpoint of the spec: 404 like any unknown path.
   r.client("GET", "/pushrules/{}/", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
     check_scope(req.params[0]);
     return ok(ud.push_rules(who.user_id));
+  });
+  // The rules of one kind, as a list (as Synapse answers; the empty last segment is not a rule id).
+  r.client("GET", "/pushrules/{}/{}/", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
+    check_scope(req.params[0]);
+    push::check_kind(req.params[1]);
+    auto rules = ud.push_rules(who.user_id);
+    auto* list = rules.if_contains(req.params[1]);
+    return http::Response::json(list && list->is_array() ? *list : boost::json::value(boost::json::array{}));
   });
   r.client("GET", "/pushrules/{}/{}/{}", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
     check_scope(req.params[0]);
@@ -69,6 +75,18 @@ void add_push_routes(http::Router& r, service::Homeserver& hs) {
                ud.save_push_rules(who.user_id, rules);
                return ok();
              });
+  }
+
+  // Malformed push-rule paths (no scope, no kind, no rule id, an unknown attribute): 400, as
+  // Synapse answers and SyTest expects, instead of 404/405 for an unknown path. Added after every
+  // real push-rule route, so only what they do not match lands here.
+  auto malformed = [](http::Request&, const service::Requester&) -> http::Reply {
+    throw MatrixError(400, "M_UNRECOGNIZED", "Malformed push rule path: expected /pushrules/global/{kind}/{ruleId}[/enabled|/actions]");
+  };
+  for (const char* method : {"GET", "PUT", "DELETE"}) {
+    for (const char* tail : {"/pushrules/", "/pushrules/{}", "/pushrules/{}/{}", "/pushrules/{}/{}/{}/{}"}) {
+      r.client(method, tail, Auth::required, malformed);
+    }
   }
 
   r.client("GET", "/pushers", Auth::required, [&ud](http::Request&, const service::Requester& who) {
