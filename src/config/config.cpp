@@ -134,7 +134,7 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
       "app_service_config_files", "enable_registration", "enable_registration_without_verification",
       "registration_shared_secret", "rc_message", "rc_registration", "rc_login", "max_upload_size",
       "max_request_body_size", "log_level", "media_store_path", "enable_authenticated_media",
-      "http_limits", "rc_to_device", "max_to_device_queue"};
+      "http_limits", "rc_to_device", "max_to_device_queue", "use_presence"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");
@@ -231,6 +231,7 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
     c.media_store_path = (slash == std::string::npos ? std::string(".") : c.database_path.substr(0, slash)) + "/media";
   }
   c.media_store_path = resolve(config_dir, c.media_store_path);
+  if (root["use_presence"]) c.use_presence = get<bool>(root["use_presence"], "use_presence", "true or false");
   if (root["enable_authenticated_media"]) {
     c.enable_authenticated_media = get<bool>(root["enable_authenticated_media"], "enable_authenticated_media", "true or false");
   }

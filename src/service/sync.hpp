@@ -16,6 +16,7 @@ namespace trestle::service {
 class UserDataService;
 class ToDeviceService;
 class KeyService;
+class PresenceTracker;
 
 struct SyncRequest {
   std::optional<std::string> since;
@@ -24,15 +25,18 @@ struct SyncRequest {
   boost::json::object filter;
 };
 
-// A sync token: the global stream position, the typing serial and how far this device's
-// to-device messages were handed out ("s<pos>_<typing>_<to_device>"; older tokens without the
-// last part mean to_device = pos).
+// A sync token: the global stream position, the typing serial, how far this device's
+// to-device messages were handed out and the presence serial
+// ("s<pos>_<typing>_<to_device>_<presence>"; older tokens without the to_device part mean
+// to_device = pos, without the presence part mean "presence already current").
 struct SyncToken {
   int64_t position = 0;
   uint64_t typing = 0;
   int64_t to_device = 0;
+  std::optional<uint64_t> presence;
   std::string str() const {
-    return "s" + std::to_string(position) + "_" + std::to_string(typing) + "_" + std::to_string(to_device);
+    return "s" + std::to_string(position) + "_" + std::to_string(typing) + "_" + std::to_string(to_device) + "_" +
+           std::to_string(presence.value_or(0));
   }
   static SyncToken parse(const std::string& s);  // 400 M_INVALID_PARAM when malformed
 };
@@ -47,6 +51,8 @@ public:
   void set_to_device(ToDeviceService* s) { to_device_ = s; }
   // E2EE: fills device_lists and the one-time/fallback key fields.
   void set_keys(KeyService* keys) { keys_ = keys; }
+  // presence.events (none: always empty, as with use_presence: false).
+  void set_presence(PresenceTracker* p) { presence_ = p; }
 
 private:
   // Computes the response; sets `empty` when an incremental sync found nothing.
@@ -59,6 +65,7 @@ private:
   UnreadCounter unread_;
   ToDeviceService* to_device_ = nullptr;
   KeyService* keys_ = nullptr;
+  PresenceTracker* presence_ = nullptr;
 };
 
 }  // namespace trestle::service
