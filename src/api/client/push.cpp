@@ -92,9 +92,20 @@ void add_push_routes(http::Router& r, service::Homeserver& hs) {
   r.client("GET", "/pushers", Auth::required, [&ud](http::Request&, const service::Requester& who) {
     return ok(object{{"pushers", ud.pushers(who.user_id)}});
   });
-  r.client("POST", "/pushers/set", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
-    ud.set_pusher(who.user_id, req.json_object());
+  r.client("POST", "/pushers/set", Auth::required, [&ud, &hs](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object();
+    ud.set_pusher(who.user_id, body);
+    auto* kind = body.if_contains("kind");
+    if (kind && kind->is_string()) {
+      hs.push.pusher_set(who.user_id, required_string(body, "app_id"), required_string(body, "pushkey"), who.device_id);
+    }
     return ok();
+  });
+  // GET /notifications (spec: notifications.yaml).
+  r.client("GET", "/notifications", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
+    auto only = req.query_param("only");
+    return ok(hs.push.notifications(who.user_id, req.query_param("from"), query_int(req, "limit").value_or(50),
+                                    only && *only == "highlight"));
   });
 }
 
