@@ -35,8 +35,8 @@ struct SyncToken {
   int64_t to_device = 0;
   std::optional<uint64_t> presence;
   std::string str() const {
-    return "s" + std::to_string(position) + "_" + std::to_string(typing) + "_" + std::to_string(to_device) + "_" +
-           std::to_string(presence.value_or(0));
+    return "s" + std::to_string(position) + "_" + std::to_string(typing) + "_" + std::to_string(to_device) +
+           (presence ? "_" + std::to_string(*presence) : "");
   }
   static SyncToken parse(const std::string& s);  // 400 M_INVALID_PARAM when malformed
 };

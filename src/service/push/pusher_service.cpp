@@ -309,6 +309,10 @@ bool PushService::send_due(int64_t& next_due_ms) {
       // The gateway refuses this request for good: retrying the same body cannot help.
       spdlog::warn("push: gateway for app {} refused a notification with HTTP {}: dropped", h.app_id, res.status);
       db_.write([&](storage::Connection& c) { ps::dequeue(c, h.id); });
+    } else if (h.attempts + 1 >= kMaxAttempts) {
+      spdlog::warn("push: gateway for app {} failed {} times ({}): notification dropped", h.app_id, kMaxAttempts,
+                   res.status ? "HTTP " + std::to_string(res.status) : res.error);
+      db_.write([&](storage::Connection& c) { ps::dequeue(c, h.id); });
     } else {
       int64_t attempts = h.attempts + 1;
       int64_t backoff = kInitialBackoffMs << std::min<int64_t>(attempts - 1, 20);

@@ -24,6 +24,9 @@ public:
   static constexpr int64_t kInitialBackoffMs = 1000;
   static constexpr int64_t kMaxBackoffMs = 5 * 60 * 1000;
   static constexpr int kRequestTimeoutMs = 10000;
+  // A request that keeps failing is dropped after this many attempts (about a day at the cap),
+  // as Synapse gives up on a pusher's backlog: a dead gateway must not grow the queue forever.
+  static constexpr int64_t kMaxAttempts = 300;
 
   PushService(storage::Database& db, Notifier& notifier, OutboundHttp http);
   ~PushService();
