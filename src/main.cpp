@@ -131,9 +131,11 @@ int serve(const std::string& config_path) {
   server.listen(endpoints);
   spdlog::info("trestle serving {} (database {})", cfg.server_name, cfg.database_path);
   hs.appservice_sender.start();
+  hs.push.start();
   server.run();
   trestle::http::abort_outbound_requests();
   hs.appservice_sender.stop();
+  hs.push.stop();
   spdlog::info("stopped");
   return 0;
 }

@@ -168,7 +168,7 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
       "http_limits", "rc_to_device", "max_to_device_queue", "allow_guest_access", "email",
       "identity_server_scheme", "enable_registration_captcha", "recaptcha_public_key",
       "recaptcha_private_key", "recaptcha_siteverify_api", "cas_config", "user_directory", "enable_ephemeral_messages",
-      "federation_custom_ca_list", "use_insecure_ssl_client_just_for_testing_do_not_use"};
+      "federation_custom_ca_list", "use_insecure_ssl_client_just_for_testing_do_not_use", "use_presence"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");
@@ -304,6 +304,7 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
     c.media_store_path = (slash == std::string::npos ? std::string(".") : c.database_path.substr(0, slash)) + "/media";
   }
   c.media_store_path = resolve(config_dir, c.media_store_path);
+  if (root["use_presence"]) c.use_presence = get<bool>(root["use_presence"], "use_presence", "true or false");
   if (root["enable_authenticated_media"]) {
     c.enable_authenticated_media = get<bool>(root["enable_authenticated_media"], "enable_authenticated_media", "true or false");
   }

@@ -91,6 +91,8 @@ struct Config {
   // Synapse's key: while true, media uploaded is served only by the authenticated endpoints
   // (/_matrix/client/v1/media/...), the spec's "freeze" of the legacy /_matrix/media/v3 ones.
   bool enable_authenticated_media = true;
+  // Synapse's use_presence: false turns presence off in /sync.
+  bool use_presence = true;
   std::string log_level = "info";
   HttpLimits http_limits;
   EmailConfig email;

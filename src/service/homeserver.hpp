@@ -17,6 +17,8 @@
 #include "service/presence.hpp"
 #include "service/room_upgrade.hpp"
 #include "service/registration.hpp"
+#include "service/presence_sync.hpp"
+#include "service/push/pusher_service.hpp"
 #include "service/rooms.hpp"
 #include "service/sso.hpp"
 #include "service/sync.hpp"
@@ -46,6 +48,7 @@ struct Homeserver {
         keys(config, db, notifier, accounts),
         appservice_queries(appservices, http),
         appservice_sender(appservices, db, notifier, http),
+        push(db, notifier, http),
         media(config, db),
         to_device(config, db, notifier),
         key_backup(db),
@@ -68,6 +71,13 @@ struct Homeserver {
       appservice_sender.on_presence(user_id);
       legacy.on_presence(user_id);
     });
+    if (config.use_presence) {
+      sync.set_presence(&presence);
+      // A presence change wakes the /syncs of the user and of everyone sharing a room with them.
+      presence.set_listener([this](const std::string& user_id) {
+        notifier.notify(db.read([&](storage::Connection& c) { return presence_wake_keys(c, user_id); }));
+      });
+    }
     appservice_sender.set_presence_source([this](const std::string& user_id) {
       auto p = presence.get(user_id);
       boost::json::object content{{"presence", p.presence},
@@ -102,6 +112,7 @@ struct Homeserver {
   PresenceTracker presence;
   AppServiceQueries appservice_queries;
   AppServiceSender appservice_sender;
+  PushService push;
   media::MediaService media;
   ToDeviceService to_device;
   KeyBackupService key_backup;

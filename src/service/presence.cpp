@@ -24,8 +24,9 @@ void PresenceTracker::set(const std::string& user_id, const std::string& presenc
     s.presence = presence;
     s.status_msg = status_msg;
     s.last_active_ts = core::now_ms();
+    if (changed) s.serial = ++serial_;
   }
-  if (changed && listener_) listener_(user_id);
+  if (changed) this->changed(user_id);
 }
 
 void PresenceTracker::touch(const std::string& user_id, const std::string& presence) {
@@ -37,8 +38,35 @@ void PresenceTracker::touch(const std::string& user_id, const std::string& prese
     changed = s.presence != presence;
     s.presence = presence;
     s.last_active_ts = core::now_ms();
+    if (changed) s.serial = ++serial_;
   }
-  if (changed && listener_) listener_(user_id);
+  if (changed) this->changed(user_id);
+}
+
+void PresenceTracker::changed(const std::string& user_id) {
+  for (const auto& f : listeners_) f(user_id);
+}
+
+std::optional<PresenceState> PresenceTracker::known(const std::string& user_id) const {
+  std::lock_guard lock(mu_);
+  auto it = states_.find(user_id);
+  if (it == states_.end()) return std::nullopt;
+  return it->second;
+}
+
+uint64_t PresenceTracker::serial() const {
+  std::lock_guard lock(mu_);
+  return serial_;
+}
+
+std::vector<std::pair<std::string, PresenceState>> PresenceTracker::changed_since(uint64_t serial) const {
+  std::vector<std::pair<std::string, PresenceState>> out;
+  std::lock_guard lock(mu_);
+  if (serial >= serial_) return out;
+  for (const auto& [user, s] : states_) {
+    if (s.serial > serial) out.emplace_back(user, s);
+  }
+  return out;
 }
 
 PresenceState PresenceTracker::get(const std::string& user_id) const {

@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace trestle::service {
 
@@ -13,6 +15,7 @@ struct PresenceState {
   std::string presence = "offline";  // online, offline, unavailable
   std::optional<std::string> status_msg;
   int64_t last_active_ts = 0;
+  uint64_t serial = 0;  // the tracker's serial at this user's last change
 };
 
 class PresenceTracker {
@@ -22,12 +25,20 @@ public:
   // Sets the presence (from /sync's set_presence) and keeps the status message.
   void touch(const std::string& user_id, const std::string& presence);
   PresenceState get(const std::string& user_id) const;
-  // Called (outside the lock) when a user's presence or status message changes; repeated /syncs
-  // with the same set_presence are not changes.
-  void set_listener(std::function<void(const std::string& user_id)> f) { listener_ = std::move(f); }
+  // The state of a user seen since start (set or synced), or nullopt for one never seen.
+  std::optional<PresenceState> known(const std::string& user_id) const;
+  // Serial of the last change (in memory: starts at 0 with the process, like typing).
+  uint64_t serial() const;
+  // Users whose presence changed after `serial`, with their state.
+  std::vector<std::pair<std::string, PresenceState>> changed_since(uint64_t serial) const;
+  // Adds a callback run (outside the lock) when a user's presence or status message changes;
+  // repeated /syncs with the same set_presence are not changes.
+  void set_listener(std::function<void(const std::string& user_id)> f) { listeners_.push_back(std::move(f)); }
 
 private:
-  std::function<void(const std::string&)> listener_;
+  void changed(const std::string& user_id);
+  std::vector<std::function<void(const std::string&)>> listeners_;
+  uint64_t serial_ = 0;
   mutable std::mutex mu_;
   std::unordered_map<std::string, PresenceState> states_;
 };

@@ -8,6 +8,7 @@
 #include "service/filter.hpp"
 #include "service/ignored_users.hpp"
 #include "service/keys.hpp"
+#include "service/presence_sync.hpp"
 #include "service/push/push_rules.hpp"
 #include "service/rooms.hpp"
 #include "service/to_device.hpp"
@@ -78,7 +79,11 @@ SyncToken SyncToken::parse(const std::string& s) {
     auto us2 = s.find('_', us + 1);
     t.typing = number(s.substr(us + 1, us2 == std::string::npos ? std::string::npos : us2 - us - 1));
     if (us2 != std::string::npos) {
-      t.to_device = std::min<int64_t>(static_cast<int64_t>(number(s.substr(us2 + 1))), t.position);
+      auto us3 = s.find('_', us2 + 1);
+      t.to_device = std::min<int64_t>(
+          static_cast<int64_t>(number(s.substr(us2 + 1, us3 == std::string::npos ? std::string::npos : us3 - us2 - 1))),
+          t.position);
+      if (us3 != std::string::npos) t.presence = number(s.substr(us3 + 1));
     }
   }
   return t;
@@ -98,6 +103,7 @@ http::Reply SyncService::sync(const Requester& r, const SyncRequest& req) {
     (void)round;
     uint64_t notifier_pos = notifier_.position();
     SyncToken now{db_.committed_position(), user_data_.typing().serial()};
+    if (presence_) now.presence = presence_->serial();
     std::vector<std::string> keys;
     bool empty = false;
     object body = compute(r, req, now, keys, empty);
@@ -471,8 +477,24 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
   }
   // ---- end to_device
 
+  // ---- presence (presence_sync): contacts' m.presence since the token's presence serial.
+  array presence_events;
+  if (presence_) {
+    PresenceSyncWindow window{std::nullopt, since_pos, now.position};
+    if (since) {
+      // A token from before presence was in tokens is taken as current; one from before a
+      // restart (serial beyond ours) as "everything".
+      uint64_t s = since->presence.value_or(*now.presence);
+      window.since_serial = s > *now.presence ? 0 : s;
+    }
+    presence_events = db_.read([&](storage::Connection& c) {
+      return presence_for_sync(c, *presence_, r.user_id, window, sub_filter(filter, {"presence"}));
+    });
+  }
+  // ---- end presence
+
   empty = join_rooms.empty() && invite_rooms.empty() && leave_rooms.empty() && account_data.empty() &&
-          to_device_events.empty();
+          to_device_events.empty() && presence_events.empty();
   object rooms{{"join", std::move(join_rooms)}, {"invite", std::move(invite_rooms)},
                {"leave", std::move(leave_rooms)}, {"knock", object{}}};
   // --- MSC2753 peeks (LegacyService): this device's peeked rooms ---
@@ -489,7 +511,7 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
   object response{{"next_batch", next.str()},
                   {"rooms", std::move(rooms)},
                   {"account_data", object{{"events", std::move(account_data)}}},
-                  {"presence", object{{"events", array{}}}},
+                  {"presence", object{{"events", std::move(presence_events)}}},
                   {"to_device", object{{"events", std::move(to_device_events)}}},
                   {"device_lists", object{{"changed", array{}}, {"left", array{}}}},
                   {"device_one_time_keys_count", object{}}};

@@ -19,6 +19,7 @@ namespace trestle::service {
 class UserDataService;
 class ToDeviceService;
 class KeyService;
+class PresenceTracker;
 
 struct SyncRequest {
   std::optional<std::string> since;
@@ -27,15 +28,18 @@ struct SyncRequest {
   boost::json::object filter;
 };
 
-// A sync token: the global stream position, the typing serial and how far this device's
-// to-device messages were handed out ("s<pos>_<typing>_<to_device>"; older tokens without the
-// last part mean to_device = pos).
+// A sync token: the global stream position, the typing serial, how far this device's
+// to-device messages were handed out and the presence serial
+// ("s<pos>_<typing>_<to_device>_<presence>"; older tokens without the to_device part mean
+// to_device = pos, without the presence part mean "presence already current").
 struct SyncToken {
   int64_t position = 0;
   uint64_t typing = 0;
   int64_t to_device = 0;
+  std::optional<uint64_t> presence;
   std::string str() const {
-    return "s" + std::to_string(position) + "_" + std::to_string(typing) + "_" + std::to_string(to_device);
+    return "s" + std::to_string(position) + "_" + std::to_string(typing) + "_" + std::to_string(to_device) +
+           (presence ? "_" + std::to_string(*presence) : "");
   }
   static SyncToken parse(const std::string& s);  // 400 M_INVALID_PARAM when malformed
 };
@@ -71,6 +75,8 @@ public:
   using PeekSource = std::function<boost::json::object(const Requester&, std::optional<int64_t> since, int64_t now,
                                                        int64_t timeline_limit, std::vector<std::string>& wake_keys)>;
   void set_peeks(PeekSource f) { peeks_ = std::move(f); }
+  // presence.events (none: always empty, as with use_presence: false).
+  void set_presence(PresenceTracker* p) { presence_ = p; }
 
 private:
   // Computes the response; sets `empty` when an incremental sync found nothing.
@@ -85,6 +91,7 @@ private:
   KeyService* keys_ = nullptr;
   SentMembers sent_members_;
   PeekSource peeks_;
+  PresenceTracker* presence_ = nullptr;
 };
 
 }  // namespace trestle::service

@@ -373,6 +373,39 @@ CREATE TABLE room_peeks (
   PRIMARY KEY (user_id, device_id, room_id)
 );
 )SQL",
+      // 15 (task pushpres) push notifications: which device (access token) made each pusher and
+      // when; the pusher's cursor into the event stream; the notifications GET /notifications
+      // lists; and the durable queue of gateway requests, one row per pusher and notification.
+      R"SQL(
+ALTER TABLE pushers ADD COLUMN device_id TEXT;
+ALTER TABLE pushers ADD COLUMN created_ts INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE push_state (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  last_stream INTEGER NOT NULL
+);
+CREATE TABLE push_notifications (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  user_id TEXT NOT NULL,
+  room_id TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  stream_ordering INTEGER NOT NULL,
+  actions TEXT NOT NULL,
+  highlight INTEGER NOT NULL,
+  ts INTEGER NOT NULL
+);
+CREATE INDEX push_notifications_user ON push_notifications (user_id, id);
+CREATE INDEX push_notifications_room ON push_notifications (user_id, room_id, stream_ordering);
+CREATE TABLE push_queue (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  user_id TEXT NOT NULL,
+  app_id TEXT NOT NULL,
+  pushkey TEXT NOT NULL,
+  body TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_try_ts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX push_queue_pusher ON push_queue (user_id, app_id, pushkey, id);
+)SQL",
   };
   return steps;
 }

@@ -179,7 +179,12 @@ TEST(StreamTokens, ParseAndRejectMalformed) {
   EXPECT_EQ(paged.str(), "s42_7_30");
   EXPECT_EQ(service::SyncToken::parse("s42_7_99").to_device, 42);  // never past the position
   EXPECT_EQ(service::parse_stream_token("s42_7_30"), 42);         // /messages accepts sync tokens
-  for (const char* bad : {"s42_", "s42_x", "s42_7_", "s42_7_x", "s42_7_3_4", "s42__3"}) {
+  auto with_presence = service::SyncToken::parse("s42_7_30_5");  // the presence serial (task pushpres)
+  EXPECT_EQ(with_presence.to_device, 30);
+  EXPECT_EQ(with_presence.presence, std::optional<uint64_t>(5));
+  EXPECT_EQ(with_presence.str(), "s42_7_30_5");
+  EXPECT_FALSE(paged.presence.has_value());
+  for (const char* bad : {"s42_", "s42_x", "s42_7_", "s42_7_x", "s42_7_3_4_5", "s42_7_3_", "s42_7_3_x", "s42__3"}) {
     EXPECT_THROW(service::SyncToken::parse(bad), MatrixError) << bad;
   }
   for (const char* bad : {"", "s", "t42", "s-1", "s4x", "s99999999999999999999"}) {

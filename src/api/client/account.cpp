@@ -273,6 +273,7 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
     check_password(new_password);
     if (new_password.empty()) throw MatrixError(400, "M_WEAK_PASSWORD", "Password must not be empty");
     hs.accounts.change_password(who, new_password, optional_bool(body, "logout_devices").value_or(true));
+    hs.push.password_changed(who.user_id, who.device_id);  // pushers of other access tokens go
     return ok();
   });
 

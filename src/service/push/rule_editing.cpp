@@ -87,9 +87,10 @@ void put_rule(object& global, const std::string& kind, const std::string& rule_i
     if (is_default(rules[anchor].as_object())) throw MatrixError::invalid_param("Cannot position relative to a default rule");
     pos = before ? anchor : anchor + 1;
   } else {
-    // New user rules go before the defaults of their kind (user rules take priority).
+    // A new user rule goes first: before the older user rules of its kind (newest first, as
+    // Synapse orders them) and before the defaults (user rules take priority). A replaced rule
+    // keeps its place.
     pos = 0;
-    while (pos < static_cast<std::ptrdiff_t>(rules.size()) && !is_default(rules[pos].as_object())) ++pos;
     if (existing >= 0 && existing <= static_cast<std::ptrdiff_t>(rules.size())) pos = existing;
   }
   rules.insert(rules.begin() + pos, rule);

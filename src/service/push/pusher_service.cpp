@@ -1,0 +1,372 @@
+#include "service/push/pusher_service.hpp"
+
+#include "core/canonical_json.hpp"
+#include "core/clock.hpp"
+#include "core/error.hpp"
+#include "service/event_format.hpp"
+#include "service/push/push_rules.hpp"
+#include "storage/event_store.hpp"
+#include "storage/push_store.hpp"
+#include "storage/user_data_store.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <map>
+#include <set>
+#include <spdlog/spdlog.h>
+
+namespace trestle::service {
+
+namespace ev = storage::events;
+namespace ps = storage::push;
+namespace ud = storage::user_data;
+using boost::json::array;
+using boost::json::object;
+using boost::json::value;
+
+namespace {
+
+object parse_object(const std::string& text) {
+  boost::system::error_code ec;
+  auto v = boost::json::parse(text, ec);
+  return !ec && v.is_object() ? v.as_object() : object{};
+}
+
+object content_of(const ev::StoredEvent& e) {
+  auto* c = e.pdu.if_contains("content");
+  return c && c->is_object() ? c->as_object() : object{};
+}
+
+std::string string_at(const object& o, const char* key) {
+  auto* v = o.if_contains(key);
+  return v && v->is_string() ? std::string(v->as_string()) : std::string();
+}
+
+std::optional<object> state_content(storage::Connection& c, const std::string& room_id, const std::string& type,
+                                    const std::string& state_key) {
+  auto id = ev::current_state_event_id(c, room_id, type, state_key);
+  if (!id) return std::nullopt;
+  auto e = ev::get_event(c, *id);
+  if (!e) return std::nullopt;
+  return content_of(*e);
+}
+
+int64_t power_level_of(const object& pl, const std::string& user_id) {
+  if (auto* users = pl.if_contains("users"); users && users->is_object()) {
+    if (auto* lvl = users->as_object().if_contains(user_id); lvl && lvl->is_int64()) return lvl->as_int64();
+  }
+  if (auto* d = pl.if_contains("users_default"); d && d->is_int64()) return d->as_int64();
+  return 0;
+}
+
+// The position of the user's read receipt in the room (0: none).
+int64_t read_position(storage::Connection& c, const std::string& user_id, const std::string& room_id) {
+  int64_t pos = 0;
+  for (const char* type : {"m.read", "m.read.private"}) {
+    if (auto rc = ud::get_receipt(c, room_id, type, user_id)) {
+      if (auto e = ev::get_event_header(c, rc->event_id)) pos = std::max(pos, e->stream_ordering);
+    }
+  }
+  return pos;
+}
+
+// The badge: the user's unread notifications over all rooms.
+int64_t unread_count(storage::Connection& c, const std::string& user_id) {
+  int64_t n = 0;
+  for (const auto& room : ps::notification_rooms(c, user_id)) {
+    n += ps::count_notifications_after(c, user_id, room, read_position(c, user_id, room));
+  }
+  return n;
+}
+
+object tweaks_of(const array& actions) {
+  object tweaks;
+  for (const auto& a : actions) {
+    if (!a.is_object()) continue;
+    const auto& o = a.as_object();
+    auto* name = o.if_contains("set_tweak");
+    if (!name || !name->is_string()) continue;
+    auto* v = o.if_contains("value");
+    tweaks[name->as_string()] = v ? *v : value(name->as_string() == "highlight" ? value(true) : value(nullptr));
+  }
+  return tweaks;
+}
+
+}  // namespace
+
+PushService::PushService(storage::Database& db, Notifier& notifier, OutboundHttp http)
+    : db_(db), http_(std::move(http)) {
+  notifier.add_global_listener([this] {
+    std::lock_guard lock(mu_);
+    events_poked_ = true;
+    events_cv_.notify_all();
+  });
+}
+
+PushService::~PushService() { stop(); }
+
+void PushService::start() {
+  db_.write([&](storage::Connection& c) {
+    if (!ps::cursor(c)) ps::set_cursor(c, db_.committed_position());  // pushers start from now
+  });
+  evaluator_ = std::thread([this] { run_evaluator(); });
+  sender_ = std::thread([this] { run_sender(); });
+}
+
+void PushService::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  events_cv_.notify_all();
+  queue_cv_.notify_all();
+  if (evaluator_.joinable()) evaluator_.join();
+  if (sender_.joinable()) sender_.join();
+}
+
+void PushService::run_evaluator() {
+  while (true) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+      events_poked_ = false;
+    }
+    bool more = false;
+    try {
+      more = evaluate_batch();
+    } catch (const std::exception& e) {
+      spdlog::error("push: evaluating events failed: {}", e.what());
+    }
+    std::unique_lock lock(mu_);
+    if (!more) events_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_ || events_poked_; });
+  }
+}
+
+bool PushService::evaluate_batch() {
+  const int64_t upto = db_.committed_position();
+  bool more = false, queued = false;
+  db_.write([&](storage::Connection& c) {
+    int64_t from = ps::cursor(c).value_or(upto);
+    if (from >= upto) return;
+    auto events = ev::events_in_stream_range(c, from, upto, kEventsPerBatch);
+    more = static_cast<int64_t>(events.size()) >= kEventsPerBatch;
+    int64_t reached = more ? events.back().stream_ordering : upto;
+    std::map<std::string, object> rules_cache;
+    auto rules_of = [&](const std::string& user) -> const object& {
+      auto it = rules_cache.find(user);
+      if (it != rules_cache.end()) return it->second;
+      auto stored = ud::get_push_rules(c, user);
+      return rules_cache[user] = stored ? parse_object(*stored) : push::default_ruleset(user);
+    };
+    const int64_t now = core::now_ms();
+    for (const auto& e : events) {
+      if (e.redacted_by) continue;
+      std::set<std::string> recipients;
+      for (const auto& m : ev::members_of_room(c, e.room_id)) {
+        if (m.membership == "join") recipients.insert(m.user_id);
+      }
+      auto content = content_of(e);
+      const bool member_event = e.type == "m.room.member" && e.state_key;
+      if (member_event && string_at(content, "membership") == "invite") recipients.insert(*e.state_key);
+      recipients.erase(e.sender);
+      if (recipients.empty()) continue;
+
+      object client = client_event(e, c, {});
+      push::EvaluationContext ctx;
+      ctx.room_member_count = ev::joined_member_count(c, e.room_id);
+      ctx.power_levels_content = state_content(c, e.room_id, "m.room.power_levels", "").value_or(object{});
+      ctx.sender_power_level = power_level_of(ctx.power_levels_content, e.sender);
+      std::optional<object> room_info;  // name, alias, sender's display name: read once per event
+      for (const auto& user : recipients) {
+        ctx.user_id = user;
+        ctx.display_name = string_at(state_content(c, e.room_id, "m.room.member", user).value_or(object{}), "displayname");
+        auto d = push::evaluate(rules_of(user), client, ctx);
+        if (!d.notify) continue;
+        ps::add_notification(c, user, {0, e.room_id, e.event_id, e.stream_ordering, boost::json::serialize(d.actions),
+                                        d.highlight, now});
+        auto pushers = ps::pushers_of_user(c, user);
+        if (pushers.empty()) continue;
+        if (!room_info) {
+          room_info = object{};
+          auto name = string_at(state_content(c, e.room_id, "m.room.name", "").value_or(object{}), "name");
+          auto alias = string_at(state_content(c, e.room_id, "m.room.canonical_alias", "").value_or(object{}), "alias");
+          auto sender_name =
+              string_at(state_content(c, e.room_id, "m.room.member", e.sender).value_or(object{}), "displayname");
+          if (!name.empty()) (*room_info)["room_name"] = name;
+          else if (!alias.empty()) (*room_info)["room_name"] = alias;
+          if (!alias.empty()) (*room_info)["room_alias"] = alias;
+          if (!sender_name.empty()) (*room_info)["sender_display_name"] = sender_name;
+        }
+        const bool is_target = member_event && *e.state_key == user;
+        const bool high = e.type == "m.room.message" || e.type == "m.room.encrypted" ||
+                          (is_target && string_at(content, "membership") == "invite");
+        object counts{{"unread", unread_count(c, user)}};
+        for (const auto& p : pushers) {
+          auto stored = parse_object(p.data_json);
+          if (string_at(stored, "kind") != "http") continue;
+          auto* data_v = stored.if_contains("data");
+          object data = data_v && data_v->is_object() ? data_v->as_object() : object{};
+          std::string url = string_at(data, "url");
+          if (url.empty()) continue;
+          const bool id_only = string_at(data, "format") == "event_id_only";
+          data.erase("url");
+          data.erase("format");
+          object device{{"app_id", p.app_id},
+                        {"pushkey", p.pushkey},
+                        {"pushkey_ts", p.created_ts / 1000},
+                        {"data", data},
+                        {"tweaks", tweaks_of(d.actions)}};
+          object n{{"event_id", e.event_id},
+                   {"room_id", e.room_id},
+                   {"counts", counts},
+                   {"devices", array{device}},
+                   {"prio", high ? "high" : "low"}};
+          if (!id_only) {
+            n["id"] = e.event_id;  // Synapse's older name for event_id, which SyTest reads
+            n["type"] = e.type;
+            n["sender"] = e.sender;
+            n["content"] = content;
+            n["user_is_target"] = is_target;
+            if (member_event) n["membership"] = string_at(content, "membership");
+            for (const auto& [k, v] : *room_info) n[k] = v;
+          }
+          ps::enqueue(c, {0, user, p.app_id, p.pushkey,
+                          boost::json::serialize(object{{"url", url}, {"notification", std::move(n)}}), 0, 0});
+          queued = true;
+        }
+      }
+    }
+    ps::set_cursor(c, reached);
+  });
+  if (queued) {
+    std::lock_guard lock(mu_);
+    queue_poked_ = true;
+    queue_cv_.notify_all();
+  }
+  return more;
+}
+
+void PushService::run_sender() {
+  while (true) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+      queue_poked_ = false;
+    }
+    int64_t next_due = INT64_MAX;
+    bool sent = false;
+    try {
+      sent = send_due(next_due);
+    } catch (const std::exception& e) {
+      spdlog::error("push: sending failed: {}", e.what());
+    }
+    if (sent) continue;
+    int64_t wait_ms = std::clamp<int64_t>(next_due - core::now_ms(), 10, 1000);
+    std::unique_lock lock(mu_);
+    queue_cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [this] { return stopping_ || queue_poked_; });
+  }
+}
+
+bool PushService::send_due(int64_t& next_due_ms) {
+  auto heads = db_.read([&](storage::Connection& c) { return ps::queue_heads(c, 100); });
+  bool sent = false;
+  for (const auto& h : heads) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return sent;
+    }
+    const int64_t now = core::now_ms();
+    if (h.next_try_ts > now) {
+      next_due_ms = std::min(next_due_ms, h.next_try_ts);
+      continue;
+    }
+    if (!db_.read([&](storage::Connection& c) { return ps::pusher_exists(c, h.user_id, h.app_id, h.pushkey); })) {
+      db_.write([&](storage::Connection& c) { ps::delete_pusher(c, h.user_id, h.app_id, h.pushkey); });  // its queue
+      continue;
+    }
+    auto stored = parse_object(h.body);
+    std::string url = string_at(stored, "url");
+    object request{{"notification", stored.contains("notification") ? stored.at("notification") : value(object{})}};
+    auto res = http_(  "POST", url, "", {{"Content-Type", "application/json"}}, boost::json::serialize(request),
+                     kRequestTimeoutMs);
+    sent = true;
+    if (res.status >= 200 && res.status < 300) {
+      std::vector<std::string> rejected;
+      auto answer = parse_object(res.body);
+      if (auto* r = answer.if_contains("rejected"); r && r->is_array()) {
+        for (const auto& k : r->as_array()) {
+          if (k.is_string()) rejected.emplace_back(k.as_string());
+        }
+      }
+      db_.write([&](storage::Connection& c) {
+        ps::dequeue(c, h.id);
+        for (const auto& key : rejected) {
+          spdlog::info("push: gateway rejected a pushkey of app {}: pusher removed", h.app_id);
+          ps::delete_pusher(c, h.user_id, h.app_id, key);
+        }
+      });
+    } else if (res.status >= 400 && res.status < 500 && res.status != 429) {
+      // The gateway refuses this request for good: retrying the same body cannot help.
+      spdlog::warn("push: gateway for app {} refused a notification with HTTP {}: dropped", h.app_id, res.status);
+      db_.write([&](storage::Connection& c) { ps::dequeue(c, h.id); });
+    } else if (h.attempts + 1 >= kMaxAttempts) {
+      spdlog::warn("push: gateway for app {} failed {} times ({}): notification dropped", h.app_id, kMaxAttempts,
+                   res.status ? "HTTP " + std::to_string(res.status) : res.error);
+      db_.write([&](storage::Connection& c) { ps::dequeue(c, h.id); });
+    } else {
+      int64_t attempts = h.attempts + 1;
+      int64_t backoff = kInitialBackoffMs << std::min<int64_t>(attempts - 1, 20);
+      backoff = std::min(backoff, kMaxBackoffMs);
+      spdlog::warn("push: gateway for app {} failed ({}), retry {} in {} ms", h.app_id,
+                   res.status ? "HTTP " + std::to_string(res.status) : res.error, attempts, backoff);
+      db_.write([&](storage::Connection& c) { ps::reschedule(c, h.id, attempts, core::now_ms() + backoff); });
+      next_due_ms = std::min(next_due_ms, core::now_ms() + backoff);
+    }
+  }
+  return sent;
+}
+
+object PushService::notifications(const std::string& user_id, const std::optional<std::string>& from, int64_t limit,
+                                  bool only_highlight) {
+  int64_t before = 0;
+  if (from && !from->empty()) {
+    if (from->size() > 18 || !std::all_of(from->begin(), from->end(), ::isdigit)) {
+      throw MatrixError::invalid_param("Invalid 'from' token");
+    }
+    before = std::stoll(*from);
+  }
+  limit = std::clamp<int64_t>(limit, 1, 1000);
+  return db_.read([&](storage::Connection& c) {
+    array out;
+    auto rows = ps::notifications(c, user_id, before, limit, only_highlight);
+    std::map<std::string, int64_t> read_pos;
+    for (const auto& n : rows) {
+      auto e = ev::get_event(c, n.event_id);
+      if (!e) continue;
+      auto it = read_pos.find(n.room_id);
+      if (it == read_pos.end()) it = read_pos.emplace(n.room_id, read_position(c, user_id, n.room_id)).first;
+      boost::system::error_code ec;
+      auto actions = boost::json::parse(n.actions_json, ec);
+      out.push_back(object{{"actions", ec ? value(array{}) : actions},
+                           {"event", client_event(*e, c, {})},
+                           {"profile_tag", nullptr},
+                           {"read", n.stream_ordering <= it->second},
+                           {"room_id", n.room_id},
+                           {"ts", n.ts}});
+    }
+    object body{{"notifications", std::move(out)}};
+    if (static_cast<int64_t>(rows.size()) >= limit) body["next_token"] = std::to_string(rows.back().id);
+    return body;
+  });
+}
+
+void PushService::pusher_set(const std::string& user_id, const std::string& app_id, const std::string& pushkey,
+                             const std::optional<std::string>& device_id) {
+  db_.write([&](storage::Connection& c) { ps::set_pusher_origin(c, user_id, app_id, pushkey, device_id, core::now_ms()); });
+}
+
+void PushService::password_changed(const std::string& user_id, const std::optional<std::string>& device_id) {
+  db_.write([&](storage::Connection& c) { ps::delete_pushers_of_other_devices(c, user_id, device_id.value_or("")); });
+}
+
+}  // namespace trestle::service

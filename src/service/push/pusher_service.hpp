@@ -1,0 +1,61 @@
+#pragma once
+// Push notifications (spec: client-server-api modules/push.md, push-gateway-api): a worker
+// follows the event stream, evaluates each event against the push rules of the room's members,
+// stores the notifications (GET /notifications) and queues a request per http pusher in SQLite;
+// a second worker sends the queue to the gateways (POST data.url) in order per pusher, retrying
+// with exponential backoff. Everything queued survives a restart. Pushkeys the gateway rejects
+// lose their pusher.
+#include "service/appservice/sender.hpp"  // OutboundHttp
+#include "service/notifier.hpp"
+#include "storage/database.hpp"
+
+#include <boost/json/object.hpp>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+namespace trestle::service {
+
+class PushService {
+public:
+  static constexpr int64_t kEventsPerBatch = 100;
+  static constexpr int64_t kInitialBackoffMs = 1000;
+  static constexpr int64_t kMaxBackoffMs = 5 * 60 * 1000;
+  static constexpr int kRequestTimeoutMs = 10000;
+  // A request that keeps failing is dropped after this many attempts (about a day at the cap),
+  // as Synapse gives up on a pusher's backlog: a dead gateway must not grow the queue forever.
+  static constexpr int64_t kMaxAttempts = 300;
+
+  PushService(storage::Database& db, Notifier& notifier, OutboundHttp http);
+  ~PushService();
+  void start();
+  void stop();
+
+  // GET /notifications: newest first; `from` is a next_token of an earlier answer.
+  boost::json::object notifications(const std::string& user_id, const std::optional<std::string>& from, int64_t limit,
+                                    bool only_highlight);
+  // After POST /pushers/set: remembers which device made the pusher (password changes keep only
+  // the pushers of the device that changed it).
+  void pusher_set(const std::string& user_id, const std::string& app_id, const std::string& pushkey,
+                  const std::optional<std::string>& device_id);
+  // A password change: pushers created by other devices (access tokens) are removed.
+  void password_changed(const std::string& user_id, const std::optional<std::string>& device_id);
+
+private:
+  void run_evaluator();
+  void run_sender();
+  bool evaluate_batch();  // false when caught up
+  bool send_due(int64_t& next_due_ms);  // false when nothing was sent
+
+  storage::Database& db_;
+  OutboundHttp http_;
+  std::mutex mu_;
+  std::condition_variable events_cv_, queue_cv_;
+  bool stopping_ = false;
+  bool events_poked_ = false, queue_poked_ = false;
+  std::thread evaluator_, sender_;
+};
+
+}  // namespace trestle::service
