@@ -127,7 +127,7 @@ object LegacyService::presence_event(const std::string& user_id) const {
 }
 
 std::string LegacyService::token_str(int64_t position, uint64_t typing, uint64_t presence) const {
-  return SyncToken{position, typing, position}.str() + "_p" + std::to_string(presence);
+  return SyncToken{position, typing, position, std::nullopt}.str() + "_p" + std::to_string(presence);
 }
 
 uint64_t LegacyService::presence_serial() const {
@@ -363,7 +363,7 @@ struct Snapshot {
 object LegacyService::initial_sync(const Requester& r, int64_t limit, bool archived) {
   limit = std::clamp<int64_t>(limit, 0, kMaxLimit);
   const int64_t now = db_.committed_position();
-  const SyncToken now_token{now, user_data_.typing().serial(), now};
+  const SyncToken now_token{now, user_data_.typing().serial(), now, std::nullopt};
   const uint64_t presence_now = presence_serial();
   const ClientEventOptions opts{r.user_id, r.device_id, true};
   array rooms, receipts, account_data;
@@ -429,7 +429,7 @@ object LegacyService::initial_sync(const Requester& r, int64_t limit, bool archi
 object LegacyService::room_initial_sync(const Requester& r, const std::string& room_id, int64_t limit) {
   limit = std::clamp<int64_t>(limit, 0, kMaxLimit);
   const int64_t now = db_.committed_position();
-  const SyncToken now_token{now, user_data_.typing().serial(), now};
+  const SyncToken now_token{now, user_data_.typing().serial(), now, std::nullopt};
   const uint64_t presence_now = presence_serial();
   const ClientEventOptions opts{r.user_id, r.device_id, true};
   std::vector<std::string> joined_members;

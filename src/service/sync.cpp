@@ -102,7 +102,7 @@ http::Reply SyncService::sync(const Requester& r, const SyncRequest& req) {
   std::function<http::Reply(bool)> round = [this, r, req, deadline, &round](bool deadline_reached) -> http::Reply {
     (void)round;
     uint64_t notifier_pos = notifier_.position();
-    SyncToken now{db_.committed_position(), user_data_.typing().serial()};
+    SyncToken now{db_.committed_position(), user_data_.typing().serial(), 0, std::nullopt};
     if (presence_) now.presence = presence_->serial();
     std::vector<std::string> keys;
     bool empty = false;
