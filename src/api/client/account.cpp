@@ -49,19 +49,25 @@ bool is_appservice_login(const boost::json::object& body) {
 
 // m.login.email.identity (registration): the address a validated session proved, not yet used by
 // an account. 401 with the flows when the session is not validated.
-std::pair<std::string, std::string> registration_threepid(service::Homeserver& hs, const object& auth,
-                                                          const object& flows) {
+// The (medium, address) an m.login.email.identity stage's validated session proved; 401 with
+// `flows` when the session is not validated.
+std::pair<std::string, std::string> validated_threepid(service::Homeserver& hs, const object& auth,
+                                                       const object& flows) {
   const auto* creds = auth.if_contains("threepid_creds");
   if (!creds) creds = auth.if_contains("threepidCreds");
   if (!creds || !creds->is_object()) throw MatrixError::missing_param("Missing 'threepid_creds'");
-  std::pair<std::string, std::string> threepid;
   try {
-    threepid = hs.threepids.validated_session(required_string(creds->as_object(), "sid"),
-                                              required_string(creds->as_object(), "client_secret"));
+    return hs.threepids.validated_session(required_string(creds->as_object(), "sid"),
+                                          required_string(creds->as_object(), "client_secret"));
   } catch (const MatrixError& e) {
     if (e.errcode() != "M_THREEPID_AUTH_FAILED") throw;
     throw MatrixError(401, e.errcode(), e.what(), flows);
   }
+}
+
+std::pair<std::string, std::string> registration_threepid(service::Homeserver& hs, const object& auth,
+                                                          const object& flows) {
+  auto threepid = validated_threepid(hs, auth, flows);
   if (hs.threepids.user_for(threepid.first, threepid.second)) {
     throw MatrixError(400, "M_THREEPID_IN_USE", "This email address is already in use");
   }
@@ -97,17 +103,7 @@ http::Reply reset_password_by_email(service::Homeserver& hs, const object& body)
   if (!type || !type->is_string() || type->as_string() != "m.login.email.identity") {
     throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", flows);
   }
-  const auto* creds = auth->as_object().if_contains("threepid_creds");
-  if (!creds) creds = auth->as_object().if_contains("threepidCreds");
-  if (!creds || !creds->is_object()) throw MatrixError::missing_param("Missing 'threepid_creds'");
-  std::pair<std::string, std::string> threepid;
-  try {
-    threepid = hs.threepids.validated_session(required_string(creds->as_object(), "sid"),
-                                              required_string(creds->as_object(), "client_secret"));
-  } catch (const MatrixError& e) {
-    if (e.errcode() != "M_THREEPID_AUTH_FAILED") throw;
-    throw MatrixError(401, e.errcode(), e.what(), flows);
-  }
+  auto threepid = validated_threepid(hs, auth->as_object(), flows);
   auto user = hs.threepids.user_for(threepid.first, threepid.second);
   if (!user) throw MatrixError(400, "M_THREEPID_NOT_FOUND", "No account has this address");
   std::string new_password = required_string(body, "new_password");

@@ -110,7 +110,7 @@ void PushService::start() {
     if (!ps::cursor(c)) ps::set_cursor(c, db_.committed_position());  // pushers start from now
   });
   evaluator_ = std::thread([this] { run_evaluator(); });
-  sender_ = std::thread([this] { run_sender(); });
+  for (int i = 0; i < kSenderThreads; ++i) senders_.emplace_back([this] { run_sender(); });
 }
 
 void PushService::stop() {
@@ -121,7 +121,10 @@ void PushService::stop() {
   events_cv_.notify_all();
   queue_cv_.notify_all();
   if (evaluator_.joinable()) evaluator_.join();
-  if (sender_.joinable()) sender_.join();
+  for (auto& t : senders_) {
+    if (t.joinable()) t.join();
+  }
+  senders_.clear();
 }
 
 void PushService::run_evaluator() {
@@ -267,63 +270,77 @@ void PushService::run_sender() {
   }
 }
 
+// One due request of a pusher no other thread is serving, if there is one.
 bool PushService::send_due(int64_t& next_due_ms) {
   auto heads = db_.read([&](storage::Connection& c) { return ps::queue_heads(c, 100); });
-  bool sent = false;
   for (const auto& h : heads) {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return sent;
-    }
     const int64_t now = core::now_ms();
     if (h.next_try_ts > now) {
       next_due_ms = std::min(next_due_ms, h.next_try_ts);
       continue;
     }
-    if (!db_.read([&](storage::Connection& c) { return ps::pusher_exists(c, h.user_id, h.app_id, h.pushkey); })) {
-      db_.write([&](storage::Connection& c) { ps::delete_pusher(c, h.user_id, h.app_id, h.pushkey); });  // its queue
-      continue;
+    const std::string key = h.user_id + "|" + h.app_id + "|" + h.pushkey;
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return false;
+      if (!in_flight_.insert(key).second) continue;
     }
-    auto stored = parse_object(h.body);
-    std::string url = string_at(stored, "url");
-    object request{{"notification", stored.contains("notification") ? stored.at("notification") : value(object{})}};
-    auto res = http_(  "POST", url, "", {{"Content-Type", "application/json"}}, boost::json::serialize(request),
-                     kRequestTimeoutMs);
-    sent = true;
-    if (res.status >= 200 && res.status < 300) {
-      std::vector<std::string> rejected;
-      auto answer = parse_object(res.body);
-      if (auto* r = answer.if_contains("rejected"); r && r->is_array()) {
-        for (const auto& k : r->as_array()) {
-          if (k.is_string()) rejected.emplace_back(k.as_string());
-        }
-      }
-      db_.write([&](storage::Connection& c) {
-        ps::dequeue(c, h.id);
-        for (const auto& key : rejected) {
-          spdlog::info("push: gateway rejected a pushkey of app {}: pusher removed", h.app_id);
-          ps::delete_pusher(c, h.user_id, h.app_id, key);
-        }
-      });
-    } else if (res.status >= 400 && res.status < 500 && res.status != 429) {
-      // The gateway refuses this request for good: retrying the same body cannot help.
-      spdlog::warn("push: gateway for app {} refused a notification with HTTP {}: dropped", h.app_id, res.status);
-      db_.write([&](storage::Connection& c) { ps::dequeue(c, h.id); });
-    } else if (h.attempts + 1 >= kMaxAttempts) {
-      spdlog::warn("push: gateway for app {} failed {} times ({}): notification dropped", h.app_id, kMaxAttempts,
-                   res.status ? "HTTP " + std::to_string(res.status) : res.error);
-      db_.write([&](storage::Connection& c) { ps::dequeue(c, h.id); });
-    } else {
-      int64_t attempts = h.attempts + 1;
-      int64_t backoff = kInitialBackoffMs << std::min<int64_t>(attempts - 1, 20);
-      backoff = std::min(backoff, kMaxBackoffMs);
-      spdlog::warn("push: gateway for app {} failed ({}), retry {} in {} ms", h.app_id,
-                   res.status ? "HTTP " + std::to_string(res.status) : res.error, attempts, backoff);
-      db_.write([&](storage::Connection& c) { ps::reschedule(c, h.id, attempts, core::now_ms() + backoff); });
-      next_due_ms = std::min(next_due_ms, core::now_ms() + backoff);
+    try {
+      send_one(h, next_due_ms);
+    } catch (...) {
+      std::lock_guard lock(mu_);
+      in_flight_.erase(key);
+      throw;
     }
+    std::lock_guard lock(mu_);
+    in_flight_.erase(key);
+    return true;
   }
-  return sent;
+  return false;
+}
+
+void PushService::send_one(const ps::QueuedPush& h, int64_t& next_due_ms) {
+  if (!db_.read([&](storage::Connection& c) { return ps::pusher_exists(c, h.user_id, h.app_id, h.pushkey); })) {
+    db_.write([&](storage::Connection& c) { ps::delete_pusher(c, h.user_id, h.app_id, h.pushkey); });  // its queue
+    return;
+  }
+  auto stored = parse_object(h.body);
+  std::string url = string_at(stored, "url");
+  object request{{"notification", stored.contains("notification") ? stored.at("notification") : value(object{})}};
+  auto res = http_("POST", url, "", {{"Content-Type", "application/json"}}, boost::json::serialize(request),
+                   kRequestTimeoutMs);
+  if (res.status >= 200 && res.status < 300) {
+    std::vector<std::string> rejected;
+    auto answer = parse_object(res.body);
+    if (auto* r = answer.if_contains("rejected"); r && r->is_array()) {
+      for (const auto& k : r->as_array()) {
+        if (k.is_string()) rejected.emplace_back(k.as_string());
+      }
+    }
+    db_.write([&](storage::Connection& c) {
+      ps::dequeue(c, h.id);
+      for (const auto& key : rejected) {
+        spdlog::info("push: gateway rejected a pushkey of app {}: pusher removed", h.app_id);
+        ps::delete_pusher(c, h.user_id, h.app_id, key);
+      }
+    });
+  } else if (res.status >= 400 && res.status < 500 && res.status != 429) {
+    // The gateway refuses this request for good: retrying the same body cannot help.
+    spdlog::warn("push: gateway for app {} refused a notification with HTTP {}: dropped", h.app_id, res.status);
+    db_.write([&](storage::Connection& c) { ps::dequeue(c, h.id); });
+  } else if (h.attempts + 1 >= kMaxAttempts) {
+    spdlog::warn("push: gateway for app {} failed {} times ({}): notification dropped", h.app_id, kMaxAttempts,
+                 res.status ? "HTTP " + std::to_string(res.status) : res.error);
+    db_.write([&](storage::Connection& c) { ps::dequeue(c, h.id); });
+  } else {
+    int64_t attempts = h.attempts + 1;
+    int64_t backoff = kInitialBackoffMs << std::min<int64_t>(attempts - 1, 20);
+    backoff = std::min(backoff, kMaxBackoffMs);
+    spdlog::warn("push: gateway for app {} failed ({}), retry {} in {} ms", h.app_id,
+                 res.status ? "HTTP " + std::to_string(res.status) : res.error, attempts, backoff);
+    db_.write([&](storage::Connection& c) { ps::reschedule(c, h.id, attempts, core::now_ms() + backoff); });
+    next_due_ms = std::min(next_due_ms, core::now_ms() + backoff);
+  }
 }
 
 object PushService::notifications(const std::string& user_id, const std::optional<std::string>& from, int64_t limit,

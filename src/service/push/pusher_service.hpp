@@ -8,13 +8,16 @@
 #include "service/appservice/sender.hpp"  // OutboundHttp
 #include "service/notifier.hpp"
 #include "storage/database.hpp"
+#include "storage/push_store.hpp"
 
 #include <boost/json/object.hpp>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <set>
 #include <thread>
+#include <vector>
 
 namespace trestle::service {
 
@@ -24,6 +27,9 @@ public:
   static constexpr int64_t kInitialBackoffMs = 1000;
   static constexpr int64_t kMaxBackoffMs = 5 * 60 * 1000;
   static constexpr int kRequestTimeoutMs = 10000;
+  // Gateway requests in flight at once, each for a different pusher (a pusher's own requests go
+  // in order, one at a time): a gateway that hangs holds up only its own pushers.
+  static constexpr int kSenderThreads = 8;
   // A request that keeps failing is dropped after this many attempts (about a day at the cap),
   // as Synapse gives up on a pusher's backlog: a dead gateway must not grow the queue forever.
   static constexpr int64_t kMaxAttempts = 300;
@@ -48,6 +54,7 @@ private:
   void run_sender();
   bool evaluate_batch();  // false when caught up
   bool send_due(int64_t& next_due_ms);  // false when nothing was sent
+  void send_one(const storage::push::QueuedPush& h, int64_t& next_due_ms);
 
   storage::Database& db_;
   OutboundHttp http_;
@@ -55,7 +62,9 @@ private:
   std::condition_variable events_cv_, queue_cv_;
   bool stopping_ = false;
   bool events_poked_ = false, queue_poked_ = false;
-  std::thread evaluator_, sender_;
+  std::set<std::string> in_flight_;  // pushers (user|app|pushkey) a sender thread is serving
+  std::thread evaluator_;
+  std::vector<std::thread> senders_;
 };
 
 }  // namespace trestle::service

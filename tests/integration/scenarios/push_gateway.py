@@ -5,6 +5,7 @@ and GET /notifications. The gateway is a small plain-http server in this process
 import http.server
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -241,3 +242,48 @@ def test_get_notifications(ctx):
                body={"notifications": {"$starts_with": [{"read": True}, {"read": True}]}})
     ctx.expect(bob.request("GET", "/notifications"), body={"notifications": []})
     ctx.expect(alice.request("GET", "/notifications", query={"from": "nope"}), 400)
+
+
+def test_a_hung_gateway_holds_up_only_its_own_pushers(ctx):
+    """A gateway that accepts a request and never answers (SyTest's does this for pushes nobody
+    waits for) must not delay other pushers' notifications until its request times out."""
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept_and_hold():
+        hung.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(hung.accept()[0])
+            except OSError:
+                pass
+
+    holder = threading.Thread(target=accept_and_hold, daemon=True)
+    holder.start()
+    gw = Gateway()
+    try:
+        srv = ctx.server()
+        alice, bob = ctx.register(srv, "alice"), ctx.register(srv, "bob")
+        room = room_with(ctx, alice, bob)
+        set_pusher(ctx, alice, f"http://127.0.0.1:{hung.getsockname()[1]}{PATH}", pushkey="alice-key")
+        set_pusher(ctx, bob, gw.url, pushkey="bob-key")
+        first = send(ctx, alice, room, "to bob")  # notifies bob only
+        send(ctx, bob, room, "to alice: her gateway hangs")
+        time.sleep(0.3)
+        start = time.monotonic()
+        second = send(ctx, alice, room, "to bob again")
+        gw.wait_for_event(first, timeout=5)
+        gw.wait_for_event(second, timeout=3)
+        took = time.monotonic() - start
+        if took > 3:
+            raise TestFailure(f"bob's push waited {took:.1f}s behind alice's hung gateway")
+    finally:
+        stop.set()
+        holder.join()
+        for s in held:
+            s.close()
+        hung.close()
+        gw.close()
