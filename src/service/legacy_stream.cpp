@@ -47,6 +47,17 @@ bool visible_to_peeker(storage::Connection& c, const ev::StoredEvent& e) {
   return history_visibility_before(c, e.room_id, e.stream_ordering) == "world_readable";
 }
 
+// What a non-member reading a world_readable room (room initialSync) sees: only what was sent
+// while the room was world_readable; a history_visibility event counts with the more open of its
+// old and new setting, so the event that made the room world_readable is seen.
+bool visible_to_non_member(storage::Connection& c, const ev::StoredEvent& e) {
+  if (history_visibility_before(c, e.room_id, e.stream_ordering) == "world_readable") return true;
+  if (e.type != "m.room.history_visibility" || !e.state_key || !e.state_key->empty()) return false;
+  const auto* content = e.pdu.if_contains("content");
+  const auto* hv = content && content->is_object() ? content->as_object().if_contains("history_visibility") : nullptr;
+  return hv && hv->is_string() && hv->as_string() == "world_readable";
+}
+
 // One m.receipt event for the room's receipts in (since, upto], or none.
 std::optional<object> receipt_event(storage::Connection& c, const std::string& room_id, const std::string& viewer,
                                     int64_t since, int64_t upto, bool with_room_id = true) {
@@ -443,7 +454,7 @@ object LegacyService::room_initial_sync(const Requester& r, const std::string& r
     }
     const int64_t upto = left ? m->stream_ordering : now;
     auto msgs = recent_events(c, room_id, upto, limit, [&](const ev::StoredEvent& e) {
-      return peeking ? visible_to_peeker(c, e) : event_visible_to(c, r.user_id, e);
+      return peeking ? visible_to_non_member(c, e) : event_visible_to(c, r.user_id, e);
     });
     array chunk;
     for (const auto& e : msgs) chunk.push_back(v1_event(e, c, opts));

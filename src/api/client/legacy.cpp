@@ -38,6 +38,8 @@ void add_legacy_routes(http::Router& r, service::Homeserver& hs) {
       er.limit = *l;
     }
     if (auto room = req.query_param("room_id")) er.room_id = valid_room_id(*room);
+    // Guests stream one room at a time (as in Synapse).
+    if (who.is_guest && !er.room_id) throw MatrixError::invalid_param("Guest users must specify room_id param");
     // Polling the stream brings an offline user online (as in Synapse); a chosen presence stays.
     if (hs.presence.get(who.user_id).presence == "offline") hs.presence.touch(who.user_id, "online");
     return hs.legacy.events(who, er);

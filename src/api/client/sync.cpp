@@ -28,7 +28,8 @@ void add_sync_routes(http::Router& r, service::Homeserver& hs) {
       }
     }
     // Syncing marks the user online unless the client says otherwise (spec: set_presence).
-    hs.presence.touch(who.user_id, req.query_param("set_presence").value_or("online"));
+    // `offline` leaves presence as it is (Synapse: a client that does not count as activity).
+    if (auto set = req.query_param("set_presence").value_or("online"); set != "offline") hs.presence.touch(who.user_id, set);
     return hs.sync.sync(who, sr);
   });
 }
