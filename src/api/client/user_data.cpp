@@ -56,13 +56,16 @@ void add_user_data_routes(http::Router& r, service::Homeserver& hs) {
     return ok();
   });
 
-  r.client("POST", "/rooms/{}/receipt/{}/{}", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
+  r.client("POST", "/rooms/{}/receipt/{}/{}", Auth::required, [&ud, &hs](http::Request& req, const service::Requester& who) {
     auto body = req.json_object(true);
     ud.send_receipt(who, req.params[0], req.params[1], req.params[2], optional_string(body, "thread_id").value_or(""));
+    if (req.params[1] != "m.fully_read") hs.push.badge_changed(who.user_id);
     return ok();
   });
-  r.client("POST", "/rooms/{}/read_markers", Auth::required, [&ud](http::Request& req, const service::Requester& who) {
-    ud.set_read_markers(who, req.params[0], req.json_object());
+  r.client("POST", "/rooms/{}/read_markers", Auth::required, [&ud, &hs](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object();
+    ud.set_read_markers(who, req.params[0], body);
+    if (body.contains("m.read") || body.contains("m.read.private")) hs.push.badge_changed(who.user_id);
     return ok();
   });
   r.client("PUT", "/rooms/{}/typing/{}", Auth::required, [&hs](http::Request& req, const service::Requester& who) {

@@ -79,6 +79,32 @@ int64_t unread_count(storage::Connection& c, const std::string& user_id) {
   return n;
 }
 
+// An http pusher's gateway URL and the `devices` entry of its notifications; nullopt for other
+// kinds or a pusher without a URL. `id_only`: its format is event_id_only.
+struct GatewayTarget {
+  std::string url;
+  object device;
+  bool id_only = false;
+};
+std::optional<GatewayTarget> gateway_target(const ps::Pusher& p, object tweaks) {
+  auto stored = parse_object(p.data_json);
+  if (string_at(stored, "kind") != "http") return std::nullopt;
+  auto* data_v = stored.if_contains("data");
+  object data = data_v && data_v->is_object() ? data_v->as_object() : object{};
+  GatewayTarget t;
+  t.url = string_at(data, "url");
+  if (t.url.empty()) return std::nullopt;
+  t.id_only = string_at(data, "format") == "event_id_only";
+  data.erase("url");
+  data.erase("format");
+  t.device = object{{"app_id", p.app_id},
+                    {"pushkey", p.pushkey},
+                    {"pushkey_ts", p.created_ts / 1000},
+                    {"data", std::move(data)},
+                    {"tweaks", std::move(tweaks)}};
+  return t;
+}
+
 object tweaks_of(const array& actions) {
   object tweaks;
   for (const auto& a : actions) {
@@ -205,26 +231,14 @@ bool PushService::evaluate_batch() {
                           (is_target && string_at(content, "membership") == "invite");
         object counts{{"unread", unread_count(c, user)}};
         for (const auto& p : pushers) {
-          auto stored = parse_object(p.data_json);
-          if (string_at(stored, "kind") != "http") continue;
-          auto* data_v = stored.if_contains("data");
-          object data = data_v && data_v->is_object() ? data_v->as_object() : object{};
-          std::string url = string_at(data, "url");
-          if (url.empty()) continue;
-          const bool id_only = string_at(data, "format") == "event_id_only";
-          data.erase("url");
-          data.erase("format");
-          object device{{"app_id", p.app_id},
-                        {"pushkey", p.pushkey},
-                        {"pushkey_ts", p.created_ts / 1000},
-                        {"data", data},
-                        {"tweaks", tweaks_of(d.actions)}};
+          auto target = gateway_target(p, tweaks_of(d.actions));
+          if (!target) continue;
           object n{{"event_id", e.event_id},
                    {"room_id", e.room_id},
                    {"counts", counts},
-                   {"devices", array{device}},
+                   {"devices", array{std::move(target->device)}},
                    {"prio", high ? "high" : "low"}};
-          if (!id_only) {
+          if (!target->id_only) {
             n["id"] = e.event_id;  // Synapse's older name for event_id, which SyTest reads
             n["type"] = e.type;
             n["sender"] = e.sender;
@@ -234,7 +248,7 @@ bool PushService::evaluate_batch() {
             for (const auto& [k, v] : *room_info) n[k] = v;
           }
           ps::enqueue(c, {0, user, p.app_id, p.pushkey,
-                          boost::json::serialize(object{{"url", url}, {"notification", std::move(n)}}), 0, 0});
+                          boost::json::serialize(object{{"url", target->url}, {"notification", std::move(n)}}), 0, 0});
           queued = true;
         }
       }
@@ -380,6 +394,30 @@ object PushService::notifications(const std::string& user_id, const std::optiona
 void PushService::pusher_set(const std::string& user_id, const std::string& app_id, const std::string& pushkey,
                              const std::optional<std::string>& device_id) {
   db_.write([&](storage::Connection& c) { ps::set_pusher_origin(c, user_id, app_id, pushkey, device_id, core::now_ms()); });
+}
+
+void PushService::badge_changed(const std::string& user_id) {
+  bool queued = false;
+  db_.write([&](storage::Connection& c) {
+    auto pushers = ps::pushers_of_user(c, user_id);
+    if (pushers.empty()) return;
+    const object counts{{"unread", unread_count(c, user_id)}};
+    for (const auto& p : pushers) {
+      auto target = gateway_target(p, object{});
+      if (!target) continue;
+      // Synapse's badge update: no event, empty id and sender, null type.
+      object n{{"id", ""}, {"type", nullptr}, {"sender", ""}, {"counts", counts},
+               {"devices", array{std::move(target->device)}}};
+      ps::enqueue(c, {0, user_id, p.app_id, p.pushkey,
+                      boost::json::serialize(object{{"url", target->url}, {"notification", std::move(n)}}), 0, 0});
+      queued = true;
+    }
+  });
+  if (queued) {
+    std::lock_guard lock(mu_);
+    queue_poked_ = true;
+    queue_cv_.notify_all();
+  }
 }
 
 void PushService::password_changed(const std::string& user_id, const std::optional<std::string>& device_id) {

@@ -46,6 +46,9 @@ public:
   // the pushers of the device that changed it).
   void pusher_set(const std::string& user_id, const std::string& app_id, const std::string& pushkey,
                   const std::optional<std::string>& device_id);
+  // The user's read receipt or marker moved: each of their http pushers gets a badge-only
+  // notification (`counts.unread`, no event), so a phone can clear its badge (as Synapse does).
+  void badge_changed(const std::string& user_id);
   // A password change: pushers created by other devices (access tokens) are removed.
   void password_changed(const std::string& user_id, const std::optional<std::string>& device_id);
 

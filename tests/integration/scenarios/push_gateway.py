@@ -287,3 +287,33 @@ def test_a_hung_gateway_holds_up_only_its_own_pushers(ctx):
             s.close()
         hung.close()
         gw.close()
+
+
+def test_a_read_receipt_pushes_the_new_badge(ctx):
+    """After a read receipt the user's pushers get a badge-only notification (counts, no event),
+    so a phone clears its badge (Synapse does this; SyTest's "Test that a message is pushed")."""
+    gw = Gateway()
+    try:
+        srv = ctx.server()
+        alice, bob = ctx.register(srv, "alice"), ctx.register(srv, "bob")
+        room = room_with(ctx, alice, bob)
+        set_pusher(ctx, alice, gw.url)
+        event_id = send(ctx, bob, room, "read me")
+        (_, _, body), = gw.wait_for_event(event_id)
+        if body["notification"]["counts"]["unread"] < 1:
+            raise TestFailure(f"unread before the receipt: {body}")
+        ctx.expect(alice.request("POST", f"/rooms/{room}/receipt/m.read/{event_id}", body={}))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with gw.lock:
+                badges = [r[2]["notification"] for r in gw.requests if "event_id" not in r[2].get("notification", {})]
+            if badges:
+                break
+            time.sleep(0.02)
+        else:
+            raise TestFailure("no badge-only push after the read receipt")
+        n = badges[0]
+        if n.get("counts") != {"unread": 0} or n.get("devices", [{}])[0].get("pushkey") != "key-1":
+            raise TestFailure(f"badge push wrong: {n}")
+    finally:
+        gw.close()
