@@ -52,9 +52,9 @@ array presence_for_sync(storage::Connection& c, const PresenceTracker& presence,
   for (const auto& [user, s] : presence.changed_since(*window.since_serial)) {
     if (contacts.count(user)) add(user, s);
   }
-  for (const auto& user : newly_seen) {
-    if (auto s = presence.known(user)) add(user, *s);
-  }
+  // A newly joined room's members, and new members of the user's rooms: their presence even when
+  // the server never saw them (offline), as Synapse includes offline states here.
+  for (const auto& user : newly_seen) add(user, presence.get(user));
   return out;
 }
 
