@@ -14,5 +14,7 @@ DRIVER=${SYTEST_DRIVER:-$ROOT/../shared/sytest}
 export SYTEST_DIR
 export TRESTLE_BIN=${TRESTLE_BIN:-$ROOT/build/trestle}
 export OUT_DIR=${OUT_DIR:-/tmp/sytest-trestle}
+# SyTest's OpenID tests call userinfo on the client port: serve the openid resource there.
+export TRESTLE_CLIENT_RESOURCES=${TRESTLE_CLIENT_RESOURCES:-client,openid}
 bash "$DRIVER/run.sh" "$@" | tail -1
 python3 "$ROOT/scripts/sytest_check.py" "$OUT_DIR/results.tap" ${BASELINE_TAP:+--baseline "$BASELINE_TAP"}
