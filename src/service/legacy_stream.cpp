@@ -115,9 +115,11 @@ std::vector<ev::StoredEvent> recent_events(storage::Connection& c, const std::st
 object v1_event(const ev::StoredEvent& e, storage::Connection& c, const ClientEventOptions& opts) {
   object out = client_event(e, c, opts);
   out["user_id"] = e.sender;
+  // A copy: inserting into `out` may move its storage, and with it a pointer to `unsigned`.
   if (auto* u = out.if_contains("unsigned"); u && u->is_object()) {
+    const object unsigned_copy = u->as_object();
     for (const char* key : {"age", "redacted_because", "replaces_state", "prev_content"}) {
-      if (auto* v = u->as_object().if_contains(key)) out[key] = *v;
+      if (auto* v = unsigned_copy.if_contains(key)) out[key] = *v;
     }
   }
   return out;

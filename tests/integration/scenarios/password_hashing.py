@@ -77,7 +77,9 @@ def test_concurrent_logins_and_registrations_stay_under_a_memory_bound(ctx):
     reg_counts = statuses(regs, (200, 429), "32 registrations")
     peak = peak_rss_kb(srv)
     print(f"peak RSS {peak // 1024} MiB; logins {login_counts}; registrations {reg_counts}")
-    if peak > PEAK_RSS_LIMIT_KB:
+    if ctx.sanitized:
+        print("    (RSS bound not checked: under AddressSanitizer freed memory is quarantined)")
+    elif peak > PEAK_RSS_LIMIT_KB:
         raise TestFailure(f"peak RSS {peak // 1024} MiB is above {PEAK_RSS_LIMIT_KB // 1024} MiB "
                           f"(logins {login_counts}, registrations {reg_counts})")
     if not login_counts.get(403) or not reg_counts.get(200):

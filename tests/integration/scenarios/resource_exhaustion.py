@@ -132,6 +132,12 @@ def open_fds(pid):
 
 
 def test_out_of_file_descriptors_reads_answer_or_503_never_500(ctx):
+    if ctx.sanitized:
+        # UBSan's vptr check tests whether memory is readable through a pipe(); with no descriptor
+        # left that fails, and it reports a valid object as having an invalid vptr (seen at
+        # f48ef44 too, in about half the runs). The plain build runs this test.
+        print("    SKIP: out of descriptors, the sanitizer's own checks fail (it needs a pipe)")
+        return
     # No per-address connection cap: this test fills the descriptor table from one address.
     srv = ctx.server(config={"http_limits": {"max_connections_per_address": 0}}, start=False)
     start_with_fd_limit(srv, FD_LIMIT)
