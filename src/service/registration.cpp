@@ -99,8 +99,12 @@ bool RegistrationService::some_flow_done(const std::set<std::string>& completed)
 
 Session RegistrationService::register_user(const boost::json::object& body, const std::string& remote_address) {
   int64_t now = core::steady_ms();
-  boost::json::object params = body;
-  params.erase("auth");
+  // Only the registration parameters are remembered (in memory, per session): a body may carry up
+  // to max_request_body_size of other keys, and sessions are created without authentication.
+  boost::json::object params;
+  for (const char* key : {"username", "password", "device_id", "initial_device_display_name", "inhibit_login"}) {
+    if (auto* v = body.if_contains(key)) params[key] = *v;
+  }
   auto* auth_value = body.if_contains("auth");
   const boost::json::object* auth = auth_value && auth_value->is_object() ? &auth_value->as_object() : nullptr;
 

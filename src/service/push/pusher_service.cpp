@@ -397,10 +397,11 @@ void PushService::pusher_set(const std::string& user_id, const std::string& app_
 }
 
 void PushService::badge_changed(const std::string& user_id) {
+  // Most users have no pusher: a read decides that without a write transaction per receipt.
+  if (db_.read([&](storage::Connection& c) { return ps::pushers_of_user(c, user_id).empty(); })) return;
   bool queued = false;
   db_.write([&](storage::Connection& c) {
     auto pushers = ps::pushers_of_user(c, user_id);
-    if (pushers.empty()) return;
     const object counts{{"unread", unread_count(c, user_id)}};
     for (const auto& p : pushers) {
       auto target = gateway_target(p, object{});
