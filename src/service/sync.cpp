@@ -294,7 +294,23 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
         if (lazy_members && room_full) needed_members.insert(r.user_id);
       }
       std::map<StateKey, std::string> state_ids;
-      if (room_full || limited) {
+      if (req.use_state_after) {
+        // `state_after`: the state at the END of the timeline; in full for new rooms, else what
+        // changed since `since`, timeline events included (the client takes state only from here).
+        for (const auto& s : ev::state_at(c, m.room_id, upto)) {
+          const bool member = s.type == "m.room.member";
+          const bool needed = member && needed_members.count(s.state_key);
+          if (room_full) {
+            if (lazy_members && member && !needed) continue;
+          } else {
+            auto h = ev::get_event_header(c, s.event_id);
+            const bool changed = h && h->stream_ordering > since_pos;
+            if (!changed && !needed) continue;
+            if (lazy_members && member && !needed && !in_timeline.count(s.event_id)) continue;
+          }
+          state_ids[{s.type, s.state_key}] = s.event_id;
+        }
+      } else if (room_full || limited) {
         for (const auto& s : ev::state_at(c, m.room_id, timeline_start - 1)) {
           StateKey key{s.type, s.state_key};
           const bool needed = lazy_members && s.type == "m.room.member" && needed_members.count(s.state_key);
@@ -313,7 +329,7 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
           }
         }
       }
-      for (auto it = state_ids.begin(); it != state_ids.end();) {
+      for (auto it = state_ids.begin(); !req.use_state_after && it != state_ids.end();) {
         it = in_timeline.count(it->second) ? state_ids.erase(it) : std::next(it);
       }
       if (dedupe_members) {
@@ -432,7 +448,7 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
       object room{{"timeline", object{{"events", std::move(timeline_json)},
                                       {"limited", limited},
                                       {"prev_batch", "s" + std::to_string(prev_batch)}}},
-                  {"state", object{{"events", std::move(state)}}},
+                  {req.use_state_after ? "state_after" : "state", object{{"events", std::move(state)}}},
                   {"account_data", object{{"events", std::move(room_account_data)}}}};
       if (!left) {
         room["ephemeral"] = object{{"events", std::move(ephemeral)}};

@@ -25,6 +25,8 @@ struct SyncRequest {
   std::optional<std::string> since;
   int64_t timeout_ms = 0;
   bool full_state = false;
+  // v1.16 (MSC4222): answer the state up to the END of the timeline in `state_after`, not `state`.
+  bool use_state_after = false;
   boost::json::object filter;
 };
 

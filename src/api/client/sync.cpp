@@ -16,6 +16,7 @@ void add_sync_routes(http::Router& r, service::Homeserver& hs) {
     sr.since = req.query_param("since");
     sr.timeout_ms = query_int(req, "timeout").value_or(0);
     sr.full_state = req.query_param("full_state").value_or("false") == "true";
+    sr.use_state_after = req.query_param("use_state_after").value_or("false") == "true";
     if (auto f = req.query_param("filter"); f && !f->empty()) {
       if ((*f)[0] == '{') {
         boost::system::error_code ec;
