@@ -11,6 +11,7 @@
 #include "service/event_format.hpp"
 #include "service/filter.hpp"
 #include "service/ignored_users.hpp"
+#include "service/membership_rules.hpp"
 #include "service/visibility.hpp"
 #include "storage/account_store.hpp"
 #include "storage/room_store.hpp"
@@ -272,6 +273,11 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
         pdu["unsigned"] = object{{"replaces_state", *previous}, {"prev_sender", prev->sender}};
       }
     }
+    // A knock carries the room's stripped state for the knocker (spec: m.room.member).
+    if (ne.type == "m.room.member" && str_or(ne.content, "membership") == "knock") {
+      if (!pdu.contains("unsigned")) pdu["unsigned"] = object{};
+      pdu["unsigned"].as_object()["knock_room_state"] = membership_rules::stripped_room_state(c, ne.room_id);
+    }
   }
   // The spec's limit holds for the whole PDU as stored, unsigned and event ID included.
   if (core::canonical_json(pdu).size() + event_id.size() + 16 > kMaxPduBytes) {
@@ -371,6 +377,7 @@ std::string RoomService::set_state(const Requester& r, const std::string& room_i
       }
       if (m == "join") check_guest_may_join(r, room_id);
     }
+    if (m == "invite") check_invite_permission(state_key);
   }
   if (type == "m.room.canonical_alias") {
     // The alias must point at this room (spec: 400 M_BAD_ALIAS).
@@ -483,6 +490,7 @@ std::string RoomService::create_room(const Requester& r, const object& body,
           // Creating the room does not depend on the bridge answering; the invite still goes out.
         }
       }
+      check_invite_permission(user_id);  // 403 M_INVITE_BLOCKED before anything is created
       invitees.push_back(user_id);
     }
   }
@@ -609,7 +617,7 @@ void RoomService::change_membership(const Requester& r, const std::string& room_
   content["membership"] = membership;
   if (reason) content["reason"] = *reason;
   if (is_direct) content["is_direct"] = true;
-  if (membership == "join" || membership == "invite") {
+  if (membership == "join" || membership == "invite" || membership == "knock") {
     if (auto u = accounts_.get_user(target)) {
       if (u->displayname && !content.contains("displayname")) content["displayname"] = *u->displayname;
       if (u->avatar_url && !content.contains("avatar_url")) content["avatar_url"] = *u->avatar_url;
@@ -633,8 +641,65 @@ std::string RoomService::join(const Requester& r, const std::string& room_id_or_
   auto current = db_.read([&](storage::Connection& c) { return ev::get_membership(c, room_id, r.user_id); });
   if (current && current->membership == "join") return room_id;  // already in: nothing to send
   check_guest_may_join(r, room_id);
-  change_membership(r, room_id, r.user_id, "join", reason, false, extra);
+  // Only the server names who authorised a restricted join, never the client.
+  object content = extra;
+  content.erase("join_authorised_via_users_server");
+  if (!current || current->membership != "invite") {
+    auto authoriser = db_.read([&](storage::Connection& c) -> std::optional<std::string> {
+      auto room_row = rooms_db::get_room(c, room_id);
+      const room::RoomVersion* version = room_row ? room::find_room_version(room_row->room_version) : nullptr;
+      if (!version) return std::nullopt;
+      return membership_rules::restricted_join_authoriser(c, *version, room_id, r.user_id, cfg_.server_name);
+    });
+    if (authoriser) content["join_authorised_via_users_server"] = *authoriser;
+  }
+  change_membership(r, room_id, r.user_id, "join", reason, false, content);
   return room_id;
+}
+
+std::string RoomService::knock(const Requester& r, const std::string& room_id_or_alias,
+                               const std::optional<std::string>& reason) {
+  std::string room_id = room_id_or_alias;
+  if (!room_id_or_alias.empty() && room_id_or_alias[0] == '#') {
+    if (!core::parse_room_alias(room_id_or_alias)) throw MatrixError::invalid_param("Invalid room alias");
+    room_id = resolve_alias(room_id_or_alias).at("room_id").as_string().c_str();
+  } else if (!core::is_valid_room_id(room_id_or_alias)) {
+    throw MatrixError::invalid_param("Invalid room ID or alias");
+  }
+  auto room_row = db_.read([&](storage::Connection& c) { return rooms_db::get_room(c, room_id); });
+  if (!room_row) throw MatrixError::not_found("No known servers for room " + room_id);
+  const room::RoomVersion* version = room::find_room_version(room_row->room_version);
+  // Like Synapse: the room is not set up for knocking (spec: 403).
+  if (!version || !version->knock_allowed) {
+    throw MatrixError::forbidden("Room version " + room_row->room_version + " does not support knocking");
+  }
+  auto current = db_.read([&](storage::Connection& c) { return ev::get_membership(c, room_id, r.user_id); });
+  if (current && current->membership == "ban") throw MatrixError::forbidden("You are banned from this room");
+  if (current && current->membership == "join") throw MatrixError::forbidden("You are already in this room");
+  if (current && current->membership == "invite") {
+    throw MatrixError::forbidden("You are already invited to this room: accept the invite instead");
+  }
+  if (current && current->membership == "knock") {
+    // The same knock again sends nothing (Synapse: a duplicate membership change is a no-op).
+    auto same = db_.read([&](storage::Connection& c) {
+      auto e = ev::get_event(c, current->event_id);
+      auto* content = e ? e->pdu.if_contains("content") : nullptr;
+      if (!content || !content->is_object()) return false;
+      auto* old_reason = content->as_object().if_contains("reason");
+      std::optional<std::string> before;
+      if (old_reason && old_reason->is_string()) before = std::string(old_reason->as_string());
+      return before == reason;
+    });
+    if (same) return room_id;
+  }
+  change_membership(r, room_id, r.user_id, "knock", reason);
+  return room_id;
+}
+
+void RoomService::check_invite_permission(const std::string& target) {
+  if (db_.read([&](storage::Connection& c) { return membership_rules::invites_blocked(c, target); })) {
+    throw MatrixError(403, "M_INVITE_BLOCKED", target + " does not accept invites");
+  }
 }
 
 void RoomService::invite(const Requester& r, const std::string& room_id, const std::string& target,
@@ -648,6 +713,7 @@ void RoomService::invite(const Requester& r, const std::string& room_id, const s
   auto current = db_.read([&](storage::Connection& c) { return ev::get_membership(c, room_id, target); });
   if (current && current->membership == "join") throw MatrixError::forbidden(target + " is already in the room");
   if (current && current->membership == "ban") throw MatrixError::forbidden(target + " is banned from the room");
+  check_invite_permission(target);
   change_membership(r, room_id, target, "invite", reason, is_direct);
 }
 

@@ -76,6 +76,10 @@ public:
   // server's own keys (membership, and the profile unless given) are set over it.
   std::string join(const Requester& r, const std::string& room_id_or_alias, const std::optional<std::string>& reason,
                    const boost::json::object& extra = {});
+  // POST /knock/{roomIdOrAlias}: the knock membership; returns the room id.
+  std::string knock(const Requester& r, const std::string& room_id_or_alias, const std::optional<std::string>& reason);
+  // Invite permission (v1.18): 403 M_INVITE_BLOCKED when `target` blocks invites.
+  void check_invite_permission(const std::string& target);
   void invite(const Requester& r, const std::string& room_id, const std::string& target,
               const std::optional<std::string>& reason, bool is_direct = false);
   void leave(const Requester& r, const std::string& room_id, const std::optional<std::string>& reason);

@@ -8,6 +8,7 @@
 #include "service/filter.hpp"
 #include "service/ignored_users.hpp"
 #include "service/keys.hpp"
+#include "service/membership_rules.hpp"
 #include "service/presence_sync.hpp"
 #include "service/push/push_rules.hpp"
 #include "service/rooms.hpp"
@@ -152,7 +153,7 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
   ClientEventOptions opts{r.user_id, r.device_id, false};
 
   wake_keys.push_back(r.user_id);
-  object join_rooms, invite_rooms, leave_rooms;
+  object join_rooms, invite_rooms, leave_rooms, knock_rooms;
   object global_push_rules = user_data_.push_rules(r.user_id);
 
   // Lazy loading: the member events this device was already sent ("room|user" -> event ID).
@@ -163,6 +164,8 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
 
   db_.read([&](storage::Connection& c) {
     const auto ignored = ignored_users(c, r.user_id);
+    // Invite permission (v1.18): a user blocking invites is not sent them.
+    const bool invites_blocked = membership_rules::invites_blocked(c, r.user_id);
     auto format = [&](const ev::StoredEvent& e) {
       return federation_format ? federation_event(e, c) : client_event(e, c, opts);
     };
@@ -174,6 +177,7 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
 
       if (m.membership == "invite") {
         if (!initial && m.stream_ordering <= since_pos) continue;
+        if (invites_blocked) continue;
         // Invites from ignored users are not sent (spec: ignoring users).
         if (!ignored.empty()) {
           auto inv = ev::get_event_header(c, m.event_id);
@@ -202,6 +206,16 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
           if (!present) stripped.push_back(se);
         }
         invite_rooms[m.room_id] = object{{"invite_state", object{{"events", std::move(stripped)}}}};
+        continue;
+      }
+
+      if (m.membership == "knock") {
+        // Knocked rooms: the stripped state the knock carries and the knock itself.
+        if (!initial && m.stream_ordering <= since_pos) continue;
+        if (auto knock = ev::get_event(c, m.event_id)) {
+          knock_rooms[m.room_id] =
+              object{{"knock_state", object{{"events", membership_rules::knock_state(c, *knock)}}}};
+        }
         continue;
       }
 
@@ -509,10 +523,10 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
   }
   // ---- end presence
 
-  empty = join_rooms.empty() && invite_rooms.empty() && leave_rooms.empty() && account_data.empty() &&
+  empty = join_rooms.empty() && invite_rooms.empty() && leave_rooms.empty() && knock_rooms.empty() && account_data.empty() &&
           to_device_events.empty() && presence_events.empty();
   object rooms{{"join", std::move(join_rooms)}, {"invite", std::move(invite_rooms)},
-               {"leave", std::move(leave_rooms)}, {"knock", object{}}};
+               {"leave", std::move(leave_rooms)}, {"knock", std::move(knock_rooms)}};
   // --- MSC2753 peeks (LegacyService): this device's peeked rooms ---
   if (peeks_) {
     std::optional<int64_t> peek_since;

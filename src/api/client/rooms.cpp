@@ -1,4 +1,5 @@
 // Rooms: creation, membership, sending, state and history (spec: create_room.yaml, joining.yaml,
+// knocking.yaml,
 // inviting.yaml, leaving.yaml, kicking.yaml, banning.yaml, room_send.yaml, room_state.yaml,
 // rooms.yaml, message_pagination.yaml, event_context.yaml, redaction.yaml, list_joined_rooms.yaml).
 #include "api/appservice/offload.hpp"
@@ -85,6 +86,17 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
   };
   r.client("POST", "/join/{}", Auth::required, join_handler);
   r.client("POST", "/rooms/{}/join", Auth::required, join_handler);
+
+  // knocking.yaml: `via` / `server_name` name servers to knock through; every room we can knock on
+  // is one this server is in, so they are not needed.
+  r.client("POST", "/knock/{}", Auth::required, [&hs, &rooms](http::Request& req, const service::Requester& who) {
+    auto body = req.json_object(true);
+    std::string target = req.params[0];
+    bool calls_out = target.starts_with("#") && hs.appservice_queries.may_query_alias(target);
+    return offload_if(calls_out, [&rooms, who, target, reason = optional_string(body, "reason")] {
+      return ok(object{{"room_id", rooms.knock(who, target, reason)}});
+    });
+  });
 
   r.client("POST", "/rooms/{}/invite", Auth::required, [&hs, &rooms](http::Request& req, const service::Requester& who) {
     auto body = req.json_object();
