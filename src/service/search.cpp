@@ -360,8 +360,8 @@ object SearchService::search(const Requester& r, const object& body, const std::
     std::optional<int64_t> below;
     if (batch && order == "recent") below = batch->cursor;
     storage::search::for_each_match(
-        c, *query, order == "rank" ? storage::search::Order::rank : storage::search::Order::recent, offset, below,
-        room_list, [&](const storage::search::Match& m) {
+        c, *query, room_list, keys, order == "rank" ? storage::search::Order::rank : storage::search::Order::recent,
+        offset, below, [&](const storage::search::Match& m) {
           if (static_cast<int64_t>(hits.size()) >= limit || examined >= kMaxExamined) {
             more = true;
             return false;

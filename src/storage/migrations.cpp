@@ -407,14 +407,17 @@ CREATE TABLE push_queue (
 CREATE INDEX push_queue_pusher ON push_queue (user_id, app_id, pushkey, id);
 )SQL",
       // 16 (task search): the full-text index of POST /search (storage/search_store): an FTS5
-      // table, one row per searchable event with its stream position as rowid, back-filled here
-      // from the events already stored (redacted ones and unreadable rows left out).
+      // table, one row per searchable event with its stream position as rowid and its room and
+      // key as tokens of `tags` (so MATCH alone restricts them), back-filled here
+      // from the events already stored (redacted ones and unreadable rows left out; JSON's escaped NUL,
+      // at which SQLite's strings would end, becomes a space).
       R"SQL(
 CREATE VIRTUAL TABLE event_search USING fts5(
-  value, room_id UNINDEXED, key UNINDEXED, tokenize = 'unicode61 remove_diacritics 2'
+  value, tags, room_id UNINDEXED, key UNINDEXED, tokenize = 'unicode61 remove_diacritics 2'
 );
-INSERT INTO event_search (rowid, value, room_id, key)
-SELECT stream_ordering, replace(json_extract(json, '$.content.' || k.field), char(0), ' '), room_id, k.key
+INSERT INTO event_search (rowid, value, tags, room_id, key)
+SELECT stream_ordering, json_extract(replace(json, '\u0000', '\u0020'), '$.content.' || k.field),
+       'r' || hex(room_id) || ' k' || k.field, room_id, k.key
 FROM events
 JOIN (SELECT 'm.room.message' AS type, 'body' AS field, 'content.body' AS key
       UNION ALL SELECT 'm.room.name', 'name', 'content.name'

@@ -51,7 +51,8 @@ std::vector<int64_t> matches(storage::Connection& c, const std::string& term) {
   std::vector<int64_t> out;
   auto q = service::fts_query(term);
   if (!q) return out;
-  storage::search::for_each_match(c, *q, storage::search::Order::recent, 0, std::nullopt, {"!r:x"},
+  storage::search::for_each_match(c, *q, {"!r:x"}, {"content.body", "content.name", "content.topic"},
+                                  storage::search::Order::recent, 0, std::nullopt,
                                   [&](const storage::search::Match& m) {
                                     out.push_back(m.stream_ordering);
                                     return true;
@@ -69,7 +70,7 @@ TEST(SearchQuery, QuotesEveryWordAndKeepsSynapsesSyntax) {
   EXPECT_EQ(service::fts_query("fox -brown"), "((\"fox\") NOT \"brown\")");
   EXPECT_EQ(service::fts_query("-brown fox"), "((\"fox\") NOT \"brown\")");
   EXPECT_EQ(service::fts_query("the fox and me"), "((\"fox\"))");  // Synapse's stop words
-  EXPECT_EQ(service::fts_query("AND ( NEAR fox*"), "((\"AND\" AND \"NEAR\" AND \"fox\"))");
+  EXPECT_EQ(service::fts_query("AND ( NEAR fox*"), "((\"NEAR\" AND \"fox\"))");  // "and": a stop word
   EXPECT_FALSE(service::fts_query(""));
   EXPECT_FALSE(service::fts_query("-fox"));  // nothing left to search for
   EXPECT_FALSE(service::fts_query("\"\" _ -- or"));
