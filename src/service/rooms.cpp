@@ -15,6 +15,7 @@
 #include "service/visibility.hpp"
 #include "storage/account_store.hpp"
 #include "storage/room_store.hpp"
+#include "storage/search_store.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
@@ -286,6 +287,7 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   se.stream_ordering = db_.next_stream_position();
   se.pdu = pdu;
   ev::insert_event(c, se);
+  storage::search::index_event(c, se);
   remember_dag_event(se);
 
   if (is_create) {
@@ -299,7 +301,10 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   }
   if (ne.type == "m.room.redaction") {
     std::string target = ne.redacts.value_or("");
-    if (auto t = ev::get_event_header(c, target); t && t->room_id == ne.room_id) ev::mark_redacted(c, target, event_id);
+    if (auto t = ev::get_event_header(c, target); t && t->room_id == ne.room_id) {
+      ev::mark_redacted(c, target, event_id);
+      storage::search::unindex_event(c, target);  // a redacted event never matches a search
+    }
   }
   ev::set_forward_extremity(c, ne.room_id, event_id);
   return se;

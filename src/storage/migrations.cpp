@@ -406,6 +406,26 @@ CREATE TABLE push_queue (
 );
 CREATE INDEX push_queue_pusher ON push_queue (user_id, app_id, pushkey, id);
 )SQL",
+      // 16 (task search): the full-text index of POST /search (storage/search_store): an FTS5
+      // table, one row per searchable event with its stream position as rowid and its room and
+      // key as tokens of `tags` (so MATCH alone restricts them), back-filled here
+      // from the events already stored (redacted ones and unreadable rows left out; JSON's escaped NUL,
+      // at which SQLite's strings would end, becomes a space).
+      R"SQL(
+CREATE VIRTUAL TABLE event_search USING fts5(
+  value, tags, room_id UNINDEXED, key UNINDEXED, tokenize = 'unicode61 remove_diacritics 2'
+);
+INSERT INTO event_search (rowid, value, tags, room_id, key)
+SELECT stream_ordering, json_extract(replace(json, '\u0000', '\u0020'), '$.content.' || k.field),
+       'r' || hex(room_id) || ' k' || k.field, room_id, k.key
+FROM events
+JOIN (SELECT 'm.room.message' AS type, 'body' AS field, 'content.body' AS key
+      UNION ALL SELECT 'm.room.name', 'name', 'content.name'
+      UNION ALL SELECT 'm.room.topic', 'topic', 'content.topic') AS k USING (type)
+WHERE redacted_by IS NULL
+  AND (CASE WHEN json_valid(json) THEN json_type(json, '$.content.' || k.field) END) = 'text'
+ORDER BY stream_ordering;
+)SQL",
   };
   return steps;
 }
