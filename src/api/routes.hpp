@@ -26,6 +26,8 @@ void add_openid_routes(http::Router& r, service::Homeserver& hs);  // openid req
 void add_admin_routes(http::Router& r, service::Homeserver& hs);   // admin/whois
 void add_sso_routes(http::Router& r, service::Homeserver& hs);     // SSO/CAS login, m.login.token
 void add_legacy_routes(http::Router& r, service::Homeserver& hs);  // r0 /events, /initialSync, POST send
+void add_reporting_routes(http::Router& r, service::Homeserver& hs);  // report events, rooms, users
+void add_timestamp_routes(http::Router& r, service::Homeserver& hs);  // v1 timestamp_to_event
 
 // All of the above plus the authenticator.
 void add_all_routes(http::Router& r, service::Homeserver& hs);

@@ -406,6 +406,43 @@ CREATE TABLE push_queue (
 );
 CREATE INDEX push_queue_pusher ON push_queue (user_id, app_id, pushkey, id);
 )SQL",
+      // 16 (task misc) content reports for admins (rooms/{id}/report/{eventId}, rooms/{id}/report,
+      // users/{id}/report; Synapse's event_reports, room_reports, user_reports, so its admin API
+      // can read them); profile fields beyond displayname/avatar_url (MSC4133); and events by
+      // origin_server_ts per room for /timestamp_to_event.
+      R"SQL(
+CREATE TABLE event_reports (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  received_ts INTEGER NOT NULL,
+  room_id TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  reason TEXT,
+  content TEXT NOT NULL
+);
+CREATE INDEX event_reports_ts ON event_reports (received_ts);
+CREATE TABLE room_reports (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  received_ts INTEGER NOT NULL,
+  room_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  reason TEXT NOT NULL
+);
+CREATE TABLE user_reports (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  received_ts INTEGER NOT NULL,
+  target_user_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  reason TEXT NOT NULL
+);
+CREATE TABLE profile_fields (
+  user_id TEXT NOT NULL,
+  field_name TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (user_id, field_name)
+);
+CREATE INDEX events_room_ts ON events (room_id, origin_server_ts, stream_ordering);
+)SQL",
   };
   return steps;
 }
