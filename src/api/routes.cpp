@@ -55,6 +55,8 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
   add_sso_routes(r, hs);
   add_legacy_routes(r, hs);
   add_search_routes(r, hs);
+  add_reporting_routes(r, hs);
+  add_timestamp_routes(r, hs);
 }
 
 }  // namespace trestle::api

@@ -27,6 +27,8 @@ void add_admin_routes(http::Router& r, service::Homeserver& hs);   // admin/whoi
 void add_sso_routes(http::Router& r, service::Homeserver& hs);     // SSO/CAS login, m.login.token
 void add_legacy_routes(http::Router& r, service::Homeserver& hs);  // r0 /events, /initialSync, POST send
 void add_search_routes(http::Router& r, service::Homeserver& hs);  // POST /search (full-text)
+void add_reporting_routes(http::Router& r, service::Homeserver& hs);  // report events, rooms, users
+void add_timestamp_routes(http::Router& r, service::Homeserver& hs);  // v1 timestamp_to_event
 
 // All of the above plus the authenticator.
 void add_all_routes(http::Router& r, service::Homeserver& hs);

@@ -142,6 +142,34 @@ EmailConfig parse_email(const YAML::Node& n, std::vector<std::string>& warnings)
   return e;
 }
 
+// admin_contact (Synapse's key) and support (support_page, contacts) for /.well-known/matrix/support.
+void parse_support(const YAML::Node& root, SupportConfig& out) {
+  if (auto a = root["admin_contact"]; a && !a.IsNull()) out.admin_contact = get<std::string>(a, "admin_contact", "a string");
+  auto s = root["support"];
+  if (!s || s.IsNull()) return;
+  if (!s.IsMap()) bad("support", "expected a mapping");
+  if (s["support_page"] && !s["support_page"].IsNull()) {
+    out.support_page = get<std::string>(s["support_page"], "support.support_page", "a URL");
+  }
+  if (auto cs = s["contacts"]; cs && !cs.IsNull()) {
+    if (!cs.IsSequence()) bad("support.contacts", "expected a list");
+    for (size_t i = 0; i < cs.size(); ++i) {
+      std::string key = "support.contacts[" + std::to_string(i) + "]";
+      if (!cs[i].IsMap()) bad(key, "expected a mapping");
+      SupportContact sc;
+      if (cs[i]["matrix_id"]) sc.matrix_id = get<std::string>(cs[i]["matrix_id"], key + ".matrix_id", "a user ID");
+      if (cs[i]["email_address"]) {
+        sc.email_address = get<std::string>(cs[i]["email_address"], key + ".email_address", "an email address");
+      }
+      if (cs[i]["role"]) sc.role = get<std::string>(cs[i]["role"], key + ".role", "a role");
+      if (sc.matrix_id.empty() && sc.email_address.empty()) bad(key, "needs matrix_id or email_address");
+      if (!sc.matrix_id.empty() && sc.matrix_id[0] != '@') bad(key + ".matrix_id", "must be a user ID (@user:server)");
+      if (sc.role.empty()) bad(key + ".role", "must not be empty");
+      out.contacts.push_back(sc);
+    }
+  }
+}
+
 }  // namespace
 
 Config parse_config(const std::string& yaml_text, const std::string& config_dir,
@@ -168,7 +196,8 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
       "http_limits", "rc_to_device", "max_to_device_queue", "allow_guest_access", "email",
       "identity_server_scheme", "enable_registration_captcha", "recaptcha_public_key",
       "recaptcha_private_key", "recaptcha_siteverify_api", "cas_config", "user_directory", "enable_ephemeral_messages",
-      "federation_custom_ca_list", "use_insecure_ssl_client_just_for_testing_do_not_use", "use_presence"};
+      "federation_custom_ca_list", "use_insecure_ssl_client_just_for_testing_do_not_use", "use_presence",
+      "rc_reports", "admin_contact", "support"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");
@@ -293,6 +322,8 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
     else c.rc_login = parse_rate(l, "rc_login");
   }
   if (root["rc_to_device"]) c.rc_to_device = parse_rate(root["rc_to_device"], "rc_to_device");
+  if (root["rc_reports"]) c.rc_reports = parse_rate(root["rc_reports"], "rc_reports");
+  parse_support(root, c.support);
   if (root["max_to_device_queue"]) {
     c.max_to_device_queue = get<uint64_t>(root["max_to_device_queue"], "max_to_device_queue", "a positive integer");
     if (c.max_to_device_queue == 0) bad("max_to_device_queue", "must be at least 1");

@@ -52,6 +52,20 @@ struct CasConfig {
   std::vector<std::pair<std::string, std::string>> required_attributes;
 };
 
+// GET /.well-known/matrix/support (MSC1929). Synapse has only `admin_contact` ("mailto:..." or
+// any URI; shown as an m.role.admin contact when it is a mailto: address); `support:` with
+// `support_page` and `contacts` (matrix_id, email_address, role) is Trestle's.
+struct SupportContact {
+  std::string matrix_id;
+  std::string email_address;
+  std::string role = "m.role.admin";
+};
+struct SupportConfig {
+  std::string admin_contact;
+  std::string support_page;
+  std::vector<SupportContact> contacts;
+};
+
 struct Config {
   std::string server_name;
   std::string public_baseurl;
@@ -84,6 +98,9 @@ struct Config {
   // to-device messages one device may have queued before new ones are refused (429).
   RateLimit rc_to_device{100, 200};
   uint64_t max_to_device_queue = 10'000;
+  // Content reports (rooms, events, users) per reporting user: Synapse's rc_reports and default.
+  RateLimit rc_reports{1, 5};
+  SupportConfig support;
   uint64_t max_upload_size = 50ull * 1024 * 1024;
   uint64_t max_request_body_size = 1ull * 1024 * 1024;  // non-media JSON bodies
   // Media files; default <directory of the database>/media.

@@ -18,6 +18,9 @@
 #include "service/room_upgrade.hpp"
 #include "service/registration.hpp"
 #include "service/presence_sync.hpp"
+#include "service/profile.hpp"
+#include "service/reports.hpp"
+#include "service/timestamp_lookup.hpp"
 #include "service/push/pusher_service.hpp"
 #include "service/rooms.hpp"
 #include "service/sso.hpp"
@@ -120,6 +123,9 @@ struct Homeserver {
   ThreepidService threepids;  // email 3PIDs, identity server calls (main gives it the mail sender)
   ThirdPartyInviteService third_party_invites;
   LegacyService legacy{db, notifier, user_data, presence};  // r0 /events, /initialSync
+  ReportService reports{config, db};  // content reports for admins
+  TimestampLookup timestamps{db};     // /timestamp_to_event
+  ProfileService profile{config, db, [this](const std::string& user_id) { rooms.update_profile_in_rooms(user_id); }};
 };
 
 }  // namespace trestle::service

@@ -426,6 +426,43 @@ WHERE redacted_by IS NULL
   AND (CASE WHEN json_valid(json) THEN json_type(json, '$.content.' || k.field) END) = 'text'
 ORDER BY stream_ordering;
 )SQL",
+      // 17 (task misc) content reports for admins (rooms/{id}/report/{eventId}, rooms/{id}/report,
+      // users/{id}/report; Synapse's event_reports, room_reports, user_reports, so its admin API
+      // can read them); profile fields beyond displayname/avatar_url (MSC4133); and events by
+      // origin_server_ts per room for /timestamp_to_event.
+      R"SQL(
+CREATE TABLE event_reports (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  received_ts INTEGER NOT NULL,
+  room_id TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  reason TEXT,
+  content TEXT NOT NULL
+);
+CREATE INDEX event_reports_ts ON event_reports (received_ts);
+CREATE TABLE room_reports (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  received_ts INTEGER NOT NULL,
+  room_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  reason TEXT NOT NULL
+);
+CREATE TABLE user_reports (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  received_ts INTEGER NOT NULL,
+  target_user_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  reason TEXT NOT NULL
+);
+CREATE TABLE profile_fields (
+  user_id TEXT NOT NULL,
+  field_name TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (user_id, field_name)
+);
+CREATE INDEX events_room_ts ON events (room_id, origin_server_ts, stream_ordering);
+)SQL",
   };
   return steps;
 }

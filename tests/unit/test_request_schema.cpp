@@ -131,6 +131,9 @@ TEST(RequestSchemas, TableParsesAndCoversTheRoutes) {
   // The literal profile field wins over the spec's generic {keyName}.
   EXPECT_EQ(check_route("PUT", "/_matrix/client/v3/profile/{}/displayname", R"({"displayname":5})"),
             "M_BAD_JSON: 'displayname' must be a string or null");
+  // ...and the generic {keyName} route gets the generic schema, not the first literal it matches.
+  EXPECT_EQ(check_route("PUT", "/_matrix/client/v3/profile/{}/{}", R"({"m.tz":"UTC"})"), "");
+  EXPECT_EQ(check_route("PUT", "/_matrix/client/v3/profile/{}/{}", R"({})"), "");
   // Event content and account data are free-form: no schema.
   EXPECT_EQ(request_schema("PUT", "/_matrix/client/v3/rooms/{}/send/{}/{}"), nullptr);
   EXPECT_EQ(request_schema("PUT", "/_matrix/client/v3/rooms/{}/state/{}/{}"), nullptr);

@@ -35,38 +35,29 @@ http::Reply with_profile_user(service::Homeserver& hs, const std::string& user_i
 
 void add_profile_routes(http::Router& r, service::Homeserver& hs) {
   r.client("GET", "/profile/{}", Auth::optional, [&hs](http::Request& req, const service::Requester&) {
-    return with_profile_user(hs, req.params[0], [](const storage::accounts::User& u) {
-      object o;
-      if (u.displayname) o["displayname"] = *u.displayname;
-      if (u.avatar_url) o["avatar_url"] = *u.avatar_url;
-      return ok(o);
-    });
+    return with_profile_user(hs, req.params[0], [&hs](const storage::accounts::User& u) { return ok(hs.profile.profile(u)); });
   });
-  for (const std::string field : {"displayname", "avatar_url"}) {
-    r.client("GET", "/profile/{}/" + field, Auth::optional, [&hs, field](http::Request& req, const service::Requester&) {
-      return with_profile_user(hs, req.params[0], [field](const storage::accounts::User& u) {
-        const auto& v = field == "displayname" ? u.displayname : u.avatar_url;
+  // One field (v1.16: any key). displayname and avatar_url keep routes of their own so their
+  // request schemas (a string or null) apply; every key takes the same code path.
+  for (const std::string tail : {"displayname", "avatar_url", "{}"}) {
+    auto key_of = [tail](const http::Request& req) { return tail == "{}" ? req.params[1] : tail; };
+    r.client("GET", "/profile/{}/" + tail, Auth::optional, [&hs, key_of](http::Request& req, const service::Requester&) {
+      std::string key = key_of(req);
+      service::ProfileService::check_key(key);
+      return with_profile_user(hs, req.params[0], [&hs, key](const storage::accounts::User& u) {
+        auto v = hs.profile.field(u, key);
         if (!v) throw MatrixError::not_found("Profile field not set");
-        return ok(object{{field, *v}});
+        return ok(object{{key, *v}});
       });
     });
-    r.client("PUT", "/profile/{}/" + field, Auth::required, [&hs, field](http::Request& req, const service::Requester& who) {
-      const std::string& user_id = req.params[0];
-      require_local_profile_user(hs, user_id);  // one's own profile: no appservice to ask
-      if (user_id != who.user_id) throw MatrixError::forbidden("Cannot set another user's profile");
-      auto body = req.json_object();
-      auto* v = body.if_contains(field);
-      std::optional<std::string> value;
-      if (v && !v->is_null()) {
-        if (!v->is_string()) throw MatrixError::bad_json(field + " must be a string");
-        value = std::string(v->as_string());
-        if (value->size() > 256 && field == "displayname") throw MatrixError::invalid_param("Display name too long");
-        if (value->size() > 1000) throw MatrixError::invalid_param(field + " too long");
-      } else if (!v) {
-        throw MatrixError::missing_param("Missing '" + field + "'");
-      }
-      hs.accounts.set_profile_field(user_id, field, value);
-      hs.rooms.update_profile_in_rooms(user_id);
+    r.client("PUT", "/profile/{}/" + tail, Auth::required, [&hs, key_of](http::Request& req, const service::Requester& who) {
+      std::string key = key_of(req);
+      service::ProfileService::check_key(key);
+      hs.profile.set_field(who, req.params[0], key, req.json_object());
+      return ok();
+    });
+    r.client("DELETE", "/profile/{}/" + tail, Auth::required, [&hs, key_of](http::Request& req, const service::Requester& who) {
+      hs.profile.delete_field(who, req.params[0], key_of(req));
       return ok();
     });
   }

@@ -1,4 +1,4 @@
-// GET /versions, /capabilities, /.well-known/matrix/client.
+// GET /versions, /capabilities, /.well-known/matrix/client and /.well-known/matrix/support.
 #include "api/handler_util.hpp"
 #include "api/routes.hpp"
 #include "room/room_version.hpp"
@@ -36,12 +36,34 @@ void add_server_routes(http::Router& r, service::Homeserver& hs) {
                              {"m.set_displayname", object{{"enabled", true}}},
                              {"m.set_avatar_url", object{{"enabled", true}}},
                              {"m.3pid_changes", object{{"enabled", hs.config.email.enabled}}},  // adding validates by mail
-                             {"m.get_login_token", object{{"enabled", false}}}}}});
+                             {"m.get_login_token", object{{"enabled", false}}},
+                             // v1.16: every profile field may be set (displayname and avatar_url as before)
+                             {"m.profile_fields", object{{"enabled", true}}}}}});
   });
   r.add("GET", "/.well-known/matrix/client", Auth::none, [&hs](http::Request&, const service::Requester&) {
     std::string base = hs.config.public_baseurl;
     if (base.empty()) base = "http://" + hs.config.server_name;
     return ok(object{{"m.homeserver", object{{"base_url", base}}}});
+  });
+  // MSC1929 / v1.10: who runs this server. 404 when nothing is configured, as the spec says.
+  r.add("GET", "/.well-known/matrix/support", Auth::none, [&hs](http::Request&, const service::Requester&) {
+    const auto& sc = hs.config.support;
+    array contacts;
+    if (sc.admin_contact.starts_with("mailto:")) {
+      contacts.push_back(object{{"email_address", sc.admin_contact.substr(7)}, {"role", "m.role.admin"}});
+    }
+    for (const auto& c : sc.contacts) {
+      object o{{"role", c.role}};
+      if (!c.matrix_id.empty()) o["matrix_id"] = c.matrix_id;
+      if (!c.email_address.empty()) o["email_address"] = c.email_address;
+      contacts.push_back(std::move(o));
+    }
+    object out;
+    if (!contacts.empty()) out["contacts"] = std::move(contacts);
+    if (!sc.support_page.empty()) out["support_page"] = sc.support_page;
+    else if (sc.admin_contact.starts_with("https://") || sc.admin_contact.starts_with("http://")) out["support_page"] = sc.admin_contact;
+    if (out.empty()) throw MatrixError::not_found("No support information configured");
+    return ok(out);
   });
 }
 

@@ -29,7 +29,10 @@ http::Response html(const std::string& body) {
 
 void add_sso_routes(http::Router& r, service::Homeserver& hs) {
   auto sso_redirect = [&hs](http::Request& req, const service::Requester&) -> http::Reply {
+    // Like Synapse: without SSO configured the endpoint is unknown (404 M_UNRECOGNIZED); an idpId
+    // other than the one /login lists ("cas") is 404 M_NOT_FOUND.
     if (!hs.sso.cas_enabled()) throw MatrixError(404, "M_UNRECOGNIZED", "Single sign-on is not enabled");
+    if (!req.params.empty() && req.params[0] != "cas") throw MatrixError::not_found("Unknown identity provider");
     auto target = req.query_param("redirectUrl");
     if (!target || target->empty()) throw MatrixError::missing_param("Missing redirectUrl");
     return redirect(hs.sso.cas_login_url(target, std::nullopt));

@@ -67,7 +67,9 @@ const json::object* request_schema(std::string_view method, std::string_view pat
     int score = 0;
     bool ok = true;
     for (size_t i = 0; i < have.size() && ok; ++i) {
-      if (have[i] == want[i]) score += have[i] != "{}";
+      // Equal segments count, "{}" for "{}" too: a route's own template beats an entry whose
+      // literal its "{}" happens to match (PUT /profile/{}/{} is not /profile/{}/avatar_url).
+      if (have[i] == want[i]) score += 1;
       else ok = have[i] == "{}" || want[i] == "{}";
     }
     if (ok && score > best_score) {

@@ -67,7 +67,7 @@ std::string_view request_schemas_json() {
 {"method":"PUT","path":"/_matrix/client/v3/presence/{}/status","schema":{"properties":{"presence":{"enum":["online","offline","unavailable"],"type":"string"},"status_msg":{"type":"string"}},"required":["presence"],"type":"object"}},
 {"method":"PUT","path":"/_matrix/client/v3/profile/{}/avatar_url","schema":{"properties":{"avatar_url":{"type":["string","null"]}},"required":["avatar_url"],"type":"object"}},
 {"method":"PUT","path":"/_matrix/client/v3/profile/{}/displayname","schema":{"properties":{"displayname":{"type":["string","null"]}},"required":["displayname"],"type":"object"}},
-{"method":"PUT","path":"/_matrix/client/v3/profile/{}/{}","schema":{"minProperties":1,"type":"object"}},
+{"method":"PUT","path":"/_matrix/client/v3/profile/{}/{}","schema":{"type":"object"}},
 {"method":"PUT","path":"/_matrix/client/v3/pushrules/global/{}/{}","schema":{"properties":{"actions":{"items":{"type":["string","object"]},"type":"array"},"conditions":{"items":{"properties":{"is":{"type":"string"},"key":{"type":"string"},"kind":{"type":"string"},"pattern":{"type":"string"},"value":{"type":["string","integer","boolean","null"]}},"required":["kind"],"type":"object"},"type":"array"},"pattern":{"type":"string"}},"required":["actions"],"type":"object"}},
 {"method":"PUT","path":"/_matrix/client/v3/pushrules/global/{}/{}/actions","schema":{"properties":{"actions":{"items":{"type":["string","object"]},"type":"array"}},"required":["actions"],"type":"object"}},
 {"method":"PUT","path":"/_matrix/client/v3/pushrules/global/{}/{}/enabled","schema":{"properties":{"enabled":{"type":"boolean"}},"required":["enabled"],"type":"object"}},

@@ -211,6 +211,9 @@ def test_login_with_cas(ctx):
         if service != expected_service:
             raise TestFailure(f"service {service!r}, expected {expected_service!r}")
         ctx.expect(c.request("GET", "/login/cas/redirect", query={"redirectUrl": client_url}), 302)
+        # The identity provider /login lists is "cas"; any other idpId is unknown.
+        ctx.expect(c.request("GET", "/login/sso/redirect/cas", query={"redirectUrl": client_url}), 302)
+        ctx.expect(c.request("GET", "/login/sso/redirect/oidc-github", query={"redirectUrl": client_url}), 404, "M_NOT_FOUND")
 
         # The browser comes back from CAS with a ticket; we check it at the CAS server.
         path = urllib.parse.urlsplit(service)
@@ -242,6 +245,7 @@ def test_no_sso_without_cas_config(ctx):
     c = srv.client()
     ctx.expect(c.request("GET", "/login"), 200, body={"flows": {"$not_contains": [{"type": "m.login.sso"}]}})
     ctx.expect(c.request("GET", "/login/sso/redirect", query={"redirectUrl": "https://x"}), 404, "M_UNRECOGNIZED")
+    ctx.expect(c.request("GET", "/login/sso/redirect/cas", query={"redirectUrl": "https://x"}), 404, "M_UNRECOGNIZED")
     ctx.expect(c.request("POST", "/login", body={"type": "m.login.token", "token": "x"}), 403, "M_FORBIDDEN")
 
 
