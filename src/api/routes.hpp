@@ -26,6 +26,7 @@ void add_openid_routes(http::Router& r, service::Homeserver& hs);  // openid req
 void add_admin_routes(http::Router& r, service::Homeserver& hs);   // admin/whois
 void add_sso_routes(http::Router& r, service::Homeserver& hs);     // SSO/CAS login, m.login.token
 void add_legacy_routes(http::Router& r, service::Homeserver& hs);  // r0 /events, /initialSync, POST send
+void add_space_routes(http::Router& r, service::Homeserver& hs);   // hierarchy, room summary, mutual rooms
 
 // All of the above plus the authenticator.
 void add_all_routes(http::Router& r, service::Homeserver& hs);

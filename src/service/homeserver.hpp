@@ -20,6 +20,7 @@
 #include "service/presence_sync.hpp"
 #include "service/push/pusher_service.hpp"
 #include "service/rooms.hpp"
+#include "service/spaces.hpp"
 #include "service/sso.hpp"
 #include "service/sync.hpp"
 #include "service/third_party_invites.hpp"
@@ -120,6 +121,7 @@ struct Homeserver {
   ThreepidService threepids;  // email 3PIDs, identity server calls (main gives it the mail sender)
   ThirdPartyInviteService third_party_invites;
   LegacyService legacy{db, notifier, user_data, presence};  // r0 /events, /initialSync
+  SpaceService spaces{db, rooms};  // space hierarchy, room summary, mutual rooms
 };
 
 }  // namespace trestle::service
