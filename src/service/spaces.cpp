@@ -134,8 +134,9 @@ object room_entry(storage::Connection& c, const rooms_db::Room& room, bool unsta
     for (auto& a : allowed_room_ids(join_rules)) allowed.emplace_back(a);
     entry["allowed_room_ids"] = std::move(allowed);
   }
-  if (unstable) {  // MSC3266's names, which Synapse sends on its unstable paths
+  if (unstable) {  // MSC3266's unstable names: Synapse's, and the MSC's later room_version
     entry["im.nheko.summary.version"] = room.room_version;
+    entry["im.nheko.summary.room_version"] = room.room_version;
     if (!encryption.empty()) entry["im.nheko.summary.encryption"] = encryption;
   }
   return entry;
@@ -184,6 +185,7 @@ std::optional<SpaceService::Session> SpaceService::find_session(const std::strin
   auto it = sessions_.find(token);
   if (it == sessions_.end()) return std::nullopt;
   if (it->second.expires_ms <= core::now_ms()) {
+    session_entries_ -= it->second.entries();
     sessions_.erase(it);
     return std::nullopt;
   }
@@ -193,15 +195,23 @@ std::optional<SpaceService::Session> SpaceService::find_session(const std::strin
 std::string SpaceService::store_session(Session s) {
   std::lock_guard lock(mu_);
   int64_t now = core::now_ms();
-  std::erase_if(sessions_, [now](const auto& kv) { return kv.second.expires_ms <= now; });
-  while (sessions_.size() >= kMaxSessions) {  // the one closest to expiring makes room
+  std::erase_if(sessions_, [&](const auto& kv) {
+    if (kv.second.expires_ms > now) return false;
+    session_entries_ -= kv.second.entries();
+    return true;
+  });
+  // The sessions closest to expiring make room, by count and by the room IDs they hold.
+  while (!sessions_.empty() &&
+         (sessions_.size() >= kMaxSessions || session_entries_ + s.entries() > kMaxSessionEntries)) {
     auto oldest = std::min_element(sessions_.begin(), sessions_.end(), [](const auto& a, const auto& b) {
       return a.second.expires_ms < b.second.expires_ms;
     });
+    session_entries_ -= oldest->second.entries();
     sessions_.erase(oldest);
   }
   s.expires_ms = now + kSessionTtlMs;
   std::string token = core::random_string(24);
+  session_entries_ += s.entries();
   sessions_.emplace(token, std::move(s));
   return token;
 }
@@ -237,13 +247,13 @@ object SpaceService::hierarchy(const Requester& r, const std::string& room_id, c
 
   array rooms;
   db_.read([&](storage::Connection& c) {
-    int64_t visits = 0;
-    while (!s.queue.empty() && static_cast<int64_t>(rooms.size()) < limit && visits < kMaxVisitsPerPage &&
+    int64_t work = 0;
+    while (!s.queue.empty() && static_cast<int64_t>(rooms.size()) < limit && work < kMaxWorkPerPage &&
            static_cast<int64_t>(s.processed.size()) < kMaxVisitsPerWalk) {
       QueueEntry e = std::move(s.queue.back());
       s.queue.pop_back();
       if (!s.processed.insert(e.room_id).second) continue;  // seen already: a loop, or two parents
-      ++visits;
+      ++work;
       // Rooms this server does not have (no federation yet) and rooms the user may not see are
       // left out, and so are their children.
       auto room = rooms_db::get_room(c, e.room_id);
@@ -252,6 +262,7 @@ object SpaceService::hierarchy(const Requester& r, const std::string& room_id, c
       std::vector<object> kids;
       if (const auto* rt = entry.if_contains("room_type"); rt && rt->is_string() && rt->get_string() == "m.space") {
         kids = child_events(c, e.room_id, s.suggested_only, kMaxChildren);
+        work += static_cast<int64_t>(kids.size());
       }
       array children_state;
       for (const auto& k : kids) children_state.push_back(k);

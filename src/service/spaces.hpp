@@ -66,11 +66,12 @@ public:
                                    const std::optional<std::string>& from);
 
   static constexpr int64_t kMaxLimit = 50;             // rooms in one hierarchy page (Synapse's MAX_ROOMS)
-  static constexpr int64_t kMaxVisitsPerPage = 500;    // rooms looked at for one page, shown or not
+  static constexpr int64_t kMaxWorkPerPage = 5000;     // rooms looked at plus children read, for one page
   static constexpr int64_t kMaxVisitsPerWalk = 10000;  // rooms looked at over all pages of one walk
   static constexpr int64_t kMaxChildren = 1000;        // m.space.child events read of one space
   static constexpr size_t kMaxQueue = 20000;           // rooms waiting to be looked at
   static constexpr size_t kMaxSessions = 1000;         // hierarchy pagination tokens kept
+  static constexpr size_t kMaxSessionEntries = 200000; // room IDs all kept tokens hold (~20 MB)
   static constexpr int64_t kSessionTtlMs = 5 * 60 * 1000;
   static constexpr int64_t kMutualRoomsBatch = 100;
 
@@ -88,6 +89,7 @@ private:
     std::vector<QueueEntry> queue;  // a stack: the next room is at the back
     std::unordered_set<std::string> processed;
     int64_t expires_ms = 0;
+    size_t entries() const { return queue.size() + processed.size(); }
   };
 
   std::optional<Session> find_session(const std::string& token);  // a token may be used again until it expires
@@ -97,6 +99,7 @@ private:
   RoomService& rooms_;
   std::mutex mu_;
   std::unordered_map<std::string, Session> sessions_;
+  size_t session_entries_ = 0;  // sum of entries() over sessions_
 };
 
 }  // namespace trestle::service
