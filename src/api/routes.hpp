@@ -29,6 +29,7 @@ void add_legacy_routes(http::Router& r, service::Homeserver& hs);  // r0 /events
 void add_search_routes(http::Router& r, service::Homeserver& hs);  // POST /search (full-text)
 void add_reporting_routes(http::Router& r, service::Homeserver& hs);  // report events, rooms, users
 void add_timestamp_routes(http::Router& r, service::Homeserver& hs);  // v1 timestamp_to_event
+void add_space_routes(http::Router& r, service::Homeserver& hs);   // hierarchy, room summary, mutual rooms
 
 // All of the above plus the authenticator.
 void add_all_routes(http::Router& r, service::Homeserver& hs);

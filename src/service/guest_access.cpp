@@ -36,6 +36,11 @@ constexpr std::array kGuestMedia{
     Endpoint{"GET", "/_matrix/client/v1/media/download/{}/{}"},
     Endpoint{"GET", "/_matrix/client/v1/media/download/{}/{}/{}"},
     Endpoint{"GET", "/_matrix/client/v1/media/thumbnail/{}/{}"},
+    // Room previews (Synapse lets guests call these too).
+    Endpoint{"GET", "/_matrix/client/v1/rooms/{}/hierarchy"},
+    Endpoint{"GET", "/_matrix/client/v1/room_summary/{}"},
+    Endpoint{"GET", "/_matrix/client/unstable/im.nheko.summary/summary/{}"},
+    Endpoint{"GET", "/_matrix/client/unstable/im.nheko.summary/rooms/{}/summary"},
 };
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include "service/timestamp_lookup.hpp"
 #include "service/push/pusher_service.hpp"
 #include "service/rooms.hpp"
+#include "service/spaces.hpp"
 #include "service/sso.hpp"
 #include "service/sync.hpp"
 #include "service/third_party_invites.hpp"
@@ -126,6 +127,7 @@ struct Homeserver {
   ReportService reports{config, db};  // content reports for admins
   TimestampLookup timestamps{db};     // /timestamp_to_event
   ProfileService profile{config, db, [this](const std::string& user_id) { rooms.update_profile_in_rooms(user_id); }};
+  SpaceService spaces{db, rooms};  // space hierarchy, room summary, mutual rooms
 };
 
 }  // namespace trestle::service
