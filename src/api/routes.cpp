@@ -54,6 +54,7 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
   add_admin_routes(r, hs);
   add_sso_routes(r, hs);
   add_legacy_routes(r, hs);
+  add_relation_routes(r, hs);
 }
 
 }  // namespace trestle::api

@@ -28,6 +28,7 @@ void add_sso_routes(http::Router& r, service::Homeserver& hs);     // SSO/CAS lo
 void add_legacy_routes(http::Router& r, service::Homeserver& hs);  // r0 /events, /initialSync, POST send
 
 // All of the above plus the authenticator.
+void add_relation_routes(http::Router& r, service::Homeserver& hs);  // /relations, /threads
 void add_all_routes(http::Router& r, service::Homeserver& hs);
 
 }  // namespace trestle::api

@@ -17,6 +17,7 @@
 #include "service/presence.hpp"
 #include "service/room_upgrade.hpp"
 #include "service/registration.hpp"
+#include "service/relations.hpp"
 #include "service/presence_sync.hpp"
 #include "service/push/pusher_service.hpp"
 #include "service/rooms.hpp"
@@ -120,6 +121,7 @@ struct Homeserver {
   ThreepidService threepids;  // email 3PIDs, identity server calls (main gives it the mail sender)
   ThirdPartyInviteService third_party_invites;
   LegacyService legacy{db, notifier, user_data, presence};  // r0 /events, /initialSync
+  RelationService relations{db};  // /relations, /threads
 };
 
 }  // namespace trestle::service
