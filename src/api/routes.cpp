@@ -58,6 +58,7 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
   add_reporting_routes(r, hs);
   add_timestamp_routes(r, hs);
   add_space_routes(r, hs);
+  add_relation_routes(r, hs);
 }
 
 }  // namespace trestle::api

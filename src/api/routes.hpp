@@ -32,6 +32,7 @@ void add_timestamp_routes(http::Router& r, service::Homeserver& hs);  // v1 time
 void add_space_routes(http::Router& r, service::Homeserver& hs);   // hierarchy, room summary, mutual rooms
 
 // All of the above plus the authenticator.
+void add_relation_routes(http::Router& r, service::Homeserver& hs);  // /relations, /threads
 void add_all_routes(http::Router& r, service::Homeserver& hs);
 
 }  // namespace trestle::api

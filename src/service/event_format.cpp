@@ -2,6 +2,7 @@
 
 #include "core/clock.hpp"
 #include "room/event_crypto.hpp"
+#include "service/relations.hpp"
 #include "storage/account_store.hpp"
 #include "storage/room_store.hpp"
 
@@ -101,6 +102,7 @@ boost::json::object client_event(const storage::events::StoredEvent& e, storage:
       e.txn_device_id && *opts.viewer_device_id == *e.txn_device_id) {
     unsigned_obj["transaction_id"] = *e.txn_id;
   }
+  add_bundled_aggregations(e, c, opts, unsigned_obj);
   out["unsigned"] = std::move(unsigned_obj);
   return out;
 }

@@ -14,6 +14,9 @@ struct ClientEventOptions {
   std::optional<std::string> viewer_user_id;
   std::optional<std::string> viewer_device_id;
   bool include_room_id = true;  // /sync leaves room_id out (it is the key of the room)
+  // Bundled aggregations (unsigned.m.relations) are added for a viewer: 0 for an event served
+  // itself; 1 inside another's aggregation (a thread's latest event gets only its edit); 2: none.
+  int aggregation_depth = 0;
 };
 
 // The ClientEvent format: content, event_id, origin_server_ts, room_id, sender, type,

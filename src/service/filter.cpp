@@ -75,8 +75,8 @@ void check_event_filter(const boost::json::value* v, const char* name) {
   if (!v) return;
   if (!v->is_object()) throw MatrixError::bad_json(std::string("filter '") + name + "' must be an object");
   const auto& f = v->as_object();
-  for (const char* key : {"types", "not_types"}) check_string_list(f, key);
-  for (const char* key : {"senders", "not_senders"}) check_id_list(f, key, false);
+  for (const char* key : {"types", "not_types", "related_by_rel_types"}) check_string_list(f, key);
+  for (const char* key : {"senders", "not_senders", "related_by_senders"}) check_id_list(f, key, false);
   for (const char* key : {"rooms", "not_rooms"}) check_id_list(f, key, true);
   for (const char* key : {"contains_url", "lazy_load_members", "include_redundant_members",
                           "unread_thread_notifications"}) {

@@ -17,6 +17,7 @@
 #include "service/presence.hpp"
 #include "service/room_upgrade.hpp"
 #include "service/registration.hpp"
+#include "service/relations.hpp"
 #include "service/presence_sync.hpp"
 #include "service/profile.hpp"
 #include "service/reports.hpp"
@@ -128,6 +129,7 @@ struct Homeserver {
   TimestampLookup timestamps{db};     // /timestamp_to_event
   ProfileService profile{config, db, [this](const std::string& user_id) { rooms.update_profile_in_rooms(user_id); }};
   SpaceService spaces{db, rooms};  // space hierarchy, room summary, mutual rooms
+  RelationService relations{db};  // /relations, /threads
 };
 
 }  // namespace trestle::service

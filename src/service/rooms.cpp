@@ -12,6 +12,7 @@
 #include "service/filter.hpp"
 #include "service/ignored_users.hpp"
 #include "service/membership_rules.hpp"
+#include "service/relations.hpp"
 #include "service/visibility.hpp"
 #include "storage/account_store.hpp"
 #include "storage/room_store.hpp"
@@ -284,10 +285,12 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   if (core::canonical_json(pdu).size() + event_id.size() + 16 > kMaxPduBytes) {
     throw MatrixError(413, "M_TOO_LARGE", "Event is larger than 65536 bytes");
   }
+  check_new_relation(c, ne.room_id, ne.sender, ne.type, pdu);  // relations.hpp: the spec's 400s
   se.stream_ordering = db_.next_stream_position();
   se.pdu = pdu;
   ev::insert_event(c, se);
   storage::search::index_event(c, se);
+  record_relation(c, se);
   remember_dag_event(se);
 
   if (is_create) {
@@ -304,6 +307,7 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
     if (auto t = ev::get_event_header(c, target); t && t->room_id == ne.room_id) {
       ev::mark_redacted(c, target, event_id);
       storage::search::unindex_event(c, target);  // a redacted event never matches a search
+      forget_relation(c, target);  // redacted content has no m.relates_to
     }
   }
   ev::set_forward_extremity(c, ne.room_id, event_id);
@@ -961,7 +965,7 @@ object RoomService::messages(const Requester& r, const std::string& room_id,
         }
         if (dir == "b") cursor = e.stream_ordering - 1;
         else cursor = e.stream_ordering;
-        if (!event_matches(filter, e) || hidden_by_ignore(ignored, e) ||
+        if (!event_matches(filter, e) || hidden_by_ignore(ignored, e) || !related_by_matches(c, filter, e) ||
             !event_visible_to(c, r.user_id, e, access.peeking)) {
           continue;
         }
@@ -1000,7 +1004,8 @@ object RoomService::context(const Requester& r, const std::string& room_id, cons
     ClientEventOptions opts{r.user_id, r.device_id, true};
     const auto ignored = ignored_users(c, r.user_id);
     auto shown = [&](const ev::StoredEvent& e) {
-      return event_matches(filter, e) && !hidden_by_ignore(ignored, e) && event_visible_to(c, r.user_id, e, access.peeking);
+      return event_matches(filter, e) && !hidden_by_ignore(ignored, e) && related_by_matches(c, filter, e) &&
+             event_visible_to(c, r.user_id, e, access.peeking);
     };
     int64_t before_n = limit / 2, after_n = limit - before_n;
     array before, after;

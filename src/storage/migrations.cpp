@@ -463,6 +463,35 @@ CREATE TABLE profile_fields (
 );
 CREATE INDEX events_room_ts ON events (room_id, origin_server_ts, stream_ordering);
 )SQL",
+      // 18 (task relations): event relationships (m.relates_to with rel_type and event_id), one
+      // row per child event, for /relations, /threads and bundled aggregations. A redacted event
+      // has no relation (its content is gone). Back-filled from the events stored so far.
+      R"SQL(
+CREATE TABLE event_relations (
+  event_id TEXT PRIMARY KEY,
+  room_id TEXT NOT NULL,
+  relates_to_id TEXT NOT NULL,
+  rel_type TEXT NOT NULL,
+  type TEXT NOT NULL,
+  sender TEXT NOT NULL,
+  aggregation_key TEXT,
+  stream_ordering INTEGER NOT NULL
+);
+CREATE INDEX event_relations_parent ON event_relations (relates_to_id, rel_type, stream_ordering);
+CREATE INDEX event_relations_room ON event_relations (room_id, rel_type, relates_to_id, stream_ordering);
+INSERT OR IGNORE INTO event_relations
+  SELECT event_id, room_id, parent, rel_type, type, sender,
+         CASE WHEN key_type = 'text' THEN agg_key END, stream_ordering FROM (
+    SELECT event_id, room_id, type, sender, stream_ordering,
+      CASE WHEN json_valid(json) THEN json_extract(json, '$.content."m.relates_to".event_id') END AS parent,
+      CASE WHEN json_valid(json) THEN json_extract(json, '$.content."m.relates_to".rel_type') END AS rel_type,
+      CASE WHEN json_valid(json) THEN json_extract(json, '$.content."m.relates_to".key') END AS agg_key,
+      CASE WHEN json_valid(json) THEN json_type(json, '$.content."m.relates_to".event_id') END AS parent_type,
+      CASE WHEN json_valid(json) THEN json_type(json, '$.content."m.relates_to".rel_type') END AS rel_type_type,
+      CASE WHEN json_valid(json) THEN json_type(json, '$.content."m.relates_to".key') END AS key_type
+    FROM events WHERE redacted_by IS NULL AND json LIKE '%m.relates_to%')
+  WHERE parent_type = 'text' AND rel_type_type = 'text';
+)SQL",
   };
   return steps;
 }
