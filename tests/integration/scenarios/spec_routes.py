@@ -29,22 +29,7 @@ NOT_ROUTED = {
     ("GET", "/_matrix/client/v1/admin/lock/{userId}"): "issue 10",
     ("PUT", "/_matrix/client/v1/admin/lock/{userId}"): "issue 10",
     ("POST", "/_matrix/client/v1/login/get_token"): "issue 10",
-    ("GET", "/_matrix/client/v1/mutual_rooms"): "issue 10",
-    ("PUT", "/_matrix/client/v3/profile/{userId}/{keyName}"): "issue 10",
-    ("GET", "/_matrix/client/v3/profile/{userId}/{keyName}"): "issue 10",
-    ("DELETE", "/_matrix/client/v3/profile/{userId}/{keyName}"): "issue 10",
     ("POST", "/_matrix/client/v3/refresh"): "issue 10",
-    ("GET", "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}"): "issue 10",
-    ("GET", "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}"): "issue 10",
-    ("GET", "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}"): "issue 10",
-    ("POST", "/_matrix/client/v3/rooms/{roomId}/report"): "issue 10",
-    ("POST", "/_matrix/client/v3/rooms/{roomId}/report/{eventId}"): "issue 10",
-    ("POST", "/_matrix/client/v3/users/{userId}/report"): "issue 10",
-    ("GET", "/_matrix/client/v1/rooms/{roomId}/timestamp_to_event"): "issue 10",
-    ("GET", "/_matrix/client/v1/room_summary/{roomIdOrAlias}"): "issue 10",
-    ("GET", "/_matrix/client/v1/rooms/{roomId}/hierarchy"): "issue 10",
-    ("GET", "/.well-known/matrix/support"): "issue 10",
-    ("GET", "/_matrix/client/v1/rooms/{roomId}/threads"): "issue 10",
 }
 
 # A plausible value per path parameter; what matters is that the router finds a handler.
