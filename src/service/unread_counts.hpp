@@ -4,9 +4,16 @@
 // sync would re-evaluate the same events each time, so each (user, room) keeps its running count
 // and only the events since the last count are evaluated. The cache is memory only: after a
 // restart the first sync recounts from the receipt.
+//
+// Threads (task threadrx): each event counts in its thread ("main" or its thread root, see
+// service/threads) and is read when at or before the later of the user's unthreaded receipt and
+// their receipt in that thread. The user's own message reads its thread (in the main timeline:
+// the whole room, as an unthreaded receipt would).
+#include "service/threads.hpp"
 #include "storage/database.hpp"
 
 #include <boost/json/object.hpp>
+#include <map>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -18,20 +25,27 @@ struct UnreadCounts {
   int64_t highlights = 0;
 };
 
+// The counts of one room: by thread ("main" and thread roots; threads at 0 left out) and summed.
+struct ThreadedUnreadCounts {
+  UnreadCounts total;
+  UnreadCounts main;
+  std::map<std::string, UnreadCounts> threads;  // thread root -> counts, only non-zero
+};
+
 class UnreadCounter {
 public:
   static constexpr int64_t kMaxScan = 1000;  // bound the work of one count
 
   // `member_event_id` is the user's membership event (for the display name), `push_rules` the
   // user's "global" ruleset, `upto` the sync's stream position.
-  UnreadCounts count(storage::Connection& c, const std::string& user_id, const std::string& room_id,
+  ThreadedUnreadCounts count(storage::Connection& c, const std::string& user_id, const std::string& room_id,
                      const std::string& member_event_id, const boost::json::object& push_rules, int64_t upto);
 
 private:
   struct Entry {
-    int64_t read_upto = 0;  // receipt position the counts start after
+    threads::ReadPositions read;  // the receipts the counts start after
     int64_t counted_upto = 0;
-    UnreadCounts counts;
+    std::map<std::string, UnreadCounts> counts;  // by thread ("main" or a root)
   };
   std::mutex mu_;
   std::unordered_map<std::string, Entry> cache_;

@@ -406,6 +406,11 @@ CREATE TABLE push_queue (
 );
 CREATE INDEX push_queue_pusher ON push_queue (user_id, app_id, pushkey, id);
 )SQL",
+      // (task threadrx) per-thread notification counts: the thread of each stored notification
+      // ("main" or the thread root's event ID), so a threaded read receipt clears only its thread.
+      R"SQL(
+ALTER TABLE push_notifications ADD COLUMN thread_id TEXT NOT NULL DEFAULT 'main';
+)SQL",
   };
   return steps;
 }
