@@ -4,6 +4,8 @@
 #include "service/push/push_rules.hpp"
 #include "storage/event_store.hpp"
 
+#include <algorithm>
+
 namespace trestle::service {
 
 namespace ev = storage::events;
@@ -25,6 +27,25 @@ int64_t power_level_of(const boost::json::object& pl, const std::string& user_id
 
 }  // namespace
 
+size_t UnreadCounter::Entry::size() const {
+  size_t n = 0;
+  for (const auto& [thread, events] : unread) n += events.size();
+  return n;
+}
+
+namespace {
+
+// Whether `now` is `before` moved forward (never back): each read position at least as far.
+bool moved_forward(const threads::ReadPositions& before, const threads::ReadPositions& now) {
+  if (now.unthreaded < before.unthreaded) return false;
+  for (const auto& [thread, pos] : before.thread) {
+    if (now.effective(thread) < pos) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 ThreadedUnreadCounts UnreadCounter::count(storage::Connection& c, const std::string& user_id,
                                           const std::string& room_id, const std::string& member_event_id,
                                           const boost::json::object& push_rules, int64_t upto) {
@@ -35,10 +56,25 @@ ThreadedUnreadCounts UnreadCounter::count(storage::Connection& c, const std::str
   {
     std::lock_guard lock(mu_);
     auto it = cache_.find(key);
-    if (it != cache_.end() && it->second.read == read && it->second.counted_upto <= upto && it->second.counted_upto > 0) {
+    if (it != cache_.end() && it->second.counted_upto <= upto && it->second.counted_upto > 0 &&
+        moved_forward(it->second.read, read)) {
       entry = it->second;
       cached = true;
     }
+  }
+  if (cached && !(entry.read == read)) {
+    // The receipts moved: what they now cover is read.
+    for (auto it = entry.unread.begin(); it != entry.unread.end();) {
+      const int64_t pos = read.effective(it->first);
+      auto& events = it->second;
+      auto first_unread = std::find_if(events.begin(), events.end(),
+                                       [pos](const Unread& u) { return u.stream_ordering > pos; });
+      events.erase(events.begin(), first_unread);
+      it = events.empty() ? entry.unread.erase(it) : std::next(it);
+    }
+    entry.read = read;
+    // Counting resumes where it stopped, but never before the unthreaded receipt.
+    entry.counted_upto = std::max(entry.counted_upto, read.unthreaded);
   }
   // Every thread without its own receipt starts at the unthreaded one, so counting starts there.
   if (!cached) entry = Entry{read, read.unthreaded, {}};
@@ -62,31 +98,40 @@ ThreadedUnreadCounts UnreadCounter::count(storage::Connection& c, const std::str
       if (e.sender == user_id) {
         // The user's own message: everything before it in its thread counts as read (in the
         // main timeline, everything before it in the room).
-        if (thread == threads::kMain) entry.counts.clear();
-        else entry.counts.erase(thread);
+        if (thread == threads::kMain) entry.unread.clear();
+        else entry.unread.erase(thread);
         continue;
       }
       if (e.stream_ordering <= entry.read.effective(thread)) continue;
       ctx.sender_power_level = power_level_of(ctx.power_levels_content, e.sender);
       auto d = push::evaluate(push_rules, client_event(e, c, {}), ctx);
       if (!d.notify) continue;
-      auto& counts = entry.counts[thread];
-      ++counts.notifications;
-      if (d.highlight) ++counts.highlights;
+      entry.unread[thread].push_back(Unread{e.stream_ordering, d.highlight});
     }
   }
   if (static_cast<int64_t>(unread.size()) < kMaxScan) entry.counted_upto = upto;
-  {
-    std::lock_guard lock(mu_);
-    if (cache_.size() > 200000) cache_.clear();  // bound memory; entries are cheap to recount
-    cache_[key] = entry;
-  }
+
   ThreadedUnreadCounts out;
-  for (const auto& [thread, counts] : entry.counts) {
+  for (const auto& [thread, events] : entry.unread) {
+    UnreadCounts counts;
+    counts.notifications = static_cast<int64_t>(events.size());
+    for (const auto& u : events) counts.highlights += u.highlight ? 1 : 0;
     out.total.notifications += counts.notifications;
     out.total.highlights += counts.highlights;
     if (thread == threads::kMain) out.main = counts;
-    else if (counts.notifications > 0 || counts.highlights > 0) out.threads[thread] = counts;
+    else if (counts.notifications > 0) out.threads[thread] = counts;
+  }
+  {
+    std::lock_guard lock(mu_);
+    // Bound memory; entries are cheap to recount.
+    if (cache_.size() > 200000 || cached_unread_ > kMaxCachedUnread) {
+      cache_.clear();
+      cached_unread_ = 0;
+    }
+    auto& slot = cache_[key];
+    cached_unread_ -= std::min(cached_unread_, slot.size());
+    cached_unread_ += entry.size();
+    slot = std::move(entry);
   }
   return out;
 }

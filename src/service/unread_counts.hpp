@@ -17,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace trestle::service {
 
@@ -39,16 +40,27 @@ public:
   // `member_event_id` is the user's membership event (for the display name), `push_rules` the
   // user's "global" ruleset, `upto` the sync's stream position.
   ThreadedUnreadCounts count(storage::Connection& c, const std::string& user_id, const std::string& room_id,
-                     const std::string& member_event_id, const boost::json::object& push_rules, int64_t upto);
+                             const std::string& member_event_id, const boost::json::object& push_rules,
+                             int64_t upto);
 
 private:
+  struct Unread {
+    int64_t stream_ordering = 0;
+    bool highlight = false;
+  };
+  // Receipts only move forward, so when they move the cached counts are pruned (the unread
+  // events at or before a thread's new read position drop out) instead of recounted from the
+  // unthreaded receipt, which for a client sending only threaded receipts is the room's start.
   struct Entry {
     threads::ReadPositions read;  // the receipts the counts start after
     int64_t counted_upto = 0;
-    std::map<std::string, UnreadCounts> counts;  // by thread ("main" or a root)
+    std::map<std::string, std::vector<Unread>> unread;  // by thread ("main" or a root), oldest first
+    size_t size() const;
   };
+  static constexpr size_t kMaxCachedUnread = 4'000'000;  // bound the cache's memory (~64 MB)
   std::mutex mu_;
   std::unordered_map<std::string, Entry> cache_;
+  size_t cached_unread_ = 0;
 };
 
 }  // namespace trestle::service
