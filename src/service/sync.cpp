@@ -147,6 +147,10 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
   const int64_t timeline_limit = std::clamp<int64_t>(filter_limit(timeline_filter, kDefaultTimelineLimit), 0, 1000);
   const bool lazy_members = filter_flag(state_filter, "lazy_load_members");
   const bool redundant_members = filter_flag(state_filter, "include_redundant_members");
+  // Per-thread notification counts (spec 1.4): the flag of the timeline filter (or, as some
+  // clients send it, the state filter).
+  const bool thread_counts = filter_flag(timeline_filter, "unread_thread_notifications") ||
+                             filter_flag(state_filter, "unread_thread_notifications");
   auto* event_format = filter.if_contains("event_format");
   const bool federation_format = event_format && event_format->is_string() && event_format->as_string() == "federation";
   const bool include_leave = filter_flag(room_filter, "include_leave");
@@ -467,8 +471,16 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
       if (!left) {
         room["ephemeral"] = object{{"events", std::move(ephemeral)}};
         auto unread = unread_.count(c, r.user_id, m.room_id, m.event_id, global_push_rules, now.position);
-        int64_t notifications = unread.notifications, highlights = unread.highlights;
-        room["unread_notifications"] = object{{"notification_count", notifications}, {"highlight_count", highlights}};
+        const auto& shown = thread_counts ? unread.main : unread.total;
+        room["unread_notifications"] =
+            object{{"notification_count", shown.notifications}, {"highlight_count", shown.highlights}};
+        if (thread_counts && !unread.threads.empty()) {
+          object by_thread;
+          for (const auto& [root, n] : unread.threads) {
+            by_thread[root] = object{{"notification_count", n.notifications}, {"highlight_count", n.highlights}};
+          }
+          room["unread_thread_notifications"] = std::move(by_thread);
+        }
         room["summary"] = std::move(summary);
         join_rooms[m.room_id] = std::move(room);
       } else {

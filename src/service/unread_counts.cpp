@@ -3,12 +3,12 @@
 #include "service/event_format.hpp"
 #include "service/push/push_rules.hpp"
 #include "storage/event_store.hpp"
-#include "storage/user_data_store.hpp"
+
+#include <algorithm>
 
 namespace trestle::service {
 
 namespace ev = storage::events;
-namespace ud = storage::user_data;
 
 namespace {
 
@@ -27,23 +27,57 @@ int64_t power_level_of(const boost::json::object& pl, const std::string& user_id
 
 }  // namespace
 
-UnreadCounts UnreadCounter::count(storage::Connection& c, const std::string& user_id, const std::string& room_id,
-                                  const std::string& member_event_id, const boost::json::object& push_rules,
-                                  int64_t upto) {
-  int64_t read_upto = 0;
-  for (const char* type : {"m.read", "m.read.private"}) {
-    if (auto rc = ud::get_receipt(c, room_id, type, user_id)) {
-      if (auto e = ev::get_event(c, rc->event_id)) read_upto = std::max(read_upto, e->stream_ordering);
-    }
+size_t UnreadCounter::Entry::size() const {
+  size_t n = 0;
+  for (const auto& [thread, events] : unread) n += events.size();
+  return n;
+}
+
+namespace {
+
+// Whether `now` is `before` moved forward (never back): each read position at least as far.
+bool moved_forward(const threads::ReadPositions& before, const threads::ReadPositions& now) {
+  if (now.unthreaded < before.unthreaded) return false;
+  for (const auto& [thread, pos] : before.thread) {
+    if (now.effective(thread) < pos) return false;
   }
+  return true;
+}
+
+}  // namespace
+
+ThreadedUnreadCounts UnreadCounter::count(storage::Connection& c, const std::string& user_id,
+                                          const std::string& room_id, const std::string& member_event_id,
+                                          const boost::json::object& push_rules, int64_t upto) {
+  auto read = threads::read_positions(c, room_id, user_id);
   const std::string key = user_id + "|" + room_id;
   Entry entry;
+  bool cached = false;
   {
     std::lock_guard lock(mu_);
     auto it = cache_.find(key);
-    if (it != cache_.end() && it->second.read_upto == read_upto && it->second.counted_upto <= upto) entry = it->second;
+    if (it != cache_.end() && it->second.counted_upto <= upto && it->second.counted_upto > 0 &&
+        moved_forward(it->second.read, read)) {
+      entry = it->second;
+      cached = true;
+    }
   }
-  if (entry.read_upto != read_upto || entry.counted_upto == 0) entry = Entry{read_upto, read_upto, {}};
+  if (cached && !(entry.read == read)) {
+    // The receipts moved: what they now cover is read.
+    for (auto it = entry.unread.begin(); it != entry.unread.end();) {
+      const int64_t pos = read.effective(it->first);
+      auto& events = it->second;
+      auto first_unread = std::find_if(events.begin(), events.end(),
+                                       [pos](const Unread& u) { return u.stream_ordering > pos; });
+      events.erase(events.begin(), first_unread);
+      it = events.empty() ? entry.unread.erase(it) : std::next(it);
+    }
+    entry.read = read;
+    // Counting resumes where it stopped, but never before the unthreaded receipt.
+    entry.counted_upto = std::max(entry.counted_upto, read.unthreaded);
+  }
+  // Every thread without its own receipt starts at the unthreaded one, so counting starts there.
+  if (!cached) entry = Entry{read, read.unthreaded, {}};
 
   auto unread = ev::room_events_forwards(c, room_id, entry.counted_upto, upto, kMaxScan);
   if (!unread.empty()) {
@@ -59,24 +93,47 @@ UnreadCounts UnreadCounter::count(storage::Connection& c, const std::string& use
     }
     for (const auto& e : unread) {
       entry.counted_upto = e.stream_ordering;
+      if (e.redacted_by && e.sender != user_id) continue;
+      const std::string thread = threads::thread_of(c, e);
       if (e.sender == user_id) {
-        entry.counts = {};  // the user's own message: everything before it counts as read
+        // The user's own message: everything before it in its thread counts as read (in the
+        // main timeline, everything before it in the room).
+        if (thread == threads::kMain) entry.unread.clear();
+        else entry.unread.erase(thread);
         continue;
       }
-      if (e.redacted_by) continue;
+      if (e.stream_ordering <= entry.read.effective(thread)) continue;
       ctx.sender_power_level = power_level_of(ctx.power_levels_content, e.sender);
       auto d = push::evaluate(push_rules, client_event(e, c, {}), ctx);
-      if (d.notify) ++entry.counts.notifications;
-      if (d.notify && d.highlight) ++entry.counts.highlights;
+      if (!d.notify) continue;
+      entry.unread[thread].push_back(Unread{e.stream_ordering, d.highlight});
     }
   }
   if (static_cast<int64_t>(unread.size()) < kMaxScan) entry.counted_upto = upto;
+
+  ThreadedUnreadCounts out;
+  for (const auto& [thread, events] : entry.unread) {
+    UnreadCounts counts;
+    counts.notifications = static_cast<int64_t>(events.size());
+    for (const auto& u : events) counts.highlights += u.highlight ? 1 : 0;
+    out.total.notifications += counts.notifications;
+    out.total.highlights += counts.highlights;
+    if (thread == threads::kMain) out.main = counts;
+    else if (counts.notifications > 0) out.threads[thread] = counts;
+  }
   {
     std::lock_guard lock(mu_);
-    if (cache_.size() > 200000) cache_.clear();  // bound memory; entries are cheap to recount
-    cache_[key] = entry;
+    // Bound memory; entries are cheap to recount.
+    if (cache_.size() > 200000 || cached_unread_ > kMaxCachedUnread) {
+      cache_.clear();
+      cached_unread_ = 0;
+    }
+    auto& slot = cache_[key];
+    cached_unread_ -= std::min(cached_unread_, slot.size());
+    cached_unread_ += entry.size();
+    slot = std::move(entry);
   }
-  return entry.counts;
+  return out;
 }
 
 }  // namespace trestle::service

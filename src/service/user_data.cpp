@@ -6,7 +6,9 @@
 #include "service/filter.hpp"
 #include "service/push/push_rules.hpp"
 #include "service/rooms.hpp"
+#include "service/threads.hpp"
 #include "storage/event_store.hpp"
+#include "storage/thread_store.hpp"
 #include "storage/user_data_store.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -121,22 +123,23 @@ void UserDataService::send_receipt(const Requester& r, const std::string& room_i
   if (receipt_type != "m.read" && receipt_type != "m.read.private" && receipt_type != "m.fully_read") {
     throw MatrixError::invalid_param("Unknown receipt type " + receipt_type);
   }
+  if (receipt_type == "m.fully_read" && !thread_id.empty()) {
+    throw MatrixError::invalid_param("thread_id is not compatible with m.fully_read receipts.");
+  }
   rooms_.require_joined(r, room_id);
   if (receipt_type == "m.fully_read") {
-    if (!thread_id.empty()) throw MatrixError::invalid_param("m.fully_read cannot be threaded");
     set_read_markers(r, room_id, object{{"m.fully_read", event_id}});
     return;
   }
   bool moved = db_.write([&](storage::Connection& c) {
     auto e = storage::events::get_event(c, event_id);
     if (!e || e->room_id != room_id) throw MatrixError::not_found("Event not found in this room");
-    // An unthreaded receipt only moves forward (as in Synapse): one for an earlier event is ignored.
-    if (thread_id.empty()) {
-      auto old = ud::get_receipt(c, room_id, receipt_type, r.user_id);
-      if (old && old->thread_id.empty()) {
-        auto old_event = storage::events::get_event_header(c, old->event_id);
-        if (old_event && old_event->stream_ordering > e->stream_ordering) return false;
-      }
+    if (!thread_id.empty()) threads::check_receipt_thread(c, *e, thread_id);
+    // A receipt only moves forward in its thread (as in Synapse): one for an earlier event than
+    // the user's receipt of this type and thread ('' = unthreaded) is ignored.
+    if (auto old = storage::threads::receipt_event(c, room_id, receipt_type, r.user_id, thread_id)) {
+      auto old_event = storage::events::get_event_header(c, *old);
+      if (old_event && old_event->stream_ordering > e->stream_ordering) return false;
     }
     ud::put_receipt(c, {room_id, receipt_type, r.user_id, thread_id, event_id, core::now_ms(),
                         db_.next_stream_position()});

@@ -463,7 +463,12 @@ CREATE TABLE profile_fields (
 );
 CREATE INDEX events_room_ts ON events (room_id, origin_server_ts, stream_ordering);
 )SQL",
-      // 18 (task relations): event relationships (m.relates_to with rel_type and event_id), one
+      // 18 (task threadrx) per-thread notification counts: the thread of each stored notification
+      // ("main" or the thread root's event ID), so a threaded read receipt clears only its thread.
+      R"SQL(
+ALTER TABLE push_notifications ADD COLUMN thread_id TEXT NOT NULL DEFAULT 'main';
+)SQL",
+      // 19 (task relations): event relationships (m.relates_to with rel_type and event_id), one
       // row per child event, for /relations, /threads and bundled aggregations. A redacted event
       // has no relation (its content is gone). Back-filled from the events stored so far.
       R"SQL(

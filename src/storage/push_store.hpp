@@ -40,6 +40,8 @@ struct Notification {
   int64_t ts = 0;
 };
 void add_notification(Connection& c, const std::string& user_id, const Notification& n);
+// The same, recording the notification's thread ("main" or a thread root's event ID).
+void add_notification(Connection& c, const std::string& user_id, const Notification& n, const std::string& thread_id);
 // Newest first, ids below `before` (0: from the newest).
 std::vector<Notification> notifications(Connection& c, const std::string& user_id, int64_t before, int64_t limit,
                                         bool only_highlight);

@@ -58,7 +58,14 @@ void add_user_data_routes(http::Router& r, service::Homeserver& hs) {
 
   r.client("POST", "/rooms/{}/receipt/{}/{}", Auth::required, [&ud, &hs](http::Request& req, const service::Requester& who) {
     auto body = req.json_object(true);
-    ud.send_receipt(who, req.params[0], req.params[1], req.params[2], optional_string(body, "thread_id").value_or(""));
+    std::string thread_id;  // '' = unthreaded
+    if (auto* t = body.if_contains("thread_id")) {
+      if (!t->is_string() || t->as_string().empty()) {
+        throw MatrixError::invalid_param("thread_id field must be a non-empty string");
+      }
+      thread_id = std::string(t->as_string());
+    }
+    ud.send_receipt(who, req.params[0], req.params[1], req.params[2], thread_id);
     if (req.params[1] != "m.fully_read") hs.push.badge_changed(who.user_id);
     return ok();
   });

@@ -48,7 +48,7 @@ std::string_view request_schemas_json() {
 {"method":"POST","path":"/_matrix/client/v3/rooms/{}/kick","schema":{"properties":{"reason":{"type":"string"},"user_id":{"type":"string"}},"required":["user_id"],"type":"object"}},
 {"method":"POST","path":"/_matrix/client/v3/rooms/{}/leave","schema":{"properties":{"reason":{"type":"string"}},"type":"object"}},
 {"method":"POST","path":"/_matrix/client/v3/rooms/{}/read_markers","schema":{"properties":{"m.fully_read":{"type":"string"},"m.read":{"type":"string"},"m.read.private":{"type":"string"}},"type":"object"}},
-{"method":"POST","path":"/_matrix/client/v3/rooms/{}/receipt/{}/{}","schema":{"properties":{"thread_id":{"type":"string"}},"type":"object"}},
+{"method":"POST","path":"/_matrix/client/v3/rooms/{}/receipt/{}/{}","schema":{"properties":{},"type":"object"}},
 {"method":"POST","path":"/_matrix/client/v3/rooms/{}/report","schema":{"properties":{"reason":{"type":"string"}},"required":["reason"],"type":"object"}},
 {"method":"POST","path":"/_matrix/client/v3/rooms/{}/report/{}","schema":{"properties":{"reason":{"type":"string"}},"type":"object"}},
 {"method":"POST","path":"/_matrix/client/v3/rooms/{}/unban","schema":{"properties":{"reason":{"type":"string"},"user_id":{"type":"string"}},"required":["user_id"],"type":"object"}},

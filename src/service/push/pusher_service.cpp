@@ -5,8 +5,10 @@
 #include "core/error.hpp"
 #include "service/event_format.hpp"
 #include "service/push/push_rules.hpp"
+#include "service/threads.hpp"
 #include "storage/event_store.hpp"
 #include "storage/push_store.hpp"
+#include "storage/thread_store.hpp"
 #include "storage/user_data_store.hpp"
 
 #include <boost/json/parse.hpp>
@@ -59,22 +61,18 @@ int64_t power_level_of(const object& pl, const std::string& user_id) {
   return 0;
 }
 
-// The position of the user's read receipt in the room (0: none).
-int64_t read_position(storage::Connection& c, const std::string& user_id, const std::string& room_id) {
-  int64_t pos = 0;
-  for (const char* type : {"m.read", "m.read.private"}) {
-    if (auto rc = ud::get_receipt(c, room_id, type, user_id)) {
-      if (auto e = ev::get_event_header(c, rc->event_id)) pos = std::max(pos, e->stream_ordering);
-    }
-  }
-  return pos;
-}
-
-// The badge: the user's unread notifications over all rooms.
+// The badge: the user's unread notifications over all rooms. A notification is read when it is at
+// or before the later of the user's unthreaded receipt and their receipt in its thread.
 int64_t unread_count(storage::Connection& c, const std::string& user_id) {
   int64_t n = 0;
   for (const auto& room : ps::notification_rooms(c, user_id)) {
-    n += ps::count_notifications_after(c, user_id, room, read_position(c, user_id, room));
+    auto read = threads::read_positions(c, room, user_id);
+    n += ps::count_notifications_after(c, user_id, room, read.unthreaded);
+    for (const auto& [thread, pos] : read.thread) {
+      if (pos > read.unthreaded) {
+        n -= storage::threads::count_thread_notifications_between(c, user_id, room, thread, read.unthreaded, pos);
+      }
+    }
   }
   return n;
 }
@@ -206,13 +204,15 @@ bool PushService::evaluate_batch() {
       ctx.power_levels_content = state_content(c, e.room_id, "m.room.power_levels", "").value_or(object{});
       ctx.sender_power_level = power_level_of(ctx.power_levels_content, e.sender);
       std::optional<object> room_info;  // name, alias, sender's display name: read once per event
+      std::optional<std::string> thread;  // the event's thread: derived once per event
       for (const auto& user : recipients) {
         ctx.user_id = user;
         ctx.display_name = string_at(state_content(c, e.room_id, "m.room.member", user).value_or(object{}), "displayname");
         auto d = push::evaluate(rules_of(user), client, ctx);
         if (!d.notify) continue;
+        if (!thread) thread = threads::thread_of(c, e);
         ps::add_notification(c, user, {0, e.room_id, e.event_id, e.stream_ordering, boost::json::serialize(d.actions),
-                                        d.highlight, now});
+                                        d.highlight, now}, *thread);
         auto pushers = ps::pushers_of_user(c, user);
         if (pushers.empty()) continue;
         if (!room_info) {
@@ -370,18 +370,18 @@ object PushService::notifications(const std::string& user_id, const std::optiona
   return db_.read([&](storage::Connection& c) {
     array out;
     auto rows = ps::notifications(c, user_id, before, limit, only_highlight);
-    std::map<std::string, int64_t> read_pos;
+    std::map<std::string, threads::ReadPositions> read_pos;
     for (const auto& n : rows) {
       auto e = ev::get_event(c, n.event_id);
       if (!e) continue;
       auto it = read_pos.find(n.room_id);
-      if (it == read_pos.end()) it = read_pos.emplace(n.room_id, read_position(c, user_id, n.room_id)).first;
+      if (it == read_pos.end()) it = read_pos.emplace(n.room_id, threads::read_positions(c, n.room_id, user_id)).first;
       boost::system::error_code ec;
       auto actions = boost::json::parse(n.actions_json, ec);
       out.push_back(object{{"actions", ec ? value(array{}) : actions},
                            {"event", client_event(*e, c, {})},
                            {"profile_tag", nullptr},
-                           {"read", n.stream_ordering <= it->second},
+                           {"read", n.stream_ordering <= it->second.effective(threads::thread_of(c, *e))},
                            {"room_id", n.room_id},
                            {"ts", n.ts}});
     }

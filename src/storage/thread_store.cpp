@@ -1,0 +1,43 @@
+#include "storage/thread_store.hpp"
+
+namespace trestle::storage::threads {
+
+std::vector<ReadPosition> read_positions(Connection& c, const std::string& room_id, const std::string& user_id) {
+  auto st = c.prepare(
+      "SELECT r.thread_id, MAX(e.stream_ordering) FROM receipts r JOIN events e ON e.event_id = r.event_id "
+      "WHERE r.room_id = ? AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private') "
+      "GROUP BY r.thread_id ORDER BY r.thread_id");
+  st.bind(room_id, user_id);
+  std::vector<ReadPosition> out;
+  while (st.step()) out.push_back(ReadPosition{st.text(0), st.int64(1)});
+  return out;
+}
+
+std::optional<std::string> receipt_event(Connection& c, const std::string& room_id, const std::string& receipt_type,
+                                         const std::string& user_id, const std::string& thread_id) {
+  auto st = c.prepare("SELECT event_id FROM receipts WHERE room_id = ? AND receipt_type = ? AND user_id = ? AND "
+                      "thread_id = ?");
+  st.bind(room_id, receipt_type, user_id, thread_id);
+  if (!st.step()) return std::nullopt;
+  return st.text(0);
+}
+
+bool has_thread_reply(Connection& c, const std::string& room_id, const std::string& root_id, int64_t after_stream) {
+  auto st = c.prepare(
+      "SELECT 1 FROM events WHERE room_id = ? AND stream_ordering > ? AND "
+      "json_extract(json, '$.content.\"m.relates_to\".rel_type') = 'm.thread' AND "
+      "json_extract(json, '$.content.\"m.relates_to\".event_id') = ? LIMIT 1");
+  st.bind(room_id, after_stream, root_id);
+  return st.step();
+}
+
+int64_t count_thread_notifications_between(Connection& c, const std::string& user_id, const std::string& room_id,
+                                           const std::string& thread_id, int64_t lo, int64_t hi) {
+  auto st = c.prepare(
+      "SELECT COUNT(*) FROM push_notifications WHERE user_id = ? AND room_id = ? AND stream_ordering > ? AND "
+      "stream_ordering <= ? AND thread_id = ?");
+  st.bind(user_id, room_id, lo, hi, thread_id);
+  return st.step() ? st.int64(0) : 0;
+}
+
+}  // namespace trestle::storage::threads

@@ -1,0 +1,34 @@
+#pragma once
+// Threaded read receipts and per-thread notification counts (task threadrx). The queries that
+// need to know which thread an event or notification is in; the thread itself is derived from the
+// event's content by service/threads.
+#include "storage/database.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace trestle::storage::threads {
+
+// A user's read receipt (m.read or m.read.private) in one thread ('' = unthreaded, "main" or a
+// thread root) and the stream position of the event it points at (the later of the two types).
+struct ReadPosition {
+  std::string thread_id;
+  int64_t stream_ordering = 0;
+};
+std::vector<ReadPosition> read_positions(Connection& c, const std::string& room_id, const std::string& user_id);
+
+// The event a user's receipt of `receipt_type` in `thread_id` ('' = unthreaded) points at.
+std::optional<std::string> receipt_event(Connection& c, const std::string& room_id, const std::string& receipt_type,
+                                         const std::string& user_id, const std::string& thread_id);
+
+// Whether some event of the room after `after_stream` is a reply in the thread of `root_id`
+// (content.m.relates_to: rel_type m.thread, event_id root_id), i.e. `root_id` is a thread root.
+bool has_thread_reply(Connection& c, const std::string& room_id, const std::string& root_id, int64_t after_stream);
+
+// Stored notifications (push_notifications) of the user in the room's `thread_id` with
+// lo < stream_ordering <= hi.
+int64_t count_thread_notifications_between(Connection& c, const std::string& user_id, const std::string& room_id,
+                                           const std::string& thread_id, int64_t lo, int64_t hi);
+
+}  // namespace trestle::storage::threads
