@@ -2,8 +2,12 @@
 
 #include "service/event_format.hpp"
 #include "service/push/push_rules.hpp"
+#include "service/room_creators.hpp"
 #include "storage/event_store.hpp"
 #include "storage/user_data_store.hpp"
+
+#include <algorithm>
+#include <climits>
 
 namespace trestle::service {
 
@@ -57,6 +61,7 @@ UnreadCounts UnreadCounter::count(storage::Connection& c, const std::string& use
       auto content = content_of(*me);
       if (auto* dn = content.if_contains("displayname"); dn && dn->is_string()) ctx.display_name = dn->as_string();
     }
+    const auto creators = privileged_creators(c, room_id);  // v12: infinite power
     for (const auto& e : unread) {
       entry.counted_upto = e.stream_ordering;
       if (e.sender == user_id) {
@@ -65,6 +70,7 @@ UnreadCounts UnreadCounter::count(storage::Connection& c, const std::string& use
       }
       if (e.redacted_by) continue;
       ctx.sender_power_level = power_level_of(ctx.power_levels_content, e.sender);
+      if (std::find(creators.begin(), creators.end(), e.sender) != creators.end()) ctx.sender_power_level = LLONG_MAX;
       auto d = push::evaluate(push_rules, client_event(e, c, {}), ctx);
       if (d.notify) ++entry.counts.notifications;
       if (d.notify && d.highlight) ++entry.counts.highlights;

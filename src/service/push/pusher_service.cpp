@@ -3,16 +3,16 @@
 #include "core/canonical_json.hpp"
 #include "core/clock.hpp"
 #include "core/error.hpp"
-#include "room/auth_rules.hpp"
 #include "service/event_format.hpp"
 #include "service/push/push_rules.hpp"
+#include "service/room_creators.hpp"
 #include "storage/event_store.hpp"
 #include "storage/push_store.hpp"
-#include "storage/room_store.hpp"
 #include "storage/user_data_store.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <algorithm>
 #include <climits>
 #include <map>
 #include <set>
@@ -60,18 +60,6 @@ int64_t power_level_of(const object& pl, const std::string& user_id) {
   }
   if (auto* d = pl.if_contains("users_default"); d && d->is_int64()) return d->as_int64();
   return 0;
-}
-
-// Room v12: the room's creators have infinite power, whatever `users` says.
-bool is_privileged_creator(storage::Connection& c, const std::string& room_id, const std::string& user_id) {
-  auto row = storage::rooms::get_room(c, room_id);
-  const auto* version = row ? room::find_room_version(row->room_version) : nullptr;
-  if (!version || !version->privileged_creators) return false;
-  auto id = ev::current_state_event_id(c, room_id, "m.room.create", "");
-  auto create = id ? ev::get_event(c, *id) : std::nullopt;
-  if (!create) return false;
-  room::StateMap state{{{"m.room.create", ""}, create->pdu}};
-  return room::user_power_level(state, user_id, *version) == LLONG_MAX;
 }
 
 // The position of the user's read receipt in the room (0: none).
@@ -220,7 +208,10 @@ bool PushService::evaluate_batch() {
       ctx.room_member_count = ev::joined_member_count(c, e.room_id);
       ctx.power_levels_content = state_content(c, e.room_id, "m.room.power_levels", "").value_or(object{});
       ctx.sender_power_level = power_level_of(ctx.power_levels_content, e.sender);
-      if (is_privileged_creator(c, e.room_id, e.sender)) ctx.sender_power_level = LLONG_MAX;  // v12
+      if (auto creators = privileged_creators(c, e.room_id);  // v12: infinite power
+          std::find(creators.begin(), creators.end(), e.sender) != creators.end()) {
+        ctx.sender_power_level = LLONG_MAX;
+      }
       std::optional<object> room_info;  // name, alias, sender's display name: read once per event
       for (const auto& user : recipients) {
         ctx.user_id = user;
