@@ -35,6 +35,11 @@ void check_one(const std::string& s) {
   }
   if (core::is_valid_room_id(s)) {
     FUZZ_CHECK(s.size() <= kMaxId && s[0] == '!', "room ID accepted: " + s);
+    // The domain-less form (room v12) is the create event's ID with '!'.
+    FUZZ_CHECK(core::is_valid_room_id_with_domain(s) || core::is_valid_event_id("$" + s.substr(1)),
+               "room ID that is neither form: " + s);
+  }
+  if (core::is_valid_room_id_with_domain(s)) {
     size_t colon = s.find(':');
     FUZZ_CHECK(colon != std::string::npos && colon > 1, "room ID without localpart or server: " + s);
     FUZZ_CHECK(core::is_valid_server_name(s.substr(colon + 1)), "room ID with an invalid server name: " + s);

@@ -1,6 +1,7 @@
 #include "config/config.hpp"
 
 #include "core/identifiers.hpp"
+#include "room/room_version.hpp"
 
 #include <yaml-cpp/yaml.h>
 
@@ -197,7 +198,8 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
       "identity_server_scheme", "enable_registration_captcha", "recaptcha_public_key",
       "recaptcha_private_key", "recaptcha_siteverify_api", "cas_config", "user_directory", "enable_ephemeral_messages",
       "federation_custom_ca_list", "use_insecure_ssl_client_just_for_testing_do_not_use", "use_presence",
-      "rc_reports", "admin_contact", "support"};
+      "rc_reports", "admin_contact", "support",
+      "default_room_version"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");
@@ -336,6 +338,12 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
   }
   c.media_store_path = resolve(config_dir, c.media_store_path);
   if (root["use_presence"]) c.use_presence = get<bool>(root["use_presence"], "use_presence", "true or false");
+  if (root["default_room_version"]) {  // Synapse's key; a room version we know
+    c.default_room_version = get<std::string>(root["default_room_version"], "default_room_version", "a string");
+    if (!room::find_room_version(c.default_room_version)) {
+      bad("default_room_version", "'" + c.default_room_version + "' is not a supported room version");
+    }
+  }
   if (root["enable_authenticated_media"]) {
     c.enable_authenticated_media = get<bool>(root["enable_authenticated_media"], "enable_authenticated_media", "true or false");
   }

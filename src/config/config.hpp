@@ -110,6 +110,9 @@ struct Config {
   bool enable_authenticated_media = true;
   // Synapse's use_presence: false turns presence off in /sync.
   bool use_presence = true;
+  // Synapse's default_room_version: the version createRoom uses when none is asked for. "11": the
+  // spec (v1.16) advises servers to keep v11 until clients and servers understand v12.
+  std::string default_room_version = "11";
   std::string log_level = "info";
   HttpLimits http_limits;
   EmailConfig email;

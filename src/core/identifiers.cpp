@@ -132,10 +132,12 @@ std::optional<RoomAlias> parse_room_alias(std::string_view s) {
   return RoomAlias{std::string(parts->localpart), std::string(parts->server_name)};
 }
 
-bool is_valid_room_id(std::string_view s) {
+bool is_valid_room_id_with_domain(std::string_view s) {
   auto parts = split_sigil_id(s, '!');
   return parts && !parts->localpart.empty() && is_opaque_localpart(parts->localpart);
 }
+
+bool is_valid_room_id(std::string_view s) { return is_valid_room_id_any_version(s); }
 
 bool is_valid_event_id(std::string_view s) {
   return s.size() >= 2 && s.size() <= kMaxIdentifierBytes && s.front() == '$' &&
@@ -143,7 +145,7 @@ bool is_valid_event_id(std::string_view s) {
 }
 
 bool is_valid_room_id_any_version(std::string_view s) {
-  if (is_valid_room_id(s)) return true;
+  if (is_valid_room_id_with_domain(s)) return true;
   // The domain-less form has no ':' (its hash is url-safe base64), so a bad domain stays bad.
   return s.size() >= 2 && s.front() == '!' && s.find(':') == std::string_view::npos &&
          is_valid_event_id("$" + std::string(s.substr(1)));

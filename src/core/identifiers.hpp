@@ -28,7 +28,9 @@ struct RoomAlias {
 };
 std::optional<RoomAlias> parse_room_alias(std::string_view s);  // length <= 255
 
-// Room IDs: '!' opaque ':' server_name (we always create that form). Returns false for anything else.
+// Room IDs of rooms before v12: '!' opaque ':' server_name. Returns false for anything else.
+bool is_valid_room_id_with_domain(std::string_view s);
+// Room IDs as requests may name them: either form below (v12 rooms have domain-less IDs).
 bool is_valid_room_id(std::string_view s);
 // Event IDs: '$' followed by at least one character (room v4+ uses unpadded url-safe base64).
 bool is_valid_event_id(std::string_view s);

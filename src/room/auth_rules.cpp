@@ -33,6 +33,9 @@ constexpr long long kDefaultUsersLevel = 0;
 constexpr long long kDefaultInviteLevel = 0;
 constexpr long long kDefaultModerationLevel = 50;  // ban, kick, redact
 constexpr long long kCreatorLevelWithoutPowerLevels = 100;
+// v12: a room creator's level is "infinitely high"; no integer a power levels event can hold
+// (they are limited to 2^53) reaches it.
+constexpr long long kInfiniteCreatorLevel = LLONG_MAX;
 
 // The properties whose alteration rule 9.5 (v10 numbering) checks one by one.
 constexpr std::array<std::string_view, 7> kPowerLevelScalarKeys{
@@ -123,6 +126,19 @@ std::optional<std::string_view> room_creator(const StateMap& state, const RoomVe
   return content ? string_field(*content, "creator") : std::nullopt;
 }
 
+// v12 (MSC4289): the create event's sender and every user in content.additional_creators.
+bool is_room_creator(const StateMap& state, std::string_view user_id) {
+  const json::object* create = find_state(state, kCreateType, "");
+  if (!create) return false;
+  if (string_field(*create, "sender") == user_id) return true;
+  const json::object* content = object_field(*create, "content");
+  const json::value* additional = content ? content->if_contains("additional_creators") : nullptr;
+  if (const json::array* list = additional ? additional->if_array() : nullptr)
+    for (const json::value& entry : *list)
+      if (const json::string* id = entry.if_string(); id && *id == user_id) return true;
+  return false;
+}
+
 // ---- power level values ------------------------------------------------------------------------
 
 bool is_json_whitespace_like(char c) {
@@ -187,6 +203,7 @@ std::optional<long long> level_at(const json::object* object, std::string_view k
 
 long long user_level(const StateMap& state, std::string_view user_id, const RoomVersion& version,
                      LevelSyntax syntax) {
+  if (version.privileged_creators && is_room_creator(state, user_id)) return kInfiniteCreatorLevel;
   if (const json::object* levels = state_content(state, kPowerLevelsType, "")) {
     if (auto level = level_at(object_field(*levels, "users"), user_id, syntax)) return *level;
     return level_at(levels, "users_default", syntax).value_or(kDefaultUsersLevel);
@@ -225,8 +242,10 @@ class EventAuthorizer {
   Verdict run() {
     const auto type = string_field(event_, "type");
     const auto sender = string_field(event_, "sender");
-    if (!type || !sender || !string_field(event_, "room_id"))
-      return "event lacks a string type, sender or room_id";
+    if (!type || !sender) return "event lacks a string type or sender";
+    // v12's create event has no room_id (its ID names the room); check_create rejects one.
+    const bool room_id_optional = version_.room_id_is_create_event_id && *type == kCreateType;
+    if (!room_id_optional && !string_field(event_, "room_id")) return "event lacks a string room_id";
     content_ = object_field(event_, "content");
     if (!content_) return "event has no content object";
     if (const json::value* key = event_.if_contains("state_key")) {
@@ -263,12 +282,27 @@ class EventAuthorizer {
       const json::array* list = prev->if_array();
       if (!list || !list->empty()) return "m.room.create has prev_events";
     }
-    const auto room_domain = domain_of(*string_field(event_, "room_id"));
-    if (!room_domain || room_domain != domain_of(sender_))
-      return "m.room.create sender's server does not match the room ID's";
+    if (version_.room_id_is_create_event_id) {
+      // v12 rule 1.2: the room ID is derived from this event, so it cannot carry one.
+      if (event_.contains("room_id")) return "m.room.create has a room_id";
+    } else {
+      const auto room_domain = domain_of(*string_field(event_, "room_id"));
+      if (!room_domain || room_domain != domain_of(sender_))
+        return "m.room.create sender's server does not match the room ID's";
+    }
     if (const json::value* room_version = content_->if_contains("room_version")) {
       if (!room_version->is_string() || !find_room_version(room_version->get_string()))
         return "m.room.create names an unrecognised room_version";
+    }
+    if (version_.privileged_creators) {
+      // v12 rule 1.4: additional_creators, when present, is a list of valid user IDs.
+      if (const json::value* additional = content_->if_contains("additional_creators")) {
+        const json::array* list = additional->if_array();
+        if (!list) return "m.room.create additional_creators is not an array";
+        for (const json::value& entry : *list)
+          if (!entry.is_string() || !is_valid_user_id(entry.get_string()))
+            return "m.room.create additional_creators has an invalid user ID";
+      }
     }
     if (!version_.v11_redaction_and_create && !content_->contains("creator"))
       return "m.room.create content has no creator";
@@ -281,7 +315,16 @@ class EventAuthorizer {
     create_ = find_state(state_, kCreateType, "");
     if (!create_) return "no m.room.create event among the auth events";
     const auto room_id = string_field(event_, "room_id");
+    if (version_.room_id_is_create_event_id) {
+      // v12 rule 2: the room ID is the create event's ID with '!' for '$'. The create event is
+      // never an auth event here, so the state must give its event_id.
+      const auto create_id = string_field(*create_, "event_id");
+      if (!create_id || create_id->size() < 2 || !room_id || room_id->size() != create_id->size() ||
+          room_id->front() != '!' || room_id->substr(1) != create_id->substr(1))
+        return "room_id is not the ID of the room's m.room.create event";
+    }
     for (const auto& key : auth_event_keys(event_)) {
+      if (version_.room_id_is_create_event_id && key.first == kCreateType) continue;
       const json::object* auth_event = find_state(state_, key.first, key.second);
       if (auth_event && string_field(*auth_event, "room_id") != room_id)
         return "auth event " + key.first + " belongs to another room";
@@ -557,6 +600,9 @@ class EventAuthorizer {
       if (!users) return "power levels users is not an object";
       for (const auto& entry : *users) {
         if (!is_valid_user_id(entry.key())) return "power levels users has an invalid user ID";
+        // v12 rule 10.4: creators' level is fixed (infinite) and never listed.
+        if (version_.privileged_creators && is_room_creator(state_, entry.key()))
+          return "power levels users names a room creator";
         if (!parse_level(entry.value(), syntax_))
           return "power levels users has a non-integer value";
       }

@@ -18,7 +18,9 @@ using StateMap = std::map<std::pair<std::string, std::string>, boost::json::obje
 // The (type, state_key) pairs whose current events become the event's auth_events:
 // m.room.create, m.room.power_levels, the sender's m.room.member, and for m.room.member events
 // the target's membership, m.room.join_rules (for join/invite/knock), the third party invite
-// token, and for restricted joins the authorising user's membership.
+// token, and for restricted joins the authorising user's membership. In room versions whose room
+// ID is the create event's ID (v12) the m.room.create entry is still needed by check_event_auth
+// (with its "event_id") but must not be listed in the event's auth_events.
 std::vector<std::pair<std::string, std::string>> auth_event_keys(const boost::json::object& event);
 
 // Checks `event` against `auth_state` (the room state before the event, of which only the entries

@@ -16,11 +16,20 @@ struct RoomVersion {
   bool integer_power_levels_only;   // v10+: power level values must be integers, not strings
   bool v11_redaction_and_create;    // v11: redaction keeps more, m.room.create has no "creator",
                                     //      redacts is a content key of m.room.redaction
+  // v12 (MSC4289, MSC4291).
+  bool privileged_creators;                 // creators (create sender + additional_creators)
+                                            // have infinite power and are never in `users`
+  bool room_id_is_create_event_id;  // room ID = create event ID with '!'; the create
+                                            // event has no room_id and is never an auth event
 };
 
 // Returns nullopt for an unknown or unsupported version.
 const RoomVersion* find_room_version(std::string_view id);
-const RoomVersion& default_room_version();  // "10"
+// The version new rooms get: "11" unless set_default_room_version chose another (config
+// `default_room_version`). Set once at start-up, before the server serves.
+const RoomVersion& default_room_version();
+// Returns false (and changes nothing) for an unknown version.
+bool set_default_room_version(std::string_view id);
 std::vector<std::string> supported_room_versions();
 
 }  // namespace trestle::room

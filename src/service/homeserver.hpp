@@ -15,6 +15,7 @@
 #include "service/media/media_service.hpp"
 #include "service/notifier.hpp"
 #include "service/presence.hpp"
+#include "room/room_version.hpp"
 #include "service/room_upgrade.hpp"
 #include "service/registration.hpp"
 #include "service/relations.hpp"
@@ -61,6 +62,7 @@ struct Homeserver {
         threepids(config, db, http, signing_key),
         third_party_invites(config, rooms, accounts, threepids) {
     set_self_destruct_enabled(config.enable_ephemeral_messages);
+    room::set_default_room_version(config.default_room_version);
     sync.set_to_device(&to_device);
     accounts.ensure_appservice_senders();
     accounts.set_device_hooks({[this](storage::Connection& c, const std::string& u) { keys.on_devices_changed(c, u); },

@@ -3,6 +3,7 @@
 #include "core/crypto.hpp"
 #include "core/error.hpp"
 #include "core/identifiers.hpp"
+#include "room/auth_rules.hpp"
 #include "room/room_version.hpp"
 #include "service/rooms.hpp"
 #include "service/user_data.hpp"
@@ -12,6 +13,7 @@
 #include <spdlog/spdlog.h>
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 
 namespace trestle::service {
@@ -58,11 +60,15 @@ struct OldRoom {
   std::vector<std::string> banned;
   std::vector<std::string> local_members;  // joined local users
   bool requester_joined = false;
+  bool privileged_creators = false;  // the old room's version gives its creators infinite power
+  std::vector<std::string> creators;  // the old room's create sender and additional_creators
+  bool may_tombstone = false;         // the requester's power level allows m.room.tombstone
 };
 
 }  // namespace
 
-std::string RoomUpgradeService::upgrade(const Requester& r, const std::string& room_id, const std::string& new_version) {
+std::string RoomUpgradeService::upgrade(const Requester& r, const std::string& room_id, const std::string& new_version,
+                                       const std::vector<std::string>& additional_creators) {
   const auto* version = room::find_room_version(new_version);
   auto supported = room::supported_room_versions();
   if (!version || std::find(supported.begin(), supported.end(), new_version) == supported.end()) {
@@ -74,10 +80,25 @@ std::string RoomUpgradeService::upgrade(const Requester& r, const std::string& r
     if (!row) throw MatrixError::not_found("Unknown room " + room_id);
     OldRoom o;
     o.is_public = row->is_public;
+    const auto* old_version = room::find_room_version(row->room_version);
+    o.privileged_creators = old_version && old_version->privileged_creators;
+    room::StateMap auth_state;
     std::map<std::string, object> by_type;
     for (const auto& s : ev::current_state(c, room_id)) {
       auto e = ev::get_event(c, s.event_id);
       if (!e) continue;
+      if (s.type == "m.room.create" || s.type == "m.room.power_levels") auth_state[{s.type, s.state_key}] = e->pdu;
+      if (s.type == "m.room.create") {
+        o.creators.push_back(e->sender);
+        auto* ac = e->pdu.if_contains("content") && e->pdu.at("content").is_object()
+                       ? e->pdu.at("content").as_object().if_contains("additional_creators")
+                       : nullptr;
+        if (ac && ac->is_array()) {
+          for (const auto& u : ac->as_array()) {
+            if (u.is_string()) o.creators.emplace_back(u.as_string());
+          }
+        }
+      }
       auto* content = e->pdu.if_contains("content");
       if (!content || !content->is_object()) continue;
       const object& co = content->as_object();
@@ -103,17 +124,28 @@ std::string RoomUpgradeService::upgrade(const Requester& r, const std::string& r
     for (const char* t : kCopiedTypes) {
       if (auto it = by_type.find(t); it != by_type.end()) o.copied.emplace_back(t, it->second);
     }
+    if (old_version) {
+      o.may_tombstone = room::user_power_level(auth_state, r.user_id, *old_version) >=
+                        room::required_power_level(auth_state, "m.room.tombstone", true);
+    }
     return o;
   });
   if (!old.requester_joined) throw MatrixError::forbidden("You are not joined to room " + room_id);
 
   // 1. The tombstone first: its auth check is the permission check (403), and its ID is what
-  // the new room's predecessor names. The new room's ID is chosen now so the tombstone can point to it.
-  const std::string new_room_id = "!" + core::random_string(18) + ":" + cfg_.server_name;
-  auto tombstone = rooms_.send_event(NewEvent{room_id, r.user_id, "m.room.tombstone", "",
-                                              object{{"body", "This room has been replaced"},
-                                                     {"replacement_room", new_room_id}},
-                                              std::nullopt, std::nullopt, std::nullopt, std::nullopt});
+  // the new room's predecessor names. The new room's ID is chosen now so the tombstone can point
+  // to it, except in versions whose room ID is the create event's (v12): that room is created
+  // first and the tombstone follows, once the permission to send it has been checked.
+  const bool id_from_create = version->room_id_is_create_event_id;
+  if (id_from_create && !old.may_tombstone) throw MatrixError::forbidden("You cannot upgrade this room");
+  std::string new_room_id = id_from_create ? std::string() : "!" + core::random_string(18) + ":" + cfg_.server_name;
+  auto send_tombstone = [&] {
+    return rooms_.send_event(NewEvent{room_id, r.user_id, "m.room.tombstone", "",
+                                      object{{"body", "This room has been replaced"}, {"replacement_room", new_room_id}},
+                                      std::nullopt, std::nullopt, std::nullopt, std::nullopt});
+  };
+  std::optional<storage::events::StoredEvent> tombstone;
+  if (!id_from_create) tombstone = send_tombstone();
 
   // 2. The new room. The upgrading user may need more power than they have to copy every state
   // event: raised for the creation, restored afterwards (as Synapse does).
@@ -125,14 +157,38 @@ std::string RoomUpgradeService::upgrade(const Requester& r, const std::string& r
   object users = pl.contains("users") && pl.at("users").is_object() ? pl.at("users").as_object() : object{};
   auto* own = users.if_contains(r.user_id);
   int64_t current = own ? level_of(own, 0) : int_or(pl, "users_default", 0);
-  const bool raised = !pl.empty() && current < needed;  // no old power levels: the new room's defaults
+  // The new room's creators (v12) have infinite power and may not be listed in its power levels;
+  // creators of a v12 room upgraded to an older version keep the top level they had.
+  std::vector<std::string> new_creators;
+  if (version->privileged_creators) {
+    new_creators.push_back(r.user_id);
+    for (const auto& u : additional_creators) {
+      if (std::find(new_creators.begin(), new_creators.end(), u) == new_creators.end()) new_creators.push_back(u);
+    }
+  }
+  if (pl.contains("users") && (!new_creators.empty() || old.privileged_creators)) {
+    if (old.privileged_creators && !version->privileged_creators) {
+      for (const auto& u : old.creators) users[u] = std::max<int64_t>(100, needed);
+    }
+    for (const auto& u : new_creators) users.erase(u);
+    pl["users"] = users;
+  }
+  const bool raised = !version->privileged_creators && !pl.empty() && current < needed &&
+                      !(old.privileged_creators && users.contains(r.user_id));
   object creation_pl = pl;
   if (raised) {
     users[r.user_id] = needed;
     creation_pl["users"] = users;
   }
 
-  object creation_content{{"predecessor", object{{"room_id", room_id}, {"event_id", tombstone.event_id}}}};
+  object predecessor{{"room_id", room_id}};
+  if (tombstone) predecessor["event_id"] = tombstone->event_id;  // optional from v12 on
+  object creation_content{{"predecessor", predecessor}};
+  if (new_creators.size() > 1) {
+    array list;
+    for (size_t i = 1; i < new_creators.size(); ++i) list.emplace_back(new_creators[i]);
+    creation_content["additional_creators"] = std::move(list);
+  }
   if (auto* f = old.create_content.if_contains("m.federate")) creation_content["m.federate"] = *f;
   if (auto* t = old.create_content.if_contains("type")) creation_content["type"] = *t;
   array initial_state;
@@ -147,7 +203,12 @@ std::string RoomUpgradeService::upgrade(const Requester& r, const std::string& r
               {"creation_content", creation_content},
               {"initial_state", initial_state}};
   if (!creation_pl.empty()) body["power_level_content_override"] = creation_pl;
-  rooms_.create_room(r, body, new_room_id);
+  if (id_from_create) {
+    new_room_id = rooms_.create_room(r, body, std::nullopt);
+    tombstone = send_tombstone();
+  } else {
+    rooms_.create_room(r, body, new_room_id);
+  }
 
   auto send_state = [&](const std::string& room, const std::string& type, const std::string& key, object content) {
     try {

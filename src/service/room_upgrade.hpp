@@ -10,6 +10,7 @@
 
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace trestle::service {
 
@@ -24,7 +25,10 @@ public:
   // Returns the replacement room's ID. 400 M_UNSUPPORTED_ROOM_VERSION for an unknown version,
   // 404 M_NOT_FOUND for an unknown room, 403 M_FORBIDDEN when the user may not send
   // m.room.tombstone there (not joined, or too low a power level).
-  std::string upgrade(const Requester& r, const std::string& room_id, const std::string& new_version);
+  // additional_creators: the new room's creators besides `r` when new_version has privileged
+  // creators (v12); ignored otherwise.
+  std::string upgrade(const Requester& r, const std::string& room_id, const std::string& new_version,
+                      const std::vector<std::string>& additional_creators = {});
 
 private:
   void copy_user_state(const std::string& user_id, const std::string& old_room, const std::string& new_room);

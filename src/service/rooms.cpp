@@ -200,8 +200,11 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
         "Event content must not contain floats, exponents or integers outside [-(2^53)+1, (2^53)-1]");
   }
 
+  // v12: the create event carries no room_id; its event ID, with '!', becomes the room ID.
+  const bool derives_room_id = is_create && version->room_id_is_create_event_id;
+  std::string room_id = ne.room_id;
   object pdu;
-  pdu["room_id"] = ne.room_id;
+  if (!derives_room_id) pdu["room_id"] = ne.room_id;
   pdu["sender"] = ne.sender;
   pdu["type"] = ne.type;
   if (ne.state_key) pdu["state_key"] = *ne.state_key;
@@ -212,7 +215,7 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   // DAG position: we are the only server in our rooms, so there is one extremity.
   int64_t depth = 1;
   array prev_events;
-  for (const auto& id : ev::forward_extremities(c, ne.room_id)) {
+  for (const auto& id : derives_room_id ? std::vector<std::string>{} : ev::forward_extremities(c, ne.room_id)) {
     if (auto p = dag_event(c, id)) depth = std::max(depth, p->depth + 1);
     prev_events.push_back(boost::json::value(id));
   }
@@ -227,6 +230,12 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
     if (!id) continue;
     if (auto e = dag_event(c, *id); e && !e->auth_pdu.empty()) {
       auth_state[key] = e->auth_pdu;
+      if (key.first == "m.room.create" && version->room_id_is_create_event_id) {
+        // v12: the room ID stands for the create event, which is never an auth event; the auth
+        // rules compare the room ID with its event ID.
+        auth_state[key]["event_id"] = *id;
+        continue;
+      }
       auth_events.push_back(boost::json::value(*id));
     }
   }
@@ -253,10 +262,23 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   }
   room::hash_and_sign_event(pdu, cfg_.server_name, key_, *version);
   std::string event_id = room::compute_event_id(pdu, *version);
+  if (derives_room_id) {
+    // Identical create events (same sender, content and millisecond) would name the same room:
+    // move the later one's timestamp on until its ID is free.
+    for (int attempt = 0; rooms_db::get_room(c, "!" + event_id.substr(1)); ++attempt) {
+      if (attempt == 100) throw MatrixError(500, "M_UNKNOWN", "Could not choose a free room ID");
+      pdu.erase("signatures");
+      pdu.erase("hashes");
+      pdu["origin_server_ts"] = pdu["origin_server_ts"].as_int64() + 1;
+      room::hash_and_sign_event(pdu, cfg_.server_name, key_, *version);
+      event_id = room::compute_event_id(pdu, *version);
+    }
+    room_id = "!" + event_id.substr(1);
+  }
 
   ev::StoredEvent se;
   se.event_id = event_id;
-  se.room_id = ne.room_id;
+  se.room_id = room_id;
   se.type = ne.type;
   se.state_key = ne.state_key;
   se.sender = ne.sender;
@@ -268,7 +290,7 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   if (ne.state_key) {
     // prev_content is not stored: it is read from the replaced event when served (as Synapse
     // does), so the stored PDU is exactly the one checked below, whatever the state it replaces.
-    auto previous = ev::current_state_event_id(c, ne.room_id, ne.type, *ne.state_key);
+    auto previous = ev::current_state_event_id(c, room_id, ne.type, *ne.state_key);
     if (previous) {
       se.replaces_state = previous;
       if (auto prev = ev::get_event_header(c, *previous)) {
@@ -294,23 +316,23 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   remember_dag_event(se);
 
   if (is_create) {
-    rooms_db::insert_room(c, {ne.room_id, version->id, ne.sender, false}, core::now_ms());
+    rooms_db::insert_room(c, {room_id, version->id, ne.sender, false}, core::now_ms());
   }
   if (ne.state_key) {
-    ev::set_current_state(c, ne.room_id, ne.type, *ne.state_key, event_id);
+    ev::set_current_state(c, room_id, ne.type, *ne.state_key, event_id);
     if (ne.type == "m.room.member") {
-      ev::upsert_membership(c, {ne.room_id, *ne.state_key, membership_of(pdu), event_id, se.stream_ordering, false});
+      ev::upsert_membership(c, {room_id, *ne.state_key, membership_of(pdu), event_id, se.stream_ordering, false});
     }
   }
   if (ne.type == "m.room.redaction") {
     std::string target = ne.redacts.value_or("");
-    if (auto t = ev::get_event_header(c, target); t && t->room_id == ne.room_id) {
+    if (auto t = ev::get_event_header(c, target); t && t->room_id == room_id) {
       ev::mark_redacted(c, target, event_id);
       storage::search::unindex_event(c, target);  // a redacted event never matches a search
       forget_relation(c, target);  // redacted content has no m.relates_to
     }
   }
-  ev::set_forward_extremity(c, ne.room_id, event_id);
+  ev::set_forward_extremity(c, room_id, event_id);
   return se;
 }
 
@@ -517,8 +539,37 @@ std::string RoomService::create_room(const Requester& r, const object& body,
   }
   bool is_direct = false;
   if (auto* d = body.if_contains("is_direct"); d && d->is_bool()) is_direct = d->as_bool();
+  // v12 (MSC4289): the creators are the sender and creation_content.additional_creators; for
+  // trusted_private_chat the invitees join them (create_room.yaml), without duplicates.
+  std::vector<std::string> additional_creators;
+  if (version->privileged_creators) {
+    if (auto* ac = creation_content.if_contains("additional_creators")) {
+      if (!ac->is_array()) throw MatrixError::bad_json("creation_content.additional_creators must be a list of user IDs");
+      for (const auto& u : ac->as_array()) {
+        if (!u.is_string()) throw MatrixError::bad_json("creation_content.additional_creators must be a list of user IDs");
+        if (!core::parse_user_id(u.as_string())) {
+          throw MatrixError::invalid_param("Invalid user ID in creation_content.additional_creators");
+        }
+        additional_creators.emplace_back(u.as_string());
+      }
+    }
+    if (preset == "trusted_private_chat") additional_creators.insert(additional_creators.end(), invitees.begin(), invitees.end());
+    std::vector<std::string> unique;
+    for (auto& u : additional_creators) {
+      if (u != r.user_id && std::find(unique.begin(), unique.end(), u) == unique.end()) unique.push_back(u);
+    }
+    additional_creators = std::move(unique);
+    if (!additional_creators.empty() || creation_content.contains("additional_creators")) {
+      array list;
+      for (const auto& u : additional_creators) list.emplace_back(u);
+      creation_content["additional_creators"] = std::move(list);
+    }
+  }
 
-  std::string room_id = preset_room_id.value_or("!" + core::random_string(18) + ":" + cfg_.server_name);
+  // v12 rooms are named after their create event, known only once it is built (see below).
+  std::string room_id = version->room_id_is_create_event_id
+                            ? std::string()
+                            : preset_room_id.value_or("!" + core::random_string(18) + ":" + cfg_.server_name);
   auto user = accounts_.get_user(r.user_id);
   std::vector<NewEvent> events;
   auto add = [&](const std::string& type, const std::string& state_key, object content) {
@@ -535,9 +586,13 @@ std::string RoomService::create_room(const Requester& r, const object& body,
   if (user && user->avatar_url) join["avatar_url"] = *user->avatar_url;
   add("m.room.member", r.user_id, join);
 
-  object users{{r.user_id, 100}};
-  if (preset == "trusted_private_chat") {
-    for (const auto& u : invitees) users[u] = 100;
+  // In v12 the creators have infinite power and may not be listed (auth rule 10.4).
+  object users;
+  if (!version->privileged_creators) {
+    users[r.user_id] = 100;
+    if (preset == "trusted_private_chat") {
+      for (const auto& u : invitees) users[u] = 100;
+    }
   }
   object pl{{"users", users},
             {"users_default", 0},
@@ -547,7 +602,8 @@ std::string RoomService::create_room(const Requester& r, const object& body,
                     {"m.room.history_visibility", 100},
                     {"m.room.canonical_alias", 50},
                     {"m.room.avatar", 50},
-                    {"m.room.tombstone", 100},
+                    // v12: upgrading is above state_default's reach (create_room.yaml).
+                    {"m.room.tombstone", version->privileged_creators ? 150 : 100},
                     {"m.room.server_acl", 100},
                     {"m.room.encryption", 100}}},
             {"events_default", 0},
@@ -595,7 +651,8 @@ std::string RoomService::create_room(const Requester& r, const object& body,
 
   auto stored = db_.write([&](storage::Connection& c) {
     std::vector<ev::StoredEvent> out;
-    for (const auto& e : events) {
+    for (auto& e : events) {
+      if (!out.empty()) e.room_id = out.front().room_id;  // v12: the create event named the room
       try {
         out.push_back(build_and_store(c, e));
       } catch (const MatrixError& err) {
@@ -607,6 +664,7 @@ std::string RoomService::create_room(const Requester& r, const object& body,
         throw MatrixError(400, "M_INVALID_ROOM_STATE", "Invalid initial state (" + e.type + "): " + err.what());
       }
     }
+    room_id = out.front().room_id;
     if (alias && !rooms_db::insert_alias(c, *alias, room_id, r.user_id)) {
       throw MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken");
     }

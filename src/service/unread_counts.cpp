@@ -2,9 +2,13 @@
 
 #include "service/event_format.hpp"
 #include "service/push/push_rules.hpp"
+#include "service/room_creators.hpp"
 #include "storage/event_store.hpp"
 
 #include <algorithm>
+
+#include <algorithm>
+#include <climits>
 
 namespace trestle::service {
 
@@ -91,6 +95,7 @@ ThreadedUnreadCounts UnreadCounter::count(storage::Connection& c, const std::str
       auto content = content_of(*me);
       if (auto* dn = content.if_contains("displayname"); dn && dn->is_string()) ctx.display_name = dn->as_string();
     }
+    const auto creators = privileged_creators(c, room_id);  // v12: infinite power
     for (const auto& e : unread) {
       entry.counted_upto = e.stream_ordering;
       if (e.redacted_by && e.sender != user_id) continue;
@@ -104,6 +109,7 @@ ThreadedUnreadCounts UnreadCounter::count(storage::Connection& c, const std::str
       }
       if (e.stream_ordering <= entry.read.effective(thread)) continue;
       ctx.sender_power_level = power_level_of(ctx.power_levels_content, e.sender);
+      if (std::find(creators.begin(), creators.end(), e.sender) != creators.end()) ctx.sender_power_level = LLONG_MAX;
       auto d = push::evaluate(push_rules, client_event(e, c, {}), ctx);
       if (!d.notify) continue;
       entry.unread[thread].push_back(Unread{e.stream_ordering, d.highlight});

@@ -41,25 +41,27 @@ protected:
 // --- Room versions -------------------------------------------------------------------------------
 
 TEST(RoomVersions, SupportedAndDefault) {
-  const std::vector<std::string> expected = {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"};
+  const std::vector<std::string> expected = {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"};
   EXPECT_EQ(room::supported_room_versions(), expected);
-  EXPECT_EQ(room::default_room_version().id, "10");
+  EXPECT_EQ(room::default_room_version().id, "11");  // spec 1.16: keep v11 for now
   for (const auto& id : expected) {
     ASSERT_NE(room::find_room_version(id), nullptr) << id;
     EXPECT_EQ(room::find_room_version(id)->id, id);
   }
-  for (const char* id : {"", "0", "12", "1.0", "v10", "org.matrix.msc2176"})
+  for (const char* id : {"", "0", "13", "1.0", "v10", "org.matrix.msc2176"})
     EXPECT_EQ(room::find_room_version(id), nullptr) << id;
 }
 
 TEST(RoomVersions, FlagsFollowTheSpec) {
-  for (int n = 1; n <= 11; ++n) {
+  for (int n = 1; n <= 12; ++n) {
     const RoomVersion& v = version(std::to_string(n));
+    EXPECT_EQ(v.privileged_creators, n >= 12) << n;
+    EXPECT_EQ(v.room_id_is_create_event_id, n >= 12) << n;
     EXPECT_EQ(v.knock_allowed, n >= 7) << n;
     EXPECT_EQ(v.restricted_join_allowed, n >= 8) << n;
     EXPECT_EQ(v.knock_restricted_allowed, n >= 10) << n;
     EXPECT_EQ(v.integer_power_levels_only, n >= 10) << n;
-    EXPECT_EQ(v.v11_redaction_and_create, n == 11) << n;
+    EXPECT_EQ(v.v11_redaction_and_create, n >= 11) << n;
   }
 }
 

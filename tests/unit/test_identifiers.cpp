@@ -87,13 +87,21 @@ TEST(Identifiers, ParseRoomAlias) {
 }
 
 TEST(Identifiers, RoomIds) {
-  EXPECT_TRUE(is_valid_room_id("!abcDEF123:example.org"));
-  EXPECT_TRUE(is_valid_room_id("!x:domain"));
-  EXPECT_TRUE(is_valid_room_id("!x:[::1]:8448"));
+  EXPECT_TRUE(is_valid_room_id_with_domain("!abcDEF123:example.org"));
+  EXPECT_TRUE(is_valid_room_id_with_domain("!x:domain"));
+  EXPECT_TRUE(is_valid_room_id_with_domain("!x:[::1]:8448"));
   for (const char* s : {"", "!", "!abc", "!:example.org", "abc:example.org", "$abc:example.org", "!abc:",
                         "!abc:bad_host"})
+    EXPECT_FALSE(is_valid_room_id_with_domain(s)) << s;
+  EXPECT_FALSE(is_valid_room_id_with_domain("!" + std::string(250, 'a') + ":example.org"));
+}
+
+// Requests may name v12 rooms, whose IDs have no domain (spec 1.16, appendices "Room IDs").
+TEST(Identifiers, RoomIdsAcceptTheDomainlessForm) {
+  EXPECT_TRUE(is_valid_room_id("!abcDEF123:example.org"));
+  EXPECT_TRUE(is_valid_room_id("!Nhcu5BS-UMnFX7hBVfVSoXiD7OgH6iRT-xyIuqDnpYQ"));
+  for (const char* s : {"", "!", "!:example.org", "abc:example.org", "$abc", "!abc:", "!abc:bad_host"})
     EXPECT_FALSE(is_valid_room_id(s)) << s;
-  EXPECT_FALSE(is_valid_room_id("!" + std::string(250, 'a') + ":example.org"));
 }
 
 TEST(Identifiers, RoomIdsOfAnyVersion) {

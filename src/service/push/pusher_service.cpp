@@ -5,6 +5,7 @@
 #include "core/error.hpp"
 #include "service/event_format.hpp"
 #include "service/push/push_rules.hpp"
+#include "service/room_creators.hpp"
 #include "service/threads.hpp"
 #include "storage/event_store.hpp"
 #include "storage/push_store.hpp"
@@ -13,6 +14,8 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <algorithm>
+#include <climits>
 #include <map>
 #include <set>
 #include <spdlog/spdlog.h>
@@ -203,6 +206,10 @@ bool PushService::evaluate_batch() {
       ctx.room_member_count = ev::joined_member_count(c, e.room_id);
       ctx.power_levels_content = state_content(c, e.room_id, "m.room.power_levels", "").value_or(object{});
       ctx.sender_power_level = power_level_of(ctx.power_levels_content, e.sender);
+      if (auto creators = privileged_creators(c, e.room_id);  // v12: infinite power
+          std::find(creators.begin(), creators.end(), e.sender) != creators.end()) {
+        ctx.sender_power_level = LLONG_MAX;
+      }
       std::optional<object> room_info;  // name, alias, sender's display name: read once per event
       std::optional<std::string> thread;  // the event's thread: derived once per event
       for (const auto& user : recipients) {
