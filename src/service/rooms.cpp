@@ -1,4 +1,5 @@
 #include "service/rooms.hpp"
+#include "service/suspension.hpp"
 
 #include "core/canonical_json.hpp"
 #include "core/clock.hpp"
@@ -196,6 +197,8 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
     throw MatrixError::bad_json(
         "Event content must not contain floats, exponents or integers outside [-(2^53)+1, (2^53)-1]");
   }
+
+  check_suspended_sender(c, ne.sender, ne.type, ne.state_key, ne.content, ne.redacts);  // account suspension
 
   object pdu;
   pdu["room_id"] = ne.room_id;

@@ -406,6 +406,26 @@ CREATE TABLE push_queue (
 );
 CREATE INDEX push_queue_pusher ON push_queue (user_id, app_id, pushkey, id);
 )SQL",
+      // Task "tokens" (issue 10): expiring access tokens, refresh tokens, account lock and suspension.
+      R"SQL(
+ALTER TABLE access_tokens ADD COLUMN valid_until_ms INTEGER;
+ALTER TABLE access_tokens ADD COLUMN refresh_token_id INTEGER;
+ALTER TABLE access_tokens ADD COLUMN used INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX access_tokens_refresh ON access_tokens (refresh_token_id);
+CREATE TABLE refresh_tokens (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  token_hash TEXT NOT NULL UNIQUE,
+  user_id TEXT NOT NULL,
+  device_id TEXT,
+  expiry_ts INTEGER,
+  ultimate_session_expiry_ts INTEGER,
+  next_token_id INTEGER
+);
+CREATE INDEX refresh_tokens_user ON refresh_tokens (user_id, device_id);
+CREATE INDEX refresh_tokens_next ON refresh_tokens (next_token_id);
+ALTER TABLE users ADD COLUMN locked INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0;
+)SQL",
   };
   return steps;
 }
