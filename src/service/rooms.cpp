@@ -442,6 +442,7 @@ std::string RoomService::redact(const Requester& r, const std::string& room_id, 
 
 std::string RoomService::create_room(const Requester& r, const object& body,
                                      const std::optional<std::string>& preset_room_id) {
+  accounts_.require_not_suspended(r.user_id);  // account suspension: no new rooms
   // Validate everything before writing anything.
   std::string version_id = str_or(body, "room_version", room::default_room_version().id);
   if (auto* v = body.if_contains("room_version"); v && !v->is_string()) {
