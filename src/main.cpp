@@ -8,6 +8,7 @@
 #include "http/server.hpp"
 #include "http/smtp_client.hpp"
 #include "service/homeserver.hpp"
+#include "storage/account_store.hpp"
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -140,6 +141,26 @@ int serve(const std::string& config_path) {
   return 0;
 }
 
+// `trestle --config FILE set-admin USER_ID [--revoke]`: makes a local user a server admin (admin
+// endpoints such as /admin/lock and /admin/suspend), on the database the config names. Safe while
+// the server runs (SQLite WAL); the server sees it at the user's next request.
+int set_admin(const std::string& config_path, const std::string& user_id, bool admin) {
+  std::vector<std::string> warnings;
+  auto cfg = trestle::config::load_config(config_path, warnings);
+  trestle::storage::Database db(cfg.database_path);
+  bool found = db.write([&](trestle::storage::Connection& c) {
+    if (!trestle::storage::accounts::user_exists(c, user_id)) return false;
+    trestle::storage::accounts::set_admin(c, user_id, admin);
+    return true;
+  });
+  if (!found) {
+    std::cerr << "trestle: no user " << user_id << "\n";
+    return 1;
+  }
+  std::cout << user_id << (admin ? " is now a server admin\n" : " is no longer a server admin\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -153,6 +174,11 @@ int main(int argc, char** argv) {
   gen->add_option("--server-name", server_name, "The server name (domain of user IDs)")->required();
   gen->add_option("--data-dir", data_dir, "Directory for the database and signing key");
   gen->add_option("-o,--output", output, "Write to this file instead of standard output");
+  auto* admin_cmd = app.add_subcommand("set-admin", "Make a local user a server admin (--revoke: no longer one)");
+  std::string admin_user;
+  bool revoke_admin = false;
+  admin_cmd->add_option("user_id", admin_user, "The user ID, e.g. @alice:example.com")->required();
+  admin_cmd->add_flag("--revoke", revoke_admin, "Take the admin flag away");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -171,6 +197,7 @@ int main(int argc, char** argv) {
       std::cerr << "trestle: --config is required (see --help)\n";
       return 2;
     }
+    if (*admin_cmd) return set_admin(config_path, admin_user, !revoke_admin);
     return serve(config_path);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());

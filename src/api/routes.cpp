@@ -19,6 +19,10 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
     }
     if (!device_id) device_id = unstable_device_id;
     auto requester = hs.accounts.authenticate(token, req.query_param("user_id"), device_id);
+    // A locked account may only log out (spec: account locking).
+    if (requester.locked && !req.route.ends_with("/logout") && !req.route.ends_with("/logout/all")) {
+      throw MatrixError(401, "M_USER_LOCKED", "This account has been locked", {{"soft_logout", true}});
+    }
     // Guests may call the spec's short list (and endpoints that need no token at all).
     if (requester.is_guest && required && !service::guest_may_call(req.method, req.route)) {
       throw MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access not allowed");
@@ -53,6 +57,8 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
   add_openid_routes(r, hs);
   add_admin_routes(r, hs);
   add_sso_routes(r, hs);
+  add_account_moderation_routes(r, hs);
+  add_login_token_routes(r, hs);
   add_legacy_routes(r, hs);
   add_search_routes(r, hs);
   add_reporting_routes(r, hs);

@@ -25,6 +25,8 @@ void add_threepid_routes(http::Router& r, service::Homeserver& hs);  // email 3P
 void add_openid_routes(http::Router& r, service::Homeserver& hs);  // openid request_token, federation userinfo
 void add_admin_routes(http::Router& r, service::Homeserver& hs);   // admin/whois
 void add_sso_routes(http::Router& r, service::Homeserver& hs);     // SSO/CAS login, m.login.token
+void add_account_moderation_routes(http::Router& r, service::Homeserver& hs);  // admin lock / suspend (v1.18)
+void add_login_token_routes(http::Router& r, service::Homeserver& hs);          // POST /login/get_token (v1.7)
 void add_legacy_routes(http::Router& r, service::Homeserver& hs);  // r0 /events, /initialSync, POST send
 void add_search_routes(http::Router& r, service::Homeserver& hs);  // POST /search (full-text)
 void add_reporting_routes(http::Router& r, service::Homeserver& hs);  // report events, rooms, users

@@ -62,7 +62,7 @@ uint64_t parse_size(const YAML::Node& n, const std::string& key) {
   }
 }
 
-// Synapse's duration format: a number is milliseconds; "500ms", "30s", "5m", "1h" carry a unit.
+// Synapse's duration format: a number is milliseconds; "500ms", "30s", "5m", "1h", "2d", "1w", "1y" carry a unit.
 int64_t parse_duration_ms(const YAML::Node& n, const std::string& key) {
   std::string s = get<std::string>(n, key, "a duration like 30s");
   int64_t mult = 1;
@@ -71,6 +71,9 @@ int64_t parse_duration_ms(const YAML::Node& n, const std::string& key) {
   else if (ends_with("s")) mult = 1000, s.pop_back();
   else if (ends_with("m")) mult = 60'000, s.pop_back();
   else if (ends_with("h")) mult = 3'600'000, s.pop_back();
+  else if (ends_with("d")) mult = 86'400'000, s.pop_back();
+  else if (ends_with("w")) mult = 7 * 86'400'000LL, s.pop_back();
+  else if (ends_with("y")) mult = 365 * 86'400'000LL, s.pop_back();
   try {
     size_t used = 0;
     long long v = std::stoll(s, &used);
@@ -199,7 +202,9 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
       "recaptcha_private_key", "recaptcha_siteverify_api", "cas_config", "user_directory", "enable_ephemeral_messages",
       "federation_custom_ca_list", "use_insecure_ssl_client_just_for_testing_do_not_use", "use_presence",
       "rc_reports", "admin_contact", "support",
-      "default_room_version"};
+      "default_room_version",
+      "session_lifetime", "refreshable_access_token_lifetime", "refresh_token_lifetime",
+      "nonrefreshable_access_token_lifetime", "login_via_existing_session"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");
@@ -311,6 +316,24 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
         "open registration without email or captcha verification also needs "
         "enable_registration_without_verification: true");
   }
+  // Token lifetimes: a duration, or null for none (refreshable_access_token_lifetime: null turns
+  // refresh tokens off, as in Synapse).
+  auto lifetime = [&](const char* key, std::optional<int64_t>& out) {
+    if (auto n = root[key]) out = n.IsNull() ? std::nullopt : std::optional<int64_t>(parse_duration_ms(n, key));
+  };
+  lifetime("session_lifetime", c.session_lifetime_ms);
+  lifetime("refreshable_access_token_lifetime", c.refreshable_access_token_lifetime_ms);
+  lifetime("refresh_token_lifetime", c.refresh_token_lifetime_ms);
+  lifetime("nonrefreshable_access_token_lifetime", c.nonrefreshable_access_token_lifetime_ms);
+  if (auto l = root["login_via_existing_session"]; l && !l.IsNull()) {
+    if (!l.IsMap()) bad("login_via_existing_session", "expected a mapping");
+    auto& lv = c.login_via_existing_session;
+    if (l["enabled"]) lv.enabled = get<bool>(l["enabled"], "login_via_existing_session.enabled", "true or false");
+    if (l["require_ui_auth"]) {
+      lv.require_ui_auth = get<bool>(l["require_ui_auth"], "login_via_existing_session.require_ui_auth", "true or false");
+    }
+    if (l["token_timeout"]) lv.token_timeout_ms = parse_duration_ms(l["token_timeout"], "login_via_existing_session.token_timeout");
+  }
   if (root["allow_guest_access"]) c.allow_guest_access = get<bool>(root["allow_guest_access"], "allow_guest_access", "true or false");
   if (root["registration_shared_secret"]) {
     c.registration_shared_secret = get<std::string>(root["registration_shared_secret"], "registration_shared_secret", "a string");
@@ -417,6 +440,21 @@ std::string generate_config(const std::string& server_name, const std::string& d
     << "allow_guest_access: false\n\n"
     << "# Shared secret for admin registration (POST /_synapse/admin/v1/register). Empty: disabled.\n"
     << "# registration_shared_secret: \"change me\"\n\n"
+    << "# Token lifetimes (durations like 5m, 12h; unset: no limit). Clients that send\n"
+    << "# refresh_token: true at login get refresh tokens and access tokens that expire after\n"
+    << "# refreshable_access_token_lifetime (default 5m; null: no refresh tokens); other clients'\n"
+    << "# access tokens last nonrefreshable_access_token_lifetime; refresh tokens last\n"
+    << "# refresh_token_lifetime; session_lifetime ends a login however often it is refreshed.\n"
+    << "# refreshable_access_token_lifetime: 5m\n"
+    << "# refresh_token_lifetime: 30d\n"
+    << "# nonrefreshable_access_token_lifetime: 1h\n"
+    << "# session_lifetime: 90d\n\n"
+    << "# POST /_matrix/client/v1/login/get_token: a logged-in client gets a single-use login token\n"
+    << "# (m.login.token) to sign in another device, after re-entering the password if require_ui_auth.\n"
+    << "# login_via_existing_session:\n"
+    << "#   enabled: false\n"
+    << "#   require_ui_auth: true\n"
+    << "#   token_timeout: 5m\n\n"
     << "# Rate limits per user (messages) and per client address (registration, login).\n"
     << "rc_message:\n  per_second: 0.2\n  burst_count: 10\n"
     << "rc_registration:\n  per_second: 0.17\n  burst_count: 3\n"

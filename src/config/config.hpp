@@ -2,6 +2,7 @@
 // The homeserver configuration, read from YAML with Synapse's key names so operators can bring
 // their homeserver.yaml over. Unknown keys are warned about; bad values stop start-up.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -85,6 +86,22 @@ struct Config {
   std::string recaptcha_private_key;
   std::string recaptcha_siteverify_api = "https://www.recaptcha.net/recaptcha/api/siteverify";
   CasConfig cas;
+  // Token lifetimes (Synapse's keys, durations; unset = no limit). Clients that ask for a refresh
+  // token (refresh_token: true) get access tokens of refreshable_access_token_lifetime (null: no
+  // refresh tokens are issued) and refresh tokens of refresh_token_lifetime; other clients'
+  // access tokens last nonrefreshable_access_token_lifetime; session_lifetime bounds a login
+  // however often it is refreshed.
+  std::optional<int64_t> session_lifetime_ms;
+  std::optional<int64_t> refreshable_access_token_lifetime_ms = 5 * 60 * 1000;
+  std::optional<int64_t> refresh_token_lifetime_ms;
+  std::optional<int64_t> nonrefreshable_access_token_lifetime_ms;
+  // login_via_existing_session (Synapse's key): POST /_matrix/client/v1/login/get_token hands a
+  // logged-in user a single-use m.login.token, after user-interactive auth when require_ui_auth.
+  struct LoginViaExistingSession {
+    bool enabled = false;
+    bool require_ui_auth = true;
+    int64_t token_timeout_ms = 5 * 60 * 1000;
+  } login_via_existing_session;
   // user_directory.search_all_users: search every local user, not only those sharing a room with
   // the searcher or in a public room (Synapse's default, false).
   bool user_directory_search_all_users = false;

@@ -74,12 +74,137 @@ Requester AccountService::authenticate(const std::optional<std::string>& token,
     }
   }
   if (!owner) throw MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown access token", {{"soft_logout", false}});
+  // An expired token's session lives on: the client refreshes or logs in again to the device.
+  if (owner->valid_until_ms && *owner->valid_until_ms <= core::now_ms()) {
+    throw MatrixError(401, "M_UNKNOWN_TOKEN", "Access token has expired", {{"soft_logout", true}});
+  }
+  if (owner->refresh_token_id && !owner->used) first_use_of_refreshed_token(hash, *owner->refresh_token_id);
   Requester r;
   r.user_id = owner->user_id;
   r.device_id = owner->device_id;
   r.access_token_hash = hash;
   r.is_guest = owner->is_guest;
+  r.locked = owner->locked;
   return r;
+}
+
+void AccountService::first_use_of_refreshed_token(const std::string& hash, int64_t refresh_token_id) {
+  db_.write([&](storage::Connection& c) {
+    if (accounts::mark_token_used(c, hash)) accounts::delete_refresh_predecessors(c, refresh_token_id);
+  });
+  // The cached entry says "unused", and the spent refresh token's access tokens are revoked.
+  forget_cached_tokens();
+}
+
+AccountService::Minted AccountService::mint_tokens(storage::Connection& c, const std::string& user_id,
+                                                   const std::string& device_id, bool refresh, int64_t now_ms,
+                                                   std::optional<std::optional<int64_t>> ultimate_expiry_ms) {
+  auto cap = [](std::optional<int64_t> v, std::optional<int64_t> limit) -> std::optional<int64_t> {
+    if (!limit) return v;
+    if (!v) return limit;
+    return std::min(*v, *limit);
+  };
+  auto plus = [now_ms](std::optional<int64_t> d) -> std::optional<int64_t> {
+    if (!d) return std::nullopt;
+    return *d > INT64_MAX - now_ms ? INT64_MAX : now_ms + *d;
+  };
+  std::optional<int64_t> ultimate =
+      ultimate_expiry_ms ? *ultimate_expiry_ms : plus(cfg_.session_lifetime_ms);
+  Minted m;
+  m.access_token = core::random_string(32);
+  if (refresh && cfg_.refreshable_access_token_lifetime_ms) {
+    m.refresh_token = core::random_string(32);
+    m.valid_until_ms = cap(plus(cfg_.refreshable_access_token_lifetime_ms), ultimate);
+    m.refresh_token_id = accounts::insert_refresh_token(c, token_hash(*m.refresh_token), user_id, device_id,
+                                                        cap(plus(cfg_.refresh_token_lifetime_ms), ultimate), ultimate);
+  } else {
+    m.valid_until_ms = cap(plus(cfg_.nonrefreshable_access_token_lifetime_ms), ultimate);
+  }
+  accounts::insert_token(c, token_hash(m.access_token), user_id, device_id, now_ms, m.valid_until_ms, m.refresh_token_id);
+  return m;
+}
+
+void AccountService::add_minted(Session& s, const Minted& m, int64_t now_ms) {
+  s.access_token = m.access_token;
+  s.refresh_token = m.refresh_token;
+  if (m.valid_until_ms) s.expires_in_ms = std::max<int64_t>(0, *m.valid_until_ms - now_ms);
+}
+
+RefreshedTokens AccountService::refresh(const std::string& refresh_token) {
+  const int64_t now = core::now_ms();
+  auto unknown = [](const std::string& why) {
+    return MatrixError(401, "M_UNKNOWN_TOKEN", why, {{"soft_logout", true}});
+  };
+  RefreshedTokens out;
+  db_.write([&](storage::Connection& c) {
+    auto rt = accounts::find_refresh_token(c, token_hash(refresh_token));
+    if (!rt) throw unknown("Unknown refresh token, or one already used");
+    if (rt->expiry_ts && *rt->expiry_ts <= now) throw unknown("The refresh token has expired");
+    if (rt->ultimate_session_expiry_ts && *rt->ultimate_session_expiry_ts <= now) {
+      throw unknown("The session has expired and can no longer be refreshed");
+    }
+    auto u = accounts::get_user(c, rt->user_id);
+    if (!u || u->deactivated) throw MatrixError(401, "M_UNKNOWN_TOKEN", "This account is gone", {{"soft_logout", false}});
+    if (u->locked) throw MatrixError(401, "M_USER_LOCKED", "This account has been locked", {{"soft_logout", true}});
+    // Refreshing this token spends the one it replaced; an earlier refresh of this token whose
+    // result was never used is replaced by this one.
+    accounts::delete_refresh_predecessors(c, rt->id);
+    if (rt->next_token_id) accounts::delete_refresh_token(c, *rt->next_token_id);
+    if (!cfg_.refreshable_access_token_lifetime_ms) throw unknown("Refresh tokens are disabled");
+    auto m = mint_tokens(c, rt->user_id, rt->device_id.value_or(""), true, now, rt->ultimate_session_expiry_ts);
+    accounts::set_next_refresh_token(c, rt->id, *m.refresh_token_id);
+    out.access_token = m.access_token;
+    out.refresh_token = *m.refresh_token;
+    if (m.valid_until_ms) out.expires_in_ms = std::max<int64_t>(0, *m.valid_until_ms - now);
+  });
+  forget_cached_tokens();  // access tokens of spent refresh tokens may have gone
+  return out;
+}
+
+bool AccountService::is_admin(const std::string& user_id) {
+  auto u = get_user(user_id);
+  return u && u->is_admin && !u->deactivated;
+}
+
+void AccountService::require_not_suspended(const std::string& user_id) {
+  if (db_.read([&](storage::Connection& c) { return accounts::is_suspended(c, user_id); })) {
+    throw MatrixError(403, "M_USER_SUSPENDED", "You cannot perform this action while suspended.");
+  }
+}
+
+namespace {
+// The checks both admin moderation endpoints share; the target's record.
+accounts::User moderation_target(AccountService& a, const config::Config& cfg, const Requester& r,
+                                 const std::string& target) {
+  // Authorisation first, so non-admins learn nothing about which accounts exist.
+  if (r.appservice || !a.is_admin(r.user_id)) throw MatrixError::forbidden("Requesting user is not a server administrator.");
+  auto id = core::parse_user_id(target);
+  if (!id) throw MatrixError::invalid_param("Invalid user ID");
+  if (id->server_name != cfg.server_name) throw MatrixError::invalid_param("User does not belong to the local server.");
+  auto u = a.get_user(target);
+  if (!u || u->deactivated) throw MatrixError::not_found("User not found.");
+  if (u->is_admin && target != r.user_id) throw MatrixError::forbidden("The target user is a server administrator.");
+  return *u;
+}
+}  // namespace
+
+bool AccountService::moderation_status(const Requester& r, const std::string& target, Moderation kind) {
+  auto u = moderation_target(*this, cfg_, r, target);
+  return kind == Moderation::lock ? u.locked : u.suspended;
+}
+
+bool AccountService::set_moderation(const Requester& r, const std::string& target, Moderation kind, bool value) {
+  moderation_target(*this, cfg_, r, target);
+  if (target == r.user_id) {
+    throw MatrixError::forbidden(kind == Moderation::lock ? "You cannot lock your own account."
+                                                          : "You cannot suspend your own account.");
+  }
+  db_.write([&](storage::Connection& c) {
+    if (kind == Moderation::lock) accounts::set_locked(c, target, value);
+    else accounts::set_suspended(c, target, value);
+  });
+  if (kind == Moderation::lock) forget_cached_tokens();  // cached token owners carry the lock
+  return value;
 }
 
 std::string AccountService::check_new_localpart(const std::string& localpart, const AppService* registering_as) {
@@ -107,14 +232,15 @@ Session AccountService::register_user(const std::string& localpart, const std::o
                                       const std::optional<std::string>& device_id,
                                       const std::optional<std::string>& initial_device_display_name,
                                       bool inhibit_login, const std::optional<std::string>& appservice_id,
-                                      bool is_admin) {
+                                      bool is_admin, bool refresh_token) {
   const AppService* as = appservice_id ? appservices_.by_id(*appservice_id) : nullptr;
   std::string user_id = check_new_localpart(localpart, as);
   std::optional<std::string> hash;
   if (password && !password->empty()) hash = hasher_.hash(*password);  // slow: outside the write lock
   Session s{user_id, std::nullopt, std::nullopt};
-  std::string token = core::random_string(32);
   std::string dev = device_id.value_or(core::random_upper(10));
+  const int64_t now = core::now_ms();
+  Minted minted;
   db_.write([&](storage::Connection& c) {
     if (accounts::user_exists(c, user_id)) throw MatrixError(400, "M_USER_IN_USE", "User ID already taken");
     accounts::User u;
@@ -126,13 +252,13 @@ Session AccountService::register_user(const std::string& localpart, const std::o
     accounts::insert_user(c, u, core::now_ms());
     if (!inhibit_login) {
       accounts::insert_device(c, {user_id, dev, initial_device_display_name, core::now_ms(), std::nullopt});
-      accounts::insert_token(c, token_hash(token), user_id, dev, core::now_ms());
+      minted = mint_tokens(c, user_id, dev, refresh_token, now);
       devices_changed(c, user_id);
     }
   });
   if (!inhibit_login) {
     devices_changed_after(user_id);
-    s.access_token = token;
+    add_minted(s, minted, now);
     s.device_id = dev;
   }
   return s;
@@ -220,7 +346,8 @@ void AccountService::ensure_appservice_senders() {
 
 Session AccountService::login_appservice(const AppService& as, const std::string& user,
                                          const std::optional<std::string>& device_id,
-                                         const std::optional<std::string>& initial_device_display_name) {
+                                         const std::optional<std::string>& initial_device_display_name,
+                                         bool refresh_token) {
   std::string user_id = user_id_for(user);
   if (!core::parse_user_id(user_id)) throw MatrixError::invalid_param("Invalid user ID");
   if (!as.is_interested_in_user(user_id)) {
@@ -228,19 +355,30 @@ Session AccountService::login_appservice(const AppService& as, const std::string
   }
   auto u = get_user(user_id);
   if (!u || u->deactivated) throw MatrixError::forbidden("User " + user_id + " has not been registered");
-  return issue_session(user_id, device_id, initial_device_display_name);
+  return issue_session(user_id, device_id, initial_device_display_name, refresh_token);
 }
 
 Session AccountService::login_password(const std::string& user, const std::string& password,
                                        const std::optional<std::string>& device_id,
-                                       const std::optional<std::string>& initial_device_display_name) {
+                                       const std::optional<std::string>& initial_device_display_name,
+                                       bool refresh_token) {
   std::string user_id = user_id_for(user);
   auto u = get_user(user_id);
   std::optional<std::string> hash;
   if (u && !u->deactivated) hash = u->password_hash;
   // One message and the same cost for every failure, so logins do not reveal which accounts exist.
   if (!check_password(user_id, password, hash)) throw MatrixError(403, "M_FORBIDDEN", "Invalid username or password");
-  return issue_session(user_id, device_id, initial_device_display_name);
+  if (u->locked) throw MatrixError(401, "M_USER_LOCKED", "This account has been locked", {{"soft_logout", true}});
+  return issue_session(user_id, device_id, initial_device_display_name, refresh_token);
+}
+
+Session AccountService::login_verified_user(const std::string& user_id, const std::optional<std::string>& device_id,
+                                            const std::optional<std::string>& initial_device_display_name,
+                                            bool refresh_token) {
+  auto u = get_user(user_id);
+  if (!u || u->deactivated) throw MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated");
+  if (u->locked) throw MatrixError(401, "M_USER_LOCKED", "This account has been locked", {{"soft_logout", true}});
+  return issue_session(user_id, device_id, initial_device_display_name, refresh_token);
 }
 
 bool AccountService::check_password(const std::string& user_id, std::string_view password,
@@ -258,21 +396,25 @@ bool AccountService::check_password(const std::string& user_id, std::string_view
 }
 
 Session AccountService::issue_session(const std::string& user_id, const std::optional<std::string>& device_id,
-                                      const std::optional<std::string>& initial_device_display_name) {
-  std::string token = core::random_string(32);
+                                      const std::optional<std::string>& initial_device_display_name,
+                                      bool refresh_token) {
   std::string dev = device_id.value_or(core::random_upper(10));
+  const int64_t now = core::now_ms();
+  Minted minted;
   db_.write([&](storage::Connection& c) {
     // Logging in again with an existing device id replaces that device's old tokens.
     if (!accounts::insert_device(c, {user_id, dev, initial_device_display_name, core::now_ms(), std::nullopt})) {
       accounts::delete_device(c, user_id, dev);
       accounts::insert_device(c, {user_id, dev, initial_device_display_name, core::now_ms(), std::nullopt});
     }
-    accounts::insert_token(c, token_hash(token), user_id, dev, core::now_ms());
+    minted = mint_tokens(c, user_id, dev, refresh_token, now);
     devices_changed(c, user_id);
   });
   devices_changed_after(user_id);
   if (device_id) forget_cached_tokens();  // a re-used device id revoked that device's old tokens
-  return Session{user_id, token, dev};
+  Session s{user_id, std::nullopt, dev};
+  add_minted(s, minted, now);
+  return s;
 }
 
 void AccountService::logout(const Requester& r) {
@@ -301,7 +443,7 @@ void AccountService::require_deactivation_auth(const Requester& r, const boost::
 }
 
 void AccountService::require_password_uia(const Requester& r, const boost::json::object& body,
-                                          const std::string& operation) {
+                                          const std::string& operation, bool single_use) {
   static const std::string kStage = "m.login.password";
   static const std::string kSso = "m.login.sso";
   const bool sso = cfg_.cas.enabled;
@@ -334,7 +476,10 @@ void AccountService::require_password_uia(const Requester& r, const boost::json:
   }
   auto* type = a ? a->if_contains("type") : nullptr;
   if (!type) {
-    if (session.completed.count(kStage) || session.completed.count(kSso)) return;  // a retry with the completed session
+    if (session.completed.count(kStage) || session.completed.count(kSso)) {  // a retry with the completed session
+      if (single_use) uia_.remove(sid);
+      return;
+    }
     // The first 401 carries only flows/params/session: an errcode would mean a failed attempt.
     throw MatrixError(401, "", "User-interactive authentication required", flows_reply(sid, session.completed, false));
   }
@@ -358,7 +503,8 @@ void AccountService::require_password_uia(const Requester& r, const boost::json:
   if (!pw || !pw->is_string() || !check_password(r.user_id, std::string_view(pw->as_string()), hash)) {
     throw MatrixError(401, "M_FORBIDDEN", "Invalid password", flows_reply(sid, session.completed, true));
   }
-  uia_.complete_stage(sid, kStage);
+  if (single_use) uia_.remove(sid);
+  else uia_.complete_stage(sid, kStage);
 }
 
 bool AccountService::complete_sso_uia(const std::string& session_id, const std::string& sso_user_id) {
@@ -400,6 +546,10 @@ void AccountService::deactivate(const std::string& user_id, bool erase) {
 void AccountService::set_profile_field(const std::string& user_id, const std::string& field,
                                        const std::optional<std::string>& value) {
   db_.write([&](storage::Connection& c) {
+    // Suspended users may not change their profile (spec: account suspension).
+    if (accounts::is_suspended(c, user_id)) {
+      throw MatrixError(403, "M_USER_SUSPENDED", "You cannot change your profile while suspended.");
+    }
     if (field == "displayname") accounts::set_displayname(c, user_id, value);
     else accounts::set_avatar_url(c, user_id, value);
   });

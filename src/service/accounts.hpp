@@ -23,7 +23,19 @@ struct Session {
   std::string user_id;
   std::optional<std::string> access_token;  // none with inhibit_login
   std::optional<std::string> device_id;
+  std::optional<std::string> refresh_token = std::nullopt;  // when the client asked for one
+  std::optional<int64_t> expires_in_ms = std::nullopt;      // when the access token expires
 };
+
+// The tokens POST /refresh hands out.
+struct RefreshedTokens {
+  std::string access_token;
+  std::string refresh_token;
+  std::optional<int64_t> expires_in_ms;
+};
+
+// Account moderation by server admins (spec v1.18 admin lock / suspend).
+enum class Moderation { lock, suspend };
 
 class AccountService {
 public:
@@ -51,7 +63,8 @@ public:
   Session register_user(const std::string& localpart, const std::optional<std::string>& password,
                         const std::optional<std::string>& device_id,
                         const std::optional<std::string>& initial_device_display_name, bool inhibit_login,
-                        const std::optional<std::string>& appservice_id = std::nullopt, bool is_admin = false);
+                        const std::optional<std::string>& appservice_id = std::nullopt, bool is_admin = false,
+                        bool refresh_token = false);
 
   // POST /register?kind=guest: a guest account with the next free numeric localpart, a device and
   // an access token. 403 M_GUEST_ACCESS_FORBIDDEN unless allow_guest_access.
@@ -69,15 +82,38 @@ public:
   // appservice's namespace (400 M_EXCLUSIVE) and registered (403 M_FORBIDDEN).
   Session login_appservice(const AppService& as, const std::string& user,
                            const std::optional<std::string>& device_id,
-                           const std::optional<std::string>& initial_device_display_name);
+                           const std::optional<std::string>& initial_device_display_name, bool refresh_token = false);
   // m.login.password: `user` is a localpart or a full user ID. 403 M_FORBIDDEN on mismatch, and
   // as slow for an unknown user as for a known one. A hash with old parameters is replaced.
+  // A locked account gets 401 M_USER_LOCKED (soft_logout) once the password is right.
   Session login_password(const std::string& user, const std::string& password,
                          const std::optional<std::string>& device_id,
-                         const std::optional<std::string>& initial_device_display_name);
-  // Creates (or re-uses) a device and a fresh token for an already authorised user.
+                         const std::optional<std::string>& initial_device_display_name, bool refresh_token = false);
+  // m.login.token: the user a login token named, unless deactivated since (403
+  // M_USER_DEACTIVATED) or locked (401 M_USER_LOCKED).
+  Session login_verified_user(const std::string& user_id, const std::optional<std::string>& device_id,
+                              const std::optional<std::string>& initial_device_display_name, bool refresh_token);
+  // Creates (or re-uses) a device and a fresh token for an already authorised user. With
+  // `refresh_token` (and refresh tokens configured) also a refresh token, and the access token
+  // expires after refreshable_access_token_lifetime; without, after
+  // nonrefreshable_access_token_lifetime (if set). session_lifetime caps both.
   Session issue_session(const std::string& user_id, const std::optional<std::string>& device_id,
-                        const std::optional<std::string>& initial_device_display_name);
+                        const std::optional<std::string>& initial_device_display_name, bool refresh_token = false);
+  // POST /refresh: a new access token and refresh token for the same device. The old refresh
+  // token stays usable until the new access token or refresh token is first used (then it and
+  // the access tokens issued with it are revoked). An unknown, spent or expired refresh token:
+  // 401 M_UNKNOWN_TOKEN with soft_logout; a locked account: 401 M_USER_LOCKED.
+  RefreshedTokens refresh(const std::string& refresh_token);
+
+  // Admin lock and suspension. The requester must be a server admin (403 M_FORBIDDEN, checked
+  // before any lookup); the target a local user (400 M_INVALID_PARAM) that exists and is not
+  // deactivated (404 M_NOT_FOUND), and not another admin (403). Setting it on oneself: 403.
+  bool moderation_status(const Requester& r, const std::string& target, Moderation kind);
+  bool set_moderation(const Requester& r, const std::string& target, Moderation kind, bool value);
+  // 403 M_USER_SUSPENDED when the user is suspended (profile changes and other writes).
+  void require_not_suspended(const std::string& user_id);
+  // Whether the user is a server admin.
+  bool is_admin(const std::string& user_id);
 
   void logout(const Requester& r);
   void logout_all(const Requester& r);
@@ -87,7 +123,10 @@ public:
   // the flows and session (with M_FORBIDDEN after a wrong password); 400 M_UNKNOWN for an
   // unknown session; 403 M_FORBIDDEN for a session of another user or operation, or an
   // identifier naming another user.
-  void require_password_uia(const Requester& r, const boost::json::object& body, const std::string& operation);
+  // With `single_use` a completed session authorises one request only (POST /login/get_token must
+  // re-prompt for every token).
+  void require_password_uia(const Requester& r, const boost::json::object& body, const std::string& operation,
+                            bool single_use = false);
   void change_password(const Requester& r, const std::string& new_password, bool logout_devices);
   // With `erase` (Synapse's GDPR erasure) the user's events are served pruned to anyone who was
   // not in the room when they were sent.
@@ -140,6 +179,20 @@ private:
   // Verifies `password` against `hash` (none: a missing, deactivated or passwordless user, checked
   // against a dummy hash of the same cost) and rehashes a hash made with older parameters.
   bool check_password(const std::string& user_id, std::string_view password, const std::optional<std::string>& hash);
+
+  // A new access token (and refresh token when asked for and configured) for the device,
+  // inserted with `c`. `ultimate_expiry_ms`: the session's end, for a refresh.
+  struct Minted {
+    std::string access_token;
+    std::optional<std::string> refresh_token;
+    std::optional<int64_t> refresh_token_id;
+    std::optional<int64_t> valid_until_ms;
+  };
+  Minted mint_tokens(storage::Connection& c, const std::string& user_id, const std::string& device_id, bool refresh,
+                     int64_t now_ms, std::optional<std::optional<int64_t>> ultimate_expiry_ms = std::nullopt);
+  static void add_minted(Session& s, const Minted& m, int64_t now_ms);
+  // The first use of an access token issued by a refresh spends the refresh token it replaced.
+  void first_use_of_refreshed_token(const std::string& token_hash, int64_t refresh_token_id);
 
   void devices_changed(storage::Connection& c, const std::string& user_id) {
     if (device_hooks_.in_txn) device_hooks_.in_txn(c, user_id);

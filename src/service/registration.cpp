@@ -102,7 +102,8 @@ Session RegistrationService::register_user(const boost::json::object& body, cons
   // Only the registration parameters are remembered (in memory, per session): a body may carry up
   // to max_request_body_size of other keys, and sessions are created without authentication.
   boost::json::object params;
-  for (const char* key : {"username", "password", "device_id", "initial_device_display_name", "inhibit_login"}) {
+  for (const char* key : {"username", "password", "device_id", "initial_device_display_name", "inhibit_login",
+                          "refresh_token"}) {
     if (auto* v = body.if_contains(key)) params[key] = *v;
   }
   auto* auth_value = body.if_contains("auth");
@@ -136,6 +137,8 @@ Session RegistrationService::register_user(const boost::json::object& body, cons
   auto display_name = string_field(params, "initial_device_display_name");
   bool inhibit_login = false;
   if (auto* v = params.if_contains("inhibit_login"); v && v->is_bool()) inhibit_login = v->as_bool();
+  bool refresh_token = false;
+  if (auto* v = params.if_contains("refresh_token"); v && v->is_bool()) refresh_token = v->as_bool();
 
   // A taken or invalid name is reported before the client is sent through auth (as Synapse),
   // unless this very session registered it.
@@ -170,7 +173,7 @@ Session RegistrationService::register_user(const boost::json::object& body, cons
   // Done before: the same user again, with a fresh device and token (Synapse).
   if (!session.result.empty()) {
     if (inhibit_login) return Session{session.result, std::nullopt, std::nullopt};
-    return accounts_.issue_session(session.result, device_id, display_name);
+    return accounts_.issue_session(session.result, device_id, display_name, refresh_token);
   }
   accounts_.registration_limiter().take(remote_address);
   std::string localpart;
@@ -180,7 +183,8 @@ Session RegistrationService::register_user(const boost::json::object& body, cons
     // No name asked for: pick a random lower-case one (valid under the strict grammar).
     localpart = lower(core::random_string(12));
   }
-  auto s = accounts_.register_user(localpart, password, device_id, display_name, inhibit_login);
+  auto s = accounts_.register_user(localpart, password, device_id, display_name, inhibit_login, std::nullopt, false,
+                                   refresh_token);
   sessions_.set_result(sid, s.user_id);
   return s;
 }

@@ -13,6 +13,7 @@ struct Requester {
   std::string access_token_hash;         // identifies the token used (for logout)
   const AppService* appservice = nullptr;  // set when the as_token authenticated the request
   bool is_guest = false;                   // a guest account (POST /register?kind=guest)
+  bool locked = false;                     // the account is locked (401 M_USER_LOCKED but for logout)
   bool authenticated() const { return !user_id.empty(); }
 };
 

@@ -1,4 +1,5 @@
 #include "service/rooms.hpp"
+#include "service/suspension.hpp"
 
 #include "core/canonical_json.hpp"
 #include "core/clock.hpp"
@@ -199,6 +200,8 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
     throw MatrixError::bad_json(
         "Event content must not contain floats, exponents or integers outside [-(2^53)+1, (2^53)-1]");
   }
+
+  check_suspended_sender(c, ne.sender, ne.type, ne.state_key, ne.content, ne.redacts);  // account suspension
 
   // v12: the create event carries no room_id; its event ID, with '!', becomes the room ID.
   const bool derives_room_id = is_create && version->room_id_is_create_event_id;
@@ -477,6 +480,7 @@ std::string RoomService::redact(const Requester& r, const std::string& room_id, 
 
 std::string RoomService::create_room(const Requester& r, const object& body,
                                      const std::optional<std::string>& preset_room_id) {
+  accounts_.require_not_suspended(r.user_id);  // account suspension: no new rooms
   // Validate everything before writing anything.
   std::string version_id = str_or(body, "room_version", room::default_room_version().id);
   if (auto* v = body.if_contains("room_version"); v && !v->is_string()) {

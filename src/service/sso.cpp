@@ -143,11 +143,11 @@ std::string SsoService::handle_cas_ticket(const std::string& ticket, const std::
          "<p><a href=\"" + html_escape(target) + "\">Continue</a></p></body></html>";
 }
 
-std::string SsoService::issue_login_token(const std::string& user_id, int64_t now_ms) {
+std::string SsoService::issue_login_token(const std::string& user_id, int64_t now_ms, int64_t lifetime_ms) {
   std::string token = core::random_string(32);
   std::lock_guard lock(mu_);
   std::erase_if(login_tokens_, [&](const auto& kv) { return kv.second.expires_ms <= now_ms; });
-  login_tokens_[token] = LoginToken{user_id, now_ms + kLoginTokenLifetimeMs};
+  login_tokens_[token] = LoginToken{user_id, now_ms + lifetime_ms};
   return token;
 }
 

@@ -34,7 +34,7 @@ public:
                                 const std::optional<std::string>& uia_session);
   // m.login.token: the user of an unexpired, unused login token (each works once).
   std::optional<std::string> consume_login_token(const std::string& token, int64_t now_ms);
-  std::string issue_login_token(const std::string& user_id, int64_t now_ms);
+  std::string issue_login_token(const std::string& user_id, int64_t now_ms, int64_t lifetime_ms = kLoginTokenLifetimeMs);
 
   // The Matrix localpart for an SSO user name, as Synapse maps it: lower-cased, and characters
   // outside [a-z0-9._-/] written as "=" and two hex digits.

@@ -40,6 +40,11 @@ void UiaSessions::set_result(const std::string& id, const std::string& result) {
   if (auto it = sessions_.find(id); it != sessions_.end()) it->second.result = result;
 }
 
+void UiaSessions::remove(const std::string& id) {
+  std::lock_guard lock(mu_);
+  sessions_.erase(id);
+}
+
 size_t UiaSessions::size() {
   std::lock_guard lock(mu_);
   return sessions_.size();

@@ -38,6 +38,7 @@ public:
   void complete_stage(const std::string& id, const std::string& stage);
   void set_params(const std::string& id, boost::json::object params);
   void set_result(const std::string& id, const std::string& result);
+  void remove(const std::string& id);
   size_t size();
 
 private:

@@ -14,8 +14,8 @@ void insert_user(Connection& c, const User& u, int64_t now_ms) {
 }
 
 std::optional<User> get_user(Connection& c, const std::string& user_id) {
-  auto st = c.prepare("SELECT password_hash, deactivated, is_admin, appservice_id, displayname, avatar_url, is_guest "
-                      "FROM users WHERE user_id = ?");
+  auto st = c.prepare("SELECT password_hash, deactivated, is_admin, appservice_id, displayname, avatar_url, is_guest, "
+                      "locked, suspended FROM users WHERE user_id = ?");
   st.bind(user_id);
   if (!st.step()) return std::nullopt;
   User u;
@@ -27,6 +27,8 @@ std::optional<User> get_user(Connection& c, const std::string& user_id) {
   u.displayname = st.opt_text(4);
   u.avatar_url = st.opt_text(5);
   u.is_guest = st.int64(6) != 0;
+  u.locked = st.int64(7) != 0;
+  u.suspended = st.int64(8) != 0;
   return u;
 }
 
@@ -138,35 +140,113 @@ void touch_device(Connection& c, const std::string& user_id, const std::string& 
 void delete_device(Connection& c, const std::string& user_id, const std::string& device_id) {
   c.prepare("DELETE FROM devices WHERE user_id = ? AND device_id = ?").bind(user_id, device_id).run();
   c.prepare("DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?").bind(user_id, device_id).run();
+  c.prepare("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id = ?").bind(user_id, device_id).run();
 }
 
 void insert_token(Connection& c, const std::string& token_hash, const std::string& user_id,
-                  const std::optional<std::string>& device_id, int64_t now_ms) {
-  c.prepare("INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES (?, ?, ?, ?)")
-      .bind(token_hash, user_id, device_id, now_ms)
+                  const std::optional<std::string>& device_id, int64_t now_ms, std::optional<int64_t> valid_until_ms,
+                  std::optional<int64_t> refresh_token_id) {
+  c.prepare("INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, valid_until_ms, refresh_token_id) "
+            "VALUES (?, ?, ?, ?, ?, ?)")
+      .bind(token_hash, user_id, device_id, now_ms, valid_until_ms, refresh_token_id)
       .run();
 }
 
 std::optional<TokenOwner> find_token(Connection& c, const std::string& token_hash) {
   auto st = c.prepare(
-      "SELECT t.user_id, t.device_id, COALESCE(u.is_guest, 0) FROM access_tokens t "
-      "LEFT JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?");
+      "SELECT t.user_id, t.device_id, COALESCE(u.is_guest, 0), t.valid_until_ms, t.refresh_token_id, t.used, "
+      "COALESCE(u.locked, 0) FROM access_tokens t LEFT JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?");
   st.bind(token_hash);
   if (!st.step()) return std::nullopt;
-  return TokenOwner{st.text(0), st.opt_text(1), st.int64(2) != 0};
+  TokenOwner o{st.text(0), st.opt_text(1), st.int64(2) != 0, std::nullopt, std::nullopt, st.int64(5) != 0,
+               st.int64(6) != 0};
+  if (!st.is_null(3)) o.valid_until_ms = st.int64(3);
+  if (!st.is_null(4)) o.refresh_token_id = st.int64(4);
+  return o;
 }
 
 void delete_token(Connection& c, const std::string& token_hash) {
+  // The refresh token issued with it goes too (logout ends the whole session).
+  c.prepare("DELETE FROM refresh_tokens WHERE id = (SELECT refresh_token_id FROM access_tokens WHERE token_hash = ?)")
+      .bind(token_hash)
+      .run();
   c.prepare("DELETE FROM access_tokens WHERE token_hash = ?").bind(token_hash).run();
 }
 
 void delete_all_tokens(Connection& c, const std::string& user_id, const std::optional<std::string>& keep_hash) {
   c.prepare("DELETE FROM access_tokens WHERE user_id = ? AND token_hash IS NOT ?").bind(user_id, keep_hash).run();
+  if (!keep_hash) c.prepare("DELETE FROM refresh_tokens WHERE user_id = ?").bind(user_id).run();
 }
 
 void delete_all_devices(Connection& c, const std::string& user_id, const std::optional<std::string>& keep_device) {
   c.prepare("DELETE FROM devices WHERE user_id = ? AND device_id IS NOT ?").bind(user_id, keep_device).run();
   c.prepare("DELETE FROM access_tokens WHERE user_id = ? AND device_id IS NOT ?").bind(user_id, keep_device).run();
+  c.prepare("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id IS NOT ?").bind(user_id, keep_device).run();
+}
+
+int64_t insert_refresh_token(Connection& c, const std::string& token_hash, const std::string& user_id,
+                             const std::optional<std::string>& device_id, std::optional<int64_t> expiry_ts,
+                             std::optional<int64_t> ultimate_session_expiry_ts) {
+  c.prepare("INSERT INTO refresh_tokens (token_hash, user_id, device_id, expiry_ts, ultimate_session_expiry_ts) "
+            "VALUES (?, ?, ?, ?, ?)")
+      .bind(token_hash, user_id, device_id, expiry_ts, ultimate_session_expiry_ts)
+      .run();
+  auto st = c.prepare("SELECT last_insert_rowid()");
+  st.step();
+  return st.int64(0);
+}
+
+std::optional<RefreshToken> find_refresh_token(Connection& c, const std::string& token_hash) {
+  auto st = c.prepare("SELECT id, user_id, device_id, expiry_ts, ultimate_session_expiry_ts, next_token_id "
+                      "FROM refresh_tokens WHERE token_hash = ?");
+  st.bind(token_hash);
+  if (!st.step()) return std::nullopt;
+  RefreshToken t;
+  t.id = st.int64(0);
+  t.user_id = st.text(1);
+  t.device_id = st.opt_text(2);
+  if (!st.is_null(3)) t.expiry_ts = st.int64(3);
+  if (!st.is_null(4)) t.ultimate_session_expiry_ts = st.int64(4);
+  if (!st.is_null(5)) t.next_token_id = st.int64(5);
+  return t;
+}
+
+void set_next_refresh_token(Connection& c, int64_t id, int64_t next_id) {
+  c.prepare("UPDATE refresh_tokens SET next_token_id = ? WHERE id = ?").bind(next_id, id).run();
+}
+
+void delete_refresh_token(Connection& c, int64_t id) {
+  c.prepare("DELETE FROM access_tokens WHERE refresh_token_id = ?").bind(id).run();
+  c.prepare("DELETE FROM refresh_tokens WHERE id = ?").bind(id).run();
+}
+
+int64_t delete_refresh_predecessors(Connection& c, int64_t id) {
+  c.prepare("DELETE FROM access_tokens WHERE refresh_token_id IN (SELECT id FROM refresh_tokens WHERE next_token_id = ?)")
+      .bind(id)
+      .run();
+  c.prepare("DELETE FROM refresh_tokens WHERE next_token_id = ?").bind(id).run();
+  return c.changes();
+}
+
+bool mark_token_used(Connection& c, const std::string& token_hash) {
+  c.prepare("UPDATE access_tokens SET used = 1 WHERE token_hash = ? AND used = 0").bind(token_hash).run();
+  return c.changes() > 0;
+}
+
+void set_admin(Connection& c, const std::string& user_id, bool admin) {
+  c.prepare("UPDATE users SET is_admin = ? WHERE user_id = ?").bind(admin, user_id).run();
+}
+
+void set_locked(Connection& c, const std::string& user_id, bool locked) {
+  c.prepare("UPDATE users SET locked = ? WHERE user_id = ?").bind(locked, user_id).run();
+}
+
+void set_suspended(Connection& c, const std::string& user_id, bool suspended) {
+  c.prepare("UPDATE users SET suspended = ? WHERE user_id = ?").bind(suspended, user_id).run();
+}
+
+bool is_suspended(Connection& c, const std::string& user_id) {
+  return c.prepare("SELECT 1 FROM users WHERE user_id = ? AND suspended = 1").bind(user_id).step();
 }
 
 }  // namespace trestle::storage::accounts

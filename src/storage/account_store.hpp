@@ -17,6 +17,8 @@ struct User {
   std::optional<std::string> displayname;
   std::optional<std::string> avatar_url;
   bool is_guest = false;
+  bool locked = false;     // account locking (spec 1.12): requests get 401 M_USER_LOCKED
+  bool suspended = false;  // account suspension (spec 1.13): most writes get 403 M_USER_SUSPENDED
 };
 
 struct Device {
@@ -31,6 +33,19 @@ struct TokenOwner {
   std::string user_id;
   std::optional<std::string> device_id;
   bool is_guest = false;
+  std::optional<int64_t> valid_until_ms;    // none: the token does not expire
+  std::optional<int64_t> refresh_token_id;  // the refresh token issued with it
+  bool used = false;                        // used at least once (ends its predecessor refresh token)
+  bool locked = false;                      // the user's account is locked
+};
+
+struct RefreshToken {
+  int64_t id = 0;
+  std::string user_id;
+  std::optional<std::string> device_id;
+  std::optional<int64_t> expiry_ts;
+  std::optional<int64_t> ultimate_session_expiry_ts;
+  std::optional<int64_t> next_token_id;  // the refresh token issued when this one was last used
 };
 
 bool user_exists(Connection& c, const std::string& user_id);
@@ -65,12 +80,33 @@ void touch_device(Connection& c, const std::string& user_id, const std::string& 
 void delete_device(Connection& c, const std::string& user_id, const std::string& device_id);
 
 void insert_token(Connection& c, const std::string& token_hash, const std::string& user_id,
-                  const std::optional<std::string>& device_id, int64_t now_ms);
+                  const std::optional<std::string>& device_id, int64_t now_ms,
+                  std::optional<int64_t> valid_until_ms = std::nullopt,
+                  std::optional<int64_t> refresh_token_id = std::nullopt);
 std::optional<TokenOwner> find_token(Connection& c, const std::string& token_hash);
 void delete_token(Connection& c, const std::string& token_hash);
 // All tokens of the user; with `keep_hash`, all but that one. Devices go too (logout/all).
 void delete_all_tokens(Connection& c, const std::string& user_id, const std::optional<std::string>& keep_hash);
 void delete_all_devices(Connection& c, const std::string& user_id, const std::optional<std::string>& keep_device);
+
+// Refresh tokens (stored hashed, like access tokens). Returns the new token's id.
+int64_t insert_refresh_token(Connection& c, const std::string& token_hash, const std::string& user_id,
+                             const std::optional<std::string>& device_id, std::optional<int64_t> expiry_ts,
+                             std::optional<int64_t> ultimate_session_expiry_ts);
+std::optional<RefreshToken> find_refresh_token(Connection& c, const std::string& token_hash);
+void set_next_refresh_token(Connection& c, int64_t id, int64_t next_id);
+// Deletes the refresh token and the access tokens issued with it.
+void delete_refresh_token(Connection& c, int64_t id);
+// Deletes the refresh tokens whose successor is `id` (and their access tokens): once the successor
+// or its access token is used, the old one is spent. Returns how many went.
+int64_t delete_refresh_predecessors(Connection& c, int64_t id);
+// Marks the access token used; false if it already was.
+bool mark_token_used(Connection& c, const std::string& token_hash);
+
+void set_admin(Connection& c, const std::string& user_id, bool admin);
+void set_locked(Connection& c, const std::string& user_id, bool locked);
+void set_suspended(Connection& c, const std::string& user_id, bool suspended);
+bool is_suspended(Connection& c, const std::string& user_id);
 
 }  // namespace trestle::storage::accounts
 

@@ -63,6 +63,10 @@ private:
     if (v) bind_one(std::string_view(*v));
     else bind_one(nullptr);
   }
+  void bind_one(const std::optional<int64_t>& v) {
+    if (v) bind_one(*v);
+    else bind_one(nullptr);
+  }
 
   sqlite3_stmt* stmt_;
   sqlite3* db_;

@@ -468,7 +468,27 @@ CREATE INDEX events_room_ts ON events (room_id, origin_server_ts, stream_orderin
       R"SQL(
 ALTER TABLE push_notifications ADD COLUMN thread_id TEXT NOT NULL DEFAULT 'main';
 )SQL",
-      // 19 (task relations): event relationships (m.relates_to with rel_type and event_id), one
+      // 19 (task tokens, issue 10): expiring access tokens, refresh tokens, account lock and suspension.
+      R"SQL(
+ALTER TABLE access_tokens ADD COLUMN valid_until_ms INTEGER;
+ALTER TABLE access_tokens ADD COLUMN refresh_token_id INTEGER;
+ALTER TABLE access_tokens ADD COLUMN used INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX access_tokens_refresh ON access_tokens (refresh_token_id);
+CREATE TABLE refresh_tokens (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  token_hash TEXT NOT NULL UNIQUE,
+  user_id TEXT NOT NULL,
+  device_id TEXT,
+  expiry_ts INTEGER,
+  ultimate_session_expiry_ts INTEGER,
+  next_token_id INTEGER
+);
+CREATE INDEX refresh_tokens_user ON refresh_tokens (user_id, device_id);
+CREATE INDEX refresh_tokens_next ON refresh_tokens (next_token_id);
+ALTER TABLE users ADD COLUMN locked INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0;
+)SQL",
+      // 20 (task relations): event relationships (m.relates_to with rel_type and event_id), one
       // row per child event, for /relations, /threads and bundled aggregations. A redacted event
       // has no relation (its content is gone). Back-filled from the events stored so far.
       R"SQL(

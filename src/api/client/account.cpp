@@ -22,8 +22,13 @@ object session_json(const service::Session& s, const std::string& server_name) {
   object o{{"user_id", s.user_id}, {"home_server", server_name}};
   if (s.access_token) o["access_token"] = *s.access_token;
   if (s.device_id) o["device_id"] = *s.device_id;
+  if (s.refresh_token) o["refresh_token"] = *s.refresh_token;
+  if (s.expires_in_ms) o["expires_in_ms"] = *s.expires_in_ms;
   return o;
 }
+
+// refresh_token: true in a /login or /register body: the client can refresh its access token.
+bool wants_refresh_token(const object& body) { return optional_bool(body, "refresh_token").value_or(false); }
 
 // A new session's device is seen now, from the address that logged in (GET /devices shows it).
 object session_reply(service::Homeserver& hs, const http::Request& req, const service::Session& s) {
@@ -142,6 +147,7 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
     auto device_id = optional_string(body, "device_id");
     auto display_name = optional_string(body, "initial_device_display_name");
     bool inhibit_login = optional_bool(body, "inhibit_login").value_or(false);
+    wants_refresh_token(body);  // 400 unless a boolean
     check_password(password);
     if (is_appservice_login(body)) {
       // Appservices register password-less users in their namespace, whatever the
@@ -149,7 +155,8 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
       const auto& as = hs.accounts.authenticate_appservice(access_token(req));
       if (!username) throw MatrixError::missing_param("Missing 'username'");
       if (as.rate_limited) hs.accounts.registration_limiter().take(req.remote_address);
-      auto s = hs.accounts.register_user(*username, std::nullopt, device_id, display_name, inhibit_login, as.id);
+      auto s = hs.accounts.register_user(*username, std::nullopt, device_id, display_name, inhibit_login, as.id, false,
+                                         wants_refresh_token(body));
       return ok(session_reply(hs, req, s));
     }
     if (!hs.config.enable_registration) throw MatrixError::forbidden("Registration has been disabled");
@@ -196,7 +203,13 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
       flows.push_back(object{{"type", "m.login.sso"},
                              {"identity_providers", array{object{{"id", "cas"}, {"name", "CAS"}}}}});
       flows.push_back(object{{"type", "m.login.cas"}});  // the older name, as Synapse lists it
-      flows.push_back(object{{"type", "m.login.token"}});
+    }
+    // Login tokens come from single sign-on, or from a logged-in client (POST /login/get_token).
+    const bool get_login_token = hs.config.login_via_existing_session.enabled;
+    if (hs.sso.cas_enabled() || get_login_token) {
+      object token_flow{{"type", "m.login.token"}};
+      if (get_login_token) token_flow["get_login_token"] = true;
+      flows.push_back(std::move(token_flow));
     }
     return ok(object{{"flows", std::move(flows)}});
   });
@@ -204,16 +217,17 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
   r.client("POST", "/login", Auth::none, [&hs](http::Request& req, const service::Requester&) {
     auto body = req.json_object();
     std::string type = required_string(body, "type");
+    const bool refresh = wants_refresh_token(body);
     const service::AppService* as = nullptr;
     if (type == "m.login.application_service") as = &hs.accounts.authenticate_appservice(access_token(req));
     if (!as || as->rate_limited) hs.accounts.login_limiter().take(req.remote_address);
     if (type == "m.login.token") {
-      // The login token single sign-on handed out (each works once, for two minutes).
+      // A login token single sign-on or POST /login/get_token handed out (each works once).
       auto user = hs.sso.consume_login_token(required_string(body, "token"), core::steady_ms());
       if (!user) throw MatrixError(403, "M_FORBIDDEN", "Invalid login token");
-      auto s = hs.accounts.issue_session(*user, optional_string(body, "device_id"),
-                                         optional_string(body, "initial_device_display_name"));
-      return ok(session_json(s, hs.config.server_name));
+      auto s = hs.accounts.login_verified_user(*user, optional_string(body, "device_id"),
+                                               optional_string(body, "initial_device_display_name"), refresh);
+      return ok(session_reply(hs, req, s));
     }
     if (type != "m.login.password" && !as) throw MatrixError(400, "M_UNKNOWN", "Unknown login type " + type);
     std::string user;
@@ -236,14 +250,23 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
     }
     if (as) {
       auto s = hs.accounts.login_appservice(*as, user, optional_string(body, "device_id"),
-                                            optional_string(body, "initial_device_display_name"));
+                                            optional_string(body, "initial_device_display_name"), refresh);
       return ok(session_reply(hs, req, s));
     }
     std::string password = required_string(body, "password");
     check_password(password);
     auto s = hs.accounts.login_password(user, password, optional_string(body, "device_id"),
-                                        optional_string(body, "initial_device_display_name"));
+                                        optional_string(body, "initial_device_display_name"), refresh);
     return ok(session_reply(hs, req, s));
+  });
+
+  // Authenticated by the refresh token in the body, not an access token (spec: refresh.yaml).
+  r.client("POST", "/refresh", Auth::none, [&hs](http::Request& req, const service::Requester&) {
+    auto body = req.json_object();
+    auto t = hs.accounts.refresh(required_string(body, "refresh_token"));
+    object o{{"access_token", t.access_token}, {"refresh_token", t.refresh_token}};
+    if (t.expires_in_ms) o["expires_in_ms"] = *t.expires_in_ms;
+    return ok(o);
   });
 
   r.client("POST", "/logout", Auth::required, [&hs](http::Request&, const service::Requester& who) {

@@ -26,19 +26,22 @@ void add_server_routes(http::Router& r, service::Homeserver& hs) {
                     {"org.matrix.e2e_cross_signing", true}};
     return ok(object{{"versions", std::move(versions)}, {"unstable_features", std::move(unstable)}});
   });
-  r.client("GET", "/capabilities", Auth::required, [&hs](http::Request&, const service::Requester&) {
+  r.client("GET", "/capabilities", Auth::required, [&hs](http::Request&, const service::Requester& who) {
     object available;
     for (const auto& v : room::supported_room_versions()) available[v] = "stable";
-    return ok(object{{"capabilities",
-                      object{{"m.change_password", object{{"enabled", true}}},
-                             {"m.room_versions", object{{"default", room::default_room_version().id},
-                                                        {"available", available}}},
-                             {"m.set_displayname", object{{"enabled", true}}},
-                             {"m.set_avatar_url", object{{"enabled", true}}},
-                             {"m.3pid_changes", object{{"enabled", hs.config.email.enabled}}},  // adding validates by mail
-                             {"m.get_login_token", object{{"enabled", false}}},
-                             // v1.16: every profile field may be set (displayname and avatar_url as before)
-                             {"m.profile_fields", object{{"enabled", true}}}}}});
+    object caps{{"m.change_password", object{{"enabled", true}}},
+                {"m.room_versions", object{{"default", room::default_room_version().id}, {"available", available}}},
+                {"m.set_displayname", object{{"enabled", true}}},
+                {"m.set_avatar_url", object{{"enabled", true}}},
+                {"m.3pid_changes", object{{"enabled", hs.config.email.enabled}}},  // adding validates by mail
+                {"m.get_login_token", object{{"enabled", hs.config.login_via_existing_session.enabled}}},
+                // v1.16: every profile field may be set (displayname and avatar_url as before)
+                {"m.profile_fields", object{{"enabled", true}}}};
+    // Only admins may lock and suspend; the spec omits the capability for everyone else.
+    if (!who.appservice && hs.accounts.is_admin(who.user_id)) {
+      caps["m.account_moderation"] = object{{"lock", true}, {"suspend", true}};
+    }
+    return ok(object{{"capabilities", std::move(caps)}});
   });
   r.add("GET", "/.well-known/matrix/client", Auth::none, [&hs](http::Request&, const service::Requester&) {
     std::string base = hs.config.public_baseurl;
