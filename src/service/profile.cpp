@@ -78,6 +78,8 @@ acc::User ProfileService::own_user(storage::Connection& c, const Requester& r, c
   auto u = acc::get_user(c, user_id);
   if (!u || u->deactivated) throw MatrixError::not_found("Profile not found");
   if (user_id != r.user_id) throw MatrixError::forbidden("Cannot change another user's profile");
+  // Suspended users may not change their profile (spec: account suspension).
+  if (u->suspended) throw MatrixError(403, "M_USER_SUSPENDED", "You cannot change your profile while suspended.");
   return *u;
 }
 

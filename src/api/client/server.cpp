@@ -13,17 +13,27 @@ void add_server_routes(http::Router& r, service::Homeserver& hs) {
   r.add("GET", "/_matrix/client/versions", Auth::none, [](http::Request&, const service::Requester&) {
     // The versions whose features clients rely on work here. v1.11 brings authenticated media
     // (/_matrix/client/v1/media/*): clients that see it use those endpoints, and clients older
-    // than v1.11 need enable_authenticated_media: false to show newly uploaded media.
+    // than v1.11 need enable_authenticated_media: false to show newly uploaded media. v1.12-v1.19
+    // (locking and suspension, reports, room summary, profile fields, state_after, room v12,
+    // invite blocking, mutual rooms) are served; what needs another server (federation, policy
+    // servers) or an identity provider (OAuth 2.0: auth_metadata answers 404 M_UNRECOGNIZED, the
+    // spec's "not supported") is optional there.
     array versions{"r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
                    "v1.1",   "v1.2",   "v1.3",   "v1.4",   "v1.5",   "v1.6",   "v1.7",   "v1.8",
-                   "v1.9",   "v1.10",  "v1.11"};
+                   "v1.9",   "v1.10",  "v1.11",  "v1.12",  "v1.13",  "v1.14",  "v1.15",  "v1.16",
+                   "v1.17",  "v1.18",  "v1.19"};
     // Unstable flags clients test for, for what the server does (MSC3916 authenticated media,
-    // MSC2246 async uploads, MSC3202/MSC4190 appservice devices, MSC2409 ephemeral data).
+    // MSC2246 async uploads, MSC3202/MSC4190 appservice devices, MSC2409 ephemeral data, MSC3266
+    // room summary on nheko's paths, MSC2666 mutual rooms on its unstable path, MSC4133 profile
+    // fields on the stable paths).
     object unstable{{"org.matrix.msc3916.stable", true},
                     {"org.matrix.msc2246", true},
                     {"org.matrix.msc3202", true},
                     {"org.matrix.msc4190", true},
-                    {"org.matrix.e2e_cross_signing", true}};
+                    {"org.matrix.e2e_cross_signing", true},
+                    {"im.nheko.summary", true},
+                    {"uk.half-shot.msc2666.query_mutual_rooms", true},
+                    {"uk.tcpip.msc4133.stable", true}};
     return ok(object{{"versions", std::move(versions)}, {"unstable_features", std::move(unstable)}});
   });
   r.client("GET", "/capabilities", Auth::required, [&hs](http::Request&, const service::Requester& who) {

@@ -23,13 +23,8 @@ NOT_ROUTED = {
         "registration tokens come with the admin API (issue 11)",
     ("GET", "/_matrix/client/v3/login/sso/redirect"): "SSO is off in this config (CAS only when configured)",
     ("GET", "/_matrix/client/v3/login/sso/redirect/{idpId}"): "SSO is off in this config",
-    # Still to build in issue 10; each line goes when its endpoint lands.
-    ("GET", "/_matrix/client/v1/admin/suspend/{userId}"): "issue 10",
-    ("PUT", "/_matrix/client/v1/admin/suspend/{userId}"): "issue 10",
-    ("GET", "/_matrix/client/v1/admin/lock/{userId}"): "issue 10",
-    ("PUT", "/_matrix/client/v1/admin/lock/{userId}"): "issue 10",
-    ("POST", "/_matrix/client/v1/login/get_token"): "issue 10",
-    ("POST", "/_matrix/client/v3/refresh"): "issue 10",
+    ("POST", "/_matrix/client/v1/login/get_token"):
+        "off unless login_via_existing_session.enabled (as in Synapse, where the route then does not exist)",
 }
 
 # A plausible value per path parameter; what matters is that the router finds a handler.
@@ -76,3 +71,11 @@ def test_every_spec_operation_is_routed(ctx):
                          "take it off the list")
     if wrong:
         raise TestFailure(f"{len(wrong)} of {len(routes())} operations:\n" + "\n".join(wrong))
+
+
+def test_login_get_token_is_routed_when_enabled(ctx):
+    srv = ctx.server(config={"login_via_existing_session": {"enabled": True}})
+    user = ctx.register(srv, "router")
+    missing, res = unrecognised(user, {"method": "POST", "path": "/_matrix/client/v1/login/get_token"})
+    if missing:
+        raise TestFailure(f"POST /login/get_token with login_via_existing_session enabled: {res.describe()}")
