@@ -127,9 +127,10 @@ struct Config {
   bool enable_authenticated_media = true;
   // Synapse's use_presence: false turns presence off in /sync.
   bool use_presence = true;
-  // Synapse's default_room_version: the version createRoom uses when none is asked for. "11": the
-  // spec (v1.16) advises servers to keep v11 until clients and servers understand v12.
-  std::string default_room_version = "11";
+  // Synapse's default_room_version: the version createRoom uses when none is asked for. "10", as
+  // Synapse: Debian 12's nheko (0.11.3) drops a create event without `creator` (v11+), so it
+  // does not see v11 spaces as spaces (scripts/nheko_check.py --room-version 11 shows it).
+  std::string default_room_version = "10";
   std::string log_level = "info";
   HttpLimits http_limits;
   EmailConfig email;

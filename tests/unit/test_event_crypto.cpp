@@ -43,7 +43,7 @@ protected:
 TEST(RoomVersions, SupportedAndDefault) {
   const std::vector<std::string> expected = {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"};
   EXPECT_EQ(room::supported_room_versions(), expected);
-  EXPECT_EQ(room::default_room_version().id, "11");  // spec 1.16: keep v11 for now
+  EXPECT_EQ(room::default_room_version().id, "10");  // as Synapse: clients lag (nheko 0.11 and v11 spaces)
   for (const auto& id : expected) {
     ASSERT_NE(room::find_room_version(id), nullptr) << id;
     EXPECT_EQ(room::find_room_version(id)->id, id);

@@ -100,6 +100,7 @@ class AppServiceListener:
         self.on_txn = None  # (Recorded) -> (status, json), or None for the default answer
         self.released = threading.Event()  # set at stop(): handlers that hang must return
         self.bad_auth = []  # requests whose Authorization was not the hs_token
+        self.connections_seen = 0  # numbers the connections requests arrive on
         self.httpd = None
         self.thread = None
 
@@ -122,7 +123,11 @@ class AppServiceListener:
                 raw = self.rfile.read(length) if length else b""
                 rec = Recorded(self.command, self.path, dict(self.headers.items()), raw)
                 self.served = getattr(self, "served", 0) + 1
-                rec.connection = id(self)
+                if not hasattr(self, "connection_no"):  # id(self) can be reused once a handler is freed
+                    with listener.cond:
+                        listener.connections_seen += 1
+                        self.connection_no = listener.connections_seen
+                rec.connection = self.connection_no
                 rec.nth_on_connection = self.served
                 with listener.cond:
                     drop = listener.drop_next_reused and self.served > 1

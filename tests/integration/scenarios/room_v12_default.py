@@ -16,16 +16,16 @@ def test_default_room_version_12_from_config(ctx):
     ctx.expect(res, 200, body={"room_version": "12"})
 
 
-def test_default_room_version_10_from_config(ctx):
-    srv = ctx.server(config={"default_room_version": "10"})
+def test_default_room_version_11_from_config(ctx):
+    srv = ctx.server(config={"default_room_version": "11"})
     alice = ctx.register(srv, "alice")
     res = alice.request("GET", "/capabilities")
-    ctx.expect(res, 200, body={"capabilities": {"m.room_versions": {"default": "10"}}})
+    ctx.expect(res, 200, body={"capabilities": {"m.room_versions": {"default": "11"}}})
     res = alice.request("POST", "/createRoom", body={})
     ctx.expect(res, 200)
     room = res.json["room_id"]
     res = alice.request("GET", f"/rooms/{room}/state/m.room.create")
-    ctx.expect(res, 200, body={"room_version": "10", "creator": alice.user_id})
+    ctx.expect(res, 200, body={"room_version": "11", "creator": "$absent"})
 
 
 def test_unknown_default_room_version_is_refused(ctx):
