@@ -137,14 +137,12 @@ bool is_valid_room_id_with_domain(std::string_view s) {
   return parts && !parts->localpart.empty() && is_opaque_localpart(parts->localpart);
 }
 
-bool is_valid_room_id(std::string_view s) { return is_valid_room_id_any_version(s); }
-
 bool is_valid_event_id(std::string_view s) {
   return s.size() >= 2 && s.size() <= kMaxIdentifierBytes && s.front() == '$' &&
          s.find('\0') == std::string_view::npos && is_valid_utf8(s);
 }
 
-bool is_valid_room_id_any_version(std::string_view s) {
+bool is_valid_room_id(std::string_view s) {
   if (is_valid_room_id_with_domain(s)) return true;
   // The domain-less form has no ':' (its hash is url-safe base64), so a bad domain stays bad.
   return s.size() >= 2 && s.front() == '!' && s.find(':') == std::string_view::npos &&

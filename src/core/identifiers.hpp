@@ -30,13 +30,10 @@ std::optional<RoomAlias> parse_room_alias(std::string_view s);  // length <= 255
 
 // Room IDs of rooms before v12: '!' opaque ':' server_name. Returns false for anything else.
 bool is_valid_room_id_with_domain(std::string_view s);
-// Room IDs as requests may name them: either form below (v12 rooms have domain-less IDs).
+// Room IDs of any room version (spec 1.16): the form above, or the domain-less form of v12 rooms
+// ('!' followed by the create event's ID without its '$').
 bool is_valid_room_id(std::string_view s);
 // Event IDs: '$' followed by at least one character (room v4+ uses unpadded url-safe base64).
 bool is_valid_event_id(std::string_view s);
-// Room IDs of any room version (spec 1.16): the form above, or the domain-less form of newer
-// versions ('!' followed by the create event's ID without its '$'). For room IDs that name rooms
-// this server need not know, e.g. in key backups.
-bool is_valid_room_id_any_version(std::string_view s);
 
 }  // namespace trestle::core

@@ -60,7 +60,7 @@ void check_id_list(const boost::json::object& f, const char* key, bool rooms) {
   if (!v) return;
   for (const auto& item : v->as_array()) {
     std::string_view s = item.as_string();
-    bool ok = rooms ? core::is_valid_room_id_any_version(s) : core::parse_user_id(s).has_value();
+    bool ok = rooms ? core::is_valid_room_id(s) : core::parse_user_id(s).has_value();
     if (!ok) throw MatrixError::bad_json(std::string("filter '") + key + "' holds an invalid ID: " + std::string(s));
   }
 }

@@ -74,7 +74,7 @@ std::string algorithm_of(const object& body) {
 }
 
 void check_room_id(const std::string& room_id) {
-  if (!core::is_valid_room_id_any_version(room_id)) throw MatrixError::invalid_param("Invalid room ID '" + room_id + "'");
+  if (!core::is_valid_room_id(room_id)) throw MatrixError::invalid_param("Invalid room ID '" + room_id + "'");
 }
 
 void check_session_id(const std::string& session_id) {

@@ -698,15 +698,18 @@ void RoomService::change_membership(const Requester& r, const std::string& room_
                       std::nullopt});
 }
 
-std::string RoomService::join(const Requester& r, const std::string& room_id_or_alias,
-                              const std::optional<std::string>& reason, const object& extra) {
-  std::string room_id = room_id_or_alias;
+std::string RoomService::resolve_room_id_or_alias(const std::string& room_id_or_alias) {
   if (!room_id_or_alias.empty() && room_id_or_alias[0] == '#') {
     if (!core::parse_room_alias(room_id_or_alias)) throw MatrixError::invalid_param("Invalid room alias");
-    room_id = resolve_alias(room_id_or_alias).at("room_id").as_string().c_str();
-  } else if (!core::is_valid_room_id(room_id_or_alias)) {
-    throw MatrixError::invalid_param("Invalid room ID or alias");
+    return std::string(resolve_alias(room_id_or_alias).at("room_id").as_string());
   }
+  if (!core::is_valid_room_id(room_id_or_alias)) throw MatrixError::invalid_param("Invalid room ID or alias");
+  return room_id_or_alias;
+}
+
+std::string RoomService::join(const Requester& r, const std::string& room_id_or_alias,
+                              const std::optional<std::string>& reason, const object& extra) {
+  const std::string room_id = resolve_room_id_or_alias(room_id_or_alias);
   auto known = db_.read([&](storage::Connection& c) { return rooms_db::get_room(c, room_id).has_value(); });
   if (!known) throw MatrixError::not_found("No known servers for room " + room_id);
   auto current = db_.read([&](storage::Connection& c) { return ev::get_membership(c, room_id, r.user_id); });
@@ -730,13 +733,7 @@ std::string RoomService::join(const Requester& r, const std::string& room_id_or_
 
 std::string RoomService::knock(const Requester& r, const std::string& room_id_or_alias,
                                const std::optional<std::string>& reason) {
-  std::string room_id = room_id_or_alias;
-  if (!room_id_or_alias.empty() && room_id_or_alias[0] == '#') {
-    if (!core::parse_room_alias(room_id_or_alias)) throw MatrixError::invalid_param("Invalid room alias");
-    room_id = resolve_alias(room_id_or_alias).at("room_id").as_string().c_str();
-  } else if (!core::is_valid_room_id(room_id_or_alias)) {
-    throw MatrixError::invalid_param("Invalid room ID or alias");
-  }
+  const std::string room_id = resolve_room_id_or_alias(room_id_or_alias);
   auto room_row = db_.read([&](storage::Connection& c) { return rooms_db::get_room(c, room_id); });
   if (!room_row) throw MatrixError::not_found("No known servers for room " + room_id);
   const room::RoomVersion* version = room::find_room_version(room_row->room_version);

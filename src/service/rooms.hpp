@@ -112,6 +112,8 @@ public:
   // Aliases and directory.
   void create_alias(const Requester& r, const std::string& alias, const std::string& room_id);
   boost::json::object resolve_alias(const std::string& alias);
+  // A room ID as given, or the room an alias names; 400 M_INVALID_PARAM for neither.
+  std::string resolve_room_id_or_alias(const std::string& room_id_or_alias);
   void delete_alias(const Requester& r, const std::string& alias);
   boost::json::array room_aliases(const Requester& r, const std::string& room_id);
   boost::json::object public_rooms(int64_t limit, const std::optional<std::string>& since,

@@ -148,7 +148,7 @@ std::vector<object> child_events(storage::Connection& c, const std::string& room
                                  int64_t max_children) {
   std::vector<std::pair<SpaceChildKey, object>> kids;
   for (const auto& s : storage::spaces::current_state_of_type(c, room_id, "m.space.child", max_children)) {
-    if (!core::is_valid_room_id_any_version(s.state_key)) continue;
+    if (!core::is_valid_room_id(s.state_key)) continue;
     auto e = ev::get_event(c, s.event_id);
     if (!e || e->redacted_by) continue;
     const auto* content = e->pdu.if_contains("content");
@@ -285,14 +285,7 @@ object SpaceService::hierarchy(const Requester& r, const std::string& room_id, c
 }
 
 object SpaceService::summary(const Requester& r, const std::string& room_id_or_alias, bool unstable) {
-  std::string room_id;
-  if (room_id_or_alias.starts_with("#")) {
-    room_id = std::string(rooms_.resolve_alias(room_id_or_alias).at("room_id").as_string());
-  } else if (core::is_valid_room_id_any_version(room_id_or_alias)) {
-    room_id = room_id_or_alias;
-  } else {
-    throw MatrixError::invalid_param(room_id_or_alias + " is not a legal room ID or room alias");
-  }
+  const std::string room_id = rooms_.resolve_room_id_or_alias(room_id_or_alias);
   return db_.read([&](storage::Connection& c) {
     auto room = rooms_db::get_room(c, room_id);
     if (!room || !room_accessible(c, *room, r.user_id)) {
@@ -318,7 +311,7 @@ object SpaceService::mutual_rooms(const Requester& r, const std::optional<std::s
   std::string after;
   if (from && !from->empty()) {
     auto decoded = core::base64_decode(*from);
-    if (!decoded || !core::is_valid_room_id_any_version(*decoded)) {
+    if (!decoded || !core::is_valid_room_id(*decoded)) {
       throw MatrixError::invalid_param("Unknown or invalid from token");
     }
     after = *decoded;

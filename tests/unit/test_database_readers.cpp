@@ -3,6 +3,8 @@
 #include "core/error.hpp"
 #include "storage/database.hpp"
 
+#include "temp_dir.hpp"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -14,18 +16,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("trestle-db-test-" + std::to_string(::getpid()) + "-" +
-                                        std::to_string(reinterpret_cast<uintptr_t>(this)));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using trestle::test_support::TempDir;
+
 
 int64_t count_rows(storage::Connection& c) {
   auto st = c.prepare("SELECT COUNT(*) FROM schema_version");
