@@ -45,6 +45,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { freePort, setLimits, spawnTrestle, stopTrestle, tail, waitReady } from "./trestle_process.mjs";
+import { waitFor } from "./js_support.mjs";
 
 import { createClient, ClientEvent, RoomEvent, RoomMemberEvent, SyncState, EventType, MsgType, Direction } from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
@@ -139,38 +140,6 @@ function within(promise, what, ms = STEP_TIMEOUT_MS) {
     timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
   });
   return Promise.race([Promise.resolve(promise), timeout]).finally(() => clearTimeout(timer));
-}
-
-// Resolves with the first truthy value `check()` returns; re-checks whenever one of `events`
-// fires on `emitter` (and every 100 ms as a safety net). Rejects after `ms` with `what` (a
-// string, or a function giving one, to report the state at the time).
-function waitFor(what, emitter, events, check, ms = STEP_TIMEOUT_MS) {
-  return new Promise((resolve, reject) => {
-    let done = false;
-    const finish = (fn, v) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      clearInterval(poll);
-      for (const e of events) emitter.off(e, onEvent);
-      fn(v);
-    };
-    const attempt = (...args) => {
-      try {
-        const v = check(...args);
-        if (v) finish(resolve, v);
-      } catch (err) {
-        finish(reject, err);
-      }
-    };
-    const onEvent = (...args) => attempt(...args);
-    const timer = setTimeout(
-      () => finish(reject, new Error(
-        `timed out after ${ms} ms waiting for: ${typeof what === "function" ? what() : what}`)), ms);
-    const poll = setInterval(() => attempt(), 100);
-    for (const e of events) emitter.on(e, onEvent);
-    attempt();
-  });
 }
 
 // Expects `promise` to reject with a bot-sdk MatrixError of this status and errcode; returns it.

@@ -12,6 +12,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { startRelaxedTrestle, stopTrestle, tail } from "./trestle_process.mjs";
+import { captureConsole, waitFor } from "./js_support.mjs";
 
 import {
   createClient,
@@ -35,15 +36,7 @@ const TEST_TIMEOUT_MS = 120_000; // the whole journey
 // error level, e.g. matrix-js-sdk#3781 "Got room state event for unknown room" for every new
 // room). Keep it out of the test output and attach its tail to a failure instead; SDK_LOG=1
 // lets it through.
-const sdkLog = [];
-if (!process.env.SDK_LOG) {
-  for (const level of ["log", "trace", "debug", "info", "warn", "error"]) {
-    console[level] = (...args) => {
-      sdkLog.push(`[${level}] ${args.map((a) => (typeof a === "string" ? a : String(a))).join(" ")}`);
-      if (sdkLog.length > 200) sdkLog.shift();
-    };
-  }
-}
+const sdkLog = captureConsole();
 logger.setLevel("debug");
 
 // ---------------------------------------------------------------------------------------------
@@ -64,38 +57,6 @@ async function stopServer() {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-// Resolves with the first value `check()` returns that is truthy; re-checks whenever one of the
-// `events` fires on `emitter` (and every 100 ms as a safety net). Rejects after `ms` with `what`
-// (a string, or a function giving one, to report the state at the time).
-function waitFor(what, emitter, events, check, ms = STEP_TIMEOUT_MS) {
-  return new Promise((resolve, reject) => {
-    let done = false;
-    const finish = (fn, v) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      clearInterval(poll);
-      for (const e of events) emitter.off(e, onEvent);
-      fn(v);
-    };
-    const attempt = (...args) => {
-      try {
-        const v = check(...args);
-        if (v) finish(resolve, v);
-      } catch (err) {
-        finish(reject, err);
-      }
-    };
-    const onEvent = (...args) => attempt(...args);
-    const timer = setTimeout(
-      () => finish(reject, new Error(
-        `timed out after ${ms} ms waiting for: ${typeof what === "function" ? what() : what}`)), ms);
-    const poll = setInterval(() => attempt(), 100);
-    for (const e of events) emitter.on(e, onEvent);
-    attempt();
-  });
-}
 
 // Registers by hand through User-Interactive Authentication: the first request (no `auth`)
 // must be answered 401 with the flows and a session only; the second completes m.login.dummy.

@@ -12,6 +12,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { startRelaxedTrestle, stopTrestle, tail } from "./trestle_process.mjs";
+import { captureConsole, waitFor } from "./js_support.mjs";
 
 import { createClient, ClientEvent, RoomEvent, RoomMemberEvent, SyncState } from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
@@ -22,15 +23,7 @@ const STEP_TIMEOUT_MS = 20_000;
 const TEST_TIMEOUT_MS = 90_000;
 
 // Keep the SDK's console logging out of the output; its tail is attached to a failure.
-const sdkLog = [];
-if (!process.env.SDK_LOG) {
-  for (const level of ["log", "trace", "debug", "info", "warn", "error"]) {
-    console[level] = (...args) => {
-      sdkLog.push(`[${level}] ${args.map((a) => (typeof a === "string" ? a : String(a))).join(" ")}`);
-      if (sdkLog.length > 200) sdkLog.shift();
-    };
-  }
-}
+const sdkLog = captureConsole();
 logger.setLevel("debug");
 
 let server;
@@ -44,33 +37,6 @@ after(async () => {
   if (server) await stopTrestle(server);
   server = undefined;
 });
-
-// Resolves with the first truthy value of check(), re-checked on `events` and every 100 ms.
-function waitFor(what, emitter, events, check, ms = STEP_TIMEOUT_MS) {
-  return new Promise((resolve, reject) => {
-    let done = false;
-    const finish = (fn, v) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      clearInterval(poll);
-      for (const e of events) emitter.off(e, attempt);
-      fn(v);
-    };
-    function attempt() {
-      try {
-        const v = check();
-        if (v) finish(resolve, v);
-      } catch (err) {
-        finish(reject, err);
-      }
-    }
-    const timer = setTimeout(() => finish(reject, new Error(`timed out after ${ms} ms waiting for: ${what}`)), ms);
-    const poll = setInterval(attempt, 100);
-    for (const e of events) emitter.on(e, attempt);
-    attempt();
-  });
-}
 
 // Registers through the m.login.dummy UIA flow and returns a client for the new session.
 async function register(baseUrl, username) {

@@ -15,6 +15,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { freePort, setLimits, spawnTrestle, stopTrestle, tail, waitReady } from "./trestle_process.mjs";
+import { captureConsole } from "./js_support.mjs";
 
 import { createClient, ClientEvent, RoomEvent, SyncState, MatrixError } from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
@@ -26,15 +27,7 @@ const LIFETIME_MS = 2_000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Keep the SDK's console logging out of the output; attach its tail to a failure instead.
-const sdkLog = [];
-if (!process.env.SDK_LOG) {
-  for (const level of ["log", "trace", "debug", "info", "warn", "error"]) {
-    console[level] = (...args) => {
-      sdkLog.push(`[${level}] ${args.map((a) => (typeof a === "string" ? a : String(a))).join(" ")}`);
-      if (sdkLog.length > 200) sdkLog.shift();
-    };
-  }
-}
+const sdkLog = captureConsole();
 logger.setLevel("debug");
 
 let server;

@@ -10,6 +10,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { startRelaxedTrestle, stopTrestle } from "./trestle_process.mjs";
+import { waitFor } from "./js_support.mjs";
 import { createClient, ClientEvent, RoomEvent, SyncState, EventType } from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
 
@@ -30,32 +31,6 @@ before(async () => {
 after(async () => {
   if (server) await stopTrestle(server);
 });
-
-function waitFor(what, emitter, events, check, ms = STEP_TIMEOUT_MS) {
-  return new Promise((resolve, reject) => {
-    let done = false;
-    const finish = (fn, v) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      clearInterval(poll);
-      for (const e of events) emitter.off(e, attempt);
-      fn(v);
-    };
-    const attempt = () => {
-      try {
-        const v = check();
-        if (v) finish(resolve, v);
-      } catch (err) {
-        finish(reject, err);
-      }
-    };
-    const timer = setTimeout(() => finish(reject, new Error(`timed out waiting for: ${what}`)), ms);
-    const poll = setInterval(attempt, 100);
-    for (const e of events) emitter.on(e, attempt);
-    attempt();
-  });
-}
 
 // Registers through the m.login.dummy UIA stage and returns a syncing client.
 async function registeredClient(baseUrl, username) {

@@ -12,6 +12,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { startRelaxedTrestle, stopTrestle, tail } from "./trestle_process.mjs";
+import { captureConsole, waitFor } from "./js_support.mjs";
 
 import { createClient, ClientEvent, RoomEvent, SyncState, NotificationCountType, THREAD_RELATION_TYPE } from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
@@ -22,15 +23,7 @@ const STEP_TIMEOUT_MS = 20_000;
 const TEST_TIMEOUT_MS = 90_000;
 
 // Keep the SDK's console logging out of the output; its tail goes with a failure.
-const sdkLog = [];
-if (!process.env.SDK_LOG) {
-  for (const level of ["log", "trace", "debug", "info", "warn", "error"]) {
-    console[level] = (...args) => {
-      sdkLog.push(`[${level}] ${args.map((a) => (typeof a === "string" ? a : String(a))).join(" ")}`);
-      if (sdkLog.length > 200) sdkLog.shift();
-    };
-  }
-}
+const sdkLog = captureConsole();
 logger.setLevel("debug");
 
 let server;
@@ -41,34 +34,6 @@ before(async () => {
 after(async () => {
   if (server) await stopTrestle(server);
 });
-
-// Resolves with the first truthy value of check(), re-checked on `events` and every 100 ms.
-function waitFor(what, emitter, events, check, ms = STEP_TIMEOUT_MS) {
-  return new Promise((resolve, reject) => {
-    let done = false;
-    const finish = (fn, v) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      clearInterval(poll);
-      for (const e of events) emitter.off(e, attempt);
-      fn(v);
-    };
-    const attempt = () => {
-      try {
-        const v = check();
-        if (v) finish(resolve, v);
-      } catch (err) {
-        finish(reject, err);
-      }
-    };
-    const timer = setTimeout(() => finish(reject, new Error(
-      `timed out after ${ms} ms waiting for: ${typeof what === "function" ? what() : what}`)), ms);
-    const poll = setInterval(attempt, 100);
-    for (const e of events) emitter.on(e, attempt);
-    attempt();
-  });
-}
 
 async function api(baseUrl, method, p, token, body) {
   const res = await fetch(`${baseUrl}/_matrix/client/v3${p}`, {

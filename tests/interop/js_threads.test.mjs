@@ -11,6 +11,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { startRelaxedTrestle, stopTrestle, tail } from "./trestle_process.mjs";
+import { captureConsole } from "./js_support.mjs";
 
 import { createClient, ClientEvent, SyncState, THREAD_RELATION_TYPE } from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
@@ -20,15 +21,7 @@ const BINARY = path.resolve(process.env.TRESTLE_BINARY ?? path.join(HERE, "../..
 const STEP_TIMEOUT_MS = 20_000;
 
 // Keep the SDK's console logging out of the output (SDK_LOG=1 lets it through).
-const sdkLog = [];
-if (!process.env.SDK_LOG) {
-  for (const level of ["log", "trace", "debug", "info", "warn", "error"]) {
-    console[level] = (...args) => {
-      sdkLog.push(`[${level}] ${args.map((a) => (typeof a === "string" ? a : String(a))).join(" ")}`);
-      if (sdkLog.length > 200) sdkLog.shift();
-    };
-  }
-}
+const sdkLog = captureConsole();
 logger.setLevel("warn");
 
 let server;
