@@ -1,6 +1,7 @@
 #include "service/threads.hpp"
 
 #include "core/error.hpp"
+#include "storage/relation_store.hpp"
 #include "storage/thread_store.hpp"
 
 #include <algorithm>
@@ -62,7 +63,7 @@ void check_receipt_thread(storage::Connection& c, const ev::StoredEvent& e, cons
   } else if (thread_of(c, e) == thread_id) {
     return;
   } else if (e.event_id == thread_id && !e.redacted_by &&
-             storage::threads::has_thread_reply(c, e.room_id, e.event_id, e.stream_ordering)) {
+             storage::relations::has_child_matching(c, e.event_id, {"m.thread"}, {})) {
     return;  // the thread root itself
   }
   throw MatrixError::invalid_param("event_id " + e.event_id + " is not related to thread " + thread_id);

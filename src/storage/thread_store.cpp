@@ -22,15 +22,6 @@ std::optional<std::string> receipt_event(Connection& c, const std::string& room_
   return st.text(0);
 }
 
-bool has_thread_reply(Connection& c, const std::string& room_id, const std::string& root_id, int64_t after_stream) {
-  auto st = c.prepare(
-      "SELECT 1 FROM events WHERE room_id = ? AND stream_ordering > ? AND "
-      "json_extract(json, '$.content.\"m.relates_to\".rel_type') = 'm.thread' AND "
-      "json_extract(json, '$.content.\"m.relates_to\".event_id') = ? LIMIT 1");
-  st.bind(room_id, after_stream, root_id);
-  return st.step();
-}
-
 int64_t count_thread_notifications_between(Connection& c, const std::string& user_id, const std::string& room_id,
                                            const std::string& thread_id, int64_t lo, int64_t hi) {
   auto st = c.prepare(

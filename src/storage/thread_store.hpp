@@ -22,9 +22,6 @@ std::vector<ReadPosition> read_positions(Connection& c, const std::string& room_
 std::optional<std::string> receipt_event(Connection& c, const std::string& room_id, const std::string& receipt_type,
                                          const std::string& user_id, const std::string& thread_id);
 
-// Whether some event of the room after `after_stream` is a reply in the thread of `root_id`
-// (content.m.relates_to: rel_type m.thread, event_id root_id), i.e. `root_id` is a thread root.
-bool has_thread_reply(Connection& c, const std::string& room_id, const std::string& root_id, int64_t after_stream);
 
 // Stored notifications (push_notifications) of the user in the room's `thread_id` with
 // lo < stream_ordering <= hi.
