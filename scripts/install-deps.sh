@@ -8,6 +8,7 @@ PACKAGES=(
   libvips-dev libvips-tools
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-matrix-nio wrk nodejs curl
+  synadm python3-prometheus-client
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

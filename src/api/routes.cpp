@@ -1,5 +1,6 @@
 #include "api/routes.hpp"
 
+#include "api/admin/admin_routes.hpp"
 #include "api/handler_util.hpp"
 #include "api/schema/request_schemas.hpp"
 #include "service/guest_access.hpp"
@@ -65,6 +66,7 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
   add_timestamp_routes(r, hs);
   add_space_routes(r, hs);
   add_relation_routes(r, hs);
+  admin::add_routes(r, hs);  // /_synapse/admin (Synapse's admin API)
 }
 
 }  // namespace trestle::api

@@ -185,6 +185,13 @@ class Server:
                                          stdin=subprocess.DEVNULL, cwd=self.dir, preexec_fn=_die_with_parent)
         return self.proc
 
+    def make_admin(self, user_id, admin=True):
+        """Gives a user the server-admin flag with `trestle set-admin` (safe while serving)."""
+        args = [self.binary, "--config", self.config_path, "set-admin", user_id] + ([] if admin else ["--revoke"])
+        done = subprocess.run(args, capture_output=True, text=True, timeout=STARTUP_TIMEOUT_S)
+        if done.returncode != 0:
+            raise TestFailure(f"set-admin {user_id} failed ({done.returncode}): {done.stderr.strip()}")
+
     def start(self):
         os.makedirs(self.data_dir, exist_ok=True)
         for attempt in range(3):
@@ -701,6 +708,8 @@ class CaseRunner:
         saves.update(req.get("save") or {})
         for name, source in saves.items():
             vars[name] = dig(res.json, source, vars)
+        if "register" in step and step.get("admin") and res.status < 300:
+            self.server.make_admin(res.json["user_id"])
 
     def expand(self, step, vars):
         """Turns a macro step into a plain request step (method, path, body, save)."""
@@ -854,13 +863,21 @@ class ScenarioContext:
             srv.start()
         return srv
 
-    def register(self, server, name, password=None):
+    def register(self, server, name, password=None, admin=False):
+        """A new account; admin=True also makes it a server admin (for /_synapse/admin)."""
         localpart = f"{name}-{next(self._users)}-{self.run_id}".lower()
         password = password or f"pw-{localpart}"
         res = server.client().request("POST", "/register", body={
             "username": localpart, "password": password, "auth": {"type": "m.login.dummy"}})
         expect(res, 200)
+        if admin:
+            server.make_admin(res.json["user_id"])
         return User(server, localpart, password, res.json)
+
+    def synadm(self, server, admin):
+        """Debian's synadm (Synapse's admin CLI, a client we did not write) configured to speak to
+        `server` with `admin`'s token; see Synadm.run."""
+        return Synadm(server, admin)
 
     def expect(self, res, status=200, errcode=None, body=None, vars=None):
         return expect(res, status, errcode, body, vars, self.shapes)
@@ -874,3 +891,47 @@ class ScenarioContext:
             problems += [f"server {srv.name} (in {srv.dir}): {p}" for p in srv.problems]
             srv.cleanup()
         return problems
+
+
+class Synadm:
+    """Runs Debian's `synadm` against a server as an admin user, in batch mode with JSON output.
+    run() returns the parsed JSON it printed (None when it printed nothing); a non-zero exit or
+    output that is not JSON fails the test, showing what synadm printed."""
+
+    def __init__(self, server, admin):
+        self.server = server
+        self.admin = admin
+        self.config_file = os.path.join(server.dir, "synadm.yaml")
+
+    def _write_config(self):
+        # Rewritten before each run: a restarted server listens on a new port.
+        with open(self.config_file, "w") as f:
+            f.write(to_yaml({"user": self.admin.user_id, "token": self.admin.token,
+                             "base_url": self.server.base_url, "admin_path": "/_synapse/admin",
+                             "matrix_path": "/_matrix", "timeout": 30, "ssl_verify": True,  # synadm refuses any falsy entry; plain http here anyway
+                             "homeserver": self.admin.user_id.split(":", 1)[1], "format": "json"}))
+
+    def run(self, *args, expect_failure=False, timeout=60):
+        """synadm exits 0 even when the server answered an error: it prints the error's JSON and
+        warns "Synapse returned status code N" on stderr, so either counts as a failure here.
+        With expect_failure=True the CompletedProcess is returned and a success fails the test."""
+        self._write_config()
+        cmd = ["synadm", "--batch", "-o", "json", "-c", self.config_file] + [str(a) for a in args]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        shown = f"{' '.join(cmd[6:])}: exit {done.returncode}\nstdout: {tail(done.stdout)}\nstderr: {tail(done.stderr)}"
+        out = done.stdout.strip()
+        try:
+            parsed = json.loads(out) if out else None
+        except ValueError:
+            parsed = ValueError
+        failed = (done.returncode != 0 or "returned status code" in done.stderr or " ERROR " in f" {done.stderr}"
+                  or (isinstance(parsed, dict) and "errcode" in parsed))
+        if expect_failure:
+            if not failed:
+                raise TestFailure(f"synadm was expected to fail: {shown}")
+            return done
+        if failed:
+            raise TestFailure(f"synadm failed: {shown}")
+        if parsed is ValueError:
+            raise TestFailure(f"synadm printed no JSON: {shown}")
+        return parsed
