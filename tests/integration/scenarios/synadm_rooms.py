@@ -147,3 +147,20 @@ def test_synadm_history_purge(ctx):
     failed = sa.run("history", "purge-status", "no-such-purge", expect_failure=True)
     if "M_NOT_FOUND" not in failed.stdout:
         raise TestFailure(f"purge-status of an unknown purge: {failed.stdout} {failed.stderr}")
+
+
+def test_synadm_room_join_and_make_admin(ctx):
+    srv, admin, alice, bob, rooms, sa = setup(ctx)
+    carol = ctx.register(srv, "carol")
+    room = rooms["Beta"]
+    joined = sa.run("room", "join", room, carol.user_id)
+    if joined != {"room_id": room}:
+        raise TestFailure(f"room join: {joined}")
+    if room not in ctx.expect(carol.request("GET", "/joined_rooms"))["joined_rooms"]:
+        raise TestFailure("carol was not joined")
+    made = sa.run("room", "make-admin", room, "--user-id", carol.user_id)
+    if made != {}:
+        raise TestFailure(f"room make-admin: {made}")
+    pl = ctx.expect(carol.request("GET", f"/rooms/{q(room)}/state/m.room.power_levels"))
+    if pl["users"].get(carol.user_id) != 100:
+        raise TestFailure(f"carol's power after make-admin: {pl}")
