@@ -190,6 +190,7 @@ void purge_room(Connection& c, const std::string& room_id) {
       "DELETE FROM account_data WHERE room_id = ?",
       "DELETE FROM room_peeks WHERE room_id = ?",
       "DELETE FROM appservice_room_list WHERE room_id = ?",
+      "DELETE FROM key_backup_keys WHERE room_id = ?",  // Synapse's e2e_room_keys
       "DELETE FROM room_aliases WHERE room_id = ?",
       "DELETE FROM forward_extremities WHERE room_id = ?",
       "DELETE FROM current_state WHERE room_id = ?",
