@@ -97,13 +97,19 @@ std::pair<std::vector<RoomStats>, int64_t> list_rooms(Connection& c, const std::
   auto [column, asc] = order_column(q.order_by);
   if (q.reverse) asc = !asc;
   const char* dir = asc ? " ASC" : " DESC";
-  std::string sql = stats_cte() + kStatsColumns + where + "ORDER BY " + column + dir + ", room_id" + dir +
-                    " LIMIT " + std::to_string(q.limit) + " OFFSET " + std::to_string(q.offset);
+  // The page's room IDs first (only the sort and filter columns are computed for every room),
+  // then each room's statistics.
+  std::string sql = stats_cte() + "SELECT room_id FROM stats" + where + "ORDER BY " + column + dir + ", room_id" +
+                    dir + " LIMIT " + std::to_string(q.limit) + " OFFSET " + std::to_string(q.offset);
   auto st = c.prepare(sql);
   st.bind(server_name);
   if (q.search_term) st.bind(*q.search_term);
+  std::vector<std::string> ids;
+  while (st.step()) ids.push_back(st.text(0));
   std::vector<RoomStats> rooms;
-  while (st.step()) rooms.push_back(read_stats(st));
+  for (const auto& id : ids) {
+    if (auto s = room_stats(c, server_name, id)) rooms.push_back(std::move(*s));
+  }
 
   auto count = c.prepare(stats_cte() + "SELECT count(*) FROM stats" + where);
   count.bind(server_name);
