@@ -47,7 +47,7 @@ def setup(ctx):
     return srv, admin, alice, bob, rooms, ctx.synadm(srv, admin)
 
 
-def test_synadm_room_list_details_members_state(ctx):
+def test_synadm_room_list_search_sort(ctx):
     srv, admin, alice, bob, rooms, sa = setup(ctx)
     listed = sa.run("room", "list")
     if listed["total_rooms"] != 3 or sorted(r["room_id"] for r in listed["rooms"]) != sorted(rooms.values()):
@@ -66,6 +66,9 @@ def test_synadm_room_list_details_members_state(ctx):
     if paged["offset"] != 1 or paged["total_rooms"] != 3 or [r["room_id"] for r in paged["rooms"]] != [rooms["Beta"], rooms["Gamma"]]:
         raise TestFailure(f"room list --limit 2 --from 1: {paged}")
 
+
+def test_synadm_room_details_members_state(ctx):
+    srv, admin, alice, bob, rooms, sa = setup(ctx)
     details = sa.run("room", "details", rooms["Alpha"])
     expect = {"room_id": rooms["Alpha"], "name": f"Alpha {ctx.run_id}", "topic": "Alpha topic", "joined_members": 2,
               "joined_local_members": 2, "creator": alice.user_id, "public": False, "join_rules": "public",
@@ -82,6 +85,10 @@ def test_synadm_room_list_details_members_state(ctx):
     topic = [e for e in state["state"] if e["type"] == "m.room.topic"][0]
     if topic["content"] != {"topic": "Alpha topic"} or topic["sender"] != alice.user_id:
         raise TestFailure(f"room state topic: {topic}")
+    levels = sa.run("room", "power-levels", "--room-id", rooms["Alpha"])
+    if [r["room_id"] for r in levels["rooms"]] != [rooms["Alpha"]] or \
+            levels["rooms"][0]["power_levels"] != {alice.user_id: 100} or levels["rooms_w_power_levels_curr_batch"] != 1:
+        raise TestFailure(f"room power-levels (room list by ID, then its state): {levels}")
     failed = sa.run("room", "details", f"!nope:{admin.user_id.split(':', 1)[1]}", expect_failure=True)
     if "M_NOT_FOUND" not in failed.stdout:
         raise TestFailure(f"details of an unknown room: {failed.stdout} {failed.stderr}")
