@@ -4,6 +4,7 @@
 #include "core/clock.hpp"
 #include "core/crypto.hpp"
 #include "service/accounts.hpp"
+#include "service/admin/room_admin.hpp"
 #include "service/client_ips.hpp"
 #include "service/event_format.hpp"
 #include "service/openid.hpp"
@@ -132,6 +133,7 @@ struct Homeserver {
   ProfileService profile{config, db, [this](const std::string& user_id) { rooms.update_profile_in_rooms(user_id); }};
   SpaceService spaces{db, rooms};  // space hierarchy, room summary, mutual rooms
   RelationService relations{db};  // /relations, /threads
+  RoomAdminService room_admin{config, db, rooms, accounts};  // admin API: rooms, deletion, purges, reports
 };
 
 }  // namespace trestle::service

@@ -16,6 +16,7 @@
 #include "service/relations.hpp"
 #include "service/visibility.hpp"
 #include "storage/account_store.hpp"
+#include "storage/room_admin_store.hpp"
 #include "storage/room_store.hpp"
 #include "storage/search_store.hpp"
 
@@ -173,6 +174,17 @@ room::StateMap RoomService::state_map(storage::Connection& c, const std::string&
   return m;
 }
 
+namespace {
+// Rooms a server admin blocked (admin API) refuse every membership but leave and ban, as Synapse:
+// 403 M_UNKNOWN.
+void check_room_not_blocked(storage::Connection& c, const std::string& room_id, const std::string& membership) {
+  if (membership == "leave" || membership == "ban") return;
+  if (storage::room_admin::blocked_by(c, room_id)) {
+    throw MatrixError(403, "M_UNKNOWN", "This room has been blocked on this server");
+  }
+}
+}  // namespace
+
 ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEvent& ne) {
   const bool is_create = ne.type == "m.room.create" && ne.state_key && ne.state_key->empty();
   const room::RoomVersion* version = nullptr;
@@ -202,6 +214,7 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
   }
 
   check_suspended_sender(c, ne.sender, ne.type, ne.state_key, ne.content, ne.redacts);  // account suspension
+  if (ne.type == "m.room.member") check_room_not_blocked(c, ne.room_id, str_or(ne.content, "membership"));
 
   // v12: the create event carries no room_id; its event ID, with '!', becomes the room ID.
   const bool derives_room_id = is_create && version->room_id_is_create_event_id;
@@ -710,6 +723,8 @@ std::string RoomService::resolve_room_id_or_alias(const std::string& room_id_or_
 std::string RoomService::join(const Requester& r, const std::string& room_id_or_alias,
                               const std::optional<std::string>& reason, const object& extra) {
   const std::string room_id = resolve_room_id_or_alias(room_id_or_alias);
+  // A blocked room refuses joins before anything else, even once it is purged (Synapse).
+  db_.read([&](storage::Connection& c) { check_room_not_blocked(c, room_id, "join"); });
   auto known = db_.read([&](storage::Connection& c) { return rooms_db::get_room(c, room_id).has_value(); });
   if (!known) throw MatrixError::not_found("No known servers for room " + room_id);
   auto current = db_.read([&](storage::Connection& c) { return ev::get_membership(c, room_id, r.user_id); });

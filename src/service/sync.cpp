@@ -226,7 +226,9 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
       const bool left = m.membership == "leave" || m.membership == "ban";
       if (m.membership != "join" && !left) continue;
       if (left) {
-        if (m.forgotten) continue;
+        // A forgotten room is gone from initial syncs; a leave the client has not seen yet still
+        // shows once (Synapse: an admin's room deletion makes members leave and forget at once).
+        if (m.forgotten && (initial || m.stream_ordering <= since_pos)) continue;
         if (initial && !include_leave) continue;
         if (!initial && m.stream_ordering <= since_pos) continue;
       }

@@ -517,6 +517,14 @@ INSERT OR IGNORE INTO event_relations
     FROM events WHERE redacted_by IS NULL AND json LIKE '%m.relates_to%')
   WHERE parent_type = 'text' AND rel_type_type = 'text';
 )SQL",
+      // 21 (task rooms, issue 11): rooms a server admin blocked (Synapse's blocked_rooms): joins
+      // and invites are refused; a purge of the room keeps the row, so it cannot be rejoined.
+      R"SQL(
+CREATE TABLE blocked_rooms (
+  room_id TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL
+);
+)SQL",
   };
   return steps;
 }
