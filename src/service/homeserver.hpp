@@ -12,6 +12,8 @@
 #include "service/key_backup.hpp"
 #include "service/keys.hpp"
 #include "service/legacy_stream.hpp"
+#include "service/media/media_admin.hpp"
+#include "service/media/media_retention.hpp"
 #include "service/media/media_service.hpp"
 #include "service/notifier.hpp"
 #include "service/presence.hpp"
@@ -132,6 +134,8 @@ struct Homeserver {
   ProfileService profile{config, db, [this](const std::string& user_id) { rooms.update_profile_in_rooms(user_id); }};
   SpaceService spaces{db, rooms};  // space hierarchy, room summary, mutual rooms
   RelationService relations{db};  // /relations, /threads
+  media::MediaAdmin media_admin{config, db, media, accounts};  // /_synapse/admin media API
+  media::MediaRetention media_retention{config, media_admin};  // media_retention (serve starts it)
 };
 
 }  // namespace trestle::service
