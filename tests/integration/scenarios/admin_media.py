@@ -131,6 +131,7 @@ def test_media_retention_deletes_unused_media_but_keeps_used_and_avatars(ctx):
     # Halfway through its lifetime, `used` is downloaded: its lifetime starts again.
     time.sleep(max(0.0, lifetime_s / 2 - (time.monotonic() - started)))
     ctx.expect(alice.request("GET", f"{AUTHED}/download/{server}/{used}"), 200)
+    used_at = time.monotonic()
     listed = ctx.expect(admin.request("GET", f"{ADMIN}/users/{alice.user_id}/media",
                                       query={"order_by": "last_access_ts", "dir": "b"}), 200)
     if listed["media"][0]["media_id"] != used or not isinstance(listed["media"][0]["last_access_ts"], int):
@@ -149,8 +150,15 @@ def test_media_retention_deletes_unused_media_but_keeps_used_and_avatars(ctx):
     if files_of(srv, unused):
         raise TestFailure("media_retention left the file on disk")
     # Downloaded about 2 s ago: kept (it goes 4 s after that download); avatars are always kept.
-    for media_id in (used, avatar, room_avatar):
-        ctx.expect(alice.request("GET", f"{AUTHED}/download/{server}/{media_id}"), 200)
+    # (On a machine so loaded that `unused` went late, `used` may be due too: then only the avatars
+    # are judged.)
+    kept = [avatar, room_avatar] + ([used] if time.monotonic() - used_at < lifetime_s - 1 else [])
     listed = ctx.expect(admin.request("GET", f"{ADMIN}/users/{alice.user_id}/media"), 200)
-    if sorted(m["media_id"] for m in listed["media"]) != sorted([used, avatar, room_avatar]):
-        raise TestFailure(f"after retention: {listed}")
+    if not set(kept) <= {m["media_id"] for m in listed["media"]} or unused in {m["media_id"] for m in listed["media"]}:
+        raise TestFailure(f"after retention, expected {kept} kept: {listed}")
+    for media_id in kept:
+        ctx.expect(alice.request("GET", f"{AUTHED}/download/{server}/{media_id}"), 200)
+    # The avatars stay however long it runs.
+    time.sleep(0.5)
+    for media_id in (avatar, room_avatar):
+        ctx.expect(admin.request("GET", f"{ADMIN}/media/{server}/{media_id}"), 200)
