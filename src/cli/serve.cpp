@@ -135,7 +135,9 @@ int serve(const std::string& config_path) {
   spdlog::info("trestle serving {} (database {})", cfg.server_name, cfg.database_path);
   hs.appservice_sender.start();
   hs.push.start();
+  hs.media_retention.start();
   server.run();
+  hs.media_retention.stop();
   trestle::http::abort_outbound_requests();
   hs.appservice_sender.stop();
   hs.push.stop();

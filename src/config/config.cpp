@@ -115,6 +115,25 @@ HttpLimits parse_http_limits(const YAML::Node& n, std::vector<std::string>& warn
   return h;
 }
 
+// Synapse's media_retention: {local_media_lifetime, remote_media_lifetime} durations or null.
+Config::MediaRetention parse_media_retention(const YAML::Node& n, std::vector<std::string>& warnings) {
+  Config::MediaRetention r;
+  if (n.IsNull()) return r;
+  if (!n.IsMap()) bad("media_retention", "expected a mapping");
+  static const std::set<std::string> known = {"local_media_lifetime", "remote_media_lifetime", "check_interval"};
+  for (const auto& kv : n) {
+    auto key = kv.first.as<std::string>();
+    if (!known.count(key)) warnings.push_back("unknown config key 'media_retention." + key + "' ignored");
+  }
+  auto lifetime = [&](const char* key, std::optional<int64_t>& out) {
+    if (auto v = n[key]; v && !v.IsNull()) out = parse_duration_ms(v, std::string("media_retention.") + key);
+  };
+  lifetime("local_media_lifetime", r.local_media_lifetime_ms);
+  lifetime("remote_media_lifetime", r.remote_media_lifetime_ms);
+  if (n["check_interval"]) r.check_interval_ms = parse_duration_ms(n["check_interval"], "media_retention.check_interval");
+  return r;
+}
+
 EmailConfig parse_email(const YAML::Node& n, std::vector<std::string>& warnings) {
   EmailConfig e;
   if (n.IsNull()) return e;
@@ -196,7 +215,7 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
       "server_name", "public_baseurl", "listeners", "database", "signing_key_path",
       "app_service_config_files", "enable_registration", "enable_registration_without_verification",
       "registration_shared_secret", "rc_message", "rc_registration", "rc_login", "max_upload_size",
-      "max_request_body_size", "log_level", "media_store_path", "enable_authenticated_media",
+      "max_request_body_size", "log_level", "media_store_path", "enable_authenticated_media", "media_retention",
       "http_limits", "rc_to_device", "max_to_device_queue", "allow_guest_access", "email",
       "identity_server_scheme", "enable_registration_captcha", "recaptcha_public_key",
       "recaptcha_private_key", "recaptcha_siteverify_api", "cas_config", "user_directory", "enable_ephemeral_messages",
@@ -370,6 +389,7 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
   if (root["enable_authenticated_media"]) {
     c.enable_authenticated_media = get<bool>(root["enable_authenticated_media"], "enable_authenticated_media", "true or false");
   }
+  if (auto mr = root["media_retention"]) c.media_retention = parse_media_retention(mr, warnings);
   if (root["max_request_body_size"]) c.max_request_body_size = parse_size(root["max_request_body_size"], "max_request_body_size");
   if (auto ca = root["federation_custom_ca_list"]; ca && !ca.IsNull()) {
     for (auto& f : get<std::vector<std::string>>(ca, "federation_custom_ca_list", "a list of paths")) {
@@ -465,6 +485,14 @@ std::string generate_config(const std::string& server_name, const std::string& d
     << "# Media uploaded while this is true is served only on the authenticated endpoints\n"
     << "# (/_matrix/client/v1/media, Matrix v1.11). Clients older than v1.11 need it false.\n"
     << "enable_authenticated_media: true\n"
+    << "# Synapse's media_retention: local media nobody downloaded within local_media_lifetime\n"
+    << "# (never downloaded: since its upload) is deleted, checked hourly and at start; profile,\n"
+    << "# per-room and room avatars are kept, and so are quarantined and protected media.\n"
+    << "# remote_media_lifetime is accepted but deletes nothing yet: without federation there is\n"
+    << "# no remote media cache. check_interval (Trestle only, default 1h) is for tests.\n"
+    << "# media_retention:\n"
+    << "#   local_media_lifetime: 90d\n"
+    << "#   remote_media_lifetime: 14d\n"
     << "log_level: info\n\n"
     << "# Trestle's transport limits (no Synapse equivalent). Behind a reverse proxy all clients share\n"
     << "# its address: raise max_connections_per_address there, or set it to 0 (no cap).\n"

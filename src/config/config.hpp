@@ -125,6 +125,14 @@ struct Config {
   // Synapse's key: while true, media uploaded is served only by the authenticated endpoints
   // (/_matrix/client/v1/media/...), the spec's "freeze" of the legacy /_matrix/media/v3 ones.
   bool enable_authenticated_media = true;
+  // Synapse's media_retention: local media not downloaded (or, never downloaded, not created)
+  // within local_media_lifetime is deleted by a periodic job, except profile and room avatars.
+  // remote_media_lifetime is accepted (there is no remote media cache without federation yet).
+  struct MediaRetention {
+    std::optional<int64_t> local_media_lifetime_ms;
+    std::optional<int64_t> remote_media_lifetime_ms;
+    int64_t check_interval_ms = 3'600'000;  // Trestle only (for tests): how often the job runs
+  } media_retention;
   // Synapse's use_presence: false turns presence off in /sync.
   bool use_presence = true;
   // Synapse's default_room_version: the version createRoom uses when none is asked for. "10", as

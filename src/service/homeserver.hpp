@@ -13,6 +13,8 @@
 #include "service/key_backup.hpp"
 #include "service/keys.hpp"
 #include "service/legacy_stream.hpp"
+#include "service/media/media_admin.hpp"
+#include "service/media/media_retention.hpp"
 #include "service/media/media_service.hpp"
 #include "service/notifier.hpp"
 #include "service/presence.hpp"
@@ -134,6 +136,8 @@ struct Homeserver {
   SpaceService spaces{db, rooms};  // space hierarchy, room summary, mutual rooms
   RelationService relations{db};  // /relations, /threads
   RoomAdminService room_admin{config, db, rooms, accounts};  // admin API: rooms, deletion, purges, reports
+  media::MediaAdmin media_admin{config, db, media, accounts};  // /_synapse/admin media API
+  media::MediaRetention media_retention{config, media_admin};  // media_retention (serve starts it)
 };
 
 }  // namespace trestle::service

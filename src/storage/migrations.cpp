@@ -525,6 +525,16 @@ CREATE TABLE blocked_rooms (
   user_id TEXT NOT NULL
 );
 )SQL",
+      // 22 (task media, issue 11): Synapse's media admin API and media_retention. last_access_ts:
+      // the last download or thumbnail (written at most once a minute per media); quarantined_by:
+      // the admin who quarantined it (not served while set); safe_from_quarantine: protected.
+      R"SQL(
+ALTER TABLE local_media ADD COLUMN last_access_ts INTEGER;
+ALTER TABLE local_media ADD COLUMN quarantined_by TEXT;
+ALTER TABLE local_media ADD COLUMN safe_from_quarantine INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX local_media_uploader ON local_media (uploader, created_ts);
+CREATE INDEX local_media_sha256 ON local_media (sha256) WHERE sha256 IS NOT NULL;
+)SQL",
   };
   return steps;
 }

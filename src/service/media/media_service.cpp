@@ -36,15 +36,6 @@ struct ThumbnailSize {
 constexpr std::array<ThumbnailSize, 5> kThumbnailSizes{{
     {32, 32, true}, {96, 96, true}, {320, 240, false}, {640, 480, false}, {800, 600, false}}};
 
-// Media ids are ours ([A-Za-z0-9], 24 chars) but arrive in paths: never let one name a path.
-bool valid_media_id(const std::string& id) {
-  if (id.empty() || id.size() > 255) return false;
-  for (char ch : id) {
-    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '-') return false;
-  }
-  return true;
-}
-
 std::string base_type(const std::optional<std::string>& content_type) {
   if (!content_type) return "";
   std::string t = content_type->substr(0, content_type->find(';'));
@@ -85,6 +76,15 @@ std::string sync_and_hash(const std::string& path, int64_t& size) {
 }
 
 }  // namespace
+
+bool MediaService::valid_media_id(const std::string& id) {
+  // Ours are [A-Za-z0-9], 24 chars; at least 5 so the path split below has a file name.
+  if (id.size() < 5 || id.size() > 255) return false;
+  for (char ch : id) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '-') return false;
+  }
+  return true;
+}
 
 struct MediaService::Found {
   storage::media::Media media;
@@ -196,11 +196,18 @@ MediaService::Found MediaService::find(const std::string& server_name, const std
   if (server_name != cfg_.server_name || !valid_media_id(media_id)) throw MatrixError::not_found("Media not found");
   auto m = db_.read([&](storage::Connection& c) { return storage::media::get_media(c, media_id); });
   if (!m) throw MatrixError::not_found("Media not found");
+  // Quarantined by an admin: not served, on any endpoint (Synapse answers 404 too).
+  if (m->quarantined_by) throw MatrixError::not_found("Media not found");
   // The spec's freeze: media uploaded while it is on is not served unauthenticated.
   if (legacy && m->authenticated) throw MatrixError::not_found("Media not found");
   if (!m->size) {
     if (m->unused_expires_ts && *m->unused_expires_ts < core::now_ms()) throw MatrixError::not_found("Media not found");
     throw MatrixError(504, "M_NOT_YET_UPLOADED", "Content has not yet been uploaded");
+  }
+  // For media_retention and the admin API: when it was last used, at most one write a minute.
+  int64_t now = core::now_ms();
+  if (!m->last_access_ts || now - *m->last_access_ts >= kAccessWriteIntervalMs) {
+    db_.write([&](storage::Connection& c) { storage::media::touch_media(c, media_id, now); });
   }
   return Found{std::move(*m)};
 }
@@ -257,6 +264,21 @@ Served MediaService::thumbnail(const std::string& server_name, const std::string
     fs::rename(tmp, path);  // concurrent generators each publish a whole file
   }
   return Served{path, jpeg ? "image/jpeg" : "image/png", "thumbnail." + ext};
+}
+
+bool MediaService::remove_local(const std::string& media_id) {
+  if (!valid_media_id(media_id)) return false;
+  std::error_code ec;
+  fs::remove(media_path(media_id), ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    spdlog::warn("cannot delete media file of {}: {}", media_id, ec.message());
+    return false;
+  }
+  fs::remove_all(thumbnail_dir(media_id), ec);
+  if (ec) spdlog::warn("cannot delete thumbnails of {}: {}", media_id, ec.message());
+  db_.write([&](storage::Connection& c) { storage::media::delete_media(c, media_id); });
+  spdlog::info("deleted media {}", media_id);
+  return true;
 }
 
 }  // namespace trestle::service::media

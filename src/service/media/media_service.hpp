@@ -52,6 +52,13 @@ public:
   Served thumbnail(const std::string& server_name, const std::string& media_id, int64_t width, int64_t height,
                    const std::string& method, bool legacy);
 
+  // Removes a local media: its file, its thumbnails, then its row. False when the file could not
+  // be removed (the media is kept, as Synapse does); a file already gone is no obstacle.
+  bool remove_local(const std::string& media_id);
+  const std::string& server_name() const { return cfg_.server_name; }
+  // Media ids are ours ([A-Za-z0-9_-]) but arrive in paths: never let one name a path.
+  static bool valid_media_id(const std::string& id);
+
 private:
   std::string media_path(const std::string& media_id) const;
   std::string thumbnail_dir(const std::string& media_id) const;
@@ -66,6 +73,8 @@ private:
   std::string temp_dir_;
   std::string thumbnailer_;  // the trestle-thumbnailer program beside the server's executable
   static constexpr int kThumbnailTimeoutMs = 30000;
+  // last_access_ts is written at most this often per media (one write per download is too many).
+  static constexpr int64_t kAccessWriteIntervalMs = 60000;
 };
 
 }  // namespace trestle::service::media
