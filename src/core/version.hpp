@@ -1,5 +1,5 @@
 #pragma once
-// Trestle's version, as GET /_synapse/admin/v1/server_version and `trestle --version` give it.
+// Trestle's version, as GET /_synapse/admin/v1/server_version gives it (synadm version).
 
 namespace trestle::core {
 
