@@ -206,3 +206,20 @@ def test_both_secret_keys_are_refused_at_start(ctx):
     code, output = srv.run_to_exit()
     if code == 0 or "registration_shared_secret_path" not in output:
         raise TestFailure(f"exit {code}: {output[-2000:]}")
+
+
+def test_a_generated_config_works_as_it_is(ctx):
+    # The issue: a generated config offered registration_shared_secret for a route that did not
+    # exist. Now it carries a random secret, and register-user finds it and the listener there.
+    srv = ctx.server(start=False)
+    text = subprocess.run([ctx.binary, "generate-config", "--server-name", "localhost", "--data-dir", srv.data_dir],
+                          capture_output=True, text=True, timeout=30, check=True).stdout
+    if "\nregistration_shared_secret: \"" not in text:
+        raise TestFailure("the generated config has no registration_shared_secret")
+    srv.raw_config = text.replace("- port: 8008", "- port: ${port}")
+    srv.start()
+    name = f"gen-{ctx.run_id}"
+    done = run_cli(ctx, "-c", srv.config_path, "-u", name, "-p", "gen-pw", "-a")
+    if done.returncode != 0 or "Success!" not in done.stdout:
+        raise TestFailure(f"exit {done.returncode}: {done.stdout} {done.stderr}")
+    login(ctx, srv, name, "gen-pw")
