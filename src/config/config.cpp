@@ -455,7 +455,7 @@ std::string generate_config(const std::string& server_name, const std::string& d
     << "# m.room.guest_access is can_join.\n"
     << "allow_guest_access: false\n\n"
     << "# Shared secret for registering users from the command line: `trestle register-user -c FILE`\n"
-    << "# (Synapse's register_new_matrix_user works too) or POST /_synapse/admin/v1/register.\n"
+    << "# (Synapse's register_new_matrix_user speaks the same protocol), POST /_synapse/admin/v1/register.\n"
     << "# Anyone who knows it can create admins: keep this file private. Unset: disabled. Or keep it\n"
     << "# in a file with registration_shared_secret_path (not both).\n"
     << "registration_shared_secret: \"" << core::random_string(50) << "\"\n\n"
