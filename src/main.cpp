@@ -2,6 +2,8 @@
 //   trestle --config homeserver.yaml            serve
 //   trestle generate-config --server-name NAME  print a commented config
 //   trestle --config FILE set-admin USER_ID     make a local user a server admin
+//   trestle register-user [-c FILE | -k SECRET] register a user on a running server (shared secret)
+//   trestle --config FILE backup OUT_DIR        online backup; `restore BACKUP_DIR` puts one back
 // Each command lives in src/cli/.
 #include "cli/commands.hpp"
 #include "config/config.hpp"
@@ -29,6 +31,27 @@ int main(int argc, char** argv) {
   bool revoke_admin = false;
   admin_cmd->add_option("user_id", admin_user, "The user ID, e.g. @alice:example.com")->required();
   admin_cmd->add_flag("--revoke", revoke_admin, "Take the admin flag away");
+  // Synapse's register_new_matrix_user, option for option.
+  auto* reg_cmd = app.add_subcommand("register-user", "Register a user on a running server with the shared secret");
+  trestle::cli::RegisterUserOptions reg;
+  bool reg_admin = false, reg_no_admin = false;
+  reg_cmd->add_option("-u,--user", reg.user, "Local part of the new user (asked for if omitted)");
+  reg_cmd->add_option("-p,--password", reg.password, "New password (asked for twice if omitted)");
+  reg_cmd->add_option("--password-file", reg.password_file, "File containing the new password");
+  reg_cmd->add_option("-t,--user_type", reg.user_type, "User type (bot, support)");
+  auto* a_flag = reg_cmd->add_flag("-a,--admin", reg_admin, "Register the user as an admin");
+  reg_cmd->add_flag("--no-admin", reg_no_admin, "Register a regular user")->excludes(a_flag);
+  reg_cmd->add_flag("--exists-ok", reg.exists_ok, "Do not fail if the user already exists");
+  reg_cmd->add_option("-c,--config", reg.config_path, "Server config file: the shared secret and the listener");
+  reg_cmd->add_option("-k,--shared-secret", reg.shared_secret, "The registration_shared_secret");
+  reg_cmd->add_option("server_url", reg.server_url, "The server's URL (default: the config's client listener, else http://localhost:8008)");
+  auto* backup_cmd = app.add_subcommand("backup", "Back up the database, media and signing key while the server runs");
+  std::string backup_dir;
+  backup_cmd->add_option("-c,--config", config_path, "Path to homeserver.yaml");
+  backup_cmd->add_option("out_dir", backup_dir, "A new directory for the backup")->required();
+  auto* restore_cmd = app.add_subcommand("restore", "Put a backup in place (the server stopped, no database there)");
+  restore_cmd->add_option("-c,--config", config_path, "Path to homeserver.yaml");
+  restore_cmd->add_option("backup_dir", backup_dir, "The backup's directory")->required();
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -43,10 +66,17 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
+    if (*reg_cmd) {
+      if (reg_admin || reg_no_admin) reg.admin = reg_admin;
+      if (reg.config_path.empty()) reg.config_path = config_path;
+      return trestle::cli::register_user(reg);
+    }
     if (config_path.empty()) {
       std::cerr << "trestle: --config is required (see --help)\n";
       return 2;
     }
+    if (*backup_cmd) return trestle::cli::backup(config_path, backup_dir);
+    if (*restore_cmd) return trestle::cli::restore(config_path, backup_dir);
     if (*admin_cmd) return trestle::cli::set_admin(config_path, admin_user, !revoke_admin);
     return trestle::cli::serve(config_path);
   } catch (const std::exception& e) {

@@ -1,5 +1,6 @@
 #include "config/config.hpp"
 
+#include "core/crypto.hpp"
 #include "core/identifiers.hpp"
 #include "room/room_version.hpp"
 
@@ -214,7 +215,7 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
   static const std::set<std::string> known = {
       "server_name", "public_baseurl", "listeners", "database", "signing_key_path",
       "app_service_config_files", "enable_registration", "enable_registration_without_verification",
-      "registration_shared_secret", "rc_message", "rc_registration", "rc_login", "max_upload_size",
+      "registration_shared_secret", "registration_shared_secret_path", "rc_message", "rc_registration", "rc_login", "max_upload_size",
       "max_request_body_size", "log_level", "media_store_path", "enable_authenticated_media", "media_retention",
       "http_limits", "rc_to_device", "max_to_device_queue", "allow_guest_access", "email",
       "identity_server_scheme", "enable_registration_captcha", "recaptcha_public_key",
@@ -357,6 +358,21 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
   if (root["registration_shared_secret"]) {
     c.registration_shared_secret = get<std::string>(root["registration_shared_secret"], "registration_shared_secret", "a string");
   }
+  // Synapse: the secret may instead sit in a file (surrounding whitespace stripped); not both.
+  if (auto p = root["registration_shared_secret_path"]; p && !p.IsNull()) {
+    auto path = resolve(config_dir, get<std::string>(p, "registration_shared_secret_path", "a path"));
+    if (!c.registration_shared_secret.empty()) {
+      bad("registration_shared_secret_path", "registration_shared_secret and registration_shared_secret_path are mutually incompatible");
+    }
+    std::ifstream f(path);
+    if (!f) bad("registration_shared_secret_path", "cannot read '" + path + "'");
+    std::stringstream text;
+    text << f.rdbuf();
+    std::string secret = text.str();
+    auto first = secret.find_first_not_of(" \t\r\n");
+    auto last = secret.find_last_not_of(" \t\r\n");
+    c.registration_shared_secret = first == std::string::npos ? "" : secret.substr(first, last - first + 1);
+  }
   if (root["rc_message"]) c.rc_message = parse_rate(root["rc_message"], "rc_message");
   if (root["rc_registration"]) c.rc_registration = parse_rate(root["rc_registration"], "rc_registration");
   if (auto l = root["rc_login"]) {
@@ -458,8 +474,11 @@ std::string generate_config(const std::string& server_name, const std::string& d
     << "# Guest accounts (POST /register?kind=guest), which may only read and join rooms whose\n"
     << "# m.room.guest_access is can_join.\n"
     << "allow_guest_access: false\n\n"
-    << "# Shared secret for admin registration (POST /_synapse/admin/v1/register). Empty: disabled.\n"
-    << "# registration_shared_secret: \"change me\"\n\n"
+    << "# Shared secret for registering users from the command line: `trestle register-user -c FILE`\n"
+    << "# (Synapse's register_new_matrix_user speaks the same protocol), POST /_synapse/admin/v1/register.\n"
+    << "# Anyone who knows it can create admins: keep this file private. Unset: disabled. Or keep it\n"
+    << "# in a file with registration_shared_secret_path (not both).\n"
+    << "registration_shared_secret: \"" << core::random_string(50) << "\"\n\n"
     << "# Token lifetimes (durations like 5m, 12h; unset: no limit). Clients that send\n"
     << "# refresh_token: true at login get refresh tokens and access tokens that expire after\n"
     << "# refreshable_access_token_lifetime (default 5m; null: no refresh tokens); other clients'\n"

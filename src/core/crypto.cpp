@@ -1,5 +1,7 @@
 #include "core/crypto.hpp"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sodium.h>
 
 #include <algorithm>
@@ -122,6 +124,42 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   if (a.empty()) return true;
   return sodium_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string hex_encode(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char b : bytes) {
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 0xf]);
+  }
+  return out;
+}
+
+std::string hmac_sha1_hex(std::string_view key, std::string_view message) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  // An empty key is a valid HMAC key; OpenSSL wants a non-null pointer for it.
+  static const unsigned char kEmpty = 0;
+  const void* k = key.empty() ? static_cast<const void*>(&kEmpty) : static_cast<const void*>(key.data());
+  if (!HMAC(EVP_sha1(), k, static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(message.data()),
+            message.size(), digest, &len)) {
+    throw std::runtime_error("HMAC-SHA1 failed");
+  }
+  return hex_encode(std::string_view(reinterpret_cast<const char*>(digest), len));
+}
+
+std::string registration_mac(std::string_view shared_secret, std::string_view nonce, std::string_view username,
+                             std::string_view password, bool admin, std::string_view user_type) {
+  std::string message;
+  message.reserve(nonce.size() + username.size() + password.size() + user_type.size() + 16);
+  message.append(nonce).push_back('\0');
+  message.append(username).push_back('\0');
+  message.append(password).push_back('\0');
+  message.append(admin ? "admin" : "notadmin");
+  if (!user_type.empty()) message.append(1, '\0').append(user_type);
+  return hmac_sha1_hex(shared_secret, message);
 }
 
 std::string hash_password(std::string_view password) {

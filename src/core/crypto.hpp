@@ -24,6 +24,16 @@ std::string random_upper(size_t length);
 
 bool constant_time_equal(std::string_view a, std::string_view b);
 
+// HMAC-SHA1 of `message` keyed by `key`, as lower-case hex (40 characters): the mac of Synapse's
+// shared-secret registration (POST /_synapse/admin/v1/register). OpenSSL's libcrypto.
+std::string hmac_sha1_hex(std::string_view key, std::string_view message);
+// The mac of shared-secret registration: HMAC-SHA1 keyed by the shared secret over nonce, NUL,
+// username, NUL, password, NUL, "admin" or "notadmin", and (when not empty) NUL and user_type.
+std::string registration_mac(std::string_view shared_secret, std::string_view nonce, std::string_view username,
+                             std::string_view password, bool admin, std::string_view user_type = {});
+// Lower-case hex of `bytes`.
+std::string hex_encode(std::string_view bytes);
+
 // New password hashes: argon2id with OWASP's parameters m=19 MiB, t=2, p=1 (libsodium always
 // uses p=1). Each hash or verification holds this much memory while it runs.
 inline constexpr unsigned long long kPasswordOpsLimit = 2;

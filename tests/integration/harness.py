@@ -650,7 +650,7 @@ MACROS = ("register", "login", "create_room", "join", "invite", "send", "sync", 
 STEP_KEYS = set(HTTP_METHODS) | set(MACROS) | {
     "name", "method", "path", "as", "token", "query", "body", "raw", "headers", "status", "errcode",
     "expect", "expect_headers", "save", "password", "user", "type", "txn", "save_as", "max_ms", "min_ms",
-    "timeout_s", "admin"}
+    "timeout_s", "hmac_sha1", "key", "parts", "admin"}
 
 
 class StepError(TestFailure):
@@ -691,6 +691,14 @@ class CaseRunner:
     def run_step(self, step, vars):
         if "sleep_ms" in step:
             time.sleep(step["sleep_ms"] / 1000)
+            return
+        if "hmac_sha1" in step:
+            # Saves the hex HMAC-SHA1 keyed by `key` over `parts` joined by NULs (the mac of
+            # shared-secret registration).
+            import hashlib, hmac
+            message = b"\x00".join(str(substitute(p, vars)).encode() for p in step["parts"])
+            vars[step["hmac_sha1"]] = hmac.new(substitute(step["key"], vars).encode(), message,
+                                               hashlib.sha1).hexdigest()
             return
         req = self.expand(step, vars)
         path = substitute(req["path"].replace("#", "%23"), vars, encode=encode_path_part)

@@ -193,3 +193,28 @@ TEST_F(CoreCrypto, SigningKeyGenerateSignVerify) {
   EXPECT_THROW(SigningKey::generate(""), std::invalid_argument);
   EXPECT_THROW(SigningKey::generate("a b"), std::invalid_argument);
 }
+
+// RFC 2202 test case 1 and 2 for HMAC-SHA1.
+TEST(HmacSha1, Rfc2202Vectors) {
+  EXPECT_EQ(trestle::core::hmac_sha1_hex(std::string(20, '\x0b'), "Hi There"),
+            "b617318655057264e28bc0b6fb378c8ef146be00");
+  EXPECT_EQ(trestle::core::hmac_sha1_hex("Jefe", "what do ya want for nothing?"),
+            "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
+  EXPECT_EQ(trestle::core::hmac_sha1_hex("", ""), "fbdb1d1b18aa6c08324b7d64b71fb76370690e1d");
+}
+
+// Synapse's docs/admin_api/register_api.md example (nonce "thisisanonce", pepper_roni / pizza,
+// secret "shared_secret"); expected values computed with python's hmac module and with
+// `printf '%s\0%s\0%s\0%s' ... | openssl sha1 -hmac shared_secret` as the document shows.
+TEST(RegistrationMac, SynapseDocumentedExample) {
+  using trestle::core::registration_mac;
+  EXPECT_EQ(registration_mac("shared_secret", "thisisanonce", "pepper_roni", "pizza", true),
+            "48715842ad67d5dc9a9ee938a3bda4fcfae8d7c7");
+  // The user_type is appended after a NUL; an empty one is left out (as Synapse's `if user_type`).
+  EXPECT_EQ(registration_mac("shared_secret", "thisisanonce", "pepper_roni", "pizza", false, "bot"),
+            "b269635cb53e1adc15073ae7ffbd000b836b3105");
+  EXPECT_EQ(registration_mac("shared_secret", "thisisanonce", "pepper_roni", "pizza", true, ""),
+            registration_mac("shared_secret", "thisisanonce", "pepper_roni", "pizza", true));
+  EXPECT_NE(registration_mac("shared_secret", "thisisanonce", "pepper_roni", "pizza", false),
+            registration_mac("shared_secret", "thisisanonce", "pepper_roni", "pizza", true));
+}
