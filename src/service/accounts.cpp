@@ -4,6 +4,7 @@
 #include "core/crypto.hpp"
 #include "core/error.hpp"
 #include "core/identifiers.hpp"
+#include "storage/user_admin_store.hpp"
 
 #include <algorithm>
 
@@ -530,6 +531,11 @@ void AccountService::change_password(const Requester& r, const std::string& new_
     devices_changed_after(r.user_id);
     forget_cached_tokens();
   }
+}
+
+void AccountService::link_external_id(const std::string& auth_provider, const std::string& external_id,
+                                      const std::string& user_id) {
+  db_.write([&](storage::Connection& c) { storage::user_admin::add_external_id(c, auth_provider, external_id, user_id); });
 }
 
 std::string AccountService::issue_deviceless_token(const std::string& user_id, std::optional<int64_t> valid_until_ms) {

@@ -121,6 +121,9 @@ public:
   // Admin API: sets the user's password (none: removes it); with `logout_devices` every device
   // and token of the user goes.
   void set_password(const std::string& user_id, const std::optional<std::string>& new_password, bool logout_devices);
+  // Single sign-on: the identity provider `auth_provider` (e.g. "cas") knows `user_id` as
+  // `external_id` (Synapse's user_external_ids, for the admin API's lookups).
+  void link_external_id(const std::string& auth_provider, const std::string& external_id, const std::string& user_id);
   // Cached token owners carry account flags (lock, shadow-ban): call after changing one.
   void forget_cached_tokens();
 

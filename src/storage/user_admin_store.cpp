@@ -203,6 +203,13 @@ std::optional<std::string> user_for_external_id(Connection& c, const std::string
   return st.text(0);
 }
 
+void add_external_id(Connection& c, const std::string& auth_provider, const std::string& external_id,
+                     const std::string& user_id) {
+  c.prepare("INSERT OR IGNORE INTO user_external_ids (auth_provider, external_id, user_id) VALUES (?, ?, ?)")
+      .bind(auth_provider, external_id, user_id)
+      .run();
+}
+
 bool replace_external_ids(Connection& c, const std::string& user_id,
                           const std::vector<std::pair<std::string, std::string>>& ids) {
   for (const auto& [provider, id] : ids) {

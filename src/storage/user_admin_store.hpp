@@ -71,6 +71,9 @@ std::vector<std::pair<std::string, RateLimitOverride>> all_ratelimits(Connection
 std::vector<std::pair<std::string, std::string>> external_ids(Connection& c, const std::string& user_id);
 std::optional<std::string> user_for_external_id(Connection& c, const std::string& auth_provider,
                                                 const std::string& external_id);
+// Records that the identity provider's `external_id` is `user_id` (kept if already recorded).
+void add_external_id(Connection& c, const std::string& auth_provider, const std::string& external_id,
+                     const std::string& user_id);
 // Replaces the user's external IDs; false (nothing changed) when one belongs to another user.
 bool replace_external_ids(Connection& c, const std::string& user_id,
                           const std::vector<std::pair<std::string, std::string>>& ids);

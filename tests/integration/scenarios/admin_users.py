@@ -148,3 +148,29 @@ def test_created_account_logs_in_and_password_reset_logs_out(ctx):
     ctx.expect(srv.client().request("POST", "/login", body=login), 403, "M_FORBIDDEN")
     login["password"] = "second-pw"
     ctx.expect(srv.client().request("POST", "/login", body=login))
+
+
+def test_cas_users_are_found_by_their_external_id(ctx):
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from accounts_sso import CAS_FAIL, CAS_OK, FakeService, server_with
+
+    def handler(method, path, query, body):
+        if path == "/cas/proxyValidate" and query.get("ticket") == "t1":
+            return 200, "text/plain", CAS_OK.format(user="jdoe")
+        return 200, "text/plain", CAS_FAIL
+
+    fake = FakeService(handler)
+    try:
+        srv = server_with(ctx, {"cas_config": {"server_url": fake.url + "/cas"}})
+        admin = ctx.register(srv, "admin", admin=True)
+        ctx.expect(srv.client().request("GET", "/login/cas/ticket",
+                                        query={"redirectUrl": "https://client.example/", "ticket": "t1"}))
+        ctx.expect(admin.request("GET", "/_synapse/admin/v1/auth_providers/cas/users/jdoe"),
+                   body={"user_id": "@jdoe:localhost"})
+        ctx.expect(admin.request("GET", f"/_synapse/admin/v2/users/{q('@jdoe:localhost')}"),
+                   body={"external_ids": [{"auth_provider": "cas", "external_id": "jdoe"}]})
+        ctx.expect(admin.request("GET", "/_synapse/admin/v1/auth_providers/cas/users/someone-else"), 404, "M_NOT_FOUND")
+    finally:
+        fake.close()
