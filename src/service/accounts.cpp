@@ -4,6 +4,7 @@
 #include "core/crypto.hpp"
 #include "core/error.hpp"
 #include "core/identifiers.hpp"
+#include "storage/user_admin_store.hpp"
 
 #include <algorithm>
 
@@ -85,6 +86,7 @@ Requester AccountService::authenticate(const std::optional<std::string>& token,
   r.access_token_hash = hash;
   r.is_guest = owner->is_guest;
   r.locked = owner->locked;
+  r.shadow_banned = owner->shadow_banned;
   return r;
 }
 
@@ -527,6 +529,37 @@ void AccountService::change_password(const Requester& r, const std::string& new_
   });
   if (logout_devices) {
     devices_changed_after(r.user_id);
+    forget_cached_tokens();
+  }
+}
+
+void AccountService::link_external_id(const std::string& auth_provider, const std::string& external_id,
+                                      const std::string& user_id) {
+  db_.write([&](storage::Connection& c) { storage::user_admin::add_external_id(c, auth_provider, external_id, user_id); });
+}
+
+std::string AccountService::issue_deviceless_token(const std::string& user_id, std::optional<int64_t> valid_until_ms) {
+  std::string token = core::random_string(32);
+  db_.write([&](storage::Connection& c) {
+    accounts::insert_token(c, token_hash(token), user_id, std::nullopt, core::now_ms(), valid_until_ms);
+  });
+  return token;
+}
+
+void AccountService::set_password(const std::string& user_id, const std::optional<std::string>& new_password,
+                                  bool logout_devices) {
+  std::optional<std::string> hash;
+  if (new_password) hash = hasher_.hash(*new_password);  // slow: outside the write lock
+  db_.write([&](storage::Connection& c) {
+    accounts::set_password_hash(c, user_id, hash);
+    if (logout_devices) {
+      accounts::delete_all_devices(c, user_id, std::nullopt);
+      accounts::delete_all_tokens(c, user_id, std::nullopt);
+      devices_changed(c, user_id);
+    }
+  });
+  if (logout_devices) {
+    devices_changed_after(user_id);
     forget_cached_tokens();
   }
 }

@@ -115,6 +115,18 @@ public:
   // Whether the user is a server admin.
   bool is_admin(const std::string& user_id);
 
+  // Admin API: a new access token for `user_id` with no device (POST /_synapse/admin/v1/users/{id}/login),
+  // expiring at `valid_until_ms` when given.
+  std::string issue_deviceless_token(const std::string& user_id, std::optional<int64_t> valid_until_ms);
+  // Admin API: sets the user's password (none: removes it); with `logout_devices` every device
+  // and token of the user goes.
+  void set_password(const std::string& user_id, const std::optional<std::string>& new_password, bool logout_devices);
+  // Single sign-on: the identity provider `auth_provider` (e.g. "cas") knows `user_id` as
+  // `external_id` (Synapse's user_external_ids, for the admin API's lookups).
+  void link_external_id(const std::string& auth_provider, const std::string& external_id, const std::string& user_id);
+  // Cached token owners carry account flags (lock, shadow-ban): call after changing one.
+  void forget_cached_tokens();
+
   void logout(const Requester& r);
   void logout_all(const Requester& r);
   // User-interactive authentication with m.login.password for `operation` (a key naming what
@@ -208,7 +220,6 @@ private:
   // Access tokens seen recently, so most requests skip the database. Revoking any token clears
   // it (revocations are rare), and the generation stops a lookup that raced a revocation from
   // putting the revoked token back.
-  void forget_cached_tokens();
   static constexpr size_t kTokenCacheSize = 100000;
   std::mutex token_cache_mu_;
   std::unordered_map<std::string, storage::accounts::TokenOwner> token_cache_;

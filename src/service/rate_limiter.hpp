@@ -4,6 +4,7 @@
 #include "config/config.hpp"
 
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -14,6 +15,9 @@ public:
   explicit RateLimiter(config::RateLimit limit) : limit_(limit) {}
   // Takes one action for `key`, or throws MatrixError 429.
   void take(const std::string& key);
+  // A limit of its own for `key` (Synapse's admin override_ratelimit; per_second 0 exempts it),
+  // or none to go back to the configured one.
+  void set_override(const std::string& key, std::optional<config::RateLimit> limit);
 
 private:
   struct Bucket {
@@ -23,6 +27,7 @@ private:
   config::RateLimit limit_;
   std::mutex mu_;
   std::unordered_map<std::string, Bucket> buckets_;
+  std::unordered_map<std::string, config::RateLimit> overrides_;
 };
 
 }  // namespace trestle::service

@@ -14,6 +14,7 @@ struct Requester {
   const AppService* appservice = nullptr;  // set when the as_token authenticated the request
   bool is_guest = false;                   // a guest account (POST /register?kind=guest)
   bool locked = false;                     // the account is locked (401 M_USER_LOCKED but for logout)
+  bool shadow_banned = false;              // admin shadow-ban: writes seem to succeed, reach no one
   bool authenticated() const { return !user_id.empty(); }
 };
 

@@ -35,6 +35,9 @@ using boost::json::array;
 using boost::json::object;
 
 namespace {
+// What a shadow-banned user is told its event got (Synapse's ShadowBanError): an ID like a real
+// one, for an event that was never sent.
+std::string shadow_banned_event_id() { return "$" + core::random_string(43); }
 
 constexpr size_t kMaxPduBytes = 65536;  // the spec's limit on a whole event
 constexpr size_t kMaxTypeOrStateKeyBytes = 255;  // and on its type and state_key
@@ -377,6 +380,7 @@ std::vector<ev::StoredEvent> RoomService::send_events(const std::vector<NewEvent
 
 std::string RoomService::send_message(const Requester& r, const std::string& room_id, const std::string& type,
                                       const std::string& txn_id, const object& content, std::optional<int64_t> ts) {
+  if (r.shadow_banned) return shadow_banned_event_id();
   std::string device = r.device_id.value_or("");
   // Idempotency: a retried PUT returns the first event instead of sending twice. Checked inside
   // the write only: retries are rare, and a separate read first would cost every send.
@@ -425,6 +429,9 @@ std::string RoomService::set_state(const Requester& r, const std::string& room_i
       if (m == "join") check_guest_may_join(r, room_id);
     }
     if (m == "invite") check_invite_permission(state_key);
+    if (m == "invite" && r.shadow_banned) return shadow_banned_event_id();
+  } else if (r.shadow_banned) {
+    return shadow_banned_event_id();
   }
   if (type == "m.room.canonical_alias") {
     // The alias must point at this room (spec: 400 M_BAD_ALIAS).
@@ -464,6 +471,7 @@ std::string RoomService::set_state(const Requester& r, const std::string& room_i
 
 std::string RoomService::redact(const Requester& r, const std::string& room_id, const std::string& event_id,
                                 const std::string& txn_id, const std::optional<std::string>& reason) {
+  if (r.shadow_banned) return shadow_banned_event_id();
   object content;
   if (reason) content["reason"] = *reason;
   const room::RoomVersion* version = nullptr;
@@ -539,7 +547,7 @@ std::string RoomService::create_room(const Requester& r, const object& body,
         }
       }
       check_invite_permission(user_id);  // 403 M_INVITE_BLOCKED before anything is created
-      invitees.push_back(user_id);
+      if (!r.shadow_banned) invitees.push_back(user_id);  // a shadow-banned creator's invites go nowhere
     }
   }
   object creation_content;
@@ -797,6 +805,7 @@ void RoomService::invite(const Requester& r, const std::string& room_id, const s
   if (current && current->membership == "join") throw MatrixError::forbidden(target + " is already in the room");
   if (current && current->membership == "ban") throw MatrixError::forbidden(target + " is banned from the room");
   check_invite_permission(target);
+  if (r.shadow_banned) return;  // seems to succeed, reaches no one (Synapse's shadow-ban)
   change_membership(r, room_id, target, "invite", reason, is_direct);
 }
 
@@ -1192,8 +1201,10 @@ void RoomService::remove_from_canonical_alias(const Requester& r, const std::str
 }
 
 array RoomService::room_aliases(const Requester& r, const std::string& room_id) {
+  // Server admins may list any room's aliases, as in Synapse (synadm's `user membership` does).
+  const bool admin = !r.appservice && accounts_.is_admin(r.user_id);
   return db_.read([&](storage::Connection& c) {
-    read_access(c, r, room_id);
+    if (!admin) read_access(c, r, room_id);
     array out;
     for (auto& a : rooms_db::aliases_of_room(c, room_id)) out.push_back(boost::json::value(a));
     return out;

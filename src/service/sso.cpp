@@ -135,6 +135,7 @@ std::string SsoService::handle_cas_ticket(const std::string& ticket, const std::
       }
     }
   }
+  accounts_.link_external_id("cas", *user, user_id);
   std::string token = issue_login_token(user_id, core::steady_ms());
   std::string target = *client_redirect + (client_redirect->find('?') == std::string::npos ? "?" : "&") +
                        "loginToken=" + core::percent_encode(token);

@@ -155,11 +155,11 @@ void insert_token(Connection& c, const std::string& token_hash, const std::strin
 std::optional<TokenOwner> find_token(Connection& c, const std::string& token_hash) {
   auto st = c.prepare(
       "SELECT t.user_id, t.device_id, COALESCE(u.is_guest, 0), t.valid_until_ms, t.refresh_token_id, t.used, "
-      "COALESCE(u.locked, 0) FROM access_tokens t LEFT JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?");
+      "COALESCE(u.locked, 0), COALESCE(u.shadow_banned, 0) FROM access_tokens t LEFT JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?");
   st.bind(token_hash);
   if (!st.step()) return std::nullopt;
   TokenOwner o{st.text(0), st.opt_text(1), st.int64(2) != 0, std::nullopt, std::nullopt, st.int64(5) != 0,
-               st.int64(6) != 0};
+               st.int64(6) != 0, st.int64(7) != 0};
   if (!st.is_null(3)) o.valid_until_ms = st.int64(3);
   if (!st.is_null(4)) o.refresh_token_id = st.int64(4);
   return o;

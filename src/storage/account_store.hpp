@@ -37,6 +37,7 @@ struct TokenOwner {
   std::optional<int64_t> refresh_token_id;  // the refresh token issued with it
   bool used = false;                        // used at least once (ends its predecessor refresh token)
   bool locked = false;                      // the user's account is locked
+  bool shadow_banned = false;               // the user is shadow-banned (admin API)
 };
 
 struct RefreshToken {

@@ -535,6 +535,26 @@ ALTER TABLE local_media ADD COLUMN safe_from_quarantine INTEGER NOT NULL DEFAULT
 CREATE INDEX local_media_uploader ON local_media (uploader, created_ts);
 CREATE INDEX local_media_sha256 ON local_media (sha256) WHERE sha256 IS NOT NULL;
 )SQL",
+      // 23 (task users, issue 11): Synapse's admin API for users: shadow-banning, user types,
+      // per-user message rate-limit overrides (Synapse's ratelimit_override) and the external
+      // (SSO) IDs of accounts (Synapse's user_external_ids).
+      R"SQL(
+ALTER TABLE users ADD COLUMN shadow_banned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN user_type TEXT;
+CREATE TABLE ratelimit_override (
+  user_id TEXT PRIMARY KEY,
+  messages_per_second INTEGER,
+  burst_count INTEGER
+);
+CREATE TABLE user_external_ids (
+  auth_provider TEXT NOT NULL,
+  external_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  PRIMARY KEY (auth_provider, external_id)
+);
+CREATE INDEX user_external_ids_user ON user_external_ids (user_id);
+CREATE INDEX users_created_ts ON users (created_ts);
+)SQL",
   };
   return steps;
 }

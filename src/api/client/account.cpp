@@ -2,6 +2,7 @@
 // logout.yaml, password_management.yaml, account_deactivation.yaml, whoami).
 #include "api/appservice/offload.hpp"
 #include "api/handler_util.hpp"
+#include "service/admin/user_admin.hpp"
 #include "api/routes.hpp"
 #include "core/clock.hpp"
 #include "core/crypto.hpp"
@@ -299,14 +300,8 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
   r.client("POST", "/account/deactivate", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
     auto body = req.json_object(true);
     hs.accounts.require_deactivation_auth(who, body);
-    // Leave every room first, so the account does not linger as a member.
-    for (const auto& room : hs.rooms.joined_rooms(who.user_id)) {
-      try {
-        hs.rooms.leave(who, std::string(room.as_string()), std::nullopt);
-      } catch (const MatrixError&) {
-      }
-    }
-    hs.accounts.deactivate(who.user_id, optional_bool(body, "erase").value_or(false));
+    // Leaves every room, so the account does not linger as a member (shared with the admin API).
+    service::admin::deactivate_account(hs, who.user_id, optional_bool(body, "erase").value_or(false));
     // Unbinding at identity servers waits on them: off the workers.
     return offload_if(true, [&hs, user = who.user_id, id_server = optional_string(body, "id_server")] {
       return ok(object{{"id_server_unbind_result", hs.threepids.on_deactivate(user, id_server)}});
