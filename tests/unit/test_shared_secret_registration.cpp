@@ -31,7 +31,7 @@ struct Fixture {
       : cfg(make_config()),
         db((dir.path / "t.db").string()),
         accounts(cfg, db, appservices),
-        reg(accounts) {}
+        reg(accounts, db) {}
 
   boost::json::object body(const std::string& nonce, const std::string& user, bool admin = false) {
     return {{"nonce", nonce}, {"username", user}, {"password", "pw"}, {"admin", admin},

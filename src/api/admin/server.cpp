@@ -17,7 +17,7 @@ void add_server_routes(http::Router& r, service::Homeserver& hs) {
         [](http::Request&, const service::Requester&) { return ok(object{{"server_version", core::kServerVersion}}); });
 
   // The nonces live as long as the routes (the process).
-  auto shared = std::make_shared<service::admin::SharedSecretRegistration>(hs.accounts);
+  auto shared = std::make_shared<service::admin::SharedSecretRegistration>(hs.accounts, hs.db);
   r.add("GET", "/_synapse/admin/v1/register", http::Auth::none,
         [shared](http::Request&, const service::Requester&) { return ok(object{{"nonce", shared->new_nonce()}}); });
   r.add("POST", "/_synapse/admin/v1/register", http::Auth::none,

@@ -3,6 +3,7 @@
 #include "core/clock.hpp"
 #include "core/crypto.hpp"
 #include "core/error.hpp"
+#include "storage/user_admin_store.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -133,6 +134,7 @@ Session SharedSecretRegistration::register_user(const boost::json::object& body)
   auto s = accounts_.register_user(localpart, password, device_id, device_name, inhibit_login, std::nullopt, admin,
                                    refresh_token);
   if (displayname && !displayname->empty()) accounts_.set_profile_field(s.user_id, "displayname", *displayname);
+  if (user_type) db_.write([&](storage::Connection& c) { storage::user_admin::set_user_type(c, s.user_id, user_type); });
   return s;
 }
 

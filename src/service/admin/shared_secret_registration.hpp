@@ -21,7 +21,7 @@ public:
   // are forgotten first), so asking for nonces cannot grow memory without bound.
   static constexpr size_t kMaxNonces = 10000;
 
-  explicit SharedSecretRegistration(AccountService& accounts) : accounts_(accounts) {}
+  SharedSecretRegistration(AccountService& accounts, storage::Database& db) : accounts_(accounts), db_(db) {}
 
   // GET /_synapse/admin/v1/register: a new single-use nonce (hex), whether or not a secret is set.
   std::string new_nonce();
@@ -41,6 +41,7 @@ private:
   void expire_nonces(int64_t now_ms);
 
   AccountService& accounts_;
+  storage::Database& db_;
   std::mutex mu_;
   std::unordered_map<std::string, int64_t> nonces_;  // nonce -> when handed out (steady ms)
   std::multimap<int64_t, std::string> by_time_;
