@@ -18,6 +18,7 @@
 #include "room/room_version.hpp"
 #include "service/room_upgrade.hpp"
 #include "service/registration.hpp"
+#include "service/registration_tokens.hpp"
 #include "service/relations.hpp"
 #include "service/presence_sync.hpp"
 #include "service/profile.hpp"
@@ -62,6 +63,7 @@ struct Homeserver {
         threepids(config, db, http, signing_key),
         third_party_invites(config, rooms, accounts, threepids) {
     set_self_destruct_enabled(config.enable_ephemeral_messages);
+    registration.set_registration_tokens(&registration_tokens);
     room::set_default_room_version(config.default_room_version);
     sync.set_to_device(&to_device);
     accounts.ensure_appservice_senders();
@@ -132,6 +134,7 @@ struct Homeserver {
   ProfileService profile{config, db, [this](const std::string& user_id) { rooms.update_profile_in_rooms(user_id); }};
   SpaceService spaces{db, rooms};  // space hierarchy, room summary, mutual rooms
   RelationService relations{db};  // /relations, /threads
+  RegistrationTokenService registration_tokens{db};  // admin API and the m.login.registration_token stage
 };
 
 }  // namespace trestle::service

@@ -21,6 +21,8 @@ std::optional<std::string> string_field(const boost::json::object& o, const char
   return std::string(v->as_string());
 }
 
+constexpr const char* kTokenStage = "m.login.registration_token";
+
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   return s;
@@ -36,8 +38,28 @@ RegistrationService::RegistrationService(const config::Config& cfg, AccountServi
       check_recaptcha(auth, remote_address);
     }, boost::json::object{{"public_key", cfg_.recaptcha_public_key}});
   }
-  // Like Synapse: the captcha comes first, then the dummy stage.
-  if (cfg_.enable_registration_captcha) flows_ = {{"m.login.recaptcha", "m.login.dummy"}};
+  // Like Synapse: the token comes first, then the captcha, then the flow's own stages.
+  if (cfg_.registration_requires_token) {
+    required_stages_.push_back(kTokenStage);
+    // Checked by check_token_stage (it needs the session); the entry makes the type known.
+    add_stage(kTokenStage, [](const boost::json::object&, const std::string&) {});
+  }
+  if (cfg_.enable_registration_captcha) required_stages_.push_back("m.login.recaptcha");
+  flows_ = {with_required_stages({"m.login.dummy"})};
+}
+
+std::vector<std::string> RegistrationService::with_required_stages(std::vector<std::string> flow) const {
+  std::vector<std::string> out;
+  for (const auto& s : required_stages_) {
+    if (std::find(flow.begin(), flow.end(), s) == flow.end()) out.push_back(s);
+  }
+  out.insert(out.end(), flow.begin(), flow.end());
+  return out;
+}
+
+void RegistrationService::set_flows(std::vector<std::vector<std::string>> flows) {
+  flows_.clear();
+  for (auto& f : flows) add_flow(std::move(f));
 }
 
 bool RegistrationService::calls_out(const boost::json::object& body) const {
@@ -121,6 +143,7 @@ Session RegistrationService::register_user(const boost::json::object& body, cons
   } else {
     sid = sessions_.create("", "POST /register", now);
     session.operation = "POST /register";
+    session.created_ms = now;
   }
   // Synapse: parameters sent again replace the remembered ones; none sent means "as before".
   // They (the password too) stay in memory only, for the session's 30 minutes at most.
@@ -155,7 +178,14 @@ Session RegistrationService::register_user(const boost::json::object& body, cons
       throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", flows_reply(sid, session.completed));
     }
     try {
-      stage->second.check(*auth, remote_address);
+      if (t == kTokenStage) {
+        if (!tokens_) throw MatrixError(500, "M_UNKNOWN", "Registration tokens are not available");
+        // The token is held as long as the session lives (UiaSessions: from its creation).
+        int64_t session_ends = core::now_ms() + (session.created_ms + UiaSessions::kLifetimeMs - now);
+        tokens_->check_stage(*auth, sid, session_ends);
+      } else {
+        stage->second.check(*auth, remote_address);
+      }
     } catch (const MatrixError& e) {
       if (e.status() >= 500) throw;  // our failure (the captcha service is down), not the client's
       throw MatrixError(401, e.errcode().empty() ? "M_FORBIDDEN" : e.errcode(), e.what(),
@@ -186,6 +216,8 @@ Session RegistrationService::register_user(const boost::json::object& body, cons
   auto s = accounts_.register_user(localpart, password, device_id, display_name, inhibit_login, std::nullopt, false,
                                    refresh_token);
   sessions_.set_result(sid, s.user_id);
+  // The token this session held counts one completed use (Synapse: pending becomes completed).
+  if (tokens_ && session.completed.count(kTokenStage)) tokens_->complete(sid);
   return s;
 }
 

@@ -517,6 +517,25 @@ INSERT OR IGNORE INTO event_relations
     FROM events WHERE redacted_by IS NULL AND json LIKE '%m.relates_to%')
   WHERE parent_type = 'text' AND rel_type_type = 'text';
 )SQL",
+      // 21 (task regtokens): registration tokens (Synapse's registration_tokens: token,
+      // uses_allowed, completed, expiry_time), and the registration sessions that hold a token:
+      // one row per UIA session that passed m.login.registration_token, pending until the
+      // session registers someone (used = 1) or expires. `pending` is counted from these rows.
+      R"SQL(
+CREATE TABLE registration_tokens (
+  token TEXT PRIMARY KEY,
+  uses_allowed INTEGER,
+  completed INTEGER NOT NULL DEFAULT 0,
+  expiry_time INTEGER
+);
+CREATE TABLE registration_token_sessions (
+  session_id TEXT PRIMARY KEY,
+  token TEXT NOT NULL,
+  expires_ts INTEGER NOT NULL,
+  used INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX registration_token_sessions_token ON registration_token_sessions (token, used, expires_ts);
+)SQL",
   };
   return steps;
 }

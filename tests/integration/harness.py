@@ -650,7 +650,7 @@ MACROS = ("register", "login", "create_room", "join", "invite", "send", "sync", 
 STEP_KEYS = set(HTTP_METHODS) | set(MACROS) | {
     "name", "method", "path", "as", "token", "query", "body", "raw", "headers", "status", "errcode",
     "expect", "expect_headers", "save", "password", "user", "type", "txn", "save_as", "max_ms", "min_ms",
-    "timeout_s"}
+    "timeout_s", "admin"}
 
 
 class StepError(TestFailure):
