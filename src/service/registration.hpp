@@ -44,7 +44,17 @@ public:
   // flows/params/session (and errcode after a failed stage), or the registration's own errors.
   Session register_user(const boost::json::object& body, const std::string& remote_address);
 
+  // A guest's upgrade (guest_access_token) with registration_requires_token: the same stages as
+  // any registration, in a session of its own. Returns the session once a flow is complete (else
+  // throws the 401); after the upgrade, finish_guest_upgrade counts the token's use.
+  std::string authenticate_guest_upgrade(const boost::json::object& body, const std::string& remote_address);
+  void finish_guest_upgrade(const std::string& sid);
+
 private:
+  // Checks the stage `auth` attempts (if any) in `session`, then throws the 401 unless a flow is
+  // complete.
+  void attempt_stage(const boost::json::object* auth, const std::string& sid, UiaSessions::Session& session,
+                     int64_t now, const std::string& remote_address);
   boost::json::object flows_reply(const std::string& sid, const std::set<std::string>& completed) const;
   bool some_flow_done(const std::set<std::string>& completed) const;
   std::vector<std::string> with_required_stages(std::vector<std::string> flow) const;

@@ -95,3 +95,21 @@ def test_setting_is_a_known_key(ctx):
         log += f.read()
     if "unknown config key" in log:
         raise TestFailure("registration_requires_token or rc_registration_token_validity warned as unknown:\n" + log[-2000:])
+
+
+def test_a_guest_upgrade_needs_a_token_too(ctx):
+    """As in Synapse, upgrading a guest goes through the registration flows."""
+    srv, admin = token_server(ctx, allow_guest_access=True)
+    ctx.expect(admin.request("POST", "/_synapse/admin/v1/registration_tokens/new", body={"token": "g", "uses_allowed": 1}))
+    c = srv.client()
+    guest = ctx.expect(c.request("POST", "/register", query={"kind": "guest"}, body={}))
+    localpart = guest["user_id"][1:].split(":")[0]
+    body = {"username": localpart, "password": "sekrit-1234", "guest_access_token": guest["access_token"],
+            "auth": {"type": "m.login.dummy"}}
+    first = ctx.expect(c.request("POST", "/register", body=body), 401,
+                       body={"flows": [{"stages": ["m.login.registration_token", "m.login.dummy"]}],
+                             "completed": ["m.login.dummy"]})
+    body["auth"] = {"type": "m.login.registration_token", "token": "g", "session": first["session"]}
+    ctx.expect(c.request("POST", "/register", body=body), body={"user_id": guest["user_id"], "access_token": "$string"})
+    ctx.expect(admin.request("GET", "/_synapse/admin/v1/registration_tokens/g"), body={"pending": 0, "completed": 1})
+    ctx.expect(c.request("GET", "/account/whoami", token=guest["access_token"]), body={"is_guest": False})
