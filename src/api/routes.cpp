@@ -66,6 +66,7 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
   add_timestamp_routes(r, hs);
   add_space_routes(r, hs);
   add_relation_routes(r, hs);
+  add_registration_token_client_routes(r, hs);
   admin::add_routes(r, hs);  // /_synapse/admin (Synapse's admin API)
 }
 

@@ -35,6 +35,7 @@ void add_space_routes(http::Router& r, service::Homeserver& hs);   // hierarchy,
 
 // All of the above plus the authenticator.
 void add_relation_routes(http::Router& r, service::Homeserver& hs);  // /relations, /threads
+void add_registration_token_client_routes(http::Router& r, service::Homeserver& hs);  // token /validity (v1.2)
 void add_all_routes(http::Router& r, service::Homeserver& hs);
 
 }  // namespace trestle::api

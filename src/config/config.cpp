@@ -224,7 +224,8 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
       "rc_reports", "admin_contact", "support",
       "default_room_version",
       "session_lifetime", "refreshable_access_token_lifetime", "refresh_token_lifetime",
-      "nonrefreshable_access_token_lifetime", "login_via_existing_session"};
+      "nonrefreshable_access_token_lifetime", "login_via_existing_session",
+      "registration_requires_token", "rc_registration_token_validity"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");
@@ -330,10 +331,15 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
   if (root["enable_ephemeral_messages"]) {
     c.enable_ephemeral_messages = get<bool>(root["enable_ephemeral_messages"], "enable_ephemeral_messages", "true or false");
   }
+  if (root["registration_requires_token"]) {
+    c.registration_requires_token =
+        get<bool>(root["registration_requires_token"], "registration_requires_token", "true or false");
+  }
   // Like Synapse: open registration with no verification step must be asked for explicitly.
-  if (c.enable_registration && !c.enable_registration_without_verification && !c.enable_registration_captcha) {
+  if (c.enable_registration && !c.enable_registration_without_verification && !c.enable_registration_captcha &&
+      !c.registration_requires_token) {
     bad("enable_registration",
-        "open registration without email or captcha verification also needs "
+        "open registration without email, captcha or token verification also needs "
         "enable_registration_without_verification: true");
   }
   // Token lifetimes: a duration, or null for none (refreshable_access_token_lifetime: null turns
@@ -383,6 +389,9 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
   }
   if (root["rc_to_device"]) c.rc_to_device = parse_rate(root["rc_to_device"], "rc_to_device");
   if (root["rc_reports"]) c.rc_reports = parse_rate(root["rc_reports"], "rc_reports");
+  if (root["rc_registration_token_validity"]) {
+    c.rc_registration_token_validity = parse_rate(root["rc_registration_token_validity"], "rc_registration_token_validity");
+  }
   parse_support(root, c.support);
   if (root["max_to_device_queue"]) {
     c.max_to_device_queue = get<uint64_t>(root["max_to_device_queue"], "max_to_device_queue", "a positive integer");
@@ -471,6 +480,10 @@ std::string generate_config(const std::string& server_name, const std::string& d
     << "# Open registration. Without email/captcha verification Synapse's second key is required too.\n"
     << "enable_registration: true\n"
     << "enable_registration_without_verification: true\n\n"
+    << "# Registration tokens: when true, registering needs a token an admin made\n"
+    << "# (POST /_synapse/admin/v1/registration_tokens/new, or `synadm regtok new`); with it, open\n"
+    << "# registration needs no enable_registration_without_verification.\n"
+    << "# registration_requires_token: false\n\n"
     << "# Guest accounts (POST /register?kind=guest), which may only read and join rooms whose\n"
     << "# m.room.guest_access is can_join.\n"
     << "allow_guest_access: false\n\n"
@@ -497,7 +510,9 @@ std::string generate_config(const std::string& server_name, const std::string& d
     << "# Rate limits per user (messages) and per client address (registration, login).\n"
     << "rc_message:\n  per_second: 0.2\n  burst_count: 10\n"
     << "rc_registration:\n  per_second: 0.17\n  burst_count: 3\n"
-    << "rc_login:\n  address:\n    per_second: 0.17\n    burst_count: 3\n\n"
+    << "rc_login:\n  address:\n    per_second: 0.17\n    burst_count: 3\n"
+    << "# GET /register/m.login.registration_token/validity, per client address.\n"
+    << "rc_registration_token_validity:\n  per_second: 0.1\n  burst_count: 5\n\n"
     << "# Uploaded media: files under media_store_path, at most max_upload_size each.\n"
     << "media_store_path: \"" << data_dir << "/media\"\n"
     << "max_upload_size: 50M\n"

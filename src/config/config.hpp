@@ -79,6 +79,9 @@ struct Config {
   bool enable_registration_without_verification = false;
   bool allow_guest_access = false;  // POST /register?kind=guest (Synapse's key and default)
   std::string registration_shared_secret;
+  // Registration tokens (Synapse's key): every registration flow starts with the
+  // m.login.registration_token stage; tokens are managed with the admin API.
+  bool registration_requires_token = false;
   // reCAPTCHA (Synapse's keys): the m.login.recaptcha registration stage, checked at
   // recaptcha_siteverify_api with the private key; required when enable_registration_captcha.
   bool enable_registration_captcha = false;
@@ -117,6 +120,8 @@ struct Config {
   uint64_t max_to_device_queue = 10'000;
   // Content reports (rooms, events, users) per reporting user: Synapse's rc_reports and default.
   RateLimit rc_reports{1, 5};
+  // GET /register/m.login.registration_token/validity per client address (Synapse's default).
+  RateLimit rc_registration_token_validity{0.1, 5};
   SupportConfig support;
   uint64_t max_upload_size = 50ull * 1024 * 1024;
   uint64_t max_request_body_size = 1ull * 1024 * 1024;  // non-media JSON bodies

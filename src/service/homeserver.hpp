@@ -21,6 +21,7 @@
 #include "room/room_version.hpp"
 #include "service/room_upgrade.hpp"
 #include "service/registration.hpp"
+#include "service/registration_tokens.hpp"
 #include "service/relations.hpp"
 #include "service/presence_sync.hpp"
 #include "service/profile.hpp"
@@ -65,6 +66,7 @@ struct Homeserver {
         threepids(config, db, http, signing_key),
         third_party_invites(config, rooms, accounts, threepids) {
     set_self_destruct_enabled(config.enable_ephemeral_messages);
+    registration.set_registration_tokens(&registration_tokens);
     room::set_default_room_version(config.default_room_version);
     sync.set_to_device(&to_device);
     accounts.ensure_appservice_senders();
@@ -138,6 +140,7 @@ struct Homeserver {
   RoomAdminService room_admin{config, db, rooms, accounts};  // admin API: rooms, deletion, purges, reports
   media::MediaAdmin media_admin{config, db, media, accounts};  // /_synapse/admin media API
   media::MediaRetention media_retention{config, media_admin};  // media_retention (serve starts it)
+  RegistrationTokenService registration_tokens{db};  // admin API and the m.login.registration_token stage
 };
 
 }  // namespace trestle::service

@@ -21,6 +21,9 @@ std::optional<std::string> string_field(const boost::json::object& o, const char
   return std::string(v->as_string());
 }
 
+constexpr const char* kTokenStage = "m.login.registration_token";
+constexpr const char* kGuestUpgrade = "POST /register (guest upgrade)";
+
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   return s;
@@ -36,8 +39,29 @@ RegistrationService::RegistrationService(const config::Config& cfg, AccountServi
       check_recaptcha(auth, remote_address);
     }, boost::json::object{{"public_key", cfg_.recaptcha_public_key}});
   }
-  // Like Synapse: the captcha comes first, then the dummy stage.
-  if (cfg_.enable_registration_captcha) flows_ = {{"m.login.recaptcha", "m.login.dummy"}};
+  // Like Synapse: the token comes first, then the captcha, then the flow's own stages.
+  if (cfg_.registration_requires_token) {
+    required_stages_.push_back(kTokenStage);
+    // Checked in register_user by RegistrationTokenService::check_stage (it needs the session);
+    // this entry makes the type known.
+    add_stage(kTokenStage, [](const boost::json::object&, const std::string&) {});
+  }
+  if (cfg_.enable_registration_captcha) required_stages_.push_back("m.login.recaptcha");
+  flows_ = {with_required_stages({"m.login.dummy"})};
+}
+
+std::vector<std::string> RegistrationService::with_required_stages(std::vector<std::string> flow) const {
+  std::vector<std::string> out;
+  for (const auto& s : required_stages_) {
+    if (std::find(flow.begin(), flow.end(), s) == flow.end()) out.push_back(s);
+  }
+  out.insert(out.end(), flow.begin(), flow.end());
+  return out;
+}
+
+void RegistrationService::set_flows(std::vector<std::vector<std::string>> flows) {
+  flows_.clear();
+  for (auto& f : flows) add_flow(std::move(f));
 }
 
 bool RegistrationService::calls_out(const boost::json::object& body) const {
@@ -97,6 +121,41 @@ bool RegistrationService::some_flow_done(const std::set<std::string>& completed)
   });
 }
 
+void RegistrationService::attempt_stage(const boost::json::object* auth, const std::string& sid,
+                                        UiaSessions::Session& session, int64_t now,
+                                        const std::string& remote_address) {
+  // The stage attempted in this request, if any.
+  auto* type = auth ? auth->if_contains("type") : nullptr;
+  if (type) {
+    std::string t = type->is_string() ? std::string(type->as_string()) : std::string();
+    auto stage = stages_.find(t);
+    if (stage == stages_.end()) {
+      throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", flows_reply(sid, session.completed));
+    }
+    try {
+      if (t == kTokenStage) {
+        if (!tokens_) throw MatrixError(500, "M_UNKNOWN", "Registration tokens are not available");
+        // The token is held as long as the session lives (UiaSessions: from its creation).
+        int64_t session_ends = core::now_ms() + (session.created_ms + UiaSessions::kLifetimeMs - now);
+        tokens_->check_stage(*auth, sid, session_ends);
+      } else {
+        stage->second.check(*auth, remote_address);
+      }
+    } catch (const MatrixError& e) {
+      if (e.status() >= 500) throw;  // our failure (the captcha service is down), not the client's
+      throw MatrixError(401, e.errcode().empty() ? "M_FORBIDDEN" : e.errcode(), e.what(),
+                        flows_reply(sid, session.completed));
+    }
+    sessions_.complete_stage(sid, t);
+    session.completed.insert(t);
+  }
+  if (!some_flow_done(session.completed)) {
+    // The first 401 carries only flows/params/session (and completed stages): an errcode would
+    // mean a failed attempt, which clients show to the user as an error.
+    throw MatrixError(401, "", "User-interactive authentication required", flows_reply(sid, session.completed));
+  }
+}
+
 Session RegistrationService::register_user(const boost::json::object& body, const std::string& remote_address) {
   int64_t now = core::steady_ms();
   // Only the registration parameters are remembered (in memory, per session): a body may carry up
@@ -121,6 +180,7 @@ Session RegistrationService::register_user(const boost::json::object& body, cons
   } else {
     sid = sessions_.create("", "POST /register", now);
     session.operation = "POST /register";
+    session.created_ms = now;
   }
   // Synapse: parameters sent again replace the remembered ones; none sent means "as before".
   // They (the password too) stay in memory only, for the session's 30 minutes at most.
@@ -146,29 +206,7 @@ Session RegistrationService::register_user(const boost::json::object& body, cons
     accounts_.check_new_localpart(*username);
   }
 
-  // The stage attempted in this request, if any.
-  auto* type = auth ? auth->if_contains("type") : nullptr;
-  if (type) {
-    std::string t = type->is_string() ? std::string(type->as_string()) : std::string();
-    auto stage = stages_.find(t);
-    if (stage == stages_.end()) {
-      throw MatrixError(401, "M_FORBIDDEN", "Unsupported authentication type", flows_reply(sid, session.completed));
-    }
-    try {
-      stage->second.check(*auth, remote_address);
-    } catch (const MatrixError& e) {
-      if (e.status() >= 500) throw;  // our failure (the captcha service is down), not the client's
-      throw MatrixError(401, e.errcode().empty() ? "M_FORBIDDEN" : e.errcode(), e.what(),
-                        flows_reply(sid, session.completed));
-    }
-    sessions_.complete_stage(sid, t);
-    session.completed.insert(t);
-  }
-  if (!some_flow_done(session.completed)) {
-    // The first 401 carries only flows/params/session (and completed stages): an errcode would
-    // mean a failed attempt, which clients show to the user as an error.
-    throw MatrixError(401, "", "User-interactive authentication required", flows_reply(sid, session.completed));
-  }
+  attempt_stage(auth, sid, session, now, remote_address);
 
   // Done before: the same user again, with a fresh device and token (Synapse).
   if (!session.result.empty()) {
@@ -186,7 +224,36 @@ Session RegistrationService::register_user(const boost::json::object& body, cons
   auto s = accounts_.register_user(localpart, password, device_id, display_name, inhibit_login, std::nullopt, false,
                                    refresh_token);
   sessions_.set_result(sid, s.user_id);
+  // The token this session held counts one completed use (Synapse: pending becomes completed).
+  if (tokens_ && session.completed.count(kTokenStage)) tokens_->complete(sid);
   return s;
+}
+
+std::string RegistrationService::authenticate_guest_upgrade(const boost::json::object& body,
+                                                            const std::string& remote_address) {
+  int64_t now = core::steady_ms();
+  auto* auth_value = body.if_contains("auth");
+  const boost::json::object* auth = auth_value && auth_value->is_object() ? &auth_value->as_object() : nullptr;
+  std::string sid;
+  UiaSessions::Session session;
+  auto* sid_value = auth ? auth->if_contains("session") : nullptr;
+  if (sid_value && sid_value->is_string() && !sid_value->as_string().empty()) {
+    sid = sid_value->as_string();
+    auto found = sessions_.get(sid, now);
+    if (!found || found->operation != kGuestUpgrade) throw MatrixError(400, "M_UNKNOWN", "Unknown session ID");
+    session = std::move(*found);
+  } else {
+    sid = sessions_.create("", kGuestUpgrade, now);
+    session.operation = kGuestUpgrade;
+    session.created_ms = now;
+  }
+  attempt_stage(auth, sid, session, now, remote_address);
+  return sid;
+}
+
+void RegistrationService::finish_guest_upgrade(const std::string& sid) {
+  if (tokens_) tokens_->complete(sid);
+  sessions_.remove(sid);
 }
 
 }  // namespace trestle::service

@@ -555,6 +555,25 @@ CREATE TABLE user_external_ids (
 CREATE INDEX user_external_ids_user ON user_external_ids (user_id);
 CREATE INDEX users_created_ts ON users (created_ts);
 )SQL",
+      // 24 (task regtokens, issue 11): registration tokens (Synapse's registration_tokens: token,
+      // uses_allowed, completed, expiry_time), and the registration sessions that hold a token:
+      // one row per UIA session that passed m.login.registration_token, pending until the
+      // session registers someone (used = 1) or expires. `pending` is counted from these rows.
+      R"SQL(
+CREATE TABLE registration_tokens (
+  token TEXT PRIMARY KEY,
+  uses_allowed INTEGER,
+  completed INTEGER NOT NULL DEFAULT 0,
+  expiry_time INTEGER
+);
+CREATE TABLE registration_token_sessions (
+  session_id TEXT PRIMARY KEY,
+  token TEXT NOT NULL,
+  expires_ts INTEGER NOT NULL,
+  used INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX registration_token_sessions_token ON registration_token_sessions (token, used, expires_ts);
+)SQL",
   };
   return steps;
 }

@@ -165,6 +165,14 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
       // Upgrading a guest: the username must be the guest's own localpart; only the dummy stage.
       if (!username) throw MatrixError::missing_param("Upgrading a guest needs its 'username'");
       hs.accounts.guest_upgrade_target(*guest_token, *username);
+      if (hs.config.registration_requires_token) {
+        // As in Synapse, an upgrade goes through the registration flows: the token first.
+        auto sid = hs.registration.authenticate_guest_upgrade(body, req.remote_address);
+        hs.accounts.registration_limiter().take(req.remote_address);
+        auto s = hs.accounts.upgrade_guest(*guest_token, *username, password, device_id, display_name, inhibit_login);
+        hs.registration.finish_guest_upgrade(sid);
+        return ok(session_reply(hs, req, s));
+      }
       auto* auth = body.if_contains("auth");
       if (!auth || !auth->is_object()) return http::Reply{http::Response::json(dummy_flows(), 401)};
       auto* type = auth->as_object().if_contains("type");

@@ -19,8 +19,6 @@ NOT_ROUTED = {
         "OAuth 2.0 API (a later issue); the spec's answer without it is 404 M_UNRECOGNIZED",
     ("GET", "/.well-known/matrix/policy_server"):
         "policy servers are a federation feature; no policy server here",
-    ("GET", "/_matrix/client/v1/register/m.login.registration_token/validity"):
-        "registration tokens come with the admin API (issue 11)",
     ("GET", "/_matrix/client/v3/login/sso/redirect"): "SSO is off in this config (CAS only when configured)",
     ("GET", "/_matrix/client/v3/login/sso/redirect/{idpId}"): "SSO is off in this config",
     ("POST", "/_matrix/client/v1/login/get_token"):
