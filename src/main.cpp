@@ -4,6 +4,7 @@
 //   trestle --config FILE set-admin USER_ID     make a local user a server admin
 // Each command lives in src/cli/.
 #include "cli/commands.hpp"
+#include "cli/logging.hpp"
 #include "config/config.hpp"
 #include "core/crypto.hpp"
 
@@ -37,6 +38,8 @@ int main(int argc, char** argv) {
       if (output.empty()) {
         std::cout << text;
       } else {
+        // As Synapse's generate: a log config beside the config (named there, commented out).
+        trestle::cli::write_log_config_beside(output, server_name, data_dir);
         std::ofstream out(output, std::ios::trunc);
         out << text;
         if (!out) throw std::runtime_error("cannot write " + output);
