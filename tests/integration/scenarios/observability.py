@@ -222,8 +222,10 @@ def test_access_log_and_redaction(ctx):
         # A 4xx, unauthenticated: {None}.
         ctx.expect(srv.client().request("GET", "/account/whoami"), 401)
         wait_line(srv, r"\{None\} .* 401 \"GET /_matrix/client/v3/account/whoami", "the 401 line")
-        ctx.expect(alice.request("GET", "/rooms/!nope:localhost/state"), 403)
-        wait_line(srv, r"\{@alice[^}]*\} .* 403 \"GET /_matrix/client/v3/rooms/", "the 403 line")
+        res = alice.request("GET", "/rooms/!nope:localhost/state")
+        if not 400 <= res.status < 500:
+            raise TestFailure(f"state of an unknown room: {res.status}")
+        wait_line(srv, rf"\{{@alice[^}}]*\}} .* {res.status} \"GET /_matrix/client/v3/rooms/", "the 4xx line")
         # The token in the query string, and other secrets there.
         ctx.expect(srv.client().request("GET", "/account/whoami",
                                         query={"access_token": alice.token, "client_secret": "sekrit-cs"}))
