@@ -6,6 +6,7 @@
 //   trestle --config FILE backup OUT_DIR        online backup; `restore BACKUP_DIR` puts one back
 // Each command lives in src/cli/.
 #include "cli/commands.hpp"
+#include "cli/logging.hpp"
 #include "config/config.hpp"
 #include "core/crypto.hpp"
 
@@ -60,6 +61,8 @@ int main(int argc, char** argv) {
       if (output.empty()) {
         std::cout << text;
       } else {
+        // As Synapse's generate: a log config beside the config (named there, commented out).
+        trestle::cli::write_log_config_beside(output, server_name, data_dir);
         std::ofstream out(output, std::ios::trunc);
         out << text;
         if (!out) throw std::runtime_error("cannot write " + output);

@@ -1,8 +1,10 @@
 // `trestle --config FILE`: load the configuration, open the database, serve until a signal.
 #include "api/routes.hpp"
 #include "cli/commands.hpp"
+#include "cli/logging.hpp"
 #include "config/config.hpp"
 #include "core/crypto.hpp"
+#include "core/metrics.hpp"
 #include "http/client.hpp"
 #include "http/server.hpp"
 #include "http/smtp_client.hpp"
@@ -19,6 +21,10 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+
+#ifndef TRESTLE_VERSION_STRING
+#define TRESTLE_VERSION_STRING "0.1.0"
+#endif
 
 namespace trestle::cli {
 
@@ -68,6 +74,29 @@ void raise_fd_limit() {
   }
 }
 
+// Gauges read at scrape time from the services (process metrics, notifier, appservice senders).
+void register_metrics(trestle::service::Homeserver& hs) {
+  namespace m = trestle::metrics;
+  using S = std::vector<m::CallbackGauge::Sample>;
+  m::register_process_metrics(TRESTLE_VERSION_STRING);
+  auto& r = m::registry();
+  r.callback_gauge("synapse_notifier_listeners", "Long-polls waiting on the notifier", {},
+                   [&hs] { return S{{{}, static_cast<double>(hs.notifier.waiter_count())}}; });
+  auto per_as = [&hs](auto field) {
+    return [&hs, field] {
+      S out;
+      for (const auto& st : hs.appservice_sender.status()) out.push_back({{st.appservice_id}, static_cast<double>(field(st))});
+      return out;
+    };
+  };
+  r.callback_gauge("trestle_appservice_queued_transactions", "Transactions queued for an appservice, not yet accepted",
+                   {"service"}, per_as([](const auto& st) { return st.queued_txns; }));
+  r.callback_gauge("trestle_appservice_stream_lag", "Stream positions committed but not yet queued for an appservice",
+                   {"service"}, per_as([](const auto& st) { return st.stream_lag; }));
+  r.callback_gauge("trestle_appservice_backoff_seconds", "Current retry delay of an appservice's delivery (0: healthy)",
+                   {"service"}, per_as([](const auto& st) { return static_cast<double>(st.backoff_ms) / 1000.0; }));
+}
+
 }  // namespace
 
 int serve(const std::string& config_path) {
@@ -83,9 +112,15 @@ int serve(const std::string& config_path) {
     std::cerr << "trestle: " << config_path << ": " << e.what() << "\n";
     return 2;
   }
-  std::string level = cfg.log_level == "warning" ? "warn" : cfg.log_level;
-  spdlog::set_level(spdlog::level::from_str(level));
+  std::vector<std::string> log_warnings;
+  try {
+    setup_logging(cfg, log_warnings);
+  } catch (const std::exception& e) {
+    std::cerr << "trestle: " << config_path << ": " << e.what() << "\n";
+    return 2;
+  }
   for (const auto& w : warnings) spdlog::warn("{}: {}", config_path, w);
+  for (const auto& w : log_warnings) spdlog::warn("{}: {}", cfg.log_config, w);
   try {
     trestle::http::configure_outbound_tls(
         {!cfg.use_insecure_ssl_client_just_for_testing_do_not_use, cfg.federation_custom_ca_list});
@@ -129,8 +164,21 @@ int serve(const std::string& config_path) {
   trestle::http::Server server(router, hs.notifier, limits);
   std::vector<trestle::http::Endpoint> endpoints;
   for (const auto& l : cfg.listeners) {
-    for (const auto& a : l.bind_addresses) endpoints.push_back({a, l.port});
+    using Kind = trestle::http::Endpoint::Kind;
+    bool metrics_listener = l.type == "metrics";
+    if (metrics_listener && !cfg.enable_metrics) {
+      spdlog::warn("listener on port {}: metrics listener configured, but enable_metrics is not true; not started", l.port);
+      continue;
+    }
+    bool metrics_resource = std::find(l.resources.begin(), l.resources.end(), "metrics") != l.resources.end();
+    if (metrics_resource && !metrics_listener && !cfg.enable_metrics) {
+      spdlog::warn("listener on port {}: the metrics resource needs enable_metrics: true; not served", l.port);
+    }
+    for (const auto& a : l.bind_addresses) {
+      endpoints.push_back({a, l.port, metrics_listener ? Kind::metrics : Kind::client, metrics_resource && cfg.enable_metrics});
+    }
   }
+  if (cfg.enable_metrics) register_metrics(hs);
   server.listen(endpoints);
   spdlog::info("trestle serving {} (database {})", cfg.server_name, cfg.database_path);
   hs.appservice_sender.start();
@@ -138,6 +186,11 @@ int serve(const std::string& config_path) {
   hs.media_retention.start();
   server.run();
   hs.media_retention.stop();
+  // The gauges read hs, which is about to go.
+  for (const char* name : {"synapse_notifier_listeners", "trestle_appservice_queued_transactions",
+                           "trestle_appservice_stream_lag", "trestle_appservice_backoff_seconds"}) {
+    trestle::metrics::registry().remove(name);
+  }
   trestle::http::abort_outbound_requests();
   hs.appservice_sender.stop();
   hs.push.stop();

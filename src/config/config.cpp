@@ -225,7 +225,7 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
       "default_room_version",
       "session_lifetime", "refreshable_access_token_lifetime", "refresh_token_lifetime",
       "nonrefreshable_access_token_lifetime", "login_via_existing_session",
-      "registration_requires_token", "rc_registration_token_validity"};
+      "registration_requires_token", "rc_registration_token_validity", "enable_metrics"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");
@@ -252,7 +252,7 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
         l.bind_addresses = {get<std::string>(n["bind_address"], key + ".bind_address", "an address")};
       }
       if (n["type"]) l.type = get<std::string>(n["type"], key + ".type", "a string");
-      if (l.type != "http") bad(key + ".type", "only 'http' listeners are supported");
+      if (l.type != "http" && l.type != "metrics") bad(key + ".type", "only 'http' and 'metrics' listeners are supported");
       if (auto rs = n["resources"]) {
         l.resources.clear();
         for (const auto& r : rs) {
@@ -435,6 +435,13 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
       bad("identity_server_scheme", "must be https or http");
     }
   }
+  if (root["enable_metrics"]) c.enable_metrics = get<bool>(root["enable_metrics"], "enable_metrics", "true or false");
+  if (root["log_config"]) {
+    c.log_config = get<std::string>(root["log_config"], "log_config", "a file name");
+    if (!c.log_config.empty() && !std::filesystem::path(c.log_config).is_absolute()) {
+      c.log_config = (std::filesystem::path(config_dir) / c.log_config).string();
+    }
+  }
   if (root["log_level"]) {
     c.log_level = get<std::string>(root["log_level"], "log_level", "a string");
     static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "warning", "error", "critical"};
@@ -527,7 +534,18 @@ std::string generate_config(const std::string& server_name, const std::string& d
     << "# media_retention:\n"
     << "#   local_media_lifetime: 90d\n"
     << "#   remote_media_lifetime: 14d\n"
+    << "# Logging: a Python logging YAML file, as Synapse's (handlers: StreamHandler, FileHandler,\n"
+    << "# RotatingFileHandler; `loggers: synapse.access: {level: ...}` for the access log). Without it\n"
+    << "# the server logs to stderr at log_level. `generate-config -o FILE` wrote this one beside FILE.\n"
+    << "# log_config: \"" << server_name << ".log.config\"\n"
     << "log_level: info\n\n"
+    << "# Prometheus metrics: a `type: metrics` listener (GET /metrics), or `metrics` in an http\n"
+    << "# listener's resources (/_synapse/metrics). Nothing is served unless enable_metrics is true.\n"
+    << "# enable_metrics: true\n"
+    << "# listeners:\n"
+    << "#   - port: 9000\n"
+    << "#     type: metrics\n"
+    << "#     bind_addresses: ['127.0.0.1']\n\n"
     << "# Trestle's transport limits (no Synapse equivalent). Behind a reverse proxy all clients share\n"
     << "# its address: raise max_connections_per_address there, or set it to 0 (no cap).\n"
     << "# http_limits:\n"

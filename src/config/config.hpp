@@ -11,7 +11,7 @@ namespace trestle::config {
 struct Listener {
   unsigned short port = 8008;
   std::vector<std::string> bind_addresses{"127.0.0.1"};
-  std::string type = "http";
+  std::string type = "http";  // or "metrics" (Prometheus, with enable_metrics)
   std::vector<std::string> resources{"client"};
 };
 
@@ -145,6 +145,11 @@ struct Config {
   // does not see v11 spaces as spaces (scripts/nheko_check.py --room-version 11 shows it).
   std::string default_room_version = "10";
   std::string log_level = "info";
+  // Synapse's log_config: a Python logging YAML file (see config/log_config.hpp); empty: log_level
+  // and stderr. Resolved against config_dir.
+  std::string log_config;
+  // Synapse's enable_metrics: without it no metrics are served (a metrics listener is not bound).
+  bool enable_metrics = false;
   HttpLimits http_limits;
   EmailConfig email;
   // How identity servers named by clients ("host:port") are reached: "https" (the spec); "http"

@@ -1,5 +1,6 @@
 #include "http/client.hpp"
 
+#include "core/metrics.hpp"
 #include "http/destination.hpp"
 
 #include <boost/asio/connect.hpp>
@@ -338,7 +339,8 @@ void configure_outbound_tls(const OutboundTlsConfig& config) {
 
 void abort_outbound_requests() { aborting.store(true); }
 
-ClientResponse http_request(const std::string& method, const std::string& url, const std::string& path_and_query,
+namespace {
+ClientResponse send_request(const std::string& method, const std::string& url, const std::string& path_and_query,
                             const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body,
                             int timeout_ms, const RequestOptions& options) {
   ClientResponse out;
@@ -397,6 +399,22 @@ ClientResponse http_request(const std::string& method, const std::string& url, c
     fail(out, x.ec, std::string(x.wrote ? "reading the answer from " : "sending to ") + key);
     return out;
   }
+}
+}  // namespace
+
+ClientResponse http_request(const std::string& method, const std::string& url, const std::string& path_and_query,
+                            const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body,
+                            int timeout_ms, const RequestOptions& options) {
+  auto out = send_request(method, url, path_and_query, headers, body, timeout_ms, options);
+  // Synapse's names (synapse/http/client.py); "ERR" when no answer came.
+  static auto& requests = metrics::registry().counter("synapse_http_client_requests", "Outbound HTTP requests sent", {"method"});
+  static auto& responses = metrics::registry().counter("synapse_http_client_responses",
+                                                       "Outbound HTTP requests answered, by status code", {"method", "code"});
+  if (!out.not_sent) {
+    requests.labels({method}).inc();
+    responses.labels({method, out.status ? std::to_string(out.status) : "ERR"}).inc();
+  }
+  return out;
 }
 
 }  // namespace trestle::http

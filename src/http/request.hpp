@@ -28,6 +28,7 @@ struct Request {
   std::string remote_address;                       // peer IP, for per-address rate limits
   unsigned short local_port = 0;                    // the listener's port (its resources)
   std::string user_agent;                           // the User-Agent header, if any
+  std::string log_requester;                        // who, for the access log (set by the router)
 
   std::optional<std::string> query_param(const std::string& name) const;
   // The body as a JSON object. Empty body counts as {} when `allow_empty`.

@@ -1,6 +1,7 @@
 #include "http/router.hpp"
 
 #include "core/error.hpp"
+#include "http/access_log.hpp"
 
 #include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
@@ -103,6 +104,7 @@ Reply Router::dispatch(Request& req, const std::string& target) const {
     req.route = found->path_template;
     service::Requester requester;
     if (found->auth != Auth::none && authenticate_) requester = authenticate_(req, found->auth == Auth::required);
+    if (requester.authenticated()) req.log_requester = requester_for_log(requester);
     if (found->check_body) found->check_body(req);
     return found->handler(req, requester);
   });

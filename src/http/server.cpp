@@ -5,6 +5,9 @@
 
 #include "core/crypto.hpp"
 #include "core/error.hpp"
+#include "core/logging.hpp"
+#include "core/metrics.hpp"
+#include "http/access_log.hpp"
 
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -109,6 +112,70 @@ Peer peek_peer(tcp::socket& socket) {
   return Peer::gone;  // EOF or reset
 }
 
+// Request metrics, with Synapse's names (synapse/http/request_metrics.py) where it has one.
+struct HttpMetrics {
+  metrics::Family<metrics::Counter>& received = metrics::registry().counter(
+      "synapse_http_server_requests_received", "Requests received, by method and servlet (route template)",
+      {"method", "servlet"});
+  metrics::Family<metrics::Counter>& responses = metrics::registry().counter(
+      "synapse_http_server_responses", "Responses sent, by method and status code", {"method", "code"});
+  metrics::Family<metrics::Histogram>& response_time = metrics::registry().histogram(
+      "synapse_http_server_response_time_seconds",
+      "Time from a request's header to its answer written, by method, servlet and status code",
+      {"method", "servlet", "code"});
+  metrics::Gauge& long_polls =
+      metrics::registry().gauge("trestle_http_long_polls", "Long-polls (/sync, /events) waiting now").labels({});
+  metrics::Counter& wakes =
+      metrics::registry().counter("trestle_notifier_wakes", "Long-polls woken by the notifier before their timeout")
+          .labels({});
+  metrics::Histogram& wake_latency =
+      metrics::registry()
+          .histogram("trestle_notifier_wake_latency_seconds",
+                     "From the notifier waking a long-poll to its answer ready")
+          .labels({});
+};
+HttpMetrics& http_metrics() {
+  static HttpMetrics m;
+  return m;
+}
+
+// Method label values: a client's made-up verbs must not make new series.
+std::string method_label(std::string_view m) {
+  for (std::string_view known : {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"}) {
+    if (m == known) return std::string(m);
+  }
+  return "OTHER";
+}
+
+double seconds_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// The request line of a header Beast could not parse (it parses only a whole header): what the
+// access log can still say about a request that timed out or was too large.
+void request_line_from(const beast::flat_buffer& buffer, std::string& method, std::string& target) {
+  auto data = buffer.data();
+  std::string_view text(static_cast<const char*>(data.data()), std::min<size_t>(data.size(), 8192));
+  text = text.substr(0, text.find("\r\n"));
+  auto sp = text.find(' ');
+  if (sp == std::string_view::npos) return;
+  method = std::string(text.substr(0, sp));
+  text.remove_prefix(sp + 1);
+  target = std::string(text.substr(0, text.find(' ')));
+}
+
+// What the access log and the metrics need of a request, gathered as the session goes.
+struct RequestInfo {
+  std::string method;
+  std::string target;  // raw; redacted when logged
+  std::string user_agent;
+  unsigned version = 11;
+  std::string requester;  // from the router (authentication), empty: None
+  std::string servlet = "-";  // the route template, "-" before or without routing
+  bool counted_received = false;
+  std::chrono::steady_clock::time_point start, ready;
+};
+
 // handle()'s answer when the client closed its connection while its long-poll waited: nothing
 // to write; the session closes the socket.
 constexpr int kClientGone = 0;
@@ -147,6 +214,9 @@ struct Server::Impl {
   // Handlers' calls out of the server (http::Offload): see run_offload.
   asio::thread_pool outbound{8};
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::vector<Endpoint> endpoints;  // acceptors[i] listens for endpoints[i]
+  // synapse.access.http.<port>, created at listen() (read-only once serving).
+  std::unordered_map<unsigned short, std::shared_ptr<spdlog::logger>> access_loggers;
   asio::signal_set signals{ioc, SIGINT, SIGTERM};
 
   Impl(const Router& r, service::Notifier& n, ServerLimits l)
@@ -238,6 +308,11 @@ struct Server::Impl {
   asio::awaitable<Response> wait_long_poll(LongPoll lp, tcp::socket& socket) {
     auto ex = co_await asio::this_coro::executor;
     PollSeat seat(*this, lp.owner, ex);
+    struct Waiting {  // the open long-polls gauge, for as long as this frame lives
+      Waiting() { http_metrics().long_polls.inc(); }
+      ~Waiting() { http_metrics().long_polls.dec(); }
+    } waiting;
+    auto woken_at = std::make_shared<std::atomic<int64_t>>(0);  // steady ns when the notifier fired
     bool watch_socket = true;  // until the client sends a pipelined request (left unread)
     while (true) {
       int64_t remaining = lp.deadline_ms - steady_now_ms();
@@ -246,7 +321,8 @@ struct Server::Impl {
         auto timer = std::make_shared<asio::steady_timer>(ex, std::chrono::milliseconds(remaining));
         seat.set_timer(timer);
         auto woken = std::make_shared<std::atomic<bool>>(false);
-        uint64_t id = notifier.wait(lp.wake_keys, lp.notifier_position, [timer, woken, ex] {
+        uint64_t id = notifier.wait(lp.wake_keys, lp.notifier_position, [timer, woken, woken_at, ex] {
+          woken_at->store(std::chrono::steady_clock::now().time_since_epoch().count());
           woken->store(true);
           asio::post(ex, [timer] { timer->cancel(); });
         });
@@ -279,6 +355,11 @@ struct Server::Impl {
         return guarded([&] { return poll(deadline_reached); });
       };
       Reply next = co_await run_on_workers(std::move(work));
+      if (int64_t at = woken_at->exchange(0); at != 0) {
+        http_metrics().wakes.inc();
+        auto woke = std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(at));
+        http_metrics().wake_latency.observe(seconds_between(woke, std::chrono::steady_clock::now()));
+      }
       if (auto* r = std::get_if<Response>(&next)) co_return std::move(*r);
       if (auto* off = std::get_if<Offload>(&next)) co_return co_await run_offload(std::move(*off));
       lp = std::move(std::get<LongPoll>(next));
@@ -357,7 +438,8 @@ struct Server::Impl {
 
   // Writes the answer (a file streamed from disk, or the body); only its headers for HEAD.
   asio::awaitable<boost::system::error_code> write_response(beast::tcp_stream& stream, Response& response,
-                                                            unsigned version, bool keep_alive, bool head_only) {
+                                                            unsigned version, bool keep_alive, bool head_only,
+                                                            uint64_t* body_bytes = nullptr) {
     boost::system::error_code ec;
     if (!response.file_path.empty()) {
       bhttp::response<bhttp::file_body> res{static_cast<bhttp::status>(response.status), version};
@@ -365,6 +447,7 @@ struct Server::Impl {
       if (!ec) {
         set_headers(res, response, keep_alive);
         res.prepare_payload();
+        if (body_bytes && !head_only) *body_bytes = res.body().size();
         co_return co_await write_message(stream, res, head_only);
       }
       spdlog::warn("cannot open media file {}: {}", response.file_path, ec.message());
@@ -374,11 +457,48 @@ struct Server::Impl {
     set_headers(res, response, keep_alive);
     res.body() = std::move(response.body);
     res.prepare_payload();
+    if (body_bytes && !head_only) *body_bytes = res.body().size();
     co_return co_await write_message(stream, res, head_only);
   }
 
-  asio::awaitable<void> session(tcp::socket socket, ConnectionCount counted) {
+  // A request is over: its metrics and its access log line (Synapse's _finished_processing).
+  // `complete`: the answer was written whole; otherwise the code gets Synapse's '!'.
+  void finish(const Endpoint& ep, const std::string& client_ip, RequestInfo& info, int status, bool complete,
+              uint64_t body_bytes) {
+    if (ep.kind == Endpoint::Kind::metrics) return;
+    auto now = std::chrono::steady_clock::now();
+    if (info.ready == std::chrono::steady_clock::time_point{}) info.ready = now;
+    std::string method = method_label(info.method);
+    std::string code = std::to_string(status);
+    auto& m = http_metrics();
+    if (!info.counted_received) m.received.labels({method, info.servlet}).inc();
+    m.responses.labels({method, code}).inc();
+    m.response_time.labels({method, info.servlet, code}).observe(seconds_between(info.start, now));
+    auto it = access_loggers.find(ep.port);
+    if (it == access_loggers.end()) return;
+    // OPTIONS (CORS preflights) only at debug, as Synapse.
+    auto level = info.method == "OPTIONS" ? spdlog::level::debug : spdlog::level::info;
+    if (!it->second->should_log(level)) return;
+    AccessRecord r;
+    r.client_ip = client_ip;
+    r.port = ep.port;
+    if (!info.requester.empty()) r.requester = info.requester;
+    r.processing_seconds = seconds_between(info.start, info.ready);
+    r.send_seconds = seconds_between(info.ready, now);
+    r.sent_bytes = body_bytes;
+    r.code = complete ? code : code + "!";
+    r.method = info.method.empty() ? "-" : info.method;
+    r.target = info.target.empty() ? "-" : redact_target(info.target);
+    r.protocol = info.version == 10 ? "HTTP/1.0" : "HTTP/1.1";
+    r.user_agent = info.user_agent;
+    it->second->log(level, "{}", format_access_line(r));
+  }
+
+  asio::awaitable<void> session(tcp::socket socket, ConnectionCount counted, const Endpoint& ep) {
     (void)counted;  // released when the session ends
+    std::string client_ip;
+    boost::system::error_code peer_ec;
+    if (auto peer = socket.remote_endpoint(peer_ec); !peer_ec) client_ip = peer.address().to_string();
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer(read_buffer_limit(limits));
     while (true) {
@@ -393,10 +513,22 @@ struct Server::Impl {
       bhttp::request_parser<bhttp::empty_body> header_parser;
       header_parser.body_limit(boost::none);  // checked below, once the route's limit is known
       header_parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
+      RequestInfo info;
+      info.start = std::chrono::steady_clock::now();
       stream.expires_after(std::chrono::milliseconds(limits.header_timeout_ms));
       co_await bhttp::async_read_header(stream, buffer, header_parser, asio::redirect_error(asio::use_awaitable, ec));
       stream.expires_never();
-      if (connection_lost(ec) && ec != bhttp::error::partial_message) break;
+      {
+        const auto& h = header_parser.get();
+        info.method = std::string(h.method_string());
+        info.target = std::string(h.target());
+        if (auto it = h.find(bhttp::field::user_agent); it != h.end()) info.user_agent = it->value();
+        if (ec && info.method.empty()) request_line_from(buffer, info.method, info.target);
+      }
+      if (connection_lost(ec) && ec != bhttp::error::partial_message) {
+        if (ec == beast::error::timeout) finish(ep, client_ip, info, 408, false, 0);
+        break;
+      }
       Response response;
       bool keep_alive = false;
       bool body_unread = false;  // answered before reading the body: close, after draining a little
@@ -412,6 +544,7 @@ struct Server::Impl {
         if (auto origin = origin_form(head.target())) head.target(*origin);
         keep_alive = head.keep_alive();
         version = head.version();
+        info.version = version;
         head_only = head.method() == bhttp::verb::head;
         bool upload = !limits.upload_dir.empty() && is_media_upload(head.method(), head.target());
         uint64_t limit = upload ? limits.max_upload_bytes : limits.max_body_bytes;
@@ -440,11 +573,15 @@ struct Server::Impl {
             parser.get().body().close();
             if (ec) {
               auto refused = body_error(ec, buffer, true);
-              if (!refused) break;
+              if (!refused) {
+                finish(ep, client_ip, info, ec == beast::error::timeout ? 408 : 499, false, 0);
+                break;
+              }
               response = std::move(*refused);
               body_unread = true;
             } else {
-              response = co_await handle(parser.get().base(), std::string(), upload_file.path, stream.socket());
+              response = co_await handle(parser.get().base(), std::string(), upload_file.path, stream.socket(),
+                                         ep, info);
             }
           }
         } else {
@@ -453,18 +590,28 @@ struct Server::Impl {
           ec = co_await read_body(stream, buffer, parser, false);
           if (ec) {
             auto refused = body_error(ec, buffer, false);
-            if (!refused) break;
+            if (!refused) {
+              finish(ep, client_ip, info, ec == beast::error::timeout ? 408 : 499, false, 0);
+              break;
+            }
             response = std::move(*refused);
             body_unread = true;
           } else {
             response = co_await handle(parser.get().base(), std::move(parser.get().body()), std::string(),
-                                       stream.socket());
+                                       stream.socket(), ep, info);
           }
         }
       }
-      if (response.status == kClientGone) break;
+      if (response.status == kClientGone) {
+        finish(ep, client_ip, info, 499, false, 0);
+        break;
+      }
       if (body_unread) keep_alive = false;
-      ec = co_await write_response(stream, response, version, keep_alive, head_only);
+      info.ready = std::chrono::steady_clock::now();
+      int status = response.status;
+      uint64_t body_bytes = 0;
+      ec = co_await write_response(stream, response, version, keep_alive, head_only, &body_bytes);
+      finish(ep, client_ip, info, status, !ec, ec ? 0 : body_bytes);
       if (!ec && body_unread) {
         // Read (and drop) what the client is still sending for a while, so that closing does not
         // reset the connection before it has read the answer.
@@ -486,7 +633,9 @@ struct Server::Impl {
   }
 
   // A connection over its address's cap: a 429 and close, without reading the request.
-  asio::awaitable<void> refuse(tcp::socket socket) {
+  asio::awaitable<void> refuse(tcp::socket socket, const Endpoint& ep, std::string client_ip) {
+    RequestInfo info;  // nothing of the request is read: logged as "- -"
+    info.start = std::chrono::steady_clock::now();
     beast::tcp_stream stream(std::move(socket));
     Response response = Response::error(429, "M_LIMIT_EXCEEDED", "Too many connections from your address",
                                         {{"retry_after_ms", 1000}});
@@ -496,7 +645,10 @@ struct Server::Impl {
     res.prepare_payload();
     boost::system::error_code ec;
     stream.expires_after(std::chrono::seconds(1));
+    info.ready = std::chrono::steady_clock::now();
+    size_t body_bytes = res.body().size();
     co_await bhttp::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    finish(ep, client_ip, info, 429, !ec, ec ? 0 : body_bytes);
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
@@ -528,8 +680,31 @@ struct Server::Impl {
     co_return std::get<Response>(std::move(reply));
   }
 
+  // /metrics on a metrics listener, /_synapse/metrics where the `metrics` resource is served.
+  static std::optional<Response> metrics_answer(const bhttp::request_header<>& breq, const Endpoint& ep) {
+    std::string_view path = breq.target();
+    path = path.substr(0, path.find('?'));
+    bool wanted = path == "/_synapse/metrics" ? (ep.kind == Endpoint::Kind::metrics || ep.serve_metrics)
+                                              : (path == "/metrics" && ep.kind == Endpoint::Kind::metrics);
+    if (!wanted) {
+      if (ep.kind == Endpoint::Kind::metrics) return Response::error(404, "M_UNRECOGNIZED", "Unrecognized request");
+      return std::nullopt;
+    }
+    if (breq.method() != bhttp::verb::get && breq.method() != bhttp::verb::head) {
+      return Response::error(405, "M_UNRECOGNIZED", "Method not allowed for this endpoint");
+    }
+    Response r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = metrics::registry().expose();
+    return r;
+  }
+
   asio::awaitable<Response> handle(const bhttp::request_header<>& breq, std::string body, std::string body_file,
-                                   tcp::socket& socket) {
+                                   tcp::socket& socket, const Endpoint& ep, RequestInfo& info) {
+    if (auto m = metrics_answer(breq, ep)) {
+      info.servlet = "/_synapse/metrics";
+      co_return std::move(*m);
+    }
     if (breq.method() == bhttp::verb::options) co_return Response::json(boost::json::object{});
     auto req = std::make_shared<Request>();
     req->method = std::string(breq.method_string());
@@ -547,12 +722,17 @@ struct Server::Impl {
     // Named before co_await: GCC 12 double-destroys lambda temporaries in co_await operands.
     std::function<Reply()> work = [r, req, target]() { return r->dispatch(*req, target); };
     Reply reply = co_await run_on_workers(std::move(work));
+    // Read after the hop back: the router set them on the worker before it.
+    info.requester = req->log_requester;
+    if (!req->route.empty()) info.servlet = req->route;
+    http_metrics().received.labels({method_label(info.method), info.servlet}).inc();
+    info.counted_received = true;
     if (auto* off = std::get_if<Offload>(&reply)) co_return co_await run_offload(std::move(*off));
     if (auto* lp = std::get_if<LongPoll>(&reply)) co_return co_await wait_long_poll(std::move(*lp), socket);
     co_return std::move(std::get<Response>(reply));
   }
 
-  asio::awaitable<void> accept_loop(tcp::acceptor& acceptor) {
+  asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, const Endpoint& ep) {
     while (true) {
       boost::system::error_code ec;
       tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
@@ -571,10 +751,10 @@ struct Server::Impl {
       // A strand per connection: the notifier cancels long-poll timers from other threads.
       if (!counted) {
         spdlog::debug("refusing a connection from {}: it has {} open", address, limits.max_connections_per_address);
-        asio::co_spawn(asio::make_strand(ioc), refuse(std::move(socket)), asio::detached);
+        asio::co_spawn(asio::make_strand(ioc), refuse(std::move(socket), ep, address), asio::detached);
         continue;
       }
-      asio::co_spawn(asio::make_strand(ioc), session(std::move(socket), std::move(*counted)), asio::detached);
+      asio::co_spawn(asio::make_strand(ioc), session(std::move(socket), std::move(*counted), ep), asio::detached);
     }
   }
 };
@@ -602,14 +782,22 @@ void Server::listen(const std::vector<Endpoint>& endpoints) {
       throw std::runtime_error("cannot listen on " + ep.address + ":" + std::to_string(ep.port) + ": " +
                                ec.message());
     }
-    spdlog::info("listening on {}:{}", ep.address, acceptor->local_endpoint().port());
+    unsigned short port = acceptor->local_endpoint().port();
+    spdlog::info("listening on {}:{}{}", ep.address, port, ep.kind == Endpoint::Kind::metrics ? " (metrics)" : "");
     impl_->acceptors.push_back(std::move(acceptor));
+    Endpoint bound = ep;
+    bound.port = port;  // the bound one when the config said 0
+    impl_->endpoints.push_back(bound);
+    // Synapse's logger name: synapse.access.http.<port>.
+    if (ep.kind == Endpoint::Kind::client && !impl_->access_loggers.count(port)) {
+      impl_->access_loggers[port] = core::named_logger("synapse.access.http." + std::to_string(port));
+    }
   }
 }
 
 void Server::run() {
-  for (auto& acceptor : impl_->acceptors) {
-    asio::co_spawn(impl_->ioc, impl_->accept_loop(*acceptor), asio::detached);
+  for (size_t i = 0; i < impl_->acceptors.size(); ++i) {
+    asio::co_spawn(impl_->ioc, impl_->accept_loop(*impl_->acceptors[i], impl_->endpoints[i]), asio::detached);
   }
   impl_->signals.async_wait([this](const boost::system::error_code& ec, int sig) {
     if (ec) return;

@@ -13,6 +13,11 @@ namespace trestle::http {
 struct Endpoint {
   std::string address;
   unsigned short port;
+  // metrics: a `type: metrics` listener, answering only GET /metrics and /_synapse/metrics (no
+  // access log). client: the router, plus /_synapse/metrics when `serve_metrics` (the `metrics`
+  // resource with enable_metrics).
+  enum class Kind { client, metrics } kind = Kind::client;
+  bool serve_metrics = false;
 };
 
 struct ServerLimits {

@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "core/identifiers.hpp"
 #include "core/json_depth.hpp"
+#include "core/metrics.hpp"
 #include "room/event_crypto.hpp"
 #include "service/accounts.hpp"
 #include "service/appservice/queries.hpp"
@@ -356,6 +357,8 @@ ev::StoredEvent RoomService::build_and_store(storage::Connection& c, const NewEv
 }
 
 void RoomService::announce(const std::vector<ev::StoredEvent>& events) {
+  static auto& persisted = metrics::registry().counter("synapse_storage_events_persisted_events", "Events persisted").labels({});
+  persisted.inc(static_cast<double>(events.size()));
   std::vector<std::string> keys;
   for (const auto& e : events) {
     keys.push_back(e.room_id);

@@ -1,6 +1,7 @@
 #include "storage/database.hpp"
 
 #include "core/error.hpp"
+#include "core/metrics.hpp"
 #include "storage/migrations.hpp"
 
 #include <spdlog/spdlog.h>
@@ -210,7 +211,15 @@ void Database::submit(WriteJob& job) {
     std::vector<WriteJob*> group;
     group.swap(queue_);
     lock.unlock();
+    auto started = std::chrono::steady_clock::now();
     write_group(group);
+    static auto& commit_seconds = metrics::registry()
+        .histogram("trestle_storage_write_group_seconds", "Time to run and commit one group of writes").labels({});
+    static auto& group_size = metrics::registry()
+        .histogram("trestle_storage_write_group_size", "Writes committed together in one transaction", {},
+                   {1, 2, 4, 8, 16, 32, 64, 128, 256}).labels({});
+    commit_seconds.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    group_size.observe(static_cast<double>(group.size()));
     lock.lock();
     for (auto* j : group) j->done = true;
     group_in_progress_ = false;

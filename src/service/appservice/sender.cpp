@@ -3,6 +3,7 @@
 #include "core/clock.hpp"
 #include "service/event_format.hpp"
 #include "core/json_depth.hpp"
+#include "core/metrics.hpp"
 #include "storage/appservice_store.hpp"
 #include "storage/device_inbox_store.hpp"
 #include "storage/key_store.hpp"
@@ -403,6 +404,24 @@ bool AppServiceSender::queue_next(Worker& w) {
   return true;
 }
 
+// Synapse's names (synapse/appservice/api.py), plus the time a transaction took to be answered.
+static void record_transaction_metrics(const std::string& service, bool ok, int64_t events, double seconds) {
+  auto& r = metrics::registry();
+  static auto& sent = r.counter("synapse_appservice_api_sent_transactions", "Number of /transactions/ requests sent", {"service"});
+  static auto& failed = r.counter("synapse_appservice_api_failed_transactions",
+                                  "Number of /transactions/ requests that failed to send", {"service"});
+  static auto& sent_events = r.counter("synapse_appservice_api_sent_events", "Number of events sent to the AS", {"service"});
+  static auto& latency = r.histogram("trestle_appservice_transaction_seconds",
+                                     "Time from sending a transaction to its answer (or failure)", {"service"});
+  latency.labels({service}).observe(seconds);
+  if (ok) {
+    sent.labels({service}).inc();
+    sent_events.labels({service}).inc(static_cast<double>(events));
+  } else {
+    failed.labels({service}).inc();
+  }
+}
+
 bool AppServiceSender::deliver_one(Worker& w) {
   const AppService& as = *w.as;
   auto txn = db_.read([&](storage::Connection& c) { return asdb::oldest_txn(c, as.id); });
@@ -418,6 +437,8 @@ bool AppServiceSender::deliver_one(Worker& w) {
   }
   auto resp = http_("PUT", *as.url, "/_matrix/app/v1/transactions/" + std::to_string(txn->txn_id),
                     {{"Authorization", "Bearer " + as.hs_token}}, txn->body, kRequestTimeoutMs);
+  record_transaction_metrics(as.id, resp.status >= 200 && resp.status < 300, txn->event_count,
+                             static_cast<double>(core::steady_ms() - attempt_start) / 1000.0);
   if (resp.status >= 200 && resp.status < 300) {
     db_.write([&](storage::Connection& c) { asdb::delete_txn(c, as.id, txn->txn_id); });
     std::lock_guard lock(w.mu);
