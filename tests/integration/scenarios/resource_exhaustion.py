@@ -51,7 +51,8 @@ def fill_disk(disk, leave_bytes):
 def test_start_up_on_a_full_disk_names_the_real_cause(ctx):
     srv = ctx.server(start=False)
     disk = os.path.join(srv.dir, "disk")
-    mounted, why = mount_tmpfs(disk, "1M")
+    # Room for the schema's pages twice over (database and WAL) once the filler goes.
+    mounted, why = mount_tmpfs(disk, "4M")
     if not mounted:
         print(f"    SKIP: cannot mount a tmpfs here ({why})")
         return
