@@ -54,4 +54,13 @@ std::optional<std::string> access_token(const http::Request& req) {
   throw MatrixError(401, "M_MISSING_TOKEN", "Unsupported Authorization scheme");
 }
 
+std::optional<bool> query_bool(const http::Request& req, const char* key) {
+  auto v = req.query_param(key);
+  if (!v) return std::nullopt;
+  if (*v == "true") return true;
+  if (*v == "false") return false;
+  throw MatrixError::invalid_param(std::string("Boolean query parameter \"") + key +
+                                   "\" must be one of [\"true\", \"false\"]");
+}
+
 }  // namespace trestle::api

@@ -15,6 +15,9 @@ std::optional<std::string> optional_string(const boost::json::object& body, cons
 std::optional<bool> optional_bool(const boost::json::object& body, const char* key);
 // Integer query parameter; 400 M_INVALID_PARAM when it is not a number.
 std::optional<int64_t> query_int(const http::Request& req, const char* key);
+// Boolean query parameter, "true" or "false" as Synapse's parse_boolean; 400 M_INVALID_PARAM
+// otherwise.
+std::optional<bool> query_bool(const http::Request& req, const char* key);
 // The request's access token: "Authorization: Bearer", else the access_token query parameter.
 std::optional<std::string> access_token(const http::Request& req);
 // A JSON object reply.

@@ -31,6 +31,26 @@ std::string lower(std::string s) {
 
 }  // namespace
 
+const boost::json::object* RegistrationService::auth_object(const boost::json::object& body) {
+  auto* auth_value = body.if_contains("auth");
+  return auth_value && auth_value->is_object() ? &auth_value->as_object() : nullptr;
+}
+
+std::string RegistrationService::open_session(const boost::json::object* auth, const std::string& operation,
+                                              int64_t now, UiaSessions::Session& session) {
+  auto* sid_value = auth ? auth->if_contains("session") : nullptr;
+  if (sid_value && sid_value->is_string() && !sid_value->as_string().empty()) {
+    std::string sid(sid_value->as_string());
+    auto found = sessions_.get(sid, now);
+    if (!found || found->operation != operation) throw MatrixError(400, "M_UNKNOWN", "Unknown session ID");
+    session = std::move(*found);
+    return sid;
+  }
+  session.operation = operation;
+  session.created_ms = now;
+  return sessions_.create("", operation, now);
+}
+
 RegistrationService::RegistrationService(const config::Config& cfg, AccountService& accounts, OutboundHttp http)
     : cfg_(cfg), accounts_(accounts), http_(std::move(http)) {
   add_stage("m.login.dummy", [](const boost::json::object&, const std::string&) {});
@@ -165,23 +185,10 @@ Session RegistrationService::register_user(const boost::json::object& body, cons
                           "refresh_token"}) {
     if (auto* v = body.if_contains(key)) params[key] = *v;
   }
-  auto* auth_value = body.if_contains("auth");
-  const boost::json::object* auth = auth_value && auth_value->is_object() ? &auth_value->as_object() : nullptr;
-
+  const boost::json::object* auth = auth_object(body);
   // The session: the one named in `auth`, else a new one remembering these parameters.
-  std::string sid;
   UiaSessions::Session session;
-  auto* sid_value = auth ? auth->if_contains("session") : nullptr;
-  if (sid_value && sid_value->is_string() && !sid_value->as_string().empty()) {
-    sid = sid_value->as_string();
-    auto found = sessions_.get(sid, now);
-    if (!found || found->operation != "POST /register") throw MatrixError(400, "M_UNKNOWN", "Unknown session ID");
-    session = std::move(*found);
-  } else {
-    sid = sessions_.create("", "POST /register", now);
-    session.operation = "POST /register";
-    session.created_ms = now;
-  }
+  std::string sid = open_session(auth, "POST /register", now, session);
   // Synapse: parameters sent again replace the remembered ones; none sent means "as before".
   // They (the password too) stay in memory only, for the session's 30 minutes at most.
   if (params.empty()) {
@@ -232,21 +239,9 @@ Session RegistrationService::register_user(const boost::json::object& body, cons
 std::string RegistrationService::authenticate_guest_upgrade(const boost::json::object& body,
                                                             const std::string& remote_address) {
   int64_t now = core::steady_ms();
-  auto* auth_value = body.if_contains("auth");
-  const boost::json::object* auth = auth_value && auth_value->is_object() ? &auth_value->as_object() : nullptr;
-  std::string sid;
+  const boost::json::object* auth = auth_object(body);
   UiaSessions::Session session;
-  auto* sid_value = auth ? auth->if_contains("session") : nullptr;
-  if (sid_value && sid_value->is_string() && !sid_value->as_string().empty()) {
-    sid = sid_value->as_string();
-    auto found = sessions_.get(sid, now);
-    if (!found || found->operation != kGuestUpgrade) throw MatrixError(400, "M_UNKNOWN", "Unknown session ID");
-    session = std::move(*found);
-  } else {
-    sid = sessions_.create("", kGuestUpgrade, now);
-    session.operation = kGuestUpgrade;
-    session.created_ms = now;
-  }
+  std::string sid = open_session(auth, kGuestUpgrade, now, session);
   attempt_stage(auth, sid, session, now, remote_address);
   return sid;
 }

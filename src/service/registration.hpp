@@ -51,6 +51,11 @@ public:
   void finish_guest_upgrade(const std::string& sid);
 
 private:
+  static const boost::json::object* auth_object(const boost::json::object& body);  // body.auth, if an object
+  // The UIA session `auth.session` names (400 "Unknown session ID" if it is not one of
+  // `operation`'s), else a new one; fills `session` and returns its ID.
+  std::string open_session(const boost::json::object* auth, const std::string& operation, int64_t now,
+                           UiaSessions::Session& session);
   // Checks the stage `auth` attempts (if any) in `session`, then throws the 401 unless a flow is
   // complete.
   void attempt_stage(const boost::json::object* auth, const std::string& sid, UiaSessions::Session& session,

@@ -11,15 +11,6 @@ namespace trestle::api::admin {
 
 namespace {
 
-std::optional<bool> query_bool(const http::Request& req, const char* key) {
-  auto v = req.query_param(key);
-  if (!v) return std::nullopt;
-  if (*v == "true") return true;
-  if (*v == "false") return false;
-  throw MatrixError::invalid_param(std::string("Boolean query parameter \"") + key +
-                                   "\" must be one of [\"true\", \"false\"]");
-}
-
 std::string query_dir(const http::Request& req, const char* fallback) {
   auto dir = req.query_param("dir").value_or(fallback);
   if (dir != "f" && dir != "b") throw MatrixError::invalid_param("Query parameter \"dir\" must be one of [\"b\", \"f\"]");

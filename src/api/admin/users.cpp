@@ -17,16 +17,6 @@ namespace {
 
 constexpr int64_t kMaxListLimit = 1000;
 
-// A boolean query parameter: "true" or "false" (400 M_INVALID_PARAM otherwise).
-std::optional<bool> query_bool(const http::Request& req, const char* key) {
-  auto v = req.query_param(key);
-  if (!v) return std::nullopt;
-  if (*v == "true") return true;
-  if (*v == "false") return false;
-  throw MatrixError::invalid_param(std::string("Boolean query parameter '") + key +
-                                   "' must be one of ['true', 'false']");
-}
-
 // A non-negative integer query parameter (400 M_INVALID_PARAM otherwise).
 std::optional<int64_t> query_count(const http::Request& req, const char* key) {
   auto v = query_int(req, key);

@@ -10,15 +10,6 @@ using http::Auth;
 
 namespace {
 
-// "true" / "false" (Synapse's parse_boolean); 400 M_INVALID_PARAM otherwise.
-std::optional<bool> query_bool(const http::Request& req, const char* key) {
-  auto v = req.query_param(key);
-  if (!v) return std::nullopt;
-  if (*v == "true") return true;
-  if (*v == "false") return false;
-  throw MatrixError::invalid_param(std::string("Boolean query parameter ") + key + " must be true or false");
-}
-
 }  // namespace
 
 void add_space_routes(http::Router& r, service::Homeserver& hs) {
