@@ -1,5 +1,9 @@
 #include "api/handler_util.hpp"
 
+#include "core/json_depth.hpp"
+
+#include <boost/json/parse.hpp>
+
 #include <cctype>
 #include <charconv>
 #include <string_view>
@@ -61,6 +65,21 @@ std::optional<bool> query_bool(const http::Request& req, const char* key) {
   if (*v == "false") return false;
   throw MatrixError::invalid_param(std::string("Boolean query parameter \"") + key +
                                    "\" must be one of [\"true\", \"false\"]");
+}
+
+std::optional<int64_t> query_count(const http::Request& req, const char* key) {
+  auto v = query_int(req, key);
+  if (v && *v < 0) throw MatrixError::invalid_param(std::string("Query parameter '") + key + "' must be a positive integer");
+  return v;
+}
+
+boost::json::object query_json_object(const http::Request& req, const char* key) {
+  auto f = req.query_param(key);
+  if (!f || f->empty()) return {};
+  boost::system::error_code ec;
+  auto v = boost::json::parse(*f, ec, {}, core::json_parse_options());
+  if (ec || !v.is_object()) throw MatrixError::invalid_param(std::string(key) + " must be a JSON object");
+  return v.as_object();
 }
 
 }  // namespace trestle::api

@@ -15,6 +15,11 @@ std::optional<std::string> optional_string(const boost::json::object& body, cons
 std::optional<bool> optional_bool(const boost::json::object& body, const char* key);
 // Integer query parameter; 400 M_INVALID_PARAM when it is not a number.
 std::optional<int64_t> query_int(const http::Request& req, const char* key);
+// Non-negative integer query parameter (counts, offsets, timestamps); 400 M_INVALID_PARAM otherwise.
+std::optional<int64_t> query_count(const http::Request& req, const char* key);
+// A query parameter holding a JSON object (e.g. `filter`); absent or empty: {}. 400 M_INVALID_PARAM
+// when it is not a JSON object.
+boost::json::object query_json_object(const http::Request& req, const char* key);
 // Boolean query parameter, "true" or "false" as Synapse's parse_boolean; 400 M_INVALID_PARAM
 // otherwise.
 std::optional<bool> query_bool(const http::Request& req, const char* key);

@@ -25,9 +25,7 @@ void add_event_report_routes(http::Router& r, service::Homeserver& hs) {
     storage::room_admin::ReportQuery q;
     q.offset = query_int(req, "from").value_or(0);
     q.limit = query_int(req, "limit").value_or(100);
-    auto dir = req.query_param("dir").value_or("b");
-    if (dir != "f" && dir != "b") throw MatrixError::invalid_param("Query parameter \"dir\" must be one of [\"b\", \"f\"]");
-    q.newest_first = dir == "b";
+    q.newest_first = query_backwards(req, true);
     q.user_id = req.query_param("user_id");
     q.room_id = req.query_param("room_id");
     q.event_sender_user_id = req.query_param("event_sender_user_id");

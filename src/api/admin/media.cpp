@@ -6,7 +6,6 @@
 #include "api/admin/admin_util.hpp"
 
 #include <algorithm>
-#include <charconv>
 
 namespace trestle::api::admin {
 
@@ -23,35 +22,9 @@ constexpr int64_t kMinTimestampMs = 30'000'000'000;
 // Synapse's parse_integer: the default when absent, 400 when not a non-negative integer.
 std::optional<int64_t> int_param(const http::Request& req, const char* name, std::optional<int64_t> def = std::nullopt,
                                  bool required = false) {
-  auto raw = req.query_param(name);
-  if (!raw) {
-    if (required) throw MatrixError::missing_param(std::string("Missing required integer query parameter ") + name);
-    return def;
-  }
-  int64_t v = 0;
-  auto [ptr, ec] = std::from_chars(raw->data(), raw->data() + raw->size(), v);
-  if (raw->empty() || ec != std::errc() || ptr != raw->data() + raw->size()) {
-    throw MatrixError::invalid_param(std::string("Query parameter ") + name + " must be an integer");
-  }
-  if (v < 0) throw MatrixError::invalid_param(std::string("Query parameter ") + name + " must be a positive integer.");
-  return v;
-}
-
-bool bool_param(const http::Request& req, const char* name, bool def) {
-  auto raw = req.query_param(name);
-  if (!raw) return def;
-  if (*raw == "true") return true;
-  if (*raw == "false") return false;
-  throw MatrixError::invalid_param(std::string("Boolean query parameter '") + name + "' must be one of ['true', 'false']");
-}
-
-// dir=f|b (default `def`); true for backwards.
-bool dir_param(const http::Request& req, bool def) {
-  auto raw = req.query_param("dir");
-  if (!raw) return def;
-  if (*raw == "b") return true;
-  if (*raw == "f") return false;
-  throw MatrixError::invalid_param("Query parameter 'dir' must be one of [b, f]");
+  auto v = query_count(req, name);
+  if (!v && required) throw MatrixError::missing_param(std::string("Missing required integer query parameter ") + name);
+  return v ? v : def;
 }
 
 int64_t page_limit(const http::Request& req) { return std::min(*int_param(req, "limit", 100), kMaxPageSize); }
@@ -78,7 +51,7 @@ service::media::MediaPaging user_paging(const http::Request& req) {
           "Query parameter 'order_by' must be one of [media_id, upload_name, created_ts, last_access_ts, "
           "media_length, media_type, quarantined_by, safe_from_quarantine]");
     }
-    p.descending = dir_param(req, false);
+    p.descending = query_backwards(req, false);
   }
   return p;
 }
@@ -166,7 +139,7 @@ void add_media_routes(http::Router& r, service::Homeserver& hs) {
   auto delete_old = [&media, &hs](http::Request& req, const std::optional<std::string>& server_name) {
     int64_t before_ts = *int_param(req, "before_ts", std::nullopt, true);
     int64_t size_gt = *int_param(req, "size_gt", 0);
-    bool keep_profiles = bool_param(req, "keep_profiles", true);
+    bool keep_profiles = query_bool(req, "keep_profiles").value_or(true);
     check_timestamp(before_ts);
     if (server_name && *server_name != hs.config.server_name) {
       throw MatrixError(400, "M_UNKNOWN", "Can only delete local media");
@@ -215,7 +188,7 @@ void add_media_routes(http::Router& r, service::Homeserver& hs) {
     if (search_term && search_term->empty()) {
       throw MatrixError::invalid_param("Query parameter search_term cannot be an empty string.");
     }
-    bool descending = dir_param(req, false);
+    bool descending = query_backwards(req, false);
     auto [users, total] = media.usage(from_ts, until_ts, search_term, order_by, descending, from, limit);
     array list;
     for (const auto& u : users) {

@@ -3,19 +3,11 @@
 // make a room admin. Logic in service/admin/room_admin.
 #include "api/admin/admin_routes.hpp"
 #include "api/admin/admin_util.hpp"
-#include "core/json_depth.hpp"
 
-#include <boost/json/parse.hpp>
 
 namespace trestle::api::admin {
 
 namespace {
-
-std::string query_dir(const http::Request& req, const char* fallback) {
-  auto dir = req.query_param("dir").value_or(fallback);
-  if (dir != "f" && dir != "b") throw MatrixError::invalid_param("Query parameter \"dir\" must be one of [\"b\", \"f\"]");
-  return dir;
-}
 
 bool body_bool(const boost::json::object& body, const char* key, bool fallback, bool optional_msg = true) {
   auto* v = body.if_contains(key);
@@ -24,15 +16,6 @@ bool body_bool(const boost::json::object& body, const char* key, bool fallback, 
     throw MatrixError::bad_json(std::string("Param '") + key + "' must be a boolean" + (optional_msg ? ", if given" : "."));
   }
   return v->as_bool();
-}
-
-boost::json::object filter_param(const http::Request& req) {
-  auto f = req.query_param("filter");
-  if (!f || f->empty()) return {};
-  boost::system::error_code ec;
-  auto v = boost::json::parse(*f, ec, {}, core::json_parse_options());
-  if (ec || !v.is_object()) throw MatrixError::invalid_param("filter must be a JSON object");
-  return v.as_object();
 }
 
 service::RoomDeleteParams delete_params(const http::Request& req, const service::Requester& who) {
@@ -57,7 +40,7 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
     q.offset = query_int(req, "from").value_or(0);
     q.limit = query_int(req, "limit").value_or(100);
     q.order_by = req.query_param("order_by").value_or("name");
-    q.reverse = query_dir(req, "f") == "b";
+    q.reverse = query_backwards(req, false);
     q.search_term = req.query_param("search_term");
     q.public_rooms = query_bool(req, "public_rooms");
     q.empty_rooms = query_bool(req, "empty_rooms");
@@ -79,14 +62,14 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
     return ok(admin.state(req.params[0], req.query_param("type")));
   });
   route(r, hs, "GET", "/v1/rooms/{}/messages", [&admin](http::Request& req, const service::Requester&) {
-    auto dir = query_dir(req, "f");
+    std::string dir = query_backwards(req, false) ? "b" : "f";
     auto limit = query_int(req, "limit").value_or(10);
     return ok(admin.messages(req.params[0], req.query_param("from"), req.query_param("to"), dir, limit,
-                             filter_param(req)));
+                             query_json_object(req, "filter")));
   });
   route(r, hs, "GET", "/v1/rooms/{}/context/{}", [&admin](http::Request& req, const service::Requester&) {
     auto limit = query_int(req, "limit").value_or(10);
-    return ok(admin.context(req.params[0], req.params[1], limit, filter_param(req)));
+    return ok(admin.context(req.params[0], req.params[1], limit, query_json_object(req, "filter")));
   });
   route(r, hs, "GET", "/v1/rooms/{}/block", [&admin](http::Request& req, const service::Requester&) {
     return ok(admin.block_status(req.params[0]));

@@ -17,13 +17,6 @@ namespace {
 
 constexpr int64_t kMaxListLimit = 1000;
 
-// A non-negative integer query parameter (400 M_INVALID_PARAM otherwise).
-std::optional<int64_t> query_count(const http::Request& req, const char* key) {
-  auto v = query_int(req, key);
-  if (v && *v < 0) throw MatrixError::invalid_param(std::string("Query parameter '") + key + "' must be a positive integer");
-  return v;
-}
-
 // GET v2 and v3 differ in `deactivated` only: v2 includes deactivated users when true (else
 // leaves them out), v3 filters by it (absent: all).
 storage::user_admin::ListQuery list_query(const http::Request& req, bool v3) {
@@ -51,9 +44,7 @@ storage::user_admin::ListQuery list_query(const http::Request& req, bool v3) {
     }
     q.order_by = *order;
   }
-  auto dir = req.query_param("dir").value_or("f");
-  if (dir != "f" && dir != "b") throw MatrixError::invalid_param("Query parameter 'dir' must be one of ['b', 'f']");
-  q.backwards = dir == "b";
+  q.backwards = query_backwards(req, false);
   return q;
 }
 

@@ -4,11 +4,9 @@
 // rooms.yaml, message_pagination.yaml, event_context.yaml, redaction.yaml, list_joined_rooms.yaml).
 #include "api/appservice/offload.hpp"
 #include "api/handler_util.hpp"
-#include "core/json_depth.hpp"
 #include "api/routes.hpp"
 #include "core/identifiers.hpp"
 
-#include <boost/json/parse.hpp>
 
 namespace trestle::api {
 
@@ -30,15 +28,6 @@ std::optional<int64_t> massaged_ts(const http::Request& req, const service::Requ
   constexpr int64_t kMaxSafeInteger = (int64_t{1} << 53) - 1;  // origin_server_ts is a canonical JSON integer
   if (ts && (*ts < 0 || *ts > kMaxSafeInteger)) throw MatrixError::invalid_param("ts is out of range");
   return ts;
-}
-
-object parse_filter_param(const http::Request& req) {
-  auto f = req.query_param("filter");
-  if (!f || f->empty()) return {};
-  boost::system::error_code ec;
-  auto v = boost::json::parse(*f, ec, {}, core::json_parse_options());
-  if (ec || !v.is_object()) throw MatrixError::invalid_param("filter must be a JSON object");
-  return v.as_object();
 }
 
 }  // namespace
@@ -196,11 +185,11 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
     auto dir = req.query_param("dir").value_or("b");
     auto limit = query_int(req, "limit").value_or(10);
     return ok(rooms.messages(who, room_param(req), req.query_param("from"), req.query_param("to"), dir, limit,
-                             parse_filter_param(req)));
+                             query_json_object(req, "filter")));
   });
   r.client("GET", "/rooms/{}/context/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
     auto limit = query_int(req, "limit").value_or(10);
-    return ok(rooms.context(who, room_param(req), req.params[1], limit, parse_filter_param(req)));
+    return ok(rooms.context(who, room_param(req), req.params[1], limit, query_json_object(req, "filter")));
   });
 }
 
