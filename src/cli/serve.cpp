@@ -4,6 +4,7 @@
 #include "cli/logging.hpp"
 #include "config/config.hpp"
 #include "core/crypto.hpp"
+#include "core/version.hpp"
 #include "core/metrics.hpp"
 #include "http/client.hpp"
 #include "http/server.hpp"
@@ -21,10 +22,6 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
-
-#ifndef TRESTLE_VERSION_STRING
-#define TRESTLE_VERSION_STRING "0.1.0"
-#endif
 
 namespace trestle::cli {
 
@@ -78,7 +75,7 @@ void raise_fd_limit() {
 void register_metrics(trestle::service::Homeserver& hs) {
   namespace m = trestle::metrics;
   using S = std::vector<m::CallbackGauge::Sample>;
-  m::register_process_metrics(TRESTLE_VERSION_STRING);
+  m::register_process_metrics(core::kServerVersion);
   auto& r = m::registry();
   r.callback_gauge("synapse_notifier_listeners", "Long-polls waiting on the notifier", {},
                    [&hs] { return S{{{}, static_cast<double>(hs.notifier.waiter_count())}}; });
