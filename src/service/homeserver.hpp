@@ -28,7 +28,7 @@
 #include "service/reports.hpp"
 #include "service/timestamp_lookup.hpp"
 #include "service/push/pusher_service.hpp"
-#include "service/rooms.hpp"
+#include "service/rooms/rooms.hpp"
 #include "service/spaces.hpp"
 #include "service/sso.hpp"
 #include "service/sync.hpp"
@@ -117,7 +117,7 @@ struct Homeserver {
   UserDirectory user_directory;
   OpenIdTokens openid;
   ClientIps client_ips;
-  RoomService rooms;
+  Rooms rooms;
   UserDataService user_data;
   SyncService sync;
   KeyService keys;
@@ -134,7 +134,7 @@ struct Homeserver {
   LegacyService legacy{db, notifier, user_data, presence};  // r0 /events, /initialSync
   ReportService reports{config, db};  // content reports for admins
   TimestampLookup timestamps{db};     // /timestamp_to_event
-  ProfileService profile{config, db, [this](const std::string& user_id) { rooms.update_profile_in_rooms(user_id); }};
+  ProfileService profile{config, db, [this](const std::string& user_id) { rooms.membership.update_profile_in_rooms(user_id); }};
   SpaceService spaces{db, rooms};  // space hierarchy, room summary, mutual rooms
   RelationService relations{db};  // /relations, /threads
   RoomAdminService room_admin{config, db, rooms, accounts};  // admin API: rooms, deletion, purges, reports

@@ -4,7 +4,7 @@
 #include "core/crypto.hpp"
 #include "core/error.hpp"
 #include "core/json_depth.hpp"
-#include "service/rooms.hpp"
+#include "service/stream_token.hpp"
 #include "storage/event_store.hpp"
 #include "storage/key_store.hpp"
 

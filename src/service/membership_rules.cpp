@@ -6,6 +6,7 @@
 #include "room/auth_rules.hpp"
 #include "service/event_format.hpp"
 #include "storage/event_store.hpp"
+#include "storage/room_admin_store.hpp"
 #include "storage/user_data_store.hpp"
 
 namespace trestle::service::membership_rules {
@@ -125,6 +126,13 @@ bool invites_blocked(storage::Connection& c, const std::string& user_id) {
   if (!v.is_object()) return false;
   auto* action = v.as_object().if_contains("default_action");
   return action && action->is_string() && action->as_string() == "block";
+}
+
+void check_room_not_blocked(storage::Connection& c, const std::string& room_id, const std::string& membership) {
+  if (membership == "leave" || membership == "ban") return;
+  if (storage::room_admin::blocked_by(c, room_id)) {
+    throw MatrixError(403, "M_UNKNOWN", "This room has been blocked on this server");
+  }
 }
 
 }  // namespace trestle::service::membership_rules

@@ -1,7 +1,8 @@
 #pragma once
 // Membership rules the client flows need beyond the event auth rules (spec: client-server-api
 // "Knocking on rooms", "Restricted rooms", "Stripped state", "Invite permission"): the stripped
-// state a knock carries, who authorises a restricted join, and whether a user blocks invites.
+// state a knock carries, who authorises a restricted join, whether a user blocks invites, and
+// rooms an admin blocked.
 #include "room/room_version.hpp"
 #include "storage/database.hpp"
 #include "storage/event_store.hpp"
@@ -33,5 +34,9 @@ std::optional<std::string> restricted_join_authoriser(storage::Connection& c, co
 // Invite permission (v1.18): whether `user_id`'s m.invite_permission_config has
 // default_action "block".
 bool invites_blocked(storage::Connection& c, const std::string& user_id);
+
+// Rooms a server admin blocked (admin API) refuse every membership but leave and ban, as Synapse:
+// 403 M_UNKNOWN.
+void check_room_not_blocked(storage::Connection& c, const std::string& room_id, const std::string& membership);
 
 }  // namespace trestle::service::membership_rules

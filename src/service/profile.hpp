@@ -18,7 +18,7 @@ namespace trestle::service {
 class ProfileService {
 public:
   // `member_events_changed(user_id)` re-sends the user's member events after a displayname or
-  // avatar_url change (RoomService::update_profile_in_rooms).
+  // avatar_url change (MembershipService::update_profile_in_rooms).
   ProfileService(const config::Config& cfg, storage::Database& db, std::function<void(const std::string&)> member_events_changed)
       : cfg_(cfg), db_(db), member_events_changed_(std::move(member_events_changed)) {}
 

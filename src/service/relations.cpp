@@ -2,7 +2,7 @@
 
 #include "core/error.hpp"
 #include "service/ignored_users.hpp"
-#include "service/rooms.hpp"
+#include "service/stream_token.hpp"
 #include "service/visibility.hpp"
 #include "storage/relation_store.hpp"
 

@@ -5,7 +5,7 @@
 #include "core/identifiers.hpp"
 #include "room/auth_rules.hpp"
 #include "room/room_version.hpp"
-#include "service/rooms.hpp"
+#include "service/rooms/rooms.hpp"
 #include "service/user_data.hpp"
 #include "storage/event_store.hpp"
 #include "storage/room_store.hpp"
@@ -140,7 +140,7 @@ std::string RoomUpgradeService::upgrade(const Requester& r, const std::string& r
   if (id_from_create && !old.may_tombstone) throw MatrixError::forbidden("You cannot upgrade this room");
   std::string new_room_id = id_from_create ? std::string() : "!" + core::random_string(18) + ":" + cfg_.server_name;
   auto send_tombstone = [&] {
-    return rooms_.send_event(NewEvent{room_id, r.user_id, "m.room.tombstone", "",
+    return rooms_.writer.send(NewEvent{room_id, r.user_id, "m.room.tombstone", "",
                                       object{{"body", "This room has been replaced"}, {"replacement_room", new_room_id}},
                                       std::nullopt, std::nullopt, std::nullopt, std::nullopt});
   };
@@ -204,15 +204,15 @@ std::string RoomUpgradeService::upgrade(const Requester& r, const std::string& r
               {"initial_state", initial_state}};
   if (!creation_pl.empty()) body["power_level_content_override"] = creation_pl;
   if (id_from_create) {
-    new_room_id = rooms_.create_room(r, body, std::nullopt);
+    new_room_id = rooms_.creation.create_room(r, body, std::nullopt);
     tombstone = send_tombstone();
   } else {
-    rooms_.create_room(r, body, new_room_id);
+    rooms_.creation.create_room(r, body, new_room_id);
   }
 
   auto send_state = [&](const std::string& room, const std::string& type, const std::string& key, object content) {
     try {
-      rooms_.send_event(NewEvent{room, r.user_id, type, key, std::move(content), std::nullopt, std::nullopt,
+      rooms_.writer.send(NewEvent{room, r.user_id, type, key, std::move(content), std::nullopt, std::nullopt,
                                  std::nullopt, std::nullopt});
     } catch (const MatrixError& e) {
       spdlog::warn("room upgrade {} -> {}: could not send {} ({}): {}", room_id, new_room_id, type, key, e.what());

@@ -14,12 +14,12 @@
 
 namespace trestle::service {
 
-class RoomService;
+struct Rooms;
 class UserDataService;
 
 class RoomUpgradeService {
 public:
-  RoomUpgradeService(const config::Config& cfg, storage::Database& db, RoomService& rooms, UserDataService& user_data)
+  RoomUpgradeService(const config::Config& cfg, storage::Database& db, Rooms& rooms, UserDataService& user_data)
       : cfg_(cfg), db_(db), rooms_(rooms), user_data_(user_data) {}
 
   // Returns the replacement room's ID. 400 M_UNSUPPORTED_ROOM_VERSION for an unknown version,
@@ -35,7 +35,7 @@ private:
 
   const config::Config& cfg_;
   storage::Database& db_;
-  RoomService& rooms_;
+  Rooms& rooms_;
   UserDataService& user_data_;
   // Upgrades run one at a time: two concurrent upgrades of a room would tombstone it twice.
   std::mutex mu_;

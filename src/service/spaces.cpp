@@ -5,7 +5,7 @@
 #include "core/error.hpp"
 #include "core/identifiers.hpp"
 #include "room/room_version.hpp"
-#include "service/rooms.hpp"
+#include "service/rooms/rooms.hpp"
 #include "storage/event_store.hpp"
 #include "storage/room_store.hpp"
 #include "storage/space_store.hpp"
@@ -178,7 +178,7 @@ std::vector<object> child_events(storage::Connection& c, const std::string& room
 
 }  // namespace
 
-SpaceService::SpaceService(storage::Database& db, RoomService& rooms) : db_(db), rooms_(rooms) {}
+SpaceService::SpaceService(storage::Database& db, Rooms& rooms) : db_(db), rooms_(rooms) {}
 
 std::optional<SpaceService::Session> SpaceService::find_session(const std::string& token) {
   std::lock_guard lock(mu_);
@@ -285,7 +285,7 @@ object SpaceService::hierarchy(const Requester& r, const std::string& room_id, c
 }
 
 object SpaceService::summary(const Requester& r, const std::string& room_id_or_alias, bool unstable) {
-  const std::string room_id = rooms_.resolve_room_id_or_alias(room_id_or_alias);
+  const std::string room_id = rooms_.directory.resolve_room_id_or_alias(room_id_or_alias);
   return db_.read([&](storage::Connection& c) {
     auto room = rooms_db::get_room(c, room_id);
     if (!room || !room_accessible(c, *room, r.user_id)) {

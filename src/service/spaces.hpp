@@ -22,7 +22,7 @@
 
 namespace trestle::service {
 
-class RoomService;
+struct Rooms;
 
 // The `order` of an m.space.child is valid when it is a string of at most 50 characters, each in
 // \x20..\x7E (spec: ordering of children within a space).
@@ -47,7 +47,7 @@ struct HierarchyQuery {
 
 class SpaceService {
 public:
-  SpaceService(storage::Database& db, RoomService& rooms);
+  SpaceService(storage::Database& db, Rooms& rooms);
 
   // GET /_matrix/client/v1/rooms/{roomId}/hierarchy: a depth-first walk over m.space.child from
   // the room, one page at a time. 403 M_FORBIDDEN when the room itself may not be seen; 400
@@ -96,7 +96,7 @@ private:
   std::string store_session(Session s);
 
   storage::Database& db_;
-  RoomService& rooms_;
+  Rooms& rooms_;
   std::mutex mu_;
   std::unordered_map<std::string, Session> sessions_;
   size_t session_entries_ = 0;  // sum of entries() over sessions_

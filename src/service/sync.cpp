@@ -11,7 +11,7 @@
 #include "service/membership_rules.hpp"
 #include "service/presence_sync.hpp"
 #include "service/push/push_rules.hpp"
-#include "service/rooms.hpp"
+#include "service/stream_token.hpp"
 #include "service/to_device.hpp"
 #include "service/unread_counts.hpp"
 #include "service/user_data.hpp"

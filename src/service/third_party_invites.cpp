@@ -75,7 +75,7 @@ int64_t level_value(const boost::json::value* v, int64_t fallback) {
 }  // namespace
 
 bool ThirdPartyInviteService::may_invite(const std::string& room_id, const std::string& user_id) {
-  auto pl = rooms_.current_state_pdu(room_id, "m.room.power_levels", "");
+  auto pl = rooms_.history.current_state_pdu(room_id, "m.room.power_levels", "");
   const auto* content = pl ? pl->if_contains("content") : nullptr;
   if (!content || !content->is_object()) return true;  // no power levels: the auth rules decide
   const auto& c = content->as_object();
@@ -93,19 +93,19 @@ void ThirdPartyInviteService::invite(const Requester& r, const std::string& room
   std::string address = medium == "email" ? ThreepidService::canonical_email(address_in) : address_in;
   if (address.empty()) throw MatrixError::invalid_param("Empty address");
   ThreepidService::check_id_server(id_server);
-  rooms_.require_joined(r, room_id);
+  rooms_.history.require_joined(r, room_id);
   // Refused before the identity server stores (and mails) an invite the room would refuse.
   if (!may_invite(room_id, r.user_id)) throw MatrixError::forbidden("You do not have permission to invite");
   if (auto mxid = threepids_.lookup(id_server, id_access_token, medium, address)) {
-    rooms_.invite(r, room_id, *mxid, std::nullopt);
+    rooms_.membership.invite(r, room_id, *mxid, std::nullopt);
     return;
   }
   // Not bound yet: the identity server keeps the invite and mails the address.
-  auto name = rooms_.current_state_pdu(room_id, "m.room.name", "");
-  auto alias = rooms_.current_state_pdu(room_id, "m.room.canonical_alias", "");
-  auto avatar = rooms_.current_state_pdu(room_id, "m.room.avatar", "");
-  auto join_rules = rooms_.current_state_pdu(room_id, "m.room.join_rules", "");
-  auto create = rooms_.current_state_pdu(room_id, "m.room.create", "");
+  auto name = rooms_.history.current_state_pdu(room_id, "m.room.name", "");
+  auto alias = rooms_.history.current_state_pdu(room_id, "m.room.canonical_alias", "");
+  auto avatar = rooms_.history.current_state_pdu(room_id, "m.room.avatar", "");
+  auto join_rules = rooms_.history.current_state_pdu(room_id, "m.room.join_rules", "");
+  auto create = rooms_.history.current_state_pdu(room_id, "m.room.create", "");
   object request{{"medium", medium},
                  {"address", address},
                  {"room_id", room_id},
@@ -140,7 +140,7 @@ void ThirdPartyInviteService::invite(const Requester& r, const std::string& room
                  {"public_keys", public_keys},
                  {"public_key", fallback_key},
                  {"key_validity_url", fallback_url}};
-  rooms_.set_state(r, room_id, "m.room.third_party_invite", token, content, std::nullopt);
+  rooms_.sending.set_state(r, room_id, "m.room.third_party_invite", token, content, std::nullopt);
 }
 
 void ThirdPartyInviteService::check_invite_3pid(const boost::json::value* list) {
@@ -199,11 +199,11 @@ bool ThirdPartyInviteService::exchange(const boost::json::value& v) {
   if (target->server_name != cfg_.server_name || from->server_name != cfg_.server_name) {
     throw MatrixError(400, "M_UNKNOWN", "Third-party invites for other servers are not supported");
   }
-  auto invite_event = rooms_.current_state_pdu(room_id, "m.room.third_party_invite", token);
+  auto invite_event = rooms_.history.current_state_pdu(room_id, "m.room.third_party_invite", token);
   const auto* invite_content = invite_event ? invite_event->if_contains("content") : nullptr;
   if (!invite_content || !invite_content->is_object()) throw MatrixError::not_found("No such third-party invite");
   // Already in (or invited by this very token): nothing to do, and no demotion of a member.
-  if (auto member = rooms_.current_state_pdu(room_id, "m.room.member", mxid)) {
+  if (auto member = rooms_.history.current_state_pdu(room_id, "m.room.member", mxid)) {
     const auto* c = member->if_contains("content");
     std::string membership = c && c->is_object() ? string_at(c->as_object(), "membership") : "";
     if (membership == "join" || membership == "ban") return false;
@@ -219,7 +219,7 @@ bool ThirdPartyInviteService::exchange(const boost::json::value& v) {
     if (u->displayname) content["displayname"] = *u->displayname;
     if (u->avatar_url) content["avatar_url"] = *u->avatar_url;
   }
-  rooms_.send_event(NewEvent{room_id, sender, "m.room.member", mxid, content, std::nullopt, std::nullopt, std::nullopt,
+  rooms_.writer.send(NewEvent{room_id, sender, "m.room.member", mxid, content, std::nullopt, std::nullopt, std::nullopt,
                              std::nullopt});
   return true;
 }

@@ -8,7 +8,7 @@
 // which the auth rules allow even after the inviter left).
 #include "service/accounts.hpp"
 #include "service/requester.hpp"
-#include "service/rooms.hpp"
+#include "service/rooms/rooms.hpp"
 #include "service/threepid.hpp"
 
 #include <boost/json/object.hpp>
@@ -18,7 +18,7 @@ namespace trestle::service {
 
 class ThirdPartyInviteService {
 public:
-  ThirdPartyInviteService(const config::Config& cfg, RoomService& rooms, AccountService& accounts,
+  ThirdPartyInviteService(const config::Config& cfg, Rooms& rooms, AccountService& accounts,
                           ThreepidService& threepids)
       : cfg_(cfg), rooms_(rooms), accounts_(accounts), threepids_(threepids) {}
 
@@ -43,7 +43,7 @@ private:
   bool exchange(const boost::json::value& invite);
   bool may_invite(const std::string& room_id, const std::string& user_id);
   const config::Config& cfg_;
-  RoomService& rooms_;
+  Rooms& rooms_;
   AccountService& accounts_;
   ThreepidService& threepids_;
 };

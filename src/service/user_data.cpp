@@ -5,7 +5,7 @@
 #include "core/json_depth.hpp"
 #include "service/filter.hpp"
 #include "service/push/push_rules.hpp"
-#include "service/rooms.hpp"
+#include "service/rooms/rooms.hpp"
 #include "service/threads.hpp"
 #include "storage/event_store.hpp"
 #include "storage/thread_store.hpp"
@@ -61,7 +61,7 @@ uint64_t TypingTracker::serial() const {
   return serial_;
 }
 
-UserDataService::UserDataService(storage::Database& db, Notifier& notifier, RoomService& rooms)
+UserDataService::UserDataService(storage::Database& db, Notifier& notifier, Rooms& rooms)
     : db_(db), notifier_(notifier), rooms_(rooms), typing_(notifier) {}
 
 void UserDataService::put_account_data(const std::string& user_id, const std::string& room_id,
@@ -126,7 +126,7 @@ void UserDataService::send_receipt(const Requester& r, const std::string& room_i
   if (receipt_type == "m.fully_read" && !thread_id.empty()) {
     throw MatrixError::invalid_param("thread_id is not compatible with m.fully_read receipts.");
   }
-  rooms_.require_joined(r, room_id);
+  rooms_.history.require_joined(r, room_id);
   if (receipt_type == "m.fully_read") {
     set_read_markers(r, room_id, object{{"m.fully_read", event_id}});
     return;
@@ -149,7 +149,7 @@ void UserDataService::send_receipt(const Requester& r, const std::string& room_i
 }
 
 void UserDataService::set_read_markers(const Requester& r, const std::string& room_id, const object& body) {
-  rooms_.require_joined(r, room_id);
+  rooms_.history.require_joined(r, room_id);
   auto str = [&](const char* key) -> std::optional<std::string> {
     auto* v = body.if_contains(key);
     if (!v) return std::nullopt;

@@ -15,7 +15,7 @@
 
 namespace trestle::service {
 
-class RoomService;
+struct Rooms;
 
 // Who is typing where. Ephemeral by nature: kept in memory with its own serial, as Synapse does.
 class TypingTracker {
@@ -39,7 +39,7 @@ private:
 
 class UserDataService {
 public:
-  UserDataService(storage::Database& db, Notifier& notifier, RoomService& rooms);
+  UserDataService(storage::Database& db, Notifier& notifier, Rooms& rooms);
 
   void put_account_data(const std::string& user_id, const std::string& room_id, const std::string& type,
                         const boost::json::object& content);
@@ -71,7 +71,7 @@ public:
 private:
   storage::Database& db_;
   Notifier& notifier_;
-  RoomService& rooms_;
+  Rooms& rooms_;
   TypingTracker typing_;
 };
 

@@ -6,7 +6,7 @@
 #include "service/push/push_rules.hpp"
 #include "service/push/rule_editing.hpp"
 #include "service/rate_limiter.hpp"
-#include "service/rooms.hpp"
+#include "service/stream_token.hpp"
 #include "service/sync.hpp"
 
 #include <memory>

@@ -97,7 +97,7 @@ void add_appservice_routes(http::Router& r, service::Homeserver& hs) {
              auto body = req.json_object();
              auto visibility = required_string(body, "visibility");
              if (!core::is_valid_room_id(req.params[1])) throw MatrixError::invalid_param("Invalid room ID");
-             hs.rooms.set_appservice_room_visibility(as.id, req.params[0], req.params[1], visibility);
+             hs.rooms.directory.set_appservice_room_visibility(as.id, req.params[0], req.params[1], visibility);
              return ok();
            });
   // Not in the spec, but Synapse's (and SyTest's): DELETE unpublishes, as PUT with "private".
@@ -105,7 +105,7 @@ void add_appservice_routes(http::Router& r, service::Homeserver& hs) {
            [&hs](http::Request& req, const service::Requester& who) {
              const auto& as = require_appservice(who);
              if (!core::is_valid_room_id(req.params[1])) throw MatrixError::invalid_param("Invalid room ID");
-             hs.rooms.set_appservice_room_visibility(as.id, req.params[0], req.params[1], "private");
+             hs.rooms.directory.set_appservice_room_visibility(as.id, req.params[0], req.params[1], "private");
              return ok();
            });
 

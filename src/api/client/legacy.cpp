@@ -58,10 +58,10 @@ void add_legacy_routes(http::Router& r, service::Homeserver& hs) {
   r.client("POST", "/rooms/{}/send/{}", Auth::required, [&hs](http::Request& req, const service::Requester& who) {
     auto body = req.json_object();
     if (!who.appservice || (who.appservice->rate_limited && who.user_id != who.appservice->sender)) {
-      hs.rooms.message_limiter().take(who.user_id);
+      hs.rooms.sending.message_limiter().take(who.user_id);
     }
     std::string txn_id = "legacy-post-" + core::random_string(24);
-    auto event_id = hs.rooms.send_message(who, valid_room_id(req.params[0]), req.params[1], txn_id, body, std::nullopt);
+    auto event_id = hs.rooms.sending.send_message(who, valid_room_id(req.params[0]), req.params[1], txn_id, body, std::nullopt);
     return ok(object{{"event_id", event_id}});
   });
 
@@ -70,7 +70,7 @@ void add_legacy_routes(http::Router& r, service::Homeserver& hs) {
     req.json_object(true);
     std::string room_id = req.params[0];
     if (room_id.starts_with("#")) {
-      room_id = std::string(hs.rooms.resolve_alias(room_id).at("room_id").as_string());
+      room_id = std::string(hs.rooms.directory.resolve_alias(room_id).at("room_id").as_string());
     }
     hs.legacy.peek(who, valid_room_id(room_id));
     return ok(object{{"room_id", room_id}});

@@ -54,7 +54,7 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
     service::ThirdPartyInviteService::check_invite_3pid(invite_3pid);
     calls_out = calls_out || (invite_3pid && !invite_3pid->as_array().empty());
     return offload_if(calls_out, [&hs, &rooms, who, body] {
-      auto room_id = rooms.create_room(who, body);
+      auto room_id = rooms.creation.create_room(who, body);
       // Third-party invites go out once the room exists (they ask the identity server).
       if (const auto* list = body.if_contains("invite_3pid")) {
         for (const auto& entry : list->as_array()) hs.third_party_invites.invite_from_create(who, room_id, entry);
@@ -69,7 +69,7 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
     // Joining by an alias an appservice may create on demand asks it: off the workers.
     bool calls_out = target.starts_with("#") && hs.appservice_queries.may_query_alias(target);
     return offload_if(calls_out, [&rooms, who, target, reason = optional_string(body, "reason"), body] {
-      auto room_id = rooms.join(who, target, reason, body);
+      auto room_id = rooms.membership.join(who, target, reason, body);
       return ok(object{{"room_id", room_id}});
     });
   };
@@ -83,7 +83,7 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
     std::string target = req.params[0];
     bool calls_out = target.starts_with("#") && hs.appservice_queries.may_query_alias(target);
     return offload_if(calls_out, [&rooms, who, target, reason = optional_string(body, "reason")] {
-      return ok(object{{"room_id", rooms.knock(who, target, reason)}});
+      return ok(object{{"room_id", rooms.membership.knock(who, target, reason)}});
     });
   });
 
@@ -105,59 +105,59 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
     // An unknown user in an appservice's namespace is asked about: off the workers.
     bool calls_out = hs.appservice_queries.may_query_user(target) && !hs.accounts.user_exists(target);
     return offload_if(calls_out, [&rooms, who, room_id, target, reason = optional_string(body, "reason")] {
-      rooms.invite(who, room_id, target, reason);
+      rooms.membership.invite(who, room_id, target, reason);
       return ok();
     });
   });
   r.client("POST", "/rooms/{}/leave", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
     auto body = req.json_object(true);
-    rooms.leave(who, room_param(req), optional_string(body, "reason"));
+    rooms.membership.leave(who, room_param(req), optional_string(body, "reason"));
     return ok();
   });
   r.client("POST", "/rooms/{}/forget", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
-    rooms.forget(who, room_param(req));
+    rooms.membership.forget(who, room_param(req));
     return ok();
   });
   r.client("POST", "/rooms/{}/kick", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
     auto body = req.json_object();
-    rooms.kick(who, room_param(req), required_string(body, "user_id"), optional_string(body, "reason"));
+    rooms.membership.kick(who, room_param(req), required_string(body, "user_id"), optional_string(body, "reason"));
     return ok();
   });
   r.client("POST", "/rooms/{}/ban", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
     auto body = req.json_object();
-    rooms.ban(who, room_param(req), required_string(body, "user_id"), optional_string(body, "reason"));
+    rooms.membership.ban(who, room_param(req), required_string(body, "user_id"), optional_string(body, "reason"));
     return ok();
   });
   r.client("POST", "/rooms/{}/unban", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
     auto body = req.json_object();
-    rooms.unban(who, room_param(req), required_string(body, "user_id"), optional_string(body, "reason"));
+    rooms.membership.unban(who, room_param(req), required_string(body, "user_id"), optional_string(body, "reason"));
     return ok();
   });
 
   r.client("GET", "/joined_rooms", Auth::required, [&rooms](http::Request&, const service::Requester& who) {
-    return ok(object{{"joined_rooms", rooms.joined_rooms(who.user_id)}});
+    return ok(object{{"joined_rooms", rooms.history.joined_rooms(who.user_id)}});
   });
   r.client("GET", "/rooms/{}/joined_members", Auth::required,
-           [&rooms](http::Request& req, const service::Requester& who) { return ok(rooms.joined_members(who, room_param(req))); });
+           [&rooms](http::Request& req, const service::Requester& who) { return ok(rooms.history.joined_members(who, room_param(req))); });
   r.client("GET", "/rooms/{}/members", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
-    return ok(object{{"chunk", rooms.members(who, room_param(req), req.query_param("membership"),
+    return ok(object{{"chunk", rooms.history.members(who, room_param(req), req.query_param("membership"),
                                              req.query_param("not_membership"))}});
   });
 
   r.client("GET", "/rooms/{}/state", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
-    return http::Response::json(rooms.state(who, room_param(req)));
+    return http::Response::json(rooms.history.state(who, room_param(req)));
   });
   auto get_state = [&rooms](http::Request& req, const service::Requester& who) {
     std::string state_key = req.params.size() > 2 ? req.params[2] : "";
     bool full = req.query_param("format").value_or("content") == "event";
-    return ok(rooms.state_event(who, room_param(req), req.params[1], state_key, full));
+    return ok(rooms.history.state_event(who, room_param(req), req.params[1], state_key, full));
   };
   r.client("GET", "/rooms/{}/state/{}", Auth::required, get_state);
   r.client("GET", "/rooms/{}/state/{}/{}", Auth::required, get_state);
   auto put_state = [&rooms](http::Request& req, const service::Requester& who) {
     std::string state_key = req.params.size() > 2 ? req.params[2] : "";
     auto body = req.json_object();
-    auto event_id = rooms.set_state(who, room_param(req), req.params[1], state_key, body, massaged_ts(req, who));
+    auto event_id = rooms.sending.set_state(who, room_param(req), req.params[1], state_key, body, massaged_ts(req, who));
     return ok(object{{"event_id", event_id}});
   };
   r.client("PUT", "/rooms/{}/state/{}", Auth::required, put_state);
@@ -167,29 +167,29 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
     auto body = req.json_object();
     // rate_limited limits the masqueraded users only: the sender is excluded (registration spec).
     if (!who.appservice || (who.appservice->rate_limited && who.user_id != who.appservice->sender)) {
-      rooms.message_limiter().take(who.user_id);
+      rooms.sending.message_limiter().take(who.user_id);
     }
-    auto event_id = rooms.send_message(who, room_param(req), req.params[1], req.params[2], body, massaged_ts(req, who));
+    auto event_id = rooms.sending.send_message(who, room_param(req), req.params[1], req.params[2], body, massaged_ts(req, who));
     return ok(object{{"event_id", event_id}});
   });
   r.client("PUT", "/rooms/{}/redact/{}/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
     auto body = req.json_object(true);
-    auto event_id = rooms.redact(who, room_param(req), req.params[1], req.params[2], optional_string(body, "reason"));
+    auto event_id = rooms.sending.redact(who, room_param(req), req.params[1], req.params[2], optional_string(body, "reason"));
     return ok(object{{"event_id", event_id}});
   });
 
   r.client("GET", "/rooms/{}/event/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
-    return ok(rooms.event(who, room_param(req), req.params[1]));
+    return ok(rooms.history.event(who, room_param(req), req.params[1]));
   });
   r.client("GET", "/rooms/{}/messages", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
     auto dir = req.query_param("dir").value_or("b");
     auto limit = query_int(req, "limit").value_or(10);
-    return ok(rooms.messages(who, room_param(req), req.query_param("from"), req.query_param("to"), dir, limit,
+    return ok(rooms.history.messages(who, room_param(req), req.query_param("from"), req.query_param("to"), dir, limit,
                              query_json_object(req, "filter")));
   });
   r.client("GET", "/rooms/{}/context/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
     auto limit = query_int(req, "limit").value_or(10);
-    return ok(rooms.context(who, room_param(req), req.params[1], limit, query_json_object(req, "filter")));
+    return ok(rooms.history.context(who, room_param(req), req.params[1], limit, query_json_object(req, "filter")));
   });
 }
 

@@ -83,7 +83,7 @@ void add_user_data_routes(http::Router& r, service::Homeserver& hs) {
     if (!typing->is_bool()) throw MatrixError::bad_json("'typing' must be a boolean");
     int64_t timeout = 30000;
     if (auto* t = body.if_contains("timeout"); t && t->is_int64()) timeout = t->as_int64();
-    hs.rooms.require_joined(who, req.params[0]);
+    hs.rooms.history.require_joined(who, req.params[0]);
     hs.user_data.typing().set(req.params[0], who.user_id, typing->as_bool(), timeout);
     return ok();
   });

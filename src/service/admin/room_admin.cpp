@@ -1,4 +1,5 @@
 #include "service/admin/room_admin.hpp"
+#include "service/stream_token.hpp"
 
 #include "core/clock.hpp"
 #include "core/crypto.hpp"
@@ -67,7 +68,7 @@ std::optional<std::string> text_field(const std::optional<object>& content, cons
 
 }  // namespace
 
-RoomAdminService::RoomAdminService(const config::Config& cfg, storage::Database& db, RoomService& rooms,
+RoomAdminService::RoomAdminService(const config::Config& cfg, storage::Database& db, Rooms& rooms,
                                    AccountService& accounts)
     : cfg_(cfg), db_(db), rooms_(rooms), accounts_(accounts), worker_([this] { worker_loop(); }) {}
 
@@ -355,7 +356,7 @@ object RoomAdminService::shutdown(const std::string& room_id, const RoomDeletePa
     object body{{"preset", "public_chat"},
                 {"name", p.room_name.value_or("Content Violation Notification")},
                 {"power_level_content_override", pl_override}};
-    new_room_id = rooms_.create_room(as_user(*p.new_room_user_id), body);
+    new_room_id = rooms_.creation.create_room(as_user(*p.new_room_user_id), body);
     result["new_room_id"] = *new_room_id;
     progress(result);
   }
@@ -367,9 +368,9 @@ object RoomAdminService::shutdown(const std::string& room_id, const RoomDeletePa
     if (membership != "join" && membership != "invite" && membership != "knock") continue;
     try {
       auto who = as_user(user_id);
-      rooms_.leave(who, room_id, std::nullopt);
-      rooms_.forget(who, room_id);
-      if (new_room_id && membership == "join") rooms_.join(who, *new_room_id, std::nullopt);
+      rooms_.membership.leave(who, room_id, std::nullopt);
+      rooms_.membership.forget(who, room_id);
+      if (new_room_id && membership == "join") rooms_.membership.join(who, *new_room_id, std::nullopt);
       result["kicked_users"].as_array().push_back(value(user_id));
     } catch (const std::exception& e) {
       spdlog::warn("room delete: could not move {} out of {}: {}", user_id, room_id, e.what());
@@ -382,7 +383,7 @@ object RoomAdminService::shutdown(const std::string& room_id, const RoomDeletePa
     object content{{"msgtype", "m.text"},
                    {"body", p.message.value_or("Sharing illegal content on this server is not permitted and rooms in "
                                                "violation will be blocked.")}};
-    rooms_.send_event(NewEvent{*new_room_id, *p.new_room_user_id, "m.room.message", std::nullopt, content,
+    rooms_.writer.send(NewEvent{*new_room_id, *p.new_room_user_id, "m.room.message", std::nullopt, content,
                                std::nullopt, std::nullopt, std::nullopt, std::nullopt});
     array aliases;
     db_.write([&](storage::Connection& c) {
@@ -556,27 +557,27 @@ std::string RoomAdminService::join_user(const std::string& room_id_or_alias, con
     throw MatrixError(400, "M_UNKNOWN", "This endpoint can only be used with local users");
   }
   if (!accounts_.user_exists(user_id)) throw MatrixError::not_found("User not found");
-  const std::string room_id = rooms_.resolve_room_id_or_alias(room_id_or_alias);
+  const std::string room_id = rooms_.directory.resolve_room_id_or_alias(room_id_or_alias);
   bool known = db_.read([&](storage::Connection& c) { return storage::rooms::get_room(c, room_id).has_value(); });
   if (!known) throw MatrixError::not_found("No known servers for room " + room_id);
-  auto join_rule = text_field(rooms_.current_state_content(room_id, "m.room.join_rules", ""), "join_rule");
+  auto join_rule = text_field(rooms_.history.current_state_content(room_id, "m.room.join_rules", ""), "join_rule");
   if (join_rule && *join_rule != "public") {
     auto current = db_.read([&](storage::Connection& c) { return ev::get_membership(c, room_id, user_id); });
     if (!current || (current->membership != "invite" && current->membership != "join")) {
-      rooms_.invite(as_user(admin_user_id), room_id, user_id, std::nullopt);
+      rooms_.membership.invite(as_user(admin_user_id), room_id, user_id, std::nullopt);
     }
   }
-  rooms_.join(as_user(user_id), room_id, std::nullopt);
+  rooms_.membership.join(as_user(user_id), room_id, std::nullopt);
   return room_id;
 }
 
 void RoomAdminService::make_room_admin(const std::string& room_id_or_alias, const std::string& user_id) {
   auto u = core::parse_user_id(user_id);
   if (!u) throw MatrixError::invalid_param("Invalid user ID '" + user_id + "'");
-  const std::string room_id = rooms_.resolve_room_id_or_alias(room_id_or_alias);
+  const std::string room_id = rooms_.directory.resolve_room_id_or_alias(room_id_or_alias);
   bool known = db_.read([&](storage::Connection& c) { return storage::rooms::get_room(c, room_id).has_value(); });
   if (!known) throw MatrixError(400, "M_UNKNOWN", "Server not in room");
-  auto pl = rooms_.current_state_content(room_id, "m.room.power_levels", "");
+  auto pl = rooms_.history.current_state_content(room_id, "m.room.power_levels", "");
   if (!pl) throw MatrixError(400, "M_UNKNOWN", "No power level event in room " + room_id);
   object users;
   if (auto* v = pl->if_contains("users"); v && v->is_object()) users = v->as_object();
@@ -596,7 +597,7 @@ void RoomAdminService::make_room_admin(const std::string& room_id_or_alias, cons
   }
   if (!sender) {
     // A room whose creator holds the power implicitly (room version 12): its creator.
-    auto create = rooms_.current_state_pdu(room_id, "m.room.create", "");
+    auto create = rooms_.history.current_state_pdu(room_id, "m.room.create", "");
     if (create) {
       if (auto* s = create->if_contains("sender"); s && s->is_string()) {
         std::string creator(s->as_string());
@@ -615,13 +616,13 @@ void RoomAdminService::make_room_admin(const std::string& room_id_or_alias, cons
   object content = *pl;
   users[user_id] = best;
   content["users"] = users;
-  rooms_.send_event(NewEvent{room_id, *sender, "m.room.power_levels", std::string(""), content, std::nullopt,
+  rooms_.writer.send(NewEvent{room_id, *sender, "m.room.power_levels", std::string(""), content, std::nullopt,
                              std::nullopt, std::nullopt, std::nullopt});
   auto current = db_.read([&](storage::Connection& c) { return ev::get_membership(c, room_id, user_id); });
   bool in_room = current && (current->membership == "join" || current->membership == "invite");
-  auto join_rule = text_field(rooms_.current_state_content(room_id, "m.room.join_rules", ""), "join_rule");
+  auto join_rule = text_field(rooms_.history.current_state_content(room_id, "m.room.join_rules", ""), "join_rule");
   if (!in_room && join_rule != std::optional<std::string>("public")) {
-    rooms_.invite(as_user(*sender), room_id, user_id, std::nullopt);
+    rooms_.membership.invite(as_user(*sender), room_id, user_id, std::nullopt);
   }
 }
 

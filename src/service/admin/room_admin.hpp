@@ -8,7 +8,7 @@
 // kept in memory (as Synapse's is, until restart) for 24 hours after they end.
 #include "config/config.hpp"
 #include "service/accounts.hpp"
-#include "service/rooms.hpp"
+#include "service/rooms/rooms.hpp"
 #include "storage/database.hpp"
 #include "storage/room_admin_store.hpp"
 
@@ -36,7 +36,7 @@ struct RoomDeleteParams {
 
 class RoomAdminService {
 public:
-  RoomAdminService(const config::Config& cfg, storage::Database& db, RoomService& rooms, AccountService& accounts);
+  RoomAdminService(const config::Config& cfg, storage::Database& db, Rooms& rooms, AccountService& accounts);
   ~RoomAdminService();  // finishes the running task, drops the queued ones
   RoomAdminService(const RoomAdminService&) = delete;
 
@@ -109,7 +109,7 @@ private:
 
   const config::Config& cfg_;
   storage::Database& db_;
-  RoomService& rooms_;
+  Rooms& rooms_;
   AccountService& accounts_;
 
   std::mutex mu_;

@@ -104,7 +104,7 @@ void deactivate_account(Homeserver& hs, const std::string& user_id, bool erase) 
     auto rooms = hs.db.read([&](storage::Connection& c) { return storage::events::rooms_for_user(c, user_id, membership); });
     for (const auto& room : rooms) {
       try {
-        hs.rooms.leave(self, room, std::nullopt);
+        hs.rooms.membership.leave(self, room, std::nullopt);
       } catch (const MatrixError&) {
       }
     }
@@ -115,7 +115,7 @@ void deactivate_account(Homeserver& hs, const std::string& user_id, bool erase) 
 
 UserAdmin::UserAdmin(Homeserver& hs) : hs_(hs) {
   for (const auto& [user_id, o] : hs_.db.read([](storage::Connection& c) { return ua::all_ratelimits(c); })) {
-    hs_.rooms.message_limiter().set_override(
+    hs_.rooms.sending.message_limiter().set_override(
         user_id, config::RateLimit{static_cast<double>(o.messages_per_second), static_cast<double>(o.burst_count)});
   }
 }
@@ -267,7 +267,7 @@ std::pair<int, object> UserAdmin::put_user(const Requester& admin, const std::st
     } else if (deactivate && !*deactivate && existing->deactivated) {
       hs_.db.write([&](storage::Connection& c) { ua::set_reactivated(c, user_id); });
     }
-    if (profile_changed && !(deactivate && *deactivate)) hs_.rooms.update_profile_in_rooms(user_id);
+    if (profile_changed && !(deactivate && *deactivate)) hs_.rooms.membership.update_profile_in_rooms(user_id);
     return {200, details(user_id)};
   }
 
@@ -320,7 +320,7 @@ void UserAdmin::reset_password(const std::string& user_id, const std::string& ne
 
 object UserAdmin::joined_rooms(const std::string& user_id) {
   if (!core::parse_user_id(user_id)) throw MatrixError::invalid_param("Invalid user ID '" + user_id + "'");
-  auto rooms = hs_.rooms.joined_rooms(user_id);
+  auto rooms = hs_.rooms.history.joined_rooms(user_id);
   auto total = static_cast<int64_t>(rooms.size());
   return object{{"joined_rooms", std::move(rooms)}, {"total", total}};
 }
@@ -416,7 +416,7 @@ object UserAdmin::set_ratelimit(const std::string& user_id, int64_t messages_per
   require_existing(user_id, "Only local users can be ratelimited");
   ua::RateLimitOverride o{messages_per_second, burst_count};
   hs_.db.write([&](storage::Connection& c) { ua::set_ratelimit(c, user_id, o); });
-  hs_.rooms.message_limiter().set_override(
+  hs_.rooms.sending.message_limiter().set_override(
       user_id, config::RateLimit{static_cast<double>(messages_per_second), static_cast<double>(burst_count)});
   return object{{"messages_per_second", messages_per_second}, {"burst_count", burst_count}};
 }
@@ -424,7 +424,7 @@ object UserAdmin::set_ratelimit(const std::string& user_id, int64_t messages_per
 void UserAdmin::delete_ratelimit(const std::string& user_id) {
   require_existing(user_id, "Only local users can be ratelimited");
   hs_.db.write([&](storage::Connection& c) { ua::delete_ratelimit(c, user_id); });
-  hs_.rooms.message_limiter().set_override(user_id, std::nullopt);
+  hs_.rooms.sending.message_limiter().set_override(user_id, std::nullopt);
 }
 
 std::string UserAdmin::login_as(const Requester& admin, const std::string& user_id,
