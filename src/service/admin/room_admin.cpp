@@ -223,54 +223,10 @@ object RoomAdminService::state(const std::string& room_id, const std::optional<s
   });
 }
 
-object RoomAdminService::messages(const std::string& room_id, const std::optional<std::string>& from_param,
-                                  const std::optional<std::string>& to_param, const std::string& dir, int64_t limit,
+object RoomAdminService::messages(const std::string& room_id, const std::optional<std::string>& from,
+                                  const std::optional<std::string>& to, const std::string& dir, int64_t limit,
                                   const object& filter) {
-  if (dir != "b" && dir != "f") throw MatrixError::invalid_param("dir must be 'b' or 'f'");
-  if (limit < 0) throw MatrixError::invalid_param("limit must be a positive integer");
-  limit = std::clamp<int64_t>(limit, 1, 1000);
-  auto given = [](const std::optional<std::string>& t) { return t && !t->empty() ? t : std::nullopt; };
-  const auto from = given(from_param), to = given(to_param);
-  return db_.read([&](storage::Connection& c) {
-    if (!storage::rooms::get_room(c, room_id)) throw MatrixError::not_found("Room not found");
-    const int64_t now = db_.committed_position();
-    int64_t start = from ? parse_stream_token(*from) : (dir == "b" ? now : 0);
-    std::optional<int64_t> stop;
-    if (to) stop = parse_stream_token(*to);
-    array chunk;
-    std::set<std::string> senders;
-    int64_t cursor = start;
-    bool exhausted = false;
-    while (static_cast<int64_t>(chunk.size()) < limit && !exhausted) {
-      std::vector<ev::StoredEvent> batch;
-      if (dir == "b") batch = ev::room_events_backwards(c, room_id, stop.value_or(0), std::min(cursor, now), limit);
-      else batch = ev::room_events_forwards(c, room_id, cursor, std::min(stop.value_or(now), now), limit);
-      if (static_cast<int64_t>(batch.size()) < limit) exhausted = true;
-      if (batch.empty()) break;
-      for (const auto& e : batch) {
-        if (static_cast<int64_t>(chunk.size()) >= limit) {
-          exhausted = false;
-          break;
-        }
-        cursor = dir == "b" ? e.stream_ordering - 1 : e.stream_ordering;
-        if (!event_matches(filter, e)) continue;
-        senders.insert(e.sender);
-        chunk.push_back(client_event(e, c, {}));
-      }
-    }
-    object out{{"start", from ? *from : "s" + std::to_string(start)}, {"chunk", std::move(chunk)}};
-    if (!exhausted || !out["chunk"].as_array().empty()) out["end"] = "s" + std::to_string(cursor);
-    if (filter_flag(filter, "lazy_load_members")) {
-      array state;
-      for (const auto& s : senders) {
-        if (auto id = ev::current_state_event_id(c, room_id, "m.room.member", s)) {
-          if (auto e = ev::get_event(c, *id)) state.push_back(client_event(*e, c, {}));
-        }
-      }
-      out["state"] = std::move(state);
-    }
-    return out;
-  });
+  return rooms_.history.admin_messages(room_id, from, to, dir, limit, filter);
 }
 
 object RoomAdminService::context(const std::string& room_id, const std::string& event_id, int64_t limit,

@@ -7,8 +7,10 @@
 #include "service/relations.hpp"
 #include "service/stream_token.hpp"
 #include "storage/event_store.hpp"
+#include "storage/room_store.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <set>
 
 namespace trestle::service {
@@ -167,71 +169,99 @@ object RoomHistory::event(const Requester& r, const std::string& room_id, const 
   });
 }
 
-object RoomHistory::messages(const Requester& r, const std::string& room_id,
-                             const std::optional<std::string>& from_param, const std::optional<std::string>& to_param,
-                             const std::string& dir, int64_t limit, const object& filter) {
+namespace {
+// Who reads a page of history: what they may see (up to `upto`, each event passing `shown`) and
+// how events are formatted for them.
+struct PageReader {
+  int64_t upto = 0;
+  std::function<bool(const ev::StoredEvent&)> shown;
+  ClientEventOptions opts;
+};
+
+// One /messages page (client and admin API): events from `from` in direction `dir`, up to
+// `limit` shown ones (filtered-out events do not count, so it reads in batches until full).
+object messages_page(storage::Connection& c, const std::string& room_id, const std::optional<std::string>& from,
+                     const std::optional<std::string>& to, const std::string& dir, int64_t limit, int64_t now,
+                     const object& filter, const PageReader& reader) {
+  int64_t start = from ? parse_stream_token(*from) : (dir == "b" ? now : 0);
+  std::optional<int64_t> stop;
+  if (to) stop = parse_stream_token(*to);
+  array chunk;
+  std::set<std::string> senders;
+  int64_t cursor = start;
+  bool exhausted = false;
+  while (static_cast<int64_t>(chunk.size()) < limit && !exhausted) {
+    std::vector<ev::StoredEvent> batch;
+    if (dir == "b") {
+      batch = ev::room_events_backwards(c, room_id, stop.value_or(0), std::min(cursor, reader.upto), limit);
+    } else {
+      batch = ev::room_events_forwards(c, room_id, cursor, std::min(stop.value_or(reader.upto), reader.upto), limit);
+    }
+    if (static_cast<int64_t>(batch.size()) < limit) exhausted = true;
+    for (const auto& e : batch) {
+      if (static_cast<int64_t>(chunk.size()) >= limit) {
+        cursor = dir == "b" ? e.stream_ordering : e.stream_ordering - 1;  // the next page starts here
+        exhausted = false;
+        break;
+      }
+      cursor = dir == "b" ? e.stream_ordering - 1 : e.stream_ordering;
+      if (!event_matches(filter, e) || !reader.shown(e)) continue;
+      senders.insert(e.sender);
+      chunk.push_back(client_event(e, c, reader.opts));
+    }
+  }
+  object out{{"start", from ? *from : "s" + std::to_string(start)}, {"chunk", std::move(chunk)}};
+  // `end` whenever there may be more, and whenever events came back (as Synapse: the next page
+  // from it is then empty, without `end`), so a forward reader can resume from it.
+  if (!exhausted || !out["chunk"].as_array().empty()) out["end"] = "s" + std::to_string(cursor);
+  if (filter_flag(filter, "lazy_load_members")) {
+    array state;
+    for (const auto& sender : senders) {
+      if (auto id = ev::current_state_event_id(c, room_id, "m.room.member", sender)) {
+        if (auto e = ev::get_event(c, *id)) state.push_back(client_event(*e, c, reader.opts));
+      }
+    }
+    out["state"] = std::move(state);
+  }
+  return out;
+}
+
+void check_messages_params(const std::string& dir) {
   if (dir != "b" && dir != "f") throw MatrixError::invalid_param("dir must be 'b' or 'f'");
+}
+// An empty token is no token (clients send `from=` for "from the end").
+std::optional<std::string> given(const std::optional<std::string>& t) { return t && !t->empty() ? t : std::nullopt; }
+}  // namespace
+
+object RoomHistory::messages(const Requester& r, const std::string& room_id,
+                             const std::optional<std::string>& from, const std::optional<std::string>& to,
+                             const std::string& dir, int64_t limit, const object& filter) {
+  check_messages_params(dir);
   limit = std::clamp<int64_t>(limit, 1, 1000);
-  // An empty token is no token (clients send `from=` for "from the end").
-  auto given = [](const std::optional<std::string>& t) { return t && !t->empty() ? t : std::nullopt; };
-  const auto from = given(from_param), to = given(to_param);
   return db_.read([&](storage::Connection& c) {
     auto access = read_access(c, r, room_id);
-    int64_t upto = access.upto;
     const auto ignored = ignored_users(c, r.user_id);
-    int64_t start = from ? parse_stream_token(*from) : (dir == "b" ? db_.committed_position() : 0);
-    std::optional<int64_t> stop;
-    if (to) stop = parse_stream_token(*to);
-    ClientEventOptions opts{r.user_id, r.device_id, true};
-    array chunk;
-    std::set<std::string> senders;
-    int64_t cursor = start;
-    bool exhausted = false;
-    // Filtered-out events do not count towards the limit, so read in batches until full.
-    while (static_cast<int64_t>(chunk.size()) < limit && !exhausted) {
-      std::vector<ev::StoredEvent> batch;
-      if (dir == "b") {
-        int64_t lower = stop.value_or(0);
-        batch = ev::room_events_backwards(c, room_id, lower, std::min(cursor, upto), limit);
-        if (batch.empty()) exhausted = true;
-        else cursor = batch.back().stream_ordering - 1;
-      } else {
-        int64_t upper = std::min(stop.value_or(upto), upto);
-        batch = ev::room_events_forwards(c, room_id, cursor, upper, limit);
-        if (batch.empty()) exhausted = true;
-        else cursor = batch.back().stream_ordering;
-      }
-      if (static_cast<int64_t>(batch.size()) < limit) exhausted = true;
-      for (const auto& e : batch) {
-        if (static_cast<int64_t>(chunk.size()) >= limit) {
-          cursor = dir == "b" ? e.stream_ordering : e.stream_ordering - 1;
-          exhausted = false;
-          break;
-        }
-        if (dir == "b") cursor = e.stream_ordering - 1;
-        else cursor = e.stream_ordering;
-        if (!event_matches(filter, e) || hidden_by_ignore(ignored, e) || !related_by_matches(c, filter, e) ||
-            !event_visible_to(c, r.user_id, e, access.peeking)) {
-          continue;
-        }
-        senders.insert(e.sender);
-        chunk.push_back(client_event(e, c, opts));
-      }
-    }
-    object out{{"start", from ? *from : "s" + std::to_string(start)}, {"chunk", std::move(chunk)}};
-    // `end` whenever there may be more, and whenever events came back (as Synapse: the next page
-    // from it is then empty, without `end`), so a forward reader can resume from it.
-    if (!exhausted || !out["chunk"].as_array().empty()) out["end"] = "s" + std::to_string(cursor);
-    if (filter_flag(filter, "lazy_load_members")) {
-      array state;
-      for (const auto& s : senders) {
-        if (auto id = ev::current_state_event_id(c, room_id, "m.room.member", s)) {
-          if (auto e = ev::get_event(c, *id)) state.push_back(client_event(*e, c, opts));
-        }
-      }
-      out["state"] = std::move(state);
-    }
-    return out;
+    PageReader reader{access.upto,
+                      [&](const ev::StoredEvent& e) {
+                        return !hidden_by_ignore(ignored, e) && related_by_matches(c, filter, e) &&
+                               event_visible_to(c, r.user_id, e, access.peeking);
+                      },
+                      {r.user_id, r.device_id, true}};
+    return messages_page(c, room_id, given(from), given(to), dir, limit, db_.committed_position(), filter, reader);
+  });
+}
+
+object RoomHistory::admin_messages(const std::string& room_id, const std::optional<std::string>& from,
+                                   const std::optional<std::string>& to, const std::string& dir, int64_t limit,
+                                   const object& filter) {
+  check_messages_params(dir);
+  if (limit < 0) throw MatrixError::invalid_param("limit must be a positive integer");
+  limit = std::clamp<int64_t>(limit, 1, 1000);
+  return db_.read([&](storage::Connection& c) {
+    if (!storage::rooms::get_room(c, room_id)) throw MatrixError::not_found("Room not found");
+    const int64_t now = db_.committed_position();
+    PageReader reader{now, [](const ev::StoredEvent&) { return true; }, {}};
+    return messages_page(c, room_id, given(from), given(to), dir, limit, now, filter, reader);
   });
 }
 

@@ -29,6 +29,10 @@ public:
   boost::json::object messages(const Requester& r, const std::string& room_id, const std::optional<std::string>& from,
                                const std::optional<std::string>& to, const std::string& dir, int64_t limit,
                                const boost::json::object& filter);
+  // The admin API's /messages: every event of the room, whoever was in it (404 for unknown rooms).
+  boost::json::object admin_messages(const std::string& room_id, const std::optional<std::string>& from,
+                                     const std::optional<std::string>& to, const std::string& dir, int64_t limit,
+                                     const boost::json::object& filter);
   boost::json::object context(const Requester& r, const std::string& room_id, const std::string& event_id,
                               int64_t limit, const boost::json::object& filter);
 
