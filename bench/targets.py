@@ -42,6 +42,7 @@ import trestle_bench as tb  # noqa: E402  (the harness's server, client, wrk and
 from trestle_bench import CLIENT, HOST, BenchError, Client, log, percentile, q, mono  # noqa: E402
 
 NGINX = "/usr/sbin/nginx"
+WRK_TIMEOUT_S = 30  # a send into a very large room may take seconds on a slow build: slow, not an error
 MEMBERS_AS = "bench-members"
 # Trestle's event ids are '$' + 43 characters: the ceiling answers a body of the same size.
 CEILING_BODY = '{"event_id":"${dollar}ceiling000000000000000000000000000000000000"}'
@@ -155,9 +156,9 @@ def wrk_measure(port, cpu_fn, tokens, room_id, conns, args, tag):
     threads = min(conns, args.wrk_threads)
     warm = {"ok_2xx": 0, "non_2xx": 0}
     if args.warmup > 0:
-        warm, _ = tb.run_wrk(port, tokens, room_id, threads, conns, args.warmup, tag + "w")
+        warm, _ = tb.run_wrk(port, tokens, room_id, threads, conns, args.warmup, tag + "w", WRK_TIMEOUT_S)
     cpu0 = cpu_fn()
-    res, _ = tb.run_wrk(port, tokens, room_id, threads, conns, args.duration, tag)
+    res, _ = tb.run_wrk(port, tokens, room_id, threads, conns, args.duration, tag, WRK_TIMEOUT_S)
     cpu1 = cpu_fn()
     dur = res["duration_us"] / 1e6
     out = {
@@ -232,11 +233,11 @@ def add_members(port, as_token, room_id, prefix, first, count, conns, deadline):
     return parallel(port, as_token, count, job, conns, deadline)
 
 
-def write_registration(path, as_id, url, as_token, hs_token, regex):
+def write_registration(path, as_id, url, as_token, hs_token, regex, exclusive=True):
     with open(path, "w") as f:
         f.write(f"id: {as_id}\nurl: {json.dumps(url) if url else 'null'}\nas_token: \"{as_token}\"\n"
                 f"hs_token: \"{hs_token}\"\nsender_localpart: {as_id.replace('-', '_')}_bot\nrate_limited: false\n"
-                f"receive_ephemeral: false\nnamespaces:\n  users:\n    - exclusive: true\n      regex: \"{regex}\"\n"
+                f"receive_ephemeral: false\nnamespaces:\n  users:\n    - exclusive: {str(exclusive).lower()}\n      regex: \"{regex}\"\n"
                 "  aliases: []\n  rooms: []\n")
 
 
@@ -244,7 +245,10 @@ def members_server(binary, workdir, args, extra_files=()):
     """A fresh server with the member-making appservice (url null) registered: (server, its as_token)."""
     as_token = "as_members_" + os.urandom(12).hex()
     reg = os.path.join(workdir, "members-appservice.yaml")
-    write_registration(reg, MEMBERS_AS, None, as_token, "hs_members_" + os.urandom(12).hex(), "@bench_.*:localhost")
+    # Not exclusive: the members are ordinary users that the appservice happened to create (a server
+    # may skip push rules for users an appservice owns exclusively, as Synapse does).
+    write_registration(reg, MEMBERS_AS, None, as_token, "hs_members_" + os.urandom(12).hex(), "@bench_.*:localhost",
+                       exclusive=False)
     return tb.Server(binary, workdir, args.log_level, appservice_files=[reg, *extra_files]), as_token
 
 
@@ -288,13 +292,14 @@ def section_send(binary, workdir, args, errors):
         sizes = [int(m) for m in args.members.split(",")]
         for size in sizes:
             if size > members:
-                t0 = time.monotonic()
+                t0, cpu0 = time.monotonic(), tb.proc_cpu_ms(srv.pid)
                 deadline = t0 + args.setup_max_seconds
                 done = add_members(srv.port, as_token, room_id, "bench_m", members, size - members,
                                    args.setup_conns, deadline)
                 members += done
                 out[f"m{size}_setup_s"] = time.monotonic() - t0
                 out[f"m{size}_setup_joins_per_s"] = done / max(1e-3, time.monotonic() - t0)
+                out[f"m{size}_setup_cpu_ms_per_join"] = (tb.proc_cpu_ms(srv.pid) - cpu0) / max(1, done)
                 if members < size:
                     log(f"[targets] only {members}/{size} members joined within {args.setup_max_seconds} s; "
                         "measuring with those")
@@ -358,7 +363,7 @@ class Polls:
         if sock is None:
             sock = socket.create_connection((HOST, self.port), timeout=10)
         sock.setblocking(True)
-        sock.sendall((f"GET {CLIENT}/sync?since={q(since)}&timeout={timeout_ms} HTTP/1.1\r\n"
+        sock.sendall((f"GET {CLIENT}/sync?since={q(since)}&timeout={timeout_ms}&set_presence=offline HTTP/1.1\r\n"
                       f"Host: {HOST}:{self.port}\r\nAuthorization: Bearer {token}\r\n\r\n").encode())
         sock.setblocking(False)
         p = tb.RawPoll(sock)
@@ -386,6 +391,16 @@ class Polls:
         self.polls.clear()
 
 
+def since_of(port, token):
+    """A user's sync token. set_presence=offline here and in every /sync of the wake section: a
+    user coming online would wake the other members' long-polls with a presence update."""
+    c = Client(port, token)
+    try:
+        return c.call("GET", f"{CLIENT}/sync?timeout=0&set_presence=offline")["next_batch"]
+    finally:
+        c.close()
+
+
 def poll_events(p):
     """(next_batch, event ids in every joined room's timeline) of a RawPoll's 200 answer."""
     if p.status != 200:
@@ -401,18 +416,18 @@ def wake_samples(srv, sender, receiver, room_id, args, crowd=None, label=""):
     sample is the time to the first byte of the /sync answer. With `crowd` (Polls of other users
     in the same room, {socket: (token, since)}) every sample also wakes them: each must answer
     with the event and is re-armed before the next sample. Returns (wake ms list, extras)."""
-    since = tb.sync_token(srv.port, receiver)
+    since = since_of(srv.port, receiver)
     a = Client(srv.port, receiver, timeout=40)
     b = Client(srv.port, sender, timeout=40)
     wake, send = [], []
-    misses = crowd_missing = 0
+    misses = crowd_missing = crowd_rewakes = 0
     samples = args.crowd_samples if crowd else args.wake_samples
     deadline = time.monotonic() + args.wake_max_seconds
     try:
         for i in range(samples):
             if time.monotonic() > deadline:
                 break
-            a.send_request("GET", f"{CLIENT}/sync?since={q(since)}&timeout=30000")
+            a.send_request("GET", f"{CLIENT}/sync?since={q(since)}&timeout=30000&set_presence=offline")
             time.sleep(args.park_ms / 1000.0)
             t0 = time.perf_counter()
             b.send_request("PUT", f"{CLIENT}/rooms/{q(room_id)}/send/m.room.message/{label}{i}",
@@ -437,25 +452,30 @@ def wake_samples(srv, sender, receiver, room_id, args, crowd=None, label=""):
             if not any(e.get("event_id") == event_id for e in timeline):
                 misses += 1  # woken without the event: an error (reported), caught up untimed
                 c = Client(srv.port, receiver)
-                since = c.call("GET", f"{CLIENT}/sync?since={q(since)}&timeout=0")["next_batch"]
+                since = c.call("GET", f"{CLIENT}/sync?since={q(since)}&timeout=0&set_presence=offline")["next_batch"]
                 c.close()
                 continue
             wake.append((arrived["a"] - t0) * 1000.0)
             send.append((arrived["b"] - t0) * 1000.0)
             if crowd is not None:
-                # Every crowd poll answers with this event, then is re-armed from its next_batch.
-                pending = {s for s in crowd.polls}
+                # Every crowd poll answers with this event (one woken by something else first is
+                # re-armed and counted), then is re-armed from its next_batch.
+                pending = set(crowd.polls)
                 limit = time.monotonic() + 30
                 while pending and time.monotonic() < limit:
                     for p in crowd.collect(0.5):
-                        pending.discard(p.sock)
+                        nb, ids = poll_events(p)
+                        if event_id in ids:
+                            pending.discard(p.sock)
+                        else:
+                            crowd_rewakes += 1
+                            crowd.open(crowd.polls[p.sock][1], nb or "", sock=p.sock)
                 if pending:
-                    raise BenchError(f"wake {label} sample {i}: {len(pending)} crowd long-polls not woken in 30 s")
+                    crowd_missing += len(pending)
+                    raise BenchError(f"wake {label} sample {i}: {len(pending)} crowd long-polls not woken with "
+                                     "the event in 30 s")
                 for s, (p, token) in list(crowd.polls.items()):
-                    nb, ids = poll_events(p)
-                    if event_id not in ids:
-                        crowd_missing += 1
-                    crowd.open(token, nb or "", sock=s)
+                    crowd.open(token, poll_events(p)[0] or "", sock=s)
                 time.sleep(args.crowd_rearm_ms / 1000.0)
     finally:
         a.close()
@@ -463,12 +483,13 @@ def wake_samples(srv, sender, receiver, room_id, args, crowd=None, label=""):
     srv.check_alive()
     if len(wake) < 10:
         raise BenchError(f"wake {label}: only {len(wake)} samples")
-    return wake, {"send_p50_ms": percentile(send, 50), "misses": misses, "crowd_missing": crowd_missing}
+    return wake, {"send_p50_ms": percentile(send, 50), "misses": misses, "crowd_missing": crowd_missing,
+                  "crowd_rewakes": crowd_rewakes}
 
 
 def section_wake(binary, workdir, args, errors):
-    out = {}
     n_crowd = args.crowd
+    out = {"wake_crowd_count": n_crowd}
     raise_nofile(args.longpolls + n_crowd + 512)
     srv, as_token = members_server(binary, workdir, args)
     crowd = None
@@ -488,7 +509,9 @@ def section_wake(binary, workdir, args, errors):
             if parallel(srv.port, as_token, n_crowd - 1, job, args.setup_conns, deadline) < n_crowd - 1:
                 raise BenchError("wake: the crowd could not join in time")
         join(room_b)
-        sinces = [(t, tb.sync_token(srv.port, t)) for t, _ in crowd_users]
+        for t, _ in crowd_users + [(sender, None), (receiver, None)]:  # a first sync each: any presence
+            since_of(srv.port, t)                                       # change happens now, not later
+        sinces = [(t, since_of(srv.port, t)) for t, _ in crowd_users]
 
         # 1. KiB per idle long-poll: 1,000 polls by the crowd's users, in room B; one message wakes all.
         log(f"[targets] wake: {args.longpolls} idle long-polls...")
@@ -523,7 +546,7 @@ def section_wake(binary, workdir, args, errors):
                 errors.append(f"long-polls: {early} answered early, {len(woke)}/{args.longpolls} woken with the event")
         finally:
             polls.close()
-        sinces = [(t, tb.sync_token(srv.port, t)) for t, _ in crowd_users]
+        sinces = [(t, since_of(srv.port, t)) for t, _ in crowd_users]
 
         # 2. Wake-up alone, then with the crowd's idle long-polls open (in room B: nothing wakes them).
         log("[targets] wake: no other long-poll...")
@@ -552,12 +575,13 @@ def section_wake(binary, workdir, args, errors):
         c.close()
         crowd = Polls(srv.port)
         for token, _ in crowd_users:
-            crowd.open(token, tb.sync_token(srv.port, token))
+            crowd.open(token, since_of(srv.port, token))
         time.sleep(1.0)
         wake, ex = wake_samples(srv, sender, receiver, room_a, args, crowd=crowd, label="crowd")
         out.update({"wake_crowd_p50_ms": percentile(wake, 50), "wake_crowd_p99_ms": percentile(wake, 99),
                     "wake_crowd_max_ms": max(wake), "wake_crowd_samples": len(wake),
-                    "wake_crowd_send_p50_ms": ex["send_p50_ms"], "wake_crowd_missing": ex["crowd_missing"]})
+                    "wake_crowd_send_p50_ms": ex["send_p50_ms"], "wake_crowd_missing": ex["crowd_missing"],
+                    "wake_crowd_rewakes": ex["crowd_rewakes"]})
         misses += ex["misses"]
         out["wake_misses"] = misses
         if misses or ex["crowd_missing"]:
@@ -682,6 +706,7 @@ def section_appservice(binary, workdir, args, errors):
             r, _ = tb.run_wrk(srv.port, tokens, room_id, threads, conns, d, f"{tag}b{i}")
             if r["non_2xx"]:
                 errors.append(f"appservice backlog sends: {r['non_2xx']} non-2xx")
+            time.sleep(1.0)  # requests wrk left in flight commit now, inside the count
             backlog = tb.stream_position(srv.port, tokens[0]) - posb0
         fill_s = time.monotonic() - t_fill
         n_txn1 = len(listener.snapshot())
@@ -713,6 +738,9 @@ def section_appservice(binary, workdir, args, errors):
             "as_backlog_failed_attempts": len(listener.failed),
             "as_backlog_delivered": drained,
             "as_drain_s": span,
+            "as_drain_first_txn_ms": (txns[0][1] - t_ok) * 1000.0 if txns else float("nan"),
+            "as_drain_events_per_s_after_first": ((drained - txns[0][3]) / (txns[-1][1] - txns[0][1])
+                                                  if len(txns) > 1 and txns[-1][1] > txns[0][1] else float("nan")),
             "as_drain_events_per_s": drained / span if txns and span > 0 else float("nan"),
             "as_drain_events_per_txn": drained / max(1, len(txns)),
             "as_drain_server_cpu_us_per_event": (cpu1 - cpu0) * 1000.0 / max(1, drained),
@@ -720,7 +748,8 @@ def section_appservice(binary, workdir, args, errors):
             "as_drain_busiest_threads_cores": tb.busiest_threads(th0, th1, max(1e-3, t_drained - t_ok)),
         })
         if drained != backlog:
-            errors.append(f"appservice backlog: {backlog} events held back, {drained} delivered after the release")
+            errors.append(f"appservice backlog: {backlog} events stored while held back, {drained} delivered "
+                          f"after the release ({'missing' if drained < backlog else 'more than stored'})")
         with listener.cond:
             dups = len(listener.txns) - len({t[2] for t in listener.txns})
         if dups or listener.bad:
@@ -770,7 +799,8 @@ def fmt(v):
 def report(r):
     """Every measured line, then the targets with PASS/MISS."""
     lines = [f"== {r['label']} ({r['started']}, load average before {r['loadavg_before']:.2f})"]
-    for key in sorted(k for k in r if k.startswith("send_m") and k.endswith("_req_per_s")):
+    cells = [k for k in r if k.startswith("send_m") and k.endswith("_req_per_s")]
+    for key in sorted(cells, key=lambda k: [int(x[1:]) for x in k.split("_")[1:3]]):
         base = key[: -len("_req_per_s")]
         cell = base[len("send_"):]
         size = cell.split("_")[0]
@@ -782,12 +812,13 @@ def report(r):
                      f"{fmt(r['ceiling_' + cell + '_p99_ms'])})")
     for size in (1000, 10000):
         if f"m{size}_setup_s" in r:
-            lines.append(f"setup {size} members: {r[f'm{size}_setup_s']:.1f} s "
-                         f"({r[f'm{size}_setup_joins_per_s']:.0f} register+join/s)")
+            lines.append(f"setup to {size} members: {r[f'm{size}_members']} in {r[f'm{size}_setup_s']:.1f} s "
+                         f"({r[f'm{size}_setup_joins_per_s']:.0f} register+join/s, "
+                         f"{r[f'm{size}_setup_cpu_ms_per_join']:.2f} server CPU ms each)")
     if "wake_alone_p50_ms" in r:
         lines.append(f"/sync wake p50/p99 ms: alone {fmt(r['wake_alone_p50_ms'])}/{fmt(r['wake_alone_p99_ms'])}, "
-                     f"200 idle elsewhere {fmt(r['wake_idle_p50_ms'])}/{fmt(r['wake_idle_p99_ms'])}, "
-                     f"200 in the room {fmt(r['wake_crowd_p50_ms'])}/{fmt(r['wake_crowd_p99_ms'])}")
+                     f"{r['wake_crowd_count']} idle elsewhere {fmt(r['wake_idle_p50_ms'])}/{fmt(r['wake_idle_p99_ms'])}, "
+                     f"{r['wake_crowd_count']} in the room {fmt(r['wake_crowd_p50_ms'])}/{fmt(r['wake_crowd_p99_ms'])}")
         lines.append(f"{r['longpoll_count']} idle long-polls: {r['longpoll_kb_per_poll']:.1f} KiB each, "
                      f"{r['longpoll_woken_with_event']} woken by one message in {fmt(r['longpoll_wake_all_ms'])} ms")
     if "as_load_latency_p50_ms" in r:
@@ -796,7 +827,9 @@ def report(r):
                      f"({r['as_load_probes']} probes, {fmt(r['as_load_events_per_txn'])} events/txn)")
     if "as_drain_events_per_s" in r:
         lines.append(f"appservice backlog {r['as_backlog_events']:,} events drained in {fmt(r['as_drain_s'])} s = "
-                     f"{fmt(r['as_drain_events_per_s'])} events/s ({fmt(r['as_drain_events_per_txn'])} events/txn, "
+                     f"{fmt(r['as_drain_events_per_s'])} events/s (first transaction after "
+                     f"{fmt(r['as_drain_first_txn_ms'])} ms, then {fmt(r['as_drain_events_per_s_after_first'])} "
+                     f"events/s; {fmt(r['as_drain_events_per_txn'])} events/txn, "
                      f"{fmt(r['as_drain_server_cpu_us_per_event'])} us CPU/event, listener "
                      f"{fmt(r['as_drain_listener_cores'])} cores)")
     if "rss_10s_after_load_kb" in r:
@@ -825,8 +858,10 @@ def markdown_row(r, name):
         k = f"send_{cell}"
         if k + "_req_per_s" not in r:
             return "-"
-        return (f"{fmt(r[k + '_req_per_s'])} ({r[k + '_vs_ceiling']:.0%}), "
-                f"{r[k + '_cpu_ms_per_event']:.3f} ms")
+        size = cell.split("_")[0]
+        short = f" [{r[size + '_members']:,} members]" if r.get(size + "_members", 0) < int(size[1:]) else ""
+        return (f"{fmt(r[k + '_req_per_s'])} ({r[k + '_vs_ceiling']:.1%}), "
+                f"{r[k + '_cpu_ms_per_event']:.3f} ms{short}")
     cells = [name, send("m32_c1"), send("m32_c8"), send("m32_c32"), send("m1000_c32"), send("m10000_c32"),
              f"{g('wake_idle_p50_ms')} / {g('wake_idle_p99_ms')}", f"{g('wake_crowd_p50_ms')} / {g('wake_crowd_p99_ms')}",
              g("longpoll_kb_per_poll"), f"{g('as_load_latency_p50_ms')} / {g('as_load_latency_p99_ms')}",
@@ -883,7 +918,7 @@ def main():
     ap.add_argument("--out", default="", help="JSON results here")
     ap.add_argument("--label", default="")
     ap.add_argument("--markdown", action="store_true", help="also print bench/README.md's table rows")
-    ap.add_argument("--log-level", default="warn")
+    ap.add_argument("--log-level", default="", help="server log_level (default: the generated config's)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs")
     ap.add_argument("--duration", type=int, default=8, help="seconds per wrk measurement (default 8)")
     ap.add_argument("--warmup", type=int, default=1, help="seconds of wrk warm-up before each (default 1)")
@@ -892,13 +927,15 @@ def main():
     ap.add_argument("--senders", type=int, default=4, help="sending users, one per wrk thread (default 4)")
     ap.add_argument("--members", default="32,1000,10000", help="room sizes (default 32,1000,10000)")
     ap.add_argument("--setup-conns", type=int, default=8)
-    ap.add_argument("--setup-max-seconds", type=float, default=240.0, help="per room size (default 240)")
+    ap.add_argument("--setup-max-seconds", type=float, default=150.0,
+                    help="growing the room to each size, at most (default 150): then measured as it is")
     ap.add_argument("--nginx-workers", type=int, default=2)
     ap.add_argument("--rss-wait", type=float, default=10.0)
     ap.add_argument("--wake-samples", type=int, default=300)
     ap.add_argument("--crowd", type=int, default=200, help="other long-polls (default 200)")
     ap.add_argument("--crowd-samples", type=int, default=200)
-    ap.add_argument("--crowd-rearm-ms", type=float, default=100.0)
+    ap.add_argument("--crowd-rearm-ms", type=float, default=50.0,
+                    help="pause after re-arming the crowd's long-polls (default 50)")
     ap.add_argument("--park-ms", type=float, default=20.0)
     ap.add_argument("--wake-max-seconds", type=float, default=25.0, help="per variant (crowd polls time out at 30 s)")
     ap.add_argument("--longpolls", type=int, default=1000)
@@ -927,10 +964,11 @@ def main():
             for i in (0, 1):  # one dict per round and side: merge the sections of a round
                 per_round = []
                 for rnd in range(args.rounds):
-                    d = {}
+                    d, errs = {}, []
                     for x in runs[i][rnd * len(sections):(rnd + 1) * len(sections)]:
                         d.update(x)
-                        d["errors"] = d.get("errors", []) + x["errors"]
+                        errs += x["errors"]
+                    d["errors"] = errs
                     per_round.append(d)
                 merged[i] = per_round
             for i in (0, 1):
