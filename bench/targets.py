@@ -151,15 +151,39 @@ http {{
 
 # ----------------------------------------------------------------------------- shared helpers
 
-def wrk_measure(port, cpu_fn, tokens, room_id, conns, args, tag):
-    """A warm-up, then one wrk run of send.lua; req/s, latency, CPU ms per 2xx (cpu_fn: the server's)."""
+def settled(port, token, limit_s=60.0):
+    """Waits until the stream position has not moved for 0.5 s (the requests wrk left in flight
+    have committed), at most limit_s."""
+    last, still_since, end = None, time.monotonic(), time.monotonic() + limit_s
+    while time.monotonic() < end:
+        pos = tb.stream_position(port, token)
+        if pos != last:
+            last, still_since = pos, time.monotonic()
+        elif time.monotonic() - still_since >= 0.5:
+            return
+        time.sleep(0.1)
+
+
+def wrk_measure(port, cpu_fn, tokens, room_id, conns, args, tag, settle=None):
+    """A warm-up, then one wrk run of send.lua; req/s, latency, CPU ms per 2xx (cpu_fn: the server's).
+    When the warm-up shows fewer than ~100 requests would complete in --duration (a very large room
+    on a slow build), the run lasts up to --max-duration instead. settle(): waits for in-flight
+    requests to finish, after the warm-up and after the run."""
     threads = min(conns, args.wrk_threads)
     warm = {"ok_2xx": 0, "non_2xx": 0}
+    duration = args.duration
     if args.warmup > 0:
         warm, _ = tb.run_wrk(port, tokens, room_id, threads, conns, args.warmup, tag + "w", WRK_TIMEOUT_S)
+        rate = warm["ok_2xx"] / args.warmup
+        if rate * duration < 100:
+            duration = int(min(args.max_duration, max(duration, 100 / max(rate, 1e-3))))
+    if settle:
+        settle()
     cpu0 = cpu_fn()
-    res, _ = tb.run_wrk(port, tokens, room_id, threads, conns, args.duration, tag, WRK_TIMEOUT_S)
+    res, _ = tb.run_wrk(port, tokens, room_id, threads, conns, duration, tag, WRK_TIMEOUT_S)
     cpu1 = cpu_fn()
+    if settle:
+        settle()
     dur = res["duration_us"] / 1e6
     out = {
         "req_per_s": res["requests"] / dur,
@@ -168,6 +192,7 @@ def wrk_measure(port, cpu_fn, tokens, room_id, conns, args, tag):
         "cpu_ms_per_event": (cpu1 - cpu0) / max(1, res["ok_2xx"]),
         "cores": (cpu1 - cpu0) / 1000.0 / dur,
         "requests": res["requests"],
+        "duration_s": dur,
         "non_2xx": res["non_2xx"] + warm["non_2xx"],
         "ok_2xx_with_warmup": res["ok_2xx"] + warm["ok_2xx"],
         "socket_errors": res["err_connect"] + res["err_read"] + res["err_write"] + res["err_timeout"],
@@ -311,13 +336,13 @@ def section_send(binary, workdir, args, errors):
                                    tag + key + "n")
                 pos0 = tb.stream_position(srv.port, tokens[0])
                 res = wrk_measure(srv.port, lambda: tb.proc_cpu_ms(srv.pid), tokens, room_id, conns, args,
-                                  tag + key)
+                                  tag + key, settle=lambda: settled(srv.port, tokens[0]))
                 pos1 = tb.stream_position(srv.port, tokens[0])
                 srv.check_alive()
                 for k in ("req_per_s", "cpu_ms_per_event", "p50_ms", "p99_ms", "non_2xx", "socket_errors"):
                     out[f"ceiling_{key}_{k}"] = ceil[k]
-                for k in ("req_per_s", "cpu_ms_per_event", "p50_ms", "p99_ms", "cores", "requests", "non_2xx",
-                          "socket_errors"):
+                for k in ("req_per_s", "cpu_ms_per_event", "p50_ms", "p99_ms", "cores", "requests", "duration_s",
+                          "non_2xx", "socket_errors"):
                     out[f"send_{key}_{k}"] = res[k]
                 out[f"send_{key}_vs_ceiling"] = res["req_per_s"] / ceil["req_per_s"]
                 out[f"send_{key}_cpu_vs_ceiling"] = res["cpu_ms_per_event"] / max(1e-9, ceil["cpu_ms_per_event"])
@@ -922,6 +947,8 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs")
     ap.add_argument("--duration", type=int, default=8, help="seconds per wrk measurement (default 8)")
     ap.add_argument("--warmup", type=int, default=1, help="seconds of wrk warm-up before each (default 1)")
+    ap.add_argument("--max-duration", type=int, default=60,
+                    help="seconds per wrk measurement when the warm-up was very slow (default 60)")
     ap.add_argument("--connections", default="1,8,32")
     ap.add_argument("--wrk-threads", type=int, default=4, help="wrk threads, at most (default 4)")
     ap.add_argument("--senders", type=int, default=4, help="sending users, one per wrk thread (default 4)")
