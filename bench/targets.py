@@ -198,7 +198,10 @@ def wrk_measure(port, cpu_fn, tokens, room_id, conns, args, tag, settle=None):
         "duration_s": dur,
         "non_2xx": res["non_2xx"] + warm["non_2xx"],
         "ok_2xx_with_warmup": res["ok_2xx"] + warm["ok_2xx"],
-        "socket_errors": res["err_connect"] + res["err_read"] + res["err_write"] + res["err_timeout"],
+        # A send not answered within WRK_TIMEOUT_S is slow, not wrong (it may still commit): reported
+        # apart. Connect/read/write errors are errors.
+        "socket_errors": res["err_connect"] + res["err_read"] + res["err_write"],
+        "timeouts": res["err_timeout"],
     }
     if res["non_2xx"]:
         out["last_bad"] = f"{res['last_bad_status']} {res['last_bad_body']}"
@@ -345,7 +348,7 @@ def section_send(binary, workdir, args, errors):
                 for k in ("req_per_s", "cpu_ms_per_event", "p50_ms", "p99_ms", "non_2xx", "socket_errors"):
                     out[f"ceiling_{key}_{k}"] = ceil[k]
                 for k in ("req_per_s", "cpu_ms_per_event", "p50_ms", "p99_ms", "cores", "requests", "duration_s",
-                          "non_2xx", "socket_errors"):
+                          "non_2xx", "socket_errors", "timeouts"):
                     out[f"send_{key}_{k}"] = res[k]
                 out[f"send_{key}_vs_ceiling"] = res["req_per_s"] / ceil["req_per_s"]
                 out[f"send_{key}_cpu_vs_ceiling"] = res["cpu_ms_per_event"] / max(1e-9, ceil["cpu_ms_per_event"])
@@ -355,6 +358,8 @@ def section_send(binary, workdir, args, errors):
                     if pos1 - pos0 < res["ok_2xx_with_warmup"]:
                         errors.append(f"send {key}: {res['ok_2xx_with_warmup']} answered 200 but only "
                                       f"{pos1 - pos0} events stored")
+                if res["timeouts"]:
+                    log(f"[targets] send {key}: {res['timeouts']} sends not answered within {WRK_TIMEOUT_S} s")
                 if res["non_2xx"] or res["socket_errors"]:
                     errors.append(f"send {key}: {res['non_2xx']} non-2xx, {res['socket_errors']} socket errors "
                                   f"{res.get('last_bad', '')}")
@@ -838,7 +843,9 @@ def report(r):
                      f"{fmt(r['ceiling_' + cell + '_req_per_s'])}; CPU {r[base + '_cpu_ms_per_event']:.3f} ms/event "
                      f"(nginx {r['ceiling_' + cell + '_cpu_ms_per_event']:.4f}); p50 {fmt(r[base + '_p50_ms'])} "
                      f"p99 {fmt(r[base + '_p99_ms'])} ms (nginx {fmt(r['ceiling_' + cell + '_p50_ms'])} / "
-                     f"{fmt(r['ceiling_' + cell + '_p99_ms'])})")
+                     f"{fmt(r['ceiling_' + cell + '_p99_ms'])})"
+                     + (f"; {r[base + '_timeouts']} sends unanswered in {WRK_TIMEOUT_S} s"
+                        if r.get(base + "_timeouts") else ""))
     for size in (1000, 10000):
         if f"m{size}_setup_s" in r:
             lines.append(f"setup to {size} members: {r[f'm{size}_members']} in {r[f'm{size}_setup_s']:.1f} s "
