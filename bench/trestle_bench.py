@@ -561,6 +561,8 @@ def bench_longpoll(srv, args):
 AS_ID = "trestle-bench"
 AS_TXN_PREFIX = b"/_matrix/app/v1/transactions/"
 AS_OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+AS_FAIL = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 23\r\n\r\n"
+           b'{"errcode":"M_UNKNOWN"}')
 
 
 def mono():
@@ -580,6 +582,9 @@ def listener_main(port, hs_token, max_seconds):
     and, when the body carries MSC3202 data, "E <txn_id> <number of org.matrix.msc3202.* keys>".
     (CLOCK_MONOTONIC seconds; event ids only while "ids 1"). Commands on stdin, one a line:
         ids 1|0   report event ids or not
+        ids probe report only the ids of events whose content.body starts with "probe "
+        fail 1|0  answer transactions 500 (each reported "F <t> <txn_id> <n_events>", not "T"), or
+                  200 again (prints "O <t>")
         hold      keep transactions unanswered (the homeserver's sender waits) until "release"
         release   answer the held ones; prints "R <t> <n_answered>"
         quit      exit (so does EOF on stdin)
@@ -601,7 +606,8 @@ def listener_main(port, hs_token, max_seconds):
     conns = {}  # socket -> [buffer, t_first_byte or None]
     held = []  # sockets whose answer is held
     hold = False
-    ids = False
+    ids = False  # False, True or "probe"
+    fail = False
     cmd_buf = b""
     deadline = mono() + max_seconds
 
@@ -654,9 +660,18 @@ def listener_main(port, hs_token, max_seconds):
                 except ValueError:
                     out.write(b"BAD json " + target[:200] + b"\n")
                     events = []
+                if fail:
+                    out.write(b"F %.6f %s %d\n" % (t_done, target[len(AS_TXN_PREFIX):][:100], len(events)))
+                    out.flush()
+                    answer(s, AS_FAIL)
+                    continue
                 line = "T %.6f %.6f %s %d %d" % (t_first, t_done, target[len(AS_TXN_PREFIX):].decode("latin-1"),
                                                  len(events), len(body))
-                if ids:
+                if ids == "probe":
+                    probes = [e for e in events if str((e.get("content") or {}).get("body", "")).startswith("probe ")]
+                    if probes:
+                        line += " " + " ".join(str(e.get("event_id", "?")) for e in probes)
+                elif ids:
                     line += " " + " ".join(str(e.get("event_id", "?")) for e in events)
                 out.write(line.encode() + b"\n")
                 if b'"org.matrix.msc3202.' in body:  # MSC3202 E2EE data (device lists, key counts)
@@ -695,6 +710,14 @@ def listener_main(port, hs_token, max_seconds):
                         ids = True
                     elif cmd == "ids 0":
                         ids = False
+                    elif cmd == "ids probe":
+                        ids = "probe"
+                    elif cmd == "fail 1":
+                        fail = True
+                    elif cmd == "fail 0":
+                        fail = False
+                        out.write(b"O %.6f\n" % mono())
+                        out.flush()
                     elif cmd == "hold":
                         hold = True
                     elif cmd == "release":
@@ -753,6 +776,8 @@ class Listener:
         self.arrival = {}    # event_id -> t_done (only while ids are on)
         self.bad = []
         self.released = []   # (t, n)
+        self.failed = []     # (t, txn_id, n_events) of transactions answered 500 ("fail 1")
+        self.ok_again = []   # t of each "fail 0"
         self.e2ee_txns = []  # (txn_id, number of org.matrix.msc3202.* keys) of transactions with MSC3202 data
         self.ready = False
         self.eof = False
@@ -781,6 +806,10 @@ class Listener:
                         self.arrival[eid] = t_done
                 elif parts[0] == "E":
                     self.e2ee_txns.append((parts[1], int(parts[2])))
+                elif parts[0] == "F":
+                    self.failed.append((float(parts[1]), parts[2], int(parts[3])))
+                elif parts[0] == "O":
+                    self.ok_again.append(float(parts[1]))
                 elif parts[0] == "R":
                     self.released.append((float(parts[1]), int(parts[2])))
                 elif parts[0] == "READY":
