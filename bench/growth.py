@@ -123,6 +123,7 @@ class NullAppservice:
 
         self.httpd = http.server.ThreadingHTTPServer((HOST, 0), H)
         self.httpd.daemon_threads = True
+        self.httpd.handle_error = lambda request, address: None  # a peer closing early is not news
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -230,6 +231,11 @@ def request_for(kind, i, items, ctx):
     if kind == "register":
         body = {"type": "m.login.application_service", "username": f"g_u{items[i]}", "inhibit_login": True}
         return "POST", CLIENT + "/register", json.dumps(body)
+    if kind == "pusher":
+        body = {"kind": "http", "app_id": "growth.bench", "pushkey": f"key{items[i]}", "app_display_name": "growth",
+                "device_display_name": "growth", "lang": "en",
+                "data": {"url": f"http://{HOST}:{ctx['gateway_port']}/_matrix/push/v1/notify"}}
+        return "POST", f"{CLIENT}/pushers/set?user_id={q(uid(items[i]))}", json.dumps(body)
     if kind == "create":
         creator = ctx["plan"].members[i][0]
         return ("POST", f"{CLIENT}/createRoom?user_id={q(uid(creator))}",
@@ -608,6 +614,9 @@ def run_reuse(args):
                     startup = srv.start(ready_timeout=300)
                     try:
                         log(f"[growth] round {rnd + 1}: {b}")
+                        if args.pushers:
+                            parallel(srv.port, state["as_token"], "pusher", list(range(args.pushers)), args,
+                                     {"gateway_port": appservice.port})
                         m = {"stage": f"r{rnd + 1}", "startup_ms": startup}
                         m.update(db_facts(os.path.join(work, "data")))
                         m.update(measure(srv, state, args))
@@ -655,6 +664,8 @@ def main():
     p.add_argument("--data", help="where to keep the loaded server (default /work/growth-data/run-EVENTS-TIME)")
     p.add_argument("--reuse", help="a kept data dir: measure only, on a copy, for each --binary")
     p.add_argument("--rounds", type=int, default=2, help="with --reuse: rounds, alternating binaries")
+    p.add_argument("--pushers", type=int, default=0,
+                   help="with --reuse: give the first N users an HTTP pusher (to a local null gateway) first")
     p.add_argument("--out", help="JSON results file")
     p.add_argument("--log-level", default="warn")
     args = p.parse_args()
