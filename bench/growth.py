@@ -584,6 +584,8 @@ def run_load(args):
             log("[growth]   " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
             with open(os.path.join(data_root, "state.json"), "w") as f:
                 json.dump(state, f)
+            with open(args.out or os.path.join(data_root, "growth-results.json"), "w") as f:
+                json.dump(results, f, indent=1)  # so far: a run stopped early keeps its curve
         results["load_seconds"] = time.perf_counter() - t_load0
     finally:
         srv.stop(timeout=60)
