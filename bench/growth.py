@@ -196,7 +196,7 @@ def _worker(port, as_token, kind, items, proc_idx, nprocs, threads, ctx, out_q):
         while True:
             with lock:
                 i = next(mine, None)
-            if i is None:
+            if i is None or (ctx.get("deadline") and time.time() > ctx["deadline"]):
                 break
             method, path, body = request_for(kind, i, items, ctx)
             for attempt in range(3):
@@ -600,6 +600,43 @@ def run_load(args):
     log(f"[growth] results in {out}; data kept in {data_root} (--reuse {data_root})")
 
 
+def run_more(args):
+    """--reuse DIR --more N: load up to N more messages into DIR itself (for at most
+    --max-load-seconds), with the first --binary, then measure one stage and save it."""
+    src = os.path.abspath(args.reuse)
+    with open(os.path.join(src, "state.json")) as f:
+        state = json.load(f)
+    binary = os.path.abspath(args.binary.split(",")[0])
+    plan = Plan(state["users"], state["rooms"], state["joins"])
+    appservice = NullAppservice()
+    srv = start_server(binary, src, state, appservice.port, args.log_level)
+    try:
+        srv.start(ready_timeout=300)
+        start = state["next_msg"]
+        ctx = {"plan": plan, "room_ids": state["room_ids"], "seed": 7, "run": state["run"], "only_room": None,
+               "nrooms_live": state["rooms_live"], "deadline": time.time() + args.max_load_seconds}
+        log(f"[growth] up to {args.more} more messages, for at most {args.max_load_seconds} s")
+        try:
+            parallel(srv.port, state["as_token"], "msg", (start, start + args.more), args, ctx)
+        finally:
+            state["next_msg"] = start + args.more
+            with open(os.path.join(src, "state.json"), "w") as f:
+                json.dump(state, f)
+        facts = db_facts(os.path.join(src, "data"))
+        ev = facts.get("events", 0)
+        m = {"stage": f"{ev // 1000}k" if ev < 1_000_000 else f"{ev / 1e6:.2g}M"}
+        m.update(facts)
+        m.update(measure(srv, state, args))
+        state.setdefault("stages", []).append(m)
+        log("[growth]   " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
+    finally:
+        srv.stop(timeout=60)
+        appservice.close()
+    with open(os.path.join(src, "state.json"), "w") as f:
+        json.dump(state, f)
+    print_curve(state["stages"])
+
+
 def run_reuse(args):
     src = os.path.abspath(args.reuse)
     with open(os.path.join(src, "state.json")) as f:
@@ -671,12 +708,17 @@ def main():
     p.add_argument("--rounds", type=int, default=2, help="with --reuse: rounds, alternating binaries")
     p.add_argument("--pushers", type=int, default=0,
                    help="with --reuse: give the first N users an HTTP pusher (to a local null gateway) first")
+    p.add_argument("--more", type=int, default=0,
+                   help="with --reuse: load this many more messages into the kept data (first --binary), measure")
+    p.add_argument("--max-load-seconds", type=float, default=3600, help="with --more: stop loading after this")
     p.add_argument("--out", help="JSON results file")
     p.add_argument("--log-level", default="warn")
     args = p.parse_args()
     if not shutil.which("wrk"):
         raise BenchError("wrk is not installed (apt-get install wrk)")
-    if args.reuse:
+    if args.reuse and args.more:
+        run_more(args)
+    elif args.reuse:
         run_reuse(args)
     else:
         run_load(args)
