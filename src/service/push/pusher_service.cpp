@@ -32,8 +32,7 @@ using boost::json::value;
 
 namespace {
 
-// See run_evaluator and evaluate_batch.
-constexpr auto kGather = std::chrono::milliseconds(20);
+// See evaluate_batch.
 constexpr size_t kRowsPerBatch = 20000;
 
 object parse_object(const std::string& text) {
@@ -173,12 +172,9 @@ void PushService::run_evaluator() {
       spdlog::error("push: evaluating events failed: {}", e.what());
     }
     std::unique_lock lock(mu_);
-    if (more) continue;
-    // Gather before the next batch: while messages keep coming, one batch then covers many of
-    // them, so their notification rows share index pages and a commit, and the room's members
-    // and state are read once for all of them. An idle evaluator still answers within kGather.
-    events_cv_.wait_for(lock, kGather, [this] { return stopping_; });
-    events_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_ || events_poked_; });
+    // No pause to gather larger batches: pushers are read when an event is evaluated, so a pause
+    // would also push events sent just before a pusher was set.
+    if (!more) events_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_ || events_poked_; });
   }
 }
 
