@@ -581,7 +581,7 @@ struct Server::Impl {
               body_unread = true;
             } else {
               response = co_await handle(parser.get().base(), std::string(), upload_file.path, stream.socket(),
-                                         ep, info);
+                                         ep, client_ip, info);
             }
           }
         } else {
@@ -598,7 +598,7 @@ struct Server::Impl {
             body_unread = true;
           } else {
             response = co_await handle(parser.get().base(), std::move(parser.get().body()), std::string(),
-                                       stream.socket(), ep, info);
+                                       stream.socket(), ep, client_ip, info);
           }
         }
       }
@@ -699,8 +699,10 @@ struct Server::Impl {
     return r;
   }
 
+  // `client_ip`: the session's peer, read once per connection (not two syscalls per request).
   asio::awaitable<Response> handle(const bhttp::request_header<>& breq, std::string body, std::string body_file,
-                                   tcp::socket& socket, const Endpoint& ep, RequestInfo& info) {
+                                   tcp::socket& socket, const Endpoint& ep, const std::string& client_ip,
+                                   RequestInfo& info) {
     if (auto m = metrics_answer(breq, ep)) {
       info.servlet = "/_synapse/metrics";
       co_return std::move(*m);
@@ -712,10 +714,8 @@ struct Server::Impl {
     req->body_file = std::move(body_file);
     if (auto it = breq.find(bhttp::field::authorization); it != breq.end()) req->authorization = it->value();
     if (auto it = breq.find(bhttp::field::content_type); it != breq.end()) req->content_type = it->value();
-    boost::system::error_code ep_ec;
-    auto peer = socket.remote_endpoint(ep_ec);
-    if (!ep_ec) req->remote_address = peer.address().to_string();
-    if (auto local = socket.local_endpoint(ep_ec); !ep_ec) req->local_port = local.port();
+    req->remote_address = client_ip;
+    req->local_port = ep.port;  // the listener's bound port
     if (auto it = breq.find(bhttp::field::user_agent); it != breq.end()) req->user_agent = it->value();
     std::string target(breq.target());
     const Router* r = &router;

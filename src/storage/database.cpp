@@ -239,7 +239,7 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
     }
   };
   try {
-    c.exec("BEGIN IMMEDIATE");
+    c.prepare("BEGIN IMMEDIATE").run();
   } catch (...) {
     fail_group(std::current_exception());
     return;
@@ -248,14 +248,14 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
   for (auto* j : group) {
     int64_t position_before = pending_position_;
     try {
-      c.exec("SAVEPOINT job");
+      c.prepare("SAVEPOINT job").run();
     } catch (...) {
       fail_group(std::current_exception());
       return;
     }
     try {
       j->run(c);
-      c.exec("RELEASE job");
+      c.prepare("RELEASE job").run();
     } catch (...) {
       j->error = std::current_exception();
       pending_position_ = position_before;  // its stream positions were never used
@@ -287,7 +287,7 @@ void Database::commit_locked() {
   if (pending_position_ != committed_position_.load()) {
     writer_->prepare("UPDATE stream_position SET value = ? WHERE name = 'global'").bind(pending_position_).run();
   }
-  writer_->exec("COMMIT");
+  writer_->prepare("COMMIT").run();
   committed_position_.store(pending_position_);
 }
 

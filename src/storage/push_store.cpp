@@ -11,6 +11,13 @@ std::vector<Pusher> pushers_of_user(Connection& c, const std::string& user_id) {
   return out;
 }
 
+std::set<std::string> users_with_pushers(Connection& c) {
+  auto st = c.prepare("SELECT DISTINCT user_id FROM pushers");
+  std::set<std::string> out;
+  while (st.step()) out.insert(st.text(0));
+  return out;
+}
+
 void set_pusher_origin(Connection& c, const std::string& user_id, const std::string& app_id, const std::string& pushkey,
                        const std::optional<std::string>& device_id, int64_t ts) {
   c.prepare("UPDATE pushers SET device_id = ?, created_ts = ? WHERE user_id = ? AND app_id = ? AND pushkey = ?")
@@ -63,6 +70,19 @@ void add_notification(Connection& c, const std::string& user_id, const Notificat
             "thread_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
       .bind(user_id, n.room_id, n.event_id, n.stream_ordering, n.actions_json, n.highlight, n.ts, thread_id)
       .run();
+}
+
+void add_notifications(Connection& c, const std::string& room_id, const std::string& event_id,
+                       int64_t stream_ordering, int64_t ts, const std::string& thread_id,
+                       const std::vector<UserNotification>& rows) {
+  // One single-row statement per row: a multi-row INSERT would need a statement journal (it may
+  // fail half-way), which costs more than the statements it saves.
+  static const std::string sql =
+      "INSERT INTO push_notifications (user_id, room_id, event_id, stream_ordering, actions, highlight, ts, "
+      "thread_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+  for (const auto& r : rows) {
+    c.prepare(sql).bind(r.user_id, room_id, event_id, stream_ordering, r.actions_json, r.highlight, ts, thread_id).run();
+  }
 }
 
 std::vector<Notification> notifications(Connection& c, const std::string& user_id, int64_t before, int64_t limit,

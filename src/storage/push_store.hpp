@@ -4,7 +4,9 @@
 #include "storage/database.hpp"
 
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace trestle::storage::push {
@@ -18,6 +20,8 @@ struct Pusher {
 
 // Every pusher of the user (all kinds).
 std::vector<Pusher> pushers_of_user(Connection& c, const std::string& user_id);
+// The users that have at least one pusher (all kinds).
+std::set<std::string> users_with_pushers(Connection& c);
 // Records which device made the pusher and when (after user_data::put_pusher).
 void set_pusher_origin(Connection& c, const std::string& user_id, const std::string& app_id,
                        const std::string& pushkey, const std::optional<std::string>& device_id, int64_t ts);
@@ -42,6 +46,16 @@ struct Notification {
 void add_notification(Connection& c, const std::string& user_id, const Notification& n);
 // The same, recording the notification's thread ("main" or a thread root's event ID).
 void add_notification(Connection& c, const std::string& user_id, const Notification& n, const std::string& thread_id);
+// One event's notifications, one row per user, in the order given (as add_notification
+// called for each in turn would write them, with fewer statements).
+struct UserNotification {
+  std::string_view user_id;
+  std::string_view actions_json;
+  bool highlight = false;
+};
+void add_notifications(Connection& c, const std::string& room_id, const std::string& event_id,
+                       int64_t stream_ordering, int64_t ts, const std::string& thread_id,
+                       const std::vector<UserNotification>& rows);
 // Newest first, ids below `before` (0: from the newest).
 std::vector<Notification> notifications(Connection& c, const std::string& user_id, int64_t before, int64_t limit,
                                         bool only_highlight);

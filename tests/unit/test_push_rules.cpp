@@ -6,6 +6,8 @@
 #include <boost/json/value.hpp>
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -719,4 +721,62 @@ TEST(PushGlob, LargeInputsStayFast) {
   pattern += "b";
   EXPECT_FALSE(glob_matches(pattern, value, false));
   EXPECT_FALSE(glob_matches(pattern, value, true));
+}
+
+// ---------------------------------------------------------------------------------------------
+// One decision for every user on the default rules (the evaluator's large-room shortcut)
+// ---------------------------------------------------------------------------------------------
+
+TEST(PushSingledOut, UsersNotSingledOutGetTheSameDecision) {
+  using trestle::service::push::users_singled_out_by_default_rules;
+  const std::vector<std::string> users = {kUser, "@ALICE:example.org", "@carol:example.org", "@*:example.org",
+                                          "@?lice:example.org", "@dave:other.org"};
+  std::vector<json::object> events;
+  events.push_back(message("hello alice"));
+  auto mention = message("hey");
+  mention["content"].as_object()["m.mentions"] = json::parse(R"({"user_ids":["@alice:example.org", 3]})");
+  events.push_back(mention);
+  auto notice = message("beep");
+  notice["content"].as_object()["msgtype"] = "m.notice";
+  events.push_back(notice);
+  for (const char* membership : {"join", "invite", "INVITE", "leave"}) {
+    for (const char* type : {"m.room.member", "M.Room.Member"}) {
+      for (const std::string& target : {kUser, std::string("@ALICE:example.org"), std::string("@*:example.org")}) {
+        json::object ev = obj(R"({"sender":"@bob:example.org","room_id":"!room:example.org","content":{}})");
+        ev["type"] = type;
+        ev["state_key"] = target;
+        ev["content"].as_object()["membership"] = membership;
+        events.push_back(ev);
+      }
+    }
+  }
+  json::object tombstone = obj(R"({"type":"m.room.tombstone","state_key":"","sender":"@bob:example.org",
+                                   "room_id":"!room:example.org","content":{"body":"moved"}})");
+  events.push_back(tombstone);
+  for (const auto& ev : events) {
+    for (long long members : {2LL, 7LL}) {
+      auto singled = users_singled_out_by_default_rules(ev);
+      if (!singled) {
+        // Only invites may single out anyone.
+        EXPECT_TRUE(ev.contains("state_key")) << json::serialize(ev);
+        continue;
+      }
+      std::optional<PushDecision> first;
+      for (const auto& u : users) {
+        if (singled->count(u)) continue;
+        auto c = ctx(members, "");
+        c.user_id = u;
+        auto d = evaluate(default_ruleset(u), ev, c);
+        if (!first) {
+          first = d;
+          continue;
+        }
+        EXPECT_EQ(d.notify, first->notify) << u << " " << json::serialize(ev);
+        EXPECT_EQ(d.highlight, first->highlight) << u << " " << json::serialize(ev);
+        EXPECT_EQ(d.actions, first->actions) << u << " " << json::serialize(ev);
+      }
+    }
+  }
+  EXPECT_EQ(*users_singled_out_by_default_rules(mention), std::set<std::string>{kUser});
+  EXPECT_FALSE(users_singled_out_by_default_rules(events[3 + 6]).has_value());  // the first invite
 }

@@ -507,6 +507,26 @@ boost::json::object default_ruleset(const std::string& user_id) {
   return ruleset;
 }
 
+std::optional<std::set<std::string>> users_singled_out_by_default_rules(const boost::json::object& event) {
+  // Kept in step with default_ruleset(): its conditions on the user's ID are the two below.
+  // invite_for_me globs the state_key against the user's ID (case-insensitively, as it does the
+  // type): a state event whose membership matches "invite" may single out anyone.
+  if (event.contains("state_key")) {
+    const json::value* membership = lookup(event, "content.membership");
+    if (membership && membership->is_string() &&
+        glob_matches("invite", std::string(membership->get_string()), /*word_boundary=*/false)) {
+      return std::nullopt;
+    }
+  }
+  std::set<std::string> out;
+  if (const json::value* ids = lookup(event, "content.m\\.mentions.user_ids"); ids && ids->is_array()) {
+    for (const auto& id : ids->get_array()) {
+      if (id.is_string()) out.emplace(id.get_string());
+    }
+  }
+  return out;
+}
+
 PushDecision evaluate(const boost::json::object& ruleset, const boost::json::object& event,
                       const EvaluationContext& ctx) {
   if (string_field(event, "sender") == ctx.user_id) return {};

@@ -6,6 +6,7 @@
 #include <boost/json/object.hpp>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 
 namespace trestle::service::push {
@@ -14,6 +15,14 @@ namespace trestle::service::push {
 // {"override": [...], "content": [...], "room": [], "sender": [], "underride": [...]}, every
 // rule with "default": true; all enabled except .m.rule.master, as the spec ships it.
 boost::json::object default_ruleset(const std::string& user_id);
+
+// The default ruleset names its user in two conditions only: .m.rule.invite_for_me (state_key,
+// on m.room.member events) and .m.rule.is_user_mention (content.m.mentions.user_ids). So for any
+// other event, every user on the default rules gets the same decision except the users returned
+// here (those the event mentions): the evaluator decides once for the rest. nullopt: an invite
+// (a state event with membership "invite"), where each user's decision may differ.
+// The default rules never look at the user's display name.
+std::optional<std::set<std::string>> users_singled_out_by_default_rules(const boost::json::object& event);
 
 // What evaluating needs to know about the room and the user at the time of the event.
 struct EvaluationContext {

@@ -16,6 +16,7 @@
 #include <boost/json/serialize.hpp>
 #include <algorithm>
 #include <climits>
+#include <deque>
 #include <map>
 #include <set>
 #include <spdlog/spdlog.h>
@@ -30,6 +31,9 @@ using boost::json::object;
 using boost::json::value;
 
 namespace {
+
+// See evaluate_batch.
+constexpr size_t kRowsPerBatch = 20000;
 
 object parse_object(const std::string& text) {
   boost::system::error_code ec;
@@ -168,6 +172,8 @@ void PushService::run_evaluator() {
       spdlog::error("push: evaluating events failed: {}", e.what());
     }
     std::unique_lock lock(mu_);
+    // No pause to gather larger batches: pushers are read when an event is evaluated, so a pause
+    // would also push events sent just before a pusher was set.
     if (!more) events_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_ || events_poked_; });
   }
 }
@@ -181,20 +187,44 @@ bool PushService::evaluate_batch() {
     auto events = ev::events_in_stream_range(c, from, upto, kEventsPerBatch);
     more = static_cast<int64_t>(events.size()) >= kEventsPerBatch;
     int64_t reached = more ? events.back().stream_ordering : upto;
-    std::map<std::string, object> rules_cache;
-    auto rules_of = [&](const std::string& user) -> const object& {
-      auto it = rules_cache.find(user);
-      if (it != rules_cache.end()) return it->second;
+    // Everything below reads the room's current state, which is the same for the whole batch
+    // (one transaction; the evaluator writes no state): read once per room, not per event.
+    std::map<std::string, std::optional<object>> stored_rules;  // nullopt: the defaults
+    auto custom_rules_of = [&](const std::string& user) -> const std::optional<object>& {
+      auto it = stored_rules.find(user);
+      if (it != stored_rules.end()) return it->second;
       auto stored = ud::get_push_rules(c, user);
-      return rules_cache[user] = stored ? parse_object(*stored) : push::default_ruleset(user);
+      return stored_rules[user] = stored ? std::optional<object>(parse_object(*stored)) : std::nullopt;
+    };
+    struct RoomFacts {
+      std::vector<std::string> joined;
+      push::EvaluationContext ctx;  // without the user fields
+      std::vector<std::string> creators;
+    };
+    std::map<std::string, RoomFacts> rooms;
+    auto facts_of = [&](const std::string& room_id) -> RoomFacts& {
+      auto it = rooms.find(room_id);
+      if (it != rooms.end()) return it->second;
+      RoomFacts f;
+      for (auto& m : ev::members_of_room(c, room_id)) {
+        if (m.membership == "join") f.joined.push_back(std::move(m.user_id));
+      }
+      f.ctx.room_member_count = ev::joined_member_count(c, room_id);
+      f.ctx.power_levels_content = state_content(c, room_id, "m.room.power_levels", "").value_or(object{});
+      f.creators = privileged_creators(c, room_id);
+      return rooms[room_id] = std::move(f);
+    };
+    std::optional<std::set<std::string>> with_pushers;
+    auto has_pushers = [&](const std::string& user) {
+      if (!with_pushers) with_pushers = ps::users_with_pushers(c);
+      return with_pushers->count(user) > 0;
     };
     const int64_t now = core::now_ms();
+    size_t rows_written = 0;
     for (const auto& e : events) {
       if (e.redacted_by) continue;
-      std::set<std::string> recipients;
-      for (const auto& m : ev::members_of_room(c, e.room_id)) {
-        if (m.membership == "join") recipients.insert(m.user_id);
-      }
+      RoomFacts& room = facts_of(e.room_id);
+      std::set<std::string> recipients(room.joined.begin(), room.joined.end());
       auto content = content_of(e);
       const bool member_event = e.type == "m.room.member" && e.state_key;
       if (member_event && string_at(content, "membership") == "invite") recipients.insert(*e.state_key);
@@ -202,24 +232,56 @@ bool PushService::evaluate_batch() {
       if (recipients.empty()) continue;
 
       object client = client_event(e, c, {});
-      push::EvaluationContext ctx;
-      ctx.room_member_count = ev::joined_member_count(c, e.room_id);
-      ctx.power_levels_content = state_content(c, e.room_id, "m.room.power_levels", "").value_or(object{});
+      push::EvaluationContext ctx = room.ctx;
       ctx.sender_power_level = power_level_of(ctx.power_levels_content, e.sender);
-      if (auto creators = privileged_creators(c, e.room_id);  // v12: infinite power
-          std::find(creators.begin(), creators.end(), e.sender) != creators.end()) {
-        ctx.sender_power_level = LLONG_MAX;
+      if (std::find(room.creators.begin(), room.creators.end(), e.sender) != room.creators.end()) {
+        ctx.sender_power_level = LLONG_MAX;  // v12: infinite power
       }
       std::optional<object> room_info;  // name, alias, sender's display name: read once per event
       std::optional<std::string> thread;  // the event's thread: derived once per event
+      // Users on the default rules whom the event does not single out all get one decision.
+      const auto singled_out = push::users_singled_out_by_default_rules(client);
+      // A decision with its actions' JSON; deque: the notified list points into it.
+      using Decided = std::pair<push::PushDecision, std::string>;
+      std::optional<Decided> shared;
+      std::deque<Decided> own;
+      std::vector<std::pair<const std::string*, const Decided*>> notified;  // recipients' order
       for (const auto& user : recipients) {
-        ctx.user_id = user;
-        ctx.display_name = string_at(state_content(c, e.room_id, "m.room.member", user).value_or(object{}), "displayname");
-        auto d = push::evaluate(rules_of(user), client, ctx);
-        if (!d.notify) continue;
-        if (!thread) thread = threads::thread_of(c, e);
-        ps::add_notification(c, user, {0, e.room_id, e.event_id, e.stream_ordering, boost::json::serialize(d.actions),
-                                        d.highlight, now}, *thread);
+        const auto& custom = custom_rules_of(user);
+        const Decided* decided = nullptr;
+        if (!custom && singled_out && !singled_out->count(user)) {
+          if (!shared) {
+            ctx.user_id = user;
+            ctx.display_name.clear();  // the default rules have no contains_display_name
+            auto d = push::evaluate(push::default_ruleset(user), client, ctx);
+            std::string json = boost::json::serialize(d.actions);
+            shared.emplace(std::move(d), std::move(json));
+          }
+          decided = &*shared;
+        } else {
+          ctx.user_id = user;
+          // Only a user's own rules can ask for the display name (contains_display_name).
+          ctx.display_name = custom ? string_at(state_content(c, e.room_id, "m.room.member", user).value_or(object{}),
+                                                "displayname")
+                                    : std::string();
+          auto d = push::evaluate(custom ? *custom : push::default_ruleset(user), client, ctx);
+          if (!d.notify) continue;
+          std::string json = boost::json::serialize(d.actions);
+          decided = &own.emplace_back(std::move(d), std::move(json));
+        }
+        if (decided->first.notify) notified.emplace_back(&user, decided);
+      }
+      if (notified.empty()) continue;
+      thread = threads::thread_of(c, e);
+      std::vector<ps::UserNotification> rows;
+      rows.reserve(notified.size());
+      for (const auto& [user, decided] : notified) rows.push_back({*user, decided->second, decided->first.highlight});
+      ps::add_notifications(c, e.room_id, e.event_id, e.stream_ordering, now, *thread, rows);
+      rows_written += rows.size();
+      for (const auto& [user_ptr, decided] : notified) {
+        const std::string& user = *user_ptr;
+        const push::PushDecision& d = decided->first;
+        if (!has_pushers(user)) continue;
         auto pushers = ps::pushers_of_user(c, user);
         if (pushers.empty()) continue;
         if (!room_info) {
@@ -258,6 +320,13 @@ bool PushService::evaluate_batch() {
                           boost::json::serialize(object{{"url", target->url}, {"notification", std::move(n)}}), 0, 0});
           queued = true;
         }
+      }
+      // A large room writes a row per member and event: end the batch (and the write, which
+      // holds every other write back) after kRowsPerBatch rows; the rest is the next batch.
+      if (rows_written >= kRowsPerBatch && &e != &events.back()) {
+        reached = e.stream_ordering;
+        more = true;
+        break;
       }
     }
     ps::set_cursor(c, reached);
