@@ -118,9 +118,14 @@ int serve(const std::string& config_path) {
   }
   for (const auto& w : warnings) spdlog::warn("{}: {}", config_path, w);
   for (const auto& w : log_warnings) spdlog::warn("{}: {}", cfg.log_config, w);
+  // The default (verify against the system's CAs) is what the client sets up at its first https
+  // request; loading the system store takes ~50 ms of CPU, so start-up does it only for a
+  // non-default setting (whose CA files must be checked now).
   try {
-    trestle::http::configure_outbound_tls(
-        {!cfg.use_insecure_ssl_client_just_for_testing_do_not_use, cfg.federation_custom_ca_list});
+    if (cfg.use_insecure_ssl_client_just_for_testing_do_not_use || !cfg.federation_custom_ca_list.empty()) {
+      trestle::http::configure_outbound_tls(
+          {!cfg.use_insecure_ssl_client_just_for_testing_do_not_use, cfg.federation_custom_ca_list});
+    }
   } catch (const std::exception& e) {
     std::cerr << "trestle: " << config_path << ": " << e.what() << "\n";
     return 2;
