@@ -302,27 +302,20 @@ struct Server::Impl {
     co_return reply;
   }
 
-  // What the notifier's callback, the worker that answers a woken poll and an eviction share with
-  // a waiting long-poll: one allocation for the poll's whole life (the timer is re-armed each
-  // round). Each round is claimed once, by the wake-up or by the poll itself (deadline, eviction):
-  // `claim` holds round << 2 | who, so a late callback of an earlier round can never claim a later one.
+  // What the notifier's callback and an eviction reach of a waiting long-poll: one allocation for
+  // the poll's whole life (the timer is re-armed each round; `round` tells a late callback of an
+  // earlier round from this one's).
   struct PollWait {
     explicit PollWait(const asio::any_io_executor& ex) : timer(ex) {}
-    static constexpr uint64_t kByWake = 1, kBySelf = 2;
     asio::steady_timer timer;
     std::atomic<uint64_t> round{0};
-    std::atomic<uint64_t> claim{0};
-    std::atomic<uint64_t> answered_round{0};  // the wake's answer for this round is in `answer`
-    std::atomic<int64_t> woken_at{0};         // steady ns when the notifier fired
-    std::function<Reply(bool)> poll;          // this round's; read by the waking worker
-    std::unique_ptr<Reply> answer;
+    std::atomic<uint64_t> woken_round{0};
+    std::atomic<int64_t> woken_at{0};  // steady ns when the notifier fired
   };
 
   // Waits for the long-poll's keys to change or its deadline; returns the final Response, or
   // status kClientGone when the client closed its connection meanwhile (its fd is then freed at
   // once, not when the timeout ends). Too many waiting for one owner: the oldest answers early.
-  // A wake-up computes the answer on a worker straight from the notifier's callback and only then
-  // resumes this coroutine: one thread hand-off fewer between the commit and the answer.
   asio::awaitable<Response> wait_long_poll(LongPoll lp, tcp::socket& socket) {
     auto ex = co_await asio::this_coro::executor;
     PollSeat seat(*this, lp.owner, ex);
@@ -332,30 +325,23 @@ struct Server::Impl {
     } waiting;
     auto state = std::make_shared<PollWait>(ex);
     seat.set_timer(std::shared_ptr<asio::steady_timer>(state, &state->timer));
-    auto wake_pool = workers.get_executor();
     bool watch_socket = true;  // until the client sends a pipelined request (left unread)
     while (true) {
-      state->poll = std::move(lp.poll);
       int64_t remaining = lp.deadline_ms - steady_now_ms();
       bool deadline_reached = remaining <= 0 || seat.evicted();
-      std::unique_ptr<Reply> answered;
       if (!deadline_reached) {
         const uint64_t round = state->round.load() + 1;
         state->round.store(round);
-        state->claim.store(round << 2);
         state->timer.expires_after(std::chrono::milliseconds(remaining));
-        auto woken = [&] { return state->answered_round.load() == round; };
-        uint64_t id = notifier.wait(lp.wake_keys, lp.notifier_position, [state, round, ex, wake_pool] {
-          uint64_t unclaimed = round << 2;
-          if (!state->claim.compare_exchange_strong(unclaimed, unclaimed | PollWait::kByWake)) return;
+        auto woken = [&] { return state->woken_round.load() == round; };
+        uint64_t id = notifier.wait(lp.wake_keys, lp.notifier_position, [state, round, ex] {
+          if (state->round.load() != round) return;  // a late call for an earlier round
           state->woken_at.store(std::chrono::steady_clock::now().time_since_epoch().count());
-          asio::post(wake_pool, [state, round, ex] {
-            state->answer = std::make_unique<Reply>(guarded([&] { return state->poll(false); }));
-            state->answered_round.store(round);
-            // Rounds only advance on the poll's strand, after it took this answer.
-            asio::post(ex, [state, round] {
-              if (state->round.load() == round) state->timer.cancel();
-            });
+          state->woken_round.store(round);
+          // Rounds only advance on this strand: a cancel arriving after its round ended (the
+          // callback ran inside wait(), before any wait began) must not end the next round's wait.
+          asio::post(ex, [state, round] {
+            if (state->round.load() == round) state->timer.cancel();
           });
         });
         // The flags are checked on this strand before each wait; the cancels are posted to it.
@@ -373,10 +359,6 @@ struct Server::Impl {
           Peer peer = peek_peer(socket);
           if (peer == Peer::gone) {
             if (id != 0) notifier.cancel(id);
-            // A wake-up that comes after this computes nothing; one already computing finishes
-            // for nobody (the client is gone).
-            uint64_t unclaimed = round << 2;
-            state->claim.compare_exchange_strong(unclaimed, unclaimed | PollWait::kBySelf);
             Response gone;
             gone.status = kClientGone;
             co_return gone;
@@ -384,28 +366,13 @@ struct Server::Impl {
           if (peer == Peer::sent_data || socket_ec) watch_socket = false;
         }
         if (id != 0) notifier.cancel(id);
-        uint64_t unclaimed = round << 2;
-        if (!state->claim.compare_exchange_strong(unclaimed, unclaimed | PollWait::kBySelf)) {
-          // Woken: the answer is being computed (or is ready); its worker cancels the timer when done.
-          while (!woken()) {
-            boost::system::error_code ec;
-            state->timer.expires_after(std::chrono::seconds(60));
-            co_await state->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-          }
-          answered = std::move(state->answer);
-        }
-        deadline_reached = !answered;
+        deadline_reached = !woken();
       }
-      Reply next;
-      if (answered) {
-        next = std::move(*answered);
-      } else {
-        auto poll = state->poll;
-        std::function<Reply()> work = [poll, deadline_reached]() -> Reply {
-          return guarded([&] { return poll(deadline_reached); });
-        };
-        next = co_await run_on_workers(std::move(work));
-      }
+      auto poll = lp.poll;
+      std::function<Reply()> work = [poll, deadline_reached]() -> Reply {
+        return guarded([&] { return poll(deadline_reached); });
+      };
+      Reply next = co_await run_on_workers(std::move(work));
       if (int64_t at = state->woken_at.exchange(0); at != 0) {
         http_metrics().wakes.inc();
         auto woke = std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(at));
