@@ -302,6 +302,17 @@ struct Server::Impl {
     co_return reply;
   }
 
+  // What the notifier's callback and an eviction reach of a waiting long-poll: one allocation for
+  // the poll's whole life (the timer is re-armed each round; `round` tells a late callback of an
+  // earlier round from this one's).
+  struct PollWait {
+    explicit PollWait(const asio::any_io_executor& ex) : timer(ex) {}
+    asio::steady_timer timer;
+    std::atomic<uint64_t> round{0};
+    std::atomic<uint64_t> woken_round{0};
+    std::atomic<int64_t> woken_at{0};  // steady ns when the notifier fired
+  };
+
   // Waits for the long-poll's keys to change or its deadline; returns the final Response, or
   // status kClientGone when the client closed its connection meanwhile (its fd is then freed at
   // once, not when the timeout ends). Too many waiting for one owner: the oldest answers early.
@@ -312,29 +323,36 @@ struct Server::Impl {
       Waiting() { http_metrics().long_polls.inc(); }
       ~Waiting() { http_metrics().long_polls.dec(); }
     } waiting;
-    auto woken_at = std::make_shared<std::atomic<int64_t>>(0);  // steady ns when the notifier fired
+    auto state = std::make_shared<PollWait>(ex);
+    seat.set_timer(std::shared_ptr<asio::steady_timer>(state, &state->timer));
     bool watch_socket = true;  // until the client sends a pipelined request (left unread)
     while (true) {
       int64_t remaining = lp.deadline_ms - steady_now_ms();
       bool deadline_reached = remaining <= 0 || seat.evicted();
       if (!deadline_reached) {
-        auto timer = std::make_shared<asio::steady_timer>(ex, std::chrono::milliseconds(remaining));
-        seat.set_timer(timer);
-        auto woken = std::make_shared<std::atomic<bool>>(false);
-        uint64_t id = notifier.wait(lp.wake_keys, lp.notifier_position, [timer, woken, woken_at, ex] {
-          woken_at->store(std::chrono::steady_clock::now().time_since_epoch().count());
-          woken->store(true);
-          asio::post(ex, [timer] { timer->cancel(); });
+        const uint64_t round = state->round.load() + 1;
+        state->round.store(round);
+        state->timer.expires_after(std::chrono::milliseconds(remaining));
+        auto woken = [&] { return state->woken_round.load() == round; };
+        uint64_t id = notifier.wait(lp.wake_keys, lp.notifier_position, [state, round, ex] {
+          if (state->round.load() != round) return;  // a late call for an earlier round
+          state->woken_at.store(std::chrono::steady_clock::now().time_since_epoch().count());
+          state->woken_round.store(round);
+          // Rounds only advance on this strand: a cancel arriving after its round ended (the
+          // callback ran inside wait(), before any wait began) must not end the next round's wait.
+          asio::post(ex, [state, round] {
+            if (state->round.load() == round) state->timer.cancel();
+          });
         });
         // The flags are checked on this strand before each wait; the cancels are posted to it.
-        while (!woken->load() && !seat.evicted()) {
+        while (!woken() && !seat.evicted()) {
           boost::system::error_code timer_ec, socket_ec;
           if (!watch_socket) {
-            co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, timer_ec));
+            co_await state->timer.async_wait(asio::redirect_error(asio::use_awaitable, timer_ec));
             break;
           }
           using namespace asio::experimental::awaitable_operators;
-          auto first = co_await (timer->async_wait(asio::redirect_error(asio::use_awaitable, timer_ec)) ||
+          auto first = co_await (state->timer.async_wait(asio::redirect_error(asio::use_awaitable, timer_ec)) ||
                                  socket.async_wait(tcp::socket::wait_read,
                                                    asio::redirect_error(asio::use_awaitable, socket_ec)));
           if (first.index() == 0) break;  // deadline, wake-up or eviction
@@ -348,14 +366,14 @@ struct Server::Impl {
           if (peer == Peer::sent_data || socket_ec) watch_socket = false;
         }
         if (id != 0) notifier.cancel(id);
-        deadline_reached = !woken->load();
+        deadline_reached = !woken();
       }
       auto poll = lp.poll;
       std::function<Reply()> work = [poll, deadline_reached]() -> Reply {
         return guarded([&] { return poll(deadline_reached); });
       };
       Reply next = co_await run_on_workers(std::move(work));
-      if (int64_t at = woken_at->exchange(0); at != 0) {
+      if (int64_t at = state->woken_at.exchange(0); at != 0) {
         http_metrics().wakes.inc();
         auto woke = std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(at));
         http_metrics().wake_latency.observe(seconds_between(woke, std::chrono::steady_clock::now()));
@@ -598,7 +616,7 @@ struct Server::Impl {
             body_unread = true;
           } else {
             response = co_await handle(parser.get().base(), std::move(parser.get().body()), std::string(),
-                                       stream.socket(), ep, client_ip, info);
+                                       stream.socket(), ep, client_ip, info, &buffer);
           }
         }
       }
@@ -702,7 +720,7 @@ struct Server::Impl {
   // `client_ip`: the session's peer, read once per connection (not two syscalls per request).
   asio::awaitable<Response> handle(const bhttp::request_header<>& breq, std::string body, std::string body_file,
                                    tcp::socket& socket, const Endpoint& ep, const std::string& client_ip,
-                                   RequestInfo& info) {
+                                   RequestInfo& info, beast::flat_buffer* read_buffer = nullptr) {
     if (auto m = metrics_answer(breq, ep)) {
       info.servlet = "/_synapse/metrics";
       co_return std::move(*m);
@@ -728,7 +746,12 @@ struct Server::Impl {
     http_metrics().received.labels({method_label(info.method), info.servlet}).inc();
     info.counted_received = true;
     if (auto* off = std::get_if<Offload>(&reply)) co_return co_await run_offload(std::move(*off));
-    if (auto* lp = std::get_if<LongPoll>(&reply)) co_return co_await wait_long_poll(std::move(*lp), socket);
+    if (auto* lp = std::get_if<LongPoll>(&reply)) {
+      // Nothing of the request is needed while it waits: free it and the emptied read buffer.
+      req.reset();
+      if (read_buffer && read_buffer->size() == 0) read_buffer->shrink_to_fit();
+      co_return co_await wait_long_poll(std::move(*lp), socket);
+    }
     co_return std::move(std::get<Response>(reply));
   }
 

@@ -189,7 +189,7 @@ void LegacyService::on_presence(const std::string& user_id) {
 
 // ---- GET /events ----
 
-http::Reply LegacyService::events(const Requester& r, const EventStreamRequest& req) {
+SyncResult LegacyService::events(const Requester& r, const EventStreamRequest& req) {
   const int64_t deadline = core::steady_ms() + std::clamp<int64_t>(req.timeout_ms, 0, 10 * 60 * 1000);
   EventStreamRequest rq = req;
   rq.limit = std::clamp<int64_t>(req.limit, 1, kMaxLimit);
@@ -202,14 +202,14 @@ http::Reply LegacyService::events(const Requester& r, const EventStreamRequest& 
   std::vector<std::string> keys;
   bool empty = false;
   object body = compute_events(r, rq, keys, empty);
-  if (!empty || rq.timeout_ms <= 0 || core::steady_ms() >= deadline) return http::Response::json(body);
+  if (!empty || rq.timeout_ms <= 0 || core::steady_ms() >= deadline) return body;
 
-  http::LongPoll lp;
+  SyncWait lp;
   lp.wake_keys = std::move(keys);
   lp.notifier_position = notifier_pos;
   lp.deadline_ms = deadline;
   lp.owner = r.user_id;
-  lp.poll = [this, r, rq, deadline](bool reached) -> http::Reply {
+  lp.resume = [this, r, rq, deadline](bool reached) -> SyncResult {
     EventStreamRequest again = rq;
     again.timeout_ms = reached ? 0 : std::max<int64_t>(0, deadline - core::steady_ms());
     return events(r, again);

@@ -3,9 +3,9 @@
 // handlers/events.py and initial_sync.py): the `/events` long-poll stream, `/initialSync`,
 // `/rooms/{roomId}/initialSync`, and MSC2753 `/peek`. Built on the same stream positions,
 // tokens (SyncToken) and notifier as /sync.
-#include "http/request.hpp"
 #include "service/notifier.hpp"
 #include "service/requester.hpp"
+#include "service/sync_result.hpp"
 #include "storage/database.hpp"
 
 #include <boost/json/array.hpp>
@@ -32,9 +32,9 @@ public:
   LegacyService(storage::Database& db, Notifier& notifier, UserDataService& user_data, PresenceTracker& presence);
 
   // GET /events: `{chunk, start, end}`, at once when something happened since `from`, else a
-  // LongPoll until something does or the timeout passes. 400 for a bad token, 403 for a room
+  // SyncWait until something does or the timeout passes. 400 for a bad token, 403 for a room
   // the user is not in and cannot peek (not world_readable).
-  http::Reply events(const Requester& r, const EventStreamRequest& req);
+  SyncResult events(const Requester& r, const EventStreamRequest& req);
   // GET /initialSync: every room the user is invited to or joined (and left, with `archived`).
   boost::json::object initial_sync(const Requester& r, int64_t limit, bool archived);
   // GET /rooms/{roomId}/initialSync: a joined room, a departed room as it was when the user left

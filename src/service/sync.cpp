@@ -93,42 +93,29 @@ SyncToken SyncToken::parse(const std::string& s) {
 SyncService::SyncService(storage::Database& db, Notifier& notifier, UserDataService& user_data)
     : db_(db), notifier_(notifier), user_data_(user_data) {}
 
-http::Reply SyncService::sync(const Requester& r, const SyncRequest& req) {
-  std::optional<SyncToken> since;
-  if (req.since) since = SyncToken::parse(*req.since);
+SyncResult SyncService::sync(const Requester& r, const SyncRequest& req) {
   int64_t deadline = core::steady_ms() + std::clamp<int64_t>(req.timeout_ms, 0, 10 * 60 * 1000);
-
-  // Each round captures the notifier position before reading, so nothing committed meanwhile
-  // can slip between the read and the wait.
-  std::function<http::Reply(bool)> round = [this, r, req, deadline, &round](bool deadline_reached) -> http::Reply {
-    (void)round;
-    uint64_t notifier_pos = notifier_.position();
-    SyncToken now{db_.committed_position(), user_data_.typing().serial(), 0, std::nullopt};
-    if (presence_) now.presence = presence_->serial();
-    std::vector<std::string> keys;
-    bool empty = false;
-    object body = compute(r, req, now, keys, empty);
-    if (!empty || deadline_reached || !req.since || req.timeout_ms <= 0 || req.full_state) {
-      return http::Response::json(body);
-    }
-    http::LongPoll lp;
-    lp.wake_keys = std::move(keys);
-    lp.notifier_position = notifier_pos;
-    lp.deadline_ms = deadline;
-    lp.owner = r.user_id;
-    SyncService* self = this;
-    Requester rr = r;
-    SyncRequest rq = req;
-    lp.poll = [self, rr, rq, deadline](bool reached) -> http::Reply {
-      SyncRequest again = rq;
-      // Re-enter with the same arguments; the recursion is through the transport, not the stack.
-      again.timeout_ms = std::max<int64_t>(0, deadline - core::steady_ms());
-      if (reached) again.timeout_ms = 0;
-      return self->sync(rr, again);
-    };
-    return lp;
+  // The notifier position is taken before reading, so nothing committed meanwhile can slip
+  // between the read and the wait.
+  uint64_t notifier_pos = notifier_.position();
+  SyncToken now{db_.committed_position(), user_data_.typing().serial(), 0, std::nullopt};
+  if (presence_) now.presence = presence_->serial();
+  std::vector<std::string> keys;
+  bool empty = false;
+  object body = compute(r, req, now, keys, empty);
+  if (!empty || !req.since || req.timeout_ms <= 0 || req.full_state) return body;
+  SyncWait wait;
+  wait.wake_keys = std::move(keys);
+  wait.notifier_position = notifier_pos;
+  wait.deadline_ms = deadline;
+  wait.owner = r.user_id;
+  wait.resume = [this, r, req, deadline](bool reached) -> SyncResult {
+    SyncRequest again = req;
+    // Re-enter with the same arguments; the recursion is through the transport, not the stack.
+    again.timeout_ms = reached ? 0 : std::max<int64_t>(0, deadline - core::steady_ms());
+    return sync(r, again);
   };
-  return round(false);
+  return wait;
 }
 
 object SyncService::compute(const Requester& r, const SyncRequest& req, const SyncToken& now,

@@ -1,9 +1,9 @@
 #pragma once
 // /sync: what changed for a user since a token, in one response, or a long-poll that the notifier
 // wakes when something does.
-#include "http/request.hpp"
 #include "service/notifier.hpp"
 #include "service/requester.hpp"
+#include "service/sync_result.hpp"
 #include "service/unread_counts.hpp"
 #include "storage/database.hpp"
 
@@ -67,8 +67,8 @@ class SyncService {
 public:
   SyncService(storage::Database& db, Notifier& notifier, UserDataService& user_data);
 
-  // Answers at once when there is something to say (or no `since`/no timeout), else a LongPoll.
-  http::Reply sync(const Requester& r, const SyncRequest& req);
+  // Answers at once when there is something to say (or no `since`/no timeout), else a SyncWait.
+  SyncResult sync(const Requester& r, const SyncRequest& req);
   // `to_device` of the response (wired by Homeserver; none: always empty).
   void set_to_device(ToDeviceService* s) { to_device_ = s; }
   // E2EE: fills device_lists and the one-time/fallback key fields.

@@ -26,6 +26,8 @@ std::optional<State> get_state(Connection& c, const std::string& appservice_id);
 void set_state(Connection& c, const std::string& appservice_id, const State& s);
 void enqueue(Connection& c, const std::string& appservice_id, const QueuedTxn& t);
 std::optional<QueuedTxn> oldest_txn(Connection& c, const std::string& appservice_id);
+// The oldest with a txn id above `after` (those up to it were accepted, their delete pending).
+std::optional<QueuedTxn> oldest_txn_after(Connection& c, const std::string& appservice_id, int64_t after);
 void delete_txn(Connection& c, const std::string& appservice_id, int64_t txn_id);
 int64_t queued_count(Connection& c, const std::string& appservice_id);
 

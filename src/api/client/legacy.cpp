@@ -1,6 +1,7 @@
 // The deprecated client API (Matrix r0, still used by old clients and SyTest): GET /events,
 // GET /initialSync, GET /rooms/{roomId}/initialSync and POST /rooms/{roomId}/send/{eventType}
 // (without a transaction ID), and MSC2753 /peek. The logic is in service/legacy_stream.
+#include "api/client/long_poll_reply.hpp"
 #include "api/handler_util.hpp"
 #include "api/routes.hpp"
 #include "core/crypto.hpp"
@@ -42,7 +43,7 @@ void add_legacy_routes(http::Router& r, service::Homeserver& hs) {
     if (who.is_guest && !er.room_id) throw MatrixError::invalid_param("Guest users must specify room_id param");
     // Polling the stream brings an offline user online (as in Synapse); a chosen presence stays.
     if (hs.presence.get(who.user_id).presence == "offline") hs.presence.touch(who.user_id, "online");
-    return hs.legacy.events(who, er);
+    return to_reply(hs.legacy.events(who, er));
   });
 
   r.client("GET", "/initialSync", Auth::required, [&hs](http::Request& req, const service::Requester& who) {

@@ -1,4 +1,5 @@
 // GET /sync (spec: sync.yaml).
+#include "api/client/long_poll_reply.hpp"
 #include "api/handler_util.hpp"
 #include "core/json_depth.hpp"
 #include "api/routes.hpp"
@@ -31,7 +32,7 @@ void add_sync_routes(http::Router& r, service::Homeserver& hs) {
     // Syncing marks the user online unless the client says otherwise (spec: set_presence).
     // `offline` leaves presence as it is (Synapse: a client that does not count as activity).
     if (auto set = req.query_param("set_presence").value_or("online"); set != "offline") hs.presence.touch(who.user_id, set);
-    return hs.sync.sync(who, sr);
+    return to_reply(hs.sync.sync(who, sr));
   });
 }
 

@@ -37,6 +37,15 @@ struct AppServiceSender::Worker {
   std::string last_error;
   int64_t skipped_events = 0;
   std::string last_skipped;
+  // Delivery bookkeeping, touched by the worker thread only. The cursor is cached (only this
+  // worker moves it); the transaction just queued is sent from memory (the stored copy is the
+  // same body); delivered transactions are deleted from the queue by the next write, so that a
+  // transaction costs one database write, not two.
+  std::optional<asdb::State> state;
+  std::optional<asdb::QueuedTxn> next;  // the oldest undelivered transaction, when known
+  bool queue_drained = false;           // nothing undelivered is stored beyond `next`
+  int64_t last_delivered = 0;           // txn id of the last one the appservice accepted
+  std::vector<int64_t> delivered;       // accepted, not yet deleted from the queue
 };
 
 AppServiceSender::AppServiceSender(const AppServiceRegistry& registry, storage::Database& db, Notifier& notifier,
@@ -181,14 +190,18 @@ bool AppServiceSender::queue_next(Worker& w) {
   const AppService& as = *w.as;
   int64_t upto = db_.committed_position();
   // The cursor is only ever moved by this worker, so reading it outside the write is safe.
-  auto state = *db_.read([&](storage::Connection& c) { return asdb::get_state(c, as.id); });
+  if (!w.state) w.state = *db_.read([&](storage::Connection& c) { return asdb::get_state(c, as.id); });
+  const asdb::State state = *w.state;
   std::set<std::string> typing_rooms, presence_users;
   {
     std::lock_guard lock(w.mu);
     typing_rooms.swap(w.typing_rooms);
     presence_users.swap(w.presence_users);
   }
-  if (state.last_stream >= upto && typing_rooms.empty() && presence_users.empty()) return false;
+  if (state.last_stream >= upto && typing_rooms.empty() && presence_users.empty()) {
+    forget_delivered(w);
+    return false;
+  }
 
   boost::json::array events;
   boost::json::array ephemeral;
@@ -377,11 +390,13 @@ bool AppServiceSender::queue_next(Worker& w) {
     }
     to_device.push_back(std::move(o));
   }
+  std::optional<asdb::QueuedTxn> built;
+  asdb::State next{cursor, state.next_txn_id};
   db_.write([&](storage::Connection& c) {
-    asdb::State next{cursor, state.next_txn_id};
+    for (int64_t id : w.delivered) asdb::delete_txn(c, as.id, id);
     if (!events.empty() || !ephemeral.empty() || !to_device.empty() || !device_lists.empty() ||
         !otk_counts.empty()) {
-      boost::json::object body{{"events", events}};
+      boost::json::object body{{"events", std::move(events)}};
       if (!ephemeral.empty()) {
         // Stable name and MSC2409's unstable one: deployed bridges read either.
         body["ephemeral"] = ephemeral;
@@ -395,13 +410,26 @@ bool AppServiceSender::queue_next(Worker& w) {
       }
       // In the stored transaction now: delivered from there (exactly once), not by /sync.
       for (const auto& m : taken) storage::device_inbox::delete_one(c, m.user_id, m.device_id, m.message.stream_id);
-      asdb::enqueue(c, as.id,
-                    {state.next_txn_id, boost::json::serialize(body), static_cast<int64_t>(events.size()), core::now_ms()});
+      int64_t n_events = static_cast<int64_t>(body["events"].as_array().size());
+      built.emplace(asdb::QueuedTxn{state.next_txn_id, boost::json::serialize(body), n_events, core::now_ms()});
+      asdb::enqueue(c, as.id, *built);
       next.next_txn_id = state.next_txn_id + 1;  // ids never repeat for this appservice
     }
     asdb::set_state(c, as.id, next);
   });
+  // Committed (a failed write throws above and leaves all of this as it was).
+  w.state = next;
+  w.delivered.clear();
+  if (built) w.next = std::move(built);
   return true;
+}
+
+void AppServiceSender::forget_delivered(Worker& w) {
+  if (w.delivered.empty()) return;
+  db_.write([&](storage::Connection& c) {
+    for (int64_t id : w.delivered) asdb::delete_txn(c, w.as->id, id);
+  });
+  w.delivered.clear();
 }
 
 // Synapse's names (synapse/appservice/api.py), plus the time a transaction took to be answered.
@@ -424,8 +452,13 @@ static void record_transaction_metrics(const std::string& service, bool ok, int6
 
 bool AppServiceSender::deliver_one(Worker& w) {
   const AppService& as = *w.as;
-  auto txn = db_.read([&](storage::Connection& c) { return asdb::oldest_txn(c, as.id); });
-  if (!txn) return false;
+  if (!w.next && !w.queue_drained) {
+    // Stored by an earlier run (or after a restart): the oldest not yet accepted.
+    w.next = db_.read([&](storage::Connection& c) { return asdb::oldest_txn_after(c, as.id, w.last_delivered); });
+    w.queue_drained = !w.next;
+  }
+  if (!w.next) return false;
+  const asdb::QueuedTxn* txn = &*w.next;
   bool poke_retry;
   int64_t attempt_start = core::steady_ms();
   {
@@ -440,12 +473,17 @@ bool AppServiceSender::deliver_one(Worker& w) {
   record_transaction_metrics(as.id, resp.status >= 200 && resp.status < 300, txn->event_count,
                              static_cast<double>(core::steady_ms() - attempt_start) / 1000.0);
   if (resp.status >= 200 && resp.status < 300) {
-    db_.write([&](storage::Connection& c) { asdb::delete_txn(c, as.id, txn->txn_id); });
+    // Deleted from the queue by the next write (a restart before it resends the same txn id,
+    // which the appservice acknowledges again: the spec's idempotent /transactions).
+    w.delivered.push_back(txn->txn_id);
+    w.last_delivered = txn->txn_id;
+    int64_t event_count = txn->event_count;
+    w.next.reset();
     std::lock_guard lock(w.mu);
     if (w.backoff_ms) spdlog::info("appservice {}: delivering again", as.id);
     w.backoff_ms = 0;
     w.delivered_txns++;
-    w.delivered_events += txn->event_count;
+    w.delivered_events += event_count;
     w.last_success_ts = core::now_ms();
     w.last_error.clear();
     return true;
@@ -478,8 +516,8 @@ void AppServiceSender::run(Worker& w) {
   while (true) {
     {
       std::lock_guard lock(w.mu);
-      if (w.stopping) return;
       w.wake = false;
+      if (w.stopping) break;
     }
     try {
       // Queued transactions first (in txn id order), then build more from the stream.
@@ -500,6 +538,11 @@ void AppServiceSender::run(Worker& w) {
     }
     std::unique_lock lock(w.mu);
     w.cv.wait_for(lock, std::chrono::seconds(5), [&] { return w.stopping || w.wake; });
+  }
+  try {
+    forget_delivered(w);  // best effort: a transaction left in the queue is only sent again
+  } catch (const std::exception& e) {
+    spdlog::warn("appservice {}: cannot clear delivered transactions: {}", w.as->id, e.what());
   }
 }
 

@@ -88,6 +88,7 @@ private:
   void run(Worker& w);
   bool deliver_one(Worker& w);  // sends the oldest queued txn; false when none
   bool queue_next(Worker& w);   // builds the next txn from the stream; false when caught up
+  void forget_delivered(Worker& w);  // deletes accepted transactions from the queue
   bool interested(const AppService& as, const storage::events::StoredEvent& e, storage::Connection& c,
                   std::map<std::string, bool>& room_cache) const;
 

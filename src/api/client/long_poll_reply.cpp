@@ -1,0 +1,19 @@
+#include "api/client/long_poll_reply.hpp"
+
+namespace trestle::api {
+
+http::Reply to_reply(service::SyncResult result) {
+  if (auto* body = std::get_if<boost::json::object>(&result)) return http::Response::json(*body);
+  auto& wait = std::get<service::SyncWait>(result);
+  http::LongPoll lp;
+  lp.wake_keys = std::move(wait.wake_keys);
+  lp.notifier_position = wait.notifier_position;
+  lp.deadline_ms = wait.deadline_ms;
+  lp.owner = std::move(wait.owner);
+  lp.poll = [resume = std::move(wait.resume)](bool deadline_reached) -> http::Reply {
+    return to_reply(resume(deadline_reached));
+  };
+  return lp;
+}
+
+}  // namespace trestle::api
