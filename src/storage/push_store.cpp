@@ -61,17 +61,6 @@ void set_cursor(Connection& c, int64_t position) {
       .run();
 }
 
-void add_notification(Connection& c, const std::string& user_id, const Notification& n) {
-  add_notification(c, user_id, n, "main");
-}
-
-void add_notification(Connection& c, const std::string& user_id, const Notification& n, const std::string& thread_id) {
-  c.prepare("INSERT INTO push_notifications (user_id, room_id, event_id, stream_ordering, actions, highlight, ts, "
-            "thread_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-      .bind(user_id, n.room_id, n.event_id, n.stream_ordering, n.actions_json, n.highlight, n.ts, thread_id)
-      .run();
-}
-
 void add_notifications(Connection& c, const std::string& room_id, const std::string& event_id,
                        int64_t stream_ordering, int64_t ts, const std::string& thread_id,
                        const std::vector<UserNotification>& rows) {

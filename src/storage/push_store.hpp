@@ -43,11 +43,8 @@ struct Notification {
   bool highlight = false;
   int64_t ts = 0;
 };
-void add_notification(Connection& c, const std::string& user_id, const Notification& n);
-// The same, recording the notification's thread ("main" or a thread root's event ID).
-void add_notification(Connection& c, const std::string& user_id, const Notification& n, const std::string& thread_id);
-// One event's notifications, one row per user, in the order given (as add_notification
-// called for each in turn would write them, with fewer statements).
+// One event's notifications, one row per user in the order given, all in the event's thread
+// ("main" or a thread root's event ID).
 struct UserNotification {
   std::string_view user_id;
   std::string_view actions_json;
