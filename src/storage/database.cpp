@@ -321,7 +321,7 @@ void Database::migrate() {
       c.exec("COMMIT");
     } catch (const std::exception& e) {
       c.rollback();  // never replaces the real error (e.g. SQLITE_FULL)
-      throw std::runtime_error("migrating the schema to version " + std::to_string((v < steps.size() ? v : steps.size() - 1) + 1) +
+      throw std::runtime_error("migrating the schema to version " + std::to_string(std::min(v, steps.size() - 1) + 1) +
                                ": " + e.what());
     }
   }
