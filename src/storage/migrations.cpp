@@ -580,6 +580,29 @@ CREATE INDEX registration_token_sessions_token ON registration_token_sessions (t
       R"SQL(
 CREATE INDEX pushers_user ON pushers (user_id, app_id, pushkey);
 )SQL",
+      // 26 (issue 12, push): one notification row per event for the room, not one per member.
+      // push_room_notifications holds the decision shared by every member on the default push
+      // rules whom the event does not single out (most members of most rooms); it applies to each
+      // member joined at the event but its sender (and not to users an appservice owns
+      // exclusively). push_notifications keeps a row only where a user's decision differs from
+      // the room's (a mention, an invite, their own rules): `notify` 0 says "not notified" where
+      // the room's row would say so. Both are read through storage/push_store.
+      R"SQL(
+CREATE TABLE push_room_notifications (
+  stream_ordering INTEGER PRIMARY KEY,
+  room_id TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  sender TEXT NOT NULL,
+  thread_id TEXT NOT NULL,
+  actions TEXT NOT NULL,
+  highlight INTEGER NOT NULL,
+  ts INTEGER NOT NULL
+);
+CREATE INDEX push_room_notifications_room ON push_room_notifications (room_id, stream_ordering);
+ALTER TABLE push_notifications ADD COLUMN notify INTEGER NOT NULL DEFAULT 1;
+DROP INDEX push_notifications_user;
+CREATE INDEX push_notifications_user ON push_notifications (user_id, stream_ordering);
+)SQL",
   };
   return steps;
 }

@@ -1,5 +1,7 @@
 #include "storage/push_store.hpp"
 
+#include <algorithm>
+
 namespace trestle::storage::push {
 
 std::vector<Pusher> pushers_of_user(Connection& c, const std::string& user_id) {
@@ -8,13 +10,6 @@ std::vector<Pusher> pushers_of_user(Connection& c, const std::string& user_id) {
   st.bind(user_id);
   std::vector<Pusher> out;
   while (st.step()) out.push_back({st.text(0), st.text(1), st.text(2), st.text(3), st.opt_text(4), st.int64(5)});
-  return out;
-}
-
-std::set<std::string> users_with_pushers(Connection& c) {
-  auto st = c.prepare("SELECT DISTINCT user_id FROM pushers");
-  std::set<std::string> out;
-  while (st.step()) out.insert(st.text(0));
   return out;
 }
 
@@ -61,6 +56,13 @@ void set_cursor(Connection& c, int64_t position) {
       .run();
 }
 
+void add_room_notification(Connection& c, const RoomNotification& n) {
+  c.prepare("INSERT INTO push_room_notifications (stream_ordering, room_id, event_id, sender, thread_id, actions, "
+            "highlight, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+      .bind(n.stream_ordering, n.room_id, n.event_id, n.sender, n.thread_id, n.actions_json, n.highlight, n.ts)
+      .run();
+}
+
 void add_notifications(Connection& c, const std::string& room_id, const std::string& event_id,
                        int64_t stream_ordering, int64_t ts, const std::string& thread_id,
                        const std::vector<UserNotification>& rows) {
@@ -68,38 +70,94 @@ void add_notifications(Connection& c, const std::string& room_id, const std::str
   // fail half-way), which costs more than the statements it saves.
   static const std::string sql =
       "INSERT INTO push_notifications (user_id, room_id, event_id, stream_ordering, actions, highlight, ts, "
-      "thread_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+      "thread_id, notify) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
   for (const auto& r : rows) {
-    c.prepare(sql).bind(r.user_id, room_id, event_id, stream_ordering, r.actions_json, r.highlight, ts, thread_id).run();
+    c.prepare(sql)
+        .bind(r.user_id, room_id, event_id, stream_ordering, r.actions_json, r.highlight, ts, thread_id, r.notify)
+        .run();
   }
 }
 
-std::vector<Notification> notifications(Connection& c, const std::string& user_id, int64_t before, int64_t limit,
-                                        bool only_highlight) {
+std::vector<JoinedRange> joined_ranges(Connection& c, const std::string& room_id, const std::string& user_id) {
   auto st = c.prepare(
-      "SELECT id, room_id, event_id, stream_ordering, actions, highlight, ts FROM push_notifications "
-      "WHERE user_id = ? AND id < ? AND (? = 0 OR highlight = 1) ORDER BY id DESC LIMIT ?");
-  st.bind(user_id, before > 0 ? before : INT64_MAX, only_highlight, limit);
-  std::vector<Notification> out;
+      "SELECT stream_ordering, json_extract(json, '$.content.membership') FROM events INDEXED BY events_state_history "
+      "WHERE room_id = ? AND type = 'm.room.member' AND state_key = ? ORDER BY stream_ordering");
+  st.bind(room_id, user_id);
+  std::vector<JoinedRange> out;
+  bool joined = false;
   while (st.step()) {
-    out.push_back({st.int64(0), st.text(1), st.text(2), st.int64(3), st.text(4), st.int64(5) != 0, st.int64(6)});
+    const bool join = st.opt_text(1).value_or("") == "join";
+    if (join && !joined) out.push_back({st.int64(0), INT64_MAX});
+    if (!join && joined) out.back().before = st.int64(0);
+    joined = join;
   }
   return out;
 }
 
-std::vector<std::string> notification_rooms(Connection& c, const std::string& user_id) {
-  auto st = c.prepare("SELECT DISTINCT room_id FROM push_notifications WHERE user_id = ?");
-  st.bind(user_id);
+namespace {
+
+// The filters both readers share. ?1 user, ?2 room, ?3 after, ?4 upto, ?5 thread or NULL,
+// ?6 only highlights.
+constexpr const char* kOwnRows =
+    "FROM push_notifications WHERE user_id = ?1 AND room_id = ?2 AND stream_ordering > ?3 AND stream_ordering <= ?4 "
+    "AND notify = 1 AND (?5 IS NULL OR thread_id = ?5) AND (?6 = 0 OR highlight = 1)";
+constexpr const char* kRoomRows =
+    "FROM push_room_notifications r WHERE room_id = ?2 AND stream_ordering > ?3 AND stream_ordering <= ?4 "
+    "AND sender <> ?1 AND (?5 IS NULL OR thread_id = ?5) AND (?6 = 0 OR highlight = 1) AND NOT EXISTS "
+    "(SELECT 1 FROM push_notifications p WHERE p.user_id = ?1 AND p.room_id = ?2 AND "
+    "p.stream_ordering = r.stream_ordering)";
+
+// Calls `read(after, upto, own)` for the own rows over the whole range, then for the room rows
+// in each joined range that overlaps it.
+template <typename Read>
+void for_each_part(const NotificationQuery& q, Read read) {
+  read(q.after, q.upto, true);
+  for (const auto& r : q.joined) {
+    const int64_t after = std::max(q.after, r.after);
+    const int64_t upto = std::min(q.upto, r.before - 1);
+    if (after < upto) read(after, upto, false);
+  }
+}
+
+}  // namespace
+
+std::vector<Notification> notifications(Connection& c, const NotificationQuery& q, int64_t limit) {
+  static const std::string columns = "SELECT stream_ordering, event_id, thread_id, actions, highlight, ts ";
+  static const std::string own_sql = columns + kOwnRows + " ORDER BY stream_ordering DESC LIMIT ?7";
+  static const std::string room_sql = columns + kRoomRows + " ORDER BY stream_ordering DESC LIMIT ?7";
+  std::vector<Notification> out;
+  for_each_part(q, [&](int64_t after, int64_t upto, bool own) {
+    auto st = c.prepare(own ? own_sql : room_sql);
+    st.bind(q.user_id, q.room_id, after, upto, q.thread_id, q.only_highlight, limit);
+    while (st.step()) {
+      out.push_back({st.int64(0), q.room_id, st.text(1), st.text(2), st.text(3), st.int64(4) != 0, st.int64(5)});
+    }
+  });
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.stream_ordering > b.stream_ordering; });
+  if (static_cast<int64_t>(out.size()) > limit) out.resize(static_cast<size_t>(limit));
+  return out;
+}
+
+int64_t count_notifications(Connection& c, const NotificationQuery& q) {
+  static const std::string own_sql = std::string("SELECT COUNT(*) ") + kOwnRows;
+  static const std::string room_sql = std::string("SELECT COUNT(*) ") + kRoomRows;
+  int64_t n = 0;
+  for_each_part(q, [&](int64_t after, int64_t upto, bool own) {
+    auto st = c.prepare(own ? own_sql : room_sql);
+    st.bind(q.user_id, q.room_id, after, upto, q.thread_id, q.only_highlight);
+    if (st.step()) n += st.int64(0);
+  });
+  return n;
+}
+
+std::vector<std::string> joined_users_with_rules_or_pushers(Connection& c, const std::string& room_id) {
+  auto st = c.prepare(
+      "SELECT user_id FROM room_memberships WHERE room_id = ? AND membership = 'join' AND "
+      "(user_id IN (SELECT user_id FROM push_rules) OR user_id IN (SELECT user_id FROM pushers))");
+  st.bind(room_id);
   std::vector<std::string> out;
   while (st.step()) out.push_back(st.text(0));
   return out;
-}
-
-int64_t count_notifications_after(Connection& c, const std::string& user_id, const std::string& room_id,
-                                  int64_t after_stream) {
-  auto st = c.prepare("SELECT COUNT(*) FROM push_notifications WHERE user_id = ? AND room_id = ? AND stream_ordering > ?");
-  st.bind(user_id, room_id, after_stream);
-  return st.step() ? st.int64(0) : 0;
 }
 
 void enqueue(Connection& c, const QueuedPush& p) {

@@ -3,8 +3,9 @@
 // notifications of GET /notifications and the durable queue of push gateway requests.
 #include "storage/database.hpp"
 
+#include <climits>
+#include <cstdint>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,8 +21,6 @@ struct Pusher {
 
 // Every pusher of the user (all kinds).
 std::vector<Pusher> pushers_of_user(Connection& c, const std::string& user_id);
-// The users that have at least one pusher (all kinds).
-std::set<std::string> users_with_pushers(Connection& c);
 // Records which device made the pusher and when (after user_data::put_pusher).
 void set_pusher_origin(Connection& c, const std::string& user_id, const std::string& app_id,
                        const std::string& pushkey, const std::optional<std::string>& device_id, int64_t ts);
@@ -35,31 +34,60 @@ void delete_pusher(Connection& c, const std::string& user_id, const std::string&
 std::optional<int64_t> cursor(Connection& c);
 void set_cursor(Connection& c, int64_t position);
 
-struct Notification {
-  int64_t id = 0;
-  std::string room_id, event_id;
+// Notifications (migration 26). An event notifies a user when the user's own row says so
+// (`notify`), or, without an own row, when the event has a room row, the user was joined when it
+// was sent and did not send it. Room rows carry the decision shared by the members on the
+// default rules whom the event does not single out; own rows exist only where a decision differs.
+struct RoomNotification {
   int64_t stream_ordering = 0;
+  std::string room_id, event_id, sender, thread_id;  // thread: "main" or a thread root's event ID
   std::string actions_json;
   bool highlight = false;
   int64_t ts = 0;
 };
-// One event's notifications, one row per user in the order given, all in the event's thread
-// ("main" or a thread root's event ID).
+void add_room_notification(Connection& c, const RoomNotification& n);
+// One event's own rows, one per user in the order given, all in the event's thread.
 struct UserNotification {
   std::string_view user_id;
   std::string_view actions_json;
   bool highlight = false;
+  bool notify = true;  // false: not notified, though the room's row says otherwise
 };
 void add_notifications(Connection& c, const std::string& room_id, const std::string& event_id,
                        int64_t stream_ordering, int64_t ts, const std::string& thread_id,
                        const std::vector<UserNotification>& rows);
-// Newest first, ids below `before` (0: from the newest).
-std::vector<Notification> notifications(Connection& c, const std::string& user_id, int64_t before, int64_t limit,
-                                        bool only_highlight);
-// Rooms where the user has notifications after `after_stream`... (used with each room's receipt).
-std::vector<std::string> notification_rooms(Connection& c, const std::string& user_id);
-int64_t count_notifications_after(Connection& c, const std::string& user_id, const std::string& room_id,
-                                  int64_t after_stream);
+
+// The stream ranges in which the user was a joined member of the room, from their membership
+// events: an event at position s was sent while they were joined when after < s < before.
+struct JoinedRange {
+  int64_t after = 0;
+  int64_t before = INT64_MAX;
+};
+std::vector<JoinedRange> joined_ranges(Connection& c, const std::string& room_id, const std::string& user_id);
+
+// A user's notifications in one room with after < stream_ordering <= upto. Room rows count only
+// inside `joined` (empty: the room's rows never apply to this user).
+struct NotificationQuery {
+  std::string user_id, room_id;
+  std::vector<JoinedRange> joined;
+  int64_t after = 0;
+  int64_t upto = INT64_MAX;
+  std::optional<std::string> thread_id;  // only this thread
+  bool only_highlight = false;
+};
+struct Notification {
+  int64_t stream_ordering = 0;
+  std::string room_id, event_id, thread_id, actions_json;
+  bool highlight = false;
+  int64_t ts = 0;
+};
+// Newest first, at most `limit`.
+std::vector<Notification> notifications(Connection& c, const NotificationQuery& q, int64_t limit);
+int64_t count_notifications(Connection& c, const NotificationQuery& q);
+
+// The joined members of the room who need more than the room's shared decision: those with
+// their own push rules or a pusher.
+std::vector<std::string> joined_users_with_rules_or_pushers(Connection& c, const std::string& room_id);
 
 struct QueuedPush {
   int64_t id = 0;

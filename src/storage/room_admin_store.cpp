@@ -192,6 +192,7 @@ void purge_room(Connection& c, const std::string& room_id) {
       "DELETE FROM event_search WHERE room_id = ?",
       "DELETE FROM event_relations WHERE room_id = ?",
       "DELETE FROM push_notifications WHERE room_id = ?",
+      "DELETE FROM push_room_notifications WHERE room_id = ?",
       "DELETE FROM receipts WHERE room_id = ?",
       "DELETE FROM account_data WHERE room_id = ?",
       "DELETE FROM room_peeks WHERE room_id = ?",
@@ -224,6 +225,8 @@ int64_t purge_history(Connection& c, const std::string& server_name, const std::
   run("DELETE FROM event_txns WHERE event_id IN " + ids);
   run("DELETE FROM event_relations WHERE event_id IN " + ids);
   run("DELETE FROM push_notifications WHERE event_id IN " + ids);
+  run("DELETE FROM push_room_notifications WHERE stream_ordering IN (SELECT stream_ordering FROM events WHERE " + cond +
+      ")");
   run("DELETE FROM event_search WHERE rowid IN (SELECT stream_ordering FROM events WHERE " + cond + ")");
   run("DELETE FROM events WHERE " + cond);
   return c.changes();

@@ -22,13 +22,4 @@ std::optional<std::string> receipt_event(Connection& c, const std::string& room_
   return st.text(0);
 }
 
-int64_t count_thread_notifications_between(Connection& c, const std::string& user_id, const std::string& room_id,
-                                           const std::string& thread_id, int64_t lo, int64_t hi) {
-  auto st = c.prepare(
-      "SELECT COUNT(*) FROM push_notifications WHERE user_id = ? AND room_id = ? AND stream_ordering > ? AND "
-      "stream_ordering <= ? AND thread_id = ?");
-  st.bind(user_id, room_id, lo, hi, thread_id);
-  return st.step() ? st.int64(0) : 0;
-}
-
 }  // namespace trestle::storage::threads

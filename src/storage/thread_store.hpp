@@ -22,10 +22,4 @@ std::vector<ReadPosition> read_positions(Connection& c, const std::string& room_
 std::optional<std::string> receipt_event(Connection& c, const std::string& room_id, const std::string& receipt_type,
                                          const std::string& user_id, const std::string& thread_id);
 
-
-// Stored notifications (push_notifications) of the user in the room's `thread_id` with
-// lo < stream_ordering <= hi.
-int64_t count_thread_notifications_between(Connection& c, const std::string& user_id, const std::string& room_id,
-                                           const std::string& thread_id, int64_t lo, int64_t hi);
-
 }  // namespace trestle::storage::threads

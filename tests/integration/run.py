@@ -33,6 +33,7 @@ class Results:
     def __init__(self):
         self.passed = 0
         self.failed = 0
+        self.failures = []  # (name, error): repeated at the end, where a truncated log keeps them
 
     def record(self, name, error, seconds):
         if error is None:
@@ -40,10 +41,13 @@ class Results:
             print(f"PASS {name} ({seconds:.2f}s)", flush=True)
         else:
             self.failed += 1
+            self.failures.append((name, error))
             print(f"FAIL {name} ({seconds:.2f}s)\n{indent_text(error, '    ')}", flush=True)
 
 
-def wanted(name, filters):
+def wanted(name, filters, exact=None):
+    if exact is not None:
+        return name in exact
     return not filters or any(f in name for f in filters)
 
 
@@ -56,7 +60,7 @@ def run_case_file(path, args, shapes, run_id, results):
             results.record(f"{suite}: (file)", f"{path} is not valid JSON: {e}", 0)
             return
     cases = data.get("cases", {})
-    selected = [(name, steps) for name, steps in cases.items() if wanted(f"{suite}: {name}", args.filter)]
+    selected = [(name, steps) for name, steps in cases.items() if wanted(f"{suite}: {name}", args.filter, args.exact)]
     if not selected:
         return
     server = Server(args.binary, suite, config_overrides=dict(data.get("config") or {}), keep_dir=args.keep)
@@ -117,7 +121,7 @@ def run_scenario_file(path, args, shapes, run_id, results):
         return
     for func in scenario_functions(module):
         name = f"{suite}: {func.__name__[5:].replace('_', ' ')}"
-        if not wanted(name, args.filter):
+        if not wanted(name, args.filter, args.exact):
             continue
         ctx = ScenarioContext(args.binary, shapes, run_id, suite, keep_dirs=args.keep)
         started = time.monotonic()
@@ -135,6 +139,15 @@ def run_scenario_file(path, args, shapes, run_id, results):
         results.record(name, error, time.monotonic() - started)
 
 
+def run_all(args, shapes, run_id, results):
+    for name in sorted(os.listdir(os.path.join(HERE, "cases"))):
+        if name.endswith(".json"):
+            run_case_file(os.path.join(HERE, "cases", name), args, shapes, run_id, results)
+    for name in sorted(os.listdir(os.path.join(HERE, "scenarios"))):
+        if name.endswith(".py") and not name.startswith("_"):
+            run_scenario_file(os.path.join(HERE, "scenarios", name), args, shapes, run_id, results)
+
+
 def kill_leftover_servers():
     for srv in Server.all_started:
         if srv.proc is not None and srv.proc.poll() is None:
@@ -149,7 +162,12 @@ def main():
                         help="only cases whose 'suite: name' contains this text (repeatable)")
     parser.add_argument("--verbose", action="store_true", help="print every request and answer")
     parser.add_argument("--keep", action="store_true", help="keep the servers' temporary directories")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="run each failed case once more at the end; one that passes then is reported as "
+                             "FLAKY with its first failure, and does not fail the run (a sanitizer report or a "
+                             "server health problem is never retried)")
     args = parser.parse_args()
+    args.exact = None
     args.binary = os.path.abspath(args.binary)
     if not os.access(args.binary, os.X_OK):
         print(f"not an executable: {args.binary}")
@@ -162,13 +180,32 @@ def main():
     run_id = secrets.token_hex(3)
     results = Results()
     started = time.monotonic()
-    for name in sorted(os.listdir(os.path.join(HERE, "cases"))):
-        if name.endswith(".json"):
-            run_case_file(os.path.join(HERE, "cases", name), args, shapes, run_id, results)
-    for name in sorted(os.listdir(os.path.join(HERE, "scenarios"))):
-        if name.endswith(".py") and not name.startswith("_"):
-            run_scenario_file(os.path.join(HERE, "scenarios", name), args, shapes, run_id, results)
+    run_all(args, shapes, run_id, results)
+    flaky = []
+    retryable = [(n, e) for n, e in results.failures
+                 if not n.endswith((": server health", ": (import)", ": (file)")) and "Sanitizer" not in e]
+    if args.retry_failed and retryable and len(retryable) <= 5:
+        print(f"\nRetrying {len(retryable)} failed case(s) once:", flush=True)
+        args.exact = {n for n, _ in retryable}
+        retry = Results()
+        run_all(args, shapes, run_id, retry)
+        failed_again = {n for n, _ in retry.failures}
+        for name, error in retryable:
+            if name not in failed_again and not any(r.startswith(name.split(":")[0] + ": server") for r in failed_again):
+                flaky.append((name, error))
+        flaky_names = {n for n, _ in flaky}
+        results.failures = [(n, e) for n, e in results.failures if n not in flaky_names]
+        results.failed -= len(flaky)
+        results.passed += len(flaky)
     print(f"(took {time.monotonic() - started:.1f}s)")
+    if flaky:
+        print("\nFLAKY (failed, then passed when run again; fix these):")
+        for name, error in flaky:
+            print(f"FLAKY {name}\n{indent_text(error, '    ')}")
+    if results.failures:
+        print("\nFailed:")
+        for name, error in results.failures:
+            print(f"FAIL {name}\n{indent_text(error, '    ')}")
     print(f"{results.passed} passed, {results.failed} failed")
     return 1 if results.failed or not results.passed else 0
 

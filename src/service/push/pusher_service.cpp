@@ -32,9 +32,6 @@ using boost::json::value;
 
 namespace {
 
-// See evaluate_batch.
-constexpr size_t kRowsPerBatch = 20000;
-
 object parse_object(const std::string& text) {
   boost::system::error_code ec;
   auto v = boost::json::parse(text, ec);
@@ -68,17 +65,34 @@ int64_t power_level_of(const object& pl, const std::string& user_id) {
   return 0;
 }
 
-// The badge: the user's unread notifications over all rooms. A notification is read when it is at
-// or before the later of the user's unthreaded receipt and their receipt in its thread.
-int64_t unread_count(storage::Connection& c, const std::string& user_id) {
+// The room's notification rows apply to a user unless an appservice owns the user exclusively
+// (bridged users: Synapse skips push rules for them too).
+ps::NotificationQuery query_for(storage::Connection& c, const std::string& user_id, const std::string& room_id,
+                                bool room_rows) {
+  ps::NotificationQuery q;
+  q.user_id = user_id;
+  q.room_id = room_id;
+  if (room_rows) q.joined = ps::joined_ranges(c, room_id, user_id);
+  return q;
+}
+
+// The badge: the user's unread notifications over the rooms they are joined to or invited to. A
+// notification is read when it is at or before the later of the user's unthreaded receipt and
+// their receipt in its thread.
+int64_t unread_count(storage::Connection& c, const std::string& user_id, bool room_rows) {
   int64_t n = 0;
-  for (const auto& room : ps::notification_rooms(c, user_id)) {
-    auto read = threads::read_positions(c, room, user_id);
-    n += ps::count_notifications_after(c, user_id, room, read.unthreaded);
+  for (const auto& m : ev::memberships_of_user(c, user_id)) {
+    if (m.membership != "join" && m.membership != "invite") continue;
+    auto q = query_for(c, user_id, m.room_id, room_rows);
+    const auto read = threads::read_positions(c, m.room_id, user_id);
+    q.after = read.unthreaded;
+    n += ps::count_notifications(c, q);
     for (const auto& [thread, pos] : read.thread) {
-      if (pos > read.unthreaded) {
-        n -= storage::threads::count_thread_notifications_between(c, user_id, room, thread, read.unthreaded, pos);
-      }
+      if (pos <= read.unthreaded) continue;
+      auto in_thread = q;
+      in_thread.thread_id = thread;
+      in_thread.upto = pos;
+      n -= ps::count_notifications(c, in_thread);
     }
   }
   return n;
@@ -125,8 +139,9 @@ object tweaks_of(const array& actions) {
 
 }  // namespace
 
-PushService::PushService(storage::Database& db, Notifier& notifier, OutboundHttp http)
-    : db_(db), http_(std::move(http)) {
+PushService::PushService(storage::Database& db, Notifier& notifier, OutboundHttp http,
+                         const AppServiceRegistry& appservices)
+    : db_(db), http_(std::move(http)), appservices_(appservices) {
   notifier.add_global_listener([this] {
     std::lock_guard lock(mu_);
     events_poked_ = true;
@@ -178,6 +193,38 @@ void PushService::run_evaluator() {
   }
 }
 
+namespace {
+
+// A decision with its actions' JSON.
+struct Decided {
+  push::PushDecision decision;
+  std::string actions_json;
+  bool same_as(const Decided& o) const {
+    return decision.notify == o.decision.notify && decision.highlight == o.decision.highlight &&
+           actions_json == o.actions_json;
+  }
+};
+Decided decided(push::PushDecision d) {
+  std::string json = boost::json::serialize(d.actions);
+  return {std::move(d), std::move(json)};
+}
+
+// A user ID that no event names (not the sender, not in m.mentions, not an invite's state_key):
+// whom the default rules are evaluated for to get the decision they share.
+std::string nobody_in(const std::set<std::string>& named) {
+  std::string id = "@\x01";
+  while (named.count(id)) id += '\x01';
+  return id;
+}
+
+}  // namespace
+
+// Each event gets one decision for every member on the default rules whom it does not single out
+// (one row in push_room_notifications when it notifies), and its own decision only for the members
+// who need one: those it singles out (a mention, the invitee), those with their own rules, and
+// those with a pusher (who are pushed). An own row is written only where that decision differs
+// from what the room's row implies. So the work per event grows with those members, not with the
+// room: a 1,000-member room on the default rules costs one evaluation and one row.
 bool PushService::evaluate_batch() {
   const int64_t upto = db_.committed_position();
   bool more = false, queued = false;
@@ -186,7 +233,7 @@ bool PushService::evaluate_batch() {
     if (from >= upto) return;
     auto events = ev::events_in_stream_range(c, from, upto, kEventsPerBatch);
     more = static_cast<int64_t>(events.size()) >= kEventsPerBatch;
-    int64_t reached = more ? events.back().stream_ordering : upto;
+    const int64_t reached = more ? events.back().stream_ordering : upto;
     // Everything below reads the room's current state, which is the same for the whole batch
     // (one transaction; the evaluator writes no state): read once per room, not per event.
     std::map<std::string, std::optional<object>> stored_rules;  // nullopt: the defaults
@@ -197,39 +244,30 @@ bool PushService::evaluate_batch() {
       return stored_rules[user] = stored ? std::optional<object>(parse_object(*stored)) : std::nullopt;
     };
     struct RoomFacts {
-      std::vector<std::string> joined;
       push::EvaluationContext ctx;  // without the user fields
       std::vector<std::string> creators;
+      std::set<std::string> attention;  // joined, with their own rules or a pusher
     };
     std::map<std::string, RoomFacts> rooms;
     auto facts_of = [&](const std::string& room_id) -> RoomFacts& {
       auto it = rooms.find(room_id);
       if (it != rooms.end()) return it->second;
       RoomFacts f;
-      for (auto& m : ev::members_of_room(c, room_id)) {
-        if (m.membership == "join") f.joined.push_back(std::move(m.user_id));
+      for (auto& user : ps::joined_users_with_rules_or_pushers(c, room_id)) {
+        if (!owned_by_appservice(user)) f.attention.insert(std::move(user));
       }
       f.ctx.room_member_count = ev::joined_member_count(c, room_id);
       f.ctx.power_levels_content = state_content(c, room_id, "m.room.power_levels", "").value_or(object{});
       f.creators = privileged_creators(c, room_id);
       return rooms[room_id] = std::move(f);
     };
-    std::optional<std::set<std::string>> with_pushers;
-    auto has_pushers = [&](const std::string& user) {
-      if (!with_pushers) with_pushers = ps::users_with_pushers(c);
-      return with_pushers->count(user) > 0;
-    };
     const int64_t now = core::now_ms();
-    size_t rows_written = 0;
     for (const auto& e : events) {
       if (e.redacted_by) continue;
       RoomFacts& room = facts_of(e.room_id);
-      std::set<std::string> recipients(room.joined.begin(), room.joined.end());
       auto content = content_of(e);
       const bool member_event = e.type == "m.room.member" && e.state_key;
-      if (member_event && string_at(content, "membership") == "invite") recipients.insert(*e.state_key);
-      recipients.erase(e.sender);
-      if (recipients.empty()) continue;
+      const bool invite = member_event && string_at(content, "membership") == "invite";
 
       object client = client_event(e, c, {});
       push::EvaluationContext ctx = room.ctx;
@@ -237,51 +275,59 @@ bool PushService::evaluate_batch() {
       if (std::find(room.creators.begin(), room.creators.end(), e.sender) != room.creators.end()) {
         ctx.sender_power_level = LLONG_MAX;  // v12: infinite power
       }
-      std::optional<object> room_info;  // name, alias, sender's display name: read once per event
-      std::optional<std::string> thread;  // the event's thread: derived once per event
-      // Users on the default rules whom the event does not single out all get one decision.
-      const auto singled_out = push::users_singled_out_by_default_rules(client);
-      // A decision with its actions' JSON; deque: the notified list points into it.
-      using Decided = std::pair<push::PushDecision, std::string>;
-      std::optional<Decided> shared;
-      std::deque<Decided> own;
-      std::vector<std::pair<const std::string*, const Decided*>> notified;  // recipients' order
-      for (const auto& user : recipients) {
+      // The users the default rules single out: the mentioned, and for an invite its invitee
+      // (users_singled_out_by_default_rules answers nullopt for any state event whose membership
+      // globs "invite"; its state_key is the one user invite_for_me can match).
+      auto singled_out = push::users_singled_out_by_default_rules(client);
+      std::set<std::string> singled = singled_out ? std::move(*singled_out) : std::set<std::string>{};
+      if (!singled_out && e.state_key) singled.insert(*e.state_key);
+
+      ctx.user_id = nobody_in(singled);
+      const Decided shared = decided(push::evaluate(push::default_ruleset(ctx.user_id), client, ctx));
+      std::optional<std::string> thread;
+      auto thread_of_event = [&]() -> const std::string& {
+        if (!thread) thread = threads::thread_of(c, e);
+        return *thread;
+      };
+      if (shared.decision.notify) {
+        ps::add_room_notification(c, {e.stream_ordering, e.room_id, e.event_id, e.sender, thread_of_event(),
+                                      shared.actions_json, shared.decision.highlight, now});
+      }
+
+      // The members who need their own decision.
+      std::set<std::string> own_users = room.attention;
+      for (const auto& user : singled) {
+        if (room.attention.count(user) || owned_by_appservice(user)) continue;
+        auto m = ev::get_membership(c, e.room_id, user);
+        if (m && (m->membership == "join" || (invite && user == *e.state_key))) own_users.insert(user);
+      }
+      own_users.erase(e.sender);
+      std::deque<Decided> decisions;  // the rows point into it
+      std::vector<ps::UserNotification> rows;
+      std::vector<std::pair<const std::string*, const Decided*>> notified;
+      for (const auto& user : own_users) {
         const auto& custom = custom_rules_of(user);
-        const Decided* decided = nullptr;
-        if (!custom && singled_out && !singled_out->count(user)) {
-          if (!shared) {
-            ctx.user_id = user;
-            ctx.display_name.clear();  // the default rules have no contains_display_name
-            auto d = push::evaluate(push::default_ruleset(user), client, ctx);
-            std::string json = boost::json::serialize(d.actions);
-            shared.emplace(std::move(d), std::move(json));
-          }
-          decided = &*shared;
-        } else {
+        const Decided* d = &shared;
+        if (custom || singled.count(user)) {
           ctx.user_id = user;
           // Only a user's own rules can ask for the display name (contains_display_name).
           ctx.display_name = custom ? string_at(state_content(c, e.room_id, "m.room.member", user).value_or(object{}),
                                                 "displayname")
                                     : std::string();
-          auto d = push::evaluate(custom ? *custom : push::default_ruleset(user), client, ctx);
-          if (!d.notify) continue;
-          std::string json = boost::json::serialize(d.actions);
-          decided = &own.emplace_back(std::move(d), std::move(json));
+          d = &decisions.emplace_back(decided(push::evaluate(custom ? *custom : push::default_ruleset(user), client, ctx)));
         }
-        if (decided->first.notify) notified.emplace_back(&user, decided);
+        // The room's row applies to members joined at the event; an invitee is not one.
+        const bool room_row_applies = shared.decision.notify && !(invite && user == *e.state_key);
+        const bool differs = room_row_applies ? !d->same_as(shared) : d->decision.notify;
+        if (differs) rows.push_back({user, d->actions_json, d->decision.highlight, d->decision.notify});
+        if (d->decision.notify) notified.emplace_back(&user, d);
       }
-      if (notified.empty()) continue;
-      thread = threads::thread_of(c, e);
-      std::vector<ps::UserNotification> rows;
-      rows.reserve(notified.size());
-      for (const auto& [user, decided] : notified) rows.push_back({*user, decided->second, decided->first.highlight});
-      ps::add_notifications(c, e.room_id, e.event_id, e.stream_ordering, now, *thread, rows);
-      rows_written += rows.size();
-      for (const auto& [user_ptr, decided] : notified) {
+      if (!rows.empty()) ps::add_notifications(c, e.room_id, e.event_id, e.stream_ordering, now, thread_of_event(), rows);
+
+      std::optional<object> room_info;  // name, alias, sender's display name: read once per event
+      for (const auto& [user_ptr, decided_ptr] : notified) {
         const std::string& user = *user_ptr;
-        const push::PushDecision& d = decided->first;
-        if (!has_pushers(user)) continue;
+        const push::PushDecision& d = decided_ptr->decision;
         auto pushers = ps::pushers_of_user(c, user);
         if (pushers.empty()) continue;
         if (!room_info) {
@@ -296,9 +342,8 @@ bool PushService::evaluate_batch() {
           if (!sender_name.empty()) (*room_info)["sender_display_name"] = sender_name;
         }
         const bool is_target = member_event && *e.state_key == user;
-        const bool high = e.type == "m.room.message" || e.type == "m.room.encrypted" ||
-                          (is_target && string_at(content, "membership") == "invite");
-        object counts{{"unread", unread_count(c, user)}};
+        const bool high = e.type == "m.room.message" || e.type == "m.room.encrypted" || (is_target && invite);
+        object counts{{"unread", unread_count(c, user, true)}};
         for (const auto& p : pushers) {
           auto target = gateway_target(p, tweaks_of(d.actions));
           if (!target) continue;
@@ -321,13 +366,6 @@ bool PushService::evaluate_batch() {
           queued = true;
         }
       }
-      // A large room writes a row per member and event: end the batch (and the write, which
-      // holds every other write back) after kRowsPerBatch rows; the rest is the next batch.
-      if (rows_written >= kRowsPerBatch && &e != &events.back()) {
-        reached = e.stream_ordering;
-        more = true;
-        break;
-      }
     }
     ps::set_cursor(c, reached);
   });
@@ -337,6 +375,10 @@ bool PushService::evaluate_batch() {
     queue_cv_.notify_all();
   }
   return more;
+}
+
+bool PushService::owned_by_appservice(const std::string& user_id) const {
+  return appservices_.exclusive_owner_of_user(user_id) != nullptr;
 }
 
 void PushService::run_sender() {
@@ -435,7 +477,7 @@ void PushService::send_one(const ps::QueuedPush& h, int64_t& next_due_ms) {
 
 object PushService::notifications(const std::string& user_id, const std::optional<std::string>& from, int64_t limit,
                                   bool only_highlight) {
-  int64_t before = 0;
+  int64_t before = INT64_MAX;
   if (from && !from->empty()) {
     if (from->size() > 18 || !std::all_of(from->begin(), from->end(), ::isdigit)) {
       throw MatrixError::invalid_param("Invalid 'from' token");
@@ -443,9 +485,21 @@ object PushService::notifications(const std::string& user_id, const std::optiona
     before = std::stoll(*from);
   }
   limit = std::clamp<int64_t>(limit, 1, 1000);
+  const bool room_rows = !owned_by_appservice(user_id);
   return db_.read([&](storage::Connection& c) {
+    // Newest first over every room the user has a membership in: each room's newest `limit`,
+    // merged. The token is the stream position of the last one handed out.
+    std::vector<ps::Notification> rows;
+    for (const auto& m : ev::memberships_of_user(c, user_id)) {
+      auto q = query_for(c, user_id, m.room_id, room_rows);
+      q.upto = before - 1;
+      q.only_highlight = only_highlight;
+      auto in_room = ps::notifications(c, q, limit);
+      rows.insert(rows.end(), std::make_move_iterator(in_room.begin()), std::make_move_iterator(in_room.end()));
+    }
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.stream_ordering > b.stream_ordering; });
+    if (static_cast<int64_t>(rows.size()) > limit) rows.resize(static_cast<size_t>(limit));
     array out;
-    auto rows = ps::notifications(c, user_id, before, limit, only_highlight);
     std::map<std::string, threads::ReadPositions> read_pos;
     for (const auto& n : rows) {
       auto e = ev::get_event(c, n.event_id);
@@ -457,12 +511,12 @@ object PushService::notifications(const std::string& user_id, const std::optiona
       out.push_back(object{{"actions", ec ? value(array{}) : actions},
                            {"event", client_event(*e, c, {})},
                            {"profile_tag", nullptr},
-                           {"read", n.stream_ordering <= it->second.effective(threads::thread_of(c, *e))},
+                           {"read", n.stream_ordering <= it->second.effective(n.thread_id)},
                            {"room_id", n.room_id},
                            {"ts", n.ts}});
     }
     object body{{"notifications", std::move(out)}};
-    if (static_cast<int64_t>(rows.size()) >= limit) body["next_token"] = std::to_string(rows.back().id);
+    if (static_cast<int64_t>(rows.size()) >= limit) body["next_token"] = std::to_string(rows.back().stream_ordering);
     return body;
   });
 }
@@ -478,7 +532,7 @@ void PushService::badge_changed(const std::string& user_id) {
   bool queued = false;
   db_.write([&](storage::Connection& c) {
     auto pushers = ps::pushers_of_user(c, user_id);
-    const object counts{{"unread", unread_count(c, user_id)}};
+    const object counts{{"unread", unread_count(c, user_id, !owned_by_appservice(user_id))}};
     for (const auto& p : pushers) {
       auto target = gateway_target(p, object{});
       if (!target) continue;

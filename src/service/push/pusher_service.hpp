@@ -1,7 +1,8 @@
 #pragma once
 // Push notifications (spec: client-server-api modules/push.md, push-gateway-api): a worker
 // follows the event stream, evaluates each event against the push rules of the room's members,
-// stores the notifications (GET /notifications) and queues a request per http pusher in SQLite;
+// stores the notifications (GET /notifications: one room row per event plus rows for the members
+// whose decision differs, see evaluate_batch) and queues a request per http pusher in SQLite;
 // a second worker sends the queue to the gateways (POST data.url) in order per pusher, retrying
 // with exponential backoff. Everything queued survives a restart. Pushkeys the gateway rejects
 // lose their pusher.
@@ -34,7 +35,7 @@ public:
   // as Synapse gives up on a pusher's backlog: a dead gateway must not grow the queue forever.
   static constexpr int64_t kMaxAttempts = 300;
 
-  PushService(storage::Database& db, Notifier& notifier, OutboundHttp http);
+  PushService(storage::Database& db, Notifier& notifier, OutboundHttp http, const AppServiceRegistry& appservices);
   ~PushService();
   void start();
   void stop();
@@ -56,11 +57,14 @@ private:
   void run_evaluator();
   void run_sender();
   bool evaluate_batch();  // false when caught up
+  // Users an appservice owns exclusively get no push rules evaluated (bridged users).
+  bool owned_by_appservice(const std::string& user_id) const;
   bool send_due(int64_t& next_due_ms);  // false when nothing was sent
   void send_one(const storage::push::QueuedPush& h, int64_t& next_due_ms);
 
   storage::Database& db_;
   OutboundHttp http_;
+  const AppServiceRegistry& appservices_;
   std::mutex mu_;
   std::condition_variable events_cv_, queue_cv_;
   bool stopping_ = false;

@@ -12,7 +12,8 @@ from harness import SERVER_NAME, TestFailure
 
 # Every table that holds rows of a room (storage/migrations.cpp), with its room column.
 ROOM_TABLES = ["rooms", "events", "current_state", "room_memberships", "forward_extremities", "room_aliases",
-               "account_data", "receipts", "event_search", "event_relations", "push_notifications", "room_peeks",
+               "account_data", "receipts", "event_search", "event_relations", "push_notifications",
+               "push_room_notifications", "room_peeks",
                "appservice_room_list", "key_backup_keys"]
 
 
@@ -55,6 +56,9 @@ def busy_room(ctx, srv, alice, bob):
         "msgtype": "m.text", "body": "in thread", "m.relates_to": {"rel_type": "m.thread", "event_id": root}}))
     ctx.expect(bob.request("PUT", f"/rooms/{q(room)}/send/m.reaction/t3", body={
         "m.relates_to": {"rel_type": "m.annotation", "event_id": root, "key": "+1"}}))
+    # A mention: alice's own notification row, beside the room's rows of the plain messages.
+    ctx.expect(bob.request("PUT", f"/rooms/{q(room)}/send/m.room.message/t4", body={
+        "msgtype": "m.text", "body": "hey", "m.mentions": {"user_ids": [alice.user_id]}}))
     ctx.expect(bob.request("POST", f"/rooms/{q(room)}/receipt/m.read/{q(root)}", body={}))
     ctx.expect(bob.request("PUT", f"/user/{q(bob.user_id)}/rooms/{q(room)}/account_data/x.note", body={"n": 1}))
     ctx.expect(bob.request("PUT", f"/user/{q(bob.user_id)}/rooms/{q(room)}/tags/u.work", body={}))
@@ -75,8 +79,11 @@ def test_background_delete_purges_every_table(ctx):
     for table in ROOM_TABLES:
         if table in ("room_peeks", "appservice_room_list"):
             continue  # not written by this room
-        if not rows(srv, f"SELECT 1 FROM {table} WHERE room_id = ?", room):
-            raise TestFailure(f"setup: {table} holds nothing of the room")
+        deadline = time.monotonic() + 10  # notifications are written just after the events
+        while not rows(srv, f"SELECT 1 FROM {table} WHERE room_id = ?", room):
+            if time.monotonic() > deadline:
+                raise TestFailure(f"setup: {table} holds nothing of the room")
+            time.sleep(0.05)
     since = ctx.expect(bob.request("GET", "/sync", query={"timeout": "0"}))["next_batch"]
 
     delete_id = ctx.expect(admin.request("DELETE", f"/_synapse/admin/v2/rooms/{q(room)}", body={}),

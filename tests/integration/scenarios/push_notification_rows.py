@@ -1,0 +1,96 @@
+"""Who an event notifies (GET /notifications), now that an event stores one row for the room
+and rows only for the members whose push rules decide otherwise (storage/push_store, migration
+26): the room's row reaches the members joined when the event was sent, never its sender, never a
+member who joined later or had left, never a user an appservice owns exclusively (as Synapse);
+a mention, a member's own room rule and an invite each give that member their own answer."""
+
+import os
+import sys
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import TestFailure  # noqa: E402
+from appservice_support import AsClient, AsEnv, registration  # noqa: E402
+
+
+def q(s):
+    return urllib.parse.quote(s, safe="")
+
+
+def send(ctx, user, room, body, txn, mentions=None):
+    content = {"msgtype": "m.text", "body": body}
+    if mentions is not None:
+        content["m.mentions"] = {"user_ids": mentions}
+    return ctx.expect(user.request("PUT", f"/rooms/{q(room)}/send/m.room.message/{txn}", body=content))["event_id"]
+
+
+def notified(ctx, request):
+    """[(event_id, highlight)] newest first."""
+    body = ctx.expect(request("GET", "/notifications"))
+    return [(n["event"]["event_id"], any(a == {"set_tweak": "highlight"} or
+                                         (isinstance(a, dict) and a.get("set_tweak") == "highlight" and
+                                          a.get("value", True)) for a in n["actions"]))
+            for n in body["notifications"]]
+
+
+def wait_until(ctx, request, event_id, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = notified(ctx, request)
+        if any(e == event_id for e, _ in got):
+            return got
+        if time.monotonic() > deadline:
+            raise TestFailure(f"{event_id} never reached GET /notifications: {got}")
+        time.sleep(0.05)
+
+
+def test_the_room_row_reaches_the_members_joined_at_the_event(ctx):
+    with AsEnv(ctx) as env:
+        reg = registration("bridge", None, "_bridge_bot", users=((True, "@_br_.*"),))
+        srv = env.server([reg])
+        asc = AsClient(srv, reg)
+        bob = ctx.register(srv, "bob")
+        alice = ctx.register(srv, "alice")
+        dave = ctx.register(srv, "dave")
+        carol = ctx.register(srv, "carol")
+        room = ctx.expect(bob.request("POST", "/createRoom", body={"preset": "public_chat"}))["room_id"]
+        for u in (alice, dave):
+            ctx.expect(u.request("POST", f"/join/{q(room)}", body={}))
+        bridged = asc.register("_br_x")
+        ctx.expect(asc.request("POST", f"/join/{q(room)}", user_id=bridged, body={}))
+        # dave silences the room with a room rule: his own answer, "not notified".
+        ctx.expect(dave.request("PUT", f"/pushrules/global/room/{q(room)}", body={"actions": []}))
+
+        m1 = send(ctx, bob, room, "one", "m1")
+        wait_until(ctx, alice.request, m1)
+        ctx.expect(carol.request("POST", f"/join/{q(room)}", body={}))
+        m2 = send(ctx, bob, room, "two", "m2", mentions=[alice.user_id])
+        got = wait_until(ctx, carol.request, m2)
+        if got != [(m2, False)]:
+            raise TestFailure(f"carol joined after m1: she should have m2 only, not highlighted: {got}")
+        got = notified(ctx, alice.request)
+        if got[:2] != [(m2, True), (m1, False)]:
+            raise TestFailure(f"alice: the mention highlighted, then m1: {got}")
+        ctx.expect(alice.request("POST", f"/rooms/{q(room)}/leave", body={}))
+        m3 = send(ctx, bob, room, "three", "m3")
+        wait_until(ctx, carol.request, m3)
+        got = notified(ctx, alice.request)
+        if got[:1] != [(m2, True)]:
+            raise TestFailure(f"alice left before m3, which must not reach her: {got}")
+        for who, request in (("the sender", bob.request), ("dave (room rule: no actions)", dave.request)):
+            got = notified(ctx, request)
+            if got:
+                raise TestFailure(f"{who} has notifications: {got}")
+        as_notes = ctx.expect(asc.request("GET", "/notifications", user_id=bridged))["notifications"]
+        if as_notes:
+            raise TestFailure(f"a user the appservice owns exclusively has notifications: {as_notes}")
+        # An invite reaches its invitee, who is not a member.
+        erin = ctx.register(srv, "erin")
+        ctx.expect(bob.request("POST", f"/rooms/{q(room)}/invite", body={"user_id": erin.user_id}))
+        invite_id = ctx.expect(bob.request("GET", f"/rooms/{q(room)}/state/m.room.member/{q(erin.user_id)}",
+                                           query={"format": "event"}), 200)
+        got = wait_until(ctx, erin.request, invite_id["event_id"])
+        if len(got) != 1:
+            raise TestFailure(f"erin was only invited: {got}")
