@@ -268,6 +268,7 @@ bool PushService::evaluate_batch() {
       auto content = content_of(e);
       const bool member_event = e.type == "m.room.member" && e.state_key;
       const bool invite = member_event && string_at(content, "membership") == "invite";
+      if (member_event) forget_badge(*e.state_key);  // the badge counts the rooms they are in
 
       object client = client_event(e, c, {});
       push::EvaluationContext ctx = room.ctx;
@@ -343,7 +344,7 @@ bool PushService::evaluate_batch() {
         }
         const bool is_target = member_event && *e.state_key == user;
         const bool high = e.type == "m.room.message" || e.type == "m.room.encrypted" || (is_target && invite);
-        object counts{{"unread", unread_count(c, user, true)}};
+        object counts{{"unread", badge_after_notification(c, user)}};
         for (const auto& p : pushers) {
           auto target = gateway_target(p, tweaks_of(d.actions));
           if (!target) continue;
@@ -526,7 +527,28 @@ void PushService::pusher_set(const std::string& user_id, const std::string& app_
   db_.write([&](storage::Connection& c) { ps::set_pusher_origin(c, user_id, app_id, pushkey, device_id, core::now_ms()); });
 }
 
+int64_t PushService::badge_after_notification(storage::Connection& c, const std::string& user_id) {
+  {
+    std::lock_guard lock(badge_mu_);
+    auto it = badges_.find(user_id);
+    if (it != badges_.end()) return ++it->second;
+  }
+  // Counted in the evaluator's transaction: the rows just written are in it.
+  const int64_t n = unread_count(c, user_id, true);
+  std::lock_guard lock(badge_mu_);
+  if (badges_.size() >= kMaxCachedBadges) badges_.clear();
+  badges_[user_id] = n;
+  return n;
+}
+
+void PushService::forget_badge(const std::string& user_id) {
+  std::lock_guard lock(badge_mu_);
+  badges_.erase(user_id);
+}
+
 void PushService::badge_changed(const std::string& user_id) {
+  // Called after the receipt committed: the evaluator counts afresh from then on.
+  forget_badge(user_id);
   // Most users have no pusher: a read decides that without a write transaction per receipt.
   if (db_.read([&](storage::Connection& c) { return ps::pushers_of_user(c, user_id).empty(); })) return;
   bool queued = false;

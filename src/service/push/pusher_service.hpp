@@ -18,6 +18,7 @@
 #include <string>
 #include <set>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace trestle::service {
@@ -59,6 +60,11 @@ private:
   bool evaluate_batch();  // false when caught up
   // Users an appservice owns exclusively get no push rules evaluated (bridged users).
   bool owned_by_appservice(const std::string& user_id) const;
+  // The badge of a pushed notification (the user's unread notifications, this one included).
+  // Counting it reads every room the user is in, so it is counted once and then kept: each
+  // notification adds one; a receipt (badge_changed) or a membership change of the user drops it.
+  int64_t badge_after_notification(storage::Connection& c, const std::string& user_id);
+  void forget_badge(const std::string& user_id);
   bool send_due(int64_t& next_due_ms);  // false when nothing was sent
   void send_one(const storage::push::QueuedPush& h, int64_t& next_due_ms);
 
@@ -69,6 +75,9 @@ private:
   std::condition_variable events_cv_, queue_cv_;
   bool stopping_ = false;
   bool events_poked_ = false, queue_poked_ = false;
+  static constexpr size_t kMaxCachedBadges = 100000;
+  std::mutex badge_mu_;
+  std::unordered_map<std::string, int64_t> badges_;
   std::set<std::string> in_flight_;  // pushers (user|app|pushkey) a sender thread is serving
   std::thread evaluator_;
   std::vector<std::thread> senders_;

@@ -317,3 +317,41 @@ def test_a_read_receipt_pushes_the_new_badge(ctx):
             raise TestFailure(f"badge push wrong: {n}")
     finally:
         gw.close()
+
+
+def test_the_badge_counts_unread_notifications_over_rooms(ctx):
+    """counts.unread of each push: every unread notification of the user over the rooms they are in,
+    this one included; a receipt lowers it, a room left drops its share."""
+    gw = Gateway()
+    try:
+        srv = ctx.server()
+        alice, bob = ctx.register(srv, "alice"), ctx.register(srv, "bob")
+        room1, room2 = room_with(ctx, alice, bob), room_with(ctx, alice, bob)
+        for room in (room1, room2):  # the invites read: the badge starts at 0
+            joined = ctx.expect(alice.request("GET", f"/rooms/{room}/state/m.room.member/{alice.user_id}",
+                                              query={"format": "event"}))["event_id"]
+            ctx.expect(alice.request("POST", f"/rooms/{room}/receipt/m.read/{joined}", body={}))
+        set_pusher(ctx, alice, gw.url)
+
+        def badge_of(event_id):
+            (_, _, body), = gw.wait_for_event(event_id)
+            return body["notification"]["counts"]["unread"]
+
+        seen = []
+        for room, text in ((room1, "a"), (room1, "b"), (room2, "c")):
+            seen.append(badge_of(send(ctx, bob, room, text)))
+        if seen != [1, 2, 3]:
+            raise TestFailure(f"badges of three unread messages in two rooms: {seen}, want [1, 2, 3]")
+        last1 = send(ctx, bob, room1, "d")
+        if badge_of(last1) != 4:
+            raise TestFailure("the fourth unread message is not badge 4")
+        ctx.expect(alice.request("POST", f"/rooms/{room1}/receipt/m.read/{last1}", body={}))
+        got = badge_of(send(ctx, bob, room2, "e"))
+        if got != 2:
+            raise TestFailure(f"after reading room 1, two unread in room 2: badge {got}, want 2")
+        ctx.expect(alice.request("POST", f"/rooms/{room2}/leave", body={}))
+        got = badge_of(send(ctx, bob, room1, "f"))
+        if got != 1:
+            raise TestFailure(f"after leaving room 2, one unread in room 1: badge {got}, want 1")
+    finally:
+        gw.close()
