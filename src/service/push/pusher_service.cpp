@@ -185,6 +185,8 @@ void PushService::run_evaluator() {
       more = evaluate_batch();
     } catch (const std::exception& e) {
       spdlog::error("push: evaluating events failed: {}", e.what());
+      std::lock_guard lock(badge_mu_);
+      badges_.clear();  // counted inside the rolled-back transaction
     }
     std::unique_lock lock(mu_);
     // No pause to gather larger batches: pushers are read when an event is evaluated, so a pause
