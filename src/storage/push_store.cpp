@@ -179,6 +179,12 @@ std::vector<QueuedPush> queue_heads(Connection& c, int64_t limit) {
 
 void dequeue(Connection& c, int64_t id) { c.prepare("DELETE FROM push_queue WHERE id = ?").bind(id).run(); }
 
+bool is_queued(Connection& c, int64_t id) {
+  auto st = c.prepare("SELECT 1 FROM push_queue WHERE id = ?");
+  st.bind(id);
+  return st.step();
+}
+
 void reschedule(Connection& c, int64_t id, int64_t attempts, int64_t next_try_ts) {
   c.prepare("UPDATE push_queue SET attempts = ?, next_try_ts = ? WHERE id = ?").bind(attempts, next_try_ts, id).run();
 }

@@ -99,6 +99,7 @@ void enqueue(Connection& c, const QueuedPush& p);
 // The oldest queued request of each pusher.
 std::vector<QueuedPush> queue_heads(Connection& c, int64_t limit);
 void dequeue(Connection& c, int64_t id);
+bool is_queued(Connection& c, int64_t id);
 void reschedule(Connection& c, int64_t id, int64_t attempts, int64_t next_try_ts);
 int64_t queue_size(Connection& c);
 

@@ -435,7 +435,13 @@ bool PushService::send_due(int64_t& next_due_ms) {
 }
 
 void PushService::send_one(const ps::QueuedPush& h, int64_t& next_due_ms) {
-  if (!db_.read([&](storage::Connection& c) { return ps::pusher_exists(c, h.user_id, h.app_id, h.pushkey); })) {
+  // The heads were read before this thread took the pusher: another thread may have sent this
+  // one and dequeued it since. Sending it again would push the same notification twice.
+  const auto [queued, pusher_exists] = db_.read([&](storage::Connection& c) {
+    return std::pair{ps::is_queued(c, h.id), ps::pusher_exists(c, h.user_id, h.app_id, h.pushkey)};
+  });
+  if (!queued) return;
+  if (!pusher_exists) {
     db_.write([&](storage::Connection& c) { ps::delete_pusher(c, h.user_id, h.app_id, h.pushkey); });  // its queue
     return;
   }
