@@ -32,20 +32,13 @@ void enqueue(Connection& c, const std::string& appservice_id, const QueuedTxn& t
       .run();
 }
 
-std::optional<QueuedTxn> oldest_txn(Connection& c, const std::string& appservice_id) {
+std::vector<QueuedTxn> queued_txns(Connection& c, const std::string& appservice_id) {
   auto st = c.prepare("SELECT txn_id, body, event_count, created_ts FROM appservice_txns WHERE appservice_id = ? "
-                      "ORDER BY txn_id LIMIT 1");
+                      "ORDER BY txn_id");
   st.bind(appservice_id);
-  if (!st.step()) return std::nullopt;
-  return QueuedTxn{st.int64(0), st.text(1), st.int64(2), st.int64(3)};
-}
-
-std::optional<QueuedTxn> oldest_txn_after(Connection& c, const std::string& appservice_id, int64_t after) {
-  auto st = c.prepare("SELECT txn_id, body, event_count, created_ts FROM appservice_txns WHERE appservice_id = ? "
-                      "AND txn_id > ? ORDER BY txn_id LIMIT 1");
-  st.bind(appservice_id, after);
-  if (!st.step()) return std::nullopt;
-  return QueuedTxn{st.int64(0), st.text(1), st.int64(2), st.int64(3)};
+  std::vector<QueuedTxn> out;
+  while (st.step()) out.push_back(QueuedTxn{st.int64(0), st.text(1), st.int64(2), st.int64(3)});
+  return out;
 }
 
 void delete_txn(Connection& c, const std::string& appservice_id, int64_t txn_id) {

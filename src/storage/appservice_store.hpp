@@ -25,9 +25,8 @@ State get_or_create_state(Connection& c, const std::string& appservice_id, int64
 std::optional<State> get_state(Connection& c, const std::string& appservice_id);
 void set_state(Connection& c, const std::string& appservice_id, const State& s);
 void enqueue(Connection& c, const std::string& appservice_id, const QueuedTxn& t);
-std::optional<QueuedTxn> oldest_txn(Connection& c, const std::string& appservice_id);
-// The oldest with a txn id above `after` (those up to it were accepted, their delete pending).
-std::optional<QueuedTxn> oldest_txn_after(Connection& c, const std::string& appservice_id, int64_t after);
+// Every stored transaction of the appservice, in txn id order.
+std::vector<QueuedTxn> queued_txns(Connection& c, const std::string& appservice_id);
 void delete_txn(Connection& c, const std::string& appservice_id, int64_t txn_id);
 int64_t queued_count(Connection& c, const std::string& appservice_id);
 

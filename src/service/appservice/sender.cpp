@@ -11,6 +11,7 @@
 #include "storage/user_data_store.hpp"
 
 #include <boost/json/serialize.hpp>
+#include <deque>
 #include <spdlog/spdlog.h>
 
 namespace trestle::service {
@@ -18,12 +19,25 @@ namespace trestle::service {
 namespace asdb = storage::appservices;
 namespace ev = storage::events;
 
+// A stored transaction, not yet accepted by the appservice.
+struct AppServiceSender::Built {
+  asdb::QueuedTxn txn;
+  // Built ahead of a transaction still being sent: while it has not been sent it may be taken
+  // back (un-stored), restoring the cursor to `before` and the ephemeral changes it took, so that
+  // a backlog after a failure goes out in full transactions. Not when it took to-device messages
+  // out of the inbox, nor when it was loaded at start-up.
+  bool revocable = false;
+  asdb::State before;
+  std::set<std::string> typing_rooms, presence_users;
+};
+
 struct AppServiceSender::Worker {
   const AppService* as;
-  std::thread thread;
+  std::thread builder, deliverer;
   std::mutex mu;
-  std::condition_variable cv;
-  bool wake = false;  // new events or a poke
+  std::condition_variable cv;       // the builder waits here
+  std::condition_variable send_cv;  // the deliverer waits here
+  bool wake = false;  // new events, ephemeral changes, an accepted or failed transaction
   bool poked = false;      // a poke since the last attempt began
   bool poke_retry = false; // the next attempt is a poke's: its failure does not double the delay
   bool stopping = false;
@@ -34,18 +48,23 @@ struct AppServiceSender::Worker {
   int64_t delivered_txns = 0;
   int64_t delivered_events = 0;
   int64_t last_success_ts = 0;
-  std::string last_error;
+  std::string last_error;   // the deliverer's: why the front is not accepted
+  std::string build_error;  // the builder's: why the stream cannot be read into transactions
   int64_t skipped_events = 0;
   std::string last_skipped;
-  // Delivery bookkeeping, touched by the worker thread only. The cursor is cached (only this
-  // worker moves it); the transaction just queued is sent from memory (the stored copy is the
-  // same body); delivered transactions are deleted from the queue by the next write, so that a
-  // transaction costs one database write, not two.
+  // Delivery bookkeeping, guarded by mu. `ready` holds the stored transactions not yet accepted,
+  // in txn id order: the deliverer sends the front (references to it stay valid: the builder only
+  // pushes and pops at the back, and only the deliverer pops the front); the builder stores at
+  // most kBuildAhead beyond the front, and none while the front is failing (and takes back the
+  // one it built just before the failure), so that the backlog after an outage goes out in full
+  // transactions. Accepted transactions are deleted from the queue by the
+  // builder's next write, so that a transaction costs one database write, not two.
+  bool loaded = false;  // the transactions stored by an earlier run are in `ready`
+  std::deque<Built> ready;
+  std::vector<int64_t> delivered;  // accepted, not yet deleted from the queue
+  bool take_back = false;          // the front failed: take back what was built ahead of it
+  // The builder's own: the cursor is cached (only the builder moves it).
   std::optional<asdb::State> state;
-  std::optional<asdb::QueuedTxn> next;  // the oldest undelivered transaction, when known
-  bool queue_drained = false;           // nothing undelivered is stored beyond `next`
-  int64_t last_delivered = 0;           // txn id of the last one the appservice accepted
-  std::vector<int64_t> delivered;       // accepted, not yet deleted from the queue
 };
 
 AppServiceSender::AppServiceSender(const AppServiceRegistry& registry, storage::Database& db, Notifier& notifier,
@@ -75,7 +94,8 @@ void AppServiceSender::start() {
   }
   for (auto& w : workers_) {
     Worker* wp = w.get();
-    wp->thread = std::thread([this, wp] { run(*wp); });
+    wp->builder = std::thread([this, wp] { run_builder(*wp); });
+    wp->deliverer = std::thread([this, wp] { run_deliverer(*wp); });
   }
 }
 
@@ -86,9 +106,17 @@ void AppServiceSender::stop() {
       w->stopping = true;
     }
     w->cv.notify_one();
+    w->send_cv.notify_one();
   }
   for (auto& w : workers_) {
-    if (w->thread.joinable()) w->thread.join();
+    if (w->deliverer.joinable()) w->deliverer.join();
+    if (!w->builder.joinable()) continue;
+    w->builder.join();
+    try {
+      forget_delivered(*w);  // best effort: a transaction left in the queue is only sent again
+    } catch (const std::exception& e) {
+      spdlog::warn("appservice {}: cannot clear delivered transactions: {}", w->as->id, e.what());
+    }
   }
 }
 
@@ -98,8 +126,7 @@ void AppServiceSender::poke(const std::string& appservice_id) {
     std::lock_guard lock(w->mu);
     if (w->backoff_ms == 0) return;  // healthy: nothing to hurry
     w->poked = true;
-    w->wake = true;
-    w->cv.notify_one();
+    w->send_cv.notify_one();
   }
 }
 
@@ -142,7 +169,7 @@ std::vector<DeliveryStatus> AppServiceSender::status() const {
       s.delivered_txns = w->delivered_txns;
       s.delivered_events = w->delivered_events;
       s.last_success_ts = w->last_success_ts;
-      s.last_error = w->last_error;
+      s.last_error = w->last_error.empty() ? w->build_error : w->last_error;
       s.skipped_events = w->skipped_events;
       s.last_skipped = w->last_skipped;
     }
@@ -189,14 +216,16 @@ bool AppServiceSender::interested(const AppService& as, const ev::StoredEvent& e
 bool AppServiceSender::queue_next(Worker& w) {
   const AppService& as = *w.as;
   int64_t upto = db_.committed_position();
-  // The cursor is only ever moved by this worker, so reading it outside the write is safe.
+  // The cursor is only ever moved by the builder, so reading it outside the write is safe.
   if (!w.state) w.state = *db_.read([&](storage::Connection& c) { return asdb::get_state(c, as.id); });
   const asdb::State state = *w.state;
   std::set<std::string> typing_rooms, presence_users;
+  std::vector<int64_t> accepted;  // deleted from the queue by this write
   {
     std::lock_guard lock(w.mu);
     typing_rooms.swap(w.typing_rooms);
     presence_users.swap(w.presence_users);
+    accepted = w.delivered;
   }
   if (state.last_stream >= upto && typing_rooms.empty() && presence_users.empty()) {
     forget_delivered(w);
@@ -393,7 +422,7 @@ bool AppServiceSender::queue_next(Worker& w) {
   std::optional<asdb::QueuedTxn> built;
   asdb::State next{cursor, state.next_txn_id};
   db_.write([&](storage::Connection& c) {
-    for (int64_t id : w.delivered) asdb::delete_txn(c, as.id, id);
+    for (int64_t id : accepted) asdb::delete_txn(c, as.id, id);
     if (!events.empty() || !ephemeral.empty() || !to_device.empty() || !device_lists.empty() ||
         !otk_counts.empty()) {
       boost::json::object body{{"events", std::move(events)}};
@@ -419,17 +448,66 @@ bool AppServiceSender::queue_next(Worker& w) {
   });
   // Committed (a failed write throws above and leaves all of this as it was).
   w.state = next;
-  w.delivered.clear();
-  if (built) w.next = std::move(built);
+  std::lock_guard lock(w.mu);
+  // Accepted ones are only ever appended: those deleted are the first `accepted.size()`.
+  w.delivered.erase(w.delivered.begin(), w.delivered.begin() + static_cast<std::ptrdiff_t>(accepted.size()));
+  if (built) {
+    Built b;
+    b.txn = std::move(*built);
+    b.revocable = !w.ready.empty() && taken.empty();
+    if (b.revocable) {
+      b.before = state;
+      b.typing_rooms = std::move(typing_rooms);
+      b.presence_users = std::move(presence_users);
+    }
+    w.ready.push_back(std::move(b));
+    w.send_cv.notify_one();
+  }
   return true;
 }
 
+void AppServiceSender::take_back_ahead(Worker& w) {
+  std::optional<Built> b;
+  std::vector<int64_t> accepted;
+  {
+    std::lock_guard lock(w.mu);
+    w.take_back = false;
+    // Never the front (it may be on the wire), and only while the front is failing.
+    if (w.ready.size() < 2 || !w.ready.back().revocable || w.backoff_ms == 0) return;
+    b.emplace(std::move(w.ready.back()));
+    w.ready.pop_back();
+    accepted = w.delivered;
+  }
+  try {
+    db_.write([&](storage::Connection& c) {
+      for (int64_t id : accepted) asdb::delete_txn(c, w.as->id, id);
+      asdb::delete_txn(c, w.as->id, b->txn.txn_id);
+      asdb::set_state(c, w.as->id, b->before);  // its txn id was never sent: it is used again
+    });
+  } catch (...) {
+    std::lock_guard lock(w.mu);
+    w.ready.push_back(std::move(*b));  // still stored: sent in its turn
+    throw;
+  }
+  w.state = b->before;
+  std::lock_guard lock(w.mu);
+  w.delivered.erase(w.delivered.begin(), w.delivered.begin() + static_cast<std::ptrdiff_t>(accepted.size()));
+  w.typing_rooms.merge(b->typing_rooms);
+  w.presence_users.merge(b->presence_users);
+}
+
 void AppServiceSender::forget_delivered(Worker& w) {
-  if (w.delivered.empty()) return;
+  std::vector<int64_t> accepted;
+  {
+    std::lock_guard lock(w.mu);
+    accepted = w.delivered;
+  }
+  if (accepted.empty()) return;
   db_.write([&](storage::Connection& c) {
-    for (int64_t id : w.delivered) asdb::delete_txn(c, w.as->id, id);
+    for (int64_t id : accepted) asdb::delete_txn(c, w.as->id, id);
   });
-  w.delivered.clear();
+  std::lock_guard lock(w.mu);
+  w.delivered.erase(w.delivered.begin(), w.delivered.begin() + static_cast<std::ptrdiff_t>(accepted.size()));
 }
 
 // Synapse's names (synapse/appservice/api.py), plus the time a transaction took to be answered.
@@ -450,20 +528,15 @@ static void record_transaction_metrics(const std::string& service, bool ok, int6
   }
 }
 
-bool AppServiceSender::deliver_one(Worker& w) {
+void AppServiceSender::deliver_front(Worker& w) {
   const AppService& as = *w.as;
-  if (!w.next && !w.queue_drained) {
-    // Stored by an earlier run (or after a restart): the oldest not yet accepted.
-    w.next = db_.read([&](storage::Connection& c) { return asdb::oldest_txn_after(c, as.id, w.last_delivered); });
-    w.queue_drained = !w.next;
-  }
-  if (!w.next) return false;
-  const asdb::QueuedTxn* txn = &*w.next;
+  const asdb::QueuedTxn* txn;
   bool poke_retry;
   int64_t attempt_start = core::steady_ms();
   {
     // A poke from here on (even during this attempt) ends the wait before the next one.
     std::lock_guard lock(w.mu);
+    txn = &w.ready.front().txn;  // stays put: only this thread pops the front
     w.poked = false;
     poke_retry = w.poke_retry;
     w.poke_retry = false;
@@ -473,20 +546,20 @@ bool AppServiceSender::deliver_one(Worker& w) {
   record_transaction_metrics(as.id, resp.status >= 200 && resp.status < 300, txn->event_count,
                              static_cast<double>(core::steady_ms() - attempt_start) / 1000.0);
   if (resp.status >= 200 && resp.status < 300) {
-    // Deleted from the queue by the next write (a restart before it resends the same txn id,
-    // which the appservice acknowledges again: the spec's idempotent /transactions).
-    w.delivered.push_back(txn->txn_id);
-    w.last_delivered = txn->txn_id;
-    int64_t event_count = txn->event_count;
-    w.next.reset();
     std::lock_guard lock(w.mu);
+    // Deleted from the queue by the builder's next write (a restart before it resends the same
+    // txn id, which the appservice acknowledges again: the spec's idempotent /transactions).
+    w.delivered.push_back(txn->txn_id);
     if (w.backoff_ms) spdlog::info("appservice {}: delivering again", as.id);
     w.backoff_ms = 0;
     w.delivered_txns++;
-    w.delivered_events += event_count;
+    w.delivered_events += txn->event_count;
     w.last_success_ts = core::now_ms();
     w.last_error.clear();
-    return true;
+    w.ready.pop_front();
+    w.wake = true;  // room for the builder to store the next one
+    w.cv.notify_one();
+    return;
   }
   std::string why = resp.status ? "HTTP " + std::to_string(resp.status) : resp.error;
   std::unique_lock lock(w.mu);
@@ -496,53 +569,95 @@ bool AppServiceSender::deliver_one(Worker& w) {
   }
   w.last_error = "transaction " + std::to_string(txn->txn_id) + ": " + why;
   spdlog::warn("appservice {}: transaction {} failed ({}); retrying in {} ms", as.id, txn->txn_id, why, w.backoff_ms);
+  if (w.ready.size() >= 2 && w.ready.back().revocable) {
+    w.take_back = true;  // the backlog behind a failure goes out in full transactions
+    w.wake = true;
+    w.cv.notify_one();
+  }
   // Wait out the backoff unless the appservice shows signs of life or we stop. A poke ends the
   // wait, not the backoff: backoff_ms stays until the appservice accepts a transaction, so the
   // status endpoint reports it even right after the appservice's own request.
   auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(w.backoff_ms);
-  w.cv.wait_until(lock, until, [&] { return w.stopping || w.poked; });
+  w.send_cv.wait_until(lock, until, [&] { return w.stopping || w.poked; });
   if (w.poked && !w.stopping) {
     // Attempts at most every kMinPokeRetryMs, so a bridge's burst of requests cannot make us hammer it.
     auto earliest = std::chrono::steady_clock::now() +
                     std::chrono::milliseconds(std::max<int64_t>(0, attempt_start + kMinPokeRetryMs - core::steady_ms()));
-    w.cv.wait_until(lock, std::min(until, earliest), [&] { return w.stopping; });
+    w.send_cv.wait_until(lock, std::min(until, earliest), [&] { return w.stopping; });
     w.poke_retry = std::chrono::steady_clock::now() < until;  // the timer's own retry when it came anyway
   }
   w.poked = false;
-  return true;
 }
 
-void AppServiceSender::run(Worker& w) {
+void AppServiceSender::run_deliverer(Worker& w) {
   while (true) {
+    {
+      std::unique_lock lock(w.mu);
+      w.send_cv.wait(lock, [&] { return w.stopping || (w.loaded && !w.ready.empty()); });
+      if (w.stopping) break;
+    }
+    try {
+      deliver_front(w);
+    } catch (const std::exception& e) {  // the transport reports failures; this is a bug's way out
+      spdlog::error("appservice {}: delivery error: {}", w.as->id, e.what());
+      std::unique_lock lock(w.mu);
+      w.last_error = std::string("delivery error: ") + e.what();
+      w.send_cv.wait_for(lock, std::chrono::seconds(1), [&] { return w.stopping; });
+    }
+  }
+}
+
+void AppServiceSender::run_builder(Worker& w) {
+  // Transactions stored by an earlier run (or before a restart) go first, in txn id order.
+  while (true) {
+    try {
+      auto stored = db_.read([&](storage::Connection& c) { return asdb::queued_txns(c, w.as->id); });
+      std::lock_guard lock(w.mu);
+      for (auto& t : stored) w.ready.push_back(Built{std::move(t), false, {}, {}, {}});
+      w.loaded = true;
+      w.send_cv.notify_one();
+      break;
+    } catch (const std::exception& e) {
+      spdlog::error("appservice {}: cannot read the queued transactions: {}", w.as->id, e.what());
+      std::unique_lock lock(w.mu);
+      w.build_error = std::string("delivery error: ") + e.what();
+      w.cv.wait_for(lock, std::chrono::seconds(1), [&] { return w.stopping; });
+      if (w.stopping) return;
+    }
+  }
+  while (true) {
+    bool can_build, take_back;
     {
       std::lock_guard lock(w.mu);
       w.wake = false;
       if (w.stopping) break;
+      take_back = w.take_back;
+      // One stored ahead of the one being sent, unless that one is failing.
+      can_build = w.ready.empty() || (w.ready.size() <= kBuildAhead && w.backoff_ms == 0);
     }
     try {
-      // Queued transactions first (in txn id order), then build more from the stream.
-      if (deliver_one(w)) continue;
-      bool queued = queue_next(w);
-      {
-        // The stream reads again and nothing is queued: no error stands in the way any more.
-        std::lock_guard lock(w.mu);
-        w.last_error.clear();
+      if (take_back) {
+        take_back_ahead(w);
+        continue;
       }
-      if (queued) continue;
+      if (can_build) {
+        bool queued = queue_next(w);
+        {
+          // The stream reads again: no error of the builder stands in the way any more.
+          std::lock_guard lock(w.mu);
+          w.build_error.clear();
+        }
+        if (queued) continue;
+      }
     } catch (const std::exception& e) {
       spdlog::error("appservice {}: delivery error: {}", w.as->id, e.what());
       std::unique_lock lock(w.mu);
-      w.last_error = std::string("delivery error: ") + e.what();  // the status endpoint shows what stops us
+      w.build_error = std::string("delivery error: ") + e.what();  // the status endpoint shows what stops us
       w.cv.wait_for(lock, std::chrono::seconds(1), [&] { return w.stopping; });
       continue;
     }
     std::unique_lock lock(w.mu);
     w.cv.wait_for(lock, std::chrono::seconds(5), [&] { return w.stopping || w.wake; });
-  }
-  try {
-    forget_delivered(w);  // best effort: a transaction left in the queue is only sent again
-  } catch (const std::exception& e) {
-    spdlog::warn("appservice {}: cannot clear delivered transactions: {}", w.as->id, e.what());
   }
 }
 

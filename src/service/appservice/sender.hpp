@@ -1,9 +1,11 @@
 #pragma once
 // Durable, ordered delivery of events to appservices (spec: application-service-api.md
-// "Pushing events"). One worker thread per appservice with a URL: it turns the global event
-// stream into transactions of at most 100 events, stores each transaction before sending it, and
-// retries the same txn id with the same body until the appservice accepts it. A slow or dead
-// appservice only ever blocks its own worker.
+// "Pushing events"). Two threads per appservice with a URL: a builder turns the global event
+// stream into transactions of at most 100 events and stores each one; a deliverer sends the stored
+// ones in txn id order, one at a time, and retries the same txn id with the same body until the
+// appservice accepts it. While one is being sent the builder already builds and stores the next
+// (one ahead), so a transaction's database write overlaps the previous one's HTTP round trip. A
+// slow or dead appservice only ever blocks its own threads.
 #include "service/appservice/registration.hpp"
 #include <boost/json/object.hpp>
 #include "service/notifier.hpp"
@@ -57,6 +59,7 @@ public:
   static constexpr int64_t kMaxBackoffMs = 5 * 60 * 1000;
   static constexpr int64_t kMinPokeRetryMs = 250;  // pokes retry at most this often
   static constexpr int kRequestTimeoutMs = 30000;
+  static constexpr size_t kBuildAhead = 1;  // stored transactions beyond the one being sent
 
   AppServiceSender(const AppServiceRegistry& registry, storage::Database& db, Notifier& notifier, OutboundHttp http);
   ~AppServiceSender();
@@ -85,9 +88,12 @@ public:
 
 private:
   struct Worker;
-  void run(Worker& w);
-  bool deliver_one(Worker& w);  // sends the oldest queued txn; false when none
-  bool queue_next(Worker& w);   // builds the next txn from the stream; false when caught up
+  struct Built;
+  void run_builder(Worker& w);
+  void run_deliverer(Worker& w);
+  void deliver_front(Worker& w);  // sends the oldest stored txn (w.ready's front)
+  bool queue_next(Worker& w);     // builds and stores the next txn from the stream; false when caught up
+  void take_back_ahead(Worker& w);   // un-stores a txn built ahead of a failing one (never sent)
   void forget_delivered(Worker& w);  // deletes accepted transactions from the queue
   bool interested(const AppService& as, const storage::events::StoredEvent& e, storage::Connection& c,
                   std::map<std::string, bool>& room_cache) const;
