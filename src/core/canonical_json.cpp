@@ -49,9 +49,13 @@ void append_string(std::string& out, std::string_view s) {
   if (!is_valid_utf8(s)) throw std::invalid_argument("canonical JSON: string is not valid UTF-8");
   static constexpr char kHex[] = "0123456789abcdef";
   out.push_back('"');
-  for (char c : s) {
-    const auto byte = static_cast<unsigned char>(c);
-    switch (c) {
+  size_t run = 0;  // start of the bytes not yet copied (none of them needs escaping)
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto byte = static_cast<unsigned char>(s[i]);
+    if (byte >= 0x20 && byte != '"' && byte != '\\') continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
+    switch (byte) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
       case '\b': out += "\\b"; break;
@@ -60,16 +64,35 @@ void append_string(std::string& out, std::string_view s) {
       case '\f': out += "\\f"; break;
       case '\r': out += "\\r"; break;
       default:
-        if (byte < 0x20) {
-          out += "\\u00";
-          out.push_back(kHex[byte >> 4]);
-          out.push_back(kHex[byte & 0xF]);
-        } else {
-          out.push_back(c);
-        }
+        out += "\\u00";
+        out.push_back(kHex[byte >> 4]);
+        out.push_back(kHex[byte & 0xF]);
     }
   }
+  out.append(s.data() + run, s.size() - run);
   out.push_back('"');
+}
+
+void append_value(std::string& out, const boost::json::value& v);
+
+void append_object(std::string& out, const boost::json::object& obj, std::initializer_list<std::string_view> skip) {
+  std::vector<const boost::json::key_value_pair*> members;
+  members.reserve(obj.size());
+  for (const auto& kv : obj) {
+    if (std::find(skip.begin(), skip.end(), kv.key()) == skip.end()) members.push_back(&kv);
+  }
+  // UTF-8 byte order equals code point order, and string_view compares bytes as unsigned.
+  std::sort(members.begin(), members.end(), [](const auto* a, const auto* b) { return a->key() < b->key(); });
+  out.push_back('{');
+  bool first = true;
+  for (const auto* kv : members) {
+    if (!first) out.push_back(',');
+    first = false;
+    append_string(out, kv->key());
+    out.push_back(':');
+    append_value(out, kv->value());
+  }
+  out.push_back('}');
 }
 
 void append_value(std::string& out, const boost::json::value& v) {
@@ -96,26 +119,7 @@ void append_value(std::string& out, const boost::json::value& v) {
       out.push_back(']');
       break;
     }
-    case boost::json::kind::object: {
-      const auto& obj = v.get_object();
-      std::vector<const boost::json::key_value_pair*> members;
-      members.reserve(obj.size());
-      for (const auto& kv : obj) members.push_back(&kv);
-      // UTF-8 byte order equals code point order, and string_view compares bytes as unsigned.
-      std::sort(members.begin(), members.end(),
-                [](const auto* a, const auto* b) { return a->key() < b->key(); });
-      out.push_back('{');
-      bool first = true;
-      for (const auto* kv : members) {
-        if (!first) out.push_back(',');
-        first = false;
-        append_string(out, kv->key());
-        out.push_back(':');
-        append_value(out, kv->value());
-      }
-      out.push_back('}');
-      break;
-    }
+    case boost::json::kind::object: append_object(out, v.get_object(), {}); break;
   }
 }
 
@@ -124,6 +128,12 @@ void append_value(std::string& out, const boost::json::value& v) {
 std::string canonical_json(const boost::json::value& v) {
   std::string out;
   append_value(out, v);
+  return out;
+}
+
+std::string canonical_json_without(const boost::json::object& obj, std::initializer_list<std::string_view> skip) {
+  std::string out;
+  append_object(out, obj, skip);
   return out;
 }
 

@@ -2,14 +2,21 @@
 // Canonical JSON as defined in the spec's appendices (content/appendices.md, "Canonical JSON"):
 // object keys sorted by Unicode code point, no insignificant whitespace, UTF-8 output with only
 // the mandatory escapes, integers only (floats are rejected).
+#include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 
 namespace trestle::core {
 
 // Throws std::invalid_argument for values canonical JSON cannot hold (floats, integers outside
 // [-(2^53)+1, (2^53)-1]).
 std::string canonical_json(const boost::json::value& v);
+
+// The canonical JSON of `obj` as if the top-level keys in `skip` were absent (the hashing and
+// signing algorithms drop "unsigned", "signatures", "hashes"), without copying the object.
+std::string canonical_json_without(const boost::json::object& obj, std::initializer_list<std::string_view> skip);
 
 // True when every number in v is an integer within the canonical JSON range. Used to reject
 // event content that could not be hashed/signed (400 M_BAD_JSON).

@@ -129,8 +129,7 @@ BuiltEvent build_event(const EventDraft& d, const RoomVersion& version, RoomStat
     // These versions name an event by an ID its origin server picks and puts in the event.
     pdu["event_id"] = "$" + core::random_string(18) + ":" + origin.server_name;
   }
-  hash_and_sign_event(pdu, origin.server_name, origin.key, version);
-  std::string event_id = compute_event_id(pdu, version);
+  std::string event_id = hash_sign_and_id(pdu, origin.server_name, origin.key, version);
   std::string room_id = d.room_id;
   if (derives_room_id) {
     // Identical create events (same sender, content and millisecond) would name the same room:
@@ -140,8 +139,7 @@ BuiltEvent build_event(const EventDraft& d, const RoomVersion& version, RoomStat
       pdu.erase("signatures");
       pdu.erase("hashes");
       pdu["origin_server_ts"] = pdu["origin_server_ts"].as_int64() + 1;
-      hash_and_sign_event(pdu, origin.server_name, origin.key, version);
-      event_id = compute_event_id(pdu, version);
+      event_id = hash_sign_and_id(pdu, origin.server_name, origin.key, version);
     }
     room_id = "!" + event_id.substr(1);
   }

@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <stdexcept>
 #include <string_view>
+#include <utility>
 
 namespace trestle::room {
 namespace {
@@ -85,13 +86,13 @@ boost::json::object redact_content(std::string_view type, const boost::json::obj
   return kept;
 }
 
-boost::json::object without_keys(boost::json::object obj, std::initializer_list<std::string_view> keys) {
-  for (std::string_view key : keys) obj.erase(key);
-  return obj;
+std::string signature_key_material(const boost::json::object& obj) {
+  return core::canonical_json_without(obj, {"signatures", "unsigned"});
 }
 
-std::string signature_key_material(const boost::json::object& obj) {
-  return core::canonical_json(without_keys(obj, {"signatures", "unsigned"}));
+std::string reference_event_id(const std::string& reference_material, int number) {
+  const std::string reference_hash = core::sha256(reference_material);
+  return "$" + (number == 3 ? core::base64_encode(reference_hash) : core::base64url_encode(reference_hash));
 }
 
 }  // namespace
@@ -114,8 +115,7 @@ boost::json::object redact_event(const boost::json::object& event, const RoomVer
 }
 
 std::string compute_content_hash(const boost::json::object& event) {
-  return core::base64_encode(
-      core::sha256(core::canonical_json(without_keys(event, {"unsigned", "signatures", "hashes"}))));
+  return core::base64_encode(core::sha256(core::canonical_json_without(event, {"unsigned", "signatures", "hashes"})));
 }
 
 std::string compute_event_id(const boost::json::object& event, const RoomVersion& version) {
@@ -130,14 +130,14 @@ std::string compute_event_id(const boost::json::object& event, const RoomVersion
   }
   // From v3 on an event cannot name itself: an "event_id" we added for local bookkeeping must
   // not feed into the hash that defines it.
-  const boost::json::object redacted =
-      without_keys(redact_event(event, version), {"signatures", "unsigned", "event_id"});
-  const std::string reference_hash = core::sha256(core::canonical_json(redacted));
-  return "$" + (number == 3 ? core::base64_encode(reference_hash) : core::base64url_encode(reference_hash));
+  return reference_event_id(
+      core::canonical_json_without(redact_event(event, version), {"signatures", "unsigned", "event_id"}), number);
 }
 
-void hash_and_sign_event(boost::json::object& event, const std::string& server_name, const core::SigningKey& key,
-                         const RoomVersion& version) {
+namespace {
+// Sets hashes.sha256 and our signature; returns the redacted event and the canonical JSON signed.
+std::pair<boost::json::object, std::string> hash_and_sign(boost::json::object& event, const std::string& server_name,
+                                                          const core::SigningKey& key, const RoomVersion& version) {
   const std::string content_hash = compute_content_hash(event);
   auto* hashes = event.if_contains("hashes");
   if (!hashes || !hashes->is_object()) hashes = &(event["hashes"] = boost::json::object{});
@@ -146,8 +146,31 @@ void hash_and_sign_event(boost::json::object& event, const std::string& server_n
   // The signature covers only what survives redaction (which includes the hashes), so it stays
   // verifiable on a redacted copy.
   boost::json::object redacted = redact_event(event, version);
-  sign_json(redacted, server_name, key);
-  event["signatures"] = redacted["signatures"];
+  std::string material = signature_key_material(redacted);
+  const std::string signature = core::base64_encode(key.sign(material));
+  auto* signatures = event.if_contains("signatures");
+  if (!signatures || !signatures->is_object()) signatures = &(event["signatures"] = boost::json::object{});
+  auto& by_server = signatures->get_object()[server_name];
+  if (!by_server.is_object()) by_server = boost::json::object{};
+  by_server.get_object()[key.key_id()] = signature;
+  return {std::move(redacted), std::move(material)};
+}
+}  // namespace
+
+void hash_and_sign_event(boost::json::object& event, const std::string& server_name, const core::SigningKey& key,
+                         const RoomVersion& version) {
+  hash_and_sign(event, server_name, key, version);
+}
+
+std::string hash_sign_and_id(boost::json::object& event, const std::string& server_name, const core::SigningKey& key,
+                             const RoomVersion& version) {
+  auto [redacted, material] = hash_and_sign(event, server_name, key, version);
+  const int number = version_number(version);
+  if (number <= 2) return compute_event_id(event, version);
+  // The reference hash covers the same redacted event less its own event_id: the signed bytes,
+  // unless the event names itself.
+  if (!redacted.contains("event_id")) return reference_event_id(material, number);
+  return reference_event_id(core::canonical_json_without(redacted, {"signatures", "unsigned", "event_id"}), number);
 }
 
 void sign_json(boost::json::object& obj, const std::string& server_name, const core::SigningKey& key) {

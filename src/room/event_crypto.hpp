@@ -24,6 +24,11 @@ std::string compute_event_id(const boost::json::object& event, const RoomVersion
 void hash_and_sign_event(boost::json::object& event, const std::string& server_name,
                          const core::SigningKey& key, const RoomVersion& version);
 
+// hash_and_sign_event, returning the event's ID (compute_event_id) from the same canonical JSON
+// the signature covers, instead of redacting and serialising the event again.
+std::string hash_sign_and_id(boost::json::object& event, const std::string& server_name, const core::SigningKey& key,
+                             const RoomVersion& version);
+
 // Signs any JSON object (e.g. server keys): removes signatures and unsigned, signs the canonical
 // JSON, adds the signature back alongside any existing ones.
 void sign_json(boost::json::object& obj, const std::string& server_name, const core::SigningKey& key);

@@ -166,15 +166,33 @@ ev::StoredEvent EventWriter::append(storage::Connection& c, const NewEvent& ne) 
       pdu["unsigned"].as_object()["knock_room_state"] = membership_rules::stripped_room_state(c, ne.room_id);
     }
   }
-  // The spec's limit holds for the whole PDU as stored, unsigned and event ID included.
-  if (core::canonical_json(pdu).size() + event_id.size() + 16 > kMaxPduBytes) {
+  // The spec's limit holds for the whole PDU as stored, unsigned and event ID included. The row's
+  // JSON is this serialisation: as long as the canonical form (numbers are integers and strings
+  // escaped alike; only the key order differs).
+  const std::string pdu_json = boost::json::serialize(pdu);
+  if (pdu_json.size() + event_id.size() + 16 > kMaxPduBytes) {
     throw MatrixError(413, "M_TOO_LARGE", "Event is larger than 65536 bytes");
   }
   check_new_relation(c, ne.room_id, ne.sender, ne.type, pdu);  // relations.hpp: the spec's 400s
   se.stream_ordering = db_.next_stream_position();
   se.pdu = std::move(pdu);
-  ev::insert_event(c, se);
-  storage::search::index_event(c, se);
+  ev::insert_event(c, se, pdu_json);
+  if (const char* key = storage::search::key_for_type(se.type)) {
+    // At the group's end (Database::before_commit): FTS5 would write an index segment at each
+    // write's savepoint, i.e. one per event. Only what indexing reads is kept for it.
+    auto* content = se.pdu.if_contains("content");
+    const auto* value = content && content->is_object()
+                            ? content->as_object().if_contains(std::string_view(key).substr(8))  // after "content."
+                            : nullptr;
+    if (value && value->is_string()) {
+      ev::StoredEvent indexed;
+      indexed.stream_ordering = se.stream_ordering;
+      indexed.room_id = se.room_id;
+      indexed.type = se.type;
+      indexed.pdu["content"] = object{{std::string_view(key).substr(8), *value}};
+      db_.before_commit([indexed = std::move(indexed)](storage::Connection& c) { storage::search::index_event(c, indexed); });
+    }
+  }
   record_relation(c, se);
   remember_dag_event(se);
 
@@ -189,7 +207,8 @@ ev::StoredEvent EventWriter::append(storage::Connection& c, const NewEvent& ne) 
     std::string target = ne.redacts.value_or("");
     if (auto t = ev::get_event_header(c, target); t && t->room_id == room_id) {
       ev::mark_redacted(c, target, event_id);
-      storage::search::unindex_event(c, target);  // a redacted event never matches a search
+      // A redacted event never matches a search; after the group's indexing, which may hold it.
+      db_.before_commit([target](storage::Connection& c) { storage::search::unindex_event(c, target); });
       forget_relation(c, target);                 // redacted content has no m.relates_to
     }
   }

@@ -208,7 +208,7 @@ void Database::submit(WriteJob& job) {
   queue_.push_back(&job);
   while (!job.done) {
     if (group_in_progress_) {
-      queue_cv_.wait(lock);
+      job.cv.wait(lock);
       continue;
     }
     // Lead the next group: everything queued so far, this job included.
@@ -226,9 +226,12 @@ void Database::submit(WriteJob& job) {
     commit_seconds.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     group_size.observe(static_cast<double>(group.size()));
     lock.lock();
-    for (auto* j : group) j->done = true;
+    for (auto* j : group) {
+      j->done = true;
+      if (j != &job) j->cv.notify_one();
+    }
     group_in_progress_ = false;
-    queue_cv_.notify_all();
+    if (!queue_.empty()) queue_.front()->cv.notify_one();  // it leads the next group
   }
   if (job.error) std::rethrow_exception(job.error);
 }
@@ -237,6 +240,8 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
   Connection& c = *writer_;
   // The whole transaction is gone: no job of the group is committed.
   auto fail_group = [&](std::exception_ptr cause) {
+    job_deferred_.clear();
+    group_deferred_.clear();
     c.rollback();
     pending_position_ = committed_position_.load();
     for (auto* j : group) {
@@ -258,10 +263,14 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
       fail_group(std::current_exception());
       return;
     }
+    job_deferred_.clear();
     try {
       j->run(c);
       c.prepare("RELEASE job").run();
+      for (auto& fn : job_deferred_) group_deferred_.push_back(std::move(fn));
+      job_deferred_.clear();
     } catch (...) {
+      job_deferred_.clear();
       j->error = std::current_exception();
       pending_position_ = position_before;  // its stream positions were never used
       bool undone = false;
@@ -282,6 +291,8 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
     }
   }
   try {
+    for (auto& fn : group_deferred_) fn(c);
+    group_deferred_.clear();
     commit_locked();
   } catch (...) {
     fail_group(std::current_exception());

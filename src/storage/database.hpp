@@ -147,6 +147,13 @@ public:
     }
   }
 
+  // Only valid inside write(): runs fn after every write of the current group, outside their
+  // savepoints, just before the COMMIT, if and only if the calling write succeeds; in the order
+  // queued. For rows of a virtual table that would otherwise be flushed at every savepoint
+  // (SQLite's FTS5 writes its pending index at each one: a segment per event). If fn throws,
+  // the whole group fails.
+  void before_commit(std::function<void(Connection&)> fn) { job_deferred_.push_back(std::move(fn)); }
+
   // Allocates the next position of the global stream (events, account data, receipts, ...).
   // Only valid inside write().
   int64_t next_stream_position() { return ++pending_position_; }
@@ -158,6 +165,8 @@ private:
     std::function<void(Connection&)> run;
     std::exception_ptr error;
     bool done = false;
+    // Its own: a finished group wakes only its writers and the next leader, not every waiter.
+    std::condition_variable cv;
   };
   // A read connection borrowed from the pool for one read(); returned on destruction.
   struct ReaderLease {
@@ -181,10 +190,11 @@ private:
   std::vector<std::unique_ptr<Connection>> idle_readers_;
   size_t open_readers_ = 0;
   std::mutex queue_mu_;
-  std::condition_variable queue_cv_;
   std::vector<WriteJob*> queue_;
   bool group_in_progress_ = false;
   std::atomic<int64_t> committed_position_{0};
+  // before_commit() work of the running job, and of the group's jobs that succeeded (leader only).
+  std::vector<std::function<void(Connection&)>> job_deferred_, group_deferred_;
   int64_t pending_position_ = 0;
 };
 

@@ -79,10 +79,14 @@ constexpr const char* kMembershipColumns = "room_id, user_id, membership, event_
 
 }  // namespace
 
-void insert_event(Connection& c, const StoredEvent& e) {
-  c.prepare(std::string("INSERT INTO events (") + kEventColumns + ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+void insert_event(Connection& c, const StoredEvent& e) { insert_event(c, e, boost::json::serialize(e.pdu)); }
+
+void insert_event(Connection& c, const StoredEvent& e, std::string_view pdu_json) {
+  static const std::string sql =
+      std::string("INSERT INTO events (") + kEventColumns + ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)";
+  c.prepare(sql)
       .bind(e.stream_ordering, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.origin_server_ts, e.depth,
-            boost::json::serialize(e.pdu), e.replaces_state, e.redacted_by, e.txn_id, e.txn_device_id)
+            pdu_json, e.replaces_state, e.redacted_by, e.txn_id, e.txn_device_id)
       .run();
 }
 

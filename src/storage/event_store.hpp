@@ -5,6 +5,7 @@
 #include <boost/json/object.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -42,6 +43,8 @@ struct Membership {
 };
 
 void insert_event(Connection& c, const StoredEvent& e);
+// The same, with e.pdu already serialised by the caller (the event writer has it for the size check).
+void insert_event(Connection& c, const StoredEvent& e, std::string_view pdu_json);
 // Rows whose stored JSON cannot be read are left out (logged), unless redacted: then their PDU is
 // rebuilt from the columns with empty content.
 std::optional<StoredEvent> get_event(Connection& c, const std::string& event_id);

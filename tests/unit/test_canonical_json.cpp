@@ -207,3 +207,13 @@ TEST(CanonicalJson, IntegraliseNumbersServesStoredDoublesCanonically) {
   trestle::core::integralise_numbers(v);
   EXPECT_EQ(boost::json::serialize(v), R"({"a":10000000000,"b":[0,1,2000],"c":1.5E0,"d":"1E10","e":7})");
 }
+
+TEST(CanonicalJson, WithoutSkipsOnlyTopLevelKeys) {
+  const auto obj = boost::json::parse(R"({"b":1,"unsigned":{"x":1},"a":{"unsigned":2},"signatures":{}})").as_object();
+  EXPECT_EQ(trestle::core::canonical_json_without(obj, {"unsigned", "signatures"}), R"({"a":{"unsigned":2},"b":1})");
+  EXPECT_EQ(trestle::core::canonical_json_without(obj, {}), canonical_json(obj));
+}
+
+TEST(CanonicalJson, EscapesRunsAndControlCharacters) {
+  EXPECT_EQ(canonical_json(boost::json::string("ab\"c\\d\n\x01\x1f é/")), "\"ab\\\"c\\\\d\\n\\u0001\\u001f é/\"");
+}

@@ -420,3 +420,23 @@ TEST_F(EventCrypto, HashAndSignRejectsFloats) {
   event["content"] = boost::json::object{{"x", 0.5}};
   EXPECT_THROW(room::hash_and_sign_event(event, kSpecServerName, key_, version("10")), std::invalid_argument);
 }
+
+TEST_F(EventCrypto, HashSignAndIdMatchesSigningThenComputingTheId) {
+  for (const char* id : {"1", "3", "4", "10", "11"}) {
+    for (const char* text : {kSpecMinimalEvent, kSpecRedactableEvent}) {
+      auto expected = parse_object(text);
+      // v1/v2 events carry the ID their server chose.
+      if (std::string(id) == "1") expected["event_id"] = "$abc:domain";
+      auto event = expected;
+      room::hash_and_sign_event(expected, kSpecServerName, key_, version(id));
+      const std::string event_id = room::hash_sign_and_id(event, kSpecServerName, key_, version(id));
+      EXPECT_EQ(boost::json::value(event), boost::json::value(expected)) << "room version " << id;
+      EXPECT_EQ(event_id, room::compute_event_id(expected, version(id))) << "room version " << id;
+    }
+  }
+  // From v3 on, an event_id in the event (local bookkeeping) stays out of the reference hash.
+  auto named = parse_object(kSpecMinimalEvent);
+  named["event_id"] = "$local";
+  const std::string id = room::hash_sign_and_id(named, kSpecServerName, key_, version("10"));
+  EXPECT_EQ(id, room::compute_event_id(named, version("10")));
+}
