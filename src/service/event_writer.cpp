@@ -110,6 +110,21 @@ std::shared_ptr<const EventWriter::DagEvent> EventWriter::remember_dag_event(con
   dag_lru_.push_front(e.event_id);
   dag_cache_bytes_ += entry->bytes;
   dag_cache_.emplace(e.event_id, std::make_pair(entry, dag_lru_.begin()));
+  // The events this one follows are no longer forward extremities: unless the auth rules read
+  // them, nothing will ask for them again (a fork that does reads them back), so the cache holds
+  // the rooms' auth state and extremities, not an entry per event ever written.
+  if (const auto* prev = e.pdu.if_contains("prev_events"); prev && prev->is_array()) {
+    for (const auto& p : prev->get_array()) {
+      // v1/v2: [event_id, hashes]; later versions: event_id.
+      const boost::json::value* id = p.is_array() && !p.get_array().empty() ? &p.get_array()[0] : &p;
+      if (!id->is_string()) continue;
+      auto old = dag_cache_.find(std::string(id->get_string()));
+      if (old == dag_cache_.end() || !old->second.first->auth_fields.empty()) continue;
+      dag_cache_bytes_ -= old->second.first->bytes;
+      dag_lru_.erase(old->second.second);
+      dag_cache_.erase(old);
+    }
+  }
   while (dag_cache_bytes_ > kDagCacheBytes && dag_lru_.size() > 1) {
     auto victim = dag_cache_.find(dag_lru_.back());
     dag_cache_bytes_ -= victim->second.first->bytes;
