@@ -145,7 +145,16 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
 
   wake_keys.push_back(r.user_id);
   object join_rooms, invite_rooms, leave_rooms, knock_rooms;
-  object global_push_rules = user_data_.push_rules(r.user_id);
+  // The user's push rules, read only when needed (unread counts of new events, an initial sync):
+  // most long-poll rounds need neither.
+  std::optional<object> push_rules_cache;
+  auto global_push_rules = [&](storage::Connection& c) -> const object& {
+    if (!push_rules_cache) {
+      auto stored = ud::get_push_rules(c, r.user_id);
+      push_rules_cache = stored ? core::parse_stored_json(*stored).as_object() : push::default_ruleset(r.user_id);
+    }
+    return *push_rules_cache;
+  };
 
   // Lazy loading: the member events this device was already sent ("room|user" -> event ID).
   const std::string device_key = r.user_id + "|" + r.device_id.value_or("");
@@ -253,6 +262,9 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
       };
       std::vector<ev::StoredEvent> timeline;
       bool limited = false;
+      // A membership changed in (from, upto]: seen by the scan below, which reads that whole range
+      // unless the timeline is limited (then the summary is sent anyway).
+      bool member_event_in_range = false;
       {
         const int64_t batch_size = std::max<int64_t>(timeline_limit + 1, 20);
         int64_t cursor = upto, skipped_past_limit = 0;
@@ -261,6 +273,7 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
           auto batch = ev::room_events_backwards(c, m.room_id, from, cursor, batch_size);
           for (auto& e : batch) {
             cursor = e.stream_ordering - 1;
+            if (e.state_key && e.type == "m.room.member") member_event_in_range = true;
             const bool full = static_cast<int64_t>(timeline.size()) >= timeline_limit;
             if (!shown(e)) {
               // Looking for one more shown event only to set `limited`: bounded.
@@ -410,7 +423,10 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
       // Room summary: counts whenever the membership changed, and heroes when the room has no
       // name or canonical alias (spec: m.heroes), sorted as Synapse does.
       object summary;
-      if (!left) {
+      // The summary is sent when the room is new, gappy or has state to show, or its members
+      // changed: otherwise the members (all of them) are not read. Every member of a busy room
+      // wakes with each message, so reading them per sync cost members^2 per message.
+      if (!left && (room_full || limited || !state.empty() || member_event_in_range)) {
         int64_t joined = 0, invited = 0;
         bool members_changed = false;  // the counts are required whenever they changed since `since`
         std::vector<std::pair<std::string, std::string>> present, gone;  // (user, member event)
@@ -459,7 +475,8 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
                   {"account_data", object{{"events", std::move(room_account_data)}}}};
       if (!left) {
         room["ephemeral"] = object{{"events", std::move(ephemeral)}};
-        auto unread = unread_.count(c, r.user_id, m.room_id, m.event_id, global_push_rules, now.position);
+        auto unread = unread_.count(c, r.user_id, m.room_id, m.event_id,
+                                    [&]() -> const object& { return global_push_rules(c); }, now.position);
         const auto& shown = thread_counts ? unread.main : unread.total;
         room["unread_notifications"] =
             object{{"notification_count", shown.notifications}, {"highlight_count", shown.highlights}};
@@ -489,11 +506,11 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
       if (!event_matches(account_data_filter, ad.type, r.user_id, "", {})) continue;
       account_data.push_back(object{{"type", ad.type}, {"content", core::parse_stored_json(ad.content)}});
     }
+    // Clients expect their push rules in the first sync even if they never changed them.
+    if (initial && !saw_push_rules && event_matches(account_data_filter, "m.push_rules", r.user_id, "", {})) {
+      account_data.push_back(object{{"type", "m.push_rules"}, {"content", object{{"global", global_push_rules(c)}}}});
+    }
   });
-  // Clients expect their push rules in the first sync even if they never changed them.
-  if (initial && !saw_push_rules && event_matches(account_data_filter, "m.push_rules", r.user_id, "", {})) {
-    account_data.push_back(object{{"type", "m.push_rules"}, {"content", object{{"global", global_push_rules}}}});
-  }
 
   // ---- to_device (ToDeviceService): this device's messages; `since` acknowledges earlier ones.
   SyncToken next = now;

@@ -6,8 +6,6 @@
 #include "storage/event_store.hpp"
 
 #include <algorithm>
-
-#include <algorithm>
 #include <climits>
 
 namespace trestle::service {
@@ -52,7 +50,8 @@ bool moved_forward(const threads::ReadPositions& before, const threads::ReadPosi
 
 ThreadedUnreadCounts UnreadCounter::count(storage::Connection& c, const std::string& user_id,
                                           const std::string& room_id, const std::string& member_event_id,
-                                          const boost::json::object& push_rules, int64_t upto) {
+                                          const std::function<const boost::json::object&()>& push_rules,
+                                          int64_t upto) {
   auto read = threads::read_positions(c, room_id, user_id);
   const std::string key = user_id + "|" + room_id;
   Entry entry;
@@ -110,7 +109,7 @@ ThreadedUnreadCounts UnreadCounter::count(storage::Connection& c, const std::str
       if (e.stream_ordering <= entry.read.effective(thread)) continue;
       ctx.sender_power_level = power_level_of(ctx.power_levels_content, e.sender);
       if (std::find(creators.begin(), creators.end(), e.sender) != creators.end()) ctx.sender_power_level = LLONG_MAX;
-      auto d = push::evaluate(push_rules, client_event(e, c, {}), ctx);
+      auto d = push::evaluate(push_rules(), client_event(e, c, {}), ctx);
       if (!d.notify) continue;
       entry.unread[thread].push_back(Unread{e.stream_ordering, d.highlight});
     }

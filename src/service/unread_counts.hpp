@@ -13,6 +13,7 @@
 #include "storage/database.hpp"
 
 #include <boost/json/object.hpp>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -37,10 +38,11 @@ class UnreadCounter {
 public:
   static constexpr int64_t kMaxScan = 1000;  // bound the work of one count
 
-  // `member_event_id` is the user's membership event (for the display name), `push_rules` the
+  // `member_event_id` is the user's membership event (for the display name), `push_rules` gives the
   // user's "global" ruleset, `upto` the sync's stream position.
   ThreadedUnreadCounts count(storage::Connection& c, const std::string& user_id, const std::string& room_id,
-                             const std::string& member_event_id, const boost::json::object& push_rules,
+                             const std::string& member_event_id,
+                             const std::function<const boost::json::object&()>& push_rules,
                              int64_t upto);
 
 private:
