@@ -311,20 +311,48 @@ struct Server::Impl {
     std::atomic<uint64_t> round{0};
     std::atomic<uint64_t> woken_round{0};
     std::atomic<int64_t> woken_at{0};  // steady ns when the notifier fired
+    // The client's socket is watched by a plain completion handler (on the strand) that cancels
+    // the timer, not by a parallel group of two spawned coroutines: far less memory per poll.
+    std::atomic<bool> watching{false};      // a socket watch is pending
+    std::atomic<bool> socket_ready{false};  // the socket became readable (data, EOF or error)
+    std::atomic<bool> socket_failed{false}; // the watch itself failed: not watched again
   };
+
+  // Starts watching the client's socket for readability (data, EOF, reset) while a long-poll
+  // waits; the handler runs on the poll's strand and ends the timer's wait.
+  static void watch_peer(tcp::socket& socket, const std::shared_ptr<PollWait>& state,
+                         const asio::any_io_executor& ex) {
+    if (state->watching.exchange(true)) return;
+    socket.async_wait(tcp::socket::wait_read,
+                      asio::bind_executor(ex, [state](const boost::system::error_code& ec) {
+                        state->watching.store(false);
+                        if (ec == asio::error::operation_aborted) return;
+                        if (ec) state->socket_failed.store(true);
+                        state->socket_ready.store(true);
+                        state->timer.cancel();
+                      }));
+  }
 
   // Waits for the long-poll's keys to change or its deadline; returns the final Response, or
   // status kClientGone when the client closed its connection meanwhile (its fd is then freed at
   // once, not when the timeout ends). Too many waiting for one owner: the oldest answers early.
   asio::awaitable<Response> wait_long_poll(LongPoll lp, tcp::socket& socket) {
     auto ex = co_await asio::this_coro::executor;
-    PollSeat seat(*this, lp.owner, ex);
+    PollSeat seat(*this, std::move(lp.owner), ex);
     struct Waiting {  // the open long-polls gauge, for as long as this frame lives
       Waiting() { http_metrics().long_polls.inc(); }
       ~Waiting() { http_metrics().long_polls.dec(); }
     } waiting;
     auto state = std::make_shared<PollWait>(ex);
     seat.set_timer(std::shared_ptr<asio::steady_timer>(state, &state->timer));
+    struct StopWatching {  // a socket watch still pending when the poll ends is cancelled
+      tcp::socket& socket;
+      PollWait& state;
+      ~StopWatching() {
+        boost::system::error_code ignored;
+        if (state.watching.load()) socket.cancel(ignored);
+      }
+    } stop_watching{socket, *state};
     bool watch_socket = true;  // until the client sends a pipelined request (left unread)
     while (true) {
       int64_t remaining = lp.deadline_ms - steady_now_ms();
@@ -346,16 +374,13 @@ struct Server::Impl {
         });
         // The flags are checked on this strand before each wait; the cancels are posted to it.
         while (!woken() && !seat.evicted()) {
-          boost::system::error_code timer_ec, socket_ec;
-          if (!watch_socket) {
+          if (watch_socket && !state->socket_ready.load()) watch_peer(socket, state, ex);
+          if (!state->socket_ready.load()) {
+            boost::system::error_code timer_ec;
             co_await state->timer.async_wait(asio::redirect_error(asio::use_awaitable, timer_ec));
-            break;
+            if (!state->socket_ready.load()) break;  // deadline, wake-up or eviction
           }
-          using namespace asio::experimental::awaitable_operators;
-          auto first = co_await (state->timer.async_wait(asio::redirect_error(asio::use_awaitable, timer_ec)) ||
-                                 socket.async_wait(tcp::socket::wait_read,
-                                                   asio::redirect_error(asio::use_awaitable, socket_ec)));
-          if (first.index() == 0) break;  // deadline, wake-up or eviction
+          state->socket_ready.store(false);
           Peer peer = peek_peer(socket);
           if (peer == Peer::gone) {
             if (id != 0) notifier.cancel(id);
@@ -363,7 +388,8 @@ struct Server::Impl {
             gone.status = kClientGone;
             co_return gone;
           }
-          if (peer == Peer::sent_data || socket_ec) watch_socket = false;
+          // A pipelined request (left unread), or a socket error: stop watching.
+          if (peer == Peer::sent_data || state->socket_failed.load()) watch_socket = false;
         }
         if (id != 0) notifier.cancel(id);
         deadline_reached = !woken();
@@ -718,7 +744,7 @@ struct Server::Impl {
   }
 
   // `client_ip`: the session's peer, read once per connection (not two syscalls per request).
-  asio::awaitable<Response> handle(const bhttp::request_header<>& breq, std::string body, std::string body_file,
+  asio::awaitable<Response> handle(bhttp::request_header<>& breq, std::string body, std::string body_file,
                                    tcp::socket& socket, const Endpoint& ep, const std::string& client_ip,
                                    RequestInfo& info, beast::flat_buffer* read_buffer = nullptr) {
     if (auto m = metrics_answer(breq, ep)) {
@@ -735,10 +761,9 @@ struct Server::Impl {
     req->remote_address = client_ip;
     req->local_port = ep.port;  // the listener's bound port
     if (auto it = breq.find(bhttp::field::user_agent); it != breq.end()) req->user_agent = it->value();
-    std::string target(breq.target());
     const Router* r = &router;
     // Named before co_await: GCC 12 double-destroys lambda temporaries in co_await operands.
-    std::function<Reply()> work = [r, req, target]() { return r->dispatch(*req, target); };
+    std::function<Reply()> work = [r, req, target = std::string(breq.target())]() { return r->dispatch(*req, target); };
     Reply reply = co_await run_on_workers(std::move(work));
     // Read after the hop back: the router set them on the worker before it.
     info.requester = req->log_requester;
@@ -747,8 +772,11 @@ struct Server::Impl {
     info.counted_received = true;
     if (auto* off = std::get_if<Offload>(&reply)) co_return co_await run_offload(std::move(*off));
     if (auto* lp = std::get_if<LongPoll>(&reply)) {
-      // Nothing of the request is needed while it waits: free it and the emptied read buffer.
+      // Nothing of the request is needed while it waits: free it, its parsed header fields and
+      // the emptied read buffer (the session keeps what the answer and the access log need).
       req.reset();
+      work = nullptr;
+      breq = bhttp::request_header<>{};
       if (read_buffer && read_buffer->size() == 0) read_buffer->shrink_to_fit();
       co_return co_await wait_long_poll(std::move(*lp), socket);
     }
