@@ -58,7 +58,7 @@ struct Homeserver {
         keys(config, db, notifier, accounts),
         appservice_queries(appservices, http),
         appservice_sender(appservices, db, notifier, http),
-        push(db, notifier, http, appservices),
+        push(db, http, appservices),
         media(config, db),
         to_device(config, db, notifier),
         key_backup(db),

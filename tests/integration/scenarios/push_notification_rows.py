@@ -94,3 +94,24 @@ def test_the_room_row_reaches_the_members_joined_at_the_event(ctx):
         got = wait_until(ctx, erin.request, invite_id["event_id"])
         if len(got) != 1:
             raise TestFailure(f"erin was only invited: {got}")
+
+
+def test_a_notification_is_stored_with_its_event(ctx):
+    """The event's push rules are evaluated in the transaction that stores it: once the send has
+    answered, GET /notifications and /sync's notification counts already include it (before, a
+    thread evaluated it after the commit, and a read right after the send could miss it)."""
+    srv = ctx.server()
+    bob = ctx.register(srv, "bob")
+    alice = ctx.register(srv, "alice")
+    room = ctx.expect(bob.request("POST", "/createRoom", body={"preset": "public_chat"}))["room_id"]
+    ctx.expect(alice.request("POST", f"/join/{q(room)}", body={}))
+    since = ctx.expect(alice.request("GET", "/sync", query={"timeout": "0"}))["next_batch"]
+    for i in range(20):
+        event_id = send(ctx, bob, room, f"m{i}", f"now{i}", mentions=[alice.user_id])
+        got = notified(ctx, alice.request)
+        if not got or got[0] != (event_id, True):
+            raise TestFailure(f"send {i}: the answered send's notification is not the newest one: {got[:3]}")
+    body = ctx.expect(alice.request("GET", "/sync", query={"timeout": "0", "since": since}))
+    counts = body["rooms"]["join"][room]["unread_notifications"]
+    if counts != {"notification_count": 20, "highlight_count": 20}:
+        raise TestFailure(f"20 mentions: unread_notifications {counts}")
