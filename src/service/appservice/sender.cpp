@@ -64,8 +64,11 @@ struct AppServiceSender::Worker {
   std::deque<Built> ready;
   std::vector<int64_t> delivered;  // accepted, not yet deleted from the queue
   bool take_back = false;          // the front failed: take back what was built ahead of it
-  // The builder's own: the cursor is cached (only the builder moves it).
+  // The builder's own: the cursor is cached (only the builder moves it), and which rooms hold a
+  // joined member of the appservice's as of the cursor (see interested(); cleared whenever the
+  // builder does not know that it has seen every event up to the cursor in order).
   std::optional<asdb::State> state;
+  MemberInterest member_interest;
 };
 
 AppServiceSender::AppServiceSender(const AppServiceRegistry& registry, storage::Database& db, Notifier& notifier,
@@ -180,15 +183,18 @@ std::vector<DeliveryStatus> AppServiceSender::status() const {
 }
 
 bool AppServiceSender::interested(const AppService& as, const ev::StoredEvent& e, storage::Connection& c,
-                                  std::map<std::string, bool>& room_cache) const {
+                                  std::map<std::string, bool>& room_cache, MemberInterest* members) const {
   // Events come in stream order: a membership change makes the room's cached interest stale.
-  if (e.type == "m.room.member") room_cache.erase(e.room_id);
+  if (e.type == "m.room.member") {
+    room_cache.erase(e.room_id);
+    if (members) members->erase(e.room_id);
+  }
   if (!e.sender.empty() && as.is_interested_in_user(e.sender)) return true;
   if (e.type == "m.room.member" && e.state_key && as.is_interested_in_user(*e.state_key)) return true;
   auto cached = room_cache.find(e.room_id);
   if (cached != room_cache.end()) return cached->second;
   bool room_interest = as.is_interested_in_room(e.room_id);
-  if (!room_interest) {
+  if (!room_interest && !as.aliases.empty()) {
     for (const auto& alias : storage::rooms::aliases_of_room(c, e.room_id)) {
       if (as.is_interested_in_alias(alias)) {
         room_interest = true;
@@ -199,14 +205,26 @@ bool AppServiceSender::interested(const AppService& as, const ev::StoredEvent& e
   if (!room_interest) {
     // A room where one of the appservice's users is a member is the appservice's business: as of
     // the event (a backlog built after the user left still holds what happened before), or now for
-    // ephemeral data (a probe without a stream position).
-    for (const auto& m : ev::members_of_room(c, e.room_id)) {
-      if (!as.is_interested_in_user(m.user_id)) continue;
-      bool changed_since = e.stream_ordering > 0 && m.stream_ordering > e.stream_ordering;
-      auto membership = changed_since ? asdb::membership_as_of(c, m.event_id, e.stream_ordering) : m.membership;
-      if (membership == "join") {
-        room_interest = true;
-        break;
+    // ephemeral data (a probe without a stream position). For events, the answer is kept across
+    // transactions until the room's next membership event passes (`members`): reading every
+    // member of a big room once per transaction would cost more than the transaction.
+    if (e.stream_ordering <= 0) members = nullptr;
+    auto known = members ? members->find(e.room_id) : MemberInterest::iterator{};
+    if (members && known != members->end()) {
+      room_interest = known->second;
+    } else {
+      for (const auto& m : ev::members_of_room(c, e.room_id)) {
+        if (!as.is_interested_in_user(m.user_id)) continue;
+        bool changed_since = e.stream_ordering > 0 && m.stream_ordering > e.stream_ordering;
+        auto membership = changed_since ? asdb::membership_as_of(c, m.event_id, e.stream_ordering) : m.membership;
+        if (membership == "join") {
+          room_interest = true;
+          break;
+        }
+      }
+      if (members) {
+        if (members->size() >= kMaxMemberInterestRooms) members->clear();
+        members->emplace(e.room_id, room_interest);
       }
     }
   }
@@ -281,12 +299,13 @@ bool AppServiceSender::queue_next(Worker& w) {
     auto take = [&](const ev::StreamRow& row) {
       cursor = row.stream_ordering;
       if (!row.event) {
+        w.member_interest.clear();  // it may have been a membership change
         skip(row.stream_ordering, row.event_id, row.error);
         return;
       }
       const auto& e = *row.event;
       try {
-        if (!interested(as, e, c, room_cache)) return;
+        if (!interested(as, e, c, room_cache, &w.member_interest)) return;
         if (as.msc3202 && e.type == "m.room.member" && e.state_key) member_changes.push_back(e);
         // No unsigned.age: the body is stored and may be resent much later, when an age taken
         // now would be wrong. origin_server_ts says when the event happened.
@@ -533,6 +552,7 @@ void AppServiceSender::take_back_ahead(Worker& w) {
     throw;
   }
   w.state = b->before;
+  w.member_interest.clear();  // as of a later position than the cursor now
   std::lock_guard lock(w.mu);
   w.delivered.erase(w.delivered.begin(), w.delivered.begin() + static_cast<std::ptrdiff_t>(accepted.size()));
   w.typing_rooms.merge(b->typing_rooms);
@@ -694,6 +714,7 @@ void AppServiceSender::run_builder(Worker& w) {
       }
     } catch (const std::exception& e) {
       spdlog::error("appservice {}: delivery error: {}", w.as->id, e.what());
+      w.member_interest.clear();  // it may have seen events the cursor did not move past
       std::unique_lock lock(w.mu);
       w.build_error = std::string("delivery error: ") + e.what();  // the status endpoint shows what stops us
       w.cv.wait_for(lock, std::chrono::seconds(1), [&] { return w.stopping; });
