@@ -302,6 +302,17 @@ bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& que
     const int64_t now = core::now_ms();
     for (const auto& e : events) {
       if (e.redacted_by) continue;
+      if (e.type == "m.room.redaction") {
+        // The redacted event notifies no one any more (unread counts read the rows).
+        auto* top = e.pdu.if_contains("redacts");
+        const auto content = content_of(e);
+        auto* in_content = content.if_contains("redacts");
+        const auto* target = top && top->is_string() ? top : in_content;
+        if (target && target->is_string()) {
+          auto h = ev::get_event_header(c, std::string(target->as_string()));
+          if (h && h->room_id == e.room_id) ps::delete_room_notification(c, h->stream_ordering);
+        }
+      }
       RoomFacts& room = facts_of(e.room_id);
       auto content = content_of(e);
       const bool member_event = e.type == "m.room.member" && e.state_key;
