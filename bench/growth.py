@@ -3,7 +3,8 @@
 1,000,000 events, 10,000 users and 1,000 rooms. Stdlib only; run with Debian's /usr/bin/python3.
 
   growth.py [--binary /work/baseline-12/trestle] [--events 1000000] [--data /work/growth-data/NAME]
-      Starts a fresh server with an appservice registered (exclusive namespace @g_.*), loads the
+      Starts a fresh server with an appservice registered (namespace @g_.*, non-exclusive unless
+      --exclusive, so push rules are evaluated for the users and they have unread counts), loads the
       database in stages through the server's own write path (appservice identity assertion,
       `?user_id=` and `?ts=`, over many keep-alive connections from several processes), and at each
       stage, with the load stopped, measures the probe user's initial and incremental sync,
@@ -134,11 +135,15 @@ class NullAppservice:
 
 
 def write_registration(workdir, state, as_port):
+    """The users' namespace is non-exclusive unless the data was loaded with --exclusive: the push
+    evaluator skips users an appservice owns exclusively (as Synapse does), so with an exclusive
+    namespace the curve would hold no push evaluation and no unread counts."""
     path = os.path.join(workdir, "growth-appservice.yaml")
+    exclusive = "true" if state.get("exclusive", False) else "false"
     with open(path, "w") as f:
         f.write(f"id: {AS_ID}\nurl: \"http://{HOST}:{as_port}\"\nas_token: \"{state['as_token']}\"\n"
                 f"hs_token: \"{state['hs_token']}\"\nsender_localpart: g_bot\nrate_limited: false\n"
-                "receive_ephemeral: false\nnamespaces:\n  users:\n    - exclusive: true\n"
+                f"receive_ephemeral: false\nnamespaces:\n  users:\n    - exclusive: {exclusive}\n"
                 "      regex: \"@g_.*:localhost\"\n  aliases: []\n  rooms: []\n")
     return path
 
@@ -305,6 +310,11 @@ def db_facts(datadir):
             out["events"] = con.execute("SELECT COUNT(*) FROM events").fetchone()[0]
             out["users"] = con.execute("SELECT COUNT(*) FROM users").fetchone()[0]
             out["rooms"] = con.execute("SELECT COUNT(*) FROM rooms").fetchone()[0]
+            for table, key in (("push_room_notifications", "push_room_rows"), ("push_notifications", "push_rows")):
+                try:
+                    out[key] = con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                except sqlite3.OperationalError:
+                    pass  # an older schema
         finally:
             con.close()
     return out
@@ -357,6 +367,9 @@ def measure(srv, state, args):
     joined = len(body["rooms"]["join"])
     if joined != state["probe_rooms"]:
         raise BenchError(f"the probe's initial sync has {joined} joined rooms, expected {state['probe_rooms']}")
+    unread = [r.get("unread_notifications", {}).get("notification_count", 0) for r in body["rooms"]["join"].values()]
+    out["probe_unread_total"] = sum(unread)
+    out["probe_rooms_unread"] = sum(1 for n in unread if n)
     out.update({"initial_sync_first_ms": walls[0], "initial_sync_first_cpu_ms": cpus[0],
                 "initial_sync_ms": med(walls[1:] or walls), "initial_sync_cpu_ms": med(cpus[1:] or cpus),
                 "initial_sync_bytes": sizes[-1]})
@@ -500,6 +513,10 @@ METRICS = [
     ("db_bytes", "DB MiB", None),
     ("rss_kb", "RSS MiB", None),
     ("loadavg", "load average", "{:.1f}"),
+    ("probe_unread_total", "probe unread (sum)", "{:.0f}"),
+    ("probe_rooms_unread", "probe rooms w/ unread", "{:.0f}"),
+    ("push_room_rows", "push_room_notif. rows", "{:.0f}"),
+    ("push_rows", "push_notif. rows", "{:.0f}"),
 ]
 
 
@@ -546,7 +563,7 @@ def run_load(args):
     os.makedirs(data_root)
     state = {"as_token": "as_growth_" + os.urandom(12).hex(), "hs_token": "hs_growth_" + os.urandom(12).hex(),
              "run": os.urandom(4).hex(), "users": args.users, "rooms": args.rooms, "joins": args.joins,
-             "binary": binary, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+             "binary": binary, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "exclusive": args.exclusive}
     plan = Plan(args.users, args.rooms, args.joins)
     appservice = NullAppservice()
     srv = start_server(binary, data_root, state, appservice.port, args.log_level)
@@ -711,6 +728,9 @@ def main():
     p.add_argument("--more", type=int, default=0,
                    help="with --reuse: load this many more messages into the kept data (first --binary), measure")
     p.add_argument("--max-load-seconds", type=float, default=3600, help="with --more: stop loading after this")
+    p.add_argument("--exclusive", action="store_true",
+                   help="load with an exclusive user namespace (the old behaviour: no push evaluation, no "
+                        "unread counts for the loaded users); kept in state.json for --reuse")
     p.add_argument("--out", help="JSON results file")
     p.add_argument("--log-level", default="warn")
     args = p.parse_args()

@@ -646,6 +646,11 @@ def section_appservice(binary, workdir, args, errors):
         c = Client(srv.port, as_token)
         c.call("POST", f"{CLIENT}/rooms/{q(room_id)}/join?user_id={q(bridged)}", {})
         c.close()
+        if args.as_members > 0:  # other members (not the bridge's): its interest check reads them all
+            log(f"[targets] appservice: {args.as_members} more members...")
+            done = add_members(srv.port, members_token, room_id, "bench_am", 0, args.as_members, args.setup_conns,
+                               time.monotonic() + args.setup_max_seconds)
+            out["as_room_members"] = args.senders + 1 + done
         status = tb.AsStatus(srv.port, as_token)
         tag = f"a{os.getpid()}x{int(time.time() * 1000)}"
         conns = args.as_connections
@@ -997,6 +1002,8 @@ def main():
     ap.add_argument("--longpoll-settle", type=float, default=2.0)
     ap.add_argument("--as-connections", type=int, default=8)
     ap.add_argument("--as-probe-gap-ms", type=float, default=20.0)
+    ap.add_argument("--as-members", type=int, default=0,
+                    help="appservice: this many more (non-bridged) members in the room (default 0)")
     ap.add_argument("--as-backlog", type=int, default=100000)
     ap.add_argument("--as-backlog-max-seconds", type=float, default=150.0)
     ap.add_argument("--as-drain-timeout", type=float, default=120.0)

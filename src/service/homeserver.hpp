@@ -58,7 +58,7 @@ struct Homeserver {
         keys(config, db, notifier, accounts),
         appservice_queries(appservices, http),
         appservice_sender(appservices, db, notifier, http),
-        push(db, notifier, http, appservices),
+        push(db, http, appservices),
         media(config, db),
         to_device(config, db, notifier),
         key_backup(db),
@@ -73,6 +73,8 @@ struct Homeserver {
     accounts.set_device_hooks({[this](storage::Connection& c, const std::string& u) { keys.on_devices_changed(c, u); },
                                [this](const std::string& u) { keys.notify_changed(u); }});
     sync.set_keys(&keys);
+    // The push evaluator skips users an appservice owns exclusively: their counts are evaluated.
+    sync.set_push_rows_apply([this](const std::string& u) { return appservices.exclusive_owner_of_user(u) == nullptr; });
     sync.set_peeks([this](const Requester& r, std::optional<int64_t> since, int64_t now, int64_t limit,
                           std::vector<std::string>& wake) { return legacy.sync_peeks(r, since, now, limit, wake); });
     rooms.set_appservice_queries(&appservice_queries);

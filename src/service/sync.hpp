@@ -73,6 +73,8 @@ public:
   void set_to_device(ToDeviceService* s) { to_device_ = s; }
   // E2EE: fills device_lists and the one-time/fallback key fields.
   void set_keys(KeyService* keys) { keys_ = keys; }
+  // Whose unread counts the push evaluator's stored decisions hold (see UnreadCounter).
+  void set_push_rows_apply(std::function<bool(const std::string&)> f) { unread_.set_rows_apply(std::move(f)); }
   // MSC2753 `rooms.peek` (LegacyService::sync_peeks; wired by Homeserver; none: never sent).
   using PeekSource = std::function<boost::json::object(const Requester&, std::optional<int64_t> since, int64_t now,
                                                        int64_t timeline_limit, std::vector<std::string>& wake_keys)>;

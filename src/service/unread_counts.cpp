@@ -4,6 +4,7 @@
 #include "service/push/push_rules.hpp"
 #include "service/room_creators.hpp"
 #include "storage/event_store.hpp"
+#include "storage/push_store.hpp"
 
 #include <algorithm>
 #include <climits>
@@ -82,19 +83,31 @@ ThreadedUnreadCounts UnreadCounter::count(storage::Connection& c, const std::str
   // Every thread without its own receipt starts at the unthreaded one, so counting starts there.
   if (!cached) entry = Entry{read, read.unthreaded, {}};
 
-  auto unread = ev::room_events_forwards(c, room_id, entry.counted_upto, upto, kMaxScan);
-  if (!unread.empty()) {
-    push::EvaluationContext ctx;
-    ctx.user_id = user_id;
-    ctx.room_member_count = ev::joined_member_count(c, room_id);
-    if (auto pl_id = ev::current_state_event_id(c, room_id, "m.room.power_levels", "")) {
-      if (auto pl = ev::get_event(c, *pl_id)) ctx.power_levels_content = content_of(*pl);
+  // Evaluates the events in (entry.counted_upto, until] with the user's rules, at most kMaxScan;
+  // false when it stopped at the bound.
+  std::optional<push::EvaluationContext> ctx;
+  std::vector<std::string> creators;
+  std::optional<std::vector<storage::push::JoinedRange>> joined;  // as the stored rows: joined members only
+  auto joined_at = [&](int64_t s) {
+    if (!joined) joined = storage::push::joined_ranges(c, room_id, user_id);
+    return std::any_of(joined->begin(), joined->end(), [s](const auto& r) { return r.after < s && s < r.before; });
+  };
+  auto evaluate_until = [&](int64_t until) {
+    if (entry.counted_upto >= until) return true;
+    auto unread = ev::room_events_forwards(c, room_id, entry.counted_upto, until, kMaxScan);
+    if (!unread.empty() && !ctx) {
+      ctx.emplace();
+      ctx->user_id = user_id;
+      ctx->room_member_count = ev::joined_member_count(c, room_id);
+      if (auto pl_id = ev::current_state_event_id(c, room_id, "m.room.power_levels", "")) {
+        if (auto pl = ev::get_event(c, *pl_id)) ctx->power_levels_content = content_of(*pl);
+      }
+      if (auto me = ev::get_event(c, member_event_id)) {
+        auto content = content_of(*me);
+        if (auto* dn = content.if_contains("displayname"); dn && dn->is_string()) ctx->display_name = dn->as_string();
+      }
+      creators = privileged_creators(c, room_id);  // v12: infinite power
     }
-    if (auto me = ev::get_event(c, member_event_id)) {
-      auto content = content_of(*me);
-      if (auto* dn = content.if_contains("displayname"); dn && dn->is_string()) ctx.display_name = dn->as_string();
-    }
-    const auto creators = privileged_creators(c, room_id);  // v12: infinite power
     for (const auto& e : unread) {
       entry.counted_upto = e.stream_ordering;
       if (e.redacted_by && e.sender != user_id) continue;
@@ -106,15 +119,26 @@ ThreadedUnreadCounts UnreadCounter::count(storage::Connection& c, const std::str
         else entry.unread.erase(thread);
         continue;
       }
-      if (e.stream_ordering <= entry.read.effective(thread)) continue;
-      ctx.sender_power_level = power_level_of(ctx.power_levels_content, e.sender);
-      if (std::find(creators.begin(), creators.end(), e.sender) != creators.end()) ctx.sender_power_level = LLONG_MAX;
-      auto d = push::evaluate(push_rules(), client_event(e, c, {}), ctx);
+      if (e.stream_ordering <= entry.read.effective(thread) || !joined_at(e.stream_ordering)) continue;
+      ctx->sender_power_level = power_level_of(ctx->power_levels_content, e.sender);
+      if (std::find(creators.begin(), creators.end(), e.sender) != creators.end()) ctx->sender_power_level = LLONG_MAX;
+      auto d = push::evaluate(push_rules(), client_event(e, c, {}), *ctx);
       if (!d.notify) continue;
       entry.unread[thread].push_back(Unread{e.stream_ordering, d.highlight});
     }
-  }
-  if (static_cast<int64_t>(unread.size()) < kMaxScan) entry.counted_upto = upto;
+    if (static_cast<int64_t>(unread.size()) >= kMaxScan) return false;
+    entry.counted_upto = until;
+    return true;
+  };
+  // The events the push evaluator passed have its decisions stored (storage/push_store): those
+  // are read, not evaluated again. Only the others (before its rows start, or not evaluated yet)
+  // are evaluated here.
+  std::optional<storage::push::RowCoverage> cov;
+  if (!rows_apply_ || rows_apply_(user_id)) cov = storage::push::row_coverage(c);
+  bool complete = true;
+  if (cov && entry.counted_upto < std::min(upto, cov->rows_from)) complete = evaluate_until(std::min(upto, cov->rows_from));
+  if (complete && cov) complete = count_stored(c, user_id, room_id, entry, std::min(upto, cov->last_stream));
+  if (complete) evaluate_until(upto);
 
   ThreadedUnreadCounts out;
   for (const auto& [thread, events] : entry.unread) {
@@ -139,6 +163,41 @@ ThreadedUnreadCounts UnreadCounter::count(storage::Connection& c, const std::str
     slot = std::move(entry);
   }
   return out;
+}
+
+bool UnreadCounter::count_stored(storage::Connection& c, const std::string& user_id, const std::string& room_id,
+                                 Entry& entry, int64_t upto) {
+  if (entry.counted_upto >= upto) return true;
+  const auto stored = storage::push::stored_decisions(c, user_id, room_id, entry.counted_upto, upto, kMaxScan);
+  // The room's row applies while the user was joined (and not to their own events).
+  const auto joined = storage::push::joined_ranges(c, room_id, user_id);
+  auto joined_at = [&](int64_t s) {
+    return std::any_of(joined.begin(), joined.end(), [s](const auto& r) { return r.after < s && s < r.before; });
+  };
+  for (const auto& d : stored.rows) {
+    if (d.room_row && d.sender == user_id) {
+      // As in count(): the user's own message reads its thread (in main: the whole room). Only
+      // their notifying events have rows: an own reaction or edit does not read the room here.
+      if (d.room_thread == threads::kMain) entry.unread.clear();
+      else entry.unread.erase(d.room_thread);
+      continue;
+    }
+    bool notify = false, highlight = false;
+    const std::string* thread = nullptr;
+    if (d.own_row) {
+      notify = d.own_notify;
+      highlight = d.own_highlight;
+      thread = &d.own_thread;
+    } else if (d.room_row && joined_at(d.stream_ordering)) {
+      notify = true;
+      highlight = d.room_highlight;
+      thread = &d.room_thread;
+    }
+    if (!notify || d.stream_ordering <= entry.read.effective(*thread)) continue;
+    entry.unread[*thread].push_back(Unread{d.stream_ordering, highlight});
+  }
+  entry.counted_upto = stored.upto;
+  return stored.upto >= upto;
 }
 
 }  // namespace trestle::service

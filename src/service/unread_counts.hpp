@@ -38,6 +38,11 @@ class UnreadCounter {
 public:
   static constexpr int64_t kMaxScan = 1000;  // bound the work of one count
 
+  // Whether the push evaluator's stored decisions (storage/push_store) hold the user's
+  // notifications; it skips users an appservice owns exclusively, whose events are evaluated
+  // here. Unset: they hold everyone's.
+  void set_rows_apply(std::function<bool(const std::string&)> f) { rows_apply_ = std::move(f); }
+
   // `member_event_id` is the user's membership event (for the display name), `push_rules` gives the
   // user's "global" ruleset, `upto` the sync's stream position.
   ThreadedUnreadCounts count(storage::Connection& c, const std::string& user_id, const std::string& room_id,
@@ -60,6 +65,12 @@ private:
     size_t size() const;
   };
   static constexpr size_t kMaxCachedUnread = 4'000'000;  // bound the cache's memory (~64 MB)
+  // Reads the stored decisions of the events in (entry.counted_upto, upto] into `entry`, at most
+  // kMaxScan; false when it stopped at the bound.
+  bool count_stored(storage::Connection& c, const std::string& user_id, const std::string& room_id, Entry& entry,
+                    int64_t upto);
+
+  std::function<bool(const std::string&)> rows_apply_;
   std::mutex mu_;
   std::unordered_map<std::string, Entry> cache_;
   size_t cached_unread_ = 0;

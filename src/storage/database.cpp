@@ -238,8 +238,10 @@ void Database::submit(WriteJob& job) {
 
 void Database::write_group(std::vector<WriteJob*>& group) noexcept {
   Connection& c = *writer_;
+  bool hook_ran = false;
   // The whole transaction is gone: no job of the group is committed.
   auto fail_group = [&](std::exception_ptr cause) {
+    if (hook_ran && group_hook_.done) group_hook_.done(false);
     job_deferred_.clear();
     group_deferred_.clear();
     c.rollback();
@@ -293,10 +295,31 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
   try {
     for (auto& fn : group_deferred_) fn(c);
     group_deferred_.clear();
+    if (group_hook_.run && pending_position_ != committed_position_.load()) run_group_hook(c, hook_ran);
     commit_locked();
   } catch (...) {
     fail_group(std::current_exception());
+    return;
   }
+  if (hook_ran && group_hook_.done) group_hook_.done(true);
+}
+
+void Database::run_group_hook(Connection& c, bool& ran) {
+  c.prepare("SAVEPOINT group_hook").run();
+  ran = true;
+  try {
+    group_hook_.run(c, pending_position_);
+    c.prepare("RELEASE group_hook").run();
+    return;
+  } catch (const std::exception& e) {
+    spdlog::error("database: the work after a write group failed; its changes are undone: {}", e.what());
+  }
+  // Only the hook's changes go; if even that fails, the group fails (the caller rolls back).
+  if (!c.in_transaction()) throw std::runtime_error("the write transaction was rolled back by the work after it");
+  c.exec("ROLLBACK TO group_hook");
+  c.exec("RELEASE group_hook");
+  if (group_hook_.done) group_hook_.done(false);
+  ran = false;
 }
 
 void Database::commit_locked() {

@@ -154,6 +154,19 @@ public:
   // the whole group fails.
   void before_commit(std::function<void(Connection&)> fn) { job_deferred_.push_back(std::move(fn)); }
 
+  // Work that follows every group's new rows in the same transaction, instead of a transaction of
+  // its own after the commit (push evaluation of the group's events: one commit, not two).
+  // `run(c, upto)` runs once per group that allocated stream positions, after its writes and their
+  // before_commit work, just before the COMMIT, inside a savepoint of its own: if it throws, only
+  // its changes are undone, the error is logged and the group commits all the same. `done(true)`
+  // follows a successful COMMIT, `done(false)` a group that failed after `run` ran. Set once,
+  // before the first write.
+  struct GroupHook {
+    std::function<void(Connection&, int64_t upto)> run;
+    std::function<void(bool committed)> done;
+  };
+  void set_group_hook(GroupHook hook) { group_hook_ = std::move(hook); }
+
   // Allocates the next position of the global stream (events, account data, receipts, ...).
   // Only valid inside write().
   int64_t next_stream_position() { return ++pending_position_; }
@@ -181,6 +194,7 @@ private:
   void migrate();
   void submit(WriteJob& job);                // queues the job; returns when its group committed
   void write_group(std::vector<WriteJob*>& group) noexcept;
+  void run_group_hook(Connection& c, bool& ran);  // inside write_group, before the COMMIT
   void commit_locked();  // persists the stream position with the transaction, then commits
 
   std::string path_;
@@ -196,6 +210,7 @@ private:
   // before_commit() work of the running job, and of the group's jobs that succeeded (leader only).
   std::vector<std::function<void(Connection&)>> job_deferred_, group_deferred_;
   int64_t pending_position_ = 0;
+  GroupHook group_hook_;
 };
 
 }  // namespace trestle::storage

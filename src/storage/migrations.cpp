@@ -603,6 +603,24 @@ ALTER TABLE push_notifications ADD COLUMN notify INTEGER NOT NULL DEFAULT 1;
 DROP INDEX push_notifications_user;
 CREATE INDEX push_notifications_user ON push_notifications (user_id, stream_ordering);
 )SQL",
+      // 27 (issue 12, growth): where the push evaluator's rows start. Every event after
+      // `rows_from` that the evaluator passed (up to last_stream) has its notification rows, so
+      // unread counts read the stored decisions instead of evaluating each event again; the room
+      // rows' index covers what they read (a room's rows are contiguous in it, where the table's
+      // and the events' rows of one room are spread over the whole file). A fresh
+      // database records its cursor's first position (storage/push_store set_cursor); here, the
+      // position before the first row ever written (the evaluator ran in stream order from
+      // before it), or, without rows, the cursor itself.
+      R"SQL(
+ALTER TABLE push_state ADD COLUMN rows_from INTEGER NOT NULL DEFAULT 0;
+DROP INDEX push_room_notifications_room;
+CREATE INDEX push_room_notifications_room ON push_room_notifications (room_id, stream_ordering, sender, thread_id,
+                                                                       highlight);
+UPDATE push_state SET rows_from = COALESCE(
+  (SELECT MIN(m) FROM (SELECT MIN(stream_ordering) AS m FROM push_room_notifications
+                       UNION ALL SELECT MIN(stream_ordering) FROM push_notifications)) - 1,
+  last_stream);
+)SQL",
   };
   return steps;
 }

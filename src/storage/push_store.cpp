@@ -50,10 +50,69 @@ std::optional<int64_t> cursor(Connection& c) {
 }
 
 void set_cursor(Connection& c, int64_t position) {
-  c.prepare("INSERT INTO push_state (id, last_stream) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET "
+  // The first position is also where the rows start (migration 27's rows_from).
+  c.prepare("INSERT INTO push_state (id, last_stream, rows_from) VALUES (1, ?1, ?1) ON CONFLICT (id) DO UPDATE SET "
             "last_stream = excluded.last_stream")
       .bind(position)
       .run();
+}
+
+std::optional<RowCoverage> row_coverage(Connection& c) {
+  auto st = c.prepare("SELECT rows_from, last_stream FROM push_state WHERE id = 1");
+  if (!st.step()) return std::nullopt;
+  return RowCoverage{st.int64(0), st.int64(1)};
+}
+
+StoredDecisions stored_decisions(Connection& c, const std::string& user_id, const std::string& room_id, int64_t after,
+                                 int64_t upto, int64_t limit) {
+  // The room's rows from migration 27's covering index (no table reads: a room's rows are
+  // contiguous there, where its events and rows in the tables are spread over the whole file),
+  // then the user's own rows in the same range.
+  StoredDecisions out;
+  out.upto = upto;
+  {
+    auto st = c.prepare(
+        "SELECT stream_ordering, sender, thread_id, highlight FROM push_room_notifications INDEXED BY "
+        "push_room_notifications_room WHERE room_id = ? AND stream_ordering > ? AND stream_ordering <= ? "
+        "ORDER BY stream_ordering LIMIT ?");
+    st.bind(room_id, after, upto, limit);
+    while (st.step()) {
+      StoredDecision d;
+      d.stream_ordering = st.int64(0);
+      d.sender = st.text(1);
+      d.room_row = true;
+      d.room_thread = st.text(2);
+      d.room_highlight = st.int64(3) != 0;
+      out.rows.push_back(std::move(d));
+    }
+  }
+  if (static_cast<int64_t>(out.rows.size()) >= limit) out.upto = out.rows.back().stream_ordering;
+  auto st = c.prepare(
+      "SELECT stream_ordering, notify, highlight, thread_id FROM push_notifications WHERE user_id = ? AND room_id = ? "
+      "AND stream_ordering > ? AND stream_ordering <= ? ORDER BY stream_ordering");
+  st.bind(user_id, room_id, after, out.upto);
+  std::vector<StoredDecision> merged;
+  merged.reserve(out.rows.size());
+  size_t i = 0;
+  while (st.step()) {
+    const int64_t pos = st.int64(0);
+    while (i < out.rows.size() && out.rows[i].stream_ordering < pos) merged.push_back(std::move(out.rows[i++]));
+    StoredDecision d;
+    if (i < out.rows.size() && out.rows[i].stream_ordering == pos) d = std::move(out.rows[i++]);
+    d.stream_ordering = pos;
+    d.own_row = true;
+    d.own_notify = st.int64(1) != 0;
+    d.own_highlight = st.int64(2) != 0;
+    d.own_thread = st.text(3);
+    merged.push_back(std::move(d));
+  }
+  while (i < out.rows.size()) merged.push_back(std::move(out.rows[i++]));
+  out.rows = std::move(merged);
+  return out;
+}
+
+void delete_room_notification(Connection& c, int64_t stream_ordering) {
+  c.prepare("DELETE FROM push_room_notifications WHERE stream_ordering = ?").bind(stream_ordering).run();
 }
 
 void add_room_notification(Connection& c, const RoomNotification& n) {

@@ -34,6 +34,36 @@ void delete_pusher(Connection& c, const std::string& user_id, const std::string&
 std::optional<int64_t> cursor(Connection& c);
 void set_cursor(Connection& c, int64_t position);
 
+// The events whose notification rows are stored: rows_from < stream_ordering <= last_stream.
+struct RowCoverage {
+  int64_t rows_from = 0;
+  int64_t last_stream = 0;
+};
+std::optional<RowCoverage> row_coverage(Connection& c);
+
+// The push evaluator's stored decisions for one user in one room (unread counts): each event
+// with the room's row, the user's own row, or both. Events with neither did not notify the user.
+struct StoredDecision {
+  int64_t stream_ordering = 0;
+  std::string sender;  // with a room row
+  bool room_row = false;
+  std::string room_thread;
+  bool room_highlight = false;
+  bool own_row = false;
+  bool own_notify = false;
+  bool own_highlight = false;
+  std::string own_thread;
+};
+struct StoredDecisions {
+  std::vector<StoredDecision> rows;  // oldest first
+  int64_t upto = 0;                  // read up to here (short of `upto` when the room's rows hit `limit`)
+};
+// The decisions with after < stream_ordering <= upto, at most `limit` room rows.
+StoredDecisions stored_decisions(Connection& c, const std::string& user_id, const std::string& room_id, int64_t after,
+                                 int64_t upto, int64_t limit);
+// A redacted event notifies no one any more (as Synapse drops its push actions): its room row goes.
+void delete_room_notification(Connection& c, int64_t stream_ordering);
+
 // Notifications (migration 26). An event notifies a user when the user's own row says so
 // (`notify`), or, without an own row, when the event has a room row, the user was joined when it
 // was sent and did not send it. Room rows carry the decision shared by the members on the

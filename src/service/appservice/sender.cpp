@@ -12,6 +12,7 @@
 
 #include <boost/json/serialize.hpp>
 #include <deque>
+#include <limits>
 #include <spdlog/spdlog.h>
 
 namespace trestle::service {
@@ -63,8 +64,11 @@ struct AppServiceSender::Worker {
   std::deque<Built> ready;
   std::vector<int64_t> delivered;  // accepted, not yet deleted from the queue
   bool take_back = false;          // the front failed: take back what was built ahead of it
-  // The builder's own: the cursor is cached (only the builder moves it).
+  // The builder's own: the cursor is cached (only the builder moves it), and which rooms hold a
+  // joined member of the appservice's as of the cursor (see interested(); cleared whenever the
+  // builder does not know that it has seen every event up to the cursor in order).
   std::optional<asdb::State> state;
+  MemberInterest member_interest;
 };
 
 AppServiceSender::AppServiceSender(const AppServiceRegistry& registry, storage::Database& db, Notifier& notifier,
@@ -179,15 +183,18 @@ std::vector<DeliveryStatus> AppServiceSender::status() const {
 }
 
 bool AppServiceSender::interested(const AppService& as, const ev::StoredEvent& e, storage::Connection& c,
-                                  std::map<std::string, bool>& room_cache) const {
+                                  std::map<std::string, bool>& room_cache, MemberInterest* members) const {
   // Events come in stream order: a membership change makes the room's cached interest stale.
-  if (e.type == "m.room.member") room_cache.erase(e.room_id);
+  if (e.type == "m.room.member") {
+    room_cache.erase(e.room_id);
+    if (members) members->erase(e.room_id);
+  }
   if (!e.sender.empty() && as.is_interested_in_user(e.sender)) return true;
   if (e.type == "m.room.member" && e.state_key && as.is_interested_in_user(*e.state_key)) return true;
   auto cached = room_cache.find(e.room_id);
   if (cached != room_cache.end()) return cached->second;
   bool room_interest = as.is_interested_in_room(e.room_id);
-  if (!room_interest) {
+  if (!room_interest && !as.aliases.empty()) {
     for (const auto& alias : storage::rooms::aliases_of_room(c, e.room_id)) {
       if (as.is_interested_in_alias(alias)) {
         room_interest = true;
@@ -198,14 +205,26 @@ bool AppServiceSender::interested(const AppService& as, const ev::StoredEvent& e
   if (!room_interest) {
     // A room where one of the appservice's users is a member is the appservice's business: as of
     // the event (a backlog built after the user left still holds what happened before), or now for
-    // ephemeral data (a probe without a stream position).
-    for (const auto& m : ev::members_of_room(c, e.room_id)) {
-      if (!as.is_interested_in_user(m.user_id)) continue;
-      bool changed_since = e.stream_ordering > 0 && m.stream_ordering > e.stream_ordering;
-      auto membership = changed_since ? asdb::membership_as_of(c, m.event_id, e.stream_ordering) : m.membership;
-      if (membership == "join") {
-        room_interest = true;
-        break;
+    // ephemeral data (a probe without a stream position). For events, the answer is kept across
+    // transactions until the room's next membership event passes (`members`): reading every
+    // member of a big room once per transaction would cost more than the transaction.
+    if (e.stream_ordering <= 0) members = nullptr;
+    auto known = members ? members->find(e.room_id) : MemberInterest::iterator{};
+    if (members && known != members->end()) {
+      room_interest = known->second;
+    } else {
+      for (const auto& m : ev::members_of_room(c, e.room_id)) {
+        if (!as.is_interested_in_user(m.user_id)) continue;
+        bool changed_since = e.stream_ordering > 0 && m.stream_ordering > e.stream_ordering;
+        auto membership = changed_since ? asdb::membership_as_of(c, m.event_id, e.stream_ordering) : m.membership;
+        if (membership == "join") {
+          room_interest = true;
+          break;
+        }
+      }
+      if (members) {
+        if (members->size() >= kMaxMemberInterestRooms) members->clear();
+        members->emplace(e.room_id, room_interest);
       }
     }
   }
@@ -234,11 +253,12 @@ bool AppServiceSender::queue_next(Worker& w) {
 
   boost::json::array events;
   boost::json::array ephemeral;
-  boost::json::array to_device;  // MSC4203
-  std::vector<storage::device_inbox::Addressed> taken;  // deleted from the inbox with the enqueue
-  boost::json::object device_lists, otk_counts, fallback_types;  // MSC3202
-  std::vector<ev::StoredEvent> member_changes;                   // for MSC3202's device lists
+  std::vector<storage::device_inbox::Addressed> taken;  // MSC4203; deleted from the inbox with the enqueue
+  boost::json::object otk_counts, fallback_types;       // MSC3202
+  std::set<std::string> lists_changed, lists_left;       // MSC3202's device lists
   int64_t cursor = state.last_stream;
+  auto events_full = [&] { return static_cast<int64_t>(events.size()) >= kMaxEventsPerTxn; };
+  auto to_device_full = [&] { return static_cast<int64_t>(taken.size()) >= kMaxToDevicePerTxn; };
   // An event that cannot be read or formatted is skipped, never retried: it would stop delivery
   // to this appservice for good (the same range fails every time, across restarts).
   auto skip = [&](int64_t stream, const std::string& event_id, const std::string& why) {
@@ -248,64 +268,80 @@ bool AppServiceSender::queue_next(Worker& w) {
     w.skipped_events++;
     w.last_skipped = std::move(what);
   };
-  db_.read([&](storage::Connection& c) {
-    if (!as.receive_ephemeral) return;
-    // To-device messages for the appservice's users, in stream order. A full transaction's worth
-    // ends the range here: the rest (and the events after it) go in the next one.
-    int64_t after = state.last_stream;
-    while (after < upto && static_cast<int64_t>(taken.size()) < kMaxToDevicePerTxn) {
-      auto page = storage::device_inbox::in_stream_range(c, after, upto, 500);
-      if (page.empty()) break;
-      for (auto& m : page) {
-        after = m.message.stream_id;
-        if (!as.takes_to_device_for(m.user_id)) continue;
-        taken.push_back(std::move(m));
-        if (static_cast<int64_t>(taken.size()) >= kMaxToDevicePerTxn) {
-          upto = after;
+
+  // Adds what happened in the stream range (cursor, to] to the transaction and moves the cursor to
+  // the end of what it took: to-device messages, events (`rows`, when given, are the range's
+  // events already read; otherwise they are read in pages), then the device lists, key counts and
+  // receipts of the same range. Either range of a transaction (below) goes through here, so the
+  // two cannot disagree on what a range holds.
+  auto collect = [&](storage::Connection& c, int64_t to, const std::vector<ev::StreamRow>* rows,
+                     std::map<std::string, bool>& room_cache) {
+    const int64_t from = cursor;
+    if (as.receive_ephemeral) {
+      // To-device messages for the appservice's users, in stream order. A full transaction's
+      // worth ends the range here: the rest (and the events after it) go in the next one.
+      int64_t after = from;
+      while (after < to && !to_device_full()) {
+        auto page = storage::device_inbox::in_stream_range(c, after, to, 500);
+        if (page.empty()) break;
+        for (auto& m : page) {
+          after = m.message.stream_id;
+          if (!as.takes_to_device_for(m.user_id)) continue;
+          taken.push_back(std::move(m));
+          if (to_device_full()) {
+            to = after;
+            break;
+          }
+        }
+      }
+    }
+    std::vector<ev::StoredEvent> member_changes;  // for MSC3202's device lists
+    auto take = [&](const ev::StreamRow& row) {
+      cursor = row.stream_ordering;
+      if (!row.event) {
+        w.member_interest.clear();  // it may have been a membership change
+        skip(row.stream_ordering, row.event_id, row.error);
+        return;
+      }
+      const auto& e = *row.event;
+      try {
+        if (!interested(as, e, c, room_cache, &w.member_interest)) return;
+        if (as.msc3202 && e.type == "m.room.member" && e.state_key) member_changes.push_back(e);
+        // No unsigned.age: the body is stored and may be resent much later, when an age taken
+        // now would be wrong. origin_server_ts says when the event happened.
+        auto ce = client_event(e, c);
+        ce["unsigned"].as_object().erase("age");
+        events.push_back(std::move(ce));
+      } catch (const boost::system::system_error& ex) {  // JSON of this or a related event
+        skip(e.stream_ordering, e.event_id, std::string("cannot format: ") + ex.what());
+      } catch (const std::logic_error& ex) {  // a stored event without the fields it needs
+        skip(e.stream_ordering, e.event_id, std::string("cannot format: ") + ex.what());
+      }
+      // Anything else (the database failing) is not this event's fault: the range is retried.
+    };
+    if (rows) {
+      for (const auto& row : *rows) {
+        if (row.stream_ordering > to || events_full()) break;
+        take(row);
+      }
+      if (!events_full()) cursor = to;
+    } else {
+      // Scan in pages until a transaction is full or the range is exhausted.
+      while (cursor < to && !events_full()) {
+        // Only as many as the transaction can still take: loading more would parse them for nothing.
+        auto page = ev::stream_rows(c, cursor, to, kMaxEventsPerTxn - static_cast<int64_t>(events.size()));
+        if (page.empty()) {
+          cursor = to;
           break;
         }
+        for (const auto& row : page) {
+          if (events_full()) break;
+          take(row);
+        }
       }
     }
-  });
-  db_.read([&](storage::Connection& c) {
-    std::map<std::string, bool> room_cache;
-    auto room_interesting = [&](const std::string& room_id) {
-      ev::StoredEvent probe;  // interest in a room, without an event: only the room rules apply
-      probe.room_id = room_id;
-      return interested(as, probe, c, room_cache);
-    };
-    // Scan in pages until a transaction is full or the stream is exhausted.
-    while (cursor < upto && static_cast<int64_t>(events.size()) < kMaxEventsPerTxn) {
-      // Only as many as the transaction can still take: loading more would parse them for nothing.
-      auto page = ev::stream_rows(c, cursor, upto, kMaxEventsPerTxn - static_cast<int64_t>(events.size()));
-      if (page.empty()) {
-        cursor = upto;
-        break;
-      }
-      for (const auto& row : page) {
-        if (static_cast<int64_t>(events.size()) >= kMaxEventsPerTxn) break;
-        cursor = row.stream_ordering;
-        if (!row.event) {
-          skip(row.stream_ordering, row.event_id, row.error);
-          continue;
-        }
-        const auto& e = *row.event;
-        try {
-          if (!interested(as, e, c, room_cache)) continue;
-          if (as.msc3202 && e.type == "m.room.member" && e.state_key) member_changes.push_back(e);
-          // No unsigned.age: the body is stored and may be resent much later, when an age taken
-          // now would be wrong. origin_server_ts says when the event happened.
-          auto ce = client_event(e, c);
-          ce["unsigned"].as_object().erase("age");
-          events.push_back(std::move(ce));
-        } catch (const boost::system::system_error& ex) {  // JSON of this or a related event
-          skip(e.stream_ordering, e.event_id, std::string("cannot format: ") + ex.what());
-        } catch (const std::logic_error& ex) {  // a stored event without the fields it needs
-          skip(e.stream_ordering, e.event_id, std::string("cannot format: ") + ex.what());
-        }
-        // Anything else (the database failing) is not this event's fault: the range is retried.
-      }
-    }
+    // A transaction filled with events ends before some messages: they wait for the next one.
+    std::erase_if(taken, [&](const auto& m) { return m.message.stream_id > cursor; });
     if (as.msc3202) {
       // Device lists and key counts changed in the same range; only what changed is read, so the
       // cost follows the changes, not the number of bridged users.
@@ -316,9 +352,8 @@ bool AppServiceSender::queue_next(Worker& w) {
         }
         return false;
       };
-      std::set<std::string> changed, left;
-      for (const auto& u : storage::keys::device_lists_changed_between(c, state.last_stream, cursor)) {
-        if (shares_with_us(u)) changed.insert(u);
+      for (const auto& u : storage::keys::device_lists_changed_between(c, from, cursor)) {
+        if (shares_with_us(u)) lists_changed.insert(u);
       }
       // Memberships: a user who now shares a room with the appservice's users is "changed" (the
       // bridge must fetch their keys); one who shares none any more is "left".
@@ -339,20 +374,13 @@ bool AppServiceSender::queue_next(Worker& w) {
         }
         for (const auto& u : affected) {
           if (shares_with_us(u)) {
-            if (membership == "join") changed.insert(u);
+            if (membership == "join") lists_changed.insert(u);
           } else {
-            left.insert(u);
+            lists_left.insert(u);
           }
         }
       }
-      for (const auto& u : changed) left.erase(u);
-      if (!changed.empty() || !left.empty()) {
-        boost::json::array ch, lf;
-        for (const auto& u : changed) ch.push_back(boost::json::value(u));
-        for (const auto& u : left) lf.push_back(boost::json::value(u));
-        device_lists = boost::json::object{{"changed", std::move(ch)}, {"left", std::move(lf)}};
-      }
-      for (const auto& [user, device] : storage::keys::key_counts_changed_between(c, state.last_stream, cursor)) {
+      for (const auto& [user, device] : storage::keys::key_counts_changed_between(c, from, cursor)) {
         if (!as.is_interested_in_user(user)) continue;
         boost::json::object counts{{"signed_curve25519", 0}};
         for (const auto& [alg, n] : storage::keys::count_one_time_keys(c, user, device)) counts[alg] = n;
@@ -371,16 +399,30 @@ bool AppServiceSender::queue_next(Worker& w) {
     }
     if (!as.receive_ephemeral) return;
     // Receipts in the same stream range as the events, grouped the way /sync groups them.
-    for (const auto& r : storage::user_data::all_receipts_between(c, state.last_stream, cursor)) {
+    for (const auto& r : storage::user_data::all_receipts_between(c, from, cursor)) {
       // Private read receipts only for the appservice's own users (spec: "Pushing ephemeral data").
       if (r.receipt_type == "m.read.private" && !as.is_interested_in_user(r.user_id)) continue;
-      if (!room_interesting(r.room_id)) continue;
+      ev::StoredEvent probe;  // interest in a room, without an event: only the room rules apply
+      probe.room_id = r.room_id;
+      if (!interested(as, probe, c, room_cache)) continue;
       boost::json::object data{{"ts", r.ts}};
       if (!r.thread_id.empty()) data["thread_id"] = r.thread_id;
       boost::json::object content{
           {r.event_id, boost::json::object{{r.receipt_type, boost::json::object{{r.user_id, data}}}}}};
       ephemeral.push_back(boost::json::object{{"type", "m.receipt"}, {"room_id", r.room_id}, {"content", content}});
     }
+  };
+
+  // First what is committed now, from a read snapshot, outside the writer lock.
+  db_.read([&](storage::Connection& c) {
+    std::map<std::string, bool> room_cache;
+    auto room_interesting = [&](const std::string& room_id) {
+      ev::StoredEvent probe;  // interest in a room, without an event: only the room rules apply
+      probe.room_id = room_id;
+      return interested(as, probe, c, room_cache);
+    };
+    collect(c, upto, nullptr, room_cache);
+    if (!as.receive_ephemeral) return;
     for (const auto& room_id : typing_rooms) {
       if (!typing_source_ || !room_interesting(room_id)) continue;
       boost::json::array ids;
@@ -405,41 +447,61 @@ bool AppServiceSender::queue_next(Worker& w) {
           boost::json::object{{"type", "m.presence"}, {"sender", user}, {"content", presence_source_(user)}});
     }
   });
-  // A transaction filled with events ends before some messages: they wait for the next one.
-  std::erase_if(taken, [&](const auto& m) { return m.message.stream_id > cursor; });
-  for (const auto& m : taken) {
-    boost::json::object o{{"type", m.message.type},
-                          {"sender", m.message.sender},
-                          {"to_user_id", m.user_id},
-                          {"to_device_id", m.device_id}};
-    try {
-      o["content"] = core::parse_stored_json(m.message.content);
-    } catch (const std::exception&) {
-      o["content"] = boost::json::object{};
-    }
-    to_device.push_back(std::move(o));
-  }
   std::optional<asdb::QueuedTxn> built;
   asdb::State next{cursor, state.next_txn_id};
   db_.write([&](storage::Connection& c) {
     for (int64_t id : accepted) asdb::delete_txn(c, as.id, id);
+    // Then the events committed since the snapshot, up to the writer's own view (groups committed
+    // while this write waited for its turn, and the writes before it in its own group, which commit
+    // with it or not at all): under load this is what keeps a transaction from always being one
+    // write behind. Only when the snapshot's range was taken in full.
+    if (cursor == upto && !events_full() && !to_device_full()) {
+      auto rows = ev::stream_rows(c, cursor, std::numeric_limits<int64_t>::max(),
+                                  kMaxEventsPerTxn - static_cast<int64_t>(events.size()));
+      if (!rows.empty()) {
+        std::map<std::string, bool> room_cache;
+        collect(c, rows.back().stream_ordering, &rows, room_cache);
+      }
+    }
+    next.last_stream = cursor;
+    boost::json::object device_lists;
+    for (const auto& u : lists_changed) lists_left.erase(u);
+    if (!lists_changed.empty() || !lists_left.empty()) {
+      boost::json::array ch, lf;
+      for (const auto& u : lists_changed) ch.push_back(boost::json::value(u));
+      for (const auto& u : lists_left) lf.push_back(boost::json::value(u));
+      device_lists = boost::json::object{{"changed", std::move(ch)}, {"left", std::move(lf)}};
+    }
+    boost::json::array to_device;  // MSC4203
+    for (const auto& m : taken) {
+      boost::json::object o{{"type", m.message.type},
+                            {"sender", m.message.sender},
+                            {"to_user_id", m.user_id},
+                            {"to_device_id", m.device_id}};
+      try {
+        o["content"] = core::parse_stored_json(m.message.content);
+      } catch (const std::exception&) {
+        o["content"] = boost::json::object{};
+      }
+      to_device.push_back(std::move(o));
+    }
     if (!events.empty() || !ephemeral.empty() || !to_device.empty() || !device_lists.empty() ||
         !otk_counts.empty()) {
+      int64_t n_events = static_cast<int64_t>(events.size());
       boost::json::object body{{"events", std::move(events)}};
       if (!ephemeral.empty()) {
         // Stable name and MSC2409's unstable one: deployed bridges read either.
         body["ephemeral"] = ephemeral;
         body["de.sorunome.msc2409.ephemeral"] = ephemeral;
       }
-      if (!to_device.empty()) body["de.sorunome.msc2409.to_device"] = to_device;
-      if (!device_lists.empty()) body["org.matrix.msc3202.device_lists"] = device_lists;
+      if (!to_device.empty()) body["de.sorunome.msc2409.to_device"] = std::move(to_device);
+      if (!device_lists.empty()) body["org.matrix.msc3202.device_lists"] = std::move(device_lists);
       if (!otk_counts.empty()) {
         body["org.matrix.msc3202.device_one_time_keys_count"] = otk_counts;
         body["org.matrix.msc3202.device_unused_fallback_key_types"] = fallback_types;
       }
       // In the stored transaction now: delivered from there (exactly once), not by /sync.
       for (const auto& m : taken) storage::device_inbox::delete_one(c, m.user_id, m.device_id, m.message.stream_id);
-      int64_t n_events = static_cast<int64_t>(body["events"].as_array().size());
       built.emplace(asdb::QueuedTxn{state.next_txn_id, boost::json::serialize(body), n_events, core::now_ms()});
       asdb::enqueue(c, as.id, *built);
       next.next_txn_id = state.next_txn_id + 1;  // ids never repeat for this appservice
@@ -490,6 +552,7 @@ void AppServiceSender::take_back_ahead(Worker& w) {
     throw;
   }
   w.state = b->before;
+  w.member_interest.clear();  // as of a later position than the cursor now
   std::lock_guard lock(w.mu);
   w.delivered.erase(w.delivered.begin(), w.delivered.begin() + static_cast<std::ptrdiff_t>(accepted.size()));
   w.typing_rooms.merge(b->typing_rooms);
@@ -651,6 +714,7 @@ void AppServiceSender::run_builder(Worker& w) {
       }
     } catch (const std::exception& e) {
       spdlog::error("appservice {}: delivery error: {}", w.as->id, e.what());
+      w.member_interest.clear();  // it may have seen events the cursor did not move past
       std::unique_lock lock(w.mu);
       w.build_error = std::string("delivery error: ") + e.what();  // the status endpoint shows what stops us
       w.cv.wait_for(lock, std::chrono::seconds(1), [&] { return w.stopping; });

@@ -21,6 +21,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace trestle::service {
@@ -95,8 +96,10 @@ private:
   bool queue_next(Worker& w);     // builds and stores the next txn from the stream; false when caught up
   void take_back_ahead(Worker& w);   // un-stores a txn built ahead of a failing one (never sent)
   void forget_delivered(Worker& w);  // deletes accepted transactions from the queue
+  using MemberInterest = std::unordered_map<std::string, bool>;  // room id -> one of ours joined
+  static constexpr size_t kMaxMemberInterestRooms = 100000;
   bool interested(const AppService& as, const storage::events::StoredEvent& e, storage::Connection& c,
-                  std::map<std::string, bool>& room_cache) const;
+                  std::map<std::string, bool>& room_cache, MemberInterest* members = nullptr) const;
 
   const AppServiceRegistry& registry_;
   storage::Database& db_;

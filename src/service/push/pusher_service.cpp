@@ -139,27 +139,30 @@ object tweaks_of(const array& actions) {
 
 }  // namespace
 
-PushService::PushService(storage::Database& db, Notifier& notifier, OutboundHttp http,
-                         const AppServiceRegistry& appservices)
+PushService::PushService(storage::Database& db, OutboundHttp http, const AppServiceRegistry& appservices)
     : db_(db), http_(std::move(http)), appservices_(appservices) {
-  notifier.add_global_listener([this] {
-    std::lock_guard lock(mu_);
-    events_poked_ = true;
-    events_cv_.notify_all();
-  });
+  // New events are evaluated in the transaction that writes them (one commit, not two); the
+  // evaluator thread catches up after a start, a failed evaluation, or a batch too large for it.
+  db_.set_group_hook({[this](storage::Connection& c, int64_t upto) { evaluate_in_group(c, upto); },
+                      [this](bool committed) { group_done(committed); }});
 }
 
-PushService::~PushService() { stop(); }
+PushService::~PushService() {
+  stop();
+  db_.set_group_hook({});  // no write runs any more: the services that write are gone or stopped
+}
 
 void PushService::start() {
   db_.write([&](storage::Connection& c) {
     if (!ps::cursor(c)) ps::set_cursor(c, db_.committed_position());  // pushers start from now
   });
+  inline_enabled_ = true;
   evaluator_ = std::thread([this] { run_evaluator(); });
   for (int i = 0; i < kSenderThreads; ++i) senders_.emplace_back([this] { run_sender(); });
 }
 
 void PushService::stop() {
+  inline_enabled_ = false;
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
@@ -230,9 +233,42 @@ std::string nobody_in(const std::set<std::string>& named) {
 bool PushService::evaluate_batch() {
   const int64_t upto = db_.committed_position();
   bool more = false, queued = false;
-  db_.write([&](storage::Connection& c) {
+  db_.write([&](storage::Connection& c) { more = evaluate_range(c, upto, queued); });
+  if (queued) {
+    std::lock_guard lock(mu_);
+    queue_poked_ = true;
+    queue_cv_.notify_all();
+  }
+  return more;
+}
+
+void PushService::evaluate_in_group(storage::Connection& c, int64_t upto) {
+  if (!inline_enabled_.load()) return;
+  group_more_ = evaluate_range(c, upto, group_queued_);
+}
+
+void PushService::group_done(bool committed) {
+  const bool queued = std::exchange(group_queued_, false), more = std::exchange(group_more_, false);
+  if (!committed) {
+    std::lock_guard lock(badge_mu_);
+    badges_.clear();  // counted inside the rolled-back transaction
+  }
+  std::lock_guard lock(mu_);
+  if (!committed || more) {  // the evaluator thread takes what is left
+    events_poked_ = true;
+    events_cv_.notify_all();
+  }
+  if (committed && queued) {
+    queue_poked_ = true;
+    queue_cv_.notify_all();
+  }
+}
+
+bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& queued) {
+  bool more = false;
+  {
     int64_t from = ps::cursor(c).value_or(upto);
-    if (from >= upto) return;
+    if (from >= upto) return false;
     auto events = ev::events_in_stream_range(c, from, upto, kEventsPerBatch);
     more = static_cast<int64_t>(events.size()) >= kEventsPerBatch;
     const int64_t reached = more ? events.back().stream_ordering : upto;
@@ -266,6 +302,17 @@ bool PushService::evaluate_batch() {
     const int64_t now = core::now_ms();
     for (const auto& e : events) {
       if (e.redacted_by) continue;
+      if (e.type == "m.room.redaction") {
+        // The redacted event notifies no one any more (unread counts read the rows).
+        auto* top = e.pdu.if_contains("redacts");
+        const auto content = content_of(e);
+        auto* in_content = content.if_contains("redacts");
+        const auto* target = top && top->is_string() ? top : in_content;
+        if (target && target->is_string()) {
+          auto h = ev::get_event_header(c, std::string(target->as_string()));
+          if (h && h->room_id == e.room_id) ps::delete_room_notification(c, h->stream_ordering);
+        }
+      }
       RoomFacts& room = facts_of(e.room_id);
       auto content = content_of(e);
       const bool member_event = e.type == "m.room.member" && e.state_key;
@@ -371,11 +418,6 @@ bool PushService::evaluate_batch() {
       }
     }
     ps::set_cursor(c, reached);
-  });
-  if (queued) {
-    std::lock_guard lock(mu_);
-    queue_poked_ = true;
-    queue_cv_.notify_all();
   }
   return more;
 }

@@ -1,17 +1,17 @@
 #pragma once
-// Push notifications (spec: client-server-api modules/push.md, push-gateway-api): a worker
-// follows the event stream, evaluates each event against the push rules of the room's members,
-// stores the notifications (GET /notifications: one room row per event plus rows for the members
+// Push notifications (spec: client-server-api modules/push.md, push-gateway-api): every write
+// group evaluates its new events against the push rules of the room's members in the same
+// transaction (a worker thread catches up after a start or a failure), stores the notifications (GET /notifications: one room row per event plus rows for the members
 // whose decision differs, see evaluate_batch) and queues a request per http pusher in SQLite;
 // a second worker sends the queue to the gateways (POST data.url) in order per pusher, retrying
 // with exponential backoff. Everything queued survives a restart. Pushkeys the gateway rejects
 // lose their pusher.
 #include "service/appservice/sender.hpp"  // OutboundHttp
-#include "service/notifier.hpp"
 #include "storage/database.hpp"
 #include "storage/push_store.hpp"
 
 #include <boost/json/object.hpp>
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -36,7 +36,7 @@ public:
   // as Synapse gives up on a pusher's backlog: a dead gateway must not grow the queue forever.
   static constexpr int64_t kMaxAttempts = 300;
 
-  PushService(storage::Database& db, Notifier& notifier, OutboundHttp http, const AppServiceRegistry& appservices);
+  PushService(storage::Database& db, OutboundHttp http, const AppServiceRegistry& appservices);
   ~PushService();
   void start();
   void stop();
@@ -58,6 +58,12 @@ private:
   void run_evaluator();
   void run_sender();
   bool evaluate_batch();  // false when caught up
+  // Evaluates the events after the cursor up to `upto` (at most kEventsPerBatch), moves the
+  // cursor; true when more are left. `queued`: a gateway request was queued.
+  bool evaluate_range(storage::Connection& c, int64_t upto, bool& queued);
+  // The write group hook (Database::set_group_hook): the group's events in its own transaction.
+  void evaluate_in_group(storage::Connection& c, int64_t upto);
+  void group_done(bool committed);
   // Users an appservice owns exclusively get no push rules evaluated (bridged users).
   bool owned_by_appservice(const std::string& user_id) const;
   // The badge of a pushed notification (the user's unread notifications, this one included).
@@ -79,6 +85,8 @@ private:
   std::mutex badge_mu_;
   std::unordered_map<std::string, int64_t> badges_;
   std::set<std::string> in_flight_;  // pushers (user|app|pushkey) a sender thread is serving
+  std::atomic<bool> inline_enabled_{false};  // from start(): the cursor exists
+  bool group_queued_ = false, group_more_ = false;  // the running write group's (one at a time)
   std::thread evaluator_;
   std::vector<std::thread> senders_;
 };

@@ -94,3 +94,83 @@ def test_the_room_row_reaches_the_members_joined_at_the_event(ctx):
         got = wait_until(ctx, erin.request, invite_id["event_id"])
         if len(got) != 1:
             raise TestFailure(f"erin was only invited: {got}")
+
+
+def test_a_notification_is_stored_with_its_event(ctx):
+    """The event's push rules are evaluated in the transaction that stores it: once the send has
+    answered, GET /notifications and /sync's notification counts already include it (before, a
+    thread evaluated it after the commit, and a read right after the send could miss it)."""
+    srv = ctx.server()
+    bob = ctx.register(srv, "bob")
+    alice = ctx.register(srv, "alice")
+    room = ctx.expect(bob.request("POST", "/createRoom", body={"preset": "public_chat"}))["room_id"]
+    ctx.expect(alice.request("POST", f"/join/{q(room)}", body={}))
+    since = ctx.expect(alice.request("GET", "/sync", query={"timeout": "0"}))["next_batch"]
+    for i in range(20):
+        event_id = send(ctx, bob, room, f"m{i}", f"now{i}", mentions=[alice.user_id])
+        got = notified(ctx, alice.request)
+        if not got or got[0] != (event_id, True):
+            raise TestFailure(f"send {i}: the answered send's notification is not the newest one: {got[:3]}")
+    body = ctx.expect(alice.request("GET", "/sync", query={"timeout": "0", "since": since}))
+    counts = body["rooms"]["join"][room]["unread_notifications"]
+    if counts != {"notification_count": 20, "highlight_count": 20}:
+        raise TestFailure(f"20 mentions: unread_notifications {counts}")
+
+
+def unread(ctx, request, room, thread_counts=False):
+    query = {"timeout": "0"}
+    if thread_counts:
+        query["filter"] = '{"room":{"timeline":{"unread_thread_notifications":true}}}'
+    body = ctx.expect(request("GET", "/sync", query=query))
+    r = body["rooms"]["join"][room]
+    n = r["unread_notifications"]
+    return (n["notification_count"], n["highlight_count"]), r.get("unread_thread_notifications")
+
+
+def test_unread_counts_read_the_stored_rows(ctx):
+    """Once the push evaluator has passed the events, /sync's unread counts come from its rows
+    (service/unread_counts), with the same answers as evaluating each event: the room's row for the
+    members joined at the event, a mention's and a room rule's own rows, threads apart, the user's
+    own message reading the room; a user an appservice owns exclusively (no rows) is evaluated."""
+    with AsEnv(ctx) as env:
+        reg = registration("bridge", None, "_bridge_bot", users=((True, "@_br_.*"),))
+        srv = env.server([reg])
+        asc = AsClient(srv, reg)
+        bob = ctx.register(srv, "bob")
+        alice = ctx.register(srv, "alice")
+        dave = ctx.register(srv, "dave")
+        carol = ctx.register(srv, "carol")
+        room = ctx.expect(bob.request("POST", "/createRoom", body={"preset": "public_chat"}))["room_id"]
+        for u in (alice, dave):
+            ctx.expect(u.request("POST", f"/join/{q(room)}", body={}))
+        bridged = asc.register("_br_y")
+        ctx.expect(asc.request("POST", f"/join/{q(room)}", user_id=bridged, body={}))
+        ctx.expect(dave.request("PUT", f"/pushrules/global/room/{q(room)}", body={"actions": []}))
+
+        m1 = send(ctx, bob, room, "one", "u1")
+        wait_until(ctx, alice.request, m1)
+        ctx.expect(carol.request("POST", f"/join/{q(room)}", body={}))
+        send(ctx, bob, room, "two", "u2", mentions=[alice.user_id])
+        reply = {"msgtype": "m.text", "body": "in the thread",
+                 "m.relates_to": {"rel_type": "m.thread", "event_id": m1, "is_falling_back": True,
+                                  "m.in_reply_to": {"event_id": m1}}}
+        r1 = ctx.expect(bob.request("PUT", f"/rooms/{q(room)}/send/m.room.message/u3", body=reply))["event_id"]
+        wait_until(ctx, alice.request, r1)
+        wait_until(ctx, carol.request, r1)
+
+        expected = [("alice", alice.request, (3, 1)), ("carol (joined after m1)", carol.request, (2, 0)),
+                    ("dave (room rule: no actions)", dave.request, (0, 0)), ("bob (the sender)", bob.request, (0, 0)),
+                    ("the bridged user (evaluated)", lambda *a, **k: asc.request(*a, user_id=bridged, **k), (3, 0))]
+        for who, request, want in expected:
+            got, _ = unread(ctx, request, room)
+            if got != want:
+                raise TestFailure(f"{who}: unread (notifications, highlights) {got}, expected {want}")
+        got, threads = unread(ctx, alice.request, room, thread_counts=True)
+        if got != (2, 1) or threads != {m1: {"notification_count": 1, "highlight_count": 0}}:
+            raise TestFailure(f"alice with thread counts: main {got}, threads {threads}")
+        # Her own message in the main timeline reads the room (evaluated or read from the rows).
+        mine = send(ctx, alice, room, "mine", "u4")
+        wait_until(ctx, bob.request, mine)
+        got, _ = unread(ctx, alice.request, room)
+        if got != (0, 0):
+            raise TestFailure(f"alice after her own message: {got}, expected (0, 0)")
