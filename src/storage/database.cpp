@@ -36,6 +36,11 @@ std::string quote_sql(const std::string& sql) {
   return "'" + (sql.size() <= kMax ? sql : sql.substr(0, kMax) + "...") + "'";
 }
 
+// WAL pages that start a checkpoint on the checkpoint thread (SQLite's default autocheckpoint);
+// 16 times as many make the committing writer do it. One send-load run (bench: 32 connections)
+// measured 1,000 against 4,000: the same CPU per event, a WAL of at most 13 MiB instead of 35.
+constexpr int kCheckpointPages = 1000;
+
 // How long a read waits for a pooled connection when no new one can be opened.
 constexpr auto kReaderWait = std::chrono::seconds(2);
 
@@ -156,9 +161,53 @@ Database::Database(const std::string& path, size_t readers_ahead) : path_(path) 
   // Opened now, while descriptors are plentiful: a server later short of them still reads.
   for (size_t i = 0; i < readers_ahead; ++i) idle_readers_.push_back(std::make_unique<Connection>(path));
   open_readers_ = idle_readers_.size();
+  checkpoint_conn_ = std::make_unique<Connection>(path);
+  sqlite3_wal_hook(writer_->db_, &Database::on_wal_commit, this);  // replaces SQLite's autocheckpoint
+  checkpointer_ = std::thread([this] { run_checkpointer(); });
 }
 
-Database::~Database() = default;
+Database::~Database() { stop_checkpointer(); }
+
+int Database::on_wal_commit(void* self, sqlite3* db, const char* name, int pages) {
+  auto* d = static_cast<Database*>(self);
+  // The tail: the frames committed while the thread's checkpoint ran. Copied here, between two
+  // groups, the checkpoint completes and the next write starts the WAL over (a checkpoint that
+  // never completes under a steady load would let the WAL grow without end).
+  if (d->checkpoint_tail_.exchange(false) || pages >= 16 * kCheckpointPages) {
+    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);  // as SQLite's own
+  } else if (pages >= kCheckpointPages) {
+    std::lock_guard lock(d->checkpoint_mu_);
+    if (!d->checkpoint_wanted_) {
+      d->checkpoint_wanted_ = true;
+      d->checkpoint_cv_.notify_one();
+    }
+  }
+  return SQLITE_OK;
+}
+
+void Database::run_checkpointer() {
+  std::unique_lock lock(checkpoint_mu_);
+  while (true) {
+    checkpoint_cv_.wait(lock, [this] { return checkpoint_wanted_ || checkpointer_stopping_; });
+    if (checkpointer_stopping_) return;
+    checkpoint_wanted_ = false;
+    lock.unlock();
+    int rc = sqlite3_wal_checkpoint_v2(checkpoint_conn_->db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) spdlog::warn("database: WAL checkpoint failed: {}", describe(checkpoint_conn_->db_));
+    // Frames committed meanwhile are not counted in log_frames: the writer always copies the tail.
+    if (rc == SQLITE_OK) checkpoint_tail_ = true;
+    lock.lock();
+  }
+}
+
+void Database::stop_checkpointer() noexcept {
+  {
+    std::lock_guard lock(checkpoint_mu_);
+    checkpointer_stopping_ = true;
+  }
+  checkpoint_cv_.notify_one();
+  if (checkpointer_.joinable()) checkpointer_.join();
+}
 
 size_t Database::reader_count() const {
   std::lock_guard lock(readers_mu_);

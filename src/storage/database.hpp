@@ -22,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 
 struct sqlite3;
@@ -88,6 +89,7 @@ public:
   void rollback() noexcept;
 
 private:
+  friend class Database;  // its WAL hook and checkpoints
   sqlite3* db_ = nullptr;
   std::unordered_map<std::string, sqlite3_stmt*> cache_;
 };
@@ -195,6 +197,14 @@ private:
   void submit(WriteJob& job);                // queues the job; returns when its group committed
   void write_group(std::vector<WriteJob*>& group) noexcept;
   void run_group_hook(Connection& c, bool& ran);  // inside write_group, before the COMMIT
+  // WAL checkpoints (committed pages copied from the WAL into the database file) run on a thread
+  // of their own, beside the writer and the readers (PASSIVE), once the WAL holds
+  // a threshold of pages: SQLite's own checkpoint ran inside the commit that crossed its
+  // threshold, while every other writer waited. A WAL that grows far past it all the same (the
+  // thread cannot keep up) is checkpointed by the committing writer, as SQLite does.
+  static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
+  void run_checkpointer();
+  void stop_checkpointer() noexcept;
   void commit_locked();  // persists the stream position with the transaction, then commits
 
   std::string path_;
@@ -211,6 +221,12 @@ private:
   std::vector<std::function<void(Connection&)>> job_deferred_, group_deferred_;
   int64_t pending_position_ = 0;
   GroupHook group_hook_;
+  std::unique_ptr<Connection> checkpoint_conn_;
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_wanted_ = false, checkpointer_stopping_ = false;
+  std::atomic<bool> checkpoint_tail_{false};  // the writer copies what the thread's checkpoint left
+  std::thread checkpointer_;
 };
 
 }  // namespace trestle::storage
