@@ -194,7 +194,7 @@ void Database::run_checkpointer() {
     lock.unlock();
     int rc = sqlite3_wal_checkpoint_v2(checkpoint_conn_->db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) spdlog::warn("database: WAL checkpoint failed: {}", describe(checkpoint_conn_->db_));
-    // Frames committed meanwhile are not counted in log_frames: the writer always copies the tail.
+    // Frames committed while it ran are left: the writer's next commit copies them (the tail).
     if (rc == SQLITE_OK) checkpoint_tail_ = true;
     lock.lock();
   }

@@ -1,7 +1,8 @@
 #pragma once
 // Push notifications (spec: client-server-api modules/push.md, push-gateway-api): every write
 // group evaluates its new events against the push rules of the room's members in the same
-// transaction (a worker thread catches up after a start or a failure), stores the notifications (GET /notifications: one room row per event plus rows for the members
+// transaction (a worker thread catches up after a start or a failure), stores the notifications
+// (GET /notifications: one room row per event plus rows for the members
 // whose decision differs, see evaluate_batch) and queues a request per http pusher in SQLite;
 // a second worker sends the queue to the gateways (POST data.url) in order per pusher, retrying
 // with exponential backoff. Everything queued survives a restart. Pushkeys the gateway rejects

@@ -46,20 +46,24 @@ def wait_until(ctx, request, event_id, timeout=10):
         time.sleep(0.05)
 
 
+def bridged_room(ctx, env, bridged_localpart):
+    """bob's public room, joined by alice, dave and an exclusive appservice user; carol registered
+    but outside. (srv, appservice client, bob, alice, dave, carol, room_id, bridged user_id)"""
+    reg = registration("bridge", None, "_bridge_bot", users=((True, "@_br_.*"),))
+    srv = env.server([reg])
+    asc = AsClient(srv, reg)
+    bob, alice, dave, carol = (ctx.register(srv, n) for n in ("bob", "alice", "dave", "carol"))
+    room = ctx.expect(bob.request("POST", "/createRoom", body={"preset": "public_chat"}))["room_id"]
+    for u in (alice, dave):
+        ctx.expect(u.request("POST", f"/join/{q(room)}", body={}))
+    bridged = asc.register(bridged_localpart)
+    ctx.expect(asc.request("POST", f"/join/{q(room)}", user_id=bridged, body={}))
+    return srv, asc, bob, alice, dave, carol, room, bridged
+
+
 def test_the_room_row_reaches_the_members_joined_at_the_event(ctx):
     with AsEnv(ctx) as env:
-        reg = registration("bridge", None, "_bridge_bot", users=((True, "@_br_.*"),))
-        srv = env.server([reg])
-        asc = AsClient(srv, reg)
-        bob = ctx.register(srv, "bob")
-        alice = ctx.register(srv, "alice")
-        dave = ctx.register(srv, "dave")
-        carol = ctx.register(srv, "carol")
-        room = ctx.expect(bob.request("POST", "/createRoom", body={"preset": "public_chat"}))["room_id"]
-        for u in (alice, dave):
-            ctx.expect(u.request("POST", f"/join/{q(room)}", body={}))
-        bridged = asc.register("_br_x")
-        ctx.expect(asc.request("POST", f"/join/{q(room)}", user_id=bridged, body={}))
+        srv, asc, bob, alice, dave, carol, room, bridged = bridged_room(ctx, env, "_br_x")
         # dave silences the room with a room rule: his own answer, "not notified".
         ctx.expect(dave.request("PUT", f"/pushrules/global/room/{q(room)}", body={"actions": []}))
 
@@ -133,18 +137,7 @@ def test_unread_counts_read_the_stored_rows(ctx):
     members joined at the event, a mention's and a room rule's own rows, threads apart, the user's
     own message reading the room; a user an appservice owns exclusively (no rows) is evaluated."""
     with AsEnv(ctx) as env:
-        reg = registration("bridge", None, "_bridge_bot", users=((True, "@_br_.*"),))
-        srv = env.server([reg])
-        asc = AsClient(srv, reg)
-        bob = ctx.register(srv, "bob")
-        alice = ctx.register(srv, "alice")
-        dave = ctx.register(srv, "dave")
-        carol = ctx.register(srv, "carol")
-        room = ctx.expect(bob.request("POST", "/createRoom", body={"preset": "public_chat"}))["room_id"]
-        for u in (alice, dave):
-            ctx.expect(u.request("POST", f"/join/{q(room)}", body={}))
-        bridged = asc.register("_br_y")
-        ctx.expect(asc.request("POST", f"/join/{q(room)}", user_id=bridged, body={}))
+        srv, asc, bob, alice, dave, carol, room, bridged = bridged_room(ctx, env, "_br_y")
         ctx.expect(dave.request("PUT", f"/pushrules/global/room/{q(room)}", body={"actions": []}))
 
         m1 = send(ctx, bob, room, "one", "u1")
