@@ -287,10 +287,16 @@ void Database::submit(WriteJob& job) {
 
 void Database::write_group(std::vector<WriteJob*>& group) noexcept {
   Connection& c = *writer_;
-  bool hook_ran = false;
+  std::unique_lock hooks_lock(hooks_mu_, std::defer_lock);
+  std::vector<bool> hooks_ran;
+  auto hooks_done = [&](bool committed) {
+    for (size_t i = 0; i < hooks_ran.size(); ++i) {
+      if (hooks_ran[i] && group_hooks_[i].second.done) group_hooks_[i].second.done(committed);
+    }
+  };
   // The whole transaction is gone: no job of the group is committed.
   auto fail_group = [&](std::exception_ptr cause) {
-    if (hook_ran && group_hook_.done) group_hook_.done(false);
+    hooks_done(false);
     job_deferred_.clear();
     group_deferred_.clear();
     c.rollback();
@@ -344,31 +350,50 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
   try {
     for (auto& fn : group_deferred_) fn(c);
     group_deferred_.clear();
-    if (group_hook_.run && pending_position_ != committed_position_.load()) run_group_hook(c, hook_ran);
+    if (pending_position_ != committed_position_.load()) {
+      hooks_lock.lock();
+      run_group_hooks(c, hooks_ran);
+    }
     commit_locked();
   } catch (...) {
     fail_group(std::current_exception());
     return;
   }
-  if (hook_ran && group_hook_.done) group_hook_.done(true);
+  hooks_done(true);
 }
 
-void Database::run_group_hook(Connection& c, bool& ran) {
-  c.prepare("SAVEPOINT group_hook").run();
-  ran = true;
-  try {
-    group_hook_.run(c, pending_position_);
-    c.prepare("RELEASE group_hook").run();
-    return;
-  } catch (const std::exception& e) {
-    spdlog::error("database: the work after a write group failed; its changes are undone: {}", e.what());
+void Database::run_group_hooks(Connection& c, std::vector<bool>& ran) {
+  ran.assign(group_hooks_.size(), false);
+  for (size_t i = 0; i < group_hooks_.size(); ++i) {
+    auto& hook = group_hooks_[i].second;
+    if (!hook.run) continue;
+    c.prepare("SAVEPOINT group_hook").run();
+    ran[i] = true;
+    try {
+      hook.run(c, pending_position_);
+      c.prepare("RELEASE group_hook").run();
+      continue;
+    } catch (const std::exception& e) {
+      spdlog::error("database: the work after a write group failed; its changes are undone: {}", e.what());
+    }
+    // Only this hook's changes go; if even that fails, the group fails (the caller rolls back).
+    if (!c.in_transaction()) throw std::runtime_error("the write transaction was rolled back by the work after it");
+    c.exec("ROLLBACK TO group_hook");
+    c.exec("RELEASE group_hook");
+    ran[i] = false;
+    if (hook.done) hook.done(false);
   }
-  // Only the hook's changes go; if even that fails, the group fails (the caller rolls back).
-  if (!c.in_transaction()) throw std::runtime_error("the write transaction was rolled back by the work after it");
-  c.exec("ROLLBACK TO group_hook");
-  c.exec("RELEASE group_hook");
-  if (group_hook_.done) group_hook_.done(false);
-  ran = false;
+}
+
+int Database::add_group_hook(GroupHook hook) {
+  std::lock_guard lock(hooks_mu_);
+  group_hooks_.emplace_back(++next_hook_id_, std::move(hook));
+  return next_hook_id_;
+}
+
+void Database::remove_group_hook(int id) {
+  std::lock_guard lock(hooks_mu_);
+  std::erase_if(group_hooks_, [&](const auto& h) { return h.first == id; });
 }
 
 void Database::commit_locked() {

@@ -157,17 +157,19 @@ public:
   void before_commit(std::function<void(Connection&)> fn) { job_deferred_.push_back(std::move(fn)); }
 
   // Work that follows every group's new rows in the same transaction, instead of a transaction of
-  // its own after the commit (push evaluation of the group's events: one commit, not two).
-  // `run(c, upto)` runs once per group that allocated stream positions, after its writes and their
-  // before_commit work, just before the COMMIT, inside a savepoint of its own: if it throws, only
-  // its changes are undone, the error is logged and the group commits all the same. `done(true)`
-  // follows a successful COMMIT, `done(false)` a group that failed after `run` ran. Set once,
-  // before the first write.
+  // its own after the commit (push evaluation, appservice transactions of the group's events: one
+  // commit, not two). `run(c, upto)` runs once per group that allocated stream positions, after its
+  // writes and their before_commit work, just before the COMMIT, inside a savepoint of its own: if
+  // it throws, only its changes are undone, the error is logged and the group commits all the same.
+  // `done(true)` follows a successful COMMIT, `done(false)` a group that failed after `run` ran (or
+  // `run` itself failing). Hooks run in the order they were added, on the writer's thread.
   struct GroupHook {
     std::function<void(Connection&, int64_t upto)> run;
     std::function<void(bool committed)> done;
   };
-  void set_group_hook(GroupHook hook) { group_hook_ = std::move(hook); }
+  int add_group_hook(GroupHook hook);
+  // Once it returns, the hook is not running and never runs again.
+  void remove_group_hook(int id);
 
   // Allocates the next position of the global stream (events, account data, receipts, ...).
   // Only valid inside write().
@@ -196,7 +198,8 @@ private:
   void migrate();
   void submit(WriteJob& job);                // queues the job; returns when its group committed
   void write_group(std::vector<WriteJob*>& group) noexcept;
-  void run_group_hook(Connection& c, bool& ran);  // inside write_group, before the COMMIT
+  // Inside write_group, before the COMMIT; `ran[i]` says whether hook i's run succeeded.
+  void run_group_hooks(Connection& c, std::vector<bool>& ran);
   // WAL checkpoints (committed pages copied from the WAL into the database file) run on a thread
   // of their own, beside the writer and the readers (PASSIVE), once the WAL holds
   // a threshold of pages: SQLite's own checkpoint ran inside the commit that crossed its
@@ -220,7 +223,9 @@ private:
   // before_commit() work of the running job, and of the group's jobs that succeeded (leader only).
   std::vector<std::function<void(Connection&)>> job_deferred_, group_deferred_;
   int64_t pending_position_ = 0;
-  GroupHook group_hook_;
+  std::mutex hooks_mu_;  // held by the writer while the hooks run and until their done()
+  std::vector<std::pair<int, GroupHook>> group_hooks_;
+  int next_hook_id_ = 0;
   std::unique_ptr<Connection> checkpoint_conn_;
   std::mutex checkpoint_mu_;
   std::condition_variable checkpoint_cv_;

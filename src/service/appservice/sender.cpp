@@ -10,6 +10,7 @@
 #include "storage/room_store.hpp"
 #include "storage/user_data_store.hpp"
 
+#include <algorithm>
 #include <boost/json/serialize.hpp>
 #include <deque>
 #include <limits>
@@ -69,6 +70,17 @@ struct AppServiceSender::Worker {
   // builder does not know that it has seen every event up to the cursor in order).
   std::optional<asdb::State> state;
   MemberInterest member_interest;
+  // Guarded by mu: the builder thread or the write group hook is using `state` and
+  // `member_interest` now (the other one waits, or leaves this appservice alone).
+  bool building = false;
+  // The hook's transaction, stored in the group's transaction, adopted once that commits.
+  struct InGroup {
+    asdb::State before, next;
+    std::optional<asdb::QueuedTxn> built;
+    std::vector<int64_t> accepted;
+    bool took_to_device = false;
+  };
+  std::optional<InGroup> in_group;
 };
 
 AppServiceSender::AppServiceSender(const AppServiceRegistry& registry, storage::Database& db, Notifier& notifier,
@@ -101,9 +113,15 @@ void AppServiceSender::start() {
     wp->builder = std::thread([this, wp] { run_builder(*wp); });
     wp->deliverer = std::thread([this, wp] { run_deliverer(*wp); });
   }
+  if (!workers_.empty()) {
+    group_hook_ = db_.add_group_hook({[this](storage::Connection& c, int64_t upto) { build_in_group(c, upto); },
+                                      [this](bool committed) { group_done(committed); }});
+  }
 }
 
 void AppServiceSender::stop() {
+  if (group_hook_) db_.remove_group_hook(group_hook_);  // waits for a running one
+  group_hook_ = 0;
   for (auto& w : workers_) {
     {
       std::lock_guard lock(w->mu);
@@ -232,6 +250,250 @@ bool AppServiceSender::interested(const AppService& as, const ev::StoredEvent& e
   return room_interest;
 }
 
+// A transaction being built: what it holds so far, and how far into the stream it reaches.
+struct AppServiceSender::Draft {
+  int64_t cursor = 0;
+  boost::json::array events, ephemeral;
+  std::vector<storage::device_inbox::Addressed> taken;  // MSC4203; deleted from the inbox with the enqueue
+  boost::json::object otk_counts, fallback_types;       // MSC3202
+  std::set<std::string> lists_changed, lists_left;       // MSC3202's device lists
+  bool events_full() const { return static_cast<int64_t>(events.size()) >= kMaxEventsPerTxn; }
+  bool to_device_full() const { return static_cast<int64_t>(taken.size()) >= kMaxToDevicePerTxn; }
+};
+
+// An event that cannot be read or formatted is skipped, never retried: it would stop delivery
+// to this appservice for good (the same range fails every time, across restarts).
+void AppServiceSender::skip(Worker& w, int64_t stream, const std::string& event_id, const std::string& why) {
+  std::string what = "event " + event_id + " at stream position " + std::to_string(stream) + ": " + why;
+  spdlog::error("appservice {}: skipping {}", w.as->id, what);
+  std::lock_guard lock(w.mu);
+  w.skipped_events++;
+  w.last_skipped = std::move(what);
+}
+
+// Adds what happened in the stream range (cursor, to] to the transaction and moves the cursor to
+// the end of what it took: to-device messages, events (`rows`, when given, are the range's events
+// already read; otherwise they are read in pages), then the device lists, key counts and receipts
+// of the same range. Every range of a transaction goes through here (the builder's snapshot and
+// top-up, the write group's own events), so they cannot disagree on what a range holds.
+void AppServiceSender::collect(Worker& w, Draft& d, storage::Connection& c, int64_t to,
+                               const std::vector<ev::StreamRow>* rows, std::map<std::string, bool>& room_cache) {
+  const AppService& as = *w.as;
+  const int64_t from = d.cursor;
+  if (as.receive_ephemeral) {
+    // To-device messages for the appservice's users, in stream order. A full transaction's
+    // worth ends the range here: the rest (and the events after it) go in the next one.
+    int64_t after = from;
+    while (after < to && !d.to_device_full()) {
+      auto page = storage::device_inbox::in_stream_range(c, after, to, 500);
+      if (page.empty()) break;
+      for (auto& m : page) {
+        after = m.message.stream_id;
+        if (!as.takes_to_device_for(m.user_id)) continue;
+        d.taken.push_back(std::move(m));
+        if (d.to_device_full()) {
+          to = after;
+          break;
+        }
+      }
+    }
+  }
+  std::vector<ev::StoredEvent> member_changes;  // for MSC3202's device lists
+  auto take = [&](const ev::StreamRow& row) {
+    d.cursor = row.stream_ordering;
+    if (!row.event) {
+      w.member_interest.clear();  // it may have been a membership change
+      skip(w, row.stream_ordering, row.event_id, row.error);
+      return;
+    }
+    const auto& e = *row.event;
+    try {
+      if (!interested(as, e, c, room_cache, &w.member_interest)) return;
+      if (as.msc3202 && e.type == "m.room.member" && e.state_key) member_changes.push_back(e);
+      // No unsigned.age: the body is stored and may be resent much later, when an age taken
+      // now would be wrong. origin_server_ts says when the event happened.
+      auto ce = client_event(e, c);
+      ce["unsigned"].as_object().erase("age");
+      d.events.push_back(std::move(ce));
+    } catch (const boost::system::system_error& ex) {  // JSON of this or a related event
+      skip(w, e.stream_ordering, e.event_id, std::string("cannot format: ") + ex.what());
+    } catch (const std::logic_error& ex) {  // a stored event without the fields it needs
+      skip(w, e.stream_ordering, e.event_id, std::string("cannot format: ") + ex.what());
+    }
+    // Anything else (the database failing) is not this event's fault: the range is retried.
+  };
+  if (rows) {
+    for (const auto& row : *rows) {
+      if (row.stream_ordering > to || d.events_full()) break;
+      take(row);
+    }
+    if (!d.events_full()) d.cursor = to;
+  } else {
+    // Scan in pages until a transaction is full or the range is exhausted.
+    while (d.cursor < to && !d.events_full()) {
+      // Only as many as the transaction can still take: loading more would parse them for nothing.
+      auto page = ev::stream_rows(c, d.cursor, to, kMaxEventsPerTxn - static_cast<int64_t>(d.events.size()));
+      if (page.empty()) {
+        d.cursor = to;
+        break;
+      }
+      for (const auto& row : page) {
+        if (d.events_full()) break;
+        take(row);
+      }
+    }
+  }
+  // A transaction filled with events ends before some messages: they wait for the next one.
+  std::erase_if(d.taken, [&](const auto& m) { return m.message.stream_id > d.cursor; });
+  if (as.msc3202) {
+    // Device lists and key counts changed in the same range; only what changed is read, so the
+    // cost follows the changes, not the number of bridged users.
+    auto shares_with_us = [&](const std::string& u) {
+      if (as.is_interested_in_user(u)) return true;
+      for (const auto& other : storage::keys::users_sharing_a_room(c, u)) {
+        if (as.is_interested_in_user(other)) return true;
+      }
+      return false;
+    };
+    for (const auto& u : storage::keys::device_lists_changed_between(c, from, d.cursor)) {
+      if (shares_with_us(u)) d.lists_changed.insert(u);
+    }
+    // Memberships: a user who now shares a room with the appservice's users is "changed" (the
+    // bridge must fetch their keys); one who shares none any more is "left".
+    for (const auto& e : member_changes) {
+      std::string membership;
+      if (const auto* content = e.pdu.if_contains("content"); content && content->is_object()) {
+        if (const auto* m = content->as_object().if_contains("membership"); m && m->is_string()) {
+          membership = std::string(m->as_string());
+        }
+      }
+      std::vector<std::string> affected;
+      if (as.is_interested_in_user(*e.state_key)) {
+        for (const auto& m : ev::members_of_room(c, e.room_id)) {
+          if (m.membership == "join" && !as.is_interested_in_user(m.user_id)) affected.push_back(m.user_id);
+        }
+      } else {
+        affected.push_back(*e.state_key);
+      }
+      for (const auto& u : affected) {
+        if (shares_with_us(u)) {
+          if (membership == "join") d.lists_changed.insert(u);
+        } else {
+          d.lists_left.insert(u);
+        }
+      }
+    }
+    for (const auto& [user, device] : storage::keys::key_counts_changed_between(c, from, d.cursor)) {
+      if (!as.is_interested_in_user(user)) continue;
+      boost::json::object counts{{"signed_curve25519", 0}};
+      for (const auto& [alg, n] : storage::keys::count_one_time_keys(c, user, device)) counts[alg] = n;
+      boost::json::array types;
+      for (const auto& alg : storage::keys::unused_fallback_algorithms(c, user, device)) {
+        types.push_back(boost::json::value(alg));
+      }
+      auto per_device = [&](boost::json::object& o) -> boost::json::object& {
+        auto& v = o[user];
+        if (!v.is_object()) v.emplace_object();
+        return v.as_object();
+      };
+      per_device(d.otk_counts)[device] = std::move(counts);
+      per_device(d.fallback_types)[device] = std::move(types);
+    }
+  }
+  if (!as.receive_ephemeral) return;
+  // Receipts in the same stream range as the events, grouped the way /sync groups them.
+  for (const auto& r : storage::user_data::all_receipts_between(c, from, d.cursor)) {
+    // Private read receipts only for the appservice's own users (spec: "Pushing ephemeral data").
+    if (r.receipt_type == "m.read.private" && !as.is_interested_in_user(r.user_id)) continue;
+    ev::StoredEvent probe;  // interest in a room, without an event: only the room rules apply
+    probe.room_id = r.room_id;
+    if (!interested(as, probe, c, room_cache)) continue;
+    boost::json::object data{{"ts", r.ts}};
+    if (!r.thread_id.empty()) data["thread_id"] = r.thread_id;
+    boost::json::object content{
+        {r.event_id, boost::json::object{{r.receipt_type, boost::json::object{{r.user_id, data}}}}}};
+    d.ephemeral.push_back(boost::json::object{{"type", "m.receipt"}, {"room_id", r.room_id}, {"content", content}});
+  }
+}
+
+std::optional<asdb::QueuedTxn> AppServiceSender::store(Worker& w, Draft& d, storage::Connection& c,
+                                                       const asdb::State& state, const std::vector<int64_t>& accepted,
+                                                       asdb::State& next) {
+  const AppService& as = *w.as;
+  for (int64_t id : accepted) asdb::delete_txn(c, as.id, id);
+  next = asdb::State{d.cursor, state.next_txn_id};
+  boost::json::object device_lists;
+  for (const auto& u : d.lists_changed) d.lists_left.erase(u);
+  if (!d.lists_changed.empty() || !d.lists_left.empty()) {
+    boost::json::array ch, lf;
+    for (const auto& u : d.lists_changed) ch.push_back(boost::json::value(u));
+    for (const auto& u : d.lists_left) lf.push_back(boost::json::value(u));
+    device_lists = boost::json::object{{"changed", std::move(ch)}, {"left", std::move(lf)}};
+  }
+  boost::json::array to_device;  // MSC4203
+  for (const auto& m : d.taken) {
+    boost::json::object o{{"type", m.message.type},
+                          {"sender", m.message.sender},
+                          {"to_user_id", m.user_id},
+                          {"to_device_id", m.device_id}};
+    try {
+      o["content"] = core::parse_stored_json(m.message.content);
+    } catch (const std::exception&) {
+      o["content"] = boost::json::object{};
+    }
+    to_device.push_back(std::move(o));
+  }
+  std::optional<asdb::QueuedTxn> built;
+  if (!d.events.empty() || !d.ephemeral.empty() || !to_device.empty() || !device_lists.empty() ||
+      !d.otk_counts.empty()) {
+    int64_t n_events = static_cast<int64_t>(d.events.size());
+    boost::json::object body{{"events", std::move(d.events)}};
+    if (!d.ephemeral.empty()) {
+      // Stable name and MSC2409's unstable one: deployed bridges read either.
+      body["ephemeral"] = d.ephemeral;
+      body["de.sorunome.msc2409.ephemeral"] = std::move(d.ephemeral);
+    }
+    if (!to_device.empty()) body["de.sorunome.msc2409.to_device"] = std::move(to_device);
+    if (!device_lists.empty()) body["org.matrix.msc3202.device_lists"] = std::move(device_lists);
+    if (!d.otk_counts.empty()) {
+      body["org.matrix.msc3202.device_one_time_keys_count"] = std::move(d.otk_counts);
+      body["org.matrix.msc3202.device_unused_fallback_key_types"] = std::move(d.fallback_types);
+    }
+    // In the stored transaction now: delivered from there (exactly once), not by /sync.
+    for (const auto& m : d.taken) storage::device_inbox::delete_one(c, m.user_id, m.device_id, m.message.stream_id);
+    built.emplace(asdb::QueuedTxn{state.next_txn_id, boost::json::serialize(body), n_events, core::now_ms()});
+    asdb::enqueue(c, as.id, *built);
+    next.next_txn_id = state.next_txn_id + 1;  // ids never repeat for this appservice
+  }
+  asdb::set_state(c, as.id, next);
+  return built;
+}
+
+// Accepted transactions deleted from the queue by a write that committed (w.mu held).
+static void forget(std::vector<int64_t>& delivered, const std::vector<int64_t>& deleted) {
+  std::erase_if(delivered, [&](int64_t id) { return std::find(deleted.begin(), deleted.end(), id) != deleted.end(); });
+}
+
+void AppServiceSender::adopt(Worker& w, const asdb::State& before, const asdb::State& next,
+                             std::optional<asdb::QueuedTxn> built, const std::vector<int64_t>& accepted,
+                             bool took_to_device, std::set<std::string> typing_rooms,
+                             std::set<std::string> presence_users) {
+  std::lock_guard lock(w.mu);
+  w.state = next;
+  forget(w.delivered, accepted);
+  if (!built) return;
+  Built b;
+  b.txn = std::move(*built);
+  b.revocable = !w.ready.empty() && !took_to_device;
+  if (b.revocable) {
+    b.before = before;
+    b.typing_rooms = std::move(typing_rooms);
+    b.presence_users = std::move(presence_users);
+  }
+  w.ready.push_back(std::move(b));
+  w.send_cv.notify_one();
+}
+
 bool AppServiceSender::queue_next(Worker& w) {
   const AppService& as = *w.as;
   int64_t upto = db_.committed_position();
@@ -246,173 +508,10 @@ bool AppServiceSender::queue_next(Worker& w) {
     presence_users.swap(w.presence_users);
     accepted = w.delivered;
   }
-  if (state.last_stream >= upto && typing_rooms.empty() && presence_users.empty()) {
-    forget_delivered(w);
-    return false;
-  }
+  if (state.last_stream >= upto && typing_rooms.empty() && presence_users.empty()) return false;
 
-  boost::json::array events;
-  boost::json::array ephemeral;
-  std::vector<storage::device_inbox::Addressed> taken;  // MSC4203; deleted from the inbox with the enqueue
-  boost::json::object otk_counts, fallback_types;       // MSC3202
-  std::set<std::string> lists_changed, lists_left;       // MSC3202's device lists
-  int64_t cursor = state.last_stream;
-  auto events_full = [&] { return static_cast<int64_t>(events.size()) >= kMaxEventsPerTxn; };
-  auto to_device_full = [&] { return static_cast<int64_t>(taken.size()) >= kMaxToDevicePerTxn; };
-  // An event that cannot be read or formatted is skipped, never retried: it would stop delivery
-  // to this appservice for good (the same range fails every time, across restarts).
-  auto skip = [&](int64_t stream, const std::string& event_id, const std::string& why) {
-    std::string what = "event " + event_id + " at stream position " + std::to_string(stream) + ": " + why;
-    spdlog::error("appservice {}: skipping {}", as.id, what);
-    std::lock_guard lock(w.mu);
-    w.skipped_events++;
-    w.last_skipped = std::move(what);
-  };
-
-  // Adds what happened in the stream range (cursor, to] to the transaction and moves the cursor to
-  // the end of what it took: to-device messages, events (`rows`, when given, are the range's
-  // events already read; otherwise they are read in pages), then the device lists, key counts and
-  // receipts of the same range. Either range of a transaction (below) goes through here, so the
-  // two cannot disagree on what a range holds.
-  auto collect = [&](storage::Connection& c, int64_t to, const std::vector<ev::StreamRow>* rows,
-                     std::map<std::string, bool>& room_cache) {
-    const int64_t from = cursor;
-    if (as.receive_ephemeral) {
-      // To-device messages for the appservice's users, in stream order. A full transaction's
-      // worth ends the range here: the rest (and the events after it) go in the next one.
-      int64_t after = from;
-      while (after < to && !to_device_full()) {
-        auto page = storage::device_inbox::in_stream_range(c, after, to, 500);
-        if (page.empty()) break;
-        for (auto& m : page) {
-          after = m.message.stream_id;
-          if (!as.takes_to_device_for(m.user_id)) continue;
-          taken.push_back(std::move(m));
-          if (to_device_full()) {
-            to = after;
-            break;
-          }
-        }
-      }
-    }
-    std::vector<ev::StoredEvent> member_changes;  // for MSC3202's device lists
-    auto take = [&](const ev::StreamRow& row) {
-      cursor = row.stream_ordering;
-      if (!row.event) {
-        w.member_interest.clear();  // it may have been a membership change
-        skip(row.stream_ordering, row.event_id, row.error);
-        return;
-      }
-      const auto& e = *row.event;
-      try {
-        if (!interested(as, e, c, room_cache, &w.member_interest)) return;
-        if (as.msc3202 && e.type == "m.room.member" && e.state_key) member_changes.push_back(e);
-        // No unsigned.age: the body is stored and may be resent much later, when an age taken
-        // now would be wrong. origin_server_ts says when the event happened.
-        auto ce = client_event(e, c);
-        ce["unsigned"].as_object().erase("age");
-        events.push_back(std::move(ce));
-      } catch (const boost::system::system_error& ex) {  // JSON of this or a related event
-        skip(e.stream_ordering, e.event_id, std::string("cannot format: ") + ex.what());
-      } catch (const std::logic_error& ex) {  // a stored event without the fields it needs
-        skip(e.stream_ordering, e.event_id, std::string("cannot format: ") + ex.what());
-      }
-      // Anything else (the database failing) is not this event's fault: the range is retried.
-    };
-    if (rows) {
-      for (const auto& row : *rows) {
-        if (row.stream_ordering > to || events_full()) break;
-        take(row);
-      }
-      if (!events_full()) cursor = to;
-    } else {
-      // Scan in pages until a transaction is full or the range is exhausted.
-      while (cursor < to && !events_full()) {
-        // Only as many as the transaction can still take: loading more would parse them for nothing.
-        auto page = ev::stream_rows(c, cursor, to, kMaxEventsPerTxn - static_cast<int64_t>(events.size()));
-        if (page.empty()) {
-          cursor = to;
-          break;
-        }
-        for (const auto& row : page) {
-          if (events_full()) break;
-          take(row);
-        }
-      }
-    }
-    // A transaction filled with events ends before some messages: they wait for the next one.
-    std::erase_if(taken, [&](const auto& m) { return m.message.stream_id > cursor; });
-    if (as.msc3202) {
-      // Device lists and key counts changed in the same range; only what changed is read, so the
-      // cost follows the changes, not the number of bridged users.
-      auto shares_with_us = [&](const std::string& u) {
-        if (as.is_interested_in_user(u)) return true;
-        for (const auto& other : storage::keys::users_sharing_a_room(c, u)) {
-          if (as.is_interested_in_user(other)) return true;
-        }
-        return false;
-      };
-      for (const auto& u : storage::keys::device_lists_changed_between(c, from, cursor)) {
-        if (shares_with_us(u)) lists_changed.insert(u);
-      }
-      // Memberships: a user who now shares a room with the appservice's users is "changed" (the
-      // bridge must fetch their keys); one who shares none any more is "left".
-      for (const auto& e : member_changes) {
-        std::string membership;
-        if (const auto* content = e.pdu.if_contains("content"); content && content->is_object()) {
-          if (const auto* m = content->as_object().if_contains("membership"); m && m->is_string()) {
-            membership = std::string(m->as_string());
-          }
-        }
-        std::vector<std::string> affected;
-        if (as.is_interested_in_user(*e.state_key)) {
-          for (const auto& m : ev::members_of_room(c, e.room_id)) {
-            if (m.membership == "join" && !as.is_interested_in_user(m.user_id)) affected.push_back(m.user_id);
-          }
-        } else {
-          affected.push_back(*e.state_key);
-        }
-        for (const auto& u : affected) {
-          if (shares_with_us(u)) {
-            if (membership == "join") lists_changed.insert(u);
-          } else {
-            lists_left.insert(u);
-          }
-        }
-      }
-      for (const auto& [user, device] : storage::keys::key_counts_changed_between(c, from, cursor)) {
-        if (!as.is_interested_in_user(user)) continue;
-        boost::json::object counts{{"signed_curve25519", 0}};
-        for (const auto& [alg, n] : storage::keys::count_one_time_keys(c, user, device)) counts[alg] = n;
-        boost::json::array types;
-        for (const auto& alg : storage::keys::unused_fallback_algorithms(c, user, device)) {
-          types.push_back(boost::json::value(alg));
-        }
-        auto per_device = [&](boost::json::object& o) -> boost::json::object& {
-          auto& v = o[user];
-          if (!v.is_object()) v.emplace_object();
-          return v.as_object();
-        };
-        per_device(otk_counts)[device] = std::move(counts);
-        per_device(fallback_types)[device] = std::move(types);
-      }
-    }
-    if (!as.receive_ephemeral) return;
-    // Receipts in the same stream range as the events, grouped the way /sync groups them.
-    for (const auto& r : storage::user_data::all_receipts_between(c, from, cursor)) {
-      // Private read receipts only for the appservice's own users (spec: "Pushing ephemeral data").
-      if (r.receipt_type == "m.read.private" && !as.is_interested_in_user(r.user_id)) continue;
-      ev::StoredEvent probe;  // interest in a room, without an event: only the room rules apply
-      probe.room_id = r.room_id;
-      if (!interested(as, probe, c, room_cache)) continue;
-      boost::json::object data{{"ts", r.ts}};
-      if (!r.thread_id.empty()) data["thread_id"] = r.thread_id;
-      boost::json::object content{
-          {r.event_id, boost::json::object{{r.receipt_type, boost::json::object{{r.user_id, data}}}}}};
-      ephemeral.push_back(boost::json::object{{"type", "m.receipt"}, {"room_id", r.room_id}, {"content", content}});
-    }
-  };
-
+  Draft d;
+  d.cursor = state.last_stream;
   // First what is committed now, from a read snapshot, outside the writer lock.
   db_.read([&](storage::Connection& c) {
     std::map<std::string, bool> room_cache;
@@ -421,13 +520,13 @@ bool AppServiceSender::queue_next(Worker& w) {
       probe.room_id = room_id;
       return interested(as, probe, c, room_cache);
     };
-    collect(c, upto, nullptr, room_cache);
+    collect(w, d, c, upto, nullptr, room_cache);
     if (!as.receive_ephemeral) return;
     for (const auto& room_id : typing_rooms) {
       if (!typing_source_ || !room_interesting(room_id)) continue;
       boost::json::array ids;
       for (auto& u : typing_source_(room_id)) ids.push_back(boost::json::value(u));
-      ephemeral.push_back(boost::json::object{
+      d.ephemeral.push_back(boost::json::object{
           {"type", "m.typing"}, {"room_id", room_id}, {"content", boost::json::object{{"user_ids", ids}}}});
     }
     // Presence of the appservice's users and of their contacts (users sharing a room with one).
@@ -443,89 +542,82 @@ bool AppServiceSender::queue_next(Worker& w) {
         }
       }
       if (!contact) continue;
-      ephemeral.push_back(
+      d.ephemeral.push_back(
           boost::json::object{{"type", "m.presence"}, {"sender", user}, {"content", presence_source_(user)}});
     }
   });
   std::optional<asdb::QueuedTxn> built;
-  asdb::State next{cursor, state.next_txn_id};
+  asdb::State next;
   db_.write([&](storage::Connection& c) {
-    for (int64_t id : accepted) asdb::delete_txn(c, as.id, id);
     // Then the events committed since the snapshot, up to the writer's own view (groups committed
     // while this write waited for its turn, and the writes before it in its own group, which commit
     // with it or not at all): under load this is what keeps a transaction from always being one
     // write behind. Only when the snapshot's range was taken in full.
-    if (cursor == upto && !events_full() && !to_device_full()) {
-      auto rows = ev::stream_rows(c, cursor, std::numeric_limits<int64_t>::max(),
-                                  kMaxEventsPerTxn - static_cast<int64_t>(events.size()));
+    if (d.cursor == upto && !d.events_full() && !d.to_device_full()) {
+      auto rows = ev::stream_rows(c, d.cursor, std::numeric_limits<int64_t>::max(),
+                                  kMaxEventsPerTxn - static_cast<int64_t>(d.events.size()));
       if (!rows.empty()) {
         std::map<std::string, bool> room_cache;
-        collect(c, rows.back().stream_ordering, &rows, room_cache);
+        collect(w, d, c, rows.back().stream_ordering, &rows, room_cache);
       }
     }
-    next.last_stream = cursor;
-    boost::json::object device_lists;
-    for (const auto& u : lists_changed) lists_left.erase(u);
-    if (!lists_changed.empty() || !lists_left.empty()) {
-      boost::json::array ch, lf;
-      for (const auto& u : lists_changed) ch.push_back(boost::json::value(u));
-      for (const auto& u : lists_left) lf.push_back(boost::json::value(u));
-      device_lists = boost::json::object{{"changed", std::move(ch)}, {"left", std::move(lf)}};
-    }
-    boost::json::array to_device;  // MSC4203
-    for (const auto& m : taken) {
-      boost::json::object o{{"type", m.message.type},
-                            {"sender", m.message.sender},
-                            {"to_user_id", m.user_id},
-                            {"to_device_id", m.device_id}};
-      try {
-        o["content"] = core::parse_stored_json(m.message.content);
-      } catch (const std::exception&) {
-        o["content"] = boost::json::object{};
-      }
-      to_device.push_back(std::move(o));
-    }
-    if (!events.empty() || !ephemeral.empty() || !to_device.empty() || !device_lists.empty() ||
-        !otk_counts.empty()) {
-      int64_t n_events = static_cast<int64_t>(events.size());
-      boost::json::object body{{"events", std::move(events)}};
-      if (!ephemeral.empty()) {
-        // Stable name and MSC2409's unstable one: deployed bridges read either.
-        body["ephemeral"] = ephemeral;
-        body["de.sorunome.msc2409.ephemeral"] = ephemeral;
-      }
-      if (!to_device.empty()) body["de.sorunome.msc2409.to_device"] = std::move(to_device);
-      if (!device_lists.empty()) body["org.matrix.msc3202.device_lists"] = std::move(device_lists);
-      if (!otk_counts.empty()) {
-        body["org.matrix.msc3202.device_one_time_keys_count"] = otk_counts;
-        body["org.matrix.msc3202.device_unused_fallback_key_types"] = fallback_types;
-      }
-      // In the stored transaction now: delivered from there (exactly once), not by /sync.
-      for (const auto& m : taken) storage::device_inbox::delete_one(c, m.user_id, m.device_id, m.message.stream_id);
-      built.emplace(asdb::QueuedTxn{state.next_txn_id, boost::json::serialize(body), n_events, core::now_ms()});
-      asdb::enqueue(c, as.id, *built);
-      next.next_txn_id = state.next_txn_id + 1;  // ids never repeat for this appservice
-    }
-    asdb::set_state(c, as.id, next);
+    built = store(w, d, c, state, accepted, next);
   });
   // Committed (a failed write throws above and leaves all of this as it was).
-  w.state = next;
-  std::lock_guard lock(w.mu);
-  // Accepted ones are only ever appended: those deleted are the first `accepted.size()`.
-  w.delivered.erase(w.delivered.begin(), w.delivered.begin() + static_cast<std::ptrdiff_t>(accepted.size()));
-  if (built) {
-    Built b;
-    b.txn = std::move(*built);
-    b.revocable = !w.ready.empty() && taken.empty();
-    if (b.revocable) {
-      b.before = state;
-      b.typing_rooms = std::move(typing_rooms);
-      b.presence_users = std::move(presence_users);
+  bool queued = built.has_value();
+  adopt(w, state, next, std::move(built), accepted, !d.taken.empty(), std::move(typing_rooms),
+        std::move(presence_users));
+  return queued;
+}
+
+// The write group hook: an appservice that is caught up, healthy and has room for a transaction
+// gets the group's events in a transaction stored by the same commit, handed to its deliverer as
+// soon as that commit is done: no wait for a write of its own behind the next group, no thread in
+// between. Any other appservice (behind, failing, with typing or presence waiting) is left to its
+// builder, which does the same from a snapshot.
+void AppServiceSender::build_in_group(storage::Connection& c, int64_t upto) {
+  const int64_t before_group = db_.committed_position();  // still the previous group's end
+  for (auto& wp : workers_) {
+    Worker& w = *wp;
+    std::vector<int64_t> accepted;
+    {
+      std::lock_guard lock(w.mu);
+      if (!w.loaded || w.building || w.stopping || w.take_back || w.backoff_ms != 0 || w.ready.size() > kBuildAhead ||
+          !w.typing_rooms.empty() || !w.presence_users.empty() || !w.build_error.empty()) {
+        continue;
+      }
+      w.building = true;  // the builder waits until group_done()
+      accepted = w.delivered;
     }
-    w.ready.push_back(std::move(b));
-    w.send_cv.notify_one();
+    in_group_.push_back(&w);
+    if (!w.state || w.state->last_stream < before_group) continue;  // behind: its builder catches up
+    const asdb::State state = *w.state;
+    Draft d;
+    d.cursor = state.last_stream;
+    std::map<std::string, bool> room_cache;
+    collect(w, d, c, upto, nullptr, room_cache);
+    Worker::InGroup g{state, {}, {}, accepted, !d.taken.empty()};
+    g.built = store(w, d, c, state, accepted, g.next);
+    w.in_group = std::move(g);
   }
-  return true;
+}
+
+void AppServiceSender::group_done(bool committed) {
+  for (Worker* w : in_group_) {
+    if (w->in_group) {
+      if (committed) {
+        auto& g = *w->in_group;
+        adopt(*w, g.before, g.next, std::move(g.built), g.accepted, g.took_to_device, {}, {});
+      } else {
+        w->member_interest.clear();  // it saw events that are not there
+      }
+      w->in_group.reset();
+    }
+    std::lock_guard lock(w->mu);
+    w->building = false;
+    w->cv.notify_one();
+  }
+  in_group_.clear();
 }
 
 void AppServiceSender::take_back_ahead(Worker& w) {
@@ -551,10 +643,10 @@ void AppServiceSender::take_back_ahead(Worker& w) {
     w.ready.push_back(std::move(*b));  // still stored: sent in its turn
     throw;
   }
-  w.state = b->before;
   w.member_interest.clear();  // as of a later position than the cursor now
   std::lock_guard lock(w.mu);
-  w.delivered.erase(w.delivered.begin(), w.delivered.begin() + static_cast<std::ptrdiff_t>(accepted.size()));
+  w.state = b->before;
+  forget(w.delivered, accepted);
   w.typing_rooms.merge(b->typing_rooms);
   w.presence_users.merge(b->presence_users);
 }
@@ -570,7 +662,7 @@ void AppServiceSender::forget_delivered(Worker& w) {
     for (int64_t id : accepted) asdb::delete_txn(c, w.as->id, id);
   });
   std::lock_guard lock(w.mu);
-  w.delivered.erase(w.delivered.begin(), w.delivered.begin() + static_cast<std::ptrdiff_t>(accepted.size()));
+  forget(w.delivered, accepted);
 }
 
 // Synapse's names (synapse/appservice/api.py), plus the time a transaction took to be answered.
@@ -689,39 +781,55 @@ void AppServiceSender::run_builder(Worker& w) {
     }
   }
   while (true) {
-    bool can_build, take_back;
+    bool take_back;
     {
-      std::lock_guard lock(w.mu);
+      std::unique_lock lock(w.mu);
+      w.cv.wait(lock, [&] { return w.stopping || !w.building; });  // the write group hook's turn
       w.wake = false;
       if (w.stopping) break;
       take_back = w.take_back;
       // One stored ahead of the one being sent, unless that one is failing.
-      can_build = w.ready.empty() || (w.ready.size() <= kBuildAhead && w.backoff_ms == 0);
+      bool room = w.ready.empty() || (w.ready.size() <= kBuildAhead && w.backoff_ms == 0);
+      bool behind = !w.state || w.state->last_stream < db_.committed_position() || !w.typing_rooms.empty() ||
+                    !w.presence_users.empty();
+      if (!take_back && !(room && behind)) {
+        // Nothing to build. Accepted transactions leave the queue with the next write that stores
+        // one (usually a write group's, at no cost of its own); when none comes for a while, here.
+        bool forget_due = !w.delivered.empty();
+        bool woken = w.cv.wait_for(lock, forget_due ? std::chrono::milliseconds(kForgetDelayMs) : std::chrono::seconds(5),
+                                   [&] { return w.stopping || w.wake; });
+        if (woken || !forget_due) continue;
+        lock.unlock();
+        try {
+          forget_delivered(w);
+        } catch (const std::exception& e) {
+          spdlog::warn("appservice {}: cannot clear delivered transactions: {}", w.as->id, e.what());
+        }
+        continue;
+      }
+      w.building = true;
     }
+    std::string error;
     try {
       if (take_back) {
         take_back_ahead(w);
-        continue;
-      }
-      if (can_build) {
-        bool queued = queue_next(w);
-        {
-          // The stream reads again: no error of the builder stands in the way any more.
-          std::lock_guard lock(w.mu);
-          w.build_error.clear();
-        }
-        if (queued) continue;
+      } else {
+        queue_next(w);  // the loop's top sees whether more is left
+        // The stream reads again: no error of the builder stands in the way any more.
+        std::lock_guard lock(w.mu);
+        w.build_error.clear();
       }
     } catch (const std::exception& e) {
       spdlog::error("appservice {}: delivery error: {}", w.as->id, e.what());
       w.member_interest.clear();  // it may have seen events the cursor did not move past
-      std::unique_lock lock(w.mu);
-      w.build_error = std::string("delivery error: ") + e.what();  // the status endpoint shows what stops us
-      w.cv.wait_for(lock, std::chrono::seconds(1), [&] { return w.stopping; });
-      continue;
+      error = std::string("delivery error: ") + e.what();
     }
     std::unique_lock lock(w.mu);
-    w.cv.wait_for(lock, std::chrono::seconds(5), [&] { return w.stopping || w.wake; });
+    w.building = false;
+    if (!error.empty()) {
+      w.build_error = std::move(error);  // the status endpoint shows what stops us
+      w.cv.wait_for(lock, std::chrono::seconds(1), [&] { return w.stopping; });
+    }
   }
 }
 

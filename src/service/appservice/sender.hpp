@@ -9,6 +9,7 @@
 #include "service/appservice/registration.hpp"
 #include <boost/json/object.hpp>
 #include "service/notifier.hpp"
+#include "storage/appservice_store.hpp"
 #include "storage/database.hpp"
 #include "storage/event_store.hpp"
 
@@ -19,6 +20,7 @@
 #include <set>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -61,6 +63,7 @@ public:
   static constexpr int64_t kMinPokeRetryMs = 250;  // pokes retry at most this often
   static constexpr int kRequestTimeoutMs = 30000;
   static constexpr size_t kBuildAhead = 1;  // stored transactions beyond the one being sent
+  static constexpr int64_t kForgetDelayMs = 1000;  // accepted ones left in the queue, waiting for a write
 
   AppServiceSender(const AppServiceRegistry& registry, storage::Database& db, Notifier& notifier, OutboundHttp http);
   ~AppServiceSender();
@@ -90,10 +93,29 @@ public:
 private:
   struct Worker;
   struct Built;
+  struct Draft;  // a transaction being built
   void run_builder(Worker& w);
   void run_deliverer(Worker& w);
   void deliver_front(Worker& w);  // sends the oldest stored txn (w.ready's front)
   bool queue_next(Worker& w);     // builds and stores the next txn from the stream; false when caught up
+  void skip(Worker& w, int64_t stream, const std::string& event_id, const std::string& why);
+  // Adds the stream range (d.cursor, to] to the draft; `rows`: the range's events, already read.
+  void collect(Worker& w, Draft& d, storage::Connection& c, int64_t to,
+               const std::vector<storage::events::StreamRow>* rows, std::map<std::string, bool>& room_cache);
+  // In the caller's write: deletes the accepted transactions, stores the draft as the next one
+  // (if it holds anything) and moves the cursor to `next`.
+  std::optional<storage::appservices::QueuedTxn> store(Worker& w, Draft& d, storage::Connection& c,
+                                                       const storage::appservices::State& state,
+                                                       const std::vector<int64_t>& accepted,
+                                                       storage::appservices::State& next);
+  // After that write committed: the worker's view follows, the deliverer gets the transaction.
+  void adopt(Worker& w, const storage::appservices::State& before, const storage::appservices::State& next,
+             std::optional<storage::appservices::QueuedTxn> built, const std::vector<int64_t>& accepted,
+             bool took_to_device,
+             std::set<std::string> typing_rooms, std::set<std::string> presence_users);
+  // The write group hook (Database::add_group_hook), on the writer's thread.
+  void build_in_group(storage::Connection& c, int64_t upto);
+  void group_done(bool committed);
   void take_back_ahead(Worker& w);   // un-stores a txn built ahead of a failing one (never sent)
   void forget_delivered(Worker& w);  // deletes accepted transactions from the queue
   using MemberInterest = std::unordered_map<std::string, bool>;  // room id -> one of ours joined
@@ -108,6 +130,8 @@ private:
   std::function<std::vector<std::string>(const std::string&)> typing_source_;
   std::function<boost::json::object(const std::string&)> presence_source_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  int group_hook_ = 0;
+  std::vector<Worker*> in_group_;  // claimed by the running group's hook (writer thread only)
 };
 
 }  // namespace trestle::service

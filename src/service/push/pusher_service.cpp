@@ -143,13 +143,13 @@ PushService::PushService(storage::Database& db, OutboundHttp http, const AppServ
     : db_(db), http_(std::move(http)), appservices_(appservices) {
   // New events are evaluated in the transaction that writes them (one commit, not two); the
   // evaluator thread catches up after a start, a failed evaluation, or a batch too large for it.
-  db_.set_group_hook({[this](storage::Connection& c, int64_t upto) { evaluate_in_group(c, upto); },
-                      [this](bool committed) { group_done(committed); }});
+  group_hook_ = db_.add_group_hook({[this](storage::Connection& c, int64_t upto) { evaluate_in_group(c, upto); },
+                                    [this](bool committed) { group_done(committed); }});
 }
 
 PushService::~PushService() {
   stop();
-  db_.set_group_hook({});  // no write runs any more: the services that write are gone or stopped
+  db_.remove_group_hook(group_hook_);
 }
 
 void PushService::start() {

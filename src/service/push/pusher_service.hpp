@@ -62,7 +62,7 @@ private:
   // Evaluates the events after the cursor up to `upto` (at most kEventsPerBatch), moves the
   // cursor; true when more are left. `queued`: a gateway request was queued.
   bool evaluate_range(storage::Connection& c, int64_t upto, bool& queued);
-  // The write group hook (Database::set_group_hook): the group's events in its own transaction.
+  // The write group hook (Database::add_group_hook): the group's events in its own transaction.
   void evaluate_in_group(storage::Connection& c, int64_t upto);
   void group_done(bool committed);
   // Users an appservice owns exclusively get no push rules evaluated (bridged users).
@@ -87,6 +87,7 @@ private:
   std::unordered_map<std::string, int64_t> badges_;
   std::set<std::string> in_flight_;  // pushers (user|app|pushkey) a sender thread is serving
   std::atomic<bool> inline_enabled_{false};  // from start(): the cursor exists
+  int group_hook_ = 0;
   bool group_queued_ = false, group_more_ = false;  // the running write group's (one at a time)
   std::thread evaluator_;
   std::vector<std::thread> senders_;

@@ -400,3 +400,64 @@ def test_interest_is_judged_at_the_event_not_when_a_backlog_is_sent(ctx):
         if after in lst.delivered_ids():
             raise TestFailure("an event from after the appservice's last user left the room was pushed")
         check_txns(ctx, lst)
+
+
+def send_then_status(srv, user, room, text, asc):
+    """PUT a message and GET the appservice's delivery status pipelined on one connection: the
+    status is read the moment the send has answered. Returns (event id, status)."""
+    import json
+    import socket
+    import urllib.parse
+    body = json.dumps({"msgtype": "m.text", "body": text}).encode()
+    txn = f"p{time.monotonic_ns()}"
+    status_path = f"/_trestle/admin/v1/appservices/{urllib.parse.quote(asc.reg['id'])}/status"
+    reqs = (f"PUT /_matrix/client/v3/rooms/{urllib.parse.quote(room)}/send/m.room.message/{txn} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1\r\nAuthorization: Bearer {user.token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body + \
+           (f"GET {status_path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {asc.token}\r\n"
+            f"Connection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(reqs)
+        buf = b""
+        answers = []
+        while len(answers) < 2:
+            while b"\r\n\r\n" not in buf:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise TestFailure(f"the connection closed after {len(answers)} of 2 answers")
+                buf += chunk
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            lines = head.decode().split("\r\n")
+            length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
+            while len(buf) < length:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise TestFailure("the connection closed inside an answer")
+                buf += chunk
+            if " 200 " not in lines[0] + " ":
+                raise TestFailure(f"answer {len(answers) + 1}: {lines[0]} {buf[:length]!r}")
+            answers.append(json.loads(buf[:length]))
+            buf = buf[length:]
+    return answers[0]["event_id"], answers[1]
+
+
+def test_a_caught_up_appservices_transaction_is_stored_with_the_event(ctx):
+    """A healthy appservice that is caught up gets each event in a transaction stored by the
+    event's own commit: the moment the send has answered, the delivery cursor is already past it
+    (no second write behind it, which a crash between the two would have to redo)."""
+    with AsEnv(ctx) as env:
+        reg, lst, srv, alice, room = bulk_setup(ctx, env)
+        asc = AsClient(srv, reg)
+        wait_for(lambda: (lambda st: st.get("queued_txns") == 0 and st.get("stream_lag") == 0)(asc.status()),
+                 5, "a caught-up appservice")
+        sent, behind = [], []
+        for i in range(20):
+            event_id, st = send_then_status(srv, alice, room, f"stored with its event {i}", asc)
+            sent.append(event_id)
+            if st.get("stream_lag") != 0:
+                behind.append((i + 1, st))
+            lst.wait_delivered([event_id])
+        if behind:
+            raise TestFailure(f"{len(behind)} of 20 answered sends had the delivery cursor behind them: {behind[:3]}")
+        check_subsequence(lst.delivered_ids(), sent, "stored with the event")
+        check_txns(ctx, lst)
