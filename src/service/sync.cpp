@@ -162,6 +162,9 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
   std::unordered_map<std::string, std::string> newly_sent_members;
   if (dedupe_members && initial) sent_members_.reset(device_key);  // a new sync sequence
 
+  array account_data;
+  bool saw_push_rules = false;
+  array presence_events;
   db_.read([&](storage::Connection& c) {
     const auto ignored = ignored_users(c, r.user_id);
     // Invite permission (v1.18): a user blocking invites is not sent them.
@@ -493,13 +496,9 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
         leave_rooms[m.room_id] = std::move(room);
       }
     }
-  });
 
-  if (dedupe_members) sent_members_.record(device_key, newly_sent_members);
-
-  array account_data;
-  bool saw_push_rules = false;
-  db_.read([&](storage::Connection& c) {
+    // Account data, then presence below: in the same read snapshot as the rooms (one read
+    // transaction per sync, not one per part: a woken long-poll's sync is mostly these).
     for (const auto& ad : ud::account_data_since(c, r.user_id, initial ? 0 : since_pos, now.position)) {
       if (!ad.room_id.empty()) continue;
       if (ad.type == "m.push_rules") saw_push_rules = true;
@@ -510,7 +509,22 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
     if (initial && !saw_push_rules && event_matches(account_data_filter, "m.push_rules", r.user_id, "", {})) {
       account_data.push_back(object{{"type", "m.push_rules"}, {"content", object{{"global", global_push_rules(c)}}}});
     }
+
+    // ---- presence (presence_sync): contacts' m.presence since the token's presence serial.
+    if (presence_) {
+      PresenceSyncWindow window{std::nullopt, since_pos, now.position};
+      if (since) {
+        // A token from before presence was in tokens is taken as current; one from before a
+        // restart (serial beyond ours) as "everything".
+        uint64_t s = since->presence.value_or(*now.presence);
+        window.since_serial = s > *now.presence ? 0 : s;
+      }
+      presence_events = presence_for_sync(c, *presence_, r.user_id, window, sub_filter(filter, {"presence"}));
+    }
+    // ---- end presence
   });
+
+  if (dedupe_members) sent_members_.record(device_key, newly_sent_members);
 
   // ---- to_device (ToDeviceService): this device's messages; `since` acknowledges earlier ones.
   SyncToken next = now;
@@ -524,22 +538,6 @@ object SyncService::compute(const Requester& r, const SyncRequest& req, const Sy
     next.to_device = now.position;
   }
   // ---- end to_device
-
-  // ---- presence (presence_sync): contacts' m.presence since the token's presence serial.
-  array presence_events;
-  if (presence_) {
-    PresenceSyncWindow window{std::nullopt, since_pos, now.position};
-    if (since) {
-      // A token from before presence was in tokens is taken as current; one from before a
-      // restart (serial beyond ours) as "everything".
-      uint64_t s = since->presence.value_or(*now.presence);
-      window.since_serial = s > *now.presence ? 0 : s;
-    }
-    presence_events = db_.read([&](storage::Connection& c) {
-      return presence_for_sync(c, *presence_, r.user_id, window, sub_filter(filter, {"presence"}));
-    });
-  }
-  // ---- end presence
 
   empty = join_rooms.empty() && invite_rooms.empty() && leave_rooms.empty() && knock_rooms.empty() && account_data.empty() &&
           to_device_events.empty() && presence_events.empty();
