@@ -1,4 +1,5 @@
 #pragma once
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -6,4 +7,12 @@ namespace trestle::storage {
 // Numbered schema migrations: entry i brings the schema from version i to i+1. Never edit a
 // released entry; append a new one.
 const std::vector<std::string>& migrations();
+
+// The schema after the first `version` migrations as one script (schema_snapshot.cpp): a new
+// database runs it, then the steps after `version`, instead of every step from the first.
+struct SchemaSnapshot {
+  size_t version;
+  const char* sql;
+};
+const SchemaSnapshot& schema_snapshot();
 }  // namespace trestle::storage
