@@ -47,7 +47,7 @@ struct EventDraft {
   std::string type;
   std::optional<std::string> state_key;
   boost::json::object content;
-  std::optional<std::string> redacts;
+  std::optional<std::string> redacts{};
   int64_t origin_server_ts = 0;
 };
 

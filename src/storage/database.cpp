@@ -170,10 +170,8 @@ Database::~Database() { stop_checkpointer(); }
 
 int Database::on_wal_commit(void* self, sqlite3* db, const char* name, int pages) {
   auto* d = static_cast<Database*>(self);
-  // The tail: the frames committed while the thread's checkpoint ran. Copied here, between two
-  // groups, the checkpoint completes and the next write starts the WAL over (a checkpoint that
-  // never completes under a steady load would let the WAL grow without end).
-  if (d->checkpoint_tail_.exchange(false) || pages >= 16 * kCheckpointPages) {
+  // Far past the threshold (the thread cannot keep up): here, as SQLite's own checkpoint does.
+  if (pages >= 16 * kCheckpointPages) {
     sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);  // as SQLite's own
   } else if (pages >= kCheckpointPages) {
     std::lock_guard lock(d->checkpoint_mu_);
@@ -194,10 +192,24 @@ void Database::run_checkpointer() {
     lock.unlock();
     int rc = sqlite3_wal_checkpoint_v2(checkpoint_conn_->db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) spdlog::warn("database: WAL checkpoint failed: {}", describe(checkpoint_conn_->db_));
-    // Frames committed while it ran are left: the writer's next commit copies them (the tail).
-    if (rc == SQLITE_OK) checkpoint_tail_ = true;
+    if (rc == SQLITE_OK) copy_checkpoint_tail();
     lock.lock();
   }
+}
+
+// The tail: the frames committed while the thread's checkpoint ran. Copied while no write group
+// runs, the checkpoint completes and the next write starts the WAL over (a checkpoint that never
+// completes under a steady load would let the WAL grow without end). Here, between two groups,
+// rather than inside the next group's commit: under a light load no write waits for it at all.
+void Database::copy_checkpoint_tail() {
+  std::unique_lock q(queue_mu_);
+  checkpoint_tail_ = true;  // no group starts
+  group_end_cv_.wait(q, [this] { return !group_in_progress_; });
+  q.unlock();
+  sqlite3_wal_checkpoint_v2(checkpoint_conn_->db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  q.lock();
+  checkpoint_tail_ = false;
+  if (!queue_.empty()) queue_.front()->cv.notify_one();  // it leads the next group
 }
 
 void Database::stop_checkpointer() noexcept {
@@ -256,7 +268,7 @@ void Database::submit(WriteJob& job) {
   std::unique_lock lock(queue_mu_);
   queue_.push_back(&job);
   while (!job.done) {
-    if (group_in_progress_) {
+    if (group_in_progress_ || checkpoint_tail_) {
       job.cv.wait(lock);
       continue;
     }
@@ -280,7 +292,11 @@ void Database::submit(WriteJob& job) {
       if (j != &job) j->cv.notify_one();
     }
     group_in_progress_ = false;
-    if (!queue_.empty()) queue_.front()->cv.notify_one();  // it leads the next group
+    if (checkpoint_tail_) {
+      group_end_cv_.notify_one();  // the tail's turn; the next group follows it
+    } else if (!queue_.empty()) {
+      queue_.front()->cv.notify_one();  // it leads the next group
+    }
   }
   if (job.error) std::rethrow_exception(job.error);
 }

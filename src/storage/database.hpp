@@ -207,6 +207,7 @@ private:
   // thread cannot keep up) is checkpointed by the committing writer, as SQLite does.
   static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
   void run_checkpointer();
+  void copy_checkpoint_tail();
   void stop_checkpointer() noexcept;
   void commit_locked();  // persists the stream position with the transaction, then commits
 
@@ -230,7 +231,10 @@ private:
   std::mutex checkpoint_mu_;
   std::condition_variable checkpoint_cv_;
   bool checkpoint_wanted_ = false, checkpointer_stopping_ = false;
-  std::atomic<bool> checkpoint_tail_{false};  // the writer copies what the thread's checkpoint left
+  // Guarded by queue_mu_: the checkpoint thread copies what its checkpoint left (the tail) and
+  // no group starts meanwhile; group_end_cv_ tells it that the running group ended.
+  bool checkpoint_tail_ = false;
+  std::condition_variable group_end_cv_;
   std::thread checkpointer_;
 };
 
