@@ -109,14 +109,15 @@ public:
   auto read(F&& fn) {
     ReaderLease lease(*this);
     Connection& c = *lease.conn;
-    c.exec("BEGIN");
+    // Prepared once per connection: sqlite3_exec would parse the SQL on every read.
+    c.prepare(kBegin).run();
     try {
       if constexpr (std::is_void_v<decltype(fn(c))>) {
         fn(c);
-        c.exec("COMMIT");
+        c.prepare(kCommit).run();
       } else {
         auto r = fn(c);
-        c.exec("COMMIT");
+        c.prepare(kCommit).run();
         return r;
       }
     } catch (...) {
@@ -124,6 +125,8 @@ public:
       throw;
     }
   }
+
+  static inline const std::string kBegin = "BEGIN", kCommit = "COMMIT";
 
   // Read connections currently open (pooled or in use); for tests.
   size_t reader_count() const;
