@@ -392,6 +392,7 @@ struct Server::Impl {
             });
           });
         });
+        std::vector<std::string>().swap(lp.wake_keys);  // the notifier has its copy: not two while waiting
         // The flags are checked on this strand before each wait; the cancels are posted to it.
         while (!woken() && !seat.evicted()) {
           if (watch_socket && !state->socket_ready.load()) watch_peer(socket, state, ex);
@@ -566,85 +567,135 @@ struct Server::Impl {
     it->second->log(level, "{}", format_access_line(r));
   }
 
+  // A request whose handler returned a LongPoll, handed from serve() to the session while it waits;
+  // `response` is then its answer, for serve() to write.
+  struct Parked {
+    LongPoll lp;
+    RequestInfo info;
+    bool keep_alive = false;
+    bool head_only = false;
+    unsigned version = 11;
+    Response response;
+  };
+
   asio::awaitable<void> session(tcp::socket socket, ConnectionCount counted, const Endpoint& ep) {
     (void)counted;  // released when the session ends
     std::string client_ip;
     boost::system::error_code peer_ec;
     if (auto peer = socket.remote_endpoint(peer_ec); !peer_ec) client_ip = peer.address().to_string();
-    beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer(read_buffer_limit(limits));
+    std::optional<Parked> parked;
+    // A long-poll waits here, not inside serve(): serve's frame (its parsers, the stream and its
+    // timers) and handle's are gone meanwhile, a few KiB less per idle long-poll.
+    while (co_await serve(socket, buffer, client_ip, ep, parked)) {
+      parked->response = co_await wait_long_poll(std::move(parked->lp), socket);
+    }
+  }
+
+  // Reads and answers the connection's requests until it closes (false), or until a handler returns
+  // a LongPoll (true: `parked` holds it, `socket` the connection); called again with the long-poll's
+  // answer in `parked`, it writes it and goes on.
+  asio::awaitable<bool> serve(tcp::socket& socket, beast::flat_buffer& buffer, const std::string& client_ip,
+                              const Endpoint& ep, std::optional<Parked>& parked) {
+    beast::tcp_stream stream(std::move(socket));
     while (true) {
       boost::system::error_code ec;
-      if (buffer.size() == 0) {
-        // Idle keep-alive: the next request's first byte; its header then has header_timeout.
-        stream.expires_after(std::chrono::milliseconds(limits.idle_timeout_ms));
-        size_t n = co_await stream.async_read_some(buffer.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
-        buffer.commit(n);
-        if (ec) break;
-      }
-      bhttp::request_parser<bhttp::empty_body> header_parser;
-      header_parser.body_limit(boost::none);  // checked below, once the route's limit is known
-      header_parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
       RequestInfo info;
-      info.start = std::chrono::steady_clock::now();
-      stream.expires_after(std::chrono::milliseconds(limits.header_timeout_ms));
-      co_await bhttp::async_read_header(stream, buffer, header_parser, asio::redirect_error(asio::use_awaitable, ec));
-      stream.expires_never();
-      {
-        const auto& h = header_parser.get();
-        info.method = std::string(h.method_string());
-        info.target = std::string(h.target());
-        if (auto it = h.find(bhttp::field::user_agent); it != h.end()) info.user_agent = it->value();
-        if (ec && info.method.empty()) request_line_from(buffer, info.method, info.target);
-      }
-      if (connection_lost(ec) && ec != bhttp::error::partial_message) {
-        if (ec == beast::error::timeout) finish(ep, client_ip, info, 408, false, 0);
-        break;
-      }
       Response response;
       bool keep_alive = false;
       bool body_unread = false;  // answered before reading the body: close, after draining a little
       bool head_only = false;    // HEAD: headers without the body
       unsigned version = 11;
       RemoveFile upload_file;
-      if (ec == bhttp::error::header_limit) {
-        response = Response::error(431, "M_UNKNOWN", "Request headers too large");
-      } else if (ec) {
-        response = Response::error(400, "M_UNKNOWN", "Malformed HTTP request: " + ec.message());
+      if (parked) {  // a long-poll's answer
+        info = std::move(parked->info);
+        response = std::move(parked->response);
+        keep_alive = parked->keep_alive;
+        head_only = parked->head_only;
+        version = parked->version;
+        parked.reset();
       } else {
-        auto& head = header_parser.get();
-        if (auto origin = origin_form(head.target())) head.target(*origin);
-        keep_alive = head.keep_alive();
-        version = head.version();
-        info.version = version;
-        head_only = head.method() == bhttp::verb::head;
-        bool upload = !limits.upload_dir.empty() && is_media_upload(head.method(), head.target());
-        uint64_t limit = upload ? limits.max_upload_bytes : limits.max_body_bytes;
-        auto length = header_parser.content_length();
-        if (length && *length > limit) {
-          // 413 before the body is read.
-          response = Response::error(413, "M_TOO_LARGE", "Request body too large");
-          body_unread = true;
-        } else if (upload && (response = co_await preauthenticate(head), response.status >= 400)) {
-          body_unread = true;  // refused before a byte of the upload is stored
-        } else if (upload) {
-          bhttp::request_parser<bhttp::file_body> parser(std::move(header_parser));
-          parser.body_limit(limit);
-          upload_file.path = limits.upload_dir + "/" + core::random_string(24);
-          parser.get().body().open(upload_file.path.c_str(), beast::file_mode::write, ec);
-          if (ec) {
-            spdlog::error("cannot create upload file {}: {}", upload_file.path, ec.message());
-            response = Response::error(500, "M_UNKNOWN", "Cannot store the upload");
+        if (buffer.size() == 0) {
+          // Idle keep-alive: the next request's first byte; its header then has header_timeout.
+          stream.expires_after(std::chrono::milliseconds(limits.idle_timeout_ms));
+          size_t n =
+              co_await stream.async_read_some(buffer.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
+          buffer.commit(n);
+          if (ec) break;
+        }
+        bhttp::request_parser<bhttp::empty_body> header_parser;
+        header_parser.body_limit(boost::none);  // checked below, once the route's limit is known
+        header_parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
+        info.start = std::chrono::steady_clock::now();
+        stream.expires_after(std::chrono::milliseconds(limits.header_timeout_ms));
+        co_await bhttp::async_read_header(stream, buffer, header_parser, asio::redirect_error(asio::use_awaitable, ec));
+        stream.expires_never();
+        {
+          const auto& h = header_parser.get();
+          info.method = std::string(h.method_string());
+          info.target = std::string(h.target());
+          if (auto it = h.find(bhttp::field::user_agent); it != h.end()) info.user_agent = it->value();
+          if (ec && info.method.empty()) request_line_from(buffer, info.method, info.target);
+        }
+        if (connection_lost(ec) && ec != bhttp::error::partial_message) {
+          if (ec == beast::error::timeout) finish(ep, client_ip, info, 408, false, 0);
+          break;
+        }
+        if (ec == bhttp::error::header_limit) {
+          response = Response::error(431, "M_UNKNOWN", "Request headers too large");
+        } else if (ec) {
+          response = Response::error(400, "M_UNKNOWN", "Malformed HTTP request: " + ec.message());
+        } else {
+          auto& head = header_parser.get();
+          if (auto origin = origin_form(head.target())) head.target(*origin);
+          keep_alive = head.keep_alive();
+          version = head.version();
+          info.version = version;
+          head_only = head.method() == bhttp::verb::head;
+          bool upload = !limits.upload_dir.empty() && is_media_upload(head.method(), head.target());
+          uint64_t limit = upload ? limits.max_upload_bytes : limits.max_body_bytes;
+          auto length = header_parser.content_length();
+          if (length && *length > limit) {
+            // 413 before the body is read.
+            response = Response::error(413, "M_TOO_LARGE", "Request body too large");
             body_unread = true;
-          } else {
-            if (beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
-              bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
-              co_await bhttp::async_write(stream, cont, asio::redirect_error(asio::use_awaitable, ec));
-            }
-            if (!ec) ec = co_await read_body(stream, buffer, parser, true);
-            parser.get().body().close();
+          } else if (upload && (response = co_await preauthenticate(head), response.status >= 400)) {
+            body_unread = true;  // refused before a byte of the upload is stored
+          } else if (upload) {
+            bhttp::request_parser<bhttp::file_body> parser(std::move(header_parser));
+            parser.body_limit(limit);
+            upload_file.path = limits.upload_dir + "/" + core::random_string(24);
+            parser.get().body().open(upload_file.path.c_str(), beast::file_mode::write, ec);
             if (ec) {
-              auto refused = body_error(ec, buffer, true);
+              spdlog::error("cannot create upload file {}: {}", upload_file.path, ec.message());
+              response = Response::error(500, "M_UNKNOWN", "Cannot store the upload");
+              body_unread = true;
+            } else {
+              if (beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
+                bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
+                co_await bhttp::async_write(stream, cont, asio::redirect_error(asio::use_awaitable, ec));
+              }
+              if (!ec) ec = co_await read_body(stream, buffer, parser, true);
+              parser.get().body().close();
+              if (ec) {
+                auto refused = body_error(ec, buffer, true);
+                if (!refused) {
+                  finish(ep, client_ip, info, ec == beast::error::timeout ? 408 : 499, false, 0);
+                  break;
+                }
+                response = std::move(*refused);
+                body_unread = true;
+              } else {
+                response = co_await handle(parser.get().base(), std::string(), upload_file.path, stream.socket(),
+                                           ep, client_ip, info);
+              }
+            }
+          } else {
+            bhttp::request_parser<bhttp::string_body> parser(std::move(header_parser));
+            parser.body_limit(limit);
+            ec = co_await read_body(stream, buffer, parser, false);
+            if (ec) {
+              auto refused = body_error(ec, buffer, false);
               if (!refused) {
                 finish(ep, client_ip, info, ec == beast::error::timeout ? 408 : 499, false, 0);
                 break;
@@ -652,28 +703,18 @@ struct Server::Impl {
               response = std::move(*refused);
               body_unread = true;
             } else {
-              response = co_await handle(parser.get().base(), std::string(), upload_file.path, stream.socket(),
-                                         ep, client_ip, info);
+              std::optional<LongPoll> lp;
+              response = co_await handle(parser.get().base(), std::move(parser.get().body()), std::string(),
+                                         stream.socket(), ep, client_ip, info, &buffer, &lp);
+              if (lp) {
+                parked.emplace(Parked{std::move(*lp), std::move(info), keep_alive, head_only, version, {}});
+                socket = stream.release_socket();
+                co_return true;
+              }
             }
-          }
-        } else {
-          bhttp::request_parser<bhttp::string_body> parser(std::move(header_parser));
-          parser.body_limit(limit);
-          ec = co_await read_body(stream, buffer, parser, false);
-          if (ec) {
-            auto refused = body_error(ec, buffer, false);
-            if (!refused) {
-              finish(ep, client_ip, info, ec == beast::error::timeout ? 408 : 499, false, 0);
-              break;
-            }
-            response = std::move(*refused);
-            body_unread = true;
-          } else {
-            response = co_await handle(parser.get().base(), std::move(parser.get().body()), std::string(),
-                                       stream.socket(), ep, client_ip, info, &buffer);
           }
         }
-      }
+      }  // not a long-poll's answer
       if (response.status == kClientGone) {
         finish(ep, client_ip, info, 499, false, 0);
         break;
@@ -702,6 +743,7 @@ struct Server::Impl {
     }
     boost::system::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    co_return false;
   }
 
   // A connection over its address's cap: a 429 and close, without reading the request.
@@ -774,7 +816,8 @@ struct Server::Impl {
   // `client_ip`: the session's peer, read once per connection (not two syscalls per request).
   asio::awaitable<Response> handle(bhttp::request_header<>& breq, std::string body, std::string body_file,
                                    tcp::socket& socket, const Endpoint& ep, const std::string& client_ip,
-                                   RequestInfo& info, beast::flat_buffer* read_buffer = nullptr) {
+                                   RequestInfo& info, beast::flat_buffer* read_buffer = nullptr,
+                                   std::optional<LongPoll>* park = nullptr) {
     if (auto m = metrics_answer(breq, ep)) {
       info.servlet = "/_synapse/metrics";
       co_return std::move(*m);
@@ -806,6 +849,10 @@ struct Server::Impl {
       work = nullptr;
       breq = bhttp::request_header<>{};
       if (read_buffer && read_buffer->size() == 0) read_buffer->shrink_to_fit();
+      if (park) {  // the caller waits, once this frame and its own are gone
+        *park = std::move(*lp);
+        co_return Response{};
+      }
       co_return co_await wait_long_poll(std::move(*lp), socket);
     }
     co_return std::move(std::get<Response>(reply));
