@@ -170,9 +170,9 @@ struct RequestInfo {
   std::string target;  // raw; redacted when logged
   std::string user_agent;
   unsigned version = 11;
+  bool counted_received = false;  // next to `version`: one 8-byte slot (a parked long-poll keeps one)
   std::string requester;  // from the router (authentication), empty: None
   std::string servlet = "-";  // the route template, "-" before or without routing
-  bool counted_received = false;
   std::chrono::steady_clock::time_point start, ready;
 };
 
@@ -342,10 +342,13 @@ struct Server::Impl {
                       }));
   }
 
-  // Waits for the long-poll's keys to change or its deadline; returns the final Response, or
-  // status kClientGone when the client closed its connection meanwhile (its fd is then freed at
+  // Waits for the long-poll's keys to change or its deadline; sets `out` to the final Response, or
+  // to status kClientGone when the client closed its connection meanwhile (its fd is then freed at
   // once, not when the timeout ends). Too many waiting for one owner: the oldest answers early.
-  asio::awaitable<Response> wait_long_poll(LongPoll lp, tcp::socket& socket) {
+  // `lp` by reference and `out` instead of a result: both live in the caller's frame (a copy of
+  // `lp` here, a Response result in this promise and its temporary in the caller's frame would be
+  // ~350 bytes more per idle poll).
+  asio::awaitable<void> wait_long_poll(LongPoll& lp, tcp::socket& socket, Response& out) {
     auto ex = co_await asio::this_coro::executor;
     PollSeat seat(*this, std::move(lp.owner), ex);
     struct Waiting {  // the open long-polls gauge, for as long as this frame lives
@@ -405,9 +408,8 @@ struct Server::Impl {
           Peer peer = peek_peer(socket);
           if (peer == Peer::gone) {
             if (id != 0) notifier.cancel(id);
-            Response gone;
-            gone.status = kClientGone;
-            co_return gone;
+            out = client_gone();
+            co_return;
           }
           // A pipelined request (left unread), or a socket error: stop watching.
           if (peer == Peer::sent_data || state->socket_failed.load()) watch_socket = false;
@@ -417,27 +419,44 @@ struct Server::Impl {
         // A round that ended without its answer: an answer still being computed is dropped.
         if (deadline_reached) state->round.store(round + 1);
       }
-      Reply next;
-      if (!deadline_reached) {
-        next = std::move(*state->result);
-        state->result.reset();
-      } else {
-        // The deadline (or an eviction): answer now, on a worker as any handler.
-        std::function<Reply()> work = [poll = state->poll]() -> Reply {
-          return guarded([&] { return poll(true); });
-        };
-        next = co_await run_on_workers(std::move(work));
-      }
+      // The deadline (or an eviction): answer now, on a worker as any handler.
+      if (deadline_reached) state->result = co_await answer_at_deadline(state->poll);
+      // Locals and co_await results of this frame are kept for the whole wait: hence a pointer here
+      // and the helpers (~700 bytes less per idle poll than a Reply and the temporaries in place).
+      std::unique_ptr<Reply> next = std::move(state->result);
       if (int64_t at = state->woken_at.exchange(0); at != 0) {
         http_metrics().wakes.inc();
         auto woke = std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(at));
         http_metrics().wake_latency.observe(seconds_between(woke, std::chrono::steady_clock::now()));
       }
-      if (auto* r = std::get_if<Response>(&next)) co_return std::move(*r);
-      if (auto* off = std::get_if<Offload>(&next)) co_return co_await run_offload(std::move(*off));
-      lp = std::move(std::get<LongPoll>(next));
-      if (deadline_reached) co_return Response::error(500, "M_UNKNOWN", "long-poll did not answer");
+      if (std::holds_alternative<Offload>(*next)) co_await offload_into(*next);
+      if (auto* r = std::get_if<Response>(next.get())) {
+        out = std::move(*r);
+        co_return;
+      }
+      lp = std::move(std::get<LongPoll>(*next));
+      if (deadline_reached) {
+        out = Response::error(500, "M_UNKNOWN", "long-poll did not answer");
+        co_return;
+      }
     }
+  }
+
+  static Response client_gone() {
+    Response gone;
+    gone.status = kClientGone;
+    return gone;
+  }
+
+  asio::awaitable<std::unique_ptr<Reply>> answer_at_deadline(const std::function<Reply(bool)>& poll) {
+    std::function<Reply()> work = [poll]() -> Reply { return guarded([&] { return poll(true); }); };
+    co_return std::make_unique<Reply>(co_await run_on_workers(std::move(work)));
+  }
+
+  // Replaces the Offload in `reply` with its Response (run as run_offload does).
+  asio::awaitable<void> offload_into(Reply& reply) {
+    Offload off = std::move(std::get<Offload>(reply));
+    reply = co_await run_offload(std::move(off));
   }
 
   // Reads the rest of a message piece by piece, each read bounded by 60 s of silence and the
@@ -567,6 +586,12 @@ struct Server::Impl {
     it->second->log(level, "{}", format_access_line(r));
   }
 
+  static std::string peer_address(const tcp::socket& socket) {
+    boost::system::error_code ec;
+    auto peer = socket.remote_endpoint(ec);
+    return ec ? std::string() : peer.address().to_string();
+  }
+
   // A request whose handler returned a LongPoll, handed from serve() to the session while it waits;
   // `response` is then its answer, for serve() to write.
   struct Parked {
@@ -580,15 +605,13 @@ struct Server::Impl {
 
   asio::awaitable<void> session(tcp::socket socket, ConnectionCount counted, const Endpoint& ep) {
     (void)counted;  // released when the session ends
-    std::string client_ip;
-    boost::system::error_code peer_ec;
-    if (auto peer = socket.remote_endpoint(peer_ec); !peer_ec) client_ip = peer.address().to_string();
+    std::string client_ip = peer_address(socket);  // not inline: its temporaries would stay in this frame
     beast::flat_buffer buffer(read_buffer_limit(limits));
     std::optional<Parked> parked;
     // A long-poll waits here, not inside serve(): serve's frame (its parsers, the stream and its
     // timers) and handle's are gone meanwhile, a few KiB less per idle long-poll.
     while (co_await serve(socket, buffer, client_ip, ep, parked)) {
-      parked->response = co_await wait_long_poll(std::move(parked->lp), socket);
+      co_await wait_long_poll(parked->lp, socket, parked->response);
     }
   }
 
@@ -853,7 +876,9 @@ struct Server::Impl {
         *park = std::move(*lp);
         co_return Response{};
       }
-      co_return co_await wait_long_poll(std::move(*lp), socket);
+      Response answer;
+      co_await wait_long_poll(*lp, socket, answer);
+      co_return answer;
     }
     co_return std::move(std::get<Response>(reply));
   }
