@@ -19,6 +19,12 @@ struct Pusher {
   int64_t created_ts = 0;
 };
 
+// Bumped by every write to the push_rules or pushers tables (here and in user_data_store): the
+// push evaluator keeps which members of a room have their own rules or a pusher until it moves.
+// Bumped inside the writing transaction; a bump whose write rolls back only costs a recount.
+uint64_t rules_or_pushers_generation();
+void rules_or_pushers_changed();
+
 // Every pusher of the user (all kinds).
 std::vector<Pusher> pushers_of_user(Connection& c, const std::string& user_id);
 // Records which device made the pusher and when (after user_data::put_pusher).

@@ -188,6 +188,7 @@ void PushService::run_evaluator() {
       more = evaluate_batch();
     } catch (const std::exception& e) {
       spdlog::error("push: evaluating events failed: {}", e.what());
+      room_facts_stale_ = true;  // possibly read inside the rolled-back transaction
       std::lock_guard lock(badge_mu_);
       badges_.clear();  // counted inside the rolled-back transaction
     }
@@ -250,6 +251,7 @@ void PushService::evaluate_in_group(storage::Connection& c, int64_t upto) {
 void PushService::group_done(bool committed) {
   const bool queued = std::exchange(group_queued_, false), more = std::exchange(group_more_, false);
   if (!committed) {
+    room_facts_stale_ = true;  // possibly read inside the rolled-back transaction
     std::lock_guard lock(badge_mu_);
     badges_.clear();  // counted inside the rolled-back transaction
   }
@@ -281,15 +283,19 @@ bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& que
       auto stored = ud::get_push_rules(c, user);
       return stored_rules[user] = stored ? std::optional<object>(parse_object(*stored)) : std::nullopt;
     };
-    struct RoomFacts {
-      push::EvaluationContext ctx;  // without the user fields
-      std::vector<std::string> creators;
-      std::set<std::string> attention;  // joined, with their own rules or a pusher
-    };
-    std::map<std::string, RoomFacts> rooms;
+    // The facts read in this transaction hold for its whole batch (they include every event of
+    // it); facts from an earlier batch hold until a state event or redaction in their room.
+    const uint64_t generation = ps::rules_or_pushers_generation();
+    if (room_facts_stale_.exchange(false) || generation != room_facts_generation_ ||
+        room_facts_.size() >= kMaxCachedRooms) {
+      room_facts_.clear();
+      room_facts_generation_ = generation;
+    }
+    std::set<std::string> read_now;  // rooms whose facts this batch read
     auto facts_of = [&](const std::string& room_id) -> RoomFacts& {
-      auto it = rooms.find(room_id);
-      if (it != rooms.end()) return it->second;
+      auto it = room_facts_.find(room_id);
+      if (it != room_facts_.end()) return it->second;
+      read_now.insert(room_id);
       RoomFacts f;
       for (auto& user : ps::joined_users_with_rules_or_pushers(c, room_id)) {
         if (!owned_by_appservice(user)) f.attention.insert(std::move(user));
@@ -297,10 +303,12 @@ bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& que
       f.ctx.room_member_count = ev::joined_member_count(c, room_id);
       f.ctx.power_levels_content = state_content(c, room_id, "m.room.power_levels", "").value_or(object{});
       f.creators = privileged_creators(c, room_id);
-      return rooms[room_id] = std::move(f);
+      return room_facts_[room_id] = std::move(f);
     };
     const int64_t now = core::now_ms();
     for (const auto& e : events) {
+      // Before the redacted_by skip: a redacted member or power levels event changed the state.
+      if ((e.state_key || e.type == "m.room.redaction") && !read_now.count(e.room_id)) room_facts_.erase(e.room_id);
       if (e.redacted_by) continue;
       if (e.type == "m.room.redaction") {
         // The redacted event notifies no one any more (unread counts read the rows).
@@ -333,7 +341,13 @@ bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& que
       if (!singled_out && e.state_key) singled.insert(*e.state_key);
 
       ctx.user_id = nobody_in(singled);
-      const Decided shared = decided(push::evaluate(push::default_ruleset(ctx.user_id), client, ctx));
+      // Almost always the first such ID: its ruleset is built once, not for every event.
+      static const std::string first_nobody = nobody_in({});
+      static const object first_nobody_rules = push::default_ruleset(first_nobody);
+      std::optional<object> other_rules;
+      const object& shared_rules = ctx.user_id == first_nobody ? first_nobody_rules
+                                                               : other_rules.emplace(push::default_ruleset(ctx.user_id));
+      const Decided shared = decided(push::evaluate(shared_rules, client, ctx));
       std::optional<std::string> thread;
       auto thread_of_event = [&]() -> const std::string& {
         if (!thread) thread = threads::thread_of(c, e);

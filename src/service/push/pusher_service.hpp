@@ -8,6 +8,7 @@
 // with exponential backoff. Everything queued survives a restart. Pushkeys the gateway rejects
 // lose their pusher.
 #include "service/appservice/sender.hpp"  // OutboundHttp
+#include "service/push/push_rules.hpp"
 #include "storage/database.hpp"
 #include "storage/push_store.hpp"
 
@@ -72,6 +73,22 @@ private:
   // notification adds one; a receipt (badge_changed) or a membership change of the user drops it.
   int64_t badge_after_notification(storage::Connection& c, const std::string& user_id);
   void forget_badge(const std::string& user_id);
+  // What evaluating an event needs to know about its room, read from the room's current state.
+  struct RoomFacts {
+    push::EvaluationContext ctx;  // without the user fields
+    std::vector<std::string> creators;
+    std::set<std::string> attention;  // joined, with their own rules or a pusher
+  };
+  // The facts of the rooms seen, kept across batches: reading them reads every member of the
+  // room (the joined count, who has rules or a pusher), which in a 10,000-member room costs
+  // more than the rest of the evaluation. A room's entry goes when a state event or a redaction
+  // in it is evaluated, all of them when a push rule or pusher is written (the generation) or an
+  // evaluation fails (it may have read a transaction that rolled back). Used only by
+  // evaluate_range, which runs inside a write (one at a time).
+  static constexpr size_t kMaxCachedRooms = 10000;
+  std::unordered_map<std::string, RoomFacts> room_facts_;
+  uint64_t room_facts_generation_ = 0;
+  std::atomic<bool> room_facts_stale_{false};  // set on a failure; cleared by evaluate_range
   bool send_due(int64_t& next_due_ms);  // false when nothing was sent
   void send_one(const storage::push::QueuedPush& h, int64_t& next_due_ms);
 
