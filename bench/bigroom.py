@@ -3,6 +3,7 @@
 
   bigroom.py prepare --dir D [--members 1000,10000] [--binary B]   grow the rooms once (slow)
   bigroom.py compare --dir D --size 1000 A B [--rounds 2]         server CPU ms per event, B/A
+  bigroom.py joins --dir D --size 10000 A B [--joins 500]          server CPU ms per join, B/A
   bigroom.py serve --dir D --size 1000 BINARY                     a server on a copy, for perf
 
 targets.py grows its room again on every run (minutes for 10,000 members); this grows each room
@@ -86,19 +87,38 @@ def measure(binary, prepared, args):
         cp.close()
 
 
-def compare(args):
+def measure_joins(binary, prepared, args):
+    """--joins new members (registered by the appservice, as prepare's) join the prepared room
+    over --setup-conns connections: server CPU per register+join."""
+    cp = Copy(binary, prepared, args.log_level)
+    try:
+        cp.srv.start()
+        tokens, room_id, port = cp.meta["tokens"], cp.meta["room_id"], cp.srv.port
+        as_token = next(line.split('"')[1] for line in open(os.path.join(cp.tmp, "members-appservice.yaml"))
+                        if line.startswith("as_token:"))
+        t0, cpu0 = time.monotonic(), tb.proc_cpu_ms(cp.srv.pid)
+        done = tg.add_members(port, as_token, room_id, "bench_j", 0, args.joins, args.setup_conns, t0 + 300)
+        dt, cpu = time.monotonic() - t0, tb.proc_cpu_ms(cp.srv.pid) - cpu0
+        cp.srv.check_alive()
+        return {"joins_per_s": done / dt, "cpu_ms_per_join": cpu / max(1, done)}
+    finally:
+        cp.close()
+
+
+def compare(args, joins=False):
     prepared = os.path.join(args.dir, f"m{args.size}")
     a, b = args.binaries
     got = {"A": [], "B": []}
     for r in range(args.rounds):
         order = [("A", a), ("B", b)] if r % 2 == 0 else [("B", b), ("A", a)]
         for name, binary in order:
-            res = measure(binary, prepared, args)
+            res = (measure_joins if joins else measure)(binary, prepared, args)
             got[name].append(res)
-            tb.log(f"[bigroom] round {r + 1} {name}: {res['req_per_s']:.0f} req/s, "
-                   f"{res['cpu_ms_per_event']:.3f} ms CPU/event, p50 {res['p50_ms']:.2f} ms, cores {res['cores']:.2f}")
+            tb.log(f"[bigroom] round {r + 1} {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()
+                                                                  if isinstance(v, float)))
     print(f"members {args.size}, {args.connections} connections, {args.rounds} rounds (medians)")
-    for k in ("req_per_s", "cpu_ms_per_event", "p50_ms", "p99_ms", "cores"):
+    for k in (("joins_per_s", "cpu_ms_per_join") if joins else ("req_per_s", "cpu_ms_per_event", "p50_ms", "p99_ms",
+                                                                   "cores")):
         ma = statistics.median(x[k] for x in got["A"])
         mb = statistics.median(x[k] for x in got["B"])
         print(f"  {k:18s} A {ma:10.3f}  B {mb:10.3f}  B/A {mb / ma if ma else float('nan'):.3f}")
@@ -123,7 +143,7 @@ def serve(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("cmd", choices=["prepare", "compare", "serve"])
+    ap.add_argument("cmd", choices=["prepare", "compare", "joins", "serve"])
     ap.add_argument("binaries", nargs="*")
     ap.add_argument("--dir", required=True)
     ap.add_argument("--binary", default="build/trestle", help="prepare: the server that grows the rooms")
@@ -134,6 +154,7 @@ def main():
     ap.add_argument("--setup-max-seconds", type=float, default=900)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--joins", type=int, default=500, help="joins: how many new members join")
     ap.add_argument("--warmup", type=float, default=1)
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--max-duration", type=int, default=60)
@@ -141,10 +162,10 @@ def main():
     args = ap.parse_intermixed_args()
     if args.cmd == "prepare":
         prepare(args)
-    elif args.cmd == "compare":
+    elif args.cmd in ("compare", "joins"):
         if len(args.binaries) != 2:
-            ap.error("compare takes two binaries")
-        compare(args)
+            ap.error(f"{args.cmd} takes two binaries")
+        compare(args, joins=args.cmd == "joins")
     else:
         if len(args.binaries) != 1:
             ap.error("serve takes one binary")

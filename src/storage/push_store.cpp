@@ -229,6 +229,13 @@ std::vector<std::string> joined_users_with_rules_or_pushers(Connection& c, const
   return out;
 }
 
+bool has_rules_or_pusher(Connection& c, const std::string& user_id) {
+  auto st = c.prepare("SELECT EXISTS (SELECT 1 FROM push_rules WHERE user_id = ?1) OR "
+                      "EXISTS (SELECT 1 FROM pushers WHERE user_id = ?1)");
+  st.bind(user_id);
+  return st.step() && st.int64(0) != 0;
+}
+
 void enqueue(Connection& c, const QueuedPush& p) {
   c.prepare("INSERT INTO push_queue (user_id, app_id, pushkey, body, attempts, next_try_ts) VALUES (?, ?, ?, ?, 0, 0)")
       .bind(p.user_id, p.app_id, p.pushkey, p.body)

@@ -124,6 +124,8 @@ int64_t count_notifications(Connection& c, const NotificationQuery& q);
 // The joined members of the room who need more than the room's shared decision: those with
 // their own push rules or a pusher.
 std::vector<std::string> joined_users_with_rules_or_pushers(Connection& c, const std::string& room_id);
+// Whether the user has their own push rules or a pusher (the test above, for one user).
+bool has_rules_or_pusher(Connection& c, const std::string& user_id);
 
 struct QueuedPush {
   int64_t id = 0;

@@ -234,7 +234,7 @@ std::string nobody_in(const std::set<std::string>& named) {
 bool PushService::evaluate_batch() {
   const int64_t upto = db_.committed_position();
   bool more = false, queued = false;
-  db_.write([&](storage::Connection& c) { more = evaluate_range(c, upto, queued); });
+  db_.write([&](storage::Connection& c) { more = evaluate_range(c, upto, queued, false); });
   if (queued) {
     std::lock_guard lock(mu_);
     queue_poked_ = true;
@@ -245,7 +245,7 @@ bool PushService::evaluate_batch() {
 
 void PushService::evaluate_in_group(storage::Connection& c, int64_t upto) {
   if (!inline_enabled_.load()) return;
-  group_more_ = evaluate_range(c, upto, group_queued_);
+  group_more_ = evaluate_range(c, upto, group_queued_, true);
 }
 
 void PushService::group_done(bool committed) {
@@ -266,7 +266,7 @@ void PushService::group_done(bool committed) {
   }
 }
 
-bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& queued) {
+bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& queued, bool in_group) {
   bool more = false;
   {
     int64_t from = ps::cursor(c).value_or(upto);
@@ -284,7 +284,7 @@ bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& que
       return stored_rules[user] = stored ? std::optional<object>(parse_object(*stored)) : std::nullopt;
     };
     // The facts read in this transaction hold for its whole batch (they include every event of
-    // it); facts from an earlier batch hold until a state event or redaction in their room.
+    // it); kept facts follow the room's later state events (follow_state_event).
     const uint64_t generation = ps::rules_or_pushers_generation();
     if (room_facts_stale_.exchange(false) || generation != room_facts_generation_ ||
         room_facts_.size() >= kMaxCachedRooms) {
@@ -303,12 +303,17 @@ bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& que
       f.ctx.room_member_count = ev::joined_member_count(c, room_id);
       f.ctx.power_levels_content = state_content(c, room_id, "m.room.power_levels", "").value_or(object{});
       f.creators = privileged_creators(c, room_id);
+      f.read_at = in_group ? upto : 0;
       return room_facts_[room_id] = std::move(f);
     };
     const int64_t now = core::now_ms();
     for (const auto& e : events) {
       // Before the redacted_by skip: a redacted member or power levels event changed the state.
-      if ((e.state_key || e.type == "m.room.redaction") && !read_now.count(e.room_id)) room_facts_.erase(e.room_id);
+      if ((e.state_key || e.type == "m.room.redaction") && !read_now.count(e.room_id)) {
+        if (auto it = room_facts_.find(e.room_id); it != room_facts_.end() && !follow_state_event(c, it->second, e)) {
+          room_facts_.erase(it);
+        }
+      }
       if (e.redacted_by) continue;
       if (e.type == "m.room.redaction") {
         // The redacted event notifies no one any more (unread counts read the rows).
@@ -434,6 +439,27 @@ bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& que
     ps::set_cursor(c, reached);
   }
   return more;
+}
+
+bool PushService::follow_state_event(storage::Connection& c, RoomFacts& facts, const ev::StoredEvent& e) {
+  if (facts.read_at && e.stream_ordering <= facts.read_at) return true;  // read with it
+  if (!facts.read_at || e.type != "m.room.member" || !e.state_key || e.redacted_by) return false;
+  // The writer applies every state event to the current state: the member's membership went from
+  // the replaced event's to this one's (redaction keeps `membership`).
+  auto membership_in = [](const ev::StoredEvent& m) { return string_at(content_of(m), "membership"); };
+  std::string before;
+  if (e.replaces_state) {
+    auto replaced = ev::get_event(c, *e.replaces_state);
+    if (!replaced) return false;
+    before = membership_in(*replaced);
+  }
+  const bool was_joined = before == "join", joined = membership_in(e) == "join";
+  if (was_joined == joined) return true;
+  facts.ctx.room_member_count += joined ? 1 : -1;
+  const std::string& user = *e.state_key;
+  if (!joined) facts.attention.erase(user);
+  else if (!owned_by_appservice(user) && ps::has_rules_or_pusher(c, user)) facts.attention.insert(user);
+  return true;
 }
 
 bool PushService::owned_by_appservice(const std::string& user_id) const {

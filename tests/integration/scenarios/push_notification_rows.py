@@ -212,3 +212,13 @@ def test_the_room_facts_follow_rules_members_and_power_levels(ctx):
     r2 = at_room("f5")
     if {"set_tweak": "highlight"} not in actions_of(carol, r2):
         raise TestFailure(f"alice at power 50 notifies the room: highlighted, got {actions_of(carol, r2)}")
+    # dave silences the room before he joins, and joins after the room's facts were read again:
+    # his join must add him to the members with their own rules (else the room's row reaches him).
+    dave = ctx.register(srv, "dave")
+    ctx.expect(dave.request("PUT", f"/pushrules/global/room/{q(room)}", body={"actions": []}))
+    send(ctx, bob, room, "warm again", "f6")
+    ctx.expect(dave.request("POST", f"/join/{q(room)}", body={}))
+    m7 = send(ctx, bob, room, "seven", "f7")
+    wait_until(ctx, carol.request, m7)
+    if notified(ctx, dave.request):
+        raise TestFailure(f"dave's room rule (no actions) must hold from his join on: {notified(ctx, dave.request)}")
