@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <climits>
 #include <deque>
+#include <exception>
 #include <map>
 #include <set>
 #include <spdlog/spdlog.h>
@@ -267,6 +268,16 @@ void PushService::group_done(bool committed) {
 }
 
 bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& queued, bool in_group) {
+  // A failure undoes the cursor's move, so the events will be evaluated again: membership changes
+  // already applied to the kept facts would be applied twice. The next evaluation (possibly the
+  // group hook right after a failed evaluator write in the same group) reads them afresh.
+  struct StaleOnThrow {
+    std::atomic<bool>& stale;
+    const int uncaught = std::uncaught_exceptions();
+    ~StaleOnThrow() {
+      if (std::uncaught_exceptions() > uncaught) stale = true;
+    }
+  } stale_on_throw{room_facts_stale_};
   bool more = false;
   {
     int64_t from = ps::cursor(c).value_or(upto);
