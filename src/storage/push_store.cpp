@@ -1,8 +1,16 @@
 #include "storage/push_store.hpp"
 
 #include <algorithm>
+#include <atomic>
 
 namespace trestle::storage::push {
+
+namespace {
+std::atomic<uint64_t> g_rules_or_pushers_generation{0};
+}  // namespace
+
+uint64_t rules_or_pushers_generation() { return g_rules_or_pushers_generation.load(); }
+void rules_or_pushers_changed() { g_rules_or_pushers_generation.fetch_add(1); }
 
 std::vector<Pusher> pushers_of_user(Connection& c, const std::string& user_id) {
   auto st = c.prepare("SELECT user_id, app_id, pushkey, data, device_id, created_ts FROM pushers WHERE user_id = ? "
@@ -21,6 +29,7 @@ void set_pusher_origin(Connection& c, const std::string& user_id, const std::str
 }
 
 void delete_pushers_of_other_devices(Connection& c, const std::string& user_id, const std::string& keep_device) {
+  rules_or_pushers_changed();
   c.prepare("DELETE FROM push_queue WHERE user_id = ? AND (app_id, pushkey) IN (SELECT app_id, pushkey FROM pushers "
             "WHERE user_id = ? AND device_id IS NOT NULL AND device_id != ?)")
       .bind(user_id, user_id, keep_device)
@@ -37,6 +46,7 @@ bool pusher_exists(Connection& c, const std::string& user_id, const std::string&
 }
 
 void delete_pusher(Connection& c, const std::string& user_id, const std::string& app_id, const std::string& pushkey) {
+  rules_or_pushers_changed();
   c.prepare("DELETE FROM pushers WHERE user_id = ? AND app_id = ? AND pushkey = ?").bind(user_id, app_id, pushkey).run();
   c.prepare("DELETE FROM push_queue WHERE user_id = ? AND app_id = ? AND pushkey = ?")
       .bind(user_id, app_id, pushkey)
@@ -217,6 +227,13 @@ std::vector<std::string> joined_users_with_rules_or_pushers(Connection& c, const
   std::vector<std::string> out;
   while (st.step()) out.push_back(st.text(0));
   return out;
+}
+
+bool has_rules_or_pusher(Connection& c, const std::string& user_id) {
+  auto st = c.prepare("SELECT EXISTS (SELECT 1 FROM push_rules WHERE user_id = ?1) OR "
+                      "EXISTS (SELECT 1 FROM pushers WHERE user_id = ?1)");
+  st.bind(user_id);
+  return st.step() && st.int64(0) != 0;
 }
 
 void enqueue(Connection& c, const QueuedPush& p) {

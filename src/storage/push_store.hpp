@@ -19,6 +19,12 @@ struct Pusher {
   int64_t created_ts = 0;
 };
 
+// Bumped by every write to the push_rules or pushers tables (here and in user_data_store): the
+// push evaluator keeps which members of a room have their own rules or a pusher until it moves.
+// Bumped inside the writing transaction; a bump whose write rolls back only costs a recount.
+uint64_t rules_or_pushers_generation();
+void rules_or_pushers_changed();
+
 // Every pusher of the user (all kinds).
 std::vector<Pusher> pushers_of_user(Connection& c, const std::string& user_id);
 // Records which device made the pusher and when (after user_data::put_pusher).
@@ -118,6 +124,8 @@ int64_t count_notifications(Connection& c, const NotificationQuery& q);
 // The joined members of the room who need more than the room's shared decision: those with
 // their own push rules or a pusher.
 std::vector<std::string> joined_users_with_rules_or_pushers(Connection& c, const std::string& room_id);
+// Whether the user has their own push rules or a pusher (the test above, for one user).
+bool has_rules_or_pusher(Connection& c, const std::string& user_id);
 
 struct QueuedPush {
   int64_t id = 0;

@@ -1,5 +1,7 @@
 #include "storage/user_data_store.hpp"
 
+#include "storage/push_store.hpp"
+
 namespace trestle::storage::user_data {
 
 void put_account_data(Connection& c, const std::string& user_id, const std::string& room_id, const std::string& type,
@@ -91,6 +93,7 @@ std::optional<std::string> get_push_rules(Connection& c, const std::string& user
 }
 
 void put_push_rules(Connection& c, const std::string& user_id, const std::string& rules_json) {
+  push::rules_or_pushers_changed();  // the push evaluator's members with rules or pushers
   c.prepare("INSERT INTO push_rules (user_id, rules) VALUES (?, ?) ON CONFLICT (user_id) DO UPDATE SET "
             "rules = excluded.rules")
       .bind(user_id, rules_json)
@@ -107,6 +110,7 @@ std::vector<std::string> pushers_of_user(Connection& c, const std::string& user_
 
 void put_pusher(Connection& c, const std::string& user_id, const std::string& app_id, const std::string& pushkey,
                 const std::string& data_json) {
+  push::rules_or_pushers_changed();  // the push evaluator's members with rules or pushers
   c.prepare("INSERT INTO pushers (user_id, app_id, pushkey, data) VALUES (?, ?, ?, ?) ON CONFLICT "
             "(app_id, pushkey, user_id) DO UPDATE SET data = excluded.data")
       .bind(user_id, app_id, pushkey, data_json)
@@ -114,11 +118,13 @@ void put_pusher(Connection& c, const std::string& user_id, const std::string& ap
 }
 
 void delete_pusher(Connection& c, const std::string& user_id, const std::string& app_id, const std::string& pushkey) {
+  push::rules_or_pushers_changed();  // the push evaluator's members with rules or pushers
   c.prepare("DELETE FROM pushers WHERE user_id = ? AND app_id = ? AND pushkey = ?").bind(user_id, app_id, pushkey).run();
 }
 
 void delete_pushers_by_key(Connection& c, const std::string& app_id, const std::string& pushkey,
                            const std::string& except_user) {
+  push::rules_or_pushers_changed();  // the push evaluator's members with rules or pushers
   c.prepare("DELETE FROM pushers WHERE app_id = ? AND pushkey = ? AND user_id != ?")
       .bind(app_id, pushkey, except_user)
       .run();

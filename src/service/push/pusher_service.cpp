@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <climits>
 #include <deque>
+#include <exception>
 #include <map>
 #include <set>
 #include <spdlog/spdlog.h>
@@ -188,6 +189,7 @@ void PushService::run_evaluator() {
       more = evaluate_batch();
     } catch (const std::exception& e) {
       spdlog::error("push: evaluating events failed: {}", e.what());
+      room_facts_stale_ = true;  // possibly read inside the rolled-back transaction
       std::lock_guard lock(badge_mu_);
       badges_.clear();  // counted inside the rolled-back transaction
     }
@@ -233,7 +235,7 @@ std::string nobody_in(const std::set<std::string>& named) {
 bool PushService::evaluate_batch() {
   const int64_t upto = db_.committed_position();
   bool more = false, queued = false;
-  db_.write([&](storage::Connection& c) { more = evaluate_range(c, upto, queued); });
+  db_.write([&](storage::Connection& c) { more = evaluate_range(c, upto, queued, false); });
   if (queued) {
     std::lock_guard lock(mu_);
     queue_poked_ = true;
@@ -244,12 +246,13 @@ bool PushService::evaluate_batch() {
 
 void PushService::evaluate_in_group(storage::Connection& c, int64_t upto) {
   if (!inline_enabled_.load()) return;
-  group_more_ = evaluate_range(c, upto, group_queued_);
+  group_more_ = evaluate_range(c, upto, group_queued_, true);
 }
 
 void PushService::group_done(bool committed) {
   const bool queued = std::exchange(group_queued_, false), more = std::exchange(group_more_, false);
   if (!committed) {
+    room_facts_stale_ = true;  // possibly read inside the rolled-back transaction
     std::lock_guard lock(badge_mu_);
     badges_.clear();  // counted inside the rolled-back transaction
   }
@@ -264,7 +267,17 @@ void PushService::group_done(bool committed) {
   }
 }
 
-bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& queued) {
+bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& queued, bool in_group) {
+  // A failure undoes the cursor's move, so the events will be evaluated again: membership changes
+  // already applied to the kept facts would be applied twice. The next evaluation (possibly the
+  // group hook right after a failed evaluator write in the same group) reads them afresh.
+  struct StaleOnThrow {
+    std::atomic<bool>& stale;
+    const int uncaught = std::uncaught_exceptions();
+    ~StaleOnThrow() {
+      if (std::uncaught_exceptions() > uncaught) stale = true;
+    }
+  } stale_on_throw{room_facts_stale_};
   bool more = false;
   {
     int64_t from = ps::cursor(c).value_or(upto);
@@ -281,15 +294,19 @@ bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& que
       auto stored = ud::get_push_rules(c, user);
       return stored_rules[user] = stored ? std::optional<object>(parse_object(*stored)) : std::nullopt;
     };
-    struct RoomFacts {
-      push::EvaluationContext ctx;  // without the user fields
-      std::vector<std::string> creators;
-      std::set<std::string> attention;  // joined, with their own rules or a pusher
-    };
-    std::map<std::string, RoomFacts> rooms;
+    // The facts read in this transaction hold for its whole batch (they include every event of
+    // it); kept facts follow the room's later state events (follow_state_event).
+    const uint64_t generation = ps::rules_or_pushers_generation();
+    if (room_facts_stale_.exchange(false) || generation != room_facts_generation_ ||
+        room_facts_.size() >= kMaxCachedRooms) {
+      room_facts_.clear();
+      room_facts_generation_ = generation;
+    }
+    std::set<std::string> read_now;  // rooms whose facts this batch read
     auto facts_of = [&](const std::string& room_id) -> RoomFacts& {
-      auto it = rooms.find(room_id);
-      if (it != rooms.end()) return it->second;
+      auto it = room_facts_.find(room_id);
+      if (it != room_facts_.end()) return it->second;
+      read_now.insert(room_id);
       RoomFacts f;
       for (auto& user : ps::joined_users_with_rules_or_pushers(c, room_id)) {
         if (!owned_by_appservice(user)) f.attention.insert(std::move(user));
@@ -297,10 +314,17 @@ bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& que
       f.ctx.room_member_count = ev::joined_member_count(c, room_id);
       f.ctx.power_levels_content = state_content(c, room_id, "m.room.power_levels", "").value_or(object{});
       f.creators = privileged_creators(c, room_id);
-      return rooms[room_id] = std::move(f);
+      f.read_at = in_group ? upto : 0;
+      return room_facts_[room_id] = std::move(f);
     };
     const int64_t now = core::now_ms();
     for (const auto& e : events) {
+      // Before the redacted_by skip: a redacted member or power levels event changed the state.
+      if ((e.state_key || e.type == "m.room.redaction") && !read_now.count(e.room_id)) {
+        if (auto it = room_facts_.find(e.room_id); it != room_facts_.end() && !follow_state_event(c, it->second, e)) {
+          room_facts_.erase(it);
+        }
+      }
       if (e.redacted_by) continue;
       if (e.type == "m.room.redaction") {
         // The redacted event notifies no one any more (unread counts read the rows).
@@ -333,7 +357,13 @@ bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& que
       if (!singled_out && e.state_key) singled.insert(*e.state_key);
 
       ctx.user_id = nobody_in(singled);
-      const Decided shared = decided(push::evaluate(push::default_ruleset(ctx.user_id), client, ctx));
+      // Almost always the first such ID: its ruleset is built once, not for every event.
+      static const std::string first_nobody = nobody_in({});
+      static const object first_nobody_rules = push::default_ruleset(first_nobody);
+      std::optional<object> other_rules;
+      const object& shared_rules = ctx.user_id == first_nobody ? first_nobody_rules
+                                                               : other_rules.emplace(push::default_ruleset(ctx.user_id));
+      const Decided shared = decided(push::evaluate(shared_rules, client, ctx));
       std::optional<std::string> thread;
       auto thread_of_event = [&]() -> const std::string& {
         if (!thread) thread = threads::thread_of(c, e);
@@ -420,6 +450,27 @@ bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& que
     ps::set_cursor(c, reached);
   }
   return more;
+}
+
+bool PushService::follow_state_event(storage::Connection& c, RoomFacts& facts, const ev::StoredEvent& e) {
+  if (facts.read_at && e.stream_ordering <= facts.read_at) return true;  // read with it
+  if (!facts.read_at || e.type != "m.room.member" || !e.state_key || e.redacted_by) return false;
+  // The writer applies every state event to the current state: the member's membership went from
+  // the replaced event's to this one's (redaction keeps `membership`).
+  auto membership_in = [](const ev::StoredEvent& m) { return string_at(content_of(m), "membership"); };
+  std::string before;
+  if (e.replaces_state) {
+    auto replaced = ev::get_event(c, *e.replaces_state);
+    if (!replaced) return false;
+    before = membership_in(*replaced);
+  }
+  const bool was_joined = before == "join", joined = membership_in(e) == "join";
+  if (was_joined == joined) return true;
+  facts.ctx.room_member_count += joined ? 1 : -1;
+  const std::string& user = *e.state_key;
+  if (!joined) facts.attention.erase(user);
+  else if (!owned_by_appservice(user) && ps::has_rules_or_pusher(c, user)) facts.attention.insert(user);
+  return true;
 }
 
 bool PushService::owned_by_appservice(const std::string& user_id) const {

@@ -8,6 +8,7 @@
 // with exponential backoff. Everything queued survives a restart. Pushkeys the gateway rejects
 // lose their pusher.
 #include "service/appservice/sender.hpp"  // OutboundHttp
+#include "service/push/push_rules.hpp"
 #include "storage/database.hpp"
 #include "storage/push_store.hpp"
 
@@ -61,7 +62,9 @@ private:
   bool evaluate_batch();  // false when caught up
   // Evaluates the events after the cursor up to `upto` (at most kEventsPerBatch), moves the
   // cursor; true when more are left. `queued`: a gateway request was queued.
-  bool evaluate_range(storage::Connection& c, int64_t upto, bool& queued);
+  // `in_group`: called by the write group hook, whose transaction holds exactly the events up
+  // to `upto` (the evaluator thread's may hold later ones).
+  bool evaluate_range(storage::Connection& c, int64_t upto, bool& queued, bool in_group);
   // The write group hook (Database::add_group_hook): the group's events in its own transaction.
   void evaluate_in_group(storage::Connection& c, int64_t upto);
   void group_done(bool committed);
@@ -72,6 +75,29 @@ private:
   // notification adds one; a receipt (badge_changed) or a membership change of the user drops it.
   int64_t badge_after_notification(storage::Connection& c, const std::string& user_id);
   void forget_badge(const std::string& user_id);
+  // What evaluating an event needs to know about its room, read from the room's current state.
+  struct RoomFacts {
+    push::EvaluationContext ctx;  // without the user fields
+    std::vector<std::string> creators;
+    std::set<std::string> attention;  // joined, with their own rules or a pusher
+    // The facts hold every event up to here (read by the group hook); 0: not known, so any
+    // later state event drops them.
+    int64_t read_at = 0;
+  };
+  // A later state event or redaction in a room whose facts are kept: a membership change is
+  // applied to them, anything else drops them. False: they were dropped.
+  bool follow_state_event(storage::Connection& c, RoomFacts& facts, const storage::events::StoredEvent& e);
+  // The facts of the rooms seen, kept across batches: reading them reads every member of the
+  // room (the joined count, who has rules or a pusher), which in a 10,000-member room costs
+  // more than the rest of the evaluation. A membership event later than the facts updates them
+  // (follow_state_event); another state event or a redaction in the room drops the room's entry;
+  // a push rule or pusher written (the generation) or a failed evaluation (it may have read a
+  // transaction that rolled back) drops them all. Used only by evaluate_range, which runs inside
+  // a write (one at a time).
+  static constexpr size_t kMaxCachedRooms = 10000;
+  std::unordered_map<std::string, RoomFacts> room_facts_;
+  uint64_t room_facts_generation_ = 0;
+  std::atomic<bool> room_facts_stale_{false};  // set on a failure; cleared by evaluate_range
   bool send_due(int64_t& next_due_ms);  // false when nothing was sent
   void send_one(const storage::push::QueuedPush& h, int64_t& next_due_ms);
 

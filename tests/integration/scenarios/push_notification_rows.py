@@ -167,3 +167,58 @@ def test_unread_counts_read_the_stored_rows(ctx):
         got, _ = unread(ctx, alice.request, room)
         if got != (0, 0):
             raise TestFailure(f"alice after her own message: {got}, expected (0, 0)")
+
+
+def test_the_room_facts_follow_rules_members_and_power_levels(ctx):
+    """The evaluator keeps what it reads about a room (its joined count, the members with their own
+    rules or a pusher, the power levels) from one event to the next instead of reading every member
+    again: each must still follow a push rule written after the room's events were evaluated, a
+    member joining (the one-to-one rule stops matching) and a power level change."""
+    srv = ctx.server()
+    bob, alice, carol = (ctx.register(srv, n) for n in ("bob", "alice", "carol"))
+    room = ctx.expect(bob.request("POST", "/createRoom", body={"preset": "public_chat"}))["room_id"]
+    ctx.expect(alice.request("POST", f"/join/{q(room)}", body={}))
+
+    def actions_of(user, event_id):
+        got = wait_until(ctx, user.request, event_id)
+        for n in ctx.expect(user.request("GET", "/notifications"))["notifications"]:
+            if n["event"]["event_id"] == event_id:
+                return n["actions"]
+        raise TestFailure(f"{event_id} not in {user.user_id}'s notifications: {got}")
+
+    m1 = send(ctx, bob, room, "one", "f1")
+    one_to_one = ["notify", {"set_tweak": "sound", "value": "default"}]
+    if actions_of(alice, m1) != one_to_one:
+        raise TestFailure(f"two members: the one-to-one rule's actions, got {actions_of(alice, m1)}")
+    send(ctx, bob, room, "warm", "f2")  # the room's facts are read and kept
+    ctx.expect(alice.request("PUT", f"/pushrules/global/room/{q(room)}", body={"actions": []}))
+    ctx.expect(carol.request("POST", f"/join/{q(room)}", body={}))
+    m3 = send(ctx, bob, room, "three", "f3")
+    if actions_of(carol, m3) != ["notify"]:
+        raise TestFailure(f"three members: .m.rule.message's actions, got {actions_of(carol, m3)}")
+    if any(e == m3 for e, _ in notified(ctx, alice.request)):
+        raise TestFailure("alice silenced the room (a room rule written after its events were evaluated)")
+
+    def at_room(txn):
+        content = {"msgtype": "m.text", "body": "everyone", "m.mentions": {"room": True}}
+        return ctx.expect(alice.request("PUT", f"/rooms/{q(room)}/send/m.room.message/{txn}", body=content))["event_id"]
+
+    r1 = at_room("f4")
+    if {"set_tweak": "highlight"} in actions_of(carol, r1):
+        raise TestFailure("alice (power 0) may not notify the room: no highlight")
+    pl = ctx.expect(bob.request("GET", f"/rooms/{q(room)}/state/m.room.power_levels"))
+    pl.setdefault("users", {})[alice.user_id] = 50
+    ctx.expect(bob.request("PUT", f"/rooms/{q(room)}/state/m.room.power_levels", body=pl))
+    r2 = at_room("f5")
+    if {"set_tweak": "highlight"} not in actions_of(carol, r2):
+        raise TestFailure(f"alice at power 50 notifies the room: highlighted, got {actions_of(carol, r2)}")
+    # dave silences the room before he joins, and joins after the room's facts were read again:
+    # his join must add him to the members with their own rules (else the room's row reaches him).
+    dave = ctx.register(srv, "dave")
+    ctx.expect(dave.request("PUT", f"/pushrules/global/room/{q(room)}", body={"actions": []}))
+    send(ctx, bob, room, "warm again", "f6")
+    ctx.expect(dave.request("POST", f"/join/{q(room)}", body={}))
+    m7 = send(ctx, bob, room, "seven", "f7")
+    wait_until(ctx, carol.request, m7)
+    if notified(ctx, dave.request):
+        raise TestFailure(f"dave's room rule (no actions) must hold from his join on: {notified(ctx, dave.request)}")
