@@ -233,9 +233,10 @@ void raise_to(std::atomic<int64_t>& a, int64_t v) {
 }  // namespace
 
 SearchService::SearchService(storage::Database& db) : db_(db) {
-  indexed_ = db_.read([](storage::Connection& c) { return storage::search::indexed_upto(c); });
+  // indexed_ is read by the first group (not here: start-up makes no read of its own for it).
   hook_ = db_.add_group_hook({[this](storage::Connection& c, int64_t upto) {
                                 hook_indexed_ = 0;
+                                if (indexed_.load() < 0) raise_to(indexed_, storage::search::indexed_upto(c));
                                 const int64_t from = indexed_.load();
                                 if (upto - from < kIndexBatch) return;
                                 hook_indexed_ = storage::search::index_upto(c, std::min(upto, from + kMaxHookBatch));

@@ -57,7 +57,8 @@ public:
 
 private:
   storage::Database& db_;
-  std::atomic<int64_t> indexed_{0};  // committed indexed_upto (or below it: only costs a write)
+  // Committed indexed_upto (or below it: that only costs a write); -1 until a group reads it.
+  std::atomic<int64_t> indexed_{-1};
   int64_t hook_indexed_ = 0;         // what the running group's hook indexed up to (writer thread)
   int hook_ = 0;
 };
