@@ -235,9 +235,9 @@ void raise_to(std::atomic<int64_t>& a, int64_t v) {
 SearchService::SearchService(storage::Database& db) : db_(db) {
   // indexed_ is read by the first group (not here: start-up makes no read of its own for it).
   hook_ = db_.add_group_hook({[this](storage::Connection& c, int64_t upto) {
-                                hook_indexed_ = 0;
-                                if (indexed_.load() < 0) raise_to(indexed_, storage::search::indexed_upto(c));
-                                const int64_t from = indexed_.load();
+                                // Published by done(true) only: this group's writes may still be undone.
+                                hook_indexed_ = indexed_.load() < 0 ? storage::search::indexed_upto(c) : 0;
+                                const int64_t from = std::max(indexed_.load(), hook_indexed_);
                                 if (upto - from < kIndexBatch) return;
                                 hook_indexed_ = storage::search::index_upto(c, std::min(upto, from + kMaxHookBatch));
                               },
