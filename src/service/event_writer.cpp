@@ -192,22 +192,7 @@ ev::StoredEvent EventWriter::append(storage::Connection& c, const NewEvent& ne) 
   se.stream_ordering = db_.next_stream_position();
   se.pdu = std::move(pdu);
   ev::insert_event(c, se, pdu_json);
-  if (const char* key = storage::search::key_for_type(se.type)) {
-    // At the group's end (Database::before_commit): FTS5 would write an index segment at each
-    // write's savepoint, i.e. one per event. Only what indexing reads is kept for it.
-    auto* content = se.pdu.if_contains("content");
-    const auto* value = content && content->is_object()
-                            ? content->as_object().if_contains(std::string_view(key).substr(8))  // after "content."
-                            : nullptr;
-    if (value && value->is_string()) {
-      ev::StoredEvent indexed;
-      indexed.stream_ordering = se.stream_ordering;
-      indexed.room_id = se.room_id;
-      indexed.type = se.type;
-      indexed.pdu["content"] = object{{std::string_view(key).substr(8), *value}};
-      db_.before_commit([indexed = std::move(indexed)](storage::Connection& c) { storage::search::index_event(c, indexed); });
-    }
-  }
+  // Not indexed for search here: storage/search_store indexes events in batches (service/search).
   record_relation(c, se);
   remember_dag_event(se);
 
@@ -222,7 +207,8 @@ ev::StoredEvent EventWriter::append(storage::Connection& c, const NewEvent& ne) 
     std::string target = ne.redacts.value_or("");
     if (auto t = ev::get_event_header(c, target); t && t->room_id == room_id) {
       ev::mark_redacted(c, target, event_id);
-      // A redacted event never matches a search; after the group's indexing, which may hold it.
+      // A redacted event never matches a search: out of the index if it is in it (one not yet
+      // indexed never will be: batches skip redacted events).
       db_.before_commit([target](storage::Connection& c) { storage::search::unindex_event(c, target); });
       forget_relation(c, target);                 // redacted content has no m.relates_to
     }

@@ -221,6 +221,40 @@ std::optional<SearchBatch> decode_search_batch(const std::string& token) {
   return b;
 }
 
+namespace {
+
+// Raises `a` to `v` if below it (the hook's done() and a search's catch-up may race).
+void raise_to(std::atomic<int64_t>& a, int64_t v) {
+  int64_t seen = a.load();
+  while (seen < v && !a.compare_exchange_weak(seen, v)) {
+  }
+}
+
+}  // namespace
+
+SearchService::SearchService(storage::Database& db) : db_(db) {
+  // indexed_ is read by the first group (not here: start-up makes no read of its own for it).
+  hook_ = db_.add_group_hook({[this](storage::Connection& c, int64_t upto) {
+                                // Published by done(true) only: this group's writes may still be undone.
+                                hook_indexed_ = indexed_.load() < 0 ? storage::search::indexed_upto(c) : 0;
+                                const int64_t from = std::max(indexed_.load(), hook_indexed_);
+                                if (upto - from < kIndexBatch) return;
+                                hook_indexed_ = storage::search::index_upto(c, std::min(upto, from + kMaxHookBatch));
+                              },
+                              [this](bool committed) {
+                                if (committed) raise_to(indexed_, hook_indexed_);
+                              }});
+}
+
+SearchService::~SearchService() { db_.remove_group_hook(hook_); }
+
+int64_t SearchService::catch_up() {
+  const int64_t now = db_.committed_position();
+  if (indexed_.load() >= now) return now;
+  raise_to(indexed_, db_.write([&](storage::Connection& c) { return storage::search::index_upto(c, now); }));
+  return now;
+}
+
 object SearchService::search(const Requester& r, const object& body, const std::optional<std::string>& next_batch) {
   // --- parameters (types were checked against the spec's schema) ---
   auto* cats = body.if_contains("search_categories");
@@ -309,7 +343,7 @@ object SearchService::search(const Requester& r, const object& body, const std::
   }
 
   const auto query = fts_query(term);
-  const int64_t now = db_.committed_position();
+  const int64_t now = catch_up();  // every event up to now is in the index before it is read
 
   return db_.read([&](storage::Connection& c) {
     object room_events{{"results", array{}}, {"count", 0}, {"highlights", array{}}};

@@ -5,6 +5,7 @@
 #include "storage/database.hpp"
 
 #include <boost/json/object.hpp>
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -31,9 +32,23 @@ struct SearchBatch {
 std::string encode_search_batch(const SearchBatch& b);
 std::optional<SearchBatch> decode_search_batch(const std::string& token);
 
+// Events are indexed in batches (storage/search_store index_upto), not in the group that writes
+// them: a write group hook indexes the pending ones once kIndexBatch stream positions are past the
+// indexed position, and a search first indexes what is still pending (a write), so results are
+// exact. The position is stored: after a restart the next batch or search catches up.
 class SearchService {
 public:
-  explicit SearchService(storage::Database& db) : db_(db) {}
+  static constexpr int64_t kIndexBatch = 256;   // stream positions per batch (one FTS5 segment)
+  static constexpr int64_t kMaxHookBatch = 8192;  // at most this many per group (a long backlog)
+
+  explicit SearchService(storage::Database& db);
+  ~SearchService();
+  SearchService(const SearchService&) = delete;
+  SearchService& operator=(const SearchService&) = delete;
+
+  // Indexes everything committed so far that is not yet (a write, when anything is pending);
+  // returns the position up to which the index is then complete.
+  int64_t catch_up();
 
   // The body's search_categories (validated against the spec's schema before) and the next_batch
   // query parameter; returns the response body. 400 for bad parameters or tokens.
@@ -42,6 +57,10 @@ public:
 
 private:
   storage::Database& db_;
+  // Committed indexed_upto (or below it: that only costs a write); -1 until a group reads it.
+  std::atomic<int64_t> indexed_{-1};
+  int64_t hook_indexed_ = 0;         // what the running group's hook indexed up to (writer thread)
+  int hook_ = 0;
 };
 
 }  // namespace trestle::service

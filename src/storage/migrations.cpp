@@ -621,6 +621,38 @@ UPDATE push_state SET rows_from = COALESCE(
                        UNION ALL SELECT MIN(stream_ordering) FROM push_notifications)) - 1,
   last_stream);
 )SQL",
+      // 28 (issue 12, WAL pages per write group): where the full-text index stands
+      // (storage/search_store indexed_upto): events are indexed in batches, no longer in the group
+      // that writes them (FTS5 wrote a segment of ~6 pages a group). Every event stored so far is
+      // indexed.
+      R"SQL(
+INSERT INTO stream_position (name, value) SELECT 'search', value FROM stream_position WHERE name = 'global';
+)SQL",
+      // 29 (issue 12, WAL pages per write group): event_txns and forward_extremities without a
+      // rowid. Each was a table and its primary key's index, two b-trees (and two pages or more in
+      // every group's commit) for rows only ever looked up by that key; now the key's b-tree holds
+      // the rows.
+      R"SQL(
+ALTER TABLE event_txns RENAME TO event_txns_old;
+CREATE TABLE event_txns (
+  user_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  txn_id TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  PRIMARY KEY (user_id, device_id, txn_id)
+) WITHOUT ROWID;
+INSERT INTO event_txns (user_id, device_id, txn_id, event_id)
+SELECT user_id, device_id, txn_id, event_id FROM event_txns_old;
+DROP TABLE event_txns_old;
+ALTER TABLE forward_extremities RENAME TO forward_extremities_old;
+CREATE TABLE forward_extremities (
+  room_id TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  PRIMARY KEY (room_id, event_id)
+) WITHOUT ROWID;
+INSERT INTO forward_extremities (room_id, event_id) SELECT room_id, event_id FROM forward_extremities_old;
+DROP TABLE forward_extremities_old;
+)SQL",
   };
   return steps;
 }

@@ -1,7 +1,7 @@
-// The schema that migrations 1-27 build, as one script: the CREATE statements as SQLite keeps them
+// The schema that migrations 1-29 build, as one script: the CREATE statements as SQLite keeps them
 // in sqlite_master after those steps (columns that ALTER TABLE added at the end of their table,
 // indexes that a later step dropped and made again in their final form), in the order the steps
-// made them, and the one row they insert. A new database runs this instead of replaying the steps:
+// made them, and the rows they insert. A new database runs this instead of replaying the steps:
 // 27 steps, 15 of them ALTER TABLE, each of which rewrites and re-parses the whole schema, were
 // about half of a fresh start-up (bench/startup_bench.py).
 //
@@ -14,9 +14,10 @@
 namespace trestle::storage {
 
 const SchemaSnapshot& schema_snapshot() {
-  static const SchemaSnapshot snapshot{27, R"SQL(
+  static const SchemaSnapshot snapshot{29, R"SQL(
 CREATE TABLE stream_position (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT INTO stream_position VALUES ('global', 0);
+INSERT INTO stream_position VALUES ('search', 0);
 CREATE TABLE users (
   user_id TEXT PRIMARY KEY,
   password_hash TEXT,
@@ -84,18 +85,6 @@ CREATE TABLE room_memberships (
   PRIMARY KEY (room_id, user_id)
 );
 CREATE INDEX room_memberships_user ON room_memberships (user_id, membership);
-CREATE TABLE forward_extremities (
-  room_id TEXT NOT NULL,
-  event_id TEXT NOT NULL,
-  PRIMARY KEY (room_id, event_id)
-);
-CREATE TABLE event_txns (
-  user_id TEXT NOT NULL,
-  device_id TEXT NOT NULL,
-  txn_id TEXT NOT NULL,
-  event_id TEXT NOT NULL,
-  PRIMARY KEY (user_id, device_id, txn_id)
-);
 CREATE TABLE room_aliases (
   alias TEXT PRIMARY KEY,
   room_id TEXT NOT NULL,
@@ -434,6 +423,18 @@ CREATE TABLE push_room_notifications (
 CREATE INDEX push_notifications_user ON push_notifications (user_id, stream_ordering);
 CREATE INDEX push_room_notifications_room ON push_room_notifications (room_id, stream_ordering, sender, thread_id,
                                                                        highlight);
+CREATE TABLE event_txns (
+  user_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  txn_id TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  PRIMARY KEY (user_id, device_id, txn_id)
+) WITHOUT ROWID;
+CREATE TABLE forward_extremities (
+  room_id TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  PRIMARY KEY (room_id, event_id)
+) WITHOUT ROWID;
 )SQL"};
   return snapshot;
 }

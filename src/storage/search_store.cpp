@@ -1,5 +1,7 @@
 #include "storage/search_store.hpp"
 
+#include <boost/json/parse.hpp>
+
 #include <algorithm>
 #include <limits>
 
@@ -63,6 +65,36 @@ void unindex_event(Connection& c, const std::string& event_id) {
   c.prepare("DELETE FROM event_search WHERE rowid = (SELECT stream_ordering FROM events WHERE event_id = ?)")
       .bind(event_id)
       .run();
+}
+
+int64_t indexed_upto(Connection& c) {
+  auto st = c.prepare("SELECT value FROM stream_position WHERE name = 'search'");
+  return st.step() ? st.int64(0) : 0;
+}
+
+int64_t index_upto(Connection& c, int64_t upto) {
+  const int64_t from = indexed_upto(c);
+  if (upto <= from) return from;
+  auto st = c.prepare(
+      "SELECT stream_ordering, room_id, type, json FROM events WHERE stream_ordering > ? AND stream_ordering <= ?"
+      " AND type IN ('m.room.message', 'm.room.name', 'm.room.topic') AND redacted_by IS NULL ORDER BY stream_ordering");
+  st.bind(from, upto);
+  events::StoredEvent e;
+  while (st.step()) {
+    boost::system::error_code ec;
+    auto pdu = boost::json::parse(st.text(3), ec);
+    if (ec || !pdu.is_object()) continue;  // an unreadable row has nothing to find (as the back-fill)
+    e.stream_ordering = st.int64(0);
+    e.room_id = st.text(1);
+    e.type = st.text(2);
+    e.pdu = std::move(pdu.as_object());
+    index_event(c, e);
+  }
+  c.prepare("INSERT INTO stream_position (name, value) VALUES ('search', ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)")
+      .bind(upto)
+      .run();
+  return upto;
 }
 
 void for_each_match(Connection& c, const std::string& text_query, const std::vector<std::string>& room_ids,

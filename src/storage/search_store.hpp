@@ -28,6 +28,15 @@ void index_event(Connection& c, const events::StoredEvent& e);
 // Removes the event (once redacted). A no-op for events not indexed.
 void unindex_event(Connection& c, const std::string& event_id);
 
+// Events are indexed in batches, not in the group that writes them (each FTS5 insert run writes a
+// segment of its own: one per group cost ~6 WAL pages a group). Every event at or below
+// indexed_upto() that is searchable and was not redacted before it was indexed is in the index;
+// the position is the stream_position row 'search' (on the page the group's 'global' row dirties).
+int64_t indexed_upto(Connection& c);
+// Indexes the events in (indexed_upto(), upto] that are searchable and not redacted now, and
+// raises indexed_upto() to `upto` (never lowers it). Only inside a write. Returns indexed_upto().
+int64_t index_upto(Connection& c, int64_t upto);
+
 struct Match {
   int64_t stream_ordering = 0;
   std::string room_id;

@@ -139,3 +139,26 @@ TEST(SearchIndex, TheMigrationBackFillsStoredEvents) {
   storage::search::unindex_event(c, "$e1");
   EXPECT_EQ(matches(c, "world"), std::vector<int64_t>{});
 }
+
+TEST(SearchIndex, IndexUptoIndexesPendingEventsNotRedacted) {
+  TempDir dir;
+  storage::Database db((dir.path / "t.db").string(), 1);
+  db.write([](storage::Connection& c) {
+    EXPECT_EQ(storage::search::indexed_upto(c), 0);
+    insert_event(c, 1, "m.room.message", R"({"content":{"body":"hello one"}})");
+    insert_event(c, 2, "m.room.member", R"({"content":{"body":"hello","membership":"join"}})");
+    insert_event(c, 3, "m.room.message", R"({"content":{"body":"hello redacted"}})", "$redaction");
+    insert_event(c, 4, "m.room.topic", R"({"content":{"topic":"hello topic"}})");
+    insert_event(c, 5, "m.room.message", R"({"content":{"body":"hello\u0000five"}})");
+    insert_event(c, 6, "m.room.message", R"({"content":{"body":6}})");
+    EXPECT_EQ(storage::search::index_upto(c, 3), 3);
+    EXPECT_EQ(matches(c, "hello"), std::vector<int64_t>{1});
+    EXPECT_EQ(storage::search::index_upto(c, 2), 3);  // never lowered
+    EXPECT_EQ(storage::search::indexed_upto(c), 3);
+    EXPECT_EQ(storage::search::index_upto(c, 10), 10);
+    EXPECT_EQ(matches(c, "hello"), (std::vector<int64_t>{5, 4, 1}));
+    EXPECT_EQ(matches(c, "five"), std::vector<int64_t>{5});
+  });
+  // The position is stored: a later connection sees it.
+  EXPECT_EQ(db.read([](storage::Connection& c) { return storage::search::indexed_upto(c); }), 10);
+}
