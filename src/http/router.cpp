@@ -40,14 +40,24 @@ bool matches(const std::vector<std::string>& tmpl, const std::vector<std::string
 Reply guarded(const std::function<Reply()>& fn) {
   try {
     return fn();
+  } catch (...) {
+    return error_response(std::current_exception());
+  }
+}
+
+Response error_response(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
   } catch (const MatrixError& e) {
     // No errcode: a bare reply such as the first 401 of user-interactive auth.
     if (e.errcode().empty()) return Response::json(e.extra(), e.status());
     return Response::error(e.status(), e.errcode(), e.what(), e.extra());
   } catch (const std::exception& e) {
     spdlog::error("internal error: {}", e.what());
-    return Response::error(500, "M_UNKNOWN", "Internal server error");
+  } catch (...) {
+    spdlog::error("internal error: an exception of an unknown type");
   }
+  return Response::error(500, "M_UNKNOWN", "Internal server error");
 }
 
 void Router::add(const std::string& method, const std::string& path_template, Auth auth, Handler h) {

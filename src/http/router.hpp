@@ -55,5 +55,7 @@ private:
 
 // Runs `fn` turning MatrixError and any other exception into an error Response.
 Reply guarded(const std::function<Reply()>& fn);
+// The error Response for an exception (as guarded() answers it).
+Response error_response(std::exception_ptr error);
 
 }  // namespace trestle::http
