@@ -876,8 +876,14 @@ struct Server::Impl {
     if (auto it = breq.find(bhttp::field::user_agent); it != breq.end()) req->user_agent = it->value();
     const Router* r = &router;
     // Named before co_await: GCC 12 double-destroys lambda temporaries in co_await operands.
-    std::function<Reply()> work = [r, req, target = std::string(breq.target())]() { return r->dispatch(*req, target); };
-    Reply reply = co_await run_on_workers(std::move(work));
+    const Router::Resolved route = r->resolve(*req, std::string(breq.target()));
+    Reply reply;
+    std::function<Reply()> work = [r, req, route]() { return r->run(*req, route); };
+    if (route.runs == Runs::on_io_thread) {
+      reply = work();  // no hand-off: the route never blocks for long (router.hpp, Runs)
+    } else {
+      reply = co_await run_on_workers(std::move(work));
+    }
     // Read after the hop back: the router set them on the worker before it.
     info.requester = req->log_requester;
     if (!req->route.empty()) info.servlet = req->route;

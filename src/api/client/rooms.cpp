@@ -178,7 +178,7 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
                                          complete(http::Response::json(object{{"event_id", event_id}}));
                                        });
     }};
-  });
+  }, http::Runs::on_io_thread);
   r.client("PUT", "/rooms/{}/redact/{}/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
     auto body = req.json_object(true);
     auto event_id = rooms.sending.redact(who, room_param(req), req.params[1], req.params[2], optional_string(body, "reason"));
