@@ -75,6 +75,14 @@ struct LongPoll {
   std::function<std::variant<Response, LongPoll, Offload>(bool deadline_reached)> poll;
 };
 
-using Reply = std::variant<Response, LongPoll, Offload>;
+// A handler whose answer comes from work that runs with no thread waiting for it (a send joining
+// the next group commit: EventWriter::send_once_async). The transport calls `start` with
+// `complete`, which the work calls exactly once, from any thread, with the answer; the connection
+// holds no thread meanwhile. `start` must not block.
+struct Deferred {
+  std::function<void(std::function<void(Response)> complete)> start;
+};
+
+using Reply = std::variant<Response, LongPoll, Offload, Deferred>;
 
 }  // namespace trestle::http

@@ -40,24 +40,35 @@ bool matches(const std::vector<std::string>& tmpl, const std::vector<std::string
 Reply guarded(const std::function<Reply()>& fn) {
   try {
     return fn();
+  } catch (...) {
+    return error_response(std::current_exception());
+  }
+}
+
+Response error_response(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
   } catch (const MatrixError& e) {
     // No errcode: a bare reply such as the first 401 of user-interactive auth.
     if (e.errcode().empty()) return Response::json(e.extra(), e.status());
     return Response::error(e.status(), e.errcode(), e.what(), e.extra());
   } catch (const std::exception& e) {
     spdlog::error("internal error: {}", e.what());
-    return Response::error(500, "M_UNKNOWN", "Internal server error");
+  } catch (...) {
+    spdlog::error("internal error: an exception of an unknown type");
   }
+  return Response::error(500, "M_UNKNOWN", "Internal server error");
 }
 
-void Router::add(const std::string& method, const std::string& path_template, Auth auth, Handler h) {
+void Router::add(const std::string& method, const std::string& path_template, Auth auth, Handler h, Runs runs) {
   BodyCheck check = body_checks_ ? body_checks_(method, path_template) : nullptr;
-  routes_.push_back(Route{method, split_template(path_template), auth, std::move(h), std::move(check), path_template});
+  routes_.push_back(
+      Route{method, split_template(path_template), auth, std::move(h), std::move(check), path_template, runs});
 }
 
-void Router::client(const std::string& method, const std::string& tail, Auth auth, Handler h) {
-  add(method, "/_matrix/client/v3" + tail, auth, h);
-  add(method, "/_matrix/client/r0" + tail, auth, std::move(h));
+void Router::client(const std::string& method, const std::string& tail, Auth auth, Handler h, Runs runs) {
+  add(method, "/_matrix/client/v3" + tail, auth, h, runs);
+  add(method, "/_matrix/client/r0" + tail, auth, std::move(h), runs);
 }
 
 std::optional<Response> Router::preauthenticate(const std::string& authorization, const std::string& target) const {
@@ -75,8 +86,11 @@ std::optional<Response> Router::preauthenticate(const std::string& authorization
   return std::nullopt;
 }
 
-Reply Router::dispatch(Request& req, const std::string& target) const {
-  return guarded([&]() -> Reply {
+Reply Router::dispatch(Request& req, const std::string& target) const { return run(req, resolve(req, target)); }
+
+Router::Resolved Router::resolve(Request& req, const std::string& target) const {
+  Resolved out;
+  Reply reply = guarded([&]() -> Reply {
     auto parsed = boost::urls::parse_origin_form(target);
     if (!parsed) throw MatrixError(400, "M_UNRECOGNIZED", "Malformed request target");
     std::vector<std::string> segs;
@@ -102,6 +116,21 @@ Reply Router::dispatch(Request& req, const std::string& target) const {
     }
     matches(found->segments, segs, &req.params);
     req.route = found->path_template;
+    out.route = found;
+    out.runs = found->runs;
+    return Response{};
+  });
+  if (!out.route) {
+    out.error = std::get<Response>(std::move(reply));
+    out.runs = Runs::on_io_thread;  // an error answer needs no worker
+  }
+  return out;
+}
+
+Reply Router::run(Request& req, const Resolved& resolved) const {
+  if (!resolved.route) return resolved.error;
+  const auto* found = static_cast<const Route*>(resolved.route);
+  return guarded([&]() -> Reply {
     service::Requester requester;
     if (found->auth != Auth::none && authenticate_) requester = authenticate_(req, found->auth == Auth::required);
     if (requester.authenticated()) req.log_requester = requester_for_log(requester);

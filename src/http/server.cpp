@@ -370,7 +370,10 @@ struct Server::Impl {
       int64_t remaining = lp.deadline_ms - steady_now_ms();
       bool deadline_reached = remaining <= 0 || seat.evicted();
       // No worker runs the previous round's poll any more: that round was woken, its answer in.
-      state->poll = std::move(lp.poll);
+      // A long-poll's answer is never Deferred: widen its variant to a Reply.
+      state->poll = [poll = std::move(lp.poll)](bool deadline) -> Reply {
+        return std::visit([](auto&& answer) -> Reply { return std::move(answer); }, poll(deadline));
+      };
       if (!deadline_reached) {
         const uint64_t round = state->round.load() + 1;
         state->round.store(round);
@@ -817,6 +820,22 @@ struct Server::Impl {
     co_return std::get<Response>(std::move(reply));
   }
 
+  // A Deferred answer: the connection waits without a thread until the work calls `complete`
+  // (from its own thread); the answer is handed back on the connection's executor.
+  asio::awaitable<Response> run_deferred(Deferred deferred) {
+    auto home = co_await asio::this_coro::executor;
+    auto initiate = [&deferred, home](auto handler) {
+      auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+      auto start = std::move(deferred.start);
+      start([shared, home](Response answer) {
+        asio::post(home, [shared, answer = std::move(answer)]() mutable { (*shared)(std::move(answer)); });
+      });
+    };
+    Response answer = co_await asio::async_initiate<const asio::use_awaitable_t<>, void(Response)>(
+        std::move(initiate), asio::use_awaitable);
+    co_return answer;
+  }
+
   // /metrics on a metrics listener, /_synapse/metrics where the `metrics` resource is served.
   static std::optional<Response> metrics_answer(const bhttp::request_header<>& breq, const Endpoint& ep) {
     std::string_view path = breq.target();
@@ -857,14 +876,21 @@ struct Server::Impl {
     if (auto it = breq.find(bhttp::field::user_agent); it != breq.end()) req->user_agent = it->value();
     const Router* r = &router;
     // Named before co_await: GCC 12 double-destroys lambda temporaries in co_await operands.
-    std::function<Reply()> work = [r, req, target = std::string(breq.target())]() { return r->dispatch(*req, target); };
-    Reply reply = co_await run_on_workers(std::move(work));
+    const Router::Resolved route = r->resolve(*req, std::string(breq.target()));
+    Reply reply;
+    std::function<Reply()> work = [r, req, route]() { return r->run(*req, route); };
+    if (route.runs == Runs::on_io_thread) {
+      reply = work();  // no hand-off: the route never blocks for long (router.hpp, Runs)
+    } else {
+      reply = co_await run_on_workers(std::move(work));
+    }
     // Read after the hop back: the router set them on the worker before it.
     info.requester = req->log_requester;
     if (!req->route.empty()) info.servlet = req->route;
     http_metrics().received.labels({method_label(info.method), info.servlet}).inc();
     info.counted_received = true;
     if (auto* off = std::get_if<Offload>(&reply)) co_return co_await run_offload(std::move(*off));
+    if (auto* deferred = std::get_if<Deferred>(&reply)) co_return co_await run_deferred(std::move(*deferred));
     if (auto* lp = std::get_if<LongPoll>(&reply)) {
       // Nothing of the request is needed while it waits: free it, its parsed header fields and
       // the emptied read buffer (the session keeps what the answer and the access log need).

@@ -625,11 +625,10 @@ void AccountService::record_device_seen(const std::string& user_id, const std::s
     if (device_seen_.size() >= kTokenCacheSize) device_seen_.clear();
     device_seen_[key] = {now, ip};
   }
-  try {
-    db_.write([&](storage::Connection& c) { accounts::touch_device(c, user_id, device_id, now, ip); });
-  } catch (const std::exception&) {
-    // Bookkeeping only: a busy database must not fail the request.
-  }
+  // Bookkeeping only: written with the next group, without holding the request (it may run on an
+  // I/O thread); a failure must not fail the request either.
+  db_.write_async([user_id, device_id, now, ip](storage::Connection& c) { accounts::touch_device(c, user_id, device_id, now, ip); },
+                  [](std::exception_ptr) {});
 }
 
 bool AccountService::create_device(const std::string& user_id, const std::string& device_id,

@@ -250,6 +250,34 @@ EventWriter::Sent EventWriter::send_once(const NewEvent& e, const ClientTxn& txn
   return {std::move(stored.front()), true};
 }
 
+void EventWriter::send_once_async(NewEvent e, ClientTxn txn, SendDone done) {
+  struct State {
+    NewEvent e;
+    ClientTxn txn;
+    std::optional<ev::StoredEvent> earlier;
+    std::vector<ev::StoredEvent> appended;
+  };
+  auto state = std::make_shared<State>(State{std::move(e), std::move(txn), std::nullopt, {}});
+  db_.write_async(
+      [this, state](storage::Connection& c) {
+        // As send_once: the retry check inside the write, so a plain send reads nothing first.
+        if (auto again = ev::txn_event(c, state->txn.user_id, state->txn.device_id, state->txn.key)) {
+          state->earlier = ev::get_event(c, *again).value();
+          return;
+        }
+        Batch batch(*this, c);
+        auto se = batch.append(state->e);
+        ev::insert_txn(c, state->txn.user_id, state->txn.device_id, state->txn.key, se.event_id);
+        state->appended = std::move(batch.appended_);
+      },
+      [this, state, done = std::move(done)](std::exception_ptr error) {
+        if (error) return done(Sent{}, error);
+        if (state->earlier) return done(Sent{std::move(*state->earlier), false}, nullptr);
+        announce(state->appended);
+        done(Sent{std::move(state->appended.front()), true}, nullptr);
+      });
+}
+
 void EventWriter::announce(const std::vector<ev::StoredEvent>& events) {
   if (events.empty()) return;
   static auto& persisted =

@@ -78,6 +78,11 @@ public:
     bool created = false;
   };
   Sent send_once(const NewEvent& e, const ClientTxn& txn);
+  // send_once without a thread waiting for the group commit: `done` gets the result, or the
+  // error (a MatrixError, say) with an empty Sent, on the thread that led the group. No thread
+  // is held per send while the write waits for its group: a bridge's burst of sends needs none.
+  using SendDone = std::function<void(Sent, std::exception_ptr)>;
+  void send_once_async(NewEvent e, ClientTxn txn, SendDone done);
 
 private:
   class StoredRoom;  // room::RoomStateView over the database and the DAG cache

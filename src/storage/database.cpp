@@ -164,9 +164,18 @@ Database::Database(const std::string& path, size_t readers_ahead) : path_(path) 
   checkpoint_conn_ = std::make_unique<Connection>(path);
   sqlite3_wal_hook(writer_->db_, &Database::on_wal_commit, this);  // replaces SQLite's autocheckpoint
   checkpointer_ = std::thread([this] { run_checkpointer(); });
+  async_leader_ = std::thread([this] { run_async_leader(); });
 }
 
-Database::~Database() { stop_checkpointer(); }
+Database::~Database() {
+  {
+    std::lock_guard lock(queue_mu_);
+    async_stopping_ = true;
+  }
+  async_cv_.notify_one();
+  if (async_leader_.joinable()) async_leader_.join();
+  stop_checkpointer();
+}
 
 int Database::on_wal_commit(void* self, sqlite3* db, const char* name, int pages) {
   auto* d = static_cast<Database*>(self);
@@ -209,7 +218,7 @@ void Database::copy_checkpoint_tail() {
   sqlite3_wal_checkpoint_v2(checkpoint_conn_->db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
   q.lock();
   checkpoint_tail_ = false;
-  if (!queue_.empty()) queue_.front()->cv.notify_one();  // it leads the next group
+  hand_on_lead();
 }
 
 void Database::stop_checkpointer() noexcept {
@@ -276,29 +285,85 @@ void Database::submit(WriteJob& job) {
     group_in_progress_ = true;
     std::vector<WriteJob*> group;
     group.swap(queue_);
-    lock.unlock();
-    auto started = std::chrono::steady_clock::now();
-    write_group(group);
-    static auto& commit_seconds = metrics::registry()
-        .histogram("trestle_storage_write_group_seconds", "Time to run and commit one group of writes").labels({});
-    static auto& group_size = metrics::registry()
-        .histogram("trestle_storage_write_group_size", "Writes committed together in one transaction", {},
-                   {1, 2, 4, 8, 16, 32, 64, 128, 256}).labels({});
-    commit_seconds.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    group_size.observe(static_cast<double>(group.size()));
-    lock.lock();
-    for (auto* j : group) {
-      j->done = true;
-      if (j != &job) j->cv.notify_one();
-    }
-    group_in_progress_ = false;
-    if (checkpoint_tail_) {
-      group_end_cv_.notify_one();  // the tail's turn; the next group follows it
-    } else if (!queue_.empty()) {
-      queue_.front()->cv.notify_one();  // it leads the next group
-    }
+    lead_group(group, lock);
   }
   if (job.error) std::rethrow_exception(job.error);
+}
+
+void Database::write_async(std::function<void(Connection&)> fn, std::function<void(std::exception_ptr)> done) {
+  auto* job = new WriteJob;
+  job->run = std::move(fn);
+  job->on_done = std::move(done);
+  std::lock_guard lock(queue_mu_);
+  queue_.push_back(job);
+  // A running group's leader hands the lead on when it ends; otherwise the writer thread leads.
+  if (!group_in_progress_ && !checkpoint_tail_ && queue_.size() == 1) async_cv_.notify_one();
+}
+
+void Database::lead_group(std::vector<WriteJob*>& group, std::unique_lock<std::mutex>& lock) {
+  lock.unlock();
+  auto started = std::chrono::steady_clock::now();
+  write_group(group);
+  static auto& commit_seconds = metrics::registry()
+      .histogram("trestle_storage_write_group_seconds", "Time to run and commit one group of writes").labels({});
+  static auto& group_size = metrics::registry()
+      .histogram("trestle_storage_write_group_size", "Writes committed together in one transaction", {},
+                 {1, 2, 4, 8, 16, 32, 64, 128, 256}).labels({});
+  commit_seconds.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  group_size.observe(static_cast<double>(group.size()));
+  // Asynchronous writes hear of it here, outside the lock, before the next group may start:
+  // their answers go out while the next group is being written.
+  for (auto* j : group) {
+    if (!j->on_done) continue;
+    try {
+      j->on_done(j->error);
+    } catch (const std::exception& e) {
+      spdlog::error("database: the completion of a write failed: {}", e.what());
+    }
+  }
+  lock.lock();
+  for (auto* j : group) {
+    if (j->on_done) {
+      delete j;
+      continue;
+    }
+    j->done = true;
+    j->cv.notify_one();  // the leader's own job too: harmless, nobody waits on it
+  }
+  group_in_progress_ = false;
+  hand_on_lead();
+}
+
+void Database::hand_on_lead() {
+  if (checkpoint_tail_) {
+    group_end_cv_.notify_one();  // the tail's turn; the next group follows it
+    return;
+  }
+  if (queue_.empty()) return;
+  // A waiting write() leads the next group (its thread waits anyway); only asynchronous writes:
+  // the writer thread does.
+  for (auto* j : queue_) {
+    if (!j->on_done) {
+      j->cv.notify_one();
+      return;
+    }
+  }
+  async_cv_.notify_one();
+}
+
+void Database::run_async_leader() {
+  std::unique_lock lock(queue_mu_);
+  while (true) {
+    async_cv_.wait(lock, [this] {
+      return async_stopping_ || (!queue_.empty() && !group_in_progress_ && !checkpoint_tail_);
+    });
+    // Stopping: what is queued is still written (its callers are told), unless another leads it.
+    if (async_stopping_ && (queue_.empty() || group_in_progress_ || checkpoint_tail_)) return;
+    group_in_progress_ = true;
+    std::vector<WriteJob*> group;
+    group.swap(queue_);
+    lead_group(group, lock);
+  }
 }
 
 void Database::write_group(std::vector<WriteJob*>& group) noexcept {

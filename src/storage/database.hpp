@@ -152,6 +152,13 @@ public:
     }
   }
 
+  // write() without a waiting thread: fn runs in the next group like any write, and `done` is
+  // called once that group committed (nullptr) or fn failed or the group failed (the error),
+  // on the thread that led the group, outside every lock: keep it short (hand the result on).
+  // The group is led by a waiting write()'s thread when there is one, else by the database's own
+  // writer thread, so a burst of these costs no thread per write.
+  void write_async(std::function<void(Connection&)> fn, std::function<void(std::exception_ptr)> done);
+
   // Only valid inside write(): runs fn after every write of the current group, outside their
   // savepoints, just before the COMMIT, if and only if the calling write succeeds; in the order
   // queued. For rows of a virtual table that would otherwise be flushed at every savepoint
@@ -187,6 +194,8 @@ private:
     bool done = false;
     // Its own: a finished group wakes only its writers and the next leader, not every waiter.
     std::condition_variable cv;
+    // write_async: called instead of waking a thread; the job is owned by the queue (deleted after).
+    std::function<void(std::exception_ptr)> on_done;
   };
   // A read connection borrowed from the pool for one read(); returned on destruction.
   struct ReaderLease {
@@ -200,6 +209,11 @@ private:
   void release_reader(std::unique_ptr<Connection> c);
   void migrate();
   void submit(WriteJob& job);                // queues the job; returns when its group committed
+  // Runs the group `group` (taken from the queue by the caller, who set group_in_progress_), then
+  // finishes its jobs and hands the lead on. Called with `lock` held; returns with it held.
+  void lead_group(std::vector<WriteJob*>& group, std::unique_lock<std::mutex>& lock);
+  void hand_on_lead();  // queue_mu_ held: wakes the next leader, if the queue holds work
+  void run_async_leader();
   void write_group(std::vector<WriteJob*>& group) noexcept;
   // Inside write_group, before the COMMIT; `ran[i]` says whether hook i's run succeeded.
   void run_group_hooks(Connection& c, std::vector<bool>& ran);
@@ -239,6 +253,10 @@ private:
   bool checkpoint_tail_ = false;
   std::condition_variable group_end_cv_;
   std::thread checkpointer_;
+  // Leads groups made only of write_async jobs (no thread of theirs waits to lead them).
+  std::condition_variable async_cv_;
+  bool async_stopping_ = false;
+  std::thread async_leader_;
 };
 
 }  // namespace trestle::storage

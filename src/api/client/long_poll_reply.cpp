@@ -10,8 +10,10 @@ http::Reply to_reply(service::SyncResult result) {
   lp.notifier_position = wait.notifier_position;
   lp.deadline_ms = wait.deadline_ms;
   lp.owner = std::move(wait.owner);
-  lp.poll = [resume = std::move(wait.resume)](bool deadline_reached) -> http::Reply {
-    return to_reply(resume(deadline_reached));
+  lp.poll = [resume = std::move(wait.resume)](bool deadline_reached) -> std::variant<http::Response, http::LongPoll, http::Offload> {
+    http::Reply next = to_reply(resume(deadline_reached));  // a body or another wait, nothing else
+    if (auto* again = std::get_if<http::LongPoll>(&next)) return std::move(*again);
+    return std::move(std::get<http::Response>(next));
   };
   return lp;
 }

@@ -169,9 +169,16 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
     if (!who.appservice || (who.appservice->rate_limited && who.user_id != who.appservice->sender)) {
       rooms.sending.message_limiter().take(who.user_id);
     }
-    auto event_id = rooms.sending.send_message(who, room_param(req), req.params[1], req.params[2], body, massaged_ts(req, who));
-    return ok(object{{"event_id", event_id}});
-  });
+    // Answered when the send's group commits, with no thread waiting for it meanwhile.
+    return http::Deferred{[&rooms, who, room_id = room_param(req), type = req.params[1], txn_id = req.params[2],
+                           body = std::move(body), ts = massaged_ts(req, who)](auto complete) {
+      rooms.sending.send_message_async(who, room_id, type, txn_id, body, ts,
+                                       [complete](std::string event_id, std::exception_ptr error) {
+                                         if (error) return complete(http::error_response(error));
+                                         complete(http::Response::json(object{{"event_id", event_id}}));
+                                       });
+    }};
+  }, http::Runs::on_io_thread);
   r.client("PUT", "/rooms/{}/redact/{}/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
     auto body = req.json_object(true);
     auto event_id = rooms.sending.redact(who, room_param(req), req.params[1], req.params[2], optional_string(body, "reason"));

@@ -24,18 +24,37 @@ std::string shadow_banned_event_id() { return "$" + core::random_string(43); }
 
 }  // namespace
 
-std::string RoomSending::send_message(const Requester& r, const std::string& room_id, const std::string& type,
-                                      const std::string& txn_id, const object& content, std::optional<int64_t> ts) {
-  if (r.shadow_banned) return shadow_banned_event_id();
-  std::string device = r.device_id.value_or("");
-  // Idempotency: a retried PUT returns the first event instead of sending twice.
-  const std::string key = txn_key({"send", room_id, type, txn_id});
+namespace {
+
+// PUT /send's event and client transaction. Idempotency: a retried PUT returns the first event
+// instead of sending twice.
+std::pair<NewEvent, ClientTxn> message_of(const Requester& r, const std::string& room_id, const std::string& type,
+                                          const std::string& txn_id, const object& content, std::optional<int64_t> ts) {
   NewEvent e{room_id, r.user_id, type, std::nullopt, content, std::nullopt, ts, txn_id, r.device_id};
   if (type == "m.room.redaction") {
     auto* redacts = content.if_contains("redacts");
     if (redacts && redacts->is_string()) e.redacts = std::string(redacts->as_string());
   }
-  return writer_.send_once(e, {r.user_id, device, key}).event.event_id;
+  return {std::move(e), ClientTxn{r.user_id, r.device_id.value_or(""), txn_key({"send", room_id, type, txn_id})}};
+}
+
+}  // namespace
+
+std::string RoomSending::send_message(const Requester& r, const std::string& room_id, const std::string& type,
+                                      const std::string& txn_id, const object& content, std::optional<int64_t> ts) {
+  if (r.shadow_banned) return shadow_banned_event_id();
+  auto [e, txn] = message_of(r, room_id, type, txn_id, content, ts);
+  return writer_.send_once(e, txn).event.event_id;
+}
+
+void RoomSending::send_message_async(const Requester& r, const std::string& room_id, const std::string& type,
+                                     const std::string& txn_id, const object& content, std::optional<int64_t> ts,
+                                     std::function<void(std::string, std::exception_ptr)> done) {
+  if (r.shadow_banned) return done(shadow_banned_event_id(), nullptr);
+  auto [e, txn] = message_of(r, room_id, type, txn_id, content, ts);
+  writer_.send_once_async(std::move(e), std::move(txn), [done = std::move(done)](EventWriter::Sent sent, std::exception_ptr error) {
+    done(error ? std::string() : std::move(sent.event.event_id), error);
+  });
 }
 
 std::string RoomSending::set_state(const Requester& r, const std::string& room_id, const std::string& type,

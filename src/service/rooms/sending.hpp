@@ -24,6 +24,10 @@ public:
   std::string send_message(const Requester& r, const std::string& room_id, const std::string& type,
                            const std::string& txn_id, const boost::json::object& content,
                            std::optional<int64_t> ts);
+  // The same without a thread waiting for the write: `done` gets the event ID or the error.
+  void send_message_async(const Requester& r, const std::string& room_id, const std::string& type,
+                          const std::string& txn_id, const boost::json::object& content, std::optional<int64_t> ts,
+                          std::function<void(std::string event_id, std::exception_ptr error)> done);
   std::string set_state(const Requester& r, const std::string& room_id, const std::string& type,
                         const std::string& state_key, const boost::json::object& content, std::optional<int64_t> ts);
   std::string redact(const Requester& r, const std::string& room_id, const std::string& event_id,
