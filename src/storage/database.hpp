@@ -154,7 +154,8 @@ public:
 
   // write() without a waiting thread: fn runs in the next group like any write, and `done` is
   // called once that group committed (nullptr) or fn failed or the group failed (the error),
-  // on the thread that led the group, outside every lock: keep it short (hand the result on).
+  // on the thread that led the group, outside every lock, before the next group starts: keep it
+  // short (hand the result on), and never write() from it (that write would wait for itself).
   // The group is led by a waiting write()'s thread when there is one, else by the database's own
   // writer thread, so a burst of these costs no thread per write.
   void write_async(std::function<void(Connection&)> fn, std::function<void(std::exception_ptr)> done);

@@ -6,6 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -54,4 +58,46 @@ TEST(DatabaseWrites, BeforeCommitRunsAfterTheWriteOnlyWhenItSucceeds) {
   EXPECT_EQ(rows(db).size(), 2u);
   db.write([&](storage::Connection& c) { c.prepare("INSERT INTO t VALUES ('after')").run(); });
   EXPECT_EQ(rows(db).back(), "after");
+}
+
+// write_async: no thread waits, yet every write is committed before its completion is called, a
+// failing one is undone alone and told its error, and sync writes mixed in keep working.
+TEST(DatabaseWrites, AsyncWritesCompleteAfterTheirCommitAndFailAlone) {
+  TempDir dir;
+  storage::Database db((dir.path / "t.db").string(), 1);
+  db.write([](storage::Connection& c) { c.exec("CREATE TABLE t (v TEXT)"); });
+  std::mutex mu;
+  std::condition_variable cv;
+  int completed = 0, failed = 0, committed_when_told = 0;
+  constexpr int kWrites = 200;
+  for (int i = 0; i < kWrites; ++i) {
+    const std::string v = "a" + std::to_string(i);
+    db.write_async(
+        [v, i](storage::Connection& c) {
+          c.prepare("INSERT INTO t VALUES (?)").bind(v).run();
+          if (i % 50 == 7) throw std::runtime_error("this one fails");
+        },
+        [&, v](std::exception_ptr error) {
+          // Visible to a new read snapshot by now: the group committed (or the write was undone).
+          bool visible = db.read([&](storage::Connection& c) {
+            auto st = c.prepare("SELECT count(*) FROM t WHERE v = ?");
+            st.bind(v);
+            return st.step() && st.int64(0) == 1;
+          });
+          std::lock_guard lock(mu);
+          ++completed;
+          if (error) ++failed;
+          if (!error && visible) ++committed_when_told;
+          cv.notify_all();
+        });
+    if (i % 40 == 0) db.write([&](storage::Connection& c) { c.prepare("INSERT INTO t VALUES ('sync')").run(); });
+  }
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return completed == kWrites; }));
+  EXPECT_EQ(failed, 4);
+  EXPECT_EQ(committed_when_told, kWrites - 4);
+  lock.unlock();
+  auto all = rows(db);
+  EXPECT_EQ(all.size(), static_cast<size_t>(kWrites - 4 + 5));
+  EXPECT_EQ(std::count(all.begin(), all.end(), "a7"), 0);
 }
