@@ -13,6 +13,7 @@
 #include "storage/search_store.hpp"
 
 #include <boost/json/serialize.hpp>
+#include <spdlog/spdlog.h>
 
 namespace trestle::service {
 
@@ -273,7 +274,11 @@ void EventWriter::send_once_async(NewEvent e, ClientTxn txn, SendDone done) {
       [this, state, done = std::move(done)](std::exception_ptr error) {
         if (error) return done(Sent{}, error);
         if (state->earlier) return done(Sent{std::move(*state->earlier), false}, nullptr);
-        announce(state->appended);
+        try {
+          announce(state->appended);
+        } catch (const std::exception& e) {  // the event is stored: the sender still gets its answer
+          spdlog::error("announcing a sent event failed: {}", e.what());
+        }
         done(Sent{std::move(state->appended.front()), true}, nullptr);
       });
 }

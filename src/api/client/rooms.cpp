@@ -172,11 +172,15 @@ void add_room_routes(http::Router& r, service::Homeserver& hs) {
     // Answered when the send's group commits, with no thread waiting for it meanwhile.
     return http::Deferred{[&rooms, who, room_id = room_param(req), type = req.params[1], txn_id = req.params[2],
                            body = std::move(body), ts = massaged_ts(req, who)](auto complete) {
-      rooms.sending.send_message_async(who, room_id, type, txn_id, body, ts,
-                                       [complete](std::string event_id, std::exception_ptr error) {
-                                         if (error) return complete(http::error_response(error));
-                                         complete(http::Response::json(object{{"event_id", event_id}}));
-                                       });
+      try {
+        rooms.sending.send_message_async(who, room_id, type, txn_id, body, ts,
+                                         [complete](std::string event_id, std::exception_ptr error) {
+                                           if (error) return complete(http::error_response(error));
+                                           complete(http::Response::json(object{{"event_id", event_id}}));
+                                         });
+      } catch (...) {  // nothing was queued: answer the error now
+        complete(http::error_response(std::current_exception()));
+      }
     }};
   }, http::Runs::on_io_thread);
   r.client("PUT", "/rooms/{}/redact/{}/{}", Auth::required, [&rooms](http::Request& req, const service::Requester& who) {
