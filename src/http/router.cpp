@@ -129,7 +129,7 @@ Router::Resolved Router::resolve(Request& req, const std::string& target) const 
 
 Reply Router::run(Request& req, const Resolved& resolved) const {
   if (!resolved.route) return resolved.error;
-  const auto* found = static_cast<const Route*>(resolved.route);
+  const Route* found = resolved.route;
   return guarded([&]() -> Reply {
     service::Requester requester;
     if (found->auth != Auth::none && authenticate_) requester = authenticate_(req, found->auth == Auth::required);

@@ -25,6 +25,8 @@ using BodyCheck = std::function<void(const Request&)>;
 using BodyCheckFactory = std::function<BodyCheck(const std::string& method, const std::string& path_template)>;
 
 class Router {
+  struct Route;  // one added route (private, below)
+
 public:
   void set_authenticator(Authenticator a) { authenticate_ = std::move(a); }
   // Applies to the routes added after this call: each request's body is checked after
@@ -46,7 +48,7 @@ public:
   // (fills req.path/query/params/route) and gives the route, or the error to answer; run()
   // authenticates, checks the body and calls the handler (never throws).
   struct Resolved {
-    const void* route = nullptr;  // null: answer `error`
+    const Route* route = nullptr;  // null: answer `error`
     Runs runs = Runs::on_workers;
     Response error;
   };

@@ -237,16 +237,18 @@ ev::StoredEvent EventWriter::send(const NewEvent& e) {
   return write([&](Batch& b) { b.append(e); }).front();
 }
 
+std::optional<ev::StoredEvent> EventWriter::append_once(Batch& b, const NewEvent& e, const ClientTxn& txn) {
+  if (auto again = ev::txn_event(b.connection(), txn.user_id, txn.device_id, txn.key)) {
+    return ev::get_event(b.connection(), *again).value();
+  }
+  auto se = b.append(e);
+  ev::insert_txn(b.connection(), txn.user_id, txn.device_id, txn.key, se.event_id);
+  return std::nullopt;
+}
+
 EventWriter::Sent EventWriter::send_once(const NewEvent& e, const ClientTxn& txn) {
   std::optional<ev::StoredEvent> earlier;
-  auto stored = write([&](Batch& b) {
-    if (auto again = ev::txn_event(b.connection(), txn.user_id, txn.device_id, txn.key)) {
-      earlier = ev::get_event(b.connection(), *again).value();
-      return;
-    }
-    auto se = b.append(e);
-    ev::insert_txn(b.connection(), txn.user_id, txn.device_id, txn.key, se.event_id);
-  });
+  auto stored = write([&](Batch& b) { earlier = append_once(b, e, txn); });
   if (earlier) return {std::move(*earlier), false};
   return {std::move(stored.front()), true};
 }
@@ -261,14 +263,8 @@ void EventWriter::send_once_async(NewEvent e, ClientTxn txn, SendDone done) {
   auto state = std::make_shared<State>(State{std::move(e), std::move(txn), std::nullopt, {}});
   db_.write_async(
       [this, state](storage::Connection& c) {
-        // As send_once: the retry check inside the write, so a plain send reads nothing first.
-        if (auto again = ev::txn_event(c, state->txn.user_id, state->txn.device_id, state->txn.key)) {
-          state->earlier = ev::get_event(c, *again).value();
-          return;
-        }
         Batch batch(*this, c);
-        auto se = batch.append(state->e);
-        ev::insert_txn(c, state->txn.user_id, state->txn.device_id, state->txn.key, se.event_id);
+        state->earlier = append_once(batch, state->e, state->txn);
         state->appended = std::move(batch.appended_);
       },
       [this, state, done = std::move(done)](std::exception_ptr error) {

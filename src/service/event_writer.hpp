@@ -87,6 +87,10 @@ public:
 private:
   class StoredRoom;  // room::RoomStateView over the database and the DAG cache
   storage::events::StoredEvent append(storage::Connection& c, const NewEvent& e);
+  // send_once's write: the earlier event when `txn` was sent before (nothing appended), else
+  // appends `e` and records the transaction. The check is inside the write only: a separate read
+  // first would cost every send.
+  static std::optional<storage::events::StoredEvent> append_once(Batch& b, const NewEvent& e, const ClientTxn& txn);
   void announce(const std::vector<storage::events::StoredEvent>& events);
 
   // What building an event needs of an earlier one: its depth (as a prev event) and, for the

@@ -311,8 +311,8 @@ void Database::lead_group(std::vector<WriteJob*>& group, std::unique_lock<std::m
                  {1, 2, 4, 8, 16, 32, 64, 128, 256}).labels({});
   commit_seconds.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   group_size.observe(static_cast<double>(group.size()));
-  // Asynchronous writes hear of it here, outside the lock, before the next group may start:
-  // their answers go out while the next group is being written.
+  // Asynchronous writes hear of it here, outside the lock and before the next group starts
+  // (group_in_progress_ is still set), so their completions cannot write (database.hpp).
   for (auto* j : group) {
     if (!j->on_done) continue;
     try {
