@@ -62,10 +62,19 @@ config::Config load(const std::string& config_path) {
   return config::load_config(config_path, warnings);
 }
 
+// backup and restore copy an SQLite file; a PostgreSQL deployment has PostgreSQL's own tools.
+bool sqlite_only(const config::Config& cfg, const char* command) {
+  if (cfg.database_engine == "sqlite3") return true;
+  std::cerr << "trestle: '" << command << "' copies an SQLite database; this config uses PostgreSQL: use pg_dump "
+            << "and pg_restore for the database, and copy media_store_path (" << cfg.media_store_path << ")\n";
+  return false;
+}
+
 }  // namespace
 
 int backup(const std::string& config_path, const std::string& out_dir) {
   auto cfg = load(config_path);
+  if (!sqlite_only(cfg, "backup")) return 2;
   fs::path out = fs::absolute(out_dir);
   if (fs::exists(out)) {
     std::cerr << "trestle: '" << out.string() << "' exists already; give a new directory\n";
@@ -162,6 +171,7 @@ int backup(const std::string& config_path, const std::string& out_dir) {
 
 int restore(const std::string& config_path, const std::string& backup_dir) {
   auto cfg = load(config_path);
+  if (!sqlite_only(cfg, "restore")) return 2;
   fs::path dir = fs::absolute(backup_dir);
   auto manifest_value = boost::json::parse(read_text(dir / "manifest.json"));
   const auto& manifest = manifest_value.as_object();

@@ -182,7 +182,7 @@ int serve(const std::string& config_path) {
   }
   if (cfg.enable_metrics) register_metrics(hs);
   server.listen(endpoints);
-  spdlog::info("trestle serving {} (database {})", cfg.server_name, cfg.database_path);
+  spdlog::info("trestle serving {} (database {})", cfg.server_name, hs.db.options().describe());
   hs.appservice_sender.start();
   hs.push.start();
   hs.media_retention.start();

@@ -1,6 +1,7 @@
 #include "cli/commands.hpp"
 #include "config/config.hpp"
 #include "storage/account_store.hpp"
+#include "service/database_options.hpp"
 #include "storage/database.hpp"
 
 #include <iostream>
@@ -13,7 +14,7 @@ namespace trestle::cli {
 int set_admin(const std::string& config_path, const std::string& user_id, bool admin) {
   std::vector<std::string> warnings;
   auto cfg = trestle::config::load_config(config_path, warnings);
-  trestle::storage::Database db(cfg.database_path);
+  trestle::storage::Database db(trestle::service::database_options(cfg, 0));
   bool found = db.write([&](trestle::storage::Connection& c) {
     if (!trestle::storage::accounts::user_exists(c, user_id)) return false;
     trestle::storage::accounts::set_admin(c, user_id, admin);

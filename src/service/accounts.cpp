@@ -615,7 +615,7 @@ void AccountService::set_device_display_name(const std::string& user_id, const s
 }
 
 void AccountService::record_device_seen(const std::string& user_id, const std::string& device_id,
-                                        const std::string& ip) {
+                                        const std::string& ip, bool committed) {
   const int64_t now = core::now_ms();
   std::string key = user_id + '\0' + device_id;
   {
@@ -624,6 +624,10 @@ void AccountService::record_device_seen(const std::string& user_id, const std::s
     if (it != device_seen_.end() && now - it->second.first < kDeviceSeenIntervalMs && it->second.second == ip) return;
     if (device_seen_.size() >= kTokenCacheSize) device_seen_.clear();
     device_seen_[key] = {now, ip};
+  }
+  if (committed) {
+    db_.write([&](storage::Connection& c) { accounts::touch_device(c, user_id, device_id, now, ip); });
+    return;
   }
   // Bookkeeping only: written with the next group, without holding the request (it may run on an
   // I/O thread); a failure must not fail the request either.

@@ -166,7 +166,10 @@ public:
   void delete_device(const std::string& user_id, const std::string& device_id);
   // Records the device's last use (time and address) for GET /devices: written at most once a
   // minute per device (and at once when the address changes), so requests cost no write.
-  void record_device_seen(const std::string& user_id, const std::string& device_id, const std::string& ip);
+  // `committed`: returns once it is written (a new session: the login's reply and the next
+  // GET /devices agree); otherwise written with a later group, holding no thread.
+  void record_device_seen(const std::string& user_id, const std::string& device_id, const std::string& ip,
+                          bool committed = false);
 
   // Device-list hooks (E2EE keys): `in_txn` runs inside the write that added, renamed or removed
   // one of the user's devices (to drop the keys of deleted devices and record the change in the

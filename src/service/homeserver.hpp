@@ -6,6 +6,7 @@
 #include "service/accounts.hpp"
 #include "service/admin/room_admin.hpp"
 #include "service/client_ips.hpp"
+#include "service/database_options.hpp"
 #include "service/event_format.hpp"
 #include "service/openid.hpp"
 #include "service/appservice/queries.hpp"
@@ -47,7 +48,7 @@ struct Homeserver {
       : config(std::move(cfg)),
         signing_key(std::move(key)),
         appservices(load_appservices(config)),
-        db(config.database_path),
+        db(database_options(config)),
         accounts(config, db, appservices),
         registration(config, accounts, http),
         sso(config, accounts, http),

@@ -1,10 +1,12 @@
 #pragma once
-// The database: connections, transactions and prepared statements. Today SQLite (WAL); the
-// stores above only use Connection/Statement, written in SQL both SQLite and PostgreSQL accept,
-// so a libpq backend can slot in behind the same types.
+// The database: connections, transactions and prepared statements, behind one interface with two
+// engines: SQLite in WAL mode (storage/sqlite/, the embedded default) and PostgreSQL through libpq
+// (storage/postgres/). The stores above speak only Connection/Statement, in SQL both engines
+// accept; Connection::dialect() tells them the engine where the two really differ (full-text
+// search, JSON operators).
 //
-// Concurrency: every write runs under one writer lock (SQLite allows one writer anyway), which
-// also orders the global stream: ids are allocated inside the write transaction, so readers always
+// Concurrency: every write runs under one writer (SQLite allows one writer anyway), which also
+// orders the global stream: ids are allocated inside the write transaction, so readers always
 // see a gap-free prefix up to committed_position(). Reads borrow a connection from a pool (opened
 // ahead at start-up, grown on demand) and run in a snapshot transaction.
 //
@@ -25,17 +27,40 @@
 #include <thread>
 #include <unordered_map>
 
-struct sqlite3;
-struct sqlite3_stmt;
-
 namespace trestle::storage {
+
+namespace sqlite {
+class WalCheckpointer;
+}
+
+enum class Dialect { sqlite, postgres };
+
+// What a NULL parameter stands for: PostgreSQL types every parameter of a prepared statement.
+enum class NullType { unknown, integer, text };
+
+// One prepared statement of an engine, owned by its connection's cache; a Statement borrows it
+// for one execution. Parameters are bound in order; step() executes on its first call.
+class StatementImpl {
+public:
+  virtual ~StatementImpl() = default;
+  virtual void bind_int64(int64_t v) = 0;
+  virtual void bind_text(std::string_view v) = 0;
+  virtual void bind_null(NullType type) = 0;
+  virtual bool step() = 0;
+  virtual int64_t int64(int col) const = 0;
+  virtual std::string text(int col) const = 0;
+  virtual bool is_null(int col) const = 0;
+  virtual void reset() noexcept = 0;  // parameters and results cleared, ready for the next use
+};
 
 class Statement {
 public:
-  Statement(sqlite3_stmt* stmt, sqlite3* db) : stmt_(stmt), db_(db) {}
+  explicit Statement(StatementImpl* impl) : impl_(impl) {}
   Statement(const Statement&) = delete;
-  Statement(Statement&& o) noexcept : stmt_(o.stmt_), db_(o.db_), next_bind_(o.next_bind_) { o.stmt_ = nullptr; }
-  ~Statement();
+  Statement(Statement&& o) noexcept : impl_(o.impl_) { o.impl_ = nullptr; }
+  ~Statement() {
+    if (impl_) impl_->reset();
+  }
 
   // Binds the arguments in order to the statement's '?' parameters.
   template <typename... Args>
@@ -43,55 +68,69 @@ public:
     (bind_one(args), ...);
     return *this;
   }
-  bool step();  // true while a row is available
-  void run();   // steps to completion (INSERT/UPDATE/DELETE)
+  bool step() { return impl_->step(); }  // true while a row is available
+  void run() {                           // steps to completion (INSERT/UPDATE/DELETE)
+    while (step()) {
+    }
+  }
 
-  int64_t int64(int col) const;
-  std::string text(int col) const;
-  std::optional<std::string> opt_text(int col) const;
-  bool is_null(int col) const;
+  int64_t int64(int col) const { return impl_->int64(col); }
+  std::string text(int col) const { return impl_->text(col); }
+  std::optional<std::string> opt_text(int col) const {
+    if (is_null(col)) return std::nullopt;
+    return text(col);
+  }
+  bool is_null(int col) const { return impl_->is_null(col); }
 
 private:
-  void bind_one(int64_t v);
+  void bind_one(int64_t v) { impl_->bind_int64(v); }
   void bind_one(int v) { bind_one(static_cast<int64_t>(v)); }
   void bind_one(uint64_t v) { bind_one(static_cast<int64_t>(v)); }
   void bind_one(bool v) { bind_one(static_cast<int64_t>(v)); }
-  void bind_one(std::string_view v);
+  void bind_one(std::string_view v) { impl_->bind_text(v); }
   void bind_one(const std::string& v) { bind_one(std::string_view(v)); }
   void bind_one(const char* v) { bind_one(std::string_view(v)); }
-  void bind_one(std::nullptr_t);
+  void bind_one(std::nullptr_t) { impl_->bind_null(NullType::unknown); }
   void bind_one(const std::optional<std::string>& v) {
     if (v) bind_one(std::string_view(*v));
-    else bind_one(nullptr);
+    else impl_->bind_null(NullType::text);
   }
   void bind_one(const std::optional<int64_t>& v) {
     if (v) bind_one(*v);
-    else bind_one(nullptr);
+    else impl_->bind_null(NullType::integer);
   }
 
-  sqlite3_stmt* stmt_;
-  sqlite3* db_;
-  int next_bind_ = 1;
+  StatementImpl* impl_;
 };
 
+// One connection of either engine. Not thread-safe: one thread uses it at a time.
 class Connection {
 public:
-  explicit Connection(const std::string& path);
-  ~Connection();
-  Connection(const Connection&) = delete;
-
-  Statement prepare(const std::string& sql);  // cached per connection
-  void exec(const std::string& sql);          // one or more statements, no results
-  int64_t changes() const;
-  bool in_transaction() const;
+  virtual ~Connection() = default;
+  virtual Dialect dialect() const = 0;
+  virtual Statement prepare(const std::string& sql) = 0;  // cached per connection
+  virtual void exec(const std::string& sql) = 0;          // one or more statements, no results
+  virtual int64_t changes() const = 0;                    // rows changed by the last statement
+  virtual bool in_transaction() const = 0;
   // Rolls back the open transaction, if any. Never throws: it runs while another error is being
   // reported, and that error is the one that matters (a failure is logged).
-  void rollback() noexcept;
+  virtual void rollback() noexcept = 0;
+  // A read snapshot; the writer's transaction (SQLite takes its write lock at once); commit.
+  virtual void begin_read() = 0;
+  virtual void begin_write() = 0;
+  virtual void commit() = 0;
+  // False once the engine says the connection is gone (PostgreSQL restarted): the pool drops it.
+  virtual bool usable() const { return true; }
+};
 
-private:
-  friend class Database;  // its WAL hook and checkpoints
-  sqlite3* db_ = nullptr;
-  std::unordered_map<std::string, sqlite3_stmt*> cache_;
+// Which engine, and where: Synapse's `database:` section, parsed by config.
+struct DatabaseOptions {
+  Dialect engine = Dialect::sqlite;
+  std::string sqlite_path;     // name: sqlite3
+  std::string pg_conninfo;     // name: psycopg2 (libpq keyword=value)
+  size_t readers_ahead = 4;    // connections opened at start (Synapse's cp_min)
+  size_t readers_max = 0;      // 0: no limit (SQLite); Synapse's cp_max
+  std::string describe() const;  // for messages: the file, or the PostgreSQL database (no password)
 };
 
 class Database {
@@ -100,7 +139,11 @@ public:
   // connections, so that reads need no new file descriptors later. Throws std::runtime_error
   // naming the database file and the cause.
   explicit Database(const std::string& path, size_t readers_ahead = 4);
+  explicit Database(DatabaseOptions options);
   ~Database();
+
+  Dialect dialect() const { return options_.engine; }
+  const DatabaseOptions& options() const { return options_; }
 
   // Runs fn(Connection&) in a read snapshot on a pooled connection. When every pooled connection
   // is busy and a new one cannot be opened (out of file descriptors), waits a little for one to be
@@ -109,15 +152,14 @@ public:
   auto read(F&& fn) {
     ReaderLease lease(*this);
     Connection& c = *lease.conn;
-    // Prepared once per connection: sqlite3_exec would parse the SQL on every read.
-    c.prepare(kBegin).run();
+    c.begin_read();
     try {
       if constexpr (std::is_void_v<decltype(fn(c))>) {
         fn(c);
-        c.prepare(kCommit).run();
+        c.commit();
       } else {
         auto r = fn(c);
-        c.prepare(kCommit).run();
+        c.commit();
         return r;
       }
     } catch (...) {
@@ -125,8 +167,6 @@ public:
       throw;
     }
   }
-
-  static inline const std::string kBegin = "BEGIN", kCommit = "COMMIT";
 
   // Read connections currently open (pooled or in use); for tests.
   size_t reader_count() const;
@@ -218,18 +258,14 @@ private:
   void write_group(std::vector<WriteJob*>& group) noexcept;
   // Inside write_group, before the COMMIT; `ran[i]` says whether hook i's run succeeded.
   void run_group_hooks(Connection& c, std::vector<bool>& ran);
-  // WAL checkpoints (committed pages copied from the WAL into the database file) run on a thread
-  // of their own, beside the writer and the readers (PASSIVE), once the WAL holds
-  // a threshold of pages: SQLite's own checkpoint ran inside the commit that crossed its
-  // threshold, while every other writer waited. A WAL that grows far past it all the same (the
-  // thread cannot keep up) is checkpointed by the committing writer, as SQLite does.
-  static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
-  void run_checkpointer();
-  void copy_checkpoint_tail();
-  void stop_checkpointer() noexcept;
+  // Runs fn while no write group runs and none starts (the WAL checkpointer's tail copy).
+  void between_groups(const std::function<void()>& fn);
+  std::unique_ptr<Connection> open_connection();
+  void open();
   void commit_locked();  // persists the stream position with the transaction, then commits
 
-  std::string path_;
+  DatabaseOptions options_;
+  bool schema_created_ = false;  // migrate() made a new database
   std::unique_ptr<Connection> writer_;
   mutable std::mutex readers_mu_;
   std::condition_variable readers_cv_;
@@ -245,15 +281,12 @@ private:
   std::mutex hooks_mu_;  // held by the writer while the hooks run and until their done()
   std::vector<std::pair<int, GroupHook>> group_hooks_;
   int next_hook_id_ = 0;
-  std::unique_ptr<Connection> checkpoint_conn_;
-  std::mutex checkpoint_mu_;
-  std::condition_variable checkpoint_cv_;
-  bool checkpoint_wanted_ = false, checkpointer_stopping_ = false;
-  // Guarded by queue_mu_: the checkpoint thread copies what its checkpoint left (the tail) and
-  // no group starts meanwhile; group_end_cv_ tells it that the running group ended.
+  // Guarded by queue_mu_: between_groups() is running; no group starts meanwhile, and
+  // group_end_cv_ tells it that the running group ended.
   bool checkpoint_tail_ = false;
   std::condition_variable group_end_cv_;
-  std::thread checkpointer_;
+  // SQLite: copies committed pages from the WAL into the database file (storage/sqlite/).
+  std::unique_ptr<sqlite::WalCheckpointer> checkpointer_;
   // Leads groups made only of write_async jobs (no thread of theirs waits to lead them).
   std::condition_variable async_cv_;
   bool async_stopping_ = false;

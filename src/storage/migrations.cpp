@@ -657,4 +657,8 @@ DROP TABLE forward_extremities_old;
   return steps;
 }
 
+const char* postgres_step(size_t) {
+  return nullptr;  // every step after PostgreSQL's snapshot (29) is portable so far
+}
+
 }  // namespace trestle::storage

@@ -15,4 +15,8 @@ struct SchemaSnapshot {
   const char* sql;
 };
 const SchemaSnapshot& schema_snapshot();
+
+// PostgreSQL's own text of step i (0-based), for a step past postgres_schema_snapshot() whose
+// SQLite text PostgreSQL does not accept; nullptr: the same text runs on both.
+const char* postgres_step(size_t i);
 }  // namespace trestle::storage

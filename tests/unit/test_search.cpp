@@ -5,6 +5,7 @@
 #include "storage/database.hpp"
 #include "storage/migrations.hpp"
 #include "storage/search_store.hpp"
+#include "storage/sqlite/connection.hpp"
 
 #include "temp_dir.hpp"
 
@@ -115,7 +116,7 @@ TEST(SearchBatch, RoundTripsAndRejectsGarbage) {
 
 TEST(SearchIndex, TheMigrationBackFillsStoredEvents) {
   TempDir dir;
-  storage::Connection c((dir.path / "t.db").string());
+  storage::sqlite::SqliteConnection c((dir.path / "t.db").string());
   const auto& steps = storage::migrations();
   const size_t step = search_step();
   ASSERT_LT(step, steps.size());

@@ -33,7 +33,7 @@ bool wants_refresh_token(const object& body) { return optional_bool(body, "refre
 
 // A new session's device is seen now, from the address that logged in (GET /devices shows it).
 object session_reply(service::Homeserver& hs, const http::Request& req, const service::Session& s) {
-  if (s.device_id) hs.accounts.record_device_seen(s.user_id, *s.device_id, req.remote_address);
+  if (s.device_id) hs.accounts.record_device_seen(s.user_id, *s.device_id, req.remote_address, true);
   return session_json(s, hs.config.server_name);
 }
 
@@ -194,7 +194,7 @@ void add_account_routes(http::Router& r, service::Homeserver& hs) {
           hs.threepids.add_threepid(s.user_id, threepid.first, threepid.second);
         }
       }
-      if (s.device_id) hs.accounts.record_device_seen(s.user_id, *s.device_id, remote);
+      if (s.device_id) hs.accounts.record_device_seen(s.user_id, *s.device_id, remote, true);
       return ok(session_json(s, hs.config.server_name));
     });
   });

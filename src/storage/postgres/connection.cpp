@@ -1,0 +1,268 @@
+#include "storage/postgres/connection.hpp"
+
+#include "core/error.hpp"
+
+#include <libpq-fe.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+namespace trestle::storage::postgres {
+
+namespace {
+
+// PostgreSQL's type oids for the parameters we bind (pg_type.h).
+constexpr Oid kInt8 = 20, kText = 25, kUnknown = 0;
+
+std::string quote_sql(std::string_view sql) {
+  constexpr size_t kMax = 120;
+  return "'" + std::string(sql.size() <= kMax ? sql : sql.substr(0, kMax)) + (sql.size() <= kMax ? "'" : "...'");
+}
+
+std::string trim(const char* message) {
+  std::string m = message ? message : "";
+  while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+  return m;
+}
+
+void ignore_notice(void*, const char*) {}
+
+}  // namespace
+
+std::string describe_conninfo(const std::string& conninfo) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+  if (!options) {
+    std::string out = std::string("PostgreSQL (unreadable settings: ") + (error ? trim(error) : "out of memory") + ")";
+    PQfreemem(error);
+    return out;
+  }
+  std::string out;
+  for (auto* o = options; o->keyword; ++o) {
+    if (!o->val || std::strcmp(o->keyword, "password") == 0) continue;
+    out += (out.empty() ? "" : " ") + std::string(o->keyword) + "=" + o->val;
+  }
+  PQconninfoFree(options);
+  return "PostgreSQL (" + out + ")";
+}
+
+std::string number_placeholders(std::string_view sql, int& count) {
+  std::string out;
+  out.reserve(sql.size() + 16);
+  count = 0;
+  for (size_t i = 0; i < sql.size(); ++i) {
+    char ch = sql[i];
+    if (ch == '\'' || ch == '"') {  // a literal or a quoted name: copied to its closing quote
+      size_t end = sql.find(ch, i + 1);
+      if (end == std::string_view::npos) end = sql.size() - 1;
+      out.append(sql.substr(i, end - i + 1));
+      i = end;
+    } else if (ch == '-' && i + 1 < sql.size() && sql[i + 1] == '-') {
+      size_t end = sql.find('\n', i);
+      if (end == std::string_view::npos) end = sql.size() - 1;
+      out.append(sql.substr(i, end - i + 1));
+      i = end;
+    } else if (ch == '?') {
+      // ?NNN (SQLite's numbered parameter, bound once, used many times) stays that number.
+      size_t digits = i + 1;
+      while (digits < sql.size() && sql[digits] >= '0' && sql[digits] <= '9') ++digits;
+      out += '$';
+      if (digits > i + 1) {
+        int n = 0;
+        std::from_chars(sql.data() + i + 1, sql.data() + digits, n);
+        count = std::max(count, n);
+        out.append(sql.substr(i + 1, digits - i - 1));
+        i = digits - 1;
+      } else {
+        out += std::to_string(++count);
+      }
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+class PgStatement final : public StatementImpl {
+public:
+  PgStatement(PgConnection& conn, const std::string& sql) : conn_(conn), original_(sql) {
+    sql_ = number_placeholders(sql, param_count_);
+  }
+  ~PgStatement() override { PQclear(result_); }
+
+  void bind_int64(int64_t v) override {
+    char buf[24];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    push(std::string(buf, end), kInt8, false);
+  }
+  void bind_text(std::string_view v) override { push(std::string(v), kText, false); }
+  void bind_null(NullType type) override {
+    push({}, type == NullType::integer ? kInt8 : type == NullType::text ? kText : kUnknown, true);
+  }
+
+  bool step() override {
+    if (!result_) execute();
+    return ++row_ < rows_;
+  }
+  int64_t int64(int col) const override {
+    const char* v = PQgetvalue(result_, row_, col);
+    if (v[0] == 't' && v[1] == '\0') return 1;  // a boolean
+    if (v[0] == 'f' && v[1] == '\0') return 0;
+    int64_t out = 0;
+    std::from_chars(v, v + std::strlen(v), out);  // NULL is "": 0, as SQLite's
+    return out;
+  }
+  std::string text(int col) const override {
+    return std::string(PQgetvalue(result_, row_, col), static_cast<size_t>(PQgetlength(result_, row_, col)));
+  }
+  bool is_null(int col) const override { return PQgetisnull(result_, row_, col) != 0; }
+  void reset() noexcept override {
+    PQclear(result_);
+    result_ = nullptr;
+    values_.clear();
+    types_.clear();
+    nulls_.clear();
+    row_ = -1;
+    rows_ = 0;
+  }
+
+private:
+  void push(std::string value, Oid type, bool null) {
+    values_.push_back(std::move(value));
+    types_.push_back(type);
+    nulls_.push_back(null);
+  }
+
+  // Prepared on first use with the types bound then; another combination of types (a NULL of
+  // unknown type where a text came before) is prepared again under a name of its own.
+  const std::string& prepared_name() {
+    std::string signature(types_.size(), 'u');
+    for (size_t i = 0; i < types_.size(); ++i) signature[i] = types_[i] == kInt8 ? 'i' : types_[i] == kText ? 't' : 'u';
+    auto it = names_.find(signature);
+    if (it != names_.end()) return it->second;
+    std::string name = "t" + std::to_string(++conn_.next_name_);
+    PGresult* r = PQprepare(conn_.conn_, name.c_str(), sql_.c_str(), static_cast<int>(types_.size()), types_.data());
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+      std::string message = PQresultErrorMessage(r);
+      PQclear(r);
+      conn_.fail("prepare " + quote_sql(original_), message.c_str());
+    }
+    PQclear(r);
+    return names_.emplace(std::move(signature), std::move(name)).first->second;
+  }
+
+  void execute() {
+    if (static_cast<int>(values_.size()) != param_count_) {
+      throw std::runtime_error("statement " + quote_sql(original_) + " has " + std::to_string(param_count_) +
+                               " parameters, " + std::to_string(values_.size()) + " bound");
+    }
+    const std::string& name = prepared_name();
+    std::vector<const char*> params(values_.size());
+    for (size_t i = 0; i < values_.size(); ++i) params[i] = nulls_[i] ? nullptr : values_[i].c_str();
+    result_ = PQexecPrepared(conn_.conn_, name.c_str(), static_cast<int>(params.size()), params.data(), nullptr,
+                             nullptr, 0);
+    auto status = PQresultStatus(result_);
+    if (status == PGRES_TUPLES_OK) {
+      rows_ = PQntuples(result_);
+    } else if (status == PGRES_COMMAND_OK) {
+      rows_ = 0;
+    } else {
+      std::string message = PQresultErrorMessage(result_);
+      PQclear(result_);
+      result_ = nullptr;
+      conn_.fail("step " + quote_sql(original_), message.c_str());
+    }
+    const char* tuples = PQcmdTuples(result_);
+    conn_.changes_ = tuples && *tuples ? std::strtoll(tuples, nullptr, 10) : 0;
+    row_ = -1;
+  }
+
+  PgConnection& conn_;
+  std::string original_, sql_;
+  int param_count_ = 0;
+  std::unordered_map<std::string, std::string> names_;
+  std::vector<std::string> values_;
+  std::vector<Oid> types_;
+  std::vector<bool> nulls_;
+  PGresult* result_ = nullptr;
+  int row_ = -1, rows_ = 0;
+};
+
+PgConnection::PgConnection(const std::string& conninfo) {
+  conn_ = PQconnectdb(conninfo.c_str());
+  if (!conn_ || PQstatus(conn_) != CONNECTION_OK) {
+    std::string message = conn_ ? trim(PQerrorMessage(conn_)) : "out of memory";
+    PQfinish(conn_);
+    conn_ = nullptr;
+    throw std::runtime_error("cannot connect to PostgreSQL: " + message);
+  }
+  PQsetNoticeProcessor(conn_, &ignore_notice, nullptr);
+  exec("SET client_encoding = 'UTF8'; SET standard_conforming_strings = on; SET TIME ZONE 'UTC'");
+}
+
+PgConnection::~PgConnection() {
+  cache_.clear();
+  PQfinish(conn_);
+}
+
+void PgConnection::fail(const std::string& what, const char* message) const {
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    spdlog::warn("database: the PostgreSQL connection is gone: {}", trim(message));
+    throw MatrixError(503, "M_UNKNOWN", "The database is unavailable right now; try again later");
+  }
+  throw std::runtime_error(what + ": " + trim(message));
+}
+
+Statement PgConnection::prepare(const std::string& sql) {
+  auto it = cache_.find(sql);
+  if (it == cache_.end()) it = cache_.emplace(sql, std::make_unique<PgStatement>(*this, sql)).first;
+  return Statement(it->second.get());
+}
+
+void PgConnection::exec(const std::string& sql) {
+  PGresult* r = PQexec(conn_, sql.c_str());
+  auto status = PQresultStatus(r);
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    std::string message = PQresultErrorMessage(r);
+    PQclear(r);
+    fail("exec " + quote_sql(sql), message.c_str());
+  }
+  const char* tuples = PQcmdTuples(r);
+  changes_ = tuples && *tuples ? std::strtoll(tuples, nullptr, 10) : 0;
+  PQclear(r);
+}
+
+bool PgConnection::in_transaction() const {
+  auto s = PQtransactionStatus(conn_);
+  return s == PQTRANS_INTRANS || s == PQTRANS_INERROR || s == PQTRANS_ACTIVE;
+}
+
+void PgConnection::rollback() noexcept {
+  if (!in_transaction()) return;
+  PGresult* r = PQexec(conn_, "ROLLBACK");
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) spdlog::error("database: ROLLBACK failed: {}", trim(PQresultErrorMessage(r)));
+  PQclear(r);
+}
+
+// A read sees one snapshot for all its statements, as SQLite's read transaction.
+void PgConnection::begin_read() { exec("BEGIN ISOLATION LEVEL REPEATABLE READ"); }
+void PgConnection::begin_write() { exec("BEGIN"); }
+
+void PgConnection::commit() {
+  PGresult* r = PQexec(conn_, "COMMIT");
+  auto status = PQresultStatus(r);
+  // A transaction that failed answers COMMIT with "ROLLBACK" and no error: nothing was written.
+  bool rolled_back = status == PGRES_COMMAND_OK && std::strcmp(PQcmdStatus(r), "ROLLBACK") == 0;
+  std::string message = PQresultErrorMessage(r);
+  PQclear(r);
+  if (status != PGRES_COMMAND_OK) fail("COMMIT", message.c_str());
+  if (rolled_back) throw std::runtime_error("COMMIT: the transaction had failed and was rolled back");
+}
+
+bool PgConnection::usable() const { return PQstatus(conn_) == CONNECTION_OK; }
+
+}  // namespace trestle::storage::postgres

@@ -1,0 +1,53 @@
+#pragma once
+// PostgreSQL behind storage::Connection, through libpq: statements prepared once per connection
+// (server-side, typed by the C++ types bound to them), results in text format.
+#include "storage/database.hpp"
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+struct pg_conn;
+
+namespace trestle::storage::postgres {
+
+class PgStatement;
+
+class PgConnection final : public Connection {
+public:
+  // Connects with a libpq conninfo string. Throws std::runtime_error with libpq's reason.
+  explicit PgConnection(const std::string& conninfo);
+  ~PgConnection() override;
+
+  Dialect dialect() const override { return Dialect::postgres; }
+  Statement prepare(const std::string& sql) override;
+  void exec(const std::string& sql) override;
+  int64_t changes() const override { return changes_; }
+  bool in_transaction() const override;
+  void rollback() noexcept override;
+  void begin_read() override;
+  void begin_write() override;
+  void commit() override;
+  bool usable() const override;
+
+private:
+  friend class PgStatement;
+  // Throws for a failed command: MatrixError 503 when the connection itself is gone (the server
+  // restarted or is unreachable), std::runtime_error with PostgreSQL's message otherwise.
+  [[noreturn]] void fail(const std::string& what, const char* message) const;
+
+  pg_conn* conn_ = nullptr;
+  std::unordered_map<std::string, std::unique_ptr<PgStatement>> cache_;
+  int next_name_ = 0;
+  int64_t changes_ = 0;
+};
+
+// The conninfo for messages and logs: every setting but the password.
+std::string describe_conninfo(const std::string& conninfo);
+
+// SQLite's `?` parameters as PostgreSQL's `$1..$n` (and `?N` as `$N`), outside quotes and comments;
+// `count` gets n, the number of values to bind.
+std::string number_placeholders(std::string_view sql, int& count);
+
+}  // namespace trestle::storage::postgres
