@@ -4,6 +4,7 @@
 //   trestle --config FILE set-admin USER_ID     make a local user a server admin
 //   trestle register-user [-c FILE | -k SECRET] register a user on a running server (shared secret)
 //   trestle --config FILE backup OUT_DIR        online backup; `restore BACKUP_DIR` puts one back
+//   trestle --config PG_FILE port-db --from-sqlite homeserver.db   SQLite into PostgreSQL
 // Each command lives in src/cli/.
 #include "cli/commands.hpp"
 #include "cli/logging.hpp"
@@ -67,6 +68,11 @@ int main(int argc, char** argv) {
   auto* restore_cmd = app.add_subcommand("restore", "Put a backup in place (the server stopped, no database there)");
   restore_cmd->add_option("-c,--config", config_path, "Path to homeserver.yaml");
   restore_cmd->add_option("backup_dir", backup_dir, "The backup's directory")->required();
+  // Synapse's synapse_port_db: --sqlite-database and --postgres-config are its names.
+  auto* port_cmd = app.add_subcommand("port-db", "Copy an SQLite database into the PostgreSQL database the config names");
+  std::string port_sqlite;
+  port_cmd->add_option("--from-sqlite,--sqlite-database", port_sqlite, "The SQLite database file")->required();
+  port_cmd->add_option("-c,--config,--postgres-config", config_path, "A config whose database: is psycopg2");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -95,6 +101,7 @@ int main(int argc, char** argv) {
     if (*backup_cmd) return trestle::cli::backup(config_path, backup_dir);
     if (*restore_cmd) return trestle::cli::restore(config_path, backup_dir);
     if (*admin_cmd) return trestle::cli::set_admin(config_path, admin_user, !revoke_admin);
+    if (*port_cmd) return trestle::cli::port_db(config_path, port_sqlite);
     return trestle::cli::serve(config_path);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());

@@ -26,4 +26,8 @@ int backup(const std::string& config_path, const std::string& out_dir);
 // existing database).
 int restore(const std::string& config_path, const std::string& backup_dir);
 
+// `trestle --config PG_CONFIG port-db --from-sqlite FILE`: copies an SQLite database into the
+// PostgreSQL database the config names (resumable; row counts compared at the end).
+int port_db(const std::string& config_path, const std::string& sqlite_path);
+
 }  // namespace trestle::cli
