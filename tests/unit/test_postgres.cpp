@@ -1,6 +1,6 @@
 // The PostgreSQL engine behind storage::Connection. The placeholder rewrite is pure logic; the
 // rest needs a server: TRESTLE_TEST_PG names a libpq conninfo of a database the test may fill
-// (scripts/postgres.sh starts a private one; ctest's unit_pg sets it), and is skipped without it.
+// (`scripts/postgres.sh run` starts a private one; ctest's unit_pg does), and is skipped without it.
 #include "storage/database.hpp"
 #include "storage/postgres/connection.hpp"
 
@@ -41,9 +41,18 @@ TEST(PostgresPlaceholders, DescribingTheSettingsLeavesOutThePassword) {
 
 namespace {
 
+// TRESTLE_TEST_PG: a libpq conninfo, or (scripts/postgres.sh run) the private cluster's socket
+// directory, where the tests use a database of their own, made new for each test.
 std::optional<storage::DatabaseOptions> pg_options() {
-  const char* conninfo = std::getenv("TRESTLE_TEST_PG");
-  if (!conninfo || !*conninfo) return std::nullopt;
+  const char* env = std::getenv("TRESTLE_TEST_PG");
+  if (!env || !*env) return std::nullopt;
+  std::string conninfo = env;
+  if (conninfo.front() == '/') {
+    storage::postgres::PgConnection admin("host='" + conninfo + "' user=postgres dbname=postgres");
+    admin.exec("DROP DATABASE IF EXISTS trestle_unit WITH (FORCE)");
+    admin.exec("CREATE DATABASE trestle_unit");
+    conninfo = "host='" + conninfo + "' user=postgres dbname=trestle_unit";
+  }
   storage::DatabaseOptions o;
   o.engine = storage::Dialect::postgres;
   o.pg_conninfo = conninfo;
