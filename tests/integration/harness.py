@@ -2,8 +2,10 @@
 
 Standard library only: the suite runs under /usr/bin/python3 with nothing installed.
 
-- Server: one trestle process on 127.0.0.1 with its own temporary directory, config and SQLite
-  database; started, stopped, killed and restarted; its output scanned for sanitizer reports.
+- Server: one trestle process on 127.0.0.1 with its own temporary directory, config and database
+  (an SQLite file, or with --database postgres a PostgreSQL database of its own in the private
+  cluster at TRESTLE_TEST_PG); started, stopped, killed and restarted; its output scanned for
+  sanitizer reports. Server.sql() reads and writes its database on either engine.
 - Client: plain HTTP requests (a fresh connection each), answers parsed as JSON.
 - Matcher: compares an answer with an expected JSON subset written with matchers ("$string",
   {"$contains": [...]}, ...); see tests/integration/README.md for the list.
@@ -39,16 +41,102 @@ class TestFailure(Exception):
     """A check that did not hold; the message is what the report shows."""
 
 
+class TestSkipped(Exception):
+    """Raised by a scenario that cannot run here (the message says why): reported as SKIP."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The database engine the servers use: "sqlite" (a file in each server's directory) or "postgres"
+# (a database per server in the private cluster whose socket directory is POSTGRES["host"], made
+# by scripts/postgres.sh; the runner sets it from --database / TRESTLE_TEST_PG).
+
+DATABASE = "sqlite"
+POSTGRES = {"host": None, "user": "postgres"}
+_pg_databases = set()  # made and not dropped yet
+
+
+def use_postgres(socket_dir, user="postgres"):
+    global DATABASE
+    DATABASE = "postgres"
+    POSTGRES.update(host=socket_dir, user=user)
+
+
+def postgres_database_name(data_dir):
+    """A server's database name, from its directory (unique: mkdtemp's random tail is kept)."""
+    base = os.path.basename(os.path.dirname(os.path.abspath(data_dir))).lower()
+    base = re.sub(r"[^a-z0-9_]", "_", base.removeprefix("trestle-it-"))
+    return "it_" + base[-60:]
+
+
+def psql(sql, database="postgres", rows=False):
+    """Runs SQL with psql in the private cluster; with rows=True, the output lines."""
+    cmd = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", POSTGRES["host"], "-U", POSTGRES["user"],
+           "-d", database, "-f", "-"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, input=sql + ";\n")
+    if done.returncode != 0:
+        raise TestFailure(f"psql failed ({done.returncode}) on {shorten(sql)}:\n{done.stderr.strip()}")
+    return done.stdout.splitlines() if rows else None
+
+
+def create_postgres_database(name):
+    if name not in _pg_databases:
+        psql(f"DROP DATABASE IF EXISTS {name}")
+        psql(f"CREATE DATABASE {name}")
+        _pg_databases.add(name)
+
+
+def drop_postgres_database(name):
+    psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    _pg_databases.discard(name)
+
+
+def drop_postgres_databases():
+    """At the runner's exit: every database a server made and did not drop."""
+    for name in sorted(_pg_databases):
+        try:
+            drop_postgres_database(name)
+        except TestFailure as e:
+            print(f"could not drop {name}: {e}")
+
+
+def sql_literal(value):
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"  # standard_conforming_strings: \ is literal
+
+
+def bind_literals(sql, params):
+    """sqlite3's `?` placeholders (outside quotes) replaced by the params as SQL literals."""
+    out, quoted, it = [], False, iter(params)
+    for ch in sql:
+        if ch == "'":
+            quoted = not quoted
+        out.append(sql_literal(next(it)) if ch == "?" and not quoted else ch)
+    return "".join(out)
+
+
 # ---------------------------------------------------------------------------------------------
 # Configuration
 
 
+def database_config(data_dir):
+    """The `database:` section for a server whose files are in data_dir, on the runner's engine."""
+    if DATABASE == "postgres":
+        return {"name": "psycopg2", "args": {"user": POSTGRES["user"], "host": POSTGRES["host"],
+                                             "database": postgres_database_name(data_dir)}}
+    return {"name": "sqlite3", "args": {"database": os.path.join(data_dir, "homeserver.db")}}
+
+
 def default_config(data_dir, port):
-    return {
+    config = {
         "server_name": SERVER_NAME,
         "listeners": [{"port": port, "bind_addresses": ["127.0.0.1"], "type": "http",
                        "resources": [{"names": ["client"]}]}],
-        "database": {"name": "sqlite3", "args": {"database": os.path.join(data_dir, "homeserver.db")}},
+        "database": database_config(data_dir),
         "signing_key_path": os.path.join(data_dir, SERVER_NAME + ".signing.key"),
         "enable_registration": True,
         "enable_registration_without_verification": True,
@@ -57,6 +145,9 @@ def default_config(data_dir, port):
         "rc_login": {"address": dict(RELAXED_RATE)},
         "log_level": "info",
     }
+    if DATABASE == "postgres":  # media where SQLite's default puts them: beside the database file
+        config["media_store_path"] = os.path.join(data_dir, "media")
+    return config
 
 
 def merge_config(base, overrides):
@@ -165,7 +256,43 @@ class Server:
         return (os.path.join(self.dir, f"stdout.{run}.log"), os.path.join(self.dir, f"stderr.{run}.log"))
 
     def config(self, port):
-        return merge_config(default_config(self.data_dir, port), self.config_overrides)
+        base = default_config(self.data_dir, port)
+        database = self.config_overrides.get("database")
+        if isinstance(database, dict) and database.get("name", base["database"]["name"]) != base["database"]["name"]:
+            base.pop("database")  # another engine than the runner's: its own section, not merged
+        return merge_config(base, self.config_overrides)
+
+    @property
+    def postgres_database(self):
+        """This server's PostgreSQL database name (when the runner uses PostgreSQL)."""
+        return postgres_database_name(self.data_dir) if DATABASE == "postgres" else None
+
+    def prepare_database(self):
+        """On PostgreSQL: this server's own empty database, made once (restarts reuse it)."""
+        if DATABASE == "postgres":
+            create_postgres_database(self.postgres_database)
+
+    def sql(self, query, *params):
+        """Runs one SQL statement on this server's database, sqlite3-style (`?` placeholders):
+        a SELECT answers its rows as tuples (integers as int, text as str, NULL as None), other
+        statements are committed and answer []. For checks and for planting what an older binary
+        or a broken disk left; the SQL must be valid on both engines."""
+        is_select = query.lstrip().upper().startswith(("SELECT", "WITH"))
+        if DATABASE == "postgres":
+            bound = bind_literals(query, params)
+            if not is_select:
+                psql(bound, self.postgres_database)
+                return []
+            lines = psql(f"SELECT row_to_json(t) FROM ({bound}) AS t", self.postgres_database, rows=True)
+            return [tuple(json.loads(line).values()) for line in lines if line]
+        import sqlite3
+        db = sqlite3.connect(os.path.join(self.data_dir, "homeserver.db"))
+        try:
+            found = db.execute(query, params).fetchall()
+            db.commit()
+            return found
+        finally:
+            db.close()
 
     def write_config(self, port):
         """The runner's config with this server's overrides, or the raw text given (its "${port}"
@@ -194,6 +321,7 @@ class Server:
 
     def start(self):
         os.makedirs(self.data_dir, exist_ok=True)
+        self.prepare_database()
         for attempt in range(3):
             port = free_port()
             self.write_config(port)
@@ -266,6 +394,7 @@ class Server:
         """Runs the binary until it exits by itself (a config it must refuse); returns
         (exit status, output). Without `config_path` the config is written as for start()."""
         os.makedirs(self.data_dir, exist_ok=True)
+        self.prepare_database()
         if config_path is None:
             self.write_config(free_port())
         proc = self.spawn(config_path)
@@ -297,6 +426,8 @@ class Server:
         self.proc = None
         if not self.keep_dir and not self.problems:
             subprocess.run(["rm", "-rf", self.dir], check=False)
+            if self.postgres_database in _pg_databases:
+                drop_postgres_database(self.postgres_database)
 
     def client(self):
         return Client(self.base_url)
@@ -855,6 +986,7 @@ class ScenarioContext:
 
     def __init__(self, binary, shapes, run_id, name, keep_dirs=False):
         self.binary = binary
+        self.postgres = DATABASE == "postgres"  # the servers' database engine
         # AddressSanitizer keeps freed memory in quarantine: RSS bounds mean nothing there.
         self.sanitized = _is_sanitized(binary)
         self.shapes = shapes
@@ -889,6 +1021,11 @@ class ScenarioContext:
 
     def expect(self, res, status=200, errcode=None, body=None, vars=None):
         return expect(res, status, errcode, body, vars, self.shapes)
+
+    def skip_on_postgres(self, why):
+        """Ends a scenario that is about SQLite only, as SKIP, when the servers use PostgreSQL."""
+        if self.postgres:
+            raise TestSkipped(f"on PostgreSQL: {why}")
 
     def close(self):
         """Stops every server; returns the problems they showed."""

@@ -2,9 +2,13 @@
 """Integration tests: the real trestle binary on loopback, driven over HTTP.
 
     /usr/bin/python3 tests/integration/run.py --binary build/trestle [--filter TEXT] [--verbose] [--keep]
+        [--database sqlite|postgres]
 
 Runs every case file in cases/*.json (one server per file) and every test_* function in
-scenarios/*.py, prints one PASS/FAIL line per case, and ends with "N passed, N failed".
+scenarios/*.py, prints one PASS/FAIL (or SKIP) line per case, and ends with "N passed, N failed"
+(", N skipped" when a scenario could not run on this engine or machine). With --database postgres
+(the default when TRESTLE_TEST_PG names a private cluster's socket directory, as
+`scripts/postgres.sh run` sets it) every server gets a PostgreSQL database of its own.
 The exit status is non-zero if anything failed, a server crashed, or a sanitizer reported.
 See README.md next to this file for the case file format.
 """
@@ -24,7 +28,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
-from harness import CaseRunner, ScenarioContext, Server, TestFailure, indent_text  # noqa: E402
+from harness import CaseRunner, ScenarioContext, Server, TestFailure, TestSkipped, indent_text  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -33,7 +37,12 @@ class Results:
     def __init__(self):
         self.passed = 0
         self.failed = 0
+        self.skipped = 0
         self.failures = []  # (name, error): repeated at the end, where a truncated log keeps them
+
+    def skip(self, name, why, seconds):
+        self.skipped += 1
+        print(f"SKIP {name} ({seconds:.2f}s): {why}", flush=True)
 
     def record(self, name, error, seconds):
         if error is None:
@@ -126,8 +135,11 @@ def run_scenario_file(path, args, shapes, run_id, results):
         ctx = ScenarioContext(args.binary, shapes, run_id, suite, keep_dirs=args.keep)
         started = time.monotonic()
         error = None
+        skipped = None
         try:
             func(ctx)
+        except TestSkipped as e:
+            skipped = str(e)
         except (TestFailure, AssertionError) as e:
             error = str(e) or traceback.format_exc()
         except Exception:
@@ -136,7 +148,10 @@ def run_scenario_file(path, args, shapes, run_id, results):
             problems = ctx.close()
         if problems:
             error = "\n".join(([error] if error else []) + problems)
-        results.record(name, error, time.monotonic() - started)
+        if skipped is not None and error is None:
+            results.skip(name, skipped, time.monotonic() - started)
+        else:
+            results.record(name, error, time.monotonic() - started)
 
 
 def run_all(args, shapes, run_id, results):
@@ -161,7 +176,13 @@ def main():
     parser.add_argument("--filter", action="append", default=[],
                         help="only cases whose 'suite: name' contains this text (repeatable)")
     parser.add_argument("--verbose", action="store_true", help="print every request and answer")
-    parser.add_argument("--keep", action="store_true", help="keep the servers' temporary directories")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the servers' temporary directories (and PostgreSQL databases)")
+    parser.add_argument("--database", choices=["sqlite", "postgres"],
+                        default="postgres" if os.environ.get("TRESTLE_TEST_PG") else "sqlite",
+                        help="the servers' database engine; postgres needs TRESTLE_TEST_PG, the socket directory "
+                             "of a private cluster (scripts/postgres.sh run ... sets it); default: postgres when "
+                             "that is set")
     parser.add_argument("--retry-failed", action="store_true",
                         help="run each failed case once more at the end; one that passes then is reported as "
                              "FLAKY with its first failure, and does not fail the run (a sanitizer report or a "
@@ -174,6 +195,24 @@ def main():
         print("0 passed, 1 failed")
         return 1
 
+    if args.database == "postgres":
+        socket_dir = os.environ.get("TRESTLE_TEST_PG")
+        if not socket_dir or not os.path.isdir(socket_dir):
+            print("--database postgres needs TRESTLE_TEST_PG, the socket directory of a private PostgreSQL: run\n"
+                  "  bash scripts/postgres.sh run /usr/bin/python3 tests/integration/run.py --binary build/trestle "
+                  "--database postgres")
+            print("0 passed, 1 failed")
+            return 1
+        harness.use_postgres(socket_dir, os.environ.get("TRESTLE_TEST_PG_USER", "postgres"))
+        try:
+            harness.psql("SELECT 1")
+        except TestFailure as e:
+            print(f"PostgreSQL at {socket_dir} does not answer: {e}")
+            print("0 passed, 1 failed")
+            return 1
+        print(f"database: PostgreSQL at {socket_dir}", flush=True)
+        if not args.keep:
+            atexit.register(harness.drop_postgres_databases)  # runs after the servers are killed
     atexit.register(kill_leftover_servers)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     shapes = harness.load_shapes(os.path.join(HERE, "shapes.json"))
@@ -206,7 +245,7 @@ def main():
         print("\nFailed:")
         for name, error in results.failures:
             print(f"FAIL {name}\n{indent_text(error, '    ')}")
-    print(f"{results.passed} passed, {results.failed} failed")
+    print(f"{results.passed} passed, {results.failed} failed" + (f", {results.skipped} skipped" if results.skipped else ""))
     return 1 if results.failed or not results.passed else 0
 
 

@@ -3,8 +3,6 @@ end, with the members seeing themselves leave and every row of the room gone fro
 file; purge_history deleting the timeline before a point while the room stays usable; a blocked,
 purged room that cannot be rejoined."""
 
-import os
-import sqlite3
 import time
 import urllib.parse
 
@@ -18,11 +16,7 @@ ROOM_TABLES = ["rooms", "events", "current_state", "room_memberships", "forward_
 
 
 def rows(srv, sql, *args):
-    db = sqlite3.connect(os.path.join(srv.data_dir, "homeserver.db"))
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
+    return srv.sql(sql, *args)
 
 
 def q(s):

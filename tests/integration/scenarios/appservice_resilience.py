@@ -6,7 +6,6 @@ outage retry delivery without doubling the backoff, so delivery resumes soon aft
 
 import json
 import os
-import sqlite3
 import statistics
 import sys
 import threading
@@ -47,17 +46,14 @@ def test_an_unreadable_event_is_skipped_and_delivery_goes_on(ctx):
         later = send_text(asc, room, "after the unreadable events")
         srv.stop()
 
-        db = sqlite3.connect(os.path.join(srv.data_dir, "homeserver.db"))
-        (text,) = db.execute("SELECT json FROM events WHERE event_id = ?", (deep_id,)).fetchone()
+        ((text,),) = srv.sql("SELECT json FROM events WHERE event_id = ?", deep_id)
         pdu = json.loads(text)
         nested = "bottom"
         for _ in range(200):
             nested = {"n": nested}
         pdu["content"]["nested"] = nested
-        db.execute("UPDATE events SET json = ? WHERE event_id = ?", (json.dumps(pdu), deep_id))
-        db.execute("UPDATE events SET json = ? WHERE event_id = ?", (text[: len(text) // 2], broken_id))
-        db.commit()
-        db.close()
+        srv.sql("UPDATE events SET json = ? WHERE event_id = ?", json.dumps(pdu), deep_id)
+        srv.sql("UPDATE events SET json = ? WHERE event_id = ?", text[: len(text) // 2], broken_id)
 
         lst.failing = False
         srv.start()

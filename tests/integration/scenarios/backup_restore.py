@@ -11,6 +11,7 @@ import time
 from harness import TestFailure, free_port
 
 AUTHED = "/_matrix/client/v1/media"
+BACKUP_IS_SQLITE = "trestle backup copies the SQLite file (a PostgreSQL deployment backs up with pg_dump)"
 
 
 def backup_cmd(ctx, config_path, out_dir):
@@ -24,6 +25,7 @@ def restore_cmd(ctx, config_path, backup_dir):
 
 
 def test_online_backup_and_restore(ctx):
+    ctx.skip_on_postgres(BACKUP_IS_SQLITE)
     srv = ctx.server(start=False)
     srv.config_overrides = {"media_store_path": os.path.join(srv.dir, "media")}
     srv.start()
@@ -123,6 +125,7 @@ def test_online_backup_and_restore(ctx):
 
 
 def test_restore_checks_the_backup(ctx):
+    ctx.skip_on_postgres(BACKUP_IS_SQLITE)
     srv = ctx.server()
     ctx.register(srv, "carol")
     out = os.path.join(srv.dir, "backup")

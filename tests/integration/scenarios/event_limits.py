@@ -2,8 +2,6 @@
 older binary stored deeper than that must still read; one unreadable row must not break /sync."""
 
 import json
-import os
-import sqlite3
 
 from harness import TestFailure
 
@@ -85,10 +83,6 @@ def test_content_nested_as_deep_as_a_request_allows_reads_back_everywhere(ctx):
     ctx.expect(alice.request("GET", "/sync", query={"timeout": "0"}))
 
 
-def stored_db(srv):
-    return sqlite3.connect(os.path.join(srv.data_dir, "homeserver.db"))
-
-
 def test_an_over_deep_row_stored_by_an_older_binary_reads_and_can_be_redacted(ctx):
     srv = ctx.server()
     alice, bob, room = two_members(ctx, srv)
@@ -99,18 +93,16 @@ def test_an_over_deep_row_stored_by_an_older_binary_reads_and_can_be_redacted(ct
     srv.stop()
     # What the old binary stored for a 64-deep request: the PDU one level deeper than the
     # content, and a replacing state event's unsigned.prev_content two levels deeper (66).
-    with stored_db(srv) as db:
-        for event_id, content, prev in [(msg, deep_content(REQUEST_DEPTH), None),
-                                        (state_ev, deep_content(REQUEST_DEPTH, {"v": 2}),
-                                         deep_content(REQUEST_DEPTH, {"v": 1}))]:
-            (text,) = db.execute("SELECT json FROM events WHERE event_id = ?", (event_id,)).fetchone()
-            pdu = json.loads(text)
-            pdu["content"] = content
-            if prev is not None:
-                pdu.setdefault("unsigned", {})["prev_content"] = prev
-            assert depth_of(pdu) == REQUEST_DEPTH + (2 if prev else 1)
-            db.execute("UPDATE events SET json = ? WHERE event_id = ?", (json.dumps(pdu), event_id))
-    db.close()
+    for event_id, content, prev in [(msg, deep_content(REQUEST_DEPTH), None),
+                                    (state_ev, deep_content(REQUEST_DEPTH, {"v": 2}),
+                                     deep_content(REQUEST_DEPTH, {"v": 1}))]:
+        ((text,),) = srv.sql("SELECT json FROM events WHERE event_id = ?", event_id)
+        pdu = json.loads(text)
+        pdu["content"] = content
+        if prev is not None:
+            pdu.setdefault("unsigned", {})["prev_content"] = prev
+        assert depth_of(pdu) == REQUEST_DEPTH + (2 if prev else 1)
+        srv.sql("UPDATE events SET json = ? WHERE event_id = ?", json.dumps(pdu), event_id)
     srv.start()
     check_reads(ctx, room, msg, [alice, bob])
     check_reads(ctx, room, state_ev, [alice, bob])
@@ -135,9 +127,7 @@ def test_an_unreadable_row_is_skipped_not_a_failed_sync(ctx):
     after = ctx.expect(bob.request("PUT", f"/rooms/{room}/send/m.room.message/c",
                                    body={"msgtype": "m.text", "body": "after"}))["event_id"]
     srv.stop()
-    with stored_db(srv) as db:
-        db.execute("UPDATE events SET json = ? WHERE event_id = ?", ('{"a":' * 500 + "1" + "}" * 500, bad))
-    db.close()
+    srv.sql("UPDATE events SET json = ? WHERE event_id = ?", '{"a":' * 500 + "1" + "}" * 500, bad)
     srv.start()
     sync = ctx.expect(alice.request("GET", "/sync", query={"timeout": "0"}))
     timeline = sync["rooms"]["join"][room]["timeline"]["events"]
@@ -200,12 +190,10 @@ def test_numbers_an_older_binary_stored_as_doubles_are_served_as_integers(ctx):
                                   body={"body": "Exponents", "n": 11, "m": [22, 33]}))["event_id"]
     srv.stop()
     # The old binary accepted 1e10, 1.0, -0.0 and wrote them back as Boost prints doubles.
-    with stored_db(srv) as db:
-        (text,) = db.execute("SELECT json FROM events WHERE event_id = ?", (ev,)).fetchone()
-        text = text.replace('"n":11', '"n":1E10').replace("[22,33]", "[1E0,-0E0]")
-        assert "1E10" in text and "-0E0" in text
-        db.execute("UPDATE events SET json = ? WHERE event_id = ?", (text, ev))
-    db.close()
+    ((text,),) = srv.sql("SELECT json FROM events WHERE event_id = ?", ev)
+    text = text.replace('"n":11', '"n":1E10').replace("[22,33]", "[1E0,-0E0]")
+    assert "1E10" in text and "-0E0" in text
+    srv.sql("UPDATE events SET json = ? WHERE event_id = ?", text, ev)
     srv.start()
     for res in [alice.request("GET", f"/rooms/{room}/event/{ev}"),
                 alice.request("GET", f"/rooms/{room}/messages", query={"dir": "b", "limit": "1"})]:

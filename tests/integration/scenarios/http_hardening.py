@@ -24,14 +24,23 @@ def rss_kib(srv):
 
 
 def fd_count(srv):
-    """The server's open sockets (its other descriptors, e.g. per-thread database connections
-    opened on first use, are not what these tests are about)."""
+    """The server's open TCP sockets (its other descriptors, e.g. per-thread database connections
+    opened on first use, SQLite files or PostgreSQL's unix sockets, are not what these tests are
+    about)."""
+    tcp = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{srv.proc.pid}/net/{table}") as f:
+                tcp.update(line.split()[9] for line in list(f)[1:])
+        except OSError:
+            pass
     count = 0
     for fd in os.listdir(f"/proc/{srv.proc.pid}/fd"):
         try:
-            count += os.readlink(f"/proc/{srv.proc.pid}/fd/{fd}").startswith("socket:")
+            link = os.readlink(f"/proc/{srv.proc.pid}/fd/{fd}")
         except OSError:
-            pass
+            continue
+        count += link.startswith("socket:[") and link[8:-1] in tcp
     return count
 
 

@@ -2,7 +2,6 @@
 logins that do not reveal which accounts exist by their timing, and old hashes rehashed at login."""
 
 import os
-import sqlite3
 import statistics
 import threading
 
@@ -110,19 +109,14 @@ def test_an_unknown_user_login_costs_as_much_as_a_wrong_password(ctx):
 def test_an_old_hash_verifies_and_is_rehashed_at_login(ctx):
     srv = ctx.server()
     alice = ctx.register(srv, "alice")
-    db_path = os.path.join(srv.data_dir, "homeserver.db")
     srv.stop()
-    with sqlite3.connect(db_path) as db:
-        db.execute("UPDATE users SET password_hash = ? WHERE user_id = ?", (LEGACY_HASH, alice.user_id))
-    db.close()
+    srv.sql("UPDATE users SET password_hash = ? WHERE user_id = ?", LEGACY_HASH, alice.user_id)
     srv.start()
     client = srv.client()
     ctx.expect(login(client, alice.localpart, "wrong-password"), 403, "M_FORBIDDEN")
     ctx.expect(login(client, alice.localpart, LEGACY_PASSWORD), 200)
     # The rehash is written before the login answers.
-    with sqlite3.connect(db_path) as db:
-        (stored,) = db.execute("SELECT password_hash FROM users WHERE user_id = ?", (alice.user_id,)).fetchone()
-    db.close()
+    ((stored,),) = srv.sql("SELECT password_hash FROM users WHERE user_id = ?", alice.user_id)
     if not stored.startswith(NEW_PARAMS):
         raise TestFailure(f"the old hash was not replaced with today's parameters: {stored[:40]}...")
     ctx.expect(login(client, alice.localpart, LEGACY_PASSWORD), 200)

@@ -2,7 +2,6 @@
 (from admin_contact and the support section; 404 when neither is configured)."""
 
 import os
-import sqlite3
 
 from harness import TestFailure
 
@@ -10,11 +9,7 @@ SLOW = {"per_second": 0.01, "burst_count": 2}
 
 
 def rows(srv, sql):
-    db = sqlite3.connect(os.path.join(srv.data_dir, "homeserver.db"))
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
+    return srv.sql(sql)
 
 
 def test_reports_are_stored_for_admins(ctx):

@@ -4,7 +4,6 @@ answer's content is checked."""
 
 import json
 import os
-import sqlite3
 import subprocess
 import time
 import urllib.parse
@@ -111,11 +110,7 @@ def test_synadm_room_delete(ctx):
         raise TestFailure(f"bob's rooms after the delete: {joined}")
     ctx.expect(bob.request("GET", f"/rooms/{q(new_room)}/state/m.room.name"), body={"name": "Moved"})
     ctx.expect(bob.request("POST", f"/join/{q(room)}", body={}), 403, "M_UNKNOWN")
-    db = sqlite3.connect(os.path.join(srv.data_dir, "homeserver.db"))
-    try:
-        left = db.execute("SELECT count(*) FROM events WHERE room_id = ?", (room,)).fetchone()[0]
-    finally:
-        db.close()
+    left = srv.sql("SELECT count(*) FROM events WHERE room_id = ?", room)[0][0]
     if left:
         raise TestFailure(f"{left} events of the deleted room are left")
     after = sa.run("room", "list")
