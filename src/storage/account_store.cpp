@@ -1,5 +1,7 @@
 #include "storage/account_store.hpp"
 
+#include <stdexcept>
+
 namespace trestle::storage::accounts {
 
 bool user_exists(Connection& c, const std::string& user_id) {
@@ -44,13 +46,14 @@ bool upgrade_guest(Connection& c, const std::string& user_id, const std::optiona
 }
 
 int64_t max_numeric_localpart(Connection& c, const std::string& server_name) {
-  // '@' digits ':' server_name; GLOB keeps to localparts of digits only (at most 18, to fit).
+  // '@' digits ':' server_name, at most 18 digits (to fit). The CASE keeps substr's length
+  // positive (PostgreSQL rejects a negative one); trim() leaves nothing of a localpart of digits.
   auto st = c.prepare(
-      "SELECT MAX(CAST(substr(user_id, 2, length(user_id) - length(?) - 2) AS INTEGER)) FROM users "
-      "WHERE user_id GLOB '@[0-9]*' AND substr(user_id, length(user_id) - length(?)) = ':' || ? "
-      "AND substr(user_id, 2, length(user_id) - length(?) - 2) NOT GLOB '*[^0-9]*' "
-      "AND length(user_id) - length(?) - 2 BETWEEN 1 AND 18");
-  st.bind(server_name, server_name, server_name, server_name, server_name);
+      "SELECT MAX(CAST(lp AS BIGINT)) FROM (SELECT CASE WHEN length(user_id) - length(?) - 2 BETWEEN 1 AND 18 "
+      "AND substr(user_id, length(user_id) - length(?)) = ':' || ? "
+      "THEN substr(user_id, 2, length(user_id) - length(?) - 2) END AS lp FROM users) l "
+      "WHERE trim(lp, '0123456789') = ''");
+  st.bind(server_name, server_name, server_name, server_name);
   if (!st.step() || st.is_null(0)) return 0;
   return st.int64(0);
 }
@@ -71,7 +74,7 @@ void set_deactivated(Connection& c, const std::string& user_id) {
 }
 
 void set_erased(Connection& c, const std::string& user_id) {
-  c.prepare("INSERT OR IGNORE INTO erased_users (user_id) VALUES (?)").bind(user_id).run();
+  c.prepare("INSERT INTO erased_users (user_id) VALUES (?) ON CONFLICT DO NOTHING").bind(user_id).run();
 }
 
 bool is_erased(Connection& c, const std::string& user_id) {
@@ -87,8 +90,8 @@ void set_avatar_url(Connection& c, const std::string& user_id, const std::option
 }
 
 bool insert_device(Connection& c, const Device& d) {
-  c.prepare("INSERT OR IGNORE INTO devices (user_id, device_id, display_name, last_seen_ts, last_seen_ip) "
-            "VALUES (?, ?, ?, ?, ?)")
+  c.prepare("INSERT INTO devices (user_id, device_id, display_name, last_seen_ts, last_seen_ip) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
       .bind(d.user_id, d.device_id, d.display_name, d.last_seen_ts.value_or(0), d.last_seen_ip)
       .run();
   return c.changes() > 0;
@@ -174,26 +177,26 @@ void delete_token(Connection& c, const std::string& token_hash) {
 }
 
 void delete_all_tokens(Connection& c, const std::string& user_id, const std::optional<std::string>& keep_hash) {
-  c.prepare("DELETE FROM access_tokens WHERE user_id = ? AND token_hash IS NOT ?").bind(user_id, keep_hash).run();
+  c.prepare("DELETE FROM access_tokens WHERE user_id = ? AND token_hash IS DISTINCT FROM ?").bind(user_id, keep_hash).run();
   if (!keep_hash) c.prepare("DELETE FROM refresh_tokens WHERE user_id = ?").bind(user_id).run();
 }
 
 void delete_all_devices(Connection& c, const std::string& user_id, const std::optional<std::string>& keep_device) {
-  c.prepare("DELETE FROM devices WHERE user_id = ? AND device_id IS NOT ?").bind(user_id, keep_device).run();
-  c.prepare("DELETE FROM access_tokens WHERE user_id = ? AND device_id IS NOT ?").bind(user_id, keep_device).run();
-  c.prepare("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id IS NOT ?").bind(user_id, keep_device).run();
+  c.prepare("DELETE FROM devices WHERE user_id = ? AND device_id IS DISTINCT FROM ?").bind(user_id, keep_device).run();
+  c.prepare("DELETE FROM access_tokens WHERE user_id = ? AND device_id IS DISTINCT FROM ?").bind(user_id, keep_device).run();
+  c.prepare("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id IS DISTINCT FROM ?").bind(user_id, keep_device).run();
 }
 
 int64_t insert_refresh_token(Connection& c, const std::string& token_hash, const std::string& user_id,
                              const std::optional<std::string>& device_id, std::optional<int64_t> expiry_ts,
                              std::optional<int64_t> ultimate_session_expiry_ts) {
-  c.prepare("INSERT INTO refresh_tokens (token_hash, user_id, device_id, expiry_ts, ultimate_session_expiry_ts) "
-            "VALUES (?, ?, ?, ?, ?)")
-      .bind(token_hash, user_id, device_id, expiry_ts, ultimate_session_expiry_ts)
-      .run();
-  auto st = c.prepare("SELECT last_insert_rowid()");
-  st.step();
-  return st.int64(0);
+  auto st = c.prepare("INSERT INTO refresh_tokens (token_hash, user_id, device_id, expiry_ts, ultimate_session_expiry_ts) "
+                      "VALUES (?, ?, ?, ?, ?) RETURNING id");
+  st.bind(token_hash, user_id, device_id, expiry_ts, ultimate_session_expiry_ts);
+  if (!st.step()) throw std::runtime_error("refresh token insert returned no id");
+  const int64_t id = st.int64(0);
+  st.run();  // to completion
+  return id;
 }
 
 std::optional<RefreshToken> find_refresh_token(Connection& c, const std::string& token_hash) {
@@ -254,7 +257,8 @@ bool is_suspended(Connection& c, const std::string& user_id) {
 namespace trestle::storage::accounts {
 
 std::vector<User> search_users(Connection& c, const std::string& term, int64_t limit) {
-  // LIKE with an escape character, so a '%' or '_' in the search term matches itself.
+  // LIKE with an escape character, so a '%' or '_' in the search term matches itself; lower() on
+  // both sides, as SQLite's LIKE ignores ASCII case and PostgreSQL's does not.
   std::string pattern = "%";
   for (char ch : term) {
     if (ch == '%' || ch == '_' || ch == '\\') pattern += '\\';
@@ -262,7 +266,8 @@ std::vector<User> search_users(Connection& c, const std::string& term, int64_t l
   }
   pattern += "%";
   auto st = c.prepare("SELECT user_id, displayname, avatar_url FROM users WHERE deactivated = 0 AND "
-                      "(user_id LIKE ? ESCAPE '\\' OR displayname LIKE ? ESCAPE '\\') ORDER BY user_id LIMIT ?");
+                      "(lower(user_id) LIKE lower(?) ESCAPE '\\' OR lower(displayname) LIKE lower(?) ESCAPE '\\') "
+                      "ORDER BY user_id LIMIT ?");
   st.bind(pattern, pattern, limit);
   std::vector<User> out;
   while (st.step()) {

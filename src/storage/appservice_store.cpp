@@ -1,5 +1,7 @@
 #include "storage/appservice_store.hpp"
 
+#include "storage/sql_dialect.hpp"
+
 #include <boost/json/parse.hpp>
 
 namespace trestle::storage::appservices {
@@ -55,8 +57,9 @@ int64_t queued_count(Connection& c, const std::string& appservice_id) {
 
 std::optional<std::string> membership_as_of(Connection& c, std::string event_id, int64_t at) {
   while (true) {
-    auto st = c.prepare("SELECT stream_ordering, replaces_state, json_extract(json, '$.content.membership') "
-                        "FROM events WHERE event_id = ?");
+    auto st = c.prepare("SELECT stream_ordering, replaces_state, " +
+                        sql::json_value(c.dialect(), "json", {"content", "membership"}) +
+                        " FROM events WHERE event_id = ?");
     st.bind(event_id);
     if (!st.step()) return std::nullopt;
     if (st.int64(0) <= at) return st.opt_text(2);

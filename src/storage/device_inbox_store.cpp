@@ -55,7 +55,7 @@ void delete_one(Connection& c, const std::string& user_id, const std::string& de
 }
 
 bool record_txn(Connection& c, const std::string& sender_key, const std::string& txn_id, int64_t now_ms) {
-  c.prepare("INSERT OR IGNORE INTO to_device_txns (sender_key, txn_id, created_ts) VALUES (?, ?, ?)")
+  c.prepare("INSERT INTO to_device_txns (sender_key, txn_id, created_ts) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
       .bind(sender_key, txn_id, now_ms)
       .run();
   return c.changes() > 0;

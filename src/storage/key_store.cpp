@@ -35,11 +35,18 @@ void delete_keys_of_removed_devices(Connection& c, const std::string& user_id) {
   }
   // Signatures on a device are keyed by its id; cross-signing keys are 43-character public keys,
   // which are no device ids of ours (those are 10 letters or chosen by the client), so only
-  // signatures whose target is neither a device nor a cross-signing key go.
-  c.prepare("DELETE FROM e2e_signatures WHERE target_user = ? AND target_key NOT IN "
-            "(SELECT device_id FROM devices WHERE user_id = ?) AND target_key NOT IN "
-            "(SELECT value FROM e2e_cross_signing_keys, json_each(e2e_cross_signing_keys.key_json, '$.keys') "
-            "WHERE user_id = ?)")
+  // signatures whose target is neither a device nor a cross-signing key go. The public keys are
+  // the values of each key's `keys` object (a table-valued JSON function on either engine).
+  const char* public_keys =
+      c.dialect() == Dialect::sqlite
+          ? "SELECT k.value FROM e2e_cross_signing_keys, json_each(e2e_cross_signing_keys.key_json, '$.keys') k "
+            "WHERE user_id = ?"
+          : "SELECT k.value FROM e2e_cross_signing_keys, jsonb_each_text(CASE WHEN "
+            "jsonb_typeof(e2e_cross_signing_keys.key_json::jsonb -> 'keys') = 'object' THEN "
+            "e2e_cross_signing_keys.key_json::jsonb -> 'keys' ELSE '{}'::jsonb END) k WHERE user_id = ?";
+  c.prepare(std::string("DELETE FROM e2e_signatures WHERE target_user = ? AND target_key NOT IN "
+                        "(SELECT device_id FROM devices WHERE user_id = ?) AND target_key NOT IN (") +
+            public_keys + ")")
       .bind(user_id, user_id, user_id)
       .run();
 }

@@ -1,5 +1,7 @@
 #include "storage/push_store.hpp"
 
+#include "storage/sql_dialect.hpp"
+
 #include <algorithm>
 #include <atomic>
 
@@ -61,9 +63,9 @@ std::optional<int64_t> cursor(Connection& c) {
 
 void set_cursor(Connection& c, int64_t position) {
   // The first position is also where the rows start (migration 27's rows_from).
-  c.prepare("INSERT INTO push_state (id, last_stream, rows_from) VALUES (1, ?1, ?1) ON CONFLICT (id) DO UPDATE SET "
+  c.prepare("INSERT INTO push_state (id, last_stream, rows_from) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET "
             "last_stream = excluded.last_stream")
-      .bind(position)
+      .bind(position, position)
       .run();
 }
 
@@ -81,10 +83,10 @@ StoredDecisions stored_decisions(Connection& c, const std::string& user_id, cons
   StoredDecisions out;
   out.upto = upto;
   {
-    auto st = c.prepare(
-        "SELECT stream_ordering, sender, thread_id, highlight FROM push_room_notifications INDEXED BY "
-        "push_room_notifications_room WHERE room_id = ? AND stream_ordering > ? AND stream_ordering <= ? "
-        "ORDER BY stream_ordering LIMIT ?");
+    auto st = c.prepare("SELECT stream_ordering, sender, thread_id, highlight FROM push_room_notifications" +
+                        sql::indexed_by(c.dialect(), "push_room_notifications_room") +
+                        " WHERE room_id = ? AND stream_ordering > ? AND stream_ordering <= ? "
+                        "ORDER BY stream_ordering LIMIT ?");
     st.bind(room_id, after, upto, limit);
     while (st.step()) {
       StoredDecision d;
@@ -148,9 +150,10 @@ void add_notifications(Connection& c, const std::string& room_id, const std::str
 }
 
 std::vector<JoinedRange> joined_ranges(Connection& c, const std::string& room_id, const std::string& user_id) {
-  auto st = c.prepare(
-      "SELECT stream_ordering, json_extract(json, '$.content.membership') FROM events INDEXED BY events_state_history "
-      "WHERE room_id = ? AND type = 'm.room.member' AND state_key = ? ORDER BY stream_ordering");
+  const auto d = c.dialect();
+  auto st = c.prepare("SELECT stream_ordering, " + sql::json_value(d, "json", {"content", "membership"}) +
+                      " FROM events" + sql::indexed_by(d, "events_state_history") +
+                      " WHERE room_id = ? AND type = 'm.room.member' AND state_key = ? ORDER BY stream_ordering");
   st.bind(room_id, user_id);
   std::vector<JoinedRange> out;
   bool joined = false;
@@ -165,16 +168,23 @@ std::vector<JoinedRange> joined_ranges(Connection& c, const std::string& room_id
 
 namespace {
 
-// The filters both readers share. ?1 user, ?2 room, ?3 after, ?4 upto, ?5 thread or NULL,
-// ?6 only highlights.
+// The filters both readers share, and their parameters in order (bind_filter).
 constexpr const char* kOwnRows =
-    "FROM push_notifications WHERE user_id = ?1 AND room_id = ?2 AND stream_ordering > ?3 AND stream_ordering <= ?4 "
-    "AND notify = 1 AND (?5 IS NULL OR thread_id = ?5) AND (?6 = 0 OR highlight = 1)";
+    "FROM push_notifications WHERE user_id = ? AND room_id = ? AND stream_ordering > ? AND stream_ordering <= ? "
+    "AND notify = 1 AND (? IS NULL OR thread_id = ?) AND (? = 0 OR highlight = 1)";
 constexpr const char* kRoomRows =
-    "FROM push_room_notifications r WHERE room_id = ?2 AND stream_ordering > ?3 AND stream_ordering <= ?4 "
-    "AND sender <> ?1 AND (?5 IS NULL OR thread_id = ?5) AND (?6 = 0 OR highlight = 1) AND NOT EXISTS "
-    "(SELECT 1 FROM push_notifications p WHERE p.user_id = ?1 AND p.room_id = ?2 AND "
+    "FROM push_room_notifications r WHERE room_id = ? AND stream_ordering > ? AND stream_ordering <= ? "
+    "AND sender <> ? AND (? IS NULL OR thread_id = ?) AND (? = 0 OR highlight = 1) AND NOT EXISTS "
+    "(SELECT 1 FROM push_notifications p WHERE p.user_id = ? AND p.room_id = ? AND "
     "p.stream_ordering = r.stream_ordering)";
+
+void bind_filter(Statement& st, const NotificationQuery& q, int64_t after, int64_t upto, bool own) {
+  if (own) {
+    st.bind(q.user_id, q.room_id, after, upto, q.thread_id, q.thread_id, q.only_highlight);
+  } else {
+    st.bind(q.room_id, after, upto, q.user_id, q.thread_id, q.thread_id, q.only_highlight, q.user_id, q.room_id);
+  }
+}
 
 // Calls `read(after, upto, own)` for the own rows over the whole range, then for the room rows
 // in each joined range that overlaps it.
@@ -192,12 +202,13 @@ void for_each_part(const NotificationQuery& q, Read read) {
 
 std::vector<Notification> notifications(Connection& c, const NotificationQuery& q, int64_t limit) {
   static const std::string columns = "SELECT stream_ordering, event_id, thread_id, actions, highlight, ts ";
-  static const std::string own_sql = columns + kOwnRows + " ORDER BY stream_ordering DESC LIMIT ?7";
-  static const std::string room_sql = columns + kRoomRows + " ORDER BY stream_ordering DESC LIMIT ?7";
+  static const std::string own_sql = columns + kOwnRows + " ORDER BY stream_ordering DESC LIMIT ?";
+  static const std::string room_sql = columns + kRoomRows + " ORDER BY stream_ordering DESC LIMIT ?";
   std::vector<Notification> out;
   for_each_part(q, [&](int64_t after, int64_t upto, bool own) {
     auto st = c.prepare(own ? own_sql : room_sql);
-    st.bind(q.user_id, q.room_id, after, upto, q.thread_id, q.only_highlight, limit);
+    bind_filter(st, q, after, upto, own);
+    st.bind(limit);
     while (st.step()) {
       out.push_back({st.int64(0), q.room_id, st.text(1), st.text(2), st.text(3), st.int64(4) != 0, st.int64(5)});
     }
@@ -213,7 +224,7 @@ int64_t count_notifications(Connection& c, const NotificationQuery& q) {
   int64_t n = 0;
   for_each_part(q, [&](int64_t after, int64_t upto, bool own) {
     auto st = c.prepare(own ? own_sql : room_sql);
-    st.bind(q.user_id, q.room_id, after, upto, q.thread_id, q.only_highlight);
+    bind_filter(st, q, after, upto, own);
     if (st.step()) n += st.int64(0);
   });
   return n;
@@ -230,9 +241,9 @@ std::vector<std::string> joined_users_with_rules_or_pushers(Connection& c, const
 }
 
 bool has_rules_or_pusher(Connection& c, const std::string& user_id) {
-  auto st = c.prepare("SELECT EXISTS (SELECT 1 FROM push_rules WHERE user_id = ?1) OR "
-                      "EXISTS (SELECT 1 FROM pushers WHERE user_id = ?1)");
-  st.bind(user_id);
+  auto st = c.prepare("SELECT EXISTS (SELECT 1 FROM push_rules WHERE user_id = ?) OR "
+                      "EXISTS (SELECT 1 FROM pushers WHERE user_id = ?)");
+  st.bind(user_id, user_id);
   return st.step() && st.int64(0) != 0;
 }
 

@@ -1,40 +1,51 @@
 #include "storage/room_admin_store.hpp"
 
+#include "storage/sql_dialect.hpp"
+
 namespace trestle::storage::room_admin {
 
 namespace {
 
 // A text field of a current state event's content ('' state key), NULL when absent or not text.
-std::string state_text(const std::string& type, const std::string& path) {
-  return "(SELECT CASE WHEN json_valid(e.json) AND json_type(e.json, '" + path +
-         "') = 'text' THEN json_extract(e.json, '" + path +
-         "') END FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
-         "WHERE cs.room_id = r.room_id AND cs.type = '" + type + "' AND cs.state_key = '')";
+// `room` is the outer query's column holding the room ID.
+std::string state_text(Dialect d, const std::string& room, const std::string& type, std::string_view field) {
+  return "(SELECT " + sql::json_string(d, "e.json", {"content", field}) +
+         " FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
+         "WHERE cs.room_id = " + room + " AND cs.type = '" + type + "' AND cs.state_key = '')";
 }
 
-// ?1 is always the server name (local users end in ":" + it).
-const std::string& stats_cte() {
-  static const std::string sql =
-      "WITH stats AS (SELECT r.room_id AS room_id, " +
-      state_text("m.room.name", "$.content.name") + " AS name, " +
-      state_text("m.room.canonical_alias", "$.content.alias") + " AS canonical_alias, " +
-      "(SELECT count(*) FROM room_memberships m WHERE m.room_id = r.room_id AND m.membership = 'join') "
-      "AS joined_members, "
-      "(SELECT count(*) FROM room_memberships m WHERE m.room_id = r.room_id AND m.membership = 'join' "
-      "AND substr(m.user_id, -length(?1) - 1) = ':' || ?1) AS joined_local_members, "
-      "r.room_version AS version, r.creator AS creator, " +
-      state_text("m.room.encryption", "$.content.algorithm") + " AS encryption, " +
-      "(SELECT CASE WHEN json_valid(e.json) AND json_type(e.json, '$.content.\"m.federate\"') = 'false' "
-      "THEN 0 ELSE 1 END FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
-      "WHERE cs.room_id = r.room_id AND cs.type = 'm.room.create' AND cs.state_key = '') AS federatable, "
-      "r.is_public AS is_public, " +
-      state_text("m.room.join_rules", "$.content.join_rule") + " AS join_rules, " +
-      state_text("m.room.guest_access", "$.content.guest_access") + " AS guest_access, " +
-      state_text("m.room.history_visibility", "$.content.history_visibility") + " AS history_visibility, " +
-      "(SELECT count(*) FROM current_state cs WHERE cs.room_id = r.room_id) AS state_events, " +
-      state_text("m.room.create", "$.content.type") + " AS room_type " +
-      "FROM rooms r) ";
-  return sql;
+// A user ID column of a local user (ends in ":" + the server name): two parameters, the server
+// name twice. substr() with a start from the left: SQLite's negative start (from the right) means
+// something else on PostgreSQL.
+std::string local_user(const std::string& column) {
+  return "substr(" + column + ", length(" + column + ") - length(?)) = ':' || ?";
+}
+
+// Its first two parameters are the server name (local users end in ":" + it).
+std::string build_stats_cte(Dialect d) {
+  auto text = [d](const std::string& type, std::string_view field) { return state_text(d, "r.room_id", type, field); };
+  return "WITH stats AS (SELECT r.room_id AS room_id, " + text("m.room.name", "name") + " AS name, " +
+         text("m.room.canonical_alias", "alias") + " AS canonical_alias, " +
+         "(SELECT count(*) FROM room_memberships m WHERE m.room_id = r.room_id AND m.membership = 'join') "
+         "AS joined_members, "
+         "(SELECT count(*) FROM room_memberships m WHERE m.room_id = r.room_id AND m.membership = 'join' "
+         "AND " + local_user("m.user_id") + ") AS joined_local_members, "
+         "r.room_version AS version, r.creator AS creator, " +
+         text("m.room.encryption", "algorithm") + " AS encryption, " +
+         "(SELECT CASE WHEN " + sql::json_is_false(d, "e.json", {"content", "m.federate"}) +
+         " THEN 0 ELSE 1 END FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
+         "WHERE cs.room_id = r.room_id AND cs.type = 'm.room.create' AND cs.state_key = '') AS federatable, "
+         "r.is_public AS is_public, " +
+         text("m.room.join_rules", "join_rule") + " AS join_rules, " +
+         text("m.room.guest_access", "guest_access") + " AS guest_access, " +
+         text("m.room.history_visibility", "history_visibility") + " AS history_visibility, " +
+         "(SELECT count(*) FROM current_state cs WHERE cs.room_id = r.room_id) AS state_events, " +
+         text("m.room.create", "type") + " AS room_type " + "FROM rooms r) ";
+}
+
+const std::string& stats_cte(Dialect d) {
+  static const std::string sqlite = build_stats_cte(Dialect::sqlite), postgres = build_stats_cte(Dialect::postgres);
+  return d == Dialect::sqlite ? sqlite : postgres;
 }
 
 const char* kStatsColumns =
@@ -79,31 +90,38 @@ std::pair<const char*, bool> order_column(const std::string& order_by) {
   return {"name", true};
 }
 
-const char* kLocalUser = "substr(user_id, -length(?) - 1) = ':' || ?";
-
 }  // namespace
 
 std::pair<std::vector<RoomStats>, int64_t> list_rooms(Connection& c, const std::string& server_name,
                                                       const RoomQuery& q) {
-  std::string where = " WHERE 1 ";
+  const auto d = c.dialect();
+  std::string where = " WHERE true ";
   if (q.search_term) {
     // Synapse: the name (any case), the canonical alias's local part, or exactly the room ID.
-    where += "AND (instr(lower(name), lower(?2)) > 0 "
-             "OR instr(lower(substr(canonical_alias, 2, instr(canonical_alias, ':') - 2)), lower(?2)) > 0 "
-             "OR room_id = ?2) ";
+    // Three parameters, the term each time.
+    const char* position = d == Dialect::sqlite ? "instr" : "strpos";
+    const std::string colon = std::string(position) + "(canonical_alias, ':')";
+    where += std::string("AND (") + position + "(lower(name), lower(?)) > 0 OR " + position +
+             "(lower(substr(canonical_alias, 2, CASE WHEN " + colon + " > 1 THEN " + colon +
+             " - 2 ELSE 0 END)), lower(?)) > 0 OR room_id = ?) ";
   }
   if (q.public_rooms) where += *q.public_rooms ? "AND is_public = 1 " : "AND is_public = 0 ";
   if (q.empty_rooms) where += *q.empty_rooms ? "AND joined_members = 0 " : "AND joined_members <> 0 ";
   auto [column, asc] = order_column(q.order_by);
   if (q.reverse) asc = !asc;
+  // NULLs (rooms without a name, ...) first ascending and last descending, on either engine.
   const char* dir = asc ? " ASC" : " DESC";
+  const char* nulls = asc ? " NULLS FIRST" : " NULLS LAST";
+  auto bind = [&](Statement& st) {
+    st.bind(server_name, server_name);
+    if (q.search_term) st.bind(*q.search_term, *q.search_term, *q.search_term);
+  };
   // The page's room IDs first (only the sort and filter columns are computed for every room),
   // then each room's statistics.
-  std::string sql = stats_cte() + "SELECT room_id FROM stats" + where + "ORDER BY " + column + dir + ", room_id" +
-                    dir + " LIMIT " + std::to_string(q.limit) + " OFFSET " + std::to_string(q.offset);
+  std::string sql = stats_cte(d) + "SELECT room_id FROM stats" + where + "ORDER BY " + column + dir + nulls +
+                    ", room_id" + dir + " LIMIT " + std::to_string(q.limit) + " OFFSET " + std::to_string(q.offset);
   auto st = c.prepare(sql);
-  st.bind(server_name);
-  if (q.search_term) st.bind(*q.search_term);
+  bind(st);
   std::vector<std::string> ids;
   while (st.step()) ids.push_back(st.text(0));
   std::vector<RoomStats> rooms;
@@ -111,16 +129,15 @@ std::pair<std::vector<RoomStats>, int64_t> list_rooms(Connection& c, const std::
     if (auto s = room_stats(c, server_name, id)) rooms.push_back(std::move(*s));
   }
 
-  auto count = c.prepare(stats_cte() + "SELECT count(*) FROM stats" + where);
-  count.bind(server_name);
-  if (q.search_term) count.bind(*q.search_term);
+  auto count = c.prepare(stats_cte(d) + "SELECT count(*) FROM stats" + where);
+  bind(count);
   count.step();
   return {std::move(rooms), count.int64(0)};
 }
 
 std::optional<RoomStats> room_stats(Connection& c, const std::string& server_name, const std::string& room_id) {
-  auto st = c.prepare(stats_cte() + kStatsColumns + "WHERE room_id = ?2");
-  st.bind(server_name, room_id);
+  auto st = c.prepare(stats_cte(c.dialect()) + kStatsColumns + "WHERE room_id = ?");
+  st.bind(server_name, server_name, room_id);
   if (!st.step()) return std::nullopt;
   return read_stats(st);
 }
@@ -135,8 +152,8 @@ int64_t joined_local_devices(Connection& c, const std::string& room_id) {
 }
 
 bool locally_forgotten(Connection& c, const std::string& server_name, const std::string& room_id) {
-  auto st = c.prepare(std::string("SELECT 1 FROM room_memberships WHERE room_id = ? AND forgotten = 0 AND ") +
-                      kLocalUser + " LIMIT 1");
+  auto st = c.prepare("SELECT 1 FROM room_memberships WHERE room_id = ? AND forgotten = 0 AND " +
+                      local_user("user_id") + " LIMIT 1");
   st.bind(room_id, server_name, server_name);
   return !st.step();
 }
@@ -151,8 +168,8 @@ std::vector<std::string> joined_users(Connection& c, const std::string& room_id)
 
 std::vector<std::pair<std::string, std::string>> local_members(Connection& c, const std::string& server_name,
                                                                const std::string& room_id) {
-  auto st = c.prepare(std::string("SELECT user_id, membership FROM room_memberships WHERE room_id = ? AND ") +
-                      kLocalUser + " ORDER BY user_id");
+  auto st = c.prepare("SELECT user_id, membership FROM room_memberships WHERE room_id = ? AND " +
+                      local_user("user_id") + " ORDER BY user_id");
   st.bind(room_id, server_name, server_name);
   std::vector<std::pair<std::string, std::string>> out;
   while (st.step()) out.emplace_back(st.text(0), st.text(1));
@@ -160,8 +177,8 @@ std::vector<std::pair<std::string, std::string>> local_members(Connection& c, co
 }
 
 bool local_users_joined(Connection& c, const std::string& server_name, const std::string& room_id) {
-  auto st = c.prepare(std::string("SELECT 1 FROM room_memberships WHERE room_id = ? AND membership = 'join' AND ") +
-                      kLocalUser + " LIMIT 1");
+  auto st = c.prepare("SELECT 1 FROM room_memberships WHERE room_id = ? AND membership = 'join' AND " +
+                      local_user("user_id") + " LIMIT 1");
   st.bind(room_id, server_name, server_name);
   return st.step();
 }
@@ -214,7 +231,7 @@ int64_t purge_history(Connection& c, const std::string& server_name, const std::
   // The events to delete: the room's non-state events before the point, remote ones only unless
   // delete_local (Synapse keeps local users' events by default: they may be the only copies).
   std::string cond = "room_id = ? AND stream_ordering < ? AND state_key IS NULL";
-  if (!delete_local) cond += " AND substr(sender, -length(?) - 1) <> ':' || ?";
+  if (!delete_local) cond += " AND NOT (" + local_user("sender") + ")";
   auto run = [&](const std::string& sql) {
     auto st = c.prepare(sql);
     st.bind(room_id, before);
@@ -227,7 +244,9 @@ int64_t purge_history(Connection& c, const std::string& server_name, const std::
   run("DELETE FROM push_notifications WHERE event_id IN " + ids);
   run("DELETE FROM push_room_notifications WHERE stream_ordering IN (SELECT stream_ordering FROM events WHERE " + cond +
       ")");
-  run("DELETE FROM event_search WHERE rowid IN (SELECT stream_ordering FROM events WHERE " + cond + ")");
+  // The search index's key is the event's stream position (SQLite's FTS5: its rowid).
+  run(std::string("DELETE FROM event_search WHERE ") + (c.dialect() == Dialect::sqlite ? "rowid" : "stream_ordering") +
+      " IN (SELECT stream_ordering FROM events WHERE " + cond + ")");
   run("DELETE FROM events WHERE " + cond);
   return c.changes();
 }
@@ -243,15 +262,10 @@ std::optional<int64_t> last_event_before_ts(Connection& c, const std::string& ro
 
 namespace {
 
-std::string report_select() {
-  auto text_of = [](const std::string& type, const std::string& path) {
-    return "(SELECT CASE WHEN json_valid(e.json) AND json_type(e.json, '" + path +
-           "') = 'text' THEN json_extract(e.json, '" + path +
-           "') END FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
-           "WHERE cs.room_id = er.room_id AND cs.type = '" + type + "' AND cs.state_key = '')";
-  };
+std::string report_select(Dialect d) {
   return "SELECT er.id, er.received_ts, er.room_id, er.event_id, er.user_id, er.reason, er.content, ev.sender, " +
-         text_of("m.room.name", "$.content.name") + ", " + text_of("m.room.canonical_alias", "$.content.alias") +
+         state_text(d, "er.room_id", "m.room.name", "name") + ", " +
+         state_text(d, "er.room_id", "m.room.canonical_alias", "alias") +
          " FROM event_reports er LEFT JOIN events ev ON ev.event_id = er.event_id ";
 }
 
@@ -263,7 +277,7 @@ EventReportRow read_report(Statement& st) {
 }  // namespace
 
 std::pair<std::vector<EventReportRow>, int64_t> list_event_reports(Connection& c, const ReportQuery& q) {
-  std::string where = "WHERE 1 ";
+  std::string where = "WHERE true ";
   std::vector<std::string> args;
   if (q.user_id) {
     where += "AND er.user_id = ? ";
@@ -278,7 +292,7 @@ std::pair<std::vector<EventReportRow>, int64_t> list_event_reports(Connection& c
     args.push_back(*q.event_sender_user_id);
   }
   const char* dir = q.newest_first ? " DESC" : " ASC";
-  auto st = c.prepare(report_select() + where + "ORDER BY er.received_ts" + dir + ", er.id" + dir + " LIMIT " +
+  auto st = c.prepare(report_select(c.dialect()) + where + "ORDER BY er.received_ts" + dir + ", er.id" + dir + " LIMIT " +
                       std::to_string(q.limit) + " OFFSET " + std::to_string(q.offset));
   for (const auto& a : args) st.bind(a);
   std::vector<EventReportRow> out;
@@ -291,7 +305,7 @@ std::pair<std::vector<EventReportRow>, int64_t> list_event_reports(Connection& c
 }
 
 std::optional<EventReportRow> get_event_report(Connection& c, int64_t id) {
-  auto st = c.prepare(report_select() + "WHERE er.id = ?");
+  auto st = c.prepare(report_select(c.dialect()) + "WHERE er.id = ?");
   st.bind(id);
   if (!st.step()) return std::nullopt;
   return read_report(st);
