@@ -81,10 +81,16 @@ TsQuery ts_query(const std::string& fts) {
     } else {
       size_t end = fts.find_first_of(" ()\"", i);
       const std::string word = fts.substr(i, end == std::string::npos ? std::string::npos : end - i);
-      if (word == "AND") q.all += " & ";
-      else if (word == "OR") q.all += " | ";
-      else if (word == "NOT") q.all += " & !", negate_next = true;
-      else throw std::invalid_argument("unexpected '" + word + "' in search query");
+      if (word == "AND") {
+        q.all += " & ";
+      } else if (word == "OR") {
+        q.all += " | ";
+      } else if (word == "NOT") {
+        q.all += " & !";
+        negate_next = true;
+      } else {
+        throw std::invalid_argument("unexpected '" + word + "' in search query");
+      }
       i += word.size();
     }
   }
