@@ -4,7 +4,7 @@ set -euo pipefail
 PACKAGES=(
   cmake ninja-build g++ pkg-config git ccache
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-  libsqlite3-dev libsodium-dev libyaml-cpp-dev libre2-dev libspdlog-dev libfmt-dev libcli11-dev libssl-dev
+  libsqlite3-dev libpq-dev postgresql libsodium-dev libyaml-cpp-dev libre2-dev libspdlog-dev libfmt-dev libcli11-dev libssl-dev
   libvips-dev libvips-tools libjemalloc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-matrix-nio wrk nodejs curl

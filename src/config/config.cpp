@@ -194,6 +194,95 @@ void parse_support(const YAML::Node& root, SupportConfig& out) {
   }
 }
 
+// A libpq connection-string value: always in single quotes, with \ and ' escaped.
+std::string conninfo_quote(const std::string& value) {
+  std::string out = "'";
+  for (char ch : value) {
+    if (ch == '\\' || ch == '\'') out += '\\';
+    out += ch;
+  }
+  return out + "'";
+}
+
+// Synapse's `database:` section: {name: sqlite3 | psycopg2, args: {...}, allow_unsafe_locale}.
+// For psycopg2, Synapse hands args (less the connection pool's cp_*) to psycopg2.connect, which
+// hands them to libpq as keywords: the libpq keywords are kept in the same way, `database` being
+// psycopg2's name for `dbname`; anything else an operator's config carries is warned about and
+// ignored.
+void parse_database(const YAML::Node& db, Config& c, std::vector<std::string>& warnings) {
+  if (!db.IsMap()) bad("database", "expected a mapping with name and args");
+  static const std::set<std::string> known = {"name", "args", "allow_unsafe_locale", "txn_limit"};
+  for (const auto& kv : db) {
+    auto key = kv.first.as<std::string>();
+    if (!known.count(key)) warnings.push_back("unknown config key 'database." + key + "' ignored");
+  }
+  if (db["name"]) c.database_engine = get<std::string>(db["name"], "database.name", "a string");
+  if (c.database_engine != "sqlite3" && c.database_engine != "psycopg2") {
+    bad("database.name", "must be 'sqlite3' or 'psycopg2' (PostgreSQL)");
+  }
+  if (db["allow_unsafe_locale"]) {
+    c.database_allow_unsafe_locale = get<bool>(db["allow_unsafe_locale"], "database.allow_unsafe_locale", "true or false");
+  }
+  auto args = db["args"];
+  if (args && !args.IsNull() && !args.IsMap()) bad("database.args", "expected a mapping");
+  if (!args || args.IsNull()) args = YAML::Node(YAML::NodeType::Map);
+
+  // The pool: Twisted's adbapi options, whichever engine (the cp_* Synapse does not document are
+  // accepted and ignored).
+  for (auto [key, field] : {std::pair{"cp_min", &c.database_cp_min}, std::pair{"cp_max", &c.database_cp_max}}) {
+    if (!args[key]) continue;
+    auto v = parse_count(args[key], std::string("database.args.") + key);
+    if (v > 1000) bad(std::string("database.args.") + key, "must be at most 1000");
+    *field = static_cast<int>(v);
+  }
+  if (c.database_cp_max < 1) bad("database.args.cp_max", "must be at least 1");
+  if (c.database_cp_min > c.database_cp_max) bad("database.args.cp_min", "must not be more than cp_max");
+  auto is_pool_key = [](const std::string& key) { return key.starts_with("cp_"); };
+
+  if (c.database_engine == "sqlite3") {
+    for (const auto& kv : args) {
+      auto key = kv.first.as<std::string>();
+      if (key != "database" && !is_pool_key(key)) warnings.push_back("unknown config key 'database.args." + key + "' ignored");
+    }
+    if (args["database"]) c.database_path = get<std::string>(args["database"], "database.args.database", "a path");
+    return;
+  }
+
+  // libpq's connection keywords (PostgreSQL 15) that a server's connections may carry; not
+  // `replication` or `client_encoding`, which would break the server's own use of them.
+  static const std::set<std::string> libpq = {
+      "host", "hostaddr", "port", "dbname", "user", "password", "passfile", "channel_binding",
+      "connect_timeout", "options", "application_name", "fallback_application_name", "keepalives",
+      "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout", "sslmode",
+      "requiressl", "sslcompression", "sslcert", "sslkey", "sslpassword", "sslrootcert", "sslcrl",
+      "sslcrldir", "sslsni", "requirepeer", "ssl_min_protocol_version", "ssl_max_protocol_version",
+      "gssencmode", "krbsrvname", "gsslib", "service", "target_session_attrs"};
+  if (args["database"] && args["dbname"]) bad("database.args.dbname", "give database or dbname, not both");
+  if (args["port"]) {
+    auto port = get<long long>(args["port"], "database.args.port", "a port number");
+    if (port < 1 || port > 65535) bad("database.args.port", "must be between 1 and 65535");
+  }
+  if (args["sslmode"]) {
+    static const std::set<std::string> modes = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"};
+    if (!modes.count(get<std::string>(args["sslmode"], "database.args.sslmode", "a string"))) {
+      bad("database.args.sslmode", "must be one of disable, allow, prefer, require, verify-ca, verify-full");
+    }
+  }
+  std::string conninfo;
+  for (const auto& kv : args) {
+    auto key = kv.first.as<std::string>();
+    if (is_pool_key(key)) continue;
+    if (key == "database") key = "dbname";
+    if (!libpq.count(key)) {
+      warnings.push_back("unknown config key 'database.args." + kv.first.as<std::string>() + "' ignored");
+      continue;
+    }
+    if (!kv.second.IsScalar()) bad("database.args." + kv.first.as<std::string>(), "expected a single value");
+    conninfo += (conninfo.empty() ? "" : " ") + key + "=" + conninfo_quote(kv.second.as<std::string>());
+  }
+  c.database_conninfo = conninfo;
+}
+
 }  // namespace
 
 Config parse_config(const std::string& yaml_text, const std::string& config_dir,
@@ -265,16 +354,11 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
   }
   if (c.listeners.empty()) c.listeners.push_back(Listener{});
 
-  if (auto db = root["database"]) {
-    if (db["name"]) c.database_engine = get<std::string>(db["name"], "database.name", "a string");
-    if (c.database_engine == "psycopg2") bad("database.name", "PostgreSQL ('psycopg2') is not supported yet; use 'sqlite3'");
-    if (c.database_engine != "sqlite3") bad("database.name", "must be 'sqlite3'");
-    if (db["args"] && db["args"]["database"]) {
-      c.database_path = get<std::string>(db["args"]["database"], "database.args.database", "a path");
-    }
+  if (auto db = root["database"]; db && !db.IsNull()) parse_database(db, c, warnings);
+  if (c.database_engine == "sqlite3") {
+    if (c.database_path.empty()) c.database_path = "homeserver.db";
+    c.database_path = resolve(config_dir, c.database_path);
   }
-  if (c.database_path.empty()) c.database_path = "homeserver.db";
-  c.database_path = resolve(config_dir, c.database_path);
 
   c.signing_key_path = root["signing_key_path"]
                            ? get<std::string>(root["signing_key_path"], "signing_key_path", "a path")
@@ -399,7 +483,9 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
   }
   if (root["max_upload_size"]) c.max_upload_size = parse_size(root["max_upload_size"], "max_upload_size");
   if (root["media_store_path"]) c.media_store_path = get<std::string>(root["media_store_path"], "media_store_path", "a path");
-  if (c.media_store_path.empty()) {
+  if (c.media_store_path.empty() && c.database_engine == "psycopg2") {
+    c.media_store_path = config_dir.empty() ? std::string("media") : config_dir + "/media";
+  } else if (c.media_store_path.empty()) {
     auto slash = c.database_path.rfind('/');
     c.media_store_path = (slash == std::string::npos ? std::string(".") : c.database_path.substr(0, slash)) + "/media";
   }
@@ -472,11 +558,28 @@ std::string generate_config(const std::string& server_name, const std::string& d
     << "    type: http\n"
     << "    resources:\n"
     << "      - names: [client]\n\n"
-    << "# SQLite in WAL mode. ('psycopg2' for PostgreSQL is planned.)\n"
+    << "# The database: SQLite in WAL mode, one file, nothing to set up.\n"
     << "database:\n"
     << "  name: sqlite3\n"
     << "  args:\n"
-    << "    database: \"" << data_dir << "/homeserver.db\"\n\n"
+    << "    database: \"" << data_dir << "/homeserver.db\"\n"
+    << "# Or PostgreSQL (Synapse's keys; args are libpq's connection keywords, as psycopg2 takes\n"
+    << "# them). Create the role and an empty database first, with the C collation, e.g.\n"
+    << "#   createuser --pwprompt trestle\n"
+    << "#   createdb --encoding=UTF8 --locale=C --template=template0 --owner=trestle trestle\n"
+    << "# host may be a unix-socket directory (/var/run/postgresql). cp_min and cp_max bound the\n"
+    << "# connection pool. The server makes its tables at first start. With PostgreSQL, media go to\n"
+    << "# <this file's directory>/media unless media_store_path says otherwise.\n"
+    << "# database:\n"
+    << "#   name: psycopg2\n"
+    << "#   args:\n"
+    << "#     user: trestle\n"
+    << "#     password: secretpassword\n"
+    << "#     database: trestle\n"
+    << "#     host: localhost\n"
+    << "#     port: 5432\n"
+    << "#     cp_min: 5\n"
+    << "#     cp_max: 10\n\n"
     << "# The server's ed25519 signing key, generated at first start if missing.\n"
     << "signing_key_path: \"" << data_dir << "/" << server_name << ".signing.key\"\n\n"
     << "# Appservice (bridge) registration files.\n"

@@ -71,8 +71,16 @@ struct Config {
   std::string server_name;
   std::string public_baseurl;
   std::vector<Listener> listeners;
-  std::string database_engine = "sqlite3";  // "sqlite3"; "psycopg2" reserved for PostgreSQL
-  std::string database_path;                // args.database
+  // Synapse's `database:` section. name: sqlite3 (the default) or psycopg2 (PostgreSQL).
+  std::string database_engine = "sqlite3";
+  std::string database_path;  // SQLite: args.database, against the config's directory; empty on PostgreSQL
+  // PostgreSQL: args as a libpq connection string ("host='/run/pg' dbname='synapse' ..."): user,
+  // password, database or dbname, host (a name, an address or a unix-socket directory), port, and
+  // the libpq keywords psycopg2 passes on (sslmode, application_name, keepalives_idle, ...).
+  std::string database_conninfo;
+  int database_cp_min = 5;  // args.cp_min / cp_max: Synapse's connection pool bounds
+  int database_cp_max = 10;
+  bool database_allow_unsafe_locale = false;  // database.allow_unsafe_locale (a non-C collation)
   std::string signing_key_path;
   std::vector<std::string> app_service_config_files;
   bool enable_registration = false;
@@ -125,7 +133,7 @@ struct Config {
   SupportConfig support;
   uint64_t max_upload_size = 50ull * 1024 * 1024;
   uint64_t max_request_body_size = 1ull * 1024 * 1024;  // non-media JSON bodies
-  // Media files; default <directory of the database>/media.
+  // Media files; default <directory of the SQLite database>/media, on PostgreSQL <config's directory>/media.
   std::string media_store_path;
   // Synapse's key: while true, media uploaded is served only by the authenticated endpoints
   // (/_matrix/client/v1/media/...), the spec's "freeze" of the legacy /_matrix/media/v3 ones.

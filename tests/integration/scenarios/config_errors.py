@@ -39,9 +39,17 @@ def test_open_registration_needs_the_no_verification_flag(ctx):
             must_mention=["enable_registration"])
 
 
-def test_postgres_is_not_supported(ctx):
-    refused(ctx, {"database": {"name": "psycopg2", "args": {"user": "synapse", "database": "synapse"}}},
-            must_mention=["database.name", "psycopg2"])
+def test_bad_database_values_name_their_key(ctx):
+    cases = [
+        ({"name": "mysql"}, "database.name"),
+        ({"name": "psycopg2", "args": {"database": "synapse", "port": 70000}}, "database.args.port"),
+        ({"name": "psycopg2", "args": {"database": "synapse", "cp_min": 20, "cp_max": 10}}, "database.args.cp_min"),
+    ]
+    for database, key in cases:
+        try:
+            refused(ctx, {"database": database}, must_mention=[key])
+        except TestFailure as e:
+            raise TestFailure(f"with database {database}:\n{e}") from None
 
 
 def test_other_bad_values_name_their_key(ctx):
