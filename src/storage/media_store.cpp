@@ -40,19 +40,21 @@ const char* media_order_column(const std::string& order_by) {
   return nullptr;
 }
 
+// Ascending with NULLs first, descending with NULLs last, on both engines (SQLite's default;
+// PostgreSQL's is the other way round).
+const char* direction(bool descending) { return descending ? " DESC NULLS LAST" : " ASC NULLS FIRST"; }
+
+// PostgreSQL (JSON operators differ from SQLite's json_extract).
+bool postgres(const Connection&) { return false; }
+
 }  // namespace
 
 void insert_media(Connection& c, const Media& m) {
   auto st = c.prepare(
       "INSERT INTO local_media (media_id, uploader, content_type, upload_name, size, sha256, created_ts, "
       "unused_expires_ts, authenticated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
-  st.bind(m.media_id, m.uploader, m.content_type, m.upload_name);
-  if (m.size) st.bind(*m.size);
-  else st.bind(nullptr);
-  st.bind(m.sha256, m.created_ts);
-  if (m.unused_expires_ts) st.bind(*m.unused_expires_ts);
-  else st.bind(nullptr);
-  st.bind(m.authenticated);
+  st.bind(m.media_id, m.uploader, m.content_type, m.upload_name, m.size, m.sha256, m.created_ts, m.unused_expires_ts,
+          m.authenticated);
   st.run();
 }
 
@@ -93,7 +95,7 @@ std::vector<Media> list_by_uploader(Connection& c, const std::string& uploader, 
   const char* column = media_order_column(order_by);
   if (!column) throw std::invalid_argument("unknown media order " + order_by);
   auto st = c.prepare("SELECT " + std::string(kColumns) + " FROM local_media WHERE uploader = ? ORDER BY " + column +
-                      (descending ? " DESC" : " ASC") + ", media_id ASC LIMIT ? OFFSET ?");
+                      direction(descending) + ", media_id ASC LIMIT ? OFFSET ?");
   st.bind(uploader, limit, offset);
   std::vector<Media> out;
   while (st.step()) out.push_back(read_row(st));
@@ -151,28 +153,40 @@ std::vector<std::string> unused_since(Connection& c, int64_t before_ts, int64_t 
 
 std::vector<std::string> avatar_uris(Connection& c, const std::string& prefix) {
   std::vector<std::string> out;
-  std::string like = prefix + "%";
-  auto users = c.prepare("SELECT avatar_url FROM users WHERE avatar_url LIKE ?");
-  users.bind(like);
+  // Starting with the prefix, case and all (LIKE ignores ASCII case on SQLite, not on PostgreSQL).
+  auto users = c.prepare("SELECT avatar_url FROM users WHERE substr(avatar_url, 1, length(?)) = ?");
+  users.bind(prefix, prefix);
   while (users.step()) out.push_back(users.text(0));
   // Per-room member avatars and room avatars: the current state's events that name one.
   auto state = c.prepare(
-      "SELECT v FROM (SELECT CASE WHEN json_valid(e.json) THEN json_extract(e.json, CASE cs.type "
-      "WHEN 'm.room.avatar' THEN '$.content.url' ELSE '$.content.avatar_url' END) END AS v "
-      "FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
-      "WHERE cs.type IN ('m.room.member', 'm.room.avatar') AND e.json LIKE ?) WHERE typeof(v) = 'text' AND v LIKE ?");
-  state.bind("%" + prefix + "%", like);
+      postgres(c)
+          ? "SELECT v #>> '{}' FROM (SELECT e.json::json -> 'content' -> (CASE cs.type WHEN 'm.room.avatar' "
+            "THEN 'url' ELSE 'avatar_url' END) AS v "
+            "FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
+            "WHERE cs.type IN ('m.room.member', 'm.room.avatar') AND e.json LIKE ?) AS s "
+            "WHERE json_typeof(v) = 'string' AND substr(v #>> '{}', 1, length(?)) = ?"
+          : "SELECT v FROM (SELECT CASE WHEN json_valid(e.json) THEN json_extract(e.json, CASE cs.type "
+            "WHEN 'm.room.avatar' THEN '$.content.url' ELSE '$.content.avatar_url' END) END AS v "
+            "FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
+            "WHERE cs.type IN ('m.room.member', 'm.room.avatar') AND e.json LIKE ?) AS s "
+            "WHERE typeof(v) = 'text' AND substr(v, 1, length(?)) = ?");
+  state.bind("%" + prefix + "%", prefix, prefix);
   while (state.step()) out.push_back(state.text(0));
   return out;
 }
 
 std::vector<std::string> room_media_uris(Connection& c, const std::string& room_id) {
   auto st = c.prepare(
-      "SELECT CASE WHEN typeof(u) = 'text' THEN u END, CASE WHEN typeof(t) = 'text' THEN t END FROM (SELECT "
-      "CASE WHEN json_valid(json) THEN json_extract(json, '$.content.url') END AS u, "
-      "CASE WHEN json_valid(json) AND json_type(json, '$.content.info') = 'object' "
-      "THEN json_extract(json, '$.content.info.thumbnail_url') END AS t, stream_ordering "
-      "FROM events WHERE room_id = ? AND json LIKE '%mxc:%') ORDER BY stream_ordering DESC");
+      postgres(c)
+          ? "SELECT CASE WHEN json_typeof(j -> 'content' -> 'url') = 'string' THEN j -> 'content' ->> 'url' END, "
+            "CASE WHEN json_typeof(j #> '{content,info,thumbnail_url}') = 'string' "
+            "THEN j #>> '{content,info,thumbnail_url}' END FROM (SELECT json::json AS j, stream_ordering "
+            "FROM events WHERE room_id = ? AND json LIKE '%mxc:%') AS s ORDER BY stream_ordering DESC"
+          : "SELECT CASE WHEN typeof(u) = 'text' THEN u END, CASE WHEN typeof(t) = 'text' THEN t END FROM (SELECT "
+            "CASE WHEN json_valid(json) THEN json_extract(json, '$.content.url') END AS u, "
+            "CASE WHEN json_valid(json) AND json_type(json, '$.content.info') = 'object' "
+            "THEN json_extract(json, '$.content.info.thumbnail_url') END AS t, stream_ordering "
+            "FROM events WHERE room_id = ? AND json LIKE '%mxc:%') AS s ORDER BY stream_ordering DESC");
   st.bind(room_id);
   std::vector<std::string> out;
   while (st.step()) {
@@ -193,21 +207,23 @@ std::pair<std::vector<UserUsage>, int64_t> usage_by_user(Connection& c, int64_t 
                        : order_by == "user_id"     ? "user_id"
                                                    : nullptr;
   if (!column) throw std::invalid_argument("unknown usage order " + order_by);
-  // Only uploaded media counts (a pending create has no bytes yet).
+  // Only uploaded media counts (a pending create has no bytes yet). The term is found ignoring
+  // ASCII case (SQLite's LIKE), on both engines.
   std::string base =
       " FROM local_media m LEFT JOIN users u ON u.user_id = m.uploader WHERE m.size IS NOT NULL AND m.created_ts >= ?"
       " AND (? IS NULL OR m.created_ts <= ?)"
-      " AND (? IS NULL OR m.uploader LIKE '@%' || ? || '%:%' OR u.displayname LIKE '%' || ? || '%')"
-      " GROUP BY m.uploader";
+      " AND (? IS NULL OR lower(m.uploader) LIKE '@%' || lower(?) || '%:%'"
+      " OR lower(u.displayname) LIKE '%' || lower(?) || '%')"
+      " GROUP BY m.uploader, u.displayname";
   auto bind_filters = [&](Statement& st) {
     st.bind(from_ts, until_ts, until_ts, search_term, search_term, search_term);
   };
-  auto count = c.prepare("SELECT COUNT(*) FROM (SELECT m.uploader" + base + ")");
+  auto count = c.prepare("SELECT COUNT(*) FROM (SELECT m.uploader" + base + ") AS uploaders");
   bind_filters(count);
   count.step();
   int64_t total = count.int64(0);
   auto st = c.prepare("SELECT m.uploader AS user_id, u.displayname AS displayname, COUNT(*) AS media_count, "
-                      "SUM(m.size) AS media_length" + base + " ORDER BY " + column + (descending ? " DESC" : " ASC") +
+                      "SUM(m.size) AS media_length" + base + " ORDER BY " + column + direction(descending) +
                       ", user_id ASC LIMIT ? OFFSET ?");
   bind_filters(st);
   st.bind(limit, offset);

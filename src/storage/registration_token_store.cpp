@@ -4,18 +4,18 @@ namespace trestle::storage::registration_tokens {
 
 namespace {
 
-// A token row with its pending count: the unused, unexpired sessions holding it (the first
-// parameter is now).
+// A token row with its pending count: the unused, unexpired sessions holding it (the parameter
+// is now).
 constexpr const char* kSelect =
     "SELECT token, uses_allowed, completed, expiry_time, pending FROM ("
-    " SELECT t.rowid AS rid, t.token, t.uses_allowed, t.completed, t.expiry_time,"
+    " SELECT t.token, t.uses_allowed, t.completed, t.expiry_time,"
     "  (SELECT COUNT(*) FROM registration_token_sessions s"
-    "   WHERE s.token = t.token AND s.used = 0 AND s.expires_ts > ?1) AS pending"
-    " FROM registration_tokens t) ";
+    "   WHERE s.token = t.token AND s.used = 0 AND s.expires_ts > ?) AS pending"
+    " FROM registration_tokens t) AS tokens ";
 
-// Valid at ?1: not expired, and uses left once the pending ones are counted.
+// Valid at the parameter (now): not expired, and uses left once the pending ones are counted.
 constexpr const char* kValid =
-    "(uses_allowed IS NULL OR uses_allowed > pending + completed) AND (expiry_time IS NULL OR expiry_time > ?1)";
+    "(uses_allowed IS NULL OR uses_allowed > pending + completed) AND (expiry_time IS NULL OR expiry_time > ?)";
 
 std::optional<int64_t> opt_int(const Statement& st, int col) {
   if (st.is_null(col)) return std::nullopt;
@@ -31,24 +31,25 @@ Token row(const Statement& st) {
 std::vector<Token> list(Connection& c, std::optional<bool> valid, int64_t now_ms) {
   std::string sql = kSelect;
   if (valid) sql += *valid ? std::string("WHERE ") + kValid : std::string("WHERE NOT (") + kValid + ")";
-  sql += " ORDER BY rid";
+  sql += " ORDER BY token";  // PostgreSQL has no creation order (SQLite's rowid) to list them in
   auto st = c.prepare(sql);
   st.bind(now_ms);
+  if (valid) st.bind(now_ms);
   std::vector<Token> out;
   while (st.step()) out.push_back(row(st));
   return out;
 }
 
 std::optional<Token> get(Connection& c, const std::string& token, int64_t now_ms) {
-  auto st = c.prepare(std::string(kSelect) + "WHERE token = ?2");
+  auto st = c.prepare(std::string(kSelect) + "WHERE token = ?");
   st.bind(now_ms, token);
   if (!st.step()) return std::nullopt;
   return row(st);
 }
 
 bool is_valid(Connection& c, const std::string& token, int64_t now_ms) {
-  auto st = c.prepare(std::string(kSelect) + "WHERE token = ?2 AND " + kValid);
-  st.bind(now_ms, token);
+  auto st = c.prepare(std::string(kSelect) + "WHERE token = ? AND " + kValid);
+  st.bind(now_ms, token, now_ms);
   return st.step();
 }
 
@@ -60,7 +61,8 @@ bool exists(Connection& c, const std::string& token) {
 
 bool create(Connection& c, const std::string& token, std::optional<int64_t> uses_allowed,
             std::optional<int64_t> expiry_time) {
-  c.prepare("INSERT OR IGNORE INTO registration_tokens (token, uses_allowed, completed, expiry_time) VALUES (?, ?, 0, ?)")
+  c.prepare("INSERT INTO registration_tokens (token, uses_allowed, completed, expiry_time) VALUES (?, ?, 0, ?) "
+            "ON CONFLICT DO NOTHING")
       .bind(token, uses_allowed, expiry_time)
       .run();
   return c.changes() > 0;
@@ -96,7 +98,8 @@ bool hold(Connection& c, const std::string& session_id, const std::string& token
           int64_t now_ms) {
   c.prepare("DELETE FROM registration_token_sessions WHERE expires_ts <= ?").bind(now_ms).run();
   if (!is_valid(c, token, now_ms)) return false;
-  c.prepare("INSERT OR REPLACE INTO registration_token_sessions (session_id, token, expires_ts, used) VALUES (?, ?, ?, 0)")
+  c.prepare("INSERT INTO registration_token_sessions (session_id, token, expires_ts, used) VALUES (?, ?, ?, 0) "
+            "ON CONFLICT (session_id) DO UPDATE SET token = excluded.token, expires_ts = excluded.expires_ts, used = 0")
       .bind(session_id, token, expires_ts)
       .run();
   return true;

@@ -14,7 +14,11 @@ Relation from_row(const Statement& st) {
 }  // namespace
 
 void insert(Connection& c, const Relation& r) {
-  c.prepare(std::string("INSERT OR REPLACE INTO event_relations (") + kColumns + ") VALUES (?,?,?,?,?,?,?,?)")
+  c.prepare(std::string("INSERT INTO event_relations (") + kColumns +
+            ") VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (event_id) DO UPDATE SET room_id = excluded.room_id, "
+            "relates_to_id = excluded.relates_to_id, rel_type = excluded.rel_type, type = excluded.type, "
+            "sender = excluded.sender, aggregation_key = excluded.aggregation_key, "
+            "stream_ordering = excluded.stream_ordering")
       .bind(r.event_id, r.room_id, r.relates_to, r.rel_type, r.type, r.sender, r.aggregation_key, r.stream_ordering)
       .run();
 }
@@ -133,10 +137,10 @@ std::vector<ThreadRow> threads(Connection& c, const std::string& room_id, int64_
   std::string sql =
       "SELECT r.relates_to_id, MAX(r.stream_ordering) AS latest FROM event_relations r "
       "WHERE r.room_id = ? AND r.rel_type = 'm.thread' AND r.stream_ordering <= ? "
-      "GROUP BY r.relates_to_id HAVING latest < ?";
+      "GROUP BY r.relates_to_id HAVING MAX(r.stream_ordering) < ?";
   if (participant) {
-    sql += " AND (SUM(r.sender = ?) > 0 OR EXISTS (SELECT 1 FROM events e WHERE e.event_id = r.relates_to_id "
-           "AND e.sender = ?))";
+    sql += " AND (SUM(CASE WHEN r.sender = ? THEN 1 ELSE 0 END) > 0 OR EXISTS (SELECT 1 FROM events e "
+           "WHERE e.event_id = r.relates_to_id AND e.sender = ?))";
   }
   sql += " ORDER BY latest DESC LIMIT ?";
   auto st = c.prepare(sql);

@@ -1,14 +1,18 @@
 #include "storage/report_store.hpp"
 
 #include <limits>
+#include <stdexcept>
 
 namespace trestle::storage::reports {
 
 namespace {
 
-int64_t last_id(Connection& c) {
-  auto st = c.prepare("SELECT last_insert_rowid()");
-  st.step();
+// Runs an INSERT ... RETURNING id and returns the new row's id.
+template <typename... Args>
+int64_t insert_returning_id(Connection& c, const std::string& sql, const Args&... args) {
+  auto st = c.prepare(sql + " RETURNING id");
+  st.bind(args...);
+  if (!st.step()) throw std::runtime_error("INSERT returned no id");
   return st.int64(0);
 }
 
@@ -17,25 +21,21 @@ int64_t upper(int64_t before_id) { return before_id > 0 ? before_id : std::numer
 }  // namespace
 
 int64_t add_event_report(Connection& c, const EventReport& r) {
-  c.prepare("INSERT INTO event_reports (received_ts, room_id, event_id, user_id, reason, content) "
-            "VALUES (?, ?, ?, ?, ?, ?)")
-      .bind(r.received_ts, r.room_id, r.event_id, r.user_id, r.reason, r.content_json)
-      .run();
-  return last_id(c);
+  return insert_returning_id(c,
+                             "INSERT INTO event_reports (received_ts, room_id, event_id, user_id, reason, content) "
+                             "VALUES (?, ?, ?, ?, ?, ?)",
+                             r.received_ts, r.room_id, r.event_id, r.user_id, r.reason, r.content_json);
 }
 
 int64_t add_room_report(Connection& c, const RoomReport& r) {
-  c.prepare("INSERT INTO room_reports (received_ts, room_id, user_id, reason) VALUES (?, ?, ?, ?)")
-      .bind(r.received_ts, r.room_id, r.user_id, r.reason)
-      .run();
-  return last_id(c);
+  return insert_returning_id(c, "INSERT INTO room_reports (received_ts, room_id, user_id, reason) VALUES (?, ?, ?, ?)",
+                             r.received_ts, r.room_id, r.user_id, r.reason);
 }
 
 int64_t add_user_report(Connection& c, const UserReport& r) {
-  c.prepare("INSERT INTO user_reports (received_ts, target_user_id, user_id, reason) VALUES (?, ?, ?, ?)")
-      .bind(r.received_ts, r.target_user_id, r.user_id, r.reason)
-      .run();
-  return last_id(c);
+  return insert_returning_id(c,
+                             "INSERT INTO user_reports (received_ts, target_user_id, user_id, reason) VALUES (?, ?, ?, ?)",
+                             r.received_ts, r.target_user_id, r.user_id, r.reason);
 }
 
 std::vector<EventReport> event_reports(Connection& c, int64_t before_id, int64_t limit) {

@@ -29,7 +29,8 @@ std::vector<std::string> public_room_ids(Connection& c) {
 void set_appservice_listing(Connection& c, const std::string& appservice_id, const std::string& network_id,
                             const std::string& room_id, bool listed) {
   if (listed) {
-    c.prepare("INSERT OR IGNORE INTO appservice_room_list (appservice_id, network_id, room_id) VALUES (?, ?, ?)")
+    c.prepare("INSERT INTO appservice_room_list (appservice_id, network_id, room_id) VALUES (?, ?, ?) "
+              "ON CONFLICT DO NOTHING")
         .bind(appservice_id, network_id, room_id)
         .run();
   } else {
@@ -50,7 +51,7 @@ std::vector<std::string> appservice_listed_rooms(Connection& c, const std::optio
 }
 
 bool insert_alias(Connection& c, const std::string& alias, const std::string& room_id, const std::string& creator) {
-  c.prepare("INSERT OR IGNORE INTO room_aliases (alias, room_id, creator) VALUES (?, ?, ?)")
+  c.prepare("INSERT INTO room_aliases (alias, room_id, creator) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
       .bind(alias, room_id, creator)
       .run();
   return c.changes() > 0;

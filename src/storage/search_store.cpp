@@ -1,9 +1,13 @@
 #include "storage/search_store.hpp"
 
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <algorithm>
 #include <limits>
+#include <stdexcept>
 
 namespace trestle::storage::search {
 
@@ -37,6 +41,87 @@ std::string scoped(const std::string& text_query, const std::vector<std::string>
   return "{value} : (" + text_query + ") AND {tags} : (" + any_of(rooms) + " AND " + any_of(key_tokens) + ")";
 }
 
+// --- PostgreSQL: its own full-text search ---------------------------------------------------
+// event_search is a table keyed by stream_ordering (FTS5's rowid) with a generated tsvector of
+// the text, folded by search_fold() (diacritics removed, as FTS5's remove_diacritics) and
+// tokenized by the 'simple' configuration (lower-cased, no stemming, no stop words: FTS5's
+// unicode61). The room and key restrictions are plain columns, not tokens.
+
+bool postgres(const Connection&) { return false; }
+
+// The FTS5 expression service::fts_query builds ("quoted phrases", AND, OR, NOT, parentheses)
+// as tsquery text: a quoted phrase becomes a quoted tsquery operand (to_tsquery splits it into
+// its words, adjacent, as FTS5's phrase), AND is &, OR is |, and FTS5's binary NOT is "& !".
+// `positive` is every phrase not excluded, ORed: what highlighting looks for.
+struct TsQuery {
+  std::string all, positive;
+};
+
+TsQuery ts_query(const std::string& fts) {
+  TsQuery q;
+  bool negate_next = false;
+  for (size_t i = 0; i < fts.size();) {
+    const char ch = fts[i];
+    if (ch == ' ' || ch == '(' || ch == ')') {
+      if (ch != ' ') q.all += ch;
+      ++i;
+    } else if (ch == '"') {
+      size_t end = fts.find('"', i + 1);
+      if (end == std::string::npos) throw std::invalid_argument("unterminated phrase in search query");
+      std::string operand = "'";
+      for (char p : fts.substr(i + 1, end - i - 1)) {
+        if (p == '\'' || p == '\\') operand += '\\';
+        operand += p;
+      }
+      operand += "'";
+      q.all += operand;
+      if (!negate_next) q.positive += (q.positive.empty() ? "" : " | ") + operand;
+      negate_next = false;
+      i = end + 1;
+    } else {
+      size_t end = fts.find_first_of(" ()\"", i);
+      const std::string word = fts.substr(i, end == std::string::npos ? std::string::npos : end - i);
+      if (word == "AND") {
+        q.all += " & ";
+      } else if (word == "OR") {
+        q.all += " | ";
+      } else if (word == "NOT") {
+        q.all += " & !";
+        negate_next = true;
+      } else {
+        throw std::invalid_argument("unexpected '" + word + "' in search query");
+      }
+      i += word.size();
+    }
+  }
+  return q;
+}
+
+// A JSON array of the strings, bound as one parameter: `x IN (SELECT json_array_elements_text(?::json))`.
+std::string json_list(const std::vector<std::string>& items) {
+  boost::json::array a;
+  for (const auto& i : items) a.emplace_back(i);
+  return boost::json::serialize(a);
+}
+
+constexpr const char* kPgMatch =
+    " FROM event_search s WHERE vector @@ to_tsquery('simple', search_fold(?))"
+    " AND room_id IN (SELECT json_array_elements_text(?::json)) AND key IN (SELECT json_array_elements_text(?::json))";
+
+// Code points of UTF-8 text (its lead bytes), and the byte offset of one, for mapping offsets
+// between a text and its fold.
+size_t code_points(const std::string& s) {
+  return std::count_if(s.begin(), s.end(), [](char ch) { return (static_cast<unsigned char>(ch) & 0xC0) != 0x80; });
+}
+
+size_t byte_offset(const std::string& s, size_t code_point) {
+  size_t i = 0;
+  for (size_t n = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80 && n++ == code_point) return i;
+  }
+  return i;
+}
+
 }  // namespace
 
 const char* key_for_type(const std::string& type) {
@@ -56,13 +141,21 @@ void index_event(Connection& c, const events::StoredEvent& e) {
   if (!v || !v->is_string()) return;
   std::string value(v->as_string());
   std::replace(value.begin(), value.end(), '\0', ' ');  // SQLite strings end at NUL (Synapse replaces it too)
+  if (postgres(c)) {  // no tags: the room and key are columns PostgreSQL filters on
+    c.prepare("INSERT INTO event_search (stream_ordering, value, room_id, key) VALUES (?, ?, ?, ?)")
+        .bind(e.stream_ordering, value, e.room_id, k)
+        .run();
+    return;
+  }
   c.prepare("INSERT INTO event_search (rowid, value, tags, room_id, key) VALUES (?, ?, ?, ?, ?)")
       .bind(e.stream_ordering, value, room_token(e.room_id) + " " + key_token(k), e.room_id, k)
       .run();
 }
 
 void unindex_event(Connection& c, const std::string& event_id) {
-  c.prepare("DELETE FROM event_search WHERE rowid = (SELECT stream_ordering FROM events WHERE event_id = ?)")
+  c.prepare(postgres(c) ? "DELETE FROM event_search WHERE stream_ordering = "
+                          "(SELECT stream_ordering FROM events WHERE event_id = ?)"
+                        : "DELETE FROM event_search WHERE rowid = (SELECT stream_ordering FROM events WHERE event_id = ?)")
       .bind(event_id)
       .run();
 }
@@ -91,7 +184,8 @@ int64_t index_upto(Connection& c, int64_t upto) {
     index_event(c, e);
   }
   c.prepare("INSERT INTO stream_position (name, value) VALUES ('search', ?)"
-            " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)")
+            " ON CONFLICT (name) DO UPDATE SET value = CASE WHEN excluded.value > stream_position.value"
+            " THEN excluded.value ELSE stream_position.value END")
       .bind(upto)
       .run();
   return upto;
@@ -101,18 +195,34 @@ void for_each_match(Connection& c, const std::string& text_query, const std::vec
                     const std::vector<std::string>& keys, Order order, int64_t offset, std::optional<int64_t> below,
                     const std::function<bool(const Match&)>& visit) {
   if (room_ids.empty() || keys.empty()) return;
-  const std::string query = scoped(text_query, room_ids, keys);
-  // Only the rowid and score per match; the row's other columns are read for the rows visited.
+  const bool pg = postgres(c);
+  // Only the position and score per match; the row's other columns are read for the rows visited.
   std::optional<Statement> st;
-  if (order == Order::rank) {
+  if (pg) {
+    // The row's room, key and event too (the rows are read for the filter anyway, and each query
+    // costs a round trip). libpq reads a whole result at once: the recent order, too, reads at
+    // most kRankWindow rows (a page examines fewer).
+    st.emplace(c.prepare(
+        order == Order::rank
+            ? std::string("SELECT stream_ordering, score, room_id, key, (SELECT event_id FROM events e "
+                          "WHERE e.stream_ordering = newest.stream_ordering) FROM (SELECT stream_ordering, room_id, key, "
+                          "ts_rank_cd(vector, to_tsquery('simple', search_fold(?))) AS score") +
+                  kPgMatch + " ORDER BY stream_ordering DESC LIMIT ?) AS newest ORDER BY score DESC, stream_ordering DESC OFFSET ?"
+            : std::string("SELECT stream_ordering, 0, room_id, key, (SELECT event_id FROM events e "
+                          "WHERE e.stream_ordering = s.stream_ordering)") +
+                  kPgMatch + " AND stream_ordering < ? ORDER BY stream_ordering DESC LIMIT ?"));
+    const std::string query = ts_query(text_query).all, rooms = json_list(room_ids), key_list = json_list(keys);
+    if (order == Order::rank) st->bind(query, query, rooms, key_list, kRankWindow, offset);
+    else st->bind(query, rooms, key_list, below.value_or(std::numeric_limits<int64_t>::max()), kRankWindow);
+  } else if (order == Order::rank) {
     st.emplace(c.prepare(
         "SELECT rowid, score FROM (SELECT rowid, -bm25(event_search, 1.0, 0.0) AS score FROM event_search"
         " WHERE event_search MATCH ? ORDER BY rowid DESC LIMIT ?) ORDER BY score DESC, rowid DESC LIMIT -1 OFFSET ?"));
-    st->bind(query, kRankWindow, offset);
+    st->bind(scoped(text_query, room_ids, keys), kRankWindow, offset);
   } else {
     st.emplace(c.prepare(
         "SELECT rowid, 0 FROM event_search WHERE event_search MATCH ? AND rowid < ? ORDER BY rowid DESC"));
-    st->bind(query, below.value_or(std::numeric_limits<int64_t>::max()));
+    st->bind(scoped(text_query, room_ids, keys), below.value_or(std::numeric_limits<int64_t>::max()));
   }
   while (st->step()) {
     Match m;
@@ -124,13 +234,19 @@ void for_each_match(Connection& c, const std::string& text_query, const std::vec
         m.rank = 0;
       }
     }
-    auto row = c.prepare(
-        "SELECT room_id, key, (SELECT event_id FROM events WHERE stream_ordering = ?) FROM event_search WHERE rowid = ?");
-    row.bind(m.stream_ordering, m.stream_ordering);
-    if (!row.step()) continue;
-    m.room_id = row.text(0);
-    m.key = row.text(1);
-    m.event_id = row.opt_text(2).value_or("");
+    if (pg) {
+      m.room_id = st->text(2);
+      m.key = st->text(3);
+      m.event_id = st->opt_text(4).value_or("");
+    } else {
+      auto row = c.prepare(
+          "SELECT room_id, key, (SELECT event_id FROM events WHERE stream_ordering = ?) FROM event_search WHERE rowid = ?");
+      row.bind(m.stream_ordering, m.stream_ordering);
+      if (!row.step()) continue;
+      m.room_id = row.text(0);
+      m.key = row.text(1);
+      m.event_id = row.opt_text(2).value_or("");
+    }
     if (!visit(m)) break;
   }
 }
@@ -149,6 +265,17 @@ int64_t count_matches(Connection& c, const std::string& text_query, const std::v
     into.insert(into.end(), last->second.begin(), last->second.end());
     by_upto.erase(last);
   }
+  if (postgres(c)) {  // one query: each room's bound joined in
+    if (upto_by_room.empty() || keys.empty()) return 0;
+    boost::json::object bounds;
+    for (const auto& [room, upto] : upto_by_room) bounds[room] = upto;
+    auto st = c.prepare(
+        "SELECT COUNT(*) FROM event_search s JOIN json_each_text(?::json) AS b ON b.key = s.room_id "
+        "WHERE vector @@ to_tsquery('simple', search_fold(?)) AND s.key IN (SELECT json_array_elements_text(?::json)) "
+        "AND s.stream_ordering <= CAST(b.value AS BIGINT)");
+    st.bind(boost::json::serialize(bounds), ts_query(text_query).all, json_list(keys));
+    return st.step() ? st.int64(0) : 0;
+  }
   int64_t total = 0;
   for (const auto& [upto, rooms] : by_upto) {
     if (rooms.empty() || keys.empty()) continue;
@@ -160,6 +287,33 @@ int64_t count_matches(Connection& c, const std::string& text_query, const std::v
 }
 
 std::vector<std::string> matched_terms(Connection& c, const std::string& text_query, int64_t stream_ordering) {
+  if (postgres(c)) {
+    // ts_headline marks the matched words of the folded text; search_fold() maps a character to
+    // one character (combining marks aside), so the same characters of the text are the words as
+    // they appear in it.
+    auto st = c.prepare(
+        "SELECT value, search_fold(value), ts_headline('simple', search_fold(value), "
+        "to_tsquery('simple', search_fold(?)), 'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', HighlightAll=true') "
+        "FROM event_search WHERE stream_ordering = ?");
+    st.bind(ts_query(text_query).positive, stream_ordering);
+    std::vector<std::string> out;
+    if (!st.step()) return out;
+    const std::string value = st.text(0), folded = st.text(1), marked = st.text(2);
+    const std::string& source = code_points(value) == code_points(folded) ? value : folded;
+    size_t at = 0, start = 0;  // code points of the unmarked text before the current one
+    for (size_t i = 0; i < marked.size(); ++i) {
+      const char ch = marked[i];
+      if (ch == '\x01') {
+        start = at;
+      } else if (ch == '\x02') {
+        const size_t from = byte_offset(source, start);
+        out.push_back(source.substr(from, byte_offset(source, at) - from));
+      } else if ((static_cast<unsigned char>(ch) & 0xC0) != 0x80) {
+        ++at;
+      }
+    }
+    return out;
+  }
   auto st = c.prepare(
       "SELECT highlight(event_search, 0, char(1), char(2)) FROM event_search WHERE event_search MATCH ? AND rowid = ?");
   st.bind("{value} : (" + text_query + ")", stream_ordering);

@@ -39,7 +39,8 @@ void delete_user_threepids(Connection& c, const std::string& user_id) {
 
 void add_id_server(Connection& c, const std::string& user_id, const std::string& medium, const std::string& address,
                    const std::string& id_server) {
-  c.prepare("INSERT OR IGNORE INTO user_threepid_id_server (user_id, medium, address, id_server) VALUES (?, ?, ?, ?)")
+  c.prepare("INSERT INTO user_threepid_id_server (user_id, medium, address, id_server) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING")
       .bind(user_id, medium, address, id_server)
       .run();
 }
@@ -91,7 +92,8 @@ constexpr const char* kSessionColumns =
 void insert_session(Connection& c, const ValidationSession& s) {  // always unvalidated
   c.prepare("INSERT INTO threepid_validation_sessions (session_id, medium, address, client_secret, token, "
             "send_attempt, validated_at, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-      .bind(s.session_id, s.medium, s.address, s.client_secret, s.token, s.send_attempt, nullptr, s.created_ts)
+      .bind(s.session_id, s.medium, s.address, s.client_secret, s.token, s.send_attempt, std::optional<int64_t>(),
+            s.created_ts)
       .run();
 }
 

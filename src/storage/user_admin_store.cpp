@@ -78,15 +78,15 @@ const std::vector<std::string>& order_by_values() {
 }
 
 std::pair<std::vector<UserRow>, int64_t> list_users(Connection& c, const ListQuery& q) {
-  std::string where = " WHERE 1";
+  std::string where = " WHERE true";
   std::vector<std::string> args;
   if (q.name) {
-    // The localpart (between '@' and the first ':') or the display name contains it.
-    where += " AND (lower(substr(u.user_id, 2, instr(u.user_id, ':') - 2)) LIKE ? ESCAPE '\\' "
-             "OR lower(u.displayname) LIKE ? ESCAPE '\\')";
-    std::string p = "%" + like_escape(lower(*q.name)) + "%";
-    args.push_back(p);
-    args.push_back(p);
+    // The localpart (between '@' and a ':') or the display name contains it: Synapse's pattern
+    // ('@%name%:%'), as SQLite and PostgreSQL have no common function finding the first ':'.
+    where += " AND (lower(u.user_id) LIKE ? ESCAPE '\\' OR lower(u.displayname) LIKE ? ESCAPE '\\')";
+    const std::string escaped = like_escape(lower(*q.name));
+    args.push_back("@%" + escaped + "%:%");
+    args.push_back("%" + escaped + "%");
   } else if (q.user_id) {
     where += " AND lower(u.user_id) LIKE ? ESCAPE '\\'";
     args.push_back("%" + like_escape(lower(*q.user_id)) + "%");
@@ -124,7 +124,8 @@ std::pair<std::vector<UserRow>, int64_t> list_users(Connection& c, const ListQue
   }
   auto col = order_columns().find(q.order_by);
   std::string order = col == order_columns().end() ? "u.user_id" : col->second;
-  const char* dir = q.backwards ? " DESC" : " ASC";
+  // NULLs (no display name, never seen) first in ascending order on both engines, as SQLite sorts them.
+  const char* dir = q.backwards ? " DESC NULLS LAST" : " ASC NULLS FIRST";
   auto st = c.prepare(std::string(kColumns) + "FROM users u" + where + " ORDER BY " + order + dir +
                       ", u.user_id ASC LIMIT ? OFFSET ?");
   bind_args(st);
@@ -205,7 +206,8 @@ std::optional<std::string> user_for_external_id(Connection& c, const std::string
 
 void add_external_id(Connection& c, const std::string& auth_provider, const std::string& external_id,
                      const std::string& user_id) {
-  c.prepare("INSERT OR IGNORE INTO user_external_ids (auth_provider, external_id, user_id) VALUES (?, ?, ?)")
+  c.prepare("INSERT INTO user_external_ids (auth_provider, external_id, user_id) VALUES (?, ?, ?) "
+            "ON CONFLICT DO NOTHING")
       .bind(auth_provider, external_id, user_id)
       .run();
 }
@@ -217,11 +219,7 @@ bool replace_external_ids(Connection& c, const std::string& user_id,
     if (owner && *owner != user_id) return false;
   }
   c.prepare("DELETE FROM user_external_ids WHERE user_id = ?").bind(user_id).run();
-  for (const auto& [provider, id] : ids) {
-    c.prepare("INSERT OR IGNORE INTO user_external_ids (auth_provider, external_id, user_id) VALUES (?, ?, ?)")
-        .bind(provider, id, user_id)
-        .run();
-  }
+  for (const auto& [provider, id] : ids) add_external_id(c, provider, id, user_id);
   return true;
 }
 

@@ -2,6 +2,25 @@
 
 namespace trestle::storage::user_directory {
 
+namespace {
+
+// PostgreSQL (JSON operators differ from SQLite's json_extract).
+bool postgres(const Connection&) { return false; }
+
+std::vector<accounts::User> users_of(Statement& st) {
+  std::vector<accounts::User> out;
+  while (st.step()) {
+    accounts::User u;
+    u.user_id = st.text(0);
+    u.displayname = st.opt_text(1);
+    u.avatar_url = st.opt_text(2);
+    out.push_back(std::move(u));
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<accounts::User> search(Connection& c, const std::string& searcher, const std::string& term,
                                    int64_t limit, bool all_users) {
   // LIKE with an escape character, so a '%' or '_' in the search term matches itself.
@@ -13,37 +32,39 @@ std::vector<accounts::User> search(Connection& c, const std::string& searcher, c
   pattern += "%";
   // Public rooms make their members visible to everyone (the searcher included); a room the
   // searcher shares with someone makes that someone visible (Synapse's users_in_public_rooms and
-  // users_who_share_private_rooms).
-  static const char* kVisibleRooms =
-      "WITH public_rooms AS ("
-      "  SELECT cs.room_id FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
-      "  WHERE cs.state_key = '' AND ("
-      "    (cs.type = 'm.room.join_rules' AND json_extract(e.json, '$.content.join_rule') = 'public') OR"
-      "    (cs.type = 'm.room.history_visibility'"
-      "     AND json_extract(e.json, '$.content.history_visibility') = 'world_readable'))),"
-      "my_rooms AS (SELECT room_id FROM room_memberships WHERE user_id = ?1 AND membership = 'join') "
-      "SELECT u.user_id, u.displayname, u.avatar_url FROM users u "
-      "WHERE u.deactivated = 0 AND (u.user_id LIKE ?2 ESCAPE '\\' OR u.displayname LIKE ?2 ESCAPE '\\') AND ("
-      "  EXISTS (SELECT 1 FROM room_memberships m WHERE m.user_id = u.user_id AND m.membership = 'join'"
-      "          AND m.room_id IN (SELECT room_id FROM public_rooms)) OR"
-      "  (u.user_id != ?1 AND EXISTS (SELECT 1 FROM room_memberships m WHERE m.user_id = u.user_id"
-      "          AND m.membership = 'join' AND m.room_id IN (SELECT room_id FROM my_rooms)))) "
-      "ORDER BY u.user_id LIMIT ?3";
-  static const char* kAllUsers =
-      "SELECT u.user_id, u.displayname, u.avatar_url FROM users u "
-      "WHERE ?1 IS NOT NULL AND u.deactivated = 0 AND (u.user_id LIKE ?2 ESCAPE '\\' OR u.displayname LIKE ?2 ESCAPE '\\') "
-      "ORDER BY u.user_id LIMIT ?3";
-  auto st = c.prepare(all_users ? kAllUsers : kVisibleRooms);
-  st.bind(searcher, pattern, limit);
-  std::vector<accounts::User> out;
-  while (st.step()) {
-    accounts::User u;
-    u.user_id = st.text(0);
-    u.displayname = st.opt_text(1);
-    u.avatar_url = st.opt_text(2);
-    out.push_back(std::move(u));
+  // users_who_share_private_rooms). The term matches ignoring ASCII case (SQLite's LIKE), on both
+  // engines.
+  static const std::string kMatches =
+      "u.deactivated = 0 AND (lower(u.user_id) LIKE lower(?) ESCAPE '\\' OR lower(u.displayname) LIKE lower(?) "
+      "ESCAPE '\\')";
+  auto visible_rooms = [](const char* join_rule, const char* history_visibility) {
+    return std::string("WITH public_rooms AS ("
+                       "  SELECT cs.room_id FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
+                       "  WHERE cs.state_key = '' AND ("
+                       "    (cs.type = 'm.room.join_rules' AND ") + join_rule + " = 'public') OR"
+           "    (cs.type = 'm.room.history_visibility' AND " + history_visibility + " = 'world_readable'))),"
+           "my_rooms AS (SELECT room_id FROM room_memberships WHERE user_id = ? AND membership = 'join') "
+           "SELECT u.user_id, u.displayname, u.avatar_url FROM users u WHERE " + kMatches + " AND ("
+           "  EXISTS (SELECT 1 FROM room_memberships m WHERE m.user_id = u.user_id AND m.membership = 'join'"
+           "          AND m.room_id IN (SELECT room_id FROM public_rooms)) OR"
+           "  (u.user_id != ? AND EXISTS (SELECT 1 FROM room_memberships m WHERE m.user_id = u.user_id"
+           "          AND m.membership = 'join' AND m.room_id IN (SELECT room_id FROM my_rooms)))) "
+           "ORDER BY u.user_id LIMIT ?";
+  };
+  static const std::string kVisibleSqlite = visible_rooms("json_extract(e.json, '$.content.join_rule')",
+                                                         "json_extract(e.json, '$.content.history_visibility')");
+  static const std::string kVisiblePostgres = visible_rooms("e.json::json #>> '{content,join_rule}'",
+                                                           "e.json::json #>> '{content,history_visibility}'");
+  static const std::string kAllUsers =
+      "SELECT u.user_id, u.displayname, u.avatar_url FROM users u WHERE " + kMatches + " ORDER BY u.user_id LIMIT ?";
+  if (all_users) {
+    auto st = c.prepare(kAllUsers);
+    st.bind(pattern, pattern, limit);
+    return users_of(st);
   }
-  return out;
+  auto st = c.prepare(postgres(c) ? kVisiblePostgres : kVisibleSqlite);
+  st.bind(searcher, pattern, pattern, searcher, limit);
+  return users_of(st);
 }
 
 }  // namespace trestle::storage::user_directory

@@ -11,7 +11,15 @@
 // - `WITHOUT ROWID` (an SQLite storage choice) is dropped;
 // - the trigger that empties a deleted device's to-device inbox is a plpgsql function + trigger;
 // - the FTS5 table event_search is a plain table keyed by the event's stream position (SQLite's
-//   rowid there) with a generated tsvector and its GIN index, for PostgreSQL's own full-text search.
+//   rowid there) with a generated tsvector and its GIN index, for PostgreSQL's own full-text search
+//   (storage/search_store.cpp). The tsvector is FTS5's 'unicode61 remove_diacritics 2' in
+//   PostgreSQL's terms: search_fold() replaces each Latin letter with diacritics by its base letter
+//   (those of U+00C0-U+024F and U+1E00-U+1EFF whose canonical decomposition is an ASCII letter and
+//   combining marks: one character for one, so highlights map back onto the text), drops combining
+//   marks (U+0300-U+036F) and folds nothing else ('ß' stays, as in FTS5); the 'simple'
+//   configuration lower-cases without stemming or stop words. translate() is built in: no
+//   extension (unaccent) to install. `tags` stays for the same columns as SQLite; PostgreSQL leaves
+//   it NULL (room and key are filtered as columns).
 //
 // tests/unit/test_postgres_schema.cpp checks this script against the SQLite one (same version, every
 // table with the same columns, every index on the same table), without a PostgreSQL server; the
@@ -332,13 +340,17 @@ CREATE TABLE push_queue (
   next_try_ts BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX push_queue_pusher ON push_queue (user_id, app_id, pushkey, id);
+CREATE FUNCTION search_fold(value TEXT) RETURNS TEXT LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+  RETURN translate(value,
+    'ÀÁÂÃÄÅÇÈÉÊËÌÍÎÏÑÒÓÔÕÖÙÚÛÜÝàáâãäåçèéêëìíîïñòóôõöùúûüýÿĀāĂăĄąĆćĈĉĊċČčĎďĒēĔĕĖėĘęĚěĜĝĞğĠġĢģĤĥĨĩĪīĬĭĮįİĴĵĶķĹĺĻļĽľŃńŅņŇňŌōŎŏŐőŔŕŖŗŘřŚśŜŝŞşŠšŢţŤťŨũŪūŬŭŮůŰűŲųŴŵŶŷŸŹźŻżŽžƠơƯưǍǎǏǐǑǒǓǔǕǖǗǘǙǚǛǜǞǟǠǡǦǧǨǩǪǫǬǭǰǴǵǸǹǺǻȀȁȂȃȄȅȆȇȈȉȊȋȌȍȎȏȐȑȒȓȔȕȖȗȘșȚțȞȟȦȧȨȩȪȫȬȭȮȯȰȱȲȳḀḁḂḃḄḅḆḇḈḉḊḋḌḍḎḏḐḑḒḓḔḕḖḗḘḙḚḛḜḝḞḟḠḡḢḣḤḥḦḧḨḩḪḫḬḭḮḯḰḱḲḳḴḵḶḷḸḹḺḻḼḽḾḿṀṁṂṃṄṅṆṇṈṉṊṋṌṍṎṏṐṑṒṓṔṕṖṗṘṙṚṛṜṝṞṟṠṡṢṣṤṥṦṧṨṩṪṫṬṭṮṯṰṱṲṳṴṵṶṷṸṹṺṻṼṽṾṿẀẁẂẃẄẅẆẇẈẉẊẋẌẍẎẏẐẑẒẓẔẕẖẗẘẙẠạẢảẤấẦầẨẩẪẫẬậẮắẰằẲẳẴẵẶặẸẹẺẻẼẽẾếỀềỂểỄễỆệỈỉỊịỌọỎỏỐốỒồỔổỖỗỘộỚớỜờỞởỠỡỢợỤụỦủỨứỪừỬửỮữỰựỲỳỴỵỶỷỸỹ̴̵̶̷̸̡̢̧̨̛̖̗̘̙̜̝̞̟̠̣̤̥̦̩̪̫̬̭̮̯̰̱̲̳̹̺̻̼͇͈͉͍͎̀́̂̃̄̅̆̇̈̉̊̋̌̍̎̏̐̑̒̓̔̽̾̿̀́͂̓̈́͆͊͋͌̕̚ͅ͏͓͔͕͖͙͚͐͑͒͗͛ͣͤͥͦͧͨͩͪͫͬͭͮͯ͘͜͟͢͝͞͠͡',
+    'AAAAAACEEEEIIIINOOOOOUUUUYaaaaaaceeeeiiiinooooouuuuyyAaAaAaCcCcCcCcDdEeEeEeEeEeGgGgGgGgHhIiIiIiIiIJjKkLlLlLlNnNnNnOoOoOoRrRrRrSsSsSsSsTtTtUuUuUuUuUuUuWwYyYZzZzZzOoUuAaIiOoUuUuUuUuUuAaAaGgKkOoOojGgNnAaAaAaEeEeIiIiOoOoRrRrUuUuSsTtHhAaEeOoOoOoOoYyAaBbBbBbCcDdDdDdDdDdEeEeEeEeEeFfGgHhHhHhHhHhIiIiKkKkKkLlLlLlLlMmMmMmNnNnNnNnOoOoOoOoPpPpRrRrRrRrSsSsSsSsSsTtTtTtTtUuUuUuUuUuVvVvWwWwWwWwWwXxXxYyZzZzZzhtwyAaAaAaAaAaAaAaAaAaAaAaAaEeEeEeEeEeEeEeEeIiIiOoOoOoOoOoOoOoOoOoOoOoOoUuUuUuUuUuUuUuYyYyYyYy');
 CREATE TABLE event_search (
   stream_ordering BIGINT PRIMARY KEY,
   value TEXT NOT NULL,
   tags TEXT,
   room_id TEXT NOT NULL,
   key TEXT NOT NULL,
-  vector tsvector GENERATED ALWAYS AS (to_tsvector('simple', value)) STORED
+  vector tsvector GENERATED ALWAYS AS (to_tsvector('simple', search_fold(value))) STORED
 );
 CREATE INDEX event_search_vector ON event_search USING GIN (vector);
 CREATE TABLE event_reports (
