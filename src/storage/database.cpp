@@ -377,6 +377,22 @@ bool is_new_database(Connection& c) {
   return st.step() && st.int64(0) == 0;
 }
 
+// Synapse's rule: text must sort by bytes (COLLATE "C"), as it does on SQLite.
+void check_collation(Connection& c, bool allow_unsafe_locale) {
+  auto st = c.prepare("SELECT datcollate, datctype FROM pg_database WHERE datname = current_database()");
+  if (!st.step()) return;
+  auto collate = st.text(0), ctype = st.text(1);
+  auto safe = [](const std::string& v) { return v == "C" || v == "POSIX"; };
+  if (safe(collate) && safe(ctype)) return;
+  std::string what = "the PostgreSQL database has LC_COLLATE '" + collate + "' and LC_CTYPE '" + ctype + "', not 'C'";
+  if (allow_unsafe_locale) {
+    spdlog::warn("{}: text sorts differently than on SQLite (database.allow_unsafe_locale is set)", what);
+    return;
+  }
+  throw std::runtime_error(what + ": make it with `createdb --encoding=UTF8 --locale=C --template=template0`, or set "
+                           "database.allow_unsafe_locale: true");
+}
+
 int64_t schema_version(Connection& c) {
   auto st = c.prepare("SELECT version FROM schema_version");
   return st.step() ? st.int64(0) : 0;
@@ -387,6 +403,7 @@ int64_t schema_version(Connection& c) {
 void Database::migrate() {
   Connection& c = *writer_;
   const bool pg = c.dialect() == Dialect::postgres;
+  if (pg) check_collation(c, options_.allow_unsafe_locale);
   c.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
   int64_t current = schema_version(c);
   const auto& steps = migrations();

@@ -130,6 +130,9 @@ struct DatabaseOptions {
   std::string pg_conninfo;     // name: psycopg2 (libpq keyword=value)
   size_t readers_ahead = 4;    // connections opened at start (Synapse's cp_min)
   size_t readers_max = 0;      // 0: no limit (SQLite); Synapse's cp_max
+  // PostgreSQL: a database whose collation is not C sorts text unlike SQLite (and unlike the
+  // ids' byte order that pagination relies on); refused unless this is set (Synapse's key).
+  bool allow_unsafe_locale = false;
   std::string describe() const;  // for messages: the file, or the PostgreSQL database (no password)
 };
 
