@@ -144,7 +144,8 @@ void mark_redacted(Connection& c, const std::string& event_id, const std::string
 }
 
 std::vector<StateEntry> current_state(Connection& c, const std::string& room_id) {
-  auto st = c.prepare("SELECT type, state_key, event_id FROM current_state WHERE room_id = ?");
+  // The primary key's order (SQLite reads it so anyway; PostgreSQL promises no order without it).
+  auto st = c.prepare("SELECT type, state_key, event_id FROM current_state WHERE room_id = ? ORDER BY type, state_key");
   st.bind(room_id);
   std::vector<StateEntry> out;
   while (st.step()) out.push_back(StateEntry{st.text(0), st.text(1), st.text(2)});
