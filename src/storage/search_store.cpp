@@ -47,7 +47,7 @@ std::string scoped(const std::string& text_query, const std::vector<std::string>
 // tokenized by the 'simple' configuration (lower-cased, no stemming, no stop words: FTS5's
 // unicode61). The room and key restrictions are plain columns, not tokens.
 
-bool postgres(const Connection&) { return false; }
+bool postgres(const Connection& c) { return c.dialect() == Dialect::postgres; }
 
 // The FTS5 expression service::fts_query builds ("quoted phrases", AND, OR, NOT, parentheses)
 // as tsquery text: a quoted phrase becomes a quoted tsquery operand (to_tsquery splits it into
