@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <optional>
 #include <stdexcept>
@@ -217,6 +218,21 @@ void check_search(storage::Database& db) {
     EXPECT_EQ(storage::search::matched_terms(c, *service::fts_query("munchen"), 3), std::vector<std::string>{"München"});
     EXPECT_EQ(storage::search::count_matches(c, *service::fts_query("creme"), keys, {{"!r:x", 1}, {"!o:x", 4}}), 2);
   });
+  // More matches than PostgreSQL reads at once in the recent order: all of them, newest first.
+  db.write([&](storage::Connection& c) {
+    for (int64_t pos = 100; pos < 250; ++pos) {
+      storage::events::StoredEvent e;
+      e.stream_ordering = pos;
+      e.room_id = "!r:x";
+      e.type = "m.room.message";
+      e.pdu = boost::json::object{{"content", boost::json::object{{"body", "many wombats"}}}};
+      storage::search::index_event(c, e);
+    }
+  });
+  V many = find("wombats");
+  ASSERT_EQ(many.size(), 150u);
+  EXPECT_EQ(many.front(), 249);
+  EXPECT_TRUE(std::is_sorted(many.rbegin(), many.rend()));
 }
 
 }  // namespace
