@@ -1,5 +1,7 @@
 #include "storage/media_store.hpp"
 
+#include "storage/sql_dialect.hpp"
+
 #include <stdexcept>
 
 namespace trestle::storage::media {
@@ -43,9 +45,6 @@ const char* media_order_column(const std::string& order_by) {
 // Ascending with NULLs first, descending with NULLs last, on both engines (SQLite's default;
 // PostgreSQL's is the other way round).
 const char* direction(bool descending) { return descending ? " DESC NULLS LAST" : " ASC NULLS FIRST"; }
-
-// PostgreSQL (JSON operators differ from SQLite's json_extract).
-bool postgres(const Connection&) { return false; }
 
 }  // namespace
 
@@ -158,35 +157,23 @@ std::vector<std::string> avatar_uris(Connection& c, const std::string& prefix) {
   users.bind(prefix, prefix);
   while (users.step()) out.push_back(users.text(0));
   // Per-room member avatars and room avatars: the current state's events that name one.
-  auto state = c.prepare(
-      postgres(c)
-          ? "SELECT v #>> '{}' FROM (SELECT e.json::json -> 'content' -> (CASE cs.type WHEN 'm.room.avatar' "
-            "THEN 'url' ELSE 'avatar_url' END) AS v "
-            "FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
-            "WHERE cs.type IN ('m.room.member', 'm.room.avatar') AND e.json LIKE ?) AS s "
-            "WHERE json_typeof(v) = 'string' AND substr(v #>> '{}', 1, length(?)) = ?"
-          : "SELECT v FROM (SELECT CASE WHEN json_valid(e.json) THEN json_extract(e.json, CASE cs.type "
-            "WHEN 'm.room.avatar' THEN '$.content.url' ELSE '$.content.avatar_url' END) END AS v "
-            "FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
-            "WHERE cs.type IN ('m.room.member', 'm.room.avatar') AND e.json LIKE ?) AS s "
-            "WHERE typeof(v) = 'text' AND substr(v, 1, length(?)) = ?");
+  const Dialect d = c.dialect();
+  auto state = c.prepare("SELECT v FROM (SELECT CASE cs.type WHEN 'm.room.avatar' THEN " +
+                         sql::json_string(d, "e.json", {"content", "url"}) + " ELSE " +
+                         sql::json_string(d, "e.json", {"content", "avatar_url"}) +
+                         " END AS v FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
+                         "WHERE cs.type IN ('m.room.member', 'm.room.avatar') AND e.json LIKE ?) AS s "
+                         "WHERE substr(v, 1, length(?)) = ?");
   state.bind("%" + prefix + "%", prefix, prefix);
   while (state.step()) out.push_back(state.text(0));
   return out;
 }
 
 std::vector<std::string> room_media_uris(Connection& c, const std::string& room_id) {
-  auto st = c.prepare(
-      postgres(c)
-          ? "SELECT CASE WHEN json_typeof(j -> 'content' -> 'url') = 'string' THEN j -> 'content' ->> 'url' END, "
-            "CASE WHEN json_typeof(j #> '{content,info,thumbnail_url}') = 'string' "
-            "THEN j #>> '{content,info,thumbnail_url}' END FROM (SELECT json::json AS j, stream_ordering "
-            "FROM events WHERE room_id = ? AND json LIKE '%mxc:%') AS s ORDER BY stream_ordering DESC"
-          : "SELECT CASE WHEN typeof(u) = 'text' THEN u END, CASE WHEN typeof(t) = 'text' THEN t END FROM (SELECT "
-            "CASE WHEN json_valid(json) THEN json_extract(json, '$.content.url') END AS u, "
-            "CASE WHEN json_valid(json) AND json_type(json, '$.content.info') = 'object' "
-            "THEN json_extract(json, '$.content.info.thumbnail_url') END AS t, stream_ordering "
-            "FROM events WHERE room_id = ? AND json LIKE '%mxc:%') AS s ORDER BY stream_ordering DESC");
+  const Dialect d = c.dialect();
+  auto st = c.prepare("SELECT " + sql::json_string(d, "json", {"content", "url"}) + ", " +
+                      sql::json_string(d, "json", {"content", "info", "thumbnail_url"}) +
+                      " FROM events WHERE room_id = ? AND json LIKE '%mxc:%' ORDER BY stream_ordering DESC");
   st.bind(room_id);
   std::vector<std::string> out;
   while (st.step()) {

@@ -47,7 +47,7 @@ std::string scoped(const std::string& text_query, const std::vector<std::string>
 // tokenized by the 'simple' configuration (lower-cased, no stemming, no stop words: FTS5's
 // unicode61). The room and key restrictions are plain columns, not tokens.
 
-bool postgres(const Connection&) { return false; }
+bool postgres(const Connection& c) { return c.dialect() == Dialect::postgres; }
 
 // The FTS5 expression service::fts_query builds ("quoted phrases", AND, OR, NOT, parentheses)
 // as tsquery text: a quoted phrase becomes a quoted tsquery operand (to_tsquery splits it into
@@ -120,6 +120,64 @@ size_t byte_offset(const std::string& s, size_t code_point) {
     if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80 && n++ == code_point) return i;
   }
   return i;
+}
+
+double rank_of(const Statement& st, int col) {
+  try {
+    return std::stod(st.text(col));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+// PostgreSQL: each match comes with its room, key and event (the rows are read for the filter
+// anyway, and a query per match would cost a round trip). libpq reads a whole result at once, so
+// the recent order reads kRecentChunk rows at a time, for as long as `visit` takes them.
+constexpr int64_t kRecentChunk = 64;
+
+void for_each_match_postgres(Connection& c, const std::string& text_query, const std::vector<std::string>& room_ids,
+                             const std::vector<std::string>& keys, Order order, int64_t offset,
+                             std::optional<int64_t> below, const std::function<bool(const Match&)>& visit) {
+  static const std::string kRank =
+      std::string("SELECT stream_ordering, score, room_id, key, (SELECT event_id FROM events e "
+                  "WHERE e.stream_ordering = newest.stream_ordering) FROM (SELECT stream_ordering, room_id, key, "
+                  "ts_rank_cd(vector, to_tsquery('simple', search_fold(?))) AS score") +
+      kPgMatch + " ORDER BY stream_ordering DESC LIMIT ?) AS newest ORDER BY score DESC, stream_ordering DESC OFFSET ?";
+  static const std::string kRecent =
+      std::string("SELECT stream_ordering, 0, room_id, key, (SELECT event_id FROM events e "
+                  "WHERE e.stream_ordering = s.stream_ordering)") +
+      kPgMatch + " AND stream_ordering < ? ORDER BY stream_ordering DESC LIMIT ?";
+  const std::string query = ts_query(text_query).all, rooms = json_list(room_ids), key_list = json_list(keys);
+  auto match_of = [&](const Statement& st) {
+    Match m;
+    m.stream_ordering = st.int64(0);
+    if (order == Order::rank) m.rank = rank_of(st, 1);
+    m.room_id = st.text(2);
+    m.key = st.text(3);
+    m.event_id = st.opt_text(4).value_or("");
+    return m;
+  };
+  if (order == Order::rank) {
+    auto st = c.prepare(kRank);
+    st.bind(query, query, rooms, key_list, kRankWindow, offset);
+    while (st.step()) {
+      if (!visit(match_of(st))) return;
+    }
+    return;
+  }
+  int64_t upper = below.value_or(std::numeric_limits<int64_t>::max());
+  for (;;) {
+    auto st = c.prepare(kRecent);
+    st.bind(query, rooms, key_list, upper, kRecentChunk);
+    int64_t rows = 0;
+    while (st.step()) {
+      ++rows;
+      const Match m = match_of(st);
+      upper = m.stream_ordering;
+      if (!visit(m)) return;
+    }
+    if (rows < kRecentChunk) return;
+  }
 }
 
 }  // namespace
@@ -195,26 +253,10 @@ void for_each_match(Connection& c, const std::string& text_query, const std::vec
                     const std::vector<std::string>& keys, Order order, int64_t offset, std::optional<int64_t> below,
                     const std::function<bool(const Match&)>& visit) {
   if (room_ids.empty() || keys.empty()) return;
-  const bool pg = postgres(c);
-  // Only the position and score per match; the row's other columns are read for the rows visited.
+  if (postgres(c)) return for_each_match_postgres(c, text_query, room_ids, keys, order, offset, below, visit);
+  // Only the rowid and score per match; the row's other columns are read for the rows visited.
   std::optional<Statement> st;
-  if (pg) {
-    // The row's room, key and event too (the rows are read for the filter anyway, and each query
-    // costs a round trip). libpq reads a whole result at once: the recent order, too, reads at
-    // most kRankWindow rows (a page examines fewer).
-    st.emplace(c.prepare(
-        order == Order::rank
-            ? std::string("SELECT stream_ordering, score, room_id, key, (SELECT event_id FROM events e "
-                          "WHERE e.stream_ordering = newest.stream_ordering) FROM (SELECT stream_ordering, room_id, key, "
-                          "ts_rank_cd(vector, to_tsquery('simple', search_fold(?))) AS score") +
-                  kPgMatch + " ORDER BY stream_ordering DESC LIMIT ?) AS newest ORDER BY score DESC, stream_ordering DESC OFFSET ?"
-            : std::string("SELECT stream_ordering, 0, room_id, key, (SELECT event_id FROM events e "
-                          "WHERE e.stream_ordering = s.stream_ordering)") +
-                  kPgMatch + " AND stream_ordering < ? ORDER BY stream_ordering DESC LIMIT ?"));
-    const std::string query = ts_query(text_query).all, rooms = json_list(room_ids), key_list = json_list(keys);
-    if (order == Order::rank) st->bind(query, query, rooms, key_list, kRankWindow, offset);
-    else st->bind(query, rooms, key_list, below.value_or(std::numeric_limits<int64_t>::max()), kRankWindow);
-  } else if (order == Order::rank) {
+  if (order == Order::rank) {
     st.emplace(c.prepare(
         "SELECT rowid, score FROM (SELECT rowid, -bm25(event_search, 1.0, 0.0) AS score FROM event_search"
         " WHERE event_search MATCH ? ORDER BY rowid DESC LIMIT ?) ORDER BY score DESC, rowid DESC LIMIT -1 OFFSET ?"));
@@ -227,26 +269,14 @@ void for_each_match(Connection& c, const std::string& text_query, const std::vec
   while (st->step()) {
     Match m;
     m.stream_ordering = st->int64(0);
-    if (order == Order::rank) {
-      try {
-        m.rank = std::stod(st->text(1));
-      } catch (const std::exception&) {
-        m.rank = 0;
-      }
-    }
-    if (pg) {
-      m.room_id = st->text(2);
-      m.key = st->text(3);
-      m.event_id = st->opt_text(4).value_or("");
-    } else {
-      auto row = c.prepare(
-          "SELECT room_id, key, (SELECT event_id FROM events WHERE stream_ordering = ?) FROM event_search WHERE rowid = ?");
-      row.bind(m.stream_ordering, m.stream_ordering);
-      if (!row.step()) continue;
-      m.room_id = row.text(0);
-      m.key = row.text(1);
-      m.event_id = row.opt_text(2).value_or("");
-    }
+    if (order == Order::rank) m.rank = rank_of(*st, 1);
+    auto row = c.prepare(
+        "SELECT room_id, key, (SELECT event_id FROM events WHERE stream_ordering = ?) FROM event_search WHERE rowid = ?");
+    row.bind(m.stream_ordering, m.stream_ordering);
+    if (!row.step()) continue;
+    m.room_id = row.text(0);
+    m.key = row.text(1);
+    m.event_id = row.opt_text(2).value_or("");
     if (!visit(m)) break;
   }
 }

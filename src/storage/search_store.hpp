@@ -8,6 +8,12 @@
 // "k" + the key's field ("kbody"), so that the room and key restrictions are part of the MATCH
 // and run on the index alone: counting or paging a word found in most of 20,000 messages never
 // reads those messages' rows.
+//
+// On PostgreSQL (Connection::dialect()) the same functions run on its own full-text search: a
+// table keyed by stream_ordering with a generated tsvector (storage/postgres/schema.cpp), the
+// FTS5 expression translated into a tsquery, ts_rank_cd for rank, ts_headline for the matched
+// words; room and key are plain columns there (no tags). tests/unit/test_postgres.cpp runs one
+// set of search checks on both engines.
 #include "storage/database.hpp"
 #include "storage/event_store.hpp"
 
@@ -42,7 +48,7 @@ struct Match {
   std::string room_id;
   std::string key;
   std::string event_id;
-  double rank = 0;  // higher is a better match (FTS5's bm25 over the text, negated)
+  double rank = 0;  // higher is a better match (FTS5's bm25 over the text negated; PostgreSQL's ts_rank_cd)
 };
 
 enum class Order { rank, recent };

@@ -1,11 +1,10 @@
 #include "storage/user_directory_store.hpp"
 
+#include "storage/sql_dialect.hpp"
+
 namespace trestle::storage::user_directory {
 
 namespace {
-
-// PostgreSQL (JSON operators differ from SQLite's json_extract).
-bool postgres(const Connection&) { return false; }
 
 std::vector<accounts::User> users_of(Statement& st) {
   std::vector<accounts::User> out;
@@ -37,12 +36,14 @@ std::vector<accounts::User> search(Connection& c, const std::string& searcher, c
   static const std::string kMatches =
       "u.deactivated = 0 AND (lower(u.user_id) LIKE lower(?) ESCAPE '\\' OR lower(u.displayname) LIKE lower(?) "
       "ESCAPE '\\')";
-  auto visible_rooms = [](const char* join_rule, const char* history_visibility) {
-    return std::string("WITH public_rooms AS ("
-                       "  SELECT cs.room_id FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
-                       "  WHERE cs.state_key = '' AND ("
-                       "    (cs.type = 'm.room.join_rules' AND ") + join_rule + " = 'public') OR"
-           "    (cs.type = 'm.room.history_visibility' AND " + history_visibility + " = 'world_readable'))),"
+  auto visible_rooms = [](Dialect d) {
+    return "WITH public_rooms AS ("
+           "  SELECT cs.room_id FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
+           "  WHERE cs.state_key = '' AND ("
+           "    (cs.type = 'm.room.join_rules' AND " + sql::json_value(d, "e.json", {"content", "join_rule"}) +
+           " = 'public') OR"
+           "    (cs.type = 'm.room.history_visibility' AND " +
+           sql::json_value(d, "e.json", {"content", "history_visibility"}) + " = 'world_readable'))),"
            "my_rooms AS (SELECT room_id FROM room_memberships WHERE user_id = ? AND membership = 'join') "
            "SELECT u.user_id, u.displayname, u.avatar_url FROM users u WHERE " + kMatches + " AND ("
            "  EXISTS (SELECT 1 FROM room_memberships m WHERE m.user_id = u.user_id AND m.membership = 'join'"
@@ -51,10 +52,8 @@ std::vector<accounts::User> search(Connection& c, const std::string& searcher, c
            "          AND m.membership = 'join' AND m.room_id IN (SELECT room_id FROM my_rooms)))) "
            "ORDER BY u.user_id LIMIT ?";
   };
-  static const std::string kVisibleSqlite = visible_rooms("json_extract(e.json, '$.content.join_rule')",
-                                                         "json_extract(e.json, '$.content.history_visibility')");
-  static const std::string kVisiblePostgres = visible_rooms("e.json::json #>> '{content,join_rule}'",
-                                                           "e.json::json #>> '{content,history_visibility}'");
+  static const std::string kVisibleSqlite = visible_rooms(Dialect::sqlite);
+  static const std::string kVisiblePostgres = visible_rooms(Dialect::postgres);
   static const std::string kAllUsers =
       "SELECT u.user_id, u.displayname, u.avatar_url FROM users u WHERE " + kMatches + " ORDER BY u.user_id LIMIT ?";
   if (all_users) {
@@ -62,7 +61,7 @@ std::vector<accounts::User> search(Connection& c, const std::string& searcher, c
     st.bind(pattern, pattern, limit);
     return users_of(st);
   }
-  auto st = c.prepare(postgres(c) ? kVisiblePostgres : kVisibleSqlite);
+  auto st = c.prepare(c.dialect() == Dialect::postgres ? kVisiblePostgres : kVisibleSqlite);
   st.bind(searcher, pattern, pattern, searcher, limit);
   return users_of(st);
 }

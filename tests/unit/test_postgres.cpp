@@ -1,9 +1,11 @@
 // The PostgreSQL engine behind storage::Connection. The placeholder rewrite is pure logic; the
 // rest needs a server: TRESTLE_TEST_PG names a libpq conninfo of a database the test may fill
 // (`scripts/postgres.sh run` starts a private one; ctest's unit_pg does), and is skipped without it.
+#include "service/search.hpp"
 #include "storage/database.hpp"
 #include "storage/port_db.hpp"
 #include "storage/postgres/connection.hpp"
+#include "storage/search_store.hpp"
 
 #include "temp_dir.hpp"
 
@@ -11,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <optional>
 #include <stdexcept>
@@ -168,6 +171,84 @@ TEST(PostgresDatabase, AServerThatIsGoneAnswers503AndTheWriterReconnects) {
     return std::make_pair(st.int64(0), st.int64(1));
   });
   EXPECT_EQ(count, std::make_pair(int64_t{1}, int64_t{2}));
+}
+
+// POST /search on PostgreSQL's full-text search (storage/search_store.cpp, the event_search table
+// of storage/postgres/schema.cpp) finds what FTS5 finds (the same checks pass on both engines):
+// diacritics folded (and nothing else), phrases, OR and exclusion, rank, each room's upper bound in
+// the count; highlights are the words as written, not as folded.
+namespace {
+
+void check_search(storage::Database& db) {
+  const std::vector<std::pair<std::string, std::string>> bodies{
+      {"!r:x", "Crème Brûlée à Paris"}, {"!r:x", "creme fraiche"}, {"!r:x", "Grüße aus München"},
+      {"!o:x", "fox fox fox creme"}, {"!r:x", "the quick brown fox"}};
+  db.write([&](storage::Connection& c) {
+    for (size_t i = 0; i < bodies.size(); ++i) {
+      storage::events::StoredEvent e;
+      e.stream_ordering = static_cast<int64_t>(i) + 1;
+      e.room_id = bodies[i].first;
+      e.type = "m.room.message";
+      e.pdu = boost::json::object{{"content", boost::json::object{{"body", bodies[i].second}}}};
+      storage::search::index_event(c, e);
+    }
+  });
+  const std::vector<std::string> rooms{"!r:x", "!o:x"}, keys{"content.body"};
+  auto find = [&](const std::string& term, storage::search::Order order = storage::search::Order::recent) {
+    return db.read([&](storage::Connection& c) {
+      std::vector<int64_t> out;
+      storage::search::for_each_match(c, *service::fts_query(term), rooms, keys, order, 0, std::nullopt,
+                                      [&](const storage::search::Match& m) {
+                                        out.push_back(m.stream_ordering);
+                                        return true;
+                                      });
+      return out;
+    });
+  };
+  using V = std::vector<int64_t>;
+  EXPECT_EQ(find("CREME"), (V{4, 2, 1}));
+  EXPECT_EQ(find("brulee -paris"), V{});
+  EXPECT_EQ(find("brulee or fraiche"), (V{2, 1}));
+  EXPECT_EQ(find("\"crème brûlée\""), V{1});
+  EXPECT_EQ(find("\"brulee creme\""), V{});
+  EXPECT_EQ(find("grusse"), V{});  // FTS5 leaves ß alone
+  EXPECT_EQ(find("MUNCHEN"), V{3});
+  EXPECT_EQ(find("fox", storage::search::Order::rank), (V{4, 5}));
+  db.read([&](storage::Connection& c) {
+    EXPECT_EQ(storage::search::matched_terms(c, *service::fts_query("creme brulee -fraiche"), 1),
+              (std::vector<std::string>{"Crème", "Brûlée"}));
+    EXPECT_EQ(storage::search::matched_terms(c, *service::fts_query("munchen"), 3), std::vector<std::string>{"München"});
+    EXPECT_EQ(storage::search::count_matches(c, *service::fts_query("creme"), keys, {{"!r:x", 1}, {"!o:x", 4}}), 2);
+  });
+  // More matches than PostgreSQL reads at once in the recent order: all of them, newest first.
+  db.write([&](storage::Connection& c) {
+    for (int64_t pos = 100; pos < 250; ++pos) {
+      storage::events::StoredEvent e;
+      e.stream_ordering = pos;
+      e.room_id = "!r:x";
+      e.type = "m.room.message";
+      e.pdu = boost::json::object{{"content", boost::json::object{{"body", "many wombats"}}}};
+      storage::search::index_event(c, e);
+    }
+  });
+  V many = find("wombats");
+  ASSERT_EQ(many.size(), 150u);
+  EXPECT_EQ(many.front(), 249);
+  EXPECT_TRUE(std::is_sorted(many.rbegin(), many.rend()));
+}
+
+}  // namespace
+
+TEST(PostgresSearch, FoldsDiacriticsAsFts5AndHighlightsTheWordsAsWritten) {
+  NEED_POSTGRES(opts);
+  storage::Database db(*opts);
+  check_search(db);
+}
+
+TEST(PostgresSearch, TheSameHoldsOnSqlite) {
+  test_support::TempDir dir;
+  storage::Database db((dir.path / "t.db").string());
+  check_search(db);
 }
 
 TEST(PostgresPortDb, AnInterruptedPortResumesAndTheNextRunCopiesEverythingAnew) {
