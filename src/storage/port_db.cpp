@@ -86,13 +86,19 @@ std::vector<TableResult> sqlite_to_postgres(const Options& options) {
   { Database migrate_target(options.target); }  // the schema, at the same version
   postgres::PgConnection target(options.target.pg_conninfo);
   target.exec(std::string("CREATE TABLE IF NOT EXISTS ") + kProgressTable +
-              " (table_name TEXT PRIMARY KEY, last_rowid BIGINT NOT NULL)");
+              " (table_name TEXT PRIMARY KEY, last_rowid BIGINT NOT NULL, done BIGINT NOT NULL)");
   auto tables = target_tables(target);
-  std::map<std::string, int64_t> progress;
-  {
-    auto st = target.prepare(std::string("SELECT table_name, last_rowid FROM ") + kProgressTable);
-    while (st.step()) progress[st.text(0)] = st.int64(1);
-  }
+  struct Progress {
+    int64_t last_rowid = 0;
+    bool done = false;
+  };
+  std::map<std::string, Progress> progress;
+  auto load_progress = [&] {
+    progress.clear();
+    auto st = target.prepare(std::string("SELECT table_name, last_rowid, done FROM ") + kProgressTable);
+    while (st.step()) progress[st.text(0)] = {st.int64(1), st.int64(2) != 0};
+  };
+  load_progress();
   // A first run needs an empty target (but for the rows the schema itself inserts).
   if (progress.empty()) {
     for (const auto& t : tables) {
@@ -103,6 +109,20 @@ std::vector<TableResult> sqlite_to_postgres(const Options& options) {
       }
     }
   }
+  // Every run copies every table whole (rows the source updated or deleted since an earlier run
+  // must not survive), but a run that was interrupted resumes: its finished tables stay, the
+  // table it was copying goes on after the last batch committed.
+  const std::string kRun = "(the whole run)";
+  if (progress.count(kRun) && progress[kRun].done) {
+    target.exec(std::string("DELETE FROM ") + kProgressTable);
+    progress.clear();
+  }
+  auto save_progress = [&](const std::string& table, int64_t last, bool done) {
+    target.prepare(std::string("INSERT INTO ") + kProgressTable + " (table_name, last_rowid, done) VALUES (?, ?, ?)"
+                   " ON CONFLICT (table_name) DO UPDATE SET last_rowid = excluded.last_rowid, done = excluded.done")
+        .bind(table, last, done)
+        .run();
+  };
 
   std::vector<TableResult> results;
   for (auto& t : tables) {
@@ -117,19 +137,21 @@ std::vector<TableResult> sqlite_to_postgres(const Options& options) {
     const std::string select = t.has_rowid ? "SELECT " + sources + ", rowid FROM " + t.name +
                                                  " WHERE rowid > ? ORDER BY rowid LIMIT ?"
                                            : "SELECT " + sources + " FROM " + t.name;
-    // The rows the schema inserted (stream positions) take the source's values; any other
-    // conflict is a row an earlier run copied.
-    const std::string insert = "INSERT INTO " + t.name + " (" + columns + ") VALUES (" + values + ") " +
-                               (t.name == "stream_position" ? "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
-                                                            : "ON CONFLICT DO NOTHING");
-    int64_t after = progress.count(t.name) ? progress[t.name] : 0;
-    while (true) {
+    const std::string insert = "INSERT INTO " + t.name + " (" + columns + ") VALUES (" + values + ")";
+    auto it = progress.find(t.name);
+    const bool started = it != progress.end();
+    int64_t after = started ? it->second.last_rowid : 0;
+    bool done = started && it->second.done;
+    bool first_batch = !started;
+    while (!done) {
       // One batch: read from one SQLite snapshot, written in one PostgreSQL transaction with the
-      // progress row, so a port killed anywhere resumes without a gap or a duplicate.
+      // progress row, so a port killed anywhere resumes without a gap or a duplicate. The first
+      // batch of a table empties it first, in the same transaction.
       int64_t rows = 0, last = after;
       source.begin_read();
       target.begin_write();
       try {
+        if (first_batch) target.exec("DELETE FROM " + t.name);
         auto st = source.prepare(select);
         if (t.has_rowid) st.bind(after, options.batch_rows);
         while (st.step()) {
@@ -146,12 +168,8 @@ std::vector<TableResult> sqlite_to_postgres(const Options& options) {
           if (t.has_rowid) last = st.int64(static_cast<int>(t.columns.size()));
           ++rows;
         }
-        if (t.has_rowid) {
-          target.prepare(std::string("INSERT INTO ") + kProgressTable + " (table_name, last_rowid) VALUES (?, ?)"
-                         " ON CONFLICT (table_name) DO UPDATE SET last_rowid = excluded.last_rowid")
-              .bind(t.name, last)
-              .run();
-        }
+        done = !t.has_rowid || rows < options.batch_rows;
+        save_progress(t.name, last, done);
         target.commit();
       } catch (...) {
         target.rollback();
@@ -159,15 +177,18 @@ std::vector<TableResult> sqlite_to_postgres(const Options& options) {
         throw;
       }
       source.commit();
+      first_batch = false;
       r.copied += rows;
       after = last;
       if (rows > 0) say(t.name + ": " + std::to_string(r.copied) + " rows");
-      if (!t.has_rowid || rows < options.batch_rows) break;
     }
     r.source_rows = count(source, t.name);
     r.target_rows = count(target, t.name);
     results.push_back(r);
   }
+  target.begin_write();
+  save_progress(kRun, 0, true);
+  target.commit();
   // Identity columns continue after the ids copied.
   std::vector<std::pair<std::string, std::string>> identities;
   {

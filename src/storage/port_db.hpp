@@ -1,8 +1,9 @@
 #pragma once
-// Copies an SQLite deployment's database into PostgreSQL (Synapse's synapse_port_db): every table,
-// in batches, each batch committed on PostgreSQL together with how far it got, so an interrupted
-// port resumes where it stopped and a later run copies the rows added since (run it a last time
-// with the server stopped). Then compares the row counts of every table.
+// Copies an SQLite deployment's database into PostgreSQL (Synapse's synapse_port_db): every table
+// whole, in batches, each batch committed on PostgreSQL together with how far it got, so an
+// interrupted port resumes where it stopped. A port may run while the server writes; a last run
+// with the server stopped makes the copy exact (every run copies every table anew). Then compares
+// the row counts of every table.
 #include "storage/database.hpp"
 
 #include <cstdint>

@@ -2,7 +2,10 @@
 // rest needs a server: TRESTLE_TEST_PG names a libpq conninfo of a database the test may fill
 // (`scripts/postgres.sh run` starts a private one; ctest's unit_pg does), and is skipped without it.
 #include "storage/database.hpp"
+#include "storage/port_db.hpp"
 #include "storage/postgres/connection.hpp"
+
+#include "temp_dir.hpp"
 
 #include "core/error.hpp"
 
@@ -165,4 +168,49 @@ TEST(PostgresDatabase, AServerThatIsGoneAnswers503AndTheWriterReconnects) {
     return std::make_pair(st.int64(0), st.int64(1));
   });
   EXPECT_EQ(count, std::make_pair(int64_t{1}, int64_t{2}));
+}
+
+TEST(PostgresPortDb, AnInterruptedPortResumesAndTheNextRunCopiesEverythingAnew) {
+  NEED_POSTGRES(opts);
+  test_support::TempDir dir;
+  const std::string sqlite_path = (dir.path / "homeserver.db").string();
+  {
+    storage::Database source(sqlite_path, 0);
+    source.write([](storage::Connection& c) {
+      for (int i = 0; i < 55; ++i) {
+        c.prepare("INSERT INTO users (user_id, created_ts) VALUES (?, ?)").bind("@u" + std::to_string(i) + ":x", i).run();
+      }
+    });
+  }
+  storage::port::Options port;
+  port.sqlite_path = sqlite_path;
+  port.target = *opts;
+  port.batch_rows = 10;
+  // Killed after two batches of users were committed.
+  int user_batches = 0;
+  port.progress = [&](const std::string& line) {
+    if (line.rfind("users:", 0) == 0 && ++user_batches == 2) throw std::runtime_error("killed");
+  };
+  EXPECT_THROW(storage::port::sqlite_to_postgres(port), std::runtime_error);
+  port.progress = nullptr;
+  auto find = [](const std::vector<storage::port::TableResult>& results, const std::string& table) {
+    for (const auto& r : results) {
+      if (r.table == table) return r;
+    }
+    return storage::port::TableResult{};
+  };
+  auto resumed = storage::port::sqlite_to_postgres(port);
+  auto users = find(resumed, "users");
+  EXPECT_EQ(users.copied, 35);  // the 20 committed before the kill stay
+  EXPECT_EQ(users.source_rows, 55);
+  EXPECT_EQ(users.target_rows, 55);
+  for (const auto& r : resumed) EXPECT_TRUE(r.ok()) << r.table;
+  // A row deleted on SQLite since: gone on PostgreSQL after the next run too.
+  {
+    storage::Database source(sqlite_path, 0);
+    source.write([](storage::Connection& c) { c.exec("DELETE FROM users WHERE user_id = '@u3:x'"); });
+  }
+  auto again = find(storage::port::sqlite_to_postgres(port), "users");
+  EXPECT_EQ(again.copied, 54);
+  EXPECT_EQ(again.target_rows, 54);
 }
