@@ -6,7 +6,8 @@
 #                                        prints DIR (the socket directory: psql -h DIR -U postgres)
 #   scripts/postgres.sh stop DIR         stops it (the cluster stays, for the next start)
 #   scripts/postgres.sh run CMD [ARG...] a fresh cluster in a temporary directory for one command:
-#                                        starts it, runs CMD with TRESTLE_TEST_PG=<socket dir>,
+#                                        starts it, runs CMD with TRESTLE_TEST_PG=<socket dir> (and
+#                                        TRESTLE_TEST_PG_DISPOSABLE=1: no need to drop databases),
 #                                        stops it, removes it, exits with CMD's status
 #
 # The superuser is `postgres`, trusted on the socket (the directory is the only way in). fsync stays
@@ -16,7 +17,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -77,11 +78,13 @@ EOF
   echo "$dir"
 }
 
+# stop DIR [MODE]: fast (the default) writes a shutdown checkpoint; immediate, for a cluster about
+# to be removed, does not.
 stop() {
   local dir
   dir=$(cd "$1" && pwd)
   if [ -f "$dir/data/postmaster.pid" ]; then
-    as_owner "$(pg_bin pg_ctl)" -D "$dir/data" -m fast -w -t 60 stop >/dev/null
+    as_owner "$(pg_bin pg_ctl)" -D "$dir/data" -m "${2:-fast}" -w -t 60 stop >/dev/null
   fi
 }
 
@@ -100,14 +103,14 @@ case "${1:-}" in
     tmp=$(mktemp -d /tmp/trestle-pg.XXXXXX)
     chmod 755 "$tmp"
     cleanup() {
-      stop "$tmp" || true
+      stop "$tmp" immediate || true
       rm -rf "$tmp"
     }
     trap cleanup EXIT
     start "$tmp" >/dev/null
     # In the background so that a TERM (a ctest timeout) reaches the command and the cluster
     # still stops.
-    TRESTLE_TEST_PG=$tmp "$@" &
+    TRESTLE_TEST_PG=$tmp TRESTLE_TEST_PG_DISPOSABLE=1 "$@" &
     child=$!
     trap 'kill -TERM $child 2>/dev/null; wait $child; exit 143' TERM INT
     status=0

@@ -183,6 +183,9 @@ def main():
                         help="the servers' database engine; postgres needs TRESTLE_TEST_PG, the socket directory "
                              "of a private cluster (scripts/postgres.sh run ... sets it); default: postgres when "
                              "that is set")
+    parser.add_argument("--pg-empty-databases", action="store_true",
+                        help="on PostgreSQL, give every server an empty database that its first start fills, "
+                             "instead of a copy of a template database the server made once at the run's start")
     parser.add_argument("--retry-failed", action="store_true",
                         help="run each failed case once more at the end; one that passes then is reported as "
                              "FLAKY with its first failure, and does not fail the run (a sanitizer report or a "
@@ -203,7 +206,9 @@ def main():
                   "--database postgres")
             print("0 passed, 1 failed")
             return 1
-        harness.use_postgres(socket_dir, os.environ.get("TRESTLE_TEST_PG_USER", "postgres"))
+        harness.use_postgres(socket_dir, os.environ.get("TRESTLE_TEST_PG_USER", "postgres"),
+                             disposable=os.environ.get("TRESTLE_TEST_PG_DISPOSABLE") == "1",
+                             use_template=not args.pg_empty_databases)
         try:
             harness.psql("SELECT 1")
         except TestFailure as e:

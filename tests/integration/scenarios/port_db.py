@@ -44,7 +44,7 @@ def test_port_an_sqlite_deployment_into_postgres(ctx):
         sent.append(ctx.expect(who.request("PUT", f"/rooms/{room}/send/m.room.message/p{i}",
                                            body={"msgtype": "m.text", "body": f"before the port {i}"}))["event_id"])
 
-    pg = ctx.server(start=False)
+    pg = ctx.server(start=False, empty_database=True)  # port-db fills only an empty database
     pg.config_overrides = dict(shared)
     pg.prepare_database()
     os.makedirs(pg.data_dir, exist_ok=True)
