@@ -286,6 +286,7 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
     job_deferred_.clear();
     try {
       j->run(c);
+      c.flush();  // the job's own errors are the job's
       c.prepare("RELEASE job").run();
       for (auto& fn : job_deferred_) group_deferred_.push_back(std::move(fn));
       job_deferred_.clear();
@@ -334,6 +335,7 @@ void Database::run_group_hooks(Connection& c, std::vector<bool>& ran) {
     ran[i] = true;
     try {
       hook.run(c, pending_position_);
+      c.flush();
       c.prepare("RELEASE group_hook").run();
       continue;
     } catch (const std::exception& e) {

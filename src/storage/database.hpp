@@ -47,6 +47,13 @@ public:
   virtual void bind_text(std::string_view v) = 0;
   virtual void bind_null(NullType type) = 0;
   virtual bool step() = 0;
+  // Executes to completion, its rows unread. An engine may send it without waiting for the answer
+  // (PostgreSQL's pipeline, inside a write): its error then comes from the connection's next
+  // statement or flush().
+  virtual void run() {
+    while (step()) {
+    }
+  }
   virtual int64_t int64(int col) const = 0;
   virtual std::string text(int col) const = 0;
   virtual bool is_null(int col) const = 0;
@@ -69,10 +76,7 @@ public:
     return *this;
   }
   bool step() { return impl_->step(); }  // true while a row is available
-  void run() {                           // steps to completion (INSERT/UPDATE/DELETE)
-    while (step()) {
-    }
-  }
+  void run() { impl_->run(); }           // steps to completion (INSERT/UPDATE/DELETE)
 
   int64_t int64(int col) const { return impl_->int64(col); }
   std::string text(int col) const { return impl_->text(col); }
@@ -119,6 +123,9 @@ public:
   virtual void begin_read() = 0;
   virtual void begin_write() = 0;
   virtual void commit() = 0;
+  // Waits for every statement sent without waiting (StatementImpl::run) and throws the first
+  // one's error. The writer calls it at the end of each write, so an error is that write's.
+  virtual void flush() {}
   // False once the engine says the connection is gone (PostgreSQL restarted): the pool drops it.
   virtual bool usable() const { return true; }
 };

@@ -108,6 +108,17 @@ public:
     if (!result_) execute();
     return ++row_ < rows_;
   }
+  void run() override {
+    if (!conn_.pipelining_ || result_) {
+      while (step()) {
+      }
+      return;
+    }
+    check_count();
+    if (!has_name()) conn_.drain(true);  // PQprepare waits for its answer: never inside a pipeline
+    const std::string& name = prepared_name();
+    conn_.send_pipelined(name, params(), &original_);
+  }
   int64_t int64(int col) const override {
     const char* v = PQgetvalue(result_, row_, col);
     if (v[0] == 't' && v[1] == '\0') return 1;  // a boolean
@@ -140,8 +151,7 @@ private:
   // Prepared on first use with the types bound then; another combination of types (a NULL of
   // unknown type where a text came before) is prepared again under a name of its own.
   const std::string& prepared_name() {
-    std::string signature(types_.size(), 'u');
-    for (size_t i = 0; i < types_.size(); ++i) signature[i] = types_[i] == kInt8 ? 'i' : types_[i] == kText ? 't' : 'u';
+    std::string signature = this->signature();
     auto it = names_.find(signature);
     if (it != names_.end()) return it->second;
     std::string name = "t" + std::to_string(++conn_.next_name_);
@@ -155,16 +165,37 @@ private:
     return names_.emplace(std::move(signature), std::move(name)).first->second;
   }
 
-  void execute() {
+  void check_count() const {
     if (static_cast<int>(values_.size()) != param_count_) {
       throw std::runtime_error("statement " + quote_sql(original_) + " has " + std::to_string(param_count_) +
                                " parameters, " + std::to_string(values_.size()) + " bound");
     }
+  }
+  std::string signature() const {
+    std::string out(types_.size(), 'u');
+    for (size_t i = 0; i < types_.size(); ++i) out[i] = types_[i] == kInt8 ? 'i' : types_[i] == kText ? 't' : 'u';
+    return out;
+  }
+  bool has_name() const { return names_.count(signature()) != 0; }
+  std::vector<const char*> params() const {
+    std::vector<const char*> out(values_.size());
+    for (size_t i = 0; i < values_.size(); ++i) out[i] = nulls_[i] ? nullptr : values_[i].c_str();
+    return out;
+  }
+
+  void execute() {
+    check_count();
+    if (!conn_.pending_.empty() && !has_name()) conn_.drain(true);
     const std::string& name = prepared_name();
-    std::vector<const char*> params(values_.size());
-    for (size_t i = 0; i < values_.size(); ++i) params[i] = nulls_[i] ? nullptr : values_[i].c_str();
-    result_ = PQexecPrepared(conn_.conn_, name.c_str(), static_cast<int>(params.size()), params.data(), nullptr,
-                             nullptr, 0);
+    auto values = params();
+    if (!conn_.pending_.empty()) {
+      // Behind pipelined statements: sent with them, all answered in one round trip.
+      conn_.send_pipelined(name, values, &original_);
+      conn_.drain(true, &result_);
+    } else {
+      result_ = PQexecPrepared(conn_.conn_, name.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
+                               nullptr, 0);
+    }
     auto status = PQresultStatus(result_);
     if (status == PGRES_TUPLES_OK) {
       rows_ = PQntuples(result_);
@@ -223,11 +254,79 @@ Statement PgConnection::prepare(const std::string& sql) {
   return Statement(it->second.get());
 }
 
+// At most this many statements wait in a pipeline: their answers must fit the socket's buffers
+// (the server blocks writing them while we block writing more statements otherwise).
+constexpr size_t kMaxPipelined = 256;
+
+void PgConnection::send_pipelined(const std::string& name, const std::vector<const char*>& params,
+                                  const std::string* what) {
+  if (pending_.size() >= kMaxPipelined) drain(true);
+  if (PQpipelineStatus(conn_) == PQ_PIPELINE_OFF && PQenterPipelineMode(conn_) != 1) {
+    fail("entering pipeline mode", PQerrorMessage(conn_));
+  }
+  if (PQsendQueryPrepared(conn_, name.c_str(), static_cast<int>(params.size()), params.data(), nullptr, nullptr, 0) != 1) {
+    fail("send " + quote_sql(*what), PQerrorMessage(conn_));
+  }
+  pending_.push_back(what);
+}
+
+void PgConnection::drain(bool throw_errors, PGresult** keep) {
+  if (pending_.empty()) return;
+  std::string error, error_what;
+  bool lost = false;
+  if (PQpipelineSync(conn_) != 1) {
+    lost = true;
+    error = PQerrorMessage(conn_);
+  }
+  for (size_t i = 0; i < pending_.size() && !lost; ++i) {
+    // Each query's results, then a NULL.
+    while (PGresult* r = PQgetResult(conn_)) {
+      auto status = PQresultStatus(r);
+      if (status == PGRES_FATAL_ERROR && error.empty()) {
+        error = PQresultErrorMessage(r);
+        error_what = *pending_[i];
+      } else if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+        const char* tuples = PQcmdTuples(r);
+        changes_ = tuples && *tuples ? std::strtoll(tuples, nullptr, 10) : 0;
+      }
+      if (keep && !*keep && i + 1 == pending_.size() && (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK)) {
+        *keep = r;
+        continue;
+      }
+      PQclear(r);
+    }
+    if (PQstatus(conn_) != CONNECTION_OK) lost = true;
+  }
+  if (!lost) {
+    PGresult* sync = PQgetResult(conn_);  // PGRES_PIPELINE_SYNC
+    PQclear(sync);
+    if (PQexitPipelineMode(conn_) != 1) lost = PQstatus(conn_) != CONNECTION_OK;
+  }
+  pending_.clear();
+  if (lost && error.empty()) error = PQerrorMessage(conn_);
+  if (error.empty()) return;
+  if (keep && *keep) {
+    PQclear(*keep);
+    *keep = nullptr;
+  }
+  pipeline_error_ = error;
+  if (throw_errors || lost) fail("step " + quote_sql(error_what), error.c_str());
+}
+
+int64_t PgConnection::changes() const {
+  if (!pending_.empty()) const_cast<PgConnection*>(this)->drain(true);
+  return changes_;
+}
+
 void PgConnection::exec(const std::string& sql) {
+  // A failed pipelined statement has already aborted the transaction: this command fails too,
+  // and the message names the first failure.
+  pipeline_error_.clear();
+  drain(false);
   PGresult* r = PQexec(conn_, sql.c_str());
   auto status = PQresultStatus(r);
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-    std::string message = PQresultErrorMessage(r);
+    std::string message = pipeline_error_.empty() ? std::string(PQresultErrorMessage(r)) : pipeline_error_;
     PQclear(r);
     fail("exec " + quote_sql(sql), message.c_str());
   }
@@ -237,11 +336,18 @@ void PgConnection::exec(const std::string& sql) {
 }
 
 bool PgConnection::in_transaction() const {
+  if (!pending_.empty()) return true;
   auto s = PQtransactionStatus(conn_);
   return s == PQTRANS_INTRANS || s == PQTRANS_INERROR || s == PQTRANS_ACTIVE;
 }
 
 void PgConnection::rollback() noexcept {
+  pipelining_ = false;
+  try {
+    drain(false);
+  } catch (const std::exception&) {  // the connection is gone: nothing to roll back
+    return;
+  }
   if (!in_transaction()) return;
   PGresult* r = PQexec(conn_, "ROLLBACK");
   if (PQresultStatus(r) != PGRES_COMMAND_OK) spdlog::error("database: ROLLBACK failed: {}", trim(PQresultErrorMessage(r)));
@@ -250,9 +356,14 @@ void PgConnection::rollback() noexcept {
 
 // A read sees one snapshot for all its statements, as SQLite's read transaction.
 void PgConnection::begin_read() { exec("BEGIN ISOLATION LEVEL REPEATABLE READ"); }
-void PgConnection::begin_write() { exec("BEGIN"); }
+void PgConnection::begin_write() {
+  exec("BEGIN");
+  pipelining_ = true;
+}
 
 void PgConnection::commit() {
+  pipelining_ = false;
+  drain(true);
   PGresult* r = PQexec(conn_, "COMMIT");
   auto status = PQresultStatus(r);
   // A transaction that failed answers COMMIT with "ROLLBACK" and no error: nothing was written.

@@ -7,8 +7,11 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 struct pg_conn;
+struct pg_result;
+typedef struct pg_result PGresult;
 
 namespace trestle::storage::postgres {
 
@@ -23,16 +26,25 @@ public:
   Dialect dialect() const override { return Dialect::postgres; }
   Statement prepare(const std::string& sql) override;
   void exec(const std::string& sql) override;
-  int64_t changes() const override { return changes_; }
+  int64_t changes() const override;
   bool in_transaction() const override;
   void rollback() noexcept override;
   void begin_read() override;
   void begin_write() override;
   void commit() override;
   bool usable() const override;
+  void flush() override { drain(true); }
 
 private:
   friend class PgStatement;
+  // Inside a write transaction, statements whose rows are not read are pipelined (libpq's
+  // pipeline mode): sent at once, their answers read at the next statement that needs an answer,
+  // in the same round trip. `keep` (optional) is the last pipelined query's result, handed over.
+  // With throw_errors, the first failed statement's error is thrown (after the pipeline is read to
+  // its end, so the connection is usable again); else it is only remembered for exec's message.
+  void send_pipelined(const std::string& name, const std::vector<const char*>& params, const std::string* what);
+  void drain(bool throw_errors, PGresult** keep = nullptr);
+
   // Throws for a failed command: MatrixError 503 when the connection itself is gone (the server
   // restarted or is unreachable), std::runtime_error with PostgreSQL's message otherwise.
   [[noreturn]] void fail(const std::string& what, const char* message) const;
@@ -40,7 +52,10 @@ private:
   pg_conn* conn_ = nullptr;
   std::unordered_map<std::string, std::unique_ptr<PgStatement>> cache_;
   int next_name_ = 0;
-  int64_t changes_ = 0;
+  mutable int64_t changes_ = 0;
+  bool pipelining_ = false;                  // inside begin_write() .. commit()/rollback()
+  std::vector<const std::string*> pending_;  // pipelined statements not answered yet (their SQL)
+  std::string pipeline_error_;               // the last drain's swallowed error
 };
 
 // The conninfo for messages and logs: every setting but the password.
