@@ -90,6 +90,31 @@ def relax_limits(yaml, key):
     return yaml[: m.start()] + block + yaml[m.end() :]
 
 
+# PostgreSQL: when TRESTLE_TEST_PG names a cluster's socket directory (scripts/postgres.sh run sets
+# it), the server gets a database of its own there, named after its data directory; unset, the
+# generated config's SQLite file is kept. (trestle_process.mjs does the same for the JS suites.)
+PG_DIR = os.environ.get("TRESTLE_TEST_PG") or None
+
+
+def psql(sql):
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", PG_DIR, "-U", "postgres",
+                    "-d", "postgres", "-c", sql], check=True, timeout=60, stdout=subprocess.DEVNULL)
+
+
+def use_postgres(yaml, data_dir):
+    """Makes the server's database (a quoted identifier: the data directory's name) and returns
+    the config with its `database:` block pointing there."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", os.path.basename(data_dir))[-63:]
+    psql(f'DROP DATABASE IF EXISTS "{name}"')
+    psql(f'CREATE DATABASE "{name}"')
+    block = (f'database:\n  name: psycopg2\n  args:\n    user: postgres\n    dbname: "{name}"\n'
+             f'    host: "{PG_DIR}"\n')
+    yaml, n = re.subn(r"^database:\n(?:[ \t]+.*\n)*", lambda _: block, yaml, count=1, flags=re.M)
+    if n != 1:
+        raise RuntimeError("generated config has no database block")
+    return yaml, name
+
+
 class Server:
     def __init__(self, binary):
         self.binary = binary
@@ -97,6 +122,7 @@ class Server:
         self.log_path = os.path.join(self.data_dir, "server.log")
         self.proc = None
         self.base_url = None
+        self.pg_database = None
 
     def start(self):
         config = os.path.join(self.data_dir, "homeserver.yaml")
@@ -112,6 +138,8 @@ class Server:
             raise RuntimeError("generated config has no listener port")
         for key in ("rc_message", "rc_registration", "rc_login"):
             yaml = relax_limits(yaml, key)
+        if PG_DIR:
+            yaml, self.pg_database = use_postgres(yaml, self.data_dir)
         with open(config, "w") as f:
             f.write(yaml)
 
@@ -144,6 +172,9 @@ class Server:
                 self.proc.wait()
         if not os.environ.get("KEEP_DATA"):
             shutil.rmtree(self.data_dir, ignore_errors=True)
+            if self.pg_database and not os.environ.get("TRESTLE_TEST_PG_DISPOSABLE"):
+                psql(f'DROP DATABASE IF EXISTS "{self.pg_database}" WITH (FORCE)')
+            self.pg_database = None
 
     def tail(self, n=40):
         try:

@@ -16,9 +16,47 @@ export function tail(file, n = 40) {
   }
 }
 
+// PostgreSQL: when TRESTLE_TEST_PG names a cluster's socket directory (scripts/postgres.sh run
+// sets it), each server gets a database of its own there, named after its data directory (so a
+// restart on the same directory finds its data again); unset, the config's SQLite file is kept.
+const PG_DIR = process.env.TRESTLE_TEST_PG || null;
+const pgCreated = new Set();  // databases made by this process and not dropped yet
+
+function psql(sql) {
+  execFileSync("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", PG_DIR, "-U", "postgres", "-d", "postgres",
+                        "-c", sql], { timeout: 60_000, stdio: ["ignore", "ignore", "pipe"] });
+}
+
+export function pgDatabaseName(dataDir) {
+  return path.basename(dataDir).replace(/[^A-Za-z0-9_-]/g, "_").slice(-63);  // a quoted identifier
+}
+
+// Points the config's `database:` block at the server's own PostgreSQL database (made if new).
+function usePostgres(configPath, dataDir) {
+  const name = pgDatabaseName(dataDir);
+  if (!pgCreated.has(name)) {
+    psql(`DROP DATABASE IF EXISTS "${name}"`);
+    psql(`CREATE DATABASE "${name}"`);
+    pgCreated.add(name);
+  }
+  const yaml = readFileSync(configPath, "utf8");
+  const block = `database:\n  name: psycopg2\n  args:\n    user: postgres\n    dbname: "${name}"\n    host: "${PG_DIR}"\n`;
+  const out = yaml.replace(/^database:\n(?:[ \t]+.*\n)*/m, block);
+  if (out === yaml && !yaml.includes(block)) throw new Error(`${configPath} has no database block`);
+  writeFileSync(configPath, out);
+}
+
+function dropPostgres(dataDir) {
+  const name = pgDatabaseName(dataDir);
+  if (!pgCreated.delete(name) || process.env.TRESTLE_TEST_PG_DISPOSABLE) return;  // the cluster goes
+  psql(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+}
+
 // Starts the binary (stdout and stderr to logPath). Returns at once, so the caller holds the
-// process (and can stop it) even if it never becomes ready.
+// process (and can stop it) even if it never becomes ready. With TRESTLE_TEST_PG set, first moves
+// the config's database to PostgreSQL (see usePostgres).
 export function spawnTrestle({ binary, configPath, logPath, dataDir, port }) {
+  if (PG_DIR) usePostgres(configPath, dataDir);
   const logFd = openSync(logPath, "a");
   const proc = spawn(binary, ["--config", configPath], { stdio: ["ignore", logFd, logFd] });
   closeSync(logFd);
@@ -43,7 +81,8 @@ export async function waitReady(server, timeoutMs) {
   }
 }
 
-// SIGTERM, SIGKILL after 5 s, then removes the data directory unless KEEP_DATA is set.
+// SIGTERM, SIGKILL after 5 s, then removes the data directory (and drops its PostgreSQL database)
+// unless KEEP_DATA is set.
 export async function stopTrestle(server) {
   if (!server.exited()) {
     const gone = new Promise((resolve) => server.proc.once("exit", resolve));
@@ -52,7 +91,9 @@ export async function stopTrestle(server) {
     await gone;
     clearTimeout(t);
   }
-  if (!process.env.KEEP_DATA) rmSync(server.dataDir, { recursive: true, force: true });
+  if (process.env.KEEP_DATA) return;
+  rmSync(server.dataDir, { recursive: true, force: true });
+  if (PG_DIR) dropPostgres(server.dataDir);
 }
 
 // A free TCP port on 127.0.0.1 (the kernel's choice; closed again before it is returned).
