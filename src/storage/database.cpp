@@ -81,12 +81,12 @@ std::unique_ptr<Connection> Database::open_connection() {
 
 void Database::between_groups(const std::function<void()>& fn) {
   std::unique_lock q(queue_mu_);
-  checkpoint_tail_ = true;  // no group starts
+  between_groups_running_ = true;  // no group starts
   group_end_cv_.wait(q, [this] { return !group_in_progress_; });
   q.unlock();
   fn();
   q.lock();
-  checkpoint_tail_ = false;
+  between_groups_running_ = false;
   hand_on_lead();
 }
 
@@ -144,7 +144,7 @@ void Database::submit(WriteJob& job) {
   std::unique_lock lock(queue_mu_);
   queue_.push_back(&job);
   while (!job.done) {
-    if (group_in_progress_ || checkpoint_tail_) {
+    if (group_in_progress_ || between_groups_running_) {
       job.cv.wait(lock);
       continue;
     }
@@ -164,7 +164,7 @@ void Database::write_async(std::function<void(Connection&)> fn, std::function<vo
   std::lock_guard lock(queue_mu_);
   queue_.push_back(job);
   // A running group's leader hands the lead on when it ends; otherwise the writer thread leads.
-  if (!group_in_progress_ && !checkpoint_tail_ && queue_.size() == 1) async_cv_.notify_one();
+  if (!group_in_progress_ && !between_groups_running_ && queue_.size() == 1) async_cv_.notify_one();
 }
 
 void Database::lead_group(std::vector<WriteJob*>& group, std::unique_lock<std::mutex>& lock) {
@@ -202,7 +202,7 @@ void Database::lead_group(std::vector<WriteJob*>& group, std::unique_lock<std::m
 }
 
 void Database::hand_on_lead() {
-  if (checkpoint_tail_) {
+  if (between_groups_running_) {
     group_end_cv_.notify_one();  // the tail's turn; the next group follows it
     return;
   }
@@ -222,10 +222,10 @@ void Database::run_async_leader() {
   std::unique_lock lock(queue_mu_);
   while (true) {
     async_cv_.wait(lock, [this] {
-      return async_stopping_ || (!queue_.empty() && !group_in_progress_ && !checkpoint_tail_);
+      return async_stopping_ || (!queue_.empty() && !group_in_progress_ && !between_groups_running_);
     });
     // Stopping: what is queued is still written (its callers are told), unless another leads it.
-    if (async_stopping_ && (queue_.empty() || group_in_progress_ || checkpoint_tail_)) return;
+    if (async_stopping_ && (queue_.empty() || group_in_progress_ || between_groups_running_)) return;
     group_in_progress_ = true;
     std::vector<WriteJob*> group;
     group.swap(queue_);

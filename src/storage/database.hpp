@@ -25,7 +25,6 @@
 #include <string>
 #include <string_view>
 #include <thread>
-#include <unordered_map>
 
 namespace trestle::storage {
 
@@ -271,7 +270,6 @@ private:
   // Runs fn while no write group runs and none starts (the WAL checkpointer's tail copy).
   void between_groups(const std::function<void()>& fn);
   std::unique_ptr<Connection> open_connection();
-  void open();
   void commit_locked();  // persists the stream position with the transaction, then commits
 
   DatabaseOptions options_;
@@ -293,7 +291,7 @@ private:
   int next_hook_id_ = 0;
   // Guarded by queue_mu_: between_groups() is running; no group starts meanwhile, and
   // group_end_cv_ tells it that the running group ended.
-  bool checkpoint_tail_ = false;
+  bool between_groups_running_ = false;
   std::condition_variable group_end_cv_;
   // SQLite: copies committed pages from the WAL into the database file (storage/sqlite/).
   std::unique_ptr<sqlite::WalCheckpointer> checkpointer_;

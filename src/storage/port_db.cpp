@@ -21,8 +21,7 @@ struct Column {
 struct Table {
   std::string name;
   std::vector<Column> columns;  // PostgreSQL's, generated ones left out
-  bool has_rowid = true;        // SQLite: WITHOUT ROWID tables are copied whole each run
-  std::string source_key;       // the SQLite column a batch resumes after (rowid)
+  bool has_rowid = true;        // SQLite: rowid tables are copied in batches, WITHOUT ROWID ones at once
 };
 
 // Where this port got to: the last SQLite rowid copied of each table, committed with its rows.
@@ -93,12 +92,10 @@ std::vector<TableResult> sqlite_to_postgres(const Options& options) {
     bool done = false;
   };
   std::map<std::string, Progress> progress;
-  auto load_progress = [&] {
-    progress.clear();
+  {
     auto st = target.prepare(std::string("SELECT table_name, last_rowid, done FROM ") + kProgressTable);
     while (st.step()) progress[st.text(0)] = {st.int64(1), st.int64(2) != 0};
-  };
-  load_progress();
+  }
   // A first run needs an empty target (but for the rows the schema itself inserts).
   if (progress.empty()) {
     for (const auto& t : tables) {

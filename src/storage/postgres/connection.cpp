@@ -115,9 +115,7 @@ public:
       return;
     }
     check_count();
-    if (!has_name()) conn_.drain(true);  // PQprepare waits for its answer: never inside a pipeline
-    const std::string& name = prepared_name();
-    conn_.send_pipelined(name, params(), &original_);
+    conn_.send_pipelined(prepared_name(), params(), &original_);
   }
   int64_t int64(int col) const override {
     const char* v = PQgetvalue(result_, row_, col);
@@ -149,11 +147,14 @@ private:
   }
 
   // Prepared on first use with the types bound then; another combination of types (a NULL of
-  // unknown type where a text came before) is prepared again under a name of its own.
+  // unknown type where a text came before) is prepared again under a name of its own. PQprepare
+  // waits for its answer, so pipelined statements are answered first.
   const std::string& prepared_name() {
-    std::string signature = this->signature();
+    std::string signature(types_.size(), 'u');
+    for (size_t i = 0; i < types_.size(); ++i) signature[i] = types_[i] == kInt8 ? 'i' : types_[i] == kText ? 't' : 'u';
     auto it = names_.find(signature);
     if (it != names_.end()) return it->second;
+    conn_.drain(true);
     std::string name = "t" + std::to_string(++conn_.next_name_);
     PGresult* r = PQprepare(conn_.conn_, name.c_str(), sql_.c_str(), static_cast<int>(types_.size()), types_.data());
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -171,12 +172,6 @@ private:
                                " parameters, " + std::to_string(values_.size()) + " bound");
     }
   }
-  std::string signature() const {
-    std::string out(types_.size(), 'u');
-    for (size_t i = 0; i < types_.size(); ++i) out[i] = types_[i] == kInt8 ? 'i' : types_[i] == kText ? 't' : 'u';
-    return out;
-  }
-  bool has_name() const { return names_.count(signature()) != 0; }
   std::vector<const char*> params() const {
     std::vector<const char*> out(values_.size());
     for (size_t i = 0; i < values_.size(); ++i) out[i] = nulls_[i] ? nullptr : values_[i].c_str();
@@ -185,7 +180,6 @@ private:
 
   void execute() {
     check_count();
-    if (!conn_.pending_.empty() && !has_name()) conn_.drain(true);
     const std::string& name = prepared_name();
     auto values = params();
     if (!conn_.pending_.empty()) {
