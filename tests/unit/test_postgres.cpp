@@ -295,3 +295,25 @@ TEST(PostgresPortDb, AnInterruptedPortResumesAndTheNextRunCopiesEverythingAnew) 
   EXPECT_EQ(again.copied, 54);
   EXPECT_EQ(again.target_rows, 54);
 }
+
+TEST(PostgresDatabase, ACollationOtherThanCIsRefusedUnlessAllowed) {
+  NEED_POSTGRES(opts);
+  const char* dir = std::getenv("TRESTLE_TEST_PG");
+  if (dir[0] != '/') GTEST_SKIP() << "needs scripts/postgres.sh's cluster (a socket directory) to make a database";
+  {
+    storage::postgres::PgConnection admin("host='" + std::string(dir) + "' user=postgres dbname=postgres");
+    admin.exec("DROP DATABASE IF EXISTS trestle_unit_locale WITH (FORCE)");
+    admin.exec("CREATE DATABASE trestle_unit_locale TEMPLATE template0 LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'");
+  }
+  auto options = *opts;
+  options.pg_conninfo = "host='" + std::string(dir) + "' user=postgres dbname=trestle_unit_locale";
+  try {
+    storage::Database refused(options);
+    ADD_FAILURE() << "a database with LC_COLLATE C.UTF-8 was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("allow_unsafe_locale"), std::string::npos) << e.what();
+  }
+  options.allow_unsafe_locale = true;
+  storage::Database allowed(options);
+  EXPECT_EQ(allowed.committed_position(), 0);
+}
