@@ -15,11 +15,11 @@ std::optional<State> get_state(Connection& c, const std::string& appservice_id) 
 
 State get_or_create_state(Connection& c, const std::string& appservice_id, int64_t start_stream) {
   if (auto s = get_state(c, appservice_id)) return *s;
-  State s{start_stream, 1};
-  c.prepare("INSERT INTO appservice_state (appservice_id, last_stream, next_txn_id) VALUES (?, ?, ?)")
-      .bind(appservice_id, s.last_stream, s.next_txn_id)
+  c.prepare("INSERT INTO appservice_state (appservice_id, last_stream, next_txn_id) VALUES (?, ?, 1) "
+            "ON CONFLICT DO NOTHING")
+      .bind(appservice_id, start_stream)
       .run();
-  return s;
+  return *get_state(c, appservice_id);
 }
 
 void set_state(Connection& c, const std::string& appservice_id, const State& s) {
@@ -54,6 +54,61 @@ int64_t queued_count(Connection& c, const std::string& appservice_id) {
   return st.int64(0);
 }
 
+std::optional<int64_t> try_acquire_lease(Connection& c, const std::string& appservice_id, const std::string& me,
+                                         bool preferred, int64_t now, int64_t lease_ms) {
+  // A new row: the preferred instance's, or no one's for one lease time. An existing one changes
+  // hands only under the WHERE; RETURNING gives nothing when it does not.
+  auto st = c.prepare(
+      "INSERT INTO appservice_leases (appservice_id, owner, epoch, expires_ts) VALUES (?, ?, ?, ?) "
+      "ON CONFLICT (appservice_id) DO UPDATE SET owner = ?, epoch = appservice_leases.epoch + 1, expires_ts = ? "
+      "WHERE appservice_leases.owner = ? OR appservice_leases.expires_ts <= ? OR ? = 1 "
+      "RETURNING owner, epoch");
+  std::optional<std::string> new_owner;
+  if (preferred) new_owner = me;
+  const int64_t until = now + lease_ms;
+  const int64_t preferred_flag = preferred ? 1 : 0;  // also the first holding's epoch
+  st.bind(appservice_id, new_owner, preferred_flag, until, me, until, me, now, preferred_flag);
+  if (!st.step() || st.opt_text(0) != me) return std::nullopt;
+  return st.int64(1);
+}
+
+bool renew_lease(Connection& c, const std::string& appservice_id, const std::string& me, int64_t epoch, int64_t now,
+                 int64_t lease_ms) {
+  c.prepare("UPDATE appservice_leases SET expires_ts = ? WHERE appservice_id = ? AND owner = ? AND epoch = ?")
+      .bind(now + lease_ms, appservice_id, me, epoch)
+      .run();
+  return c.changes() == 1;
+}
+
+void release_lease(Connection& c, const std::string& appservice_id, const std::string& me, int64_t epoch) {
+  c.prepare("UPDATE appservice_leases SET owner = NULL, expires_ts = 0 WHERE appservice_id = ? AND owner = ? AND "
+            "epoch = ?")
+      .bind(appservice_id, me, epoch)
+      .run();
+}
+
+bool holds_lease(Connection& c, const std::string& appservice_id, const std::string& me, int64_t epoch) {
+  // SQLite's write transaction excludes every other writer already; PostgreSQL's row lock makes a
+  // takeover (its UPDATE of this row) wait for our commit.
+  auto st = c.prepare(std::string("SELECT 1 FROM appservice_leases WHERE appservice_id = ? AND owner = ? AND epoch = ?") +
+                      (c.dialect() == Dialect::postgres ? " FOR SHARE" : ""));
+  st.bind(appservice_id, me, epoch);
+  return st.step();
+}
+
+void check_lease(Connection& c, const std::string& appservice_id, const std::string& me, int64_t epoch) {
+  if (!holds_lease(c, appservice_id, me, epoch)) {
+    throw LeaseLost("appservice " + appservice_id + ": " + me + " no longer holds the sender's lease (epoch " +
+                    std::to_string(epoch) + ")");
+  }
+}
+
+std::optional<Lease> get_lease(Connection& c, const std::string& appservice_id) {
+  auto st = c.prepare("SELECT owner, epoch, expires_ts FROM appservice_leases WHERE appservice_id = ?");
+  st.bind(appservice_id);
+  if (!st.step()) return std::nullopt;
+  return Lease{st.opt_text(0), st.int64(1), st.int64(2)};
+}
 
 std::optional<std::string> membership_as_of(Connection& c, std::string event_id, int64_t at) {
   while (true) {

@@ -653,6 +653,19 @@ CREATE TABLE forward_extremities (
 INSERT INTO forward_extremities (room_id, event_id) SELECT room_id, event_id FROM forward_extremities_old;
 DROP TABLE forward_extremities_old;
 )SQL",
+      // 30 (issue 13, several processes): which process sends to each appservice. `owner` is the
+      // holder's instance name (NULL: released, or not yet claimed); `epoch` grows with every
+      // new holding, and each write of the sender checks (owner, epoch) in its own transaction, so
+      // a holder that lost the lease can store nothing more; `expires_ts` (ms) is when the others
+      // may take it. storage/appservice_store.cpp has the statements.
+      R"SQL(
+CREATE TABLE appservice_leases (
+  appservice_id TEXT PRIMARY KEY,
+  owner TEXT,
+  epoch BIGINT NOT NULL DEFAULT 0,
+  expires_ts BIGINT NOT NULL DEFAULT 0
+);
+)SQL",
   };
   return steps;
 }

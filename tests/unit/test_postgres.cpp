@@ -7,6 +7,7 @@
 #include "storage/postgres/connection.hpp"
 #include "storage/search_store.hpp"
 
+#include "pg_test_db.hpp"
 #include "temp_dir.hpp"
 
 #include "core/error.hpp"
@@ -47,24 +48,7 @@ TEST(PostgresPlaceholders, DescribingTheSettingsLeavesOutThePassword) {
 
 namespace {
 
-// TRESTLE_TEST_PG: a libpq conninfo, or (scripts/postgres.sh run) the private cluster's socket
-// directory, where the tests use a database of their own, made new for each test.
-std::optional<storage::DatabaseOptions> pg_options() {
-  const char* env = std::getenv("TRESTLE_TEST_PG");
-  if (!env || !*env) return std::nullopt;
-  std::string conninfo = env;
-  if (conninfo.front() == '/') {
-    storage::postgres::PgConnection admin("host='" + conninfo + "' user=postgres dbname=postgres");
-    admin.exec("DROP DATABASE IF EXISTS trestle_unit WITH (FORCE)");
-    admin.exec("CREATE DATABASE trestle_unit");
-    conninfo = "host='" + conninfo + "' user=postgres dbname=trestle_unit";
-  }
-  storage::DatabaseOptions o;
-  o.engine = storage::Dialect::postgres;
-  o.pg_conninfo = conninfo;
-  o.readers_ahead = 1;
-  return o;
-}
+std::optional<storage::DatabaseOptions> pg_options() { return test_support::pg_test_options("trestle_unit"); }
 
 #define NEED_POSTGRES(opts)                                                     \
   auto opts = pg_options();                                                     \
