@@ -11,6 +11,7 @@
 #include "storage/user_data_store.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <boost/json/serialize.hpp>
 #include <deque>
 #include <limits>
@@ -42,7 +43,7 @@ struct AppServiceSender::Worker {
   bool wake = false;  // new events, ephemeral changes, an accepted or failed transaction
   bool poked = false;      // a poke since the last attempt began
   bool poke_retry = false; // the next attempt is a poke's: its failure does not double the delay
-  bool stopping = false;
+  bool stopping = true;     // no holding of the lease (not yet, or not any more), or stop()
   std::set<std::string> typing_rooms;  // rooms whose typing changed since the last transaction
   std::set<std::string> presence_users;  // users whose presence changed since the last transaction
   // Status, guarded by mu.
@@ -81,11 +82,26 @@ struct AppServiceSender::Worker {
     bool took_to_device = false;
   };
   std::optional<InGroup> in_group;
+  // The lease. The lease thread's own, except `epoch` and `threads` (guarded by mu): this process
+  // holds it, and runs the two threads, from begin_holding() until the lease thread finds it gone.
+  // `threads`: started and not yet finished; a new holding waits until the last one's are done.
+  bool held = false;
+  int64_t epoch = 0;
+  int64_t held_until = 0;  // the lease's end as last written (this process's clock)
+  int threads = 0;
 };
 
 AppServiceSender::AppServiceSender(const AppServiceRegistry& registry, storage::Database& db, Notifier& notifier,
-                                   OutboundHttp http)
-    : registry_(registry), db_(db), notifier_(notifier), http_(std::move(http)) {}
+                                   OutboundHttp http, std::string instance, std::string preferred)
+    : registry_(registry),
+      db_(db),
+      notifier_(notifier),
+      http_(std::move(http)),
+      instance_(std::move(instance)),
+      preferred_((preferred.empty() ? std::string("main") : preferred) == instance_) {
+  // The test knob (kLeaseMs): a takeover test waits for a lease of a second, not of ten.
+  if (const char* v = std::getenv("TRESTLE_AS_LEASE_MS"); v && *v) lease_ms_ = std::max<int64_t>(300, std::atoll(v));
+}
 
 AppServiceSender::~AppServiceSender() { stop(); }
 
@@ -105,39 +121,169 @@ void AppServiceSender::start() {
   });
   // A new appservice starts at the current stream position: it gets what happens from now on.
   int64_t now = db_.committed_position();
+  // (Whichever process starts first: the others find the row.)
   for (auto& w : workers_) {
     db_.write([&](storage::Connection& c) { asdb::get_or_create_state(c, w->as->id, now); });
   }
-  for (auto& w : workers_) {
-    Worker* wp = w.get();
-    wp->builder = std::thread([this, wp] { run_builder(*wp); });
-    wp->deliverer = std::thread([this, wp] { run_deliverer(*wp); });
+  if (workers_.empty()) return;
+  lease_round();  // what this process may send to now starts now
+  group_hook_ = db_.add_group_hook({[this](storage::Connection& c, int64_t upto) { build_in_group(c, upto); },
+                                    [this](bool committed) { group_done(committed); }});
+  lease_thread_ = std::thread([this] { run_leases(); });
+}
+
+void AppServiceSender::lease_round() {
+  const int64_t now = core::now_ms();
+  struct Step {
+    Worker* w;
+    bool renew;  // else: an acquisition
+    std::optional<int64_t> epoch;
+    bool renewed = false;
+  };
+  std::vector<Step> steps;
+  for (auto& wp : workers_) {
+    Worker& w = *wp;
+    if (w.held) {
+      steps.push_back({&w, true, w.epoch});
+      continue;
+    }
+    std::lock_guard lock(w.mu);
+    if (w.threads == 0 && !w.building) steps.push_back({&w, false, std::nullopt});
   }
-  if (!workers_.empty()) {
-    group_hook_ = db_.add_group_hook({[this](storage::Connection& c, int64_t upto) { build_in_group(c, upto); },
-                                      [this](bool committed) { group_done(committed); }});
+  if (steps.empty()) return;
+  try {
+    db_.write([&](storage::Connection& c) {
+      for (auto& st : steps) {
+        if (st.renew) {
+          st.renewed = asdb::renew_lease(c, st.w->as->id, instance_, *st.epoch, now, lease_ms_);
+        } else {
+          st.epoch = asdb::try_acquire_lease(c, st.w->as->id, instance_, preferred_, now, lease_ms_);
+        }
+      }
+    });
+  } catch (const std::exception& e) {
+    // The database is away. Once a lease may have expired, another process may send: stop here.
+    spdlog::warn("appservice leases: cannot renew or take ({})", e.what());
+    for (auto& st : steps) {
+      if (!st.renew || now < st.w->held_until) continue;
+      spdlog::warn("appservice {}: the sender's lease expired unrenewed; stopping here", st.w->as->id);
+      st.w->held = false;
+      stop_holding(*st.w);
+    }
+    return;
+  }
+  for (auto& st : steps) {
+    Worker& w = *st.w;
+    if (st.renew && st.renewed) {
+      w.held_until = now + lease_ms_;
+    } else if (st.renew) {
+      spdlog::warn("appservice {}: another process holds the sender's lease now; stopping here", w.as->id);
+      w.held = false;
+      stop_holding(w);
+    } else if (st.epoch) {
+      spdlog::info("appservice {}: sending from {} (lease epoch {})", w.as->id, instance_, *st.epoch);
+      begin_holding(w, *st.epoch, now + lease_ms_);
+    }
+  }
+}
+
+void AppServiceSender::begin_holding(Worker& w, int64_t epoch, int64_t until) {
+  if (w.builder.joinable()) w.builder.join();  // the last holding's, done (threads == 0)
+  if (w.deliverer.joinable()) w.deliverer.join();
+  {
+    // What the last holding knew may be stale: another process sent meanwhile. From the database.
+    std::lock_guard lock(w.mu);
+    w.ready.clear();
+    w.delivered.clear();
+    w.loaded = false;
+    w.take_back = false;
+    w.state.reset();
+    w.member_interest.clear();
+    w.backoff_ms = 0;
+    w.poked = w.poke_retry = false;
+    w.last_error.clear();
+    w.build_error.clear();
+    w.epoch = epoch;
+    w.stopping = false;
+    w.wake = true;
+    w.threads = 2;
+  }
+  w.held = true;
+  w.held_until = until;
+  auto finished = [](Worker& w) {
+    std::lock_guard lock(w.mu);
+    --w.threads;
+  };
+  Worker* wp = &w;
+  wp->builder = std::thread([this, wp, finished] {
+    run_builder(*wp);
+    finished(*wp);
+  });
+  wp->deliverer = std::thread([this, wp, finished] {
+    run_deliverer(*wp);
+    finished(*wp);
+  });
+}
+
+void AppServiceSender::stop_holding(Worker& w) {
+  {
+    std::lock_guard lock(w.mu);
+    w.stopping = true;
+  }
+  w.cv.notify_all();
+  w.send_cv.notify_all();
+}
+
+int64_t AppServiceSender::epoch_of(Worker& w) {
+  std::lock_guard lock(w.mu);
+  return w.epoch;
+}
+
+void AppServiceSender::run_leases() {
+  const auto period = std::chrono::milliseconds(lease_ms_ / 3);
+  while (true) {
+    {
+      std::unique_lock lock(lease_mu_);
+      if (lease_cv_.wait_for(lock, period, [&] { return lease_stopping_; })) return;
+    }
+    try {
+      lease_round();
+    } catch (const std::exception& e) {
+      spdlog::error("appservice leases: {}", e.what());
+    }
   }
 }
 
 void AppServiceSender::stop() {
   if (group_hook_) db_.remove_group_hook(group_hook_);  // waits for a running one
   group_hook_ = 0;
-  for (auto& w : workers_) {
-    {
-      std::lock_guard lock(w->mu);
-      w->stopping = true;
-    }
-    w->cv.notify_one();
-    w->send_cv.notify_one();
+  {
+    std::lock_guard lock(lease_mu_);
+    lease_stopping_ = true;
   }
+  lease_cv_.notify_all();
+  if (lease_thread_.joinable()) lease_thread_.join();
+  for (auto& w : workers_) stop_holding(*w);
   for (auto& w : workers_) {
     if (w->deliverer.joinable()) w->deliverer.join();
-    if (!w->builder.joinable()) continue;
-    w->builder.join();
+    if (w->builder.joinable()) w->builder.join();
+    if (!w->held) continue;
+    w->held = false;
+    std::vector<int64_t> accepted;
+    {
+      std::lock_guard lock(w->mu);
+      accepted = w->delivered;
+    }
     try {
-      forget_delivered(*w);  // best effort: a transaction left in the queue is only sent again
+      // Best effort: a transaction left in the queue is only sent again. Then another process
+      // may take the lease at once.
+      db_.write([&](storage::Connection& c) {
+        if (!asdb::holds_lease(c, w->as->id, instance_, w->epoch)) return;
+        for (int64_t id : accepted) asdb::delete_txn(c, w->as->id, id);
+        asdb::release_lease(c, w->as->id, instance_, w->epoch);
+      });
     } catch (const std::exception& e) {
-      spdlog::warn("appservice {}: cannot clear delivered transactions: {}", w->as->id, e.what());
+      spdlog::warn("appservice {}: cannot clear delivered transactions or release the lease: {}", w->as->id, e.what());
     }
   }
 }
@@ -502,11 +648,13 @@ bool AppServiceSender::queue_next(Worker& w) {
   const asdb::State state = *w.state;
   std::set<std::string> typing_rooms, presence_users;
   std::vector<int64_t> accepted;  // deleted from the queue by this write
+  int64_t epoch;
   {
     std::lock_guard lock(w.mu);
     typing_rooms.swap(w.typing_rooms);
     presence_users.swap(w.presence_users);
     accepted = w.delivered;
+    epoch = w.epoch;
   }
   if (state.last_stream >= upto && typing_rooms.empty() && presence_users.empty()) return false;
 
@@ -549,6 +697,7 @@ bool AppServiceSender::queue_next(Worker& w) {
   std::optional<asdb::QueuedTxn> built;
   asdb::State next;
   db_.write([&](storage::Connection& c) {
+    asdb::check_lease(c, as.id, instance_, epoch);  // or store nothing
     // Then the events committed since the snapshot, up to the writer's own view (groups committed
     // while this write waited for its turn, and the writes before it in its own group, which commit
     // with it or not at all): under load this is what keeps a transaction from always being one
@@ -580,6 +729,7 @@ void AppServiceSender::build_in_group(storage::Connection& c, int64_t upto) {
   for (auto& wp : workers_) {
     Worker& w = *wp;
     std::vector<int64_t> accepted;
+    int64_t epoch;
     {
       std::lock_guard lock(w.mu);
       if (!w.loaded || w.building || w.stopping || w.take_back || w.backoff_ms != 0 || w.ready.size() > kBuildAhead ||
@@ -588,9 +738,14 @@ void AppServiceSender::build_in_group(storage::Connection& c, int64_t upto) {
       }
       w.building = true;  // the builder waits until group_done()
       accepted = w.delivered;
+      epoch = w.epoch;
     }
     in_group_.push_back(&w);
     if (!w.state || w.state->last_stream < before_group) continue;  // behind: its builder catches up
+    if (!asdb::holds_lease(c, w.as->id, instance_, epoch)) {  // the fence, without failing the group
+      stop_holding(w);
+      continue;
+    }
     const asdb::State state = *w.state;
     Draft d;
     d.cursor = state.last_stream;
@@ -623,8 +778,10 @@ void AppServiceSender::group_done(bool committed) {
 void AppServiceSender::take_back_ahead(Worker& w) {
   std::optional<Built> b;
   std::vector<int64_t> accepted;
+  int64_t epoch;
   {
     std::lock_guard lock(w.mu);
+    epoch = w.epoch;
     w.take_back = false;
     // Never the front (it may be on the wire), and only while the front is failing.
     if (w.ready.size() < 2 || !w.ready.back().revocable || w.backoff_ms == 0) return;
@@ -634,6 +791,7 @@ void AppServiceSender::take_back_ahead(Worker& w) {
   }
   try {
     db_.write([&](storage::Connection& c) {
+      asdb::check_lease(c, w.as->id, instance_, epoch);
       for (int64_t id : accepted) asdb::delete_txn(c, w.as->id, id);
       asdb::delete_txn(c, w.as->id, b->txn.txn_id);
       asdb::set_state(c, w.as->id, b->before);  // its txn id was never sent: it is used again
@@ -658,7 +816,9 @@ void AppServiceSender::forget_delivered(Worker& w) {
     accepted = w.delivered;
   }
   if (accepted.empty()) return;
+  const int64_t epoch = epoch_of(w);
   db_.write([&](storage::Connection& c) {
+    asdb::check_lease(c, w.as->id, instance_, epoch);
     for (int64_t id : accepted) asdb::delete_txn(c, w.as->id, id);
   });
   std::lock_guard lock(w.mu);
@@ -802,6 +962,9 @@ void AppServiceSender::run_builder(Worker& w) {
         lock.unlock();
         try {
           forget_delivered(w);
+        } catch (const asdb::LeaseLost& e) {
+          spdlog::warn("{}; stopping here", e.what());
+          stop_holding(w);
         } catch (const std::exception& e) {
           spdlog::warn("appservice {}: cannot clear delivered transactions: {}", w.as->id, e.what());
         }
@@ -819,6 +982,9 @@ void AppServiceSender::run_builder(Worker& w) {
         std::lock_guard lock(w.mu);
         w.build_error.clear();
       }
+    } catch (const asdb::LeaseLost& e) {
+      spdlog::warn("{}; stopping here", e.what());
+      stop_holding(w);
     } catch (const std::exception& e) {
       spdlog::error("appservice {}: delivery error: {}", w.as->id, e.what());
       w.member_interest.clear();  // it may have seen events the cursor did not move past

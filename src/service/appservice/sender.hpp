@@ -6,6 +6,16 @@
 // appservice accepts it. While one is being sent the builder already builds and stores the next
 // (one ahead), so a transaction's database write overlaps the previous one's HTTP round trip. A
 // slow or dead appservice only ever blocks its own threads.
+//
+// Several processes on one database (issue 13): each appservice is sent to by one process at a
+// time, the holder of its lease (storage/appservice_store.hpp). A lease thread takes the leases this
+// process may take (at once for the instance named by notify_appservices_from_worker, "main" when
+// unset; after the holder's lease expired for any other) and renews them every kLeaseMs / 3; the
+// builder and deliverer of an appservice run only while its lease is held, and stop at once when a
+// renewal (or a write's fence) says it is gone. Every write of the sender checks the fence in its
+// own transaction, so a process that lost the lease (paused, not dead) stores nothing; its
+// deliverer at worst sends an already stored transaction once more, with the same id and body. A
+// clean stop releases the leases: another process takes them at once.
 #include "service/appservice/registration.hpp"
 #include <boost/json/object.hpp>
 #include "service/notifier.hpp"
@@ -64,8 +74,14 @@ public:
   static constexpr int kRequestTimeoutMs = 30000;
   static constexpr size_t kBuildAhead = 1;  // stored transactions beyond the one being sent
   static constexpr int64_t kForgetDelayMs = 1000;  // accepted ones left in the queue, waiting for a write
+  // How long a lease lasts (renewed every third of it). A test knob overrides it: the environment
+  // variable TRESTLE_AS_LEASE_MS (tests/integration/scenarios/appservice_takeover.py).
+  static constexpr int64_t kLeaseMs = 10000;
 
-  AppServiceSender(const AppServiceRegistry& registry, storage::Database& db, Notifier& notifier, OutboundHttp http);
+  // `instance`: this process's instance name (cfg.instance_name); `preferred`: the instance that
+  // should send (cfg.notify_appservices_from_worker; empty: "main").
+  AppServiceSender(const AppServiceRegistry& registry, storage::Database& db, Notifier& notifier, OutboundHttp http,
+                   std::string instance = "main", std::string preferred = "");
   ~AppServiceSender();
 
   void start();
@@ -118,6 +134,12 @@ private:
   void group_done(bool committed);
   void take_back_ahead(Worker& w);   // un-stores a txn built ahead of a failing one (never sent)
   void forget_delivered(Worker& w);  // deletes accepted transactions from the queue
+  // The leases: one round of renewals and acquisitions (one write), and the thread repeating it.
+  void lease_round();
+  void run_leases();
+  void begin_holding(Worker& w, int64_t epoch, int64_t until);  // lease thread; the worker's threads start
+  void stop_holding(Worker& w);  // the lease is gone: the worker's threads stop at once (any thread)
+  int64_t epoch_of(Worker& w);
   using MemberInterest = std::unordered_map<std::string, bool>;  // room id -> one of ours joined
   static constexpr size_t kMaxMemberInterestRooms = 100000;
   bool interested(const AppService& as, const storage::events::StoredEvent& e, storage::Connection& c,
@@ -132,6 +154,13 @@ private:
   std::vector<std::unique_ptr<Worker>> workers_;
   int group_hook_ = 0;
   std::vector<Worker*> in_group_;  // claimed by the running group's hook (writer thread only)
+  const std::string instance_;
+  const bool preferred_;  // this process is the instance that should send
+  int64_t lease_ms_ = kLeaseMs;
+  std::thread lease_thread_;
+  std::mutex lease_mu_;
+  std::condition_variable lease_cv_;
+  bool lease_stopping_ = false;
 };
 
 }  // namespace trestle::service
