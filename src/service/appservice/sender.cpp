@@ -302,6 +302,7 @@ void AppServiceSender::on_typing(const std::string& room_id) {
   for (auto& w : workers_) {
     if (!w->as->receive_ephemeral) continue;
     std::lock_guard lock(w->mu);
+    if (w->stopping) continue;  // another process sends to it (and hears of the change itself)
     w->typing_rooms.insert(room_id);
     w->wake = true;
     w->cv.notify_one();
@@ -312,6 +313,7 @@ void AppServiceSender::on_presence(const std::string& user_id) {
   for (auto& w : workers_) {
     if (!w->as->receive_ephemeral) continue;
     std::lock_guard lock(w->mu);
+    if (w->stopping) continue;
     w->presence_users.insert(user_id);
     w->wake = true;
     w->cv.notify_one();
