@@ -135,6 +135,19 @@ def sync(ctx, who, since=None, timeout=0):
     return ctx.expect(who.request("GET", "/sync", query=query))
 
 
+def poll_until(ctx, who, since, found, into):
+    """Long-polls from `since` until an answer satisfies `found` (another change, a presence say,
+    may answer first); puts that answer and its time in `into`."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        body = sync(ctx, who, since, timeout=20000)
+        since = body["next_batch"]
+        if found(body):
+            into["body"] = body
+            into["at"] = time.monotonic()
+            return
+
+
 def timeline_ids(body, room):
     joined = body.get("rooms", {}).get("join", {}).get(room, {})
     return [e["event_id"] for e in joined.get("timeline", {}).get("events", [])]
@@ -151,16 +164,7 @@ def test_long_poll_on_a_worker_wakes_when_main_commits(ctx):
             answered = {}
 
             def poll():
-                # Until the event comes (another change, alice's presence say, may answer first).
-                token = since
-                deadline = time.monotonic() + 20
-                while time.monotonic() < deadline:
-                    body = sync(ctx, on_worker, token, timeout=20000)
-                    token = body["next_batch"]
-                    if timeline_ids(body, room):
-                        answered["body"] = body
-                        answered["at"] = time.monotonic()
-                        return
+                poll_until(ctx, on_worker, since, lambda body: timeline_ids(body, room), answered)
 
             t = threading.Thread(target=poll)
             t.start()
@@ -231,23 +235,16 @@ def test_typing_presence_and_logout_reach_the_other_process(ctx):
         answered = {}
 
         def poll():
-            token = since
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                body = sync(ctx, bob_on_worker, token, timeout=20000)
-                token = body["next_batch"]
-                if typing_in(body) is not None:
-                    answered["b"] = body
-                    return
+            poll_until(ctx, bob_on_worker, since, lambda body: typing_in(body) is not None, answered)
 
         t = threading.Thread(target=poll)
         t.start()
         time.sleep(0.3)
         ctx.expect(alice.request("PUT", f"/rooms/{room}/typing/{alice.user_id}", body={"typing": True, "timeout": 30000}))
         t.join(25)
-        if typing_in(answered.get("b", {})) != [alice.user_id]:
-            raise TestFailure(f"typing on main, seen on the worker: {answered.get('b')}")
-        since = answered["b"]["next_batch"]
+        if typing_in(answered.get("body", {})) != [alice.user_id]:
+            raise TestFailure(f"typing on main, seen on the worker: {answered.get('body')}")
+        since = answered["body"]["next_batch"]
         # Typing sent to the worker goes to main (which owns it), and comes back to both.
         alice_on_worker = as_user(worker.client(), alice)
         ctx.expect(alice_on_worker.request("PUT", f"/rooms/{room}/typing/{alice.user_id}", body={"typing": False}))
