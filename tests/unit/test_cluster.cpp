@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <tuple>
 
 using namespace trestle;
 
@@ -41,17 +42,28 @@ struct Waited {
   }
 };
 
+// The main process and a worker, in one test process.
+struct Deployment {
+  explicit Deployment(const storage::DatabaseOptions& o)
+      : main_cfg(instance("main")), worker_cfg(instance("reader1")), main_db(o), worker_db(worker(o)),
+        main_c(main_cfg, main_db, main_n), worker_c(worker_cfg, worker_db, worker_n) {}
+  static storage::DatabaseOptions worker(storage::DatabaseOptions o) {
+    o.stream_writer = false;
+    return o;
+  }
+  auto parts() { return std::tie(main_db, worker_db, main_n, worker_n, main_c, worker_c); }
+  config::Config main_cfg, worker_cfg;
+  storage::Database main_db, worker_db;
+  service::Notifier main_n, worker_n;
+  service::Cluster main_c, worker_c;
+};
+
 }  // namespace
 
 TEST(Cluster, AWakeUpOnMainReachesTheWorkerWithThePosition) {
   NEED_POSTGRES(opts);
-  auto main_cfg = instance("main"), worker_cfg = instance("reader1");
-  storage::Database main_db(*opts);
-  auto worker_opts = *opts;
-  worker_opts.stream_writer = false;
-  storage::Database worker_db(worker_opts);
-  service::Notifier main_n, worker_n;
-  service::Cluster main_c(main_cfg, main_db, main_n), worker_c(worker_cfg, worker_db, worker_n);
+  Deployment d(*opts);
+  auto [main_db, worker_db, main_n, worker_n, main_c, worker_c] = d.parts();  // references
   ASSERT_TRUE(main_c.enabled());
   main_c.start();
   worker_c.start();
@@ -76,13 +88,8 @@ TEST(Cluster, AWakeUpOnMainReachesTheWorkerWithThePosition) {
 
 TEST(Cluster, TypingOwnedByMainIsMirroredWithItsSerial) {
   NEED_POSTGRES(opts);
-  auto main_cfg = instance("main"), worker_cfg = instance("reader1");
-  storage::Database main_db(*opts);
-  auto worker_opts = *opts;
-  worker_opts.stream_writer = false;
-  storage::Database worker_db(worker_opts);
-  service::Notifier main_n, worker_n;
-  service::Cluster main_c(main_cfg, main_db, main_n), worker_c(worker_cfg, worker_db, worker_n);
+  Deployment d(*opts);
+  auto [main_db, worker_db, main_n, worker_n, main_c, worker_c] = d.parts();  // references
   service::TypingTracker main_t(main_n), worker_t(worker_n);
   main_t.set_owner([&](const service::TypingTracker::RoomState& r) {
     main_c.publish("typing", {{"r", r.room_id}, {"s", r.serial}, {"rs", r.room_serial}, {"n", r.users.size()}});
