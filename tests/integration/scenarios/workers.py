@@ -329,3 +329,45 @@ def test_worker_config_errors(ctx):
     code, out = Worker(main, "reader1").run_to_exit()
     if code != 2 or "stream_writers.events" not in out:
         raise TestFailure(f"stream_writers naming a worker: exit {code}\n{tail(out)}")
+
+
+def test_kill_9_of_either_process_loses_nothing_and_a_restart_catches_up(ctx):
+    main, (worker,) = deployment(ctx)
+    try:
+        alice = ctx.register(main, "alice")
+        room = ctx.expect(alice.request("POST", "/createRoom", body={}))["room_id"]
+        on_worker = as_user(worker.client(), alice)
+        since = sync(ctx, on_worker)["next_batch"]
+        # The worker dies; the main process keeps serving; the restarted worker answers the old
+        # token with everything sent meanwhile.
+        worker.proc.kill()
+        worker.proc.wait()
+        worker.proc = None
+        sent = [ctx.expect(alice.request("PUT", f"/rooms/{room}/send/m.room.message/k{i}",
+                                         body={"msgtype": "m.text", "body": f"while the worker was down {i}"}))["event_id"]
+                for i in range(5)]
+        worker.start()
+        on_worker = as_user(worker.client(), alice)  # it listens on a new port
+        body = sync(ctx, on_worker, since)
+        if timeline_ids(body, room) != sent:
+            raise TestFailure(f"the restarted worker's /sync: {timeline_ids(body, room)}, expected {sent}")
+        since = body["next_batch"]
+        # The main process dies: the worker keeps serving reads; what main acknowledged is there.
+        main.kill()
+        ctx.expect(on_worker.request("GET", f"/rooms/{room}/event/{sent[-1]}"))
+        page = ctx.expect(on_worker.request("GET", f"/rooms/{room}/messages", query={"dir": "b", "limit": "5"}))
+        if [e["event_id"] for e in page["chunk"]] != list(reversed(sent)):
+            raise TestFailure("the worker's /messages while main was down lost acknowledged events")
+        # Main restarted (on a new port): the worker's long-poll wakes for its new events.
+        main.start()
+        answered = {}
+        t = threading.Thread(target=lambda: poll_until(ctx, on_worker, since, lambda b: timeline_ids(b, room), answered))
+        t.start()
+        time.sleep(0.3)
+        after = ctx.expect(alice.request("PUT", f"/rooms/{room}/send/m.room.message/after-restart",
+                                         body={"msgtype": "m.text", "body": "after main's restart"}))["event_id"]
+        t.join(25)
+        if timeline_ids(answered.get("body", {}), room) != [after]:
+            raise TestFailure(f"after main's restart the worker's long-poll got {answered.get('body')}")
+    finally:
+        worker.stop()
