@@ -153,13 +153,18 @@ def timeline_ids(body, room):
     return [e["event_id"] for e in joined.get("timeline", {}).get("events", [])]
 
 
+def alice_in_a_room(ctx, main, worker):
+    """A user with a room of her own (on main), her requests to the worker, and a sync token."""
+    alice = ctx.register(main, "alice")
+    room = ctx.expect(alice.request("POST", "/createRoom", body={}))["room_id"]
+    on_worker = as_user(worker.client(), alice)
+    return alice, room, on_worker, sync(ctx, on_worker)["next_batch"]
+
+
 def test_long_poll_on_a_worker_wakes_when_main_commits(ctx):
     main, (worker,) = deployment(ctx)
     try:
-        alice = ctx.register(main, "alice")
-        room = ctx.expect(alice.request("POST", "/createRoom", body={}))["room_id"]
-        on_worker = as_user(worker.client(), alice)
-        since = sync(ctx, on_worker)["next_batch"]
+        alice, room, on_worker, since = alice_in_a_room(ctx, main, worker)
         for round_ in range(3):
             answered = {}
 
@@ -334,10 +339,7 @@ def test_worker_config_errors(ctx):
 def test_kill_9_of_either_process_loses_nothing_and_a_restart_catches_up(ctx):
     main, (worker,) = deployment(ctx)
     try:
-        alice = ctx.register(main, "alice")
-        room = ctx.expect(alice.request("POST", "/createRoom", body={}))["room_id"]
-        on_worker = as_user(worker.client(), alice)
-        since = sync(ctx, on_worker)["next_batch"]
+        alice, room, on_worker, since = alice_in_a_room(ctx, main, worker)
         # The worker dies; the main process keeps serving; the restarted worker answers the old
         # token with everything sent meanwhile.
         worker.proc.kill()
