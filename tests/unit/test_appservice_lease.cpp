@@ -6,7 +6,7 @@
 #include "storage/appservice_store.hpp"
 #include "storage/database.hpp"
 
-#include "pg_test_db.hpp"
+#include "pg_test_database.hpp"
 #include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -42,7 +42,7 @@ Pair sqlite_pair() {
 }
 
 std::optional<Pair> pg_pair() {
-  auto o = test_support::pg_test_options("trestle_unit_lease");
+  auto o = test::pg_options();
   if (!o) return std::nullopt;
   Pair p;
   p.a = std::make_unique<storage::Database>(*o);
@@ -160,20 +160,20 @@ TEST(AppserviceLease, UnclaimedLeaseWaitsOneLeaseTimeForThePreferred) {
 }
 TEST(AppserviceLease, ReleasedRestartedAndPreempted) { released_restarted_and_preempted(sqlite_pair()); }
 
-#define NEED_POSTGRES(p)                                                        \
+#define NEED_POSTGRES_PAIR(p)                                                   \
   auto p = pg_pair();                                                           \
   if (!p) GTEST_SKIP() << "TRESTLE_TEST_PG (a libpq conninfo) is not set"
 
 TEST(PostgresAppserviceLease, PreferredTakesAtOnceOthersWaitForExpiry) {
-  NEED_POSTGRES(p);
+  NEED_POSTGRES_PAIR(p);
   preferred_takes_at_once_others_wait_for_expiry(std::move(*p));
 }
 TEST(PostgresAppserviceLease, UnclaimedLeaseWaitsOneLeaseTimeForThePreferred) {
-  NEED_POSTGRES(p);
+  NEED_POSTGRES_PAIR(p);
   unclaimed_lease_waits_one_lease_time_for_the_preferred(std::move(*p));
 }
 TEST(PostgresAppserviceLease, ReleasedRestartedAndPreempted) {
-  NEED_POSTGRES(p);
+  NEED_POSTGRES_PAIR(p);
   released_restarted_and_preempted(std::move(*p));
 }
 
@@ -181,7 +181,7 @@ TEST(PostgresAppserviceLease, ReleasedRestartedAndPreempted) {
 // until it commits, so a takeover that comes meanwhile waits and then sees the stored transaction
 // (its reader reads the queue after its own commit), and the old holder's next write is refused.
 TEST(PostgresAppserviceLease, TakeoverWaitsForAFencedWriteInFlight) {
-  NEED_POSTGRES(p);
+  NEED_POSTGRES_PAIR(p);
   auto& main = *p->a;
   auto& worker = *p->b;
   auto e = acquire(worker, "sender1", true, kT0);

@@ -7,10 +7,11 @@
 #include "storage/postgres/connection.hpp"
 #include "storage/search_store.hpp"
 
-#include "pg_test_db.hpp"
 #include "temp_dir.hpp"
 
 #include "core/error.hpp"
+
+#include "pg_test_database.hpp"
 
 #include <gtest/gtest.h>
 
@@ -47,12 +48,6 @@ TEST(PostgresPlaceholders, DescribingTheSettingsLeavesOutThePassword) {
 }
 
 namespace {
-
-std::optional<storage::DatabaseOptions> pg_options() { return test_support::pg_test_options("trestle_unit"); }
-
-#define NEED_POSTGRES(opts)                                                     \
-  auto opts = pg_options();                                                     \
-  if (!opts) GTEST_SKIP() << "TRESTLE_TEST_PG (a libpq conninfo) is not set"
 
 void fresh_table(storage::Database& db) {
   db.write([](storage::Connection& c) {
