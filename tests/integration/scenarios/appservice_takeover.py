@@ -128,7 +128,8 @@ def run(ctx, env):
         # The worker delivers; killed while a transaction is on the wire.
         with Sender(asc, room, "before the kill") as s:
             wait_for(lambda: len(lst.accepted_txns()) >= 3, 15, "the worker's first transactions")
-            wait_for(lambda: any(r.status is None for r in lst.txn_requests()), 10, "a transaction on the wire")
+            on_wire = wait_for(lambda: [r for r in lst.txn_requests() if r.status is None], 10,
+                               "a transaction on the wire")[0]
             worker.proc.kill()
             worker.proc.wait()
             worker.proc = None
@@ -139,9 +140,13 @@ def run(ctx, env):
             time.sleep(1.0)
         sent += s.ids
         lst.wait_delivered(sent, timeout=20)
-        # The worker is dead: what arrived after the kill came from main.
-        if not any(r.time > killed_at and r.status == 200 for r in lst.txn_requests()):
+        # The worker is dead: what arrived after the kill came from main, starting with the
+        # transaction the worker never heard the answer to, sent again with the same id and body.
+        after = [r for r in lst.txn_requests() if r.time > killed_at]
+        if not any(r.status == 200 for r in after):
             raise TestFailure("nothing was delivered after the takeover")
+        if not any(r.txn_id == on_wire.txn_id and r.raw == on_wire.raw for r in after):
+            raise TestFailure(f"transaction {on_wire.txn_id}, on the wire at the kill, was not sent again as it was")
         if "sending from main" not in main.output():
             raise TestFailure("main's log does not say that it sends to the appservice now")
 
