@@ -10,6 +10,7 @@ TRESTLE_AS_LEASE_MS (the sender's test knob) makes the lease 1.5 s. Needs --data
 
 import json
 import os
+import signal
 import threading
 import time
 
@@ -91,45 +92,69 @@ def check_transactions(lst, sent):
     return ids
 
 
+class Deployment:
+    """Main and the sender1 worker on one PostgreSQL database, sender1 named to send to a slow
+    appservice (a transaction stays on the wire for a while, so a kill or a pause lands
+    mid-delivery), with TRESTLE_AS_LEASE_MS set for both; everything stopped at the end."""
+
+    def __init__(self, ctx):
+        if not ctx.postgres:
+            raise TestSkipped("several processes share a PostgreSQL database (--database postgres)")
+        if getattr(harness, "TOPOLOGY", "single") != "single":
+            raise TestSkipped("it starts its own two processes (main and the sender worker)")
+        self.ctx = ctx
+
+    def __enter__(self):
+        self.previous = os.environ.get("TRESTLE_AS_LEASE_MS")
+        os.environ["TRESTLE_AS_LEASE_MS"] = str(LEASE_MS)  # inherited by the processes started below
+        self.env = AsEnv(self.ctx).__enter__()
+        self.worker = None
+        try:
+            reg = registration(AS_ID, None, "_to_bot", users=[(True, "@_to_.*")])
+            self.lst = self.env.listener(reg)
+            self.lst.on_txn = lambda rec: time.sleep(0.1)
+            self.main = self.env.server([reg], start=False, config={
+                "instance_map": {"main": {"host": "127.0.0.1", "port": 8008},
+                                 "sender1": {"host": "127.0.0.1", "port": 8101}},
+                "notify_appservices_from_worker": "sender1"})
+            self.main.start()
+            self.worker = Worker(self.main, "sender1").start()
+            self.asc = AsClient(self.main, reg)
+            self.room = self.ctx.expect(self.asc.request("POST", "/createRoom", body={"preset": "public_chat"}))["room_id"]
+            wait_for(lambda: lease_owner(self.main) == "sender1", 10, "sender1 (the preferred instance) to hold the lease")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            if self.worker is not None and self.worker.proc is not None:
+                self.worker.stop()
+        finally:
+            self.env.__exit__(*exc)
+            if self.previous is None:
+                os.environ.pop("TRESTLE_AS_LEASE_MS", None)
+            else:
+                os.environ["TRESTLE_AS_LEASE_MS"] = self.previous
+        return False
+
+    def sender(self, prefix):
+        return Sender(self.asc, self.room, prefix)
+
+    def on_the_wire(self):
+        return wait_for(lambda: [r for r in self.lst.txn_requests() if r.status is None], 10,
+                        "a transaction on the wire")[0]
+
+
 def test_a_killed_sender_is_taken_over_and_nothing_is_lost_or_sent_twice(ctx):
-    if not ctx.postgres:
-        raise TestSkipped("several processes share a PostgreSQL database (--database postgres)")
-    if getattr(harness, "TOPOLOGY", "single") != "single":
-        raise TestSkipped("it starts its own two processes (main and the sender worker)")
-    previous = os.environ.get("TRESTLE_AS_LEASE_MS")
-    os.environ["TRESTLE_AS_LEASE_MS"] = str(LEASE_MS)  # inherited by the processes started below
-    try:
-        with AsEnv(ctx) as env:
-            run(ctx, env)
-    finally:
-        if previous is None:
-            os.environ.pop("TRESTLE_AS_LEASE_MS", None)
-        else:
-            os.environ["TRESTLE_AS_LEASE_MS"] = previous
-
-
-def run(ctx, env):
-    reg = registration(AS_ID, None, "_to_bot", users=[(True, "@_to_.*")])
-    lst = env.listener(reg)
-    # A slow appservice: a transaction is on the wire for a while, so the kill lands mid-delivery.
-    lst.on_txn = lambda rec: time.sleep(0.1)
-    main = env.server([reg], start=False, config={
-        "instance_map": {"main": {"host": "127.0.0.1", "port": 8008},
-                         "sender1": {"host": "127.0.0.1", "port": 8101}},
-        "notify_appservices_from_worker": "sender1"})
-    main.start()
-    worker = Worker(main, "sender1").start()
-    try:
-        asc = AsClient(main, reg)
-        room = ctx.expect(asc.request("POST", "/createRoom", body={"preset": "public_chat"}))["room_id"]
-        wait_for(lambda: lease_owner(main) == "sender1", 10, "sender1 (the preferred instance) to hold the lease")
+    with Deployment(ctx) as d:
+        main, worker, lst = d.main, d.worker, d.lst
         sent = []
-
         # The worker delivers; killed while a transaction is on the wire.
-        with Sender(asc, room, "before the kill") as s:
+        with d.sender("before the kill") as s:
             wait_for(lambda: len(lst.accepted_txns()) >= 3, 15, "the worker's first transactions")
-            on_wire = wait_for(lambda: [r for r in lst.txn_requests() if r.status is None], 10,
-                               "a transaction on the wire")[0]
+            on_wire = d.on_the_wire()
             worker.proc.kill()
             worker.proc.wait()
             worker.proc = None
@@ -151,7 +176,7 @@ def run(ctx, env):
             raise TestFailure("main's log does not say that it sends to the appservice now")
 
         # The worker comes back: it takes its lease back at once; main stops sending.
-        with Sender(asc, room, "after the restart") as s:
+        with d.sender("after the restart") as s:
             time.sleep(0.3)
             worker.start()
             wait_for(lambda: lease_owner(main) == "sender1", 10, "sender1 to take its lease back")
@@ -164,6 +189,30 @@ def run(ctx, env):
         ids = check_transactions(lst, sent)
         lst.check_auth()
         print(f"    {len(sent)} events in {len(ids)} transactions; main took over {took_over_s:.1f} s after the kill")
-    finally:
-        if worker.proc is not None:
-            worker.stop()
+
+
+def test_a_paused_sender_loses_its_lease_and_stores_nothing_after(ctx):
+    """Not dead, only stopped (SIGSTOP) past its lease: main takes over; the worker, continued,
+    finds the lease gone (its renewal, or the fence of its next write) and stores nothing more,
+    though it had transactions built and one on the wire; then, the preferred instance, it takes the
+    lease back. Every event still arrives once, in one transaction id."""
+    with Deployment(ctx) as d:
+        main, worker, lst = d.main, d.worker, d.lst
+        with d.sender("around the pause") as s:
+            wait_for(lambda: len(lst.accepted_txns()) >= 3, 15, "the worker's first transactions")
+            d.on_the_wire()
+            os.kill(worker.proc.pid, signal.SIGSTOP)
+            try:
+                wait_for(lambda: lease_owner(main) == "main", TAKEOVER_BOUND_S, "main to take the lease over")
+                time.sleep(1.0)  # main delivers meanwhile
+            finally:
+                os.kill(worker.proc.pid, signal.SIGCONT)
+            wait_for(lambda: "no longer holds the sender's lease" in worker.output()
+                     or "another process holds the sender's lease now" in worker.output(), 10,
+                     "the continued worker to find its lease gone")
+            wait_for(lambda: lease_owner(main) == "sender1", 10, "sender1 to take its lease back")
+            time.sleep(0.5)
+        lst.wait_delivered(s.ids, timeout=20)
+        ids = check_transactions(lst, s.ids)
+        lst.check_auth()
+        print(f"    {len(s.ids)} events in {len(ids)} transactions")
