@@ -14,10 +14,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace trestle;
@@ -185,6 +187,68 @@ TEST(PostgresDatabase, AServerThatIsGoneAnswers503AndTheConnectionsReconnect) {
     return st.text(0);
   });
   EXPECT_EQ(rows, "1,4");
+}
+
+// A COMMIT that took effect on the server but whose answer was lost with the connection (the
+// server restarted right after writing it) is a success: the writer asks the server, once it can
+// reach it again, whether the transaction committed. Made here with a synchronous standby that
+// never comes: the COMMIT is written, then waits for it, and its session is ended while it waits.
+TEST(PostgresDatabase, ACommitThatTookEffectBeforeItsConnectionWasLostSucceeds) {
+  NEED_POSTGRES(opts);
+  storage::Database db(*opts);
+  fresh_table(db);
+  storage::postgres::PgConnection admin(opts->pg_conninfo);
+  auto reset_standby = [&] {
+    admin.exec("ALTER SYSTEM RESET synchronous_standby_names");
+    admin.exec("SELECT pg_reload_conf()");
+  };
+  admin.exec("ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
+  admin.exec("SELECT pg_reload_conf()");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the backends' SIGHUP
+  bool killed = false;
+  std::thread killer([&] {
+    storage::postgres::PgConnection watcher(opts->pg_conninfo);
+    for (int i = 0; i < 200; ++i) {
+      auto st = watcher.prepare("SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'");
+      if (st.step()) {
+        int64_t pid = st.int64(0);
+        st.step();
+        watcher.exec("SELECT pg_terminate_backend(" + std::to_string(pid) + ", 10000)");
+        killed = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    // Only now: a standby no longer wanted releases every waiting COMMIT, and the session could
+    // hear of its success.
+    storage::postgres::PgConnection(opts->pg_conninfo).exec("ALTER SYSTEM RESET synchronous_standby_names");
+    storage::postgres::PgConnection(opts->pg_conninfo).exec("SELECT pg_reload_conf()");
+  });
+  int64_t position = 0;
+  try {
+    position = db.write([&](storage::Connection& c) {
+      c.prepare("INSERT INTO unit_t (id) VALUES (1)").run();
+      return db.next_stream_position();
+    });
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "the write failed: " << e.what();
+  }
+  killer.join();
+  reset_standby();
+  EXPECT_TRUE(killed) << "no COMMIT waited for the standby: the connection was never lost";
+  EXPECT_EQ(db.committed_position(), position);
+  // The stream goes on after it: the position is not handed out twice.
+  int64_t next = db.write([&](storage::Connection& c) {
+    c.prepare("INSERT INTO unit_t (id) VALUES (2)").run();
+    return db.next_stream_position();
+  });
+  EXPECT_EQ(next, position + 1);
+  auto rows = db.read([](storage::Connection& c) {
+    auto st = c.prepare("SELECT count(*) FROM unit_t");
+    st.step();
+    return st.int64(0);
+  });
+  EXPECT_EQ(rows, 2);
 }
 
 // POST /search on PostgreSQL's full-text search (storage/search_store.cpp, the event_search table

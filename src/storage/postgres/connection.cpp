@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 namespace trestle::storage::postgres {
@@ -286,7 +287,7 @@ PgConnection::~PgConnection() {
 }
 
 void PgConnection::fail(const std::string& what, const char* message, const char* state) {
-  if (connection_lost(conn_, state)) {
+  if (broken_ || connection_lost(conn_, state)) {
     broken_ = true;
     warn_unavailable("the PostgreSQL connection is gone (" + what + "): " + trim(message));
     throw MatrixError(503, "M_UNKNOWN", "The database is unavailable right now; try again later");
@@ -438,7 +439,18 @@ void PgConnection::begin_write() {
   pipelining_ = true;
 }
 
+// How long a COMMIT whose connection was lost waits for the server to say whether it took effect
+// (a restart takes seconds), before it fails with its outcome unknown.
+constexpr auto kCommitOutcomeWait = std::chrono::seconds(5);
+
 void PgConnection::commit() {
+  // A write's transaction id, answered with its pipelined statements (no round trip of its own):
+  // if the connection is lost during the COMMIT, the server can tell later whether it took effect.
+  int64_t xid = 0;
+  if (pipelining_) {
+    auto st = prepare("SELECT txid_current_if_assigned()");
+    if (st.step() && !st.is_null(0)) xid = st.int64(0);
+  }
   pipelining_ = false;
   drain(true);
   PGresult* r = PQexec(conn_, "COMMIT");
@@ -449,14 +461,46 @@ void PgConnection::commit() {
   std::string state = sqlstate(r) ? sqlstate(r) : "";
   PQclear(r);
   if (status != PGRES_COMMAND_OK) {
-    if (connection_lost(conn_, state.c_str())) {
-      // The server may have committed before the connection went: nobody can tell from here.
-      spdlog::warn("database: the PostgreSQL connection was lost during a COMMIT, which may or may not have "
-                   "taken effect: {}", trim(message.c_str()));
-    }
+    // The server may have committed before the connection went: a 503 would then say "not done"
+    // of what is done (and the stream positions it used would be handed out again).
+    if (xid != 0 && connection_lost(conn_, state.c_str()) && committed_after_all(xid, trim(message.c_str()))) return;
     fail("COMMIT", message.c_str(), state.c_str());
   }
   if (rolled_back) throw std::runtime_error("COMMIT: the transaction had failed and was rolled back");
+}
+
+bool PgConnection::committed_after_all(int64_t xid, const std::string& why) {
+  spdlog::warn("database: the PostgreSQL connection was lost during a COMMIT ({}); asking the server whether it "
+               "took effect", why);
+  auto deadline = std::chrono::steady_clock::now() + kCommitOutcomeWait;
+  std::string outcome;
+  while (true) {
+    try {
+      reconnect();
+      auto st = prepare("SELECT txid_status(?)");
+      st.bind(xid);
+      outcome = st.step() && !st.is_null(0) ? st.text(0) : "unknown";
+    } catch (const std::exception& e) {  // not back yet
+      outcome = e.what();
+    }
+    if (outcome == "committed" || outcome == "aborted" || outcome == "unknown") break;
+    // Still down, or "in progress": the old session has not ended yet.
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (outcome == "committed") {
+    spdlog::info("database: the COMMIT of transaction {} had taken effect", xid);
+    return true;
+  }
+  if (outcome == "aborted") {
+    spdlog::info("database: the COMMIT of transaction {} had not taken effect", xid);
+  } else {
+    spdlog::error("database: whether the COMMIT of transaction {} took effect cannot be told ({}): it is reported "
+                  "as failed",
+                  xid, outcome);
+  }
+  broken_ = true;  // its error is reported as a lost connection's (503), whatever this one's state
+  return false;
 }
 
 bool PgConnection::usable() const { return !broken_ && PQstatus(conn_) == CONNECTION_OK; }

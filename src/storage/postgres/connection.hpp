@@ -57,6 +57,10 @@ private:
   // again. Throws MatrixError 503 while the server cannot be reached.
   void begin(const char* sql);
   void reconnect();
+  // After a COMMIT lost with its connection: connects again (waiting a few seconds for a server
+  // that restarts) and asks whether transaction `xid` committed. False: it did not, or that cannot
+  // be told in time (logged as an error: the caller reports a failure that may not be one).
+  bool committed_after_all(int64_t xid, const std::string& why);
 
   pg_conn* conn_ = nullptr;
   bool broken_ = false;  // a command found the connection gone (see fail())
