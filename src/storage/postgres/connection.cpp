@@ -32,6 +32,20 @@ std::string trim(const char* message) {
   return m;
 }
 
+// libpq's messages for the log, on one line ("...unexpectedly\n\tThis probably means...").
+std::string one_line(const char* message) {
+  std::string m = trim(message);
+  std::string out;
+  for (char ch : m) {
+    if (ch == '\n' || ch == '\t') {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
 void ignore_notice(void*, const char*) {}
 
 // Every connection's session: what the statements of the stores assume.
@@ -69,7 +83,7 @@ void warn_unavailable(const std::string& what) {
   }
   int64_t others = quiet.exchange(0);
   if (others > 0) {
-    spdlog::warn("database: {} (and {} more such failures in the last second or so)", what, others);
+    spdlog::warn("database: {} (and {} more since the last such line)", what, others);
   } else {
     spdlog::warn("database: {}", what);
   }
@@ -289,7 +303,7 @@ PgConnection::~PgConnection() {
 void PgConnection::fail(const std::string& what, const char* message, const char* state) {
   if (broken_ || connection_lost(conn_, state)) {
     broken_ = true;
-    warn_unavailable("the PostgreSQL connection is gone (" + what + "): " + trim(message));
+    warn_unavailable("the PostgreSQL connection is gone (" + what + "): " + one_line(message));
     throw MatrixError(503, "M_UNKNOWN", "The database is unavailable right now; try again later");
   }
   throw std::runtime_error(what + ": " + trim(message));
@@ -302,7 +316,7 @@ void PgConnection::reconnect() {
   PQreset(conn_);  // the same settings, the same notice processor
   if (PQstatus(conn_) != CONNECTION_OK) {
     broken_ = true;
-    warn_unavailable("cannot reconnect to PostgreSQL: " + trim(PQerrorMessage(conn_)));
+    warn_unavailable("cannot reconnect to PostgreSQL: " + one_line(PQerrorMessage(conn_)));
     throw MatrixError(503, "M_UNKNOWN", "The database is unavailable right now; try again later");
   }
   broken_ = false;
@@ -463,7 +477,7 @@ void PgConnection::commit() {
   if (status != PGRES_COMMAND_OK) {
     // The server may have committed before the connection went: a 503 would then say "not done"
     // of what is done (and the stream positions it used would be handed out again).
-    if (xid != 0 && connection_lost(conn_, state.c_str()) && committed_after_all(xid, trim(message.c_str()))) return;
+    if (xid != 0 && connection_lost(conn_, state.c_str()) && committed_after_all(xid, one_line(message.c_str()))) return;
     fail("COMMIT", message.c_str(), state.c_str());
   }
   if (rolled_back) throw std::runtime_error("COMMIT: the transaction had failed and was rolled back");
