@@ -11,6 +11,8 @@
 
 #include "core/error.hpp"
 
+#include "pg_test_database.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -48,29 +50,6 @@ TEST(PostgresPlaceholders, DescribingTheSettingsLeavesOutThePassword) {
 }
 
 namespace {
-
-// TRESTLE_TEST_PG: a libpq conninfo, or (scripts/postgres.sh run) the private cluster's socket
-// directory, where the tests use a database of their own, made new for each test.
-std::optional<storage::DatabaseOptions> pg_options() {
-  const char* env = std::getenv("TRESTLE_TEST_PG");
-  if (!env || !*env) return std::nullopt;
-  std::string conninfo = env;
-  if (conninfo.front() == '/') {
-    storage::postgres::PgConnection admin("host='" + conninfo + "' user=postgres dbname=postgres");
-    admin.exec("DROP DATABASE IF EXISTS trestle_unit WITH (FORCE)");
-    admin.exec("CREATE DATABASE trestle_unit");
-    conninfo = "host='" + conninfo + "' user=postgres dbname=trestle_unit";
-  }
-  storage::DatabaseOptions o;
-  o.engine = storage::Dialect::postgres;
-  o.pg_conninfo = conninfo;
-  o.readers_ahead = 1;
-  return o;
-}
-
-#define NEED_POSTGRES(opts)                                                     \
-  auto opts = pg_options();                                                     \
-  if (!opts) GTEST_SKIP() << "TRESTLE_TEST_PG (a libpq conninfo) is not set"
 
 void fresh_table(storage::Database& db) {
   db.write([](storage::Connection& c) {
