@@ -6,7 +6,9 @@ and reads running all the time. While the database is down every failed request 
 cluster is back everything succeeds again, without restarting the server; every acknowledged send
 is in the room exactly once, a retried txn id too; the server did not crash. A restart while the
 server is idle costs no request at all (the pooled connections reconnect). Then a SIGTERM while the
-database is down stops the server cleanly within a few seconds. PostgreSQL only."""
+database is down stops the server cleanly within a few seconds. And main with a worker (LISTEN/NOTIFY
+between them) through a restart: the worker listens again by itself and its long-polls wake again.
+PostgreSQL only; on clusters of the scenario's own (harness.OwnCluster), never the run's."""
 
 import threading
 import time
@@ -291,4 +293,82 @@ def test_postgres_restarts_under_load(ctx):
             raise TestFailure(f"SIGTERM with the database down: exit status {code} after {took:.1f}s "
                               f"(expected 0 within 5s):\n" + srv.output()[-3000:])
     finally:
+        cluster.close()
+
+
+def workers_module():
+    """scenarios/workers.py (its Worker: a worker process beside a harness Server)."""
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers.py")
+    spec = importlib.util.spec_from_file_location("pg_restart_workers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_worker_follows_main_across_a_postgres_restart(ctx):
+    """Main and a worker (LISTEN/NOTIFY between them) through a restart of PostgreSQL: the worker
+    answers 503 while it is down, listens again by itself within a few seconds, and its long-polls
+    wake again when main commits; both stop cleanly."""
+    if not ctx.postgres:
+        raise TestSkipped("needs PostgreSQL (--database postgres)")
+    workers = workers_module()
+    cluster = OwnCluster()
+    worker = None
+    try:
+        main = cluster.server(ctx, config={"instance_map": {"main": {"host": "127.0.0.1", "port": 8008},
+                                                            "reader1": {"host": "127.0.0.1", "port": 8101}}})
+        main.start()
+        worker = workers.Worker(main, "reader1").start()
+        alice = ctx.register(main, "alice")
+        room = ctx.expect(alice.request("POST", "/createRoom", body={}))["room_id"]
+        on_worker = workers.as_user(worker.client(), alice)
+        ctx.expect(on_worker.request("GET", f"/rooms/{room}/messages", query={"dir": "b"}))
+
+        cluster.stop("immediate")
+        ctx.expect(on_worker.request("GET", f"/rooms/{room}/messages", query={"dir": "b"}, timeout=REQUEST_TIMEOUT_S),
+                   503, "M_UNKNOWN")
+        ctx.expect(alice.request("PUT", f"/rooms/{room}/send/m.room.message/down", body={"msgtype": "m.text", "body": "x"},
+                                 timeout=REQUEST_TIMEOUT_S), 503, "M_UNKNOWN")
+        time.sleep(1)
+        logged = len(worker.output())
+        cluster.start()
+        up_at = time.monotonic()
+        # The worker's notification connection comes back by itself (its log says so).
+        while "listening again" not in worker.output()[logged:]:
+            if time.monotonic() - up_at > RECOVERY_S:
+                raise TestFailure(f"the worker does not listen again {RECOVERY_S}s after the restart:\n"
+                                  + worker.output()[-3000:])
+            time.sleep(0.1)
+        sent = ctx.expect(alice.request("PUT", f"/rooms/{room}/send/m.room.message/down",
+                                        body={"msgtype": "m.text", "body": "x"}))["event_id"]
+        messages = ctx.expect(on_worker.request("GET", f"/rooms/{room}/messages", query={"dir": "b", "limit": 5}))
+        if sent not in [e["event_id"] for e in messages["chunk"]]:
+            raise TestFailure(f"the worker does not see the send that main acknowledged: {messages}")
+        # A long-poll on the worker wakes when main commits.
+        since = workers.sync(ctx, on_worker)["next_batch"]
+        answered = {}
+        poll = threading.Thread(target=workers.poll_until, daemon=True, args=(
+            ctx, on_worker, since, lambda body: workers.timeline_ids(body, room), answered))
+        poll.start()
+        time.sleep(0.3)
+        event_id = ctx.expect(alice.request("PUT", f"/rooms/{room}/send/m.room.message/after",
+                                            body={"msgtype": "m.text", "body": "after"}))["event_id"]
+        sent_at = time.monotonic()
+        poll.join(25)
+        if "body" not in answered or event_id not in workers.timeline_ids(answered["body"], room):
+            raise TestFailure(f"the worker's long-poll did not answer with main's send: {answered.get('body')}")
+        if answered["at"] - sent_at > workers.WAKE_BOUND_S:
+            raise TestFailure(f"the worker's long-poll woke {answered['at'] - sent_at:.2f}s after the send")
+        for srv_output in (main.output(), worker.output()):
+            signs = crash_signs(srv_output)
+            if signs:
+                raise TestFailure(f"a log shows {signs}")
+        worker.stop()
+        worker = None
+    finally:
+        if worker is not None and worker.proc is not None and worker.proc.poll() is None:
+            worker.proc.kill()
+            worker.proc.wait()
         cluster.close()
