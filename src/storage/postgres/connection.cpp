@@ -53,8 +53,8 @@ constexpr const char* kSessionSettings =
     "SET client_encoding = 'UTF8'; SET standard_conforming_strings = on; SET TIME ZONE 'UTC'";
 
 // libpq waits for a connection without limit unless told: a server that does not answer (a host
-// that is down, behind TCP) would hold every request that needs a new connection. The conninfo's
-// own connect_timeout wins.
+// that is down, behind TCP) would hold every request that needs a new connection (and the
+// notification threads, and so a SIGTERM). The conninfo's own connect_timeout wins.
 constexpr const char* kDefaultConnectTimeout = "10";
 
 const char* sqlstate(const PGresult* r) { return r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr; }
@@ -279,12 +279,16 @@ private:
   int row_ = -1, rows_ = 0;
 };
 
-PgConnection::PgConnection(const std::string& conninfo) {
+pg_conn* connect_with_defaults(const std::string& conninfo) {
   // Keywords later in the list override earlier ones: the conninfo (expanded from `dbname`) may
   // set connect_timeout itself.
   const char* keywords[] = {"connect_timeout", "dbname", nullptr};
   const char* values[] = {kDefaultConnectTimeout, conninfo.c_str(), nullptr};
-  conn_ = PQconnectdbParams(keywords, values, 1);
+  return PQconnectdbParams(keywords, values, 1);
+}
+
+PgConnection::PgConnection(const std::string& conninfo) {
+  conn_ = connect_with_defaults(conninfo);
   if (!conn_ || PQstatus(conn_) != CONNECTION_OK) {
     std::string message = conn_ ? trim(PQerrorMessage(conn_)) : "out of memory";
     PQfinish(conn_);

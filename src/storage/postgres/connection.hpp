@@ -72,6 +72,10 @@ private:
   std::string pipeline_error_;               // the last drain's swallowed error
 };
 
+// PQconnectdb with our defaults under the conninfo's own settings: connect_timeout 10 s (libpq
+// waits without limit otherwise, for a host that does not answer). Check PQstatus after.
+pg_conn* connect_with_defaults(const std::string& conninfo);
+
 // The conninfo for messages and logs: every setting but the password.
 std::string describe_conninfo(const std::string& conninfo);
 
