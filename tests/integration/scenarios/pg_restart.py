@@ -2,7 +2,7 @@
 answering while the cluster is stopped (`pg_ctl stop -m fast`, then `-m immediate`: a crash) and
 started again, with several senders (retrying a failed send with the same txn id), /sync long-polls
 and reads running all the time. While the database is down every failed request is a 503 M_UNKNOWN
-(a send: or a 500 M_UNKNOWN, see FAILED_ANSWERS) with a readable error, answered in time (no hang, no reset connection); a few seconds after the
+with a readable error, answered in time (no hang, no reset connection); a few seconds after the
 cluster is back everything succeeds again, without restarting the server; every acknowledged send
 is in the room exactly once, a retried txn id too; the server did not crash. A restart while the
 server is idle costs no request at all (the pooled connections reconnect). Then a SIGTERM while the
@@ -24,10 +24,9 @@ REQUEST_TIMEOUT_S = 20
 # An answer later than this is a hang: a read or a send answers quickly, even when it fails, and a
 # long-poll within its timeout.
 MAX_ANSWER_S = 10.0
-# What a request that fails while the database is down answers. A send may still get a 500: a
-# write group whose connection is lost fails the group's other writes with "the write transaction
-# was rolled back ..." (storage/database.cpp's write_group and run_group_hooks), not with the 503.
-FAILED_ANSWERS = {"send": {(503, "M_UNKNOWN"), (500, "M_UNKNOWN")}}
+# What a request that fails while the database is down answers, by kind (a write group whose
+# connection is lost fails all its writes with the 503: storage/database.cpp).
+FAILED_ANSWERS = {}
 FAILED_ANSWER = {(503, "M_UNKNOWN")}
 
 
