@@ -116,6 +116,11 @@ std::unique_ptr<Connection> Database::acquire_reader() {
       bool freed = open_readers_ > 0 && readers_cv_.wait_for(lock, kReaderWait, [&] { return !idle_readers_.empty(); });
       if (!freed) {
         spdlog::warn("database: no read connection available: {}", e.what());
+        // PostgreSQL: the server is down or restarting, far more likely than a process out of
+        // descriptors (whose message libpq's error carries to the log anyway).
+        if (options_.engine == Dialect::postgres) {
+          throw MatrixError(503, "M_UNKNOWN", "The database is unavailable right now; try again later");
+        }
         throw MatrixError(503, "M_UNKNOWN",
                           "The server cannot open a database connection right now (out of resources); try again later");
       }
@@ -240,6 +245,11 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
   if (!writer_->usable()) {
     try {
       writer_ = open_connection();
+      // A COMMIT lost with its connection may have taken effect all the same (the PostgreSQL
+      // connection asks the server for 5 s, and past that cannot tell): the stream goes on from
+      // the position the database holds, so that none is handed out twice.
+      auto st = writer_->prepare("SELECT value FROM stream_position WHERE name = 'global'");
+      if (st.step()) advance_position(st.int64(0));
     } catch (const std::exception& e) {
       spdlog::warn("database: cannot reconnect: {}", e.what());
       unavailable = std::make_exception_ptr(
@@ -278,10 +288,14 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
   // A worker's committed position moves under it (the main process's wake-ups): the group's own
   // allocations are measured from where it began.
   group_base_ = pending_position_ = committed_position_.load();
+  // A savepoint per job keeps a failed job's changes apart from the others'; a group of one job
+  // needs none (its failure rolls the transaction back): two statements fewer per write, which on
+  // PostgreSQL are two more commands for the server to run.
+  const bool savepoints = group.size() > 1;
   for (auto* j : group) {
     int64_t position_before = pending_position_;
     try {
-      c.prepare("SAVEPOINT job").run();
+      if (savepoints) c.prepare("SAVEPOINT job").run();
     } catch (...) {
       fail_group(std::current_exception());
       return;
@@ -290,13 +304,17 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
     try {
       j->run(c);
       c.flush();  // the job's own errors are the job's
-      c.prepare("RELEASE job").run();
+      if (savepoints) c.prepare("RELEASE job").run();
       for (auto& fn : job_deferred_) group_deferred_.push_back(std::move(fn));
       job_deferred_.clear();
     } catch (...) {
       job_deferred_.clear();
       j->error = std::current_exception();
       pending_position_ = position_before;  // its stream positions were never used
+      if (!savepoints) {
+        fail_group(j->error);  // the whole transaction was this job's
+        return;
+      }
       bool undone = false;
       if (c.in_transaction()) {  // SQLite may have rolled the whole transaction back (disk full)
         try {
@@ -308,8 +326,10 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
         }
       }
       if (!undone) {
-        fail_group(std::make_exception_ptr(
-            std::runtime_error("the write transaction was rolled back after another write in it failed")));
+        // A lost connection (PostgreSQL restarting) is every job's error: 503, try again later.
+        fail_group(c.usable() ? std::make_exception_ptr(std::runtime_error(
+                                    "the write transaction was rolled back after another write in it failed"))
+                              : j->error);
         return;
       }
     }
@@ -345,6 +365,7 @@ void Database::run_group_hooks(Connection& c, std::vector<bool>& ran) {
       spdlog::error("database: the work after a write group failed; its changes are undone: {}", e.what());
     }
     // Only this hook's changes go; if even that fails, the group fails (the caller rolls back).
+    if (!c.usable()) throw MatrixError(503, "M_UNKNOWN", "The database is unavailable right now; try again later");
     if (!c.in_transaction()) throw std::runtime_error("the write transaction was rolled back by the work after it");
     c.exec("ROLLBACK TO group_hook");
     c.exec("RELEASE group_hook");
@@ -391,10 +412,23 @@ void Database::advance_position(int64_t position) {
 }
 
 int64_t Database::refresh_position() {
-  advance_position(read([](Connection& c) {
-    auto st = c.prepare("SELECT value FROM stream_position WHERE name = 'global'");
-    return st.step() ? st.int64(0) : int64_t{0};
-  }));
+  // One statement outside a transaction (a snapshot of its own): one round trip, not three. A
+  // worker runs this before every request.
+  static const std::string sql = "SELECT value FROM stream_position WHERE name = 'global'";
+  int64_t stored = 0;
+  try {
+    ReaderLease lease(*this);
+    auto st = lease.conn->prepare(sql);
+    if (st.step()) stored = st.int64(0);
+  } catch (const MatrixError&) {
+    // A pooled connection from before a PostgreSQL restart: a read transaction's BEGIN
+    // reconnects one in place.
+    stored = read([](Connection& c) {
+      auto st = c.prepare(sql);
+      return st.step() ? st.int64(0) : int64_t{0};
+    });
+  }
+  advance_position(stored);
   return committed_position();
 }
 
