@@ -92,13 +92,15 @@ struct AppServiceSender::Worker {
 };
 
 AppServiceSender::AppServiceSender(const AppServiceRegistry& registry, storage::Database& db, Notifier& notifier,
-                                   OutboundHttp http, std::string instance, std::string preferred)
+                                   OutboundHttp http, std::string instance, std::string preferred,
+                                   bool several_processes)
     : registry_(registry),
       db_(db),
       notifier_(notifier),
       http_(std::move(http)),
       instance_(std::move(instance)),
-      preferred_((preferred.empty() ? std::string("main") : preferred) == instance_) {
+      preferred_((preferred.empty() ? std::string("main") : preferred) == instance_),
+      several_processes_(several_processes) {
   // The test knob (kLeaseMs): a takeover test waits for a lease of a second, not of ten.
   if (const char* v = std::getenv("TRESTLE_AS_LEASE_MS"); v && *v) lease_ms_ = std::max<int64_t>(300, std::atoll(v));
 }
@@ -744,7 +746,8 @@ void AppServiceSender::build_in_group(storage::Connection& c, int64_t upto) {
     }
     in_group_.push_back(&w);
     if (!w.state || w.state->last_stream < before_group) continue;  // behind: its builder catches up
-    if (!asdb::holds_lease(c, w.as->id, instance_, epoch)) {  // the fence, without failing the group
+    // The fence, without failing the group.
+    if (several_processes_ && !asdb::holds_lease(c, w.as->id, instance_, epoch)) {
       stop_holding(w);
       continue;
     }

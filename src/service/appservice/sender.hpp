@@ -13,9 +13,11 @@
 // unset; after the holder's lease expired for any other) and renews them every kLeaseMs / 3; the
 // builder and deliverer of an appservice run only while its lease is held, and stop at once when a
 // renewal (or a write's fence) says it is gone. Every write of the sender checks the fence in its
-// own transaction, so a process that lost the lease (paused, not dead) stores nothing; its
-// deliverer at worst sends an already stored transaction once more, with the same id and body. A
-// clean stop releases the leases: another process takes them at once.
+// own transaction (the write group hook's only in a deployment of several processes: alone, the
+// process holds every lease it runs), so a process that lost the lease (paused, not dead) stores
+// nothing; its deliverer at worst sends an already stored transaction once more, with the same id
+// and body. A clean stop releases the leases: another process takes them at once. The instance
+// named to send takes its lease back from another holder at once when it starts again.
 #include "service/appservice/registration.hpp"
 #include <boost/json/object.hpp>
 #include "service/notifier.hpp"
@@ -79,9 +81,11 @@ public:
   static constexpr int64_t kLeaseMs = 10000;
 
   // `instance`: this process's instance name (cfg.instance_name); `preferred`: the instance that
-  // should send (cfg.notify_appservices_from_worker; empty: "main").
+  // should send (cfg.notify_appservices_from_worker; empty: "main"); `several_processes`
+  // (cfg.multi_process()): others may hold a lease, so the write group hook checks the fence too
+  // (alone, the process holds every lease it runs: the group's commit stays as cheap as before).
   AppServiceSender(const AppServiceRegistry& registry, storage::Database& db, Notifier& notifier, OutboundHttp http,
-                   std::string instance = "main", std::string preferred = "");
+                   std::string instance = "main", std::string preferred = "", bool several_processes = false);
   ~AppServiceSender();
 
   void start();
@@ -156,6 +160,7 @@ private:
   std::vector<Worker*> in_group_;  // claimed by the running group's hook (writer thread only)
   const std::string instance_;
   const bool preferred_;  // this process is the instance that should send
+  const bool several_processes_;
   int64_t lease_ms_ = kLeaseMs;
   std::thread lease_thread_;
   std::mutex lease_mu_;
