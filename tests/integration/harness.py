@@ -398,9 +398,10 @@ class Server:
                     "worker_listeners": [{"port": reader_port, "bind_addresses": ["127.0.0.1"], "type": "http",
                                           "resources": [{"names": ["client"]}]}]}))
 
-    def _popen(self, args, process="main"):
+    def _popen(self, args, process="main", append=False):
         out_path, err_path = self.log_paths(process=process)
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        mode = "ab" if append else "wb"
+        with open(out_path, mode) as out, open(err_path, mode) as err:
             return subprocess.Popen([self.binary] + args, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                     cwd=self.dir, preexec_fn=_die_with_parent)
 
@@ -485,8 +486,7 @@ class Server:
         if self.nginx is None:
             return
         self.nginx.stop()
-        names = {f"127.0.0.1:{p}": r for r, p in self.reader_ports.items()}
-        names[f"127.0.0.1:{self.main_port}"] = "main"
+        names = self.process_names()
         for addr, count in self.nginx.routed().items():
             who = names.get(addr, "none (no upstream answered)")
             ROUTED[who] = ROUTED.get(who, 0) + count
@@ -495,6 +495,39 @@ class Server:
         else:
             self.nginx.cleanup()
         self.nginx = None
+
+    def process_names(self):
+        """Upstream address -> process name (main, reader1, ...)."""
+        names = {f"127.0.0.1:{p}": r for r, p in self.reader_ports.items()}
+        names[f"127.0.0.1:{self.main_port}"] = "main"
+        return names
+
+    def routes(self):
+        """With workers: (method, path, status, process) of each request nginx answered so far."""
+        names = self.process_names()
+        return [(m, p, st, names.get(a, a)) for m, p, st, a in (self.nginx.requests() if self.nginx else [])]
+
+    def kill_process(self, name):
+        """With workers: SIGKILL of one process, "main" or a reader; nginx and the others stay.
+        start_process(name) starts it again on the same port, or start() the whole server."""
+        proc = self.proc if name == "main" else self.readers.pop(name)
+        proc.kill()
+        proc.wait()
+        if name == "main":
+            self.proc = None
+
+    def start_process(self, name):
+        """Starts again one process that kill_process() ended, on its port, its output appended
+        to this run's log; waits until it listens."""
+        if name == "main":
+            self.proc = self._popen(["--config", self.config_path], append=True)
+            proc, port = self.proc, self.main_port
+        else:
+            proc = self.readers[name] = self._popen(["-c", self.config_path, "-c", self.worker_config_path(name)],
+                                                    process=name, append=True)
+            port = self.reader_ports[name]
+        if not self._wait_listening(proc, port, time.monotonic() + STARTUP_TIMEOUT_S):
+            raise TestFailure(f"{name} did not start again: exit status {proc.poll()}\n" + indent_text(tail(self.output())))
 
     def processes(self):
         """(name, Popen) of every trestle process of this server that was started, main first."""
@@ -528,7 +561,7 @@ class Server:
     def stop(self, timeout=30):
         """SIGTERM and wait (nginx, then the readers, then main); a crash before the stop or an
         unclean exit is recorded as a problem. Returns main's exit status."""
-        if self.proc is None:
+        if self.proc is None and not self.readers:
             return None
         self._stop_nginx()
         procs = list(reversed(self.processes()))  # all at once; the readers are waited for first
@@ -551,7 +584,7 @@ class Server:
             if proc.returncode != 0:
                 self.problems.append(f"{label} exited with status {proc.returncode} after SIGTERM")
         self.check_output()
-        code = self.proc.returncode
+        code = self.proc.returncode if self.proc is not None else None
         self.proc = None
         self.readers = {}
         return code
@@ -1170,6 +1203,7 @@ class ScenarioContext:
     def __init__(self, binary, shapes, run_id, name, keep_dirs=False):
         self.binary = binary
         self.postgres = DATABASE == "postgres"  # the servers' database engine
+        self.workers = TOPOLOGY == "workers"  # each server: main + READERS behind nginx
         # AddressSanitizer keeps freed memory in quarantine: RSS bounds mean nothing there.
         self.sanitized = _is_sanitized(binary)
         self.shapes = shapes
