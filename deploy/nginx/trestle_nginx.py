@@ -128,18 +128,26 @@ http {{
         except OSError:
             return ""
 
-    def routed(self):
-        """Requests per upstream address that answered them (the last one tried), from the access log."""
-        counts = {}
+    def requests(self):
+        """(method, path, status, upstream address that answered: the last one tried) of each
+        request in the access log so far (nginx writes a line when the answer is complete)."""
+        out = []
         if not self.access_log:
-            return counts
+            return out
         try:
             with open(self.access_log, errors="replace") as f:
                 for line in f:
-                    addr = line.rstrip("\n").rsplit(" ", 1)[-1].split(", ")[-1]
-                    counts[addr] = counts.get(addr, 0) + 1
+                    method, path, status, upstreams = (line.rstrip("\n").split(" ", 3) + ["", "", ""])[:4]
+                    out.append((method, path, status, upstreams.split(", ")[-1]))
         except OSError:
             pass
+        return out
+
+    def routed(self):
+        """Requests per upstream address that answered them, from the access log."""
+        counts = {}
+        for _, _, _, addr in self.requests():
+            counts[addr] = counts.get(addr, 0) + 1
         return counts
 
     def stop(self, timeout=10):

@@ -40,6 +40,21 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # With --topology workers: scenarios (by "suite: name" prefix) that test one process's own
 # machinery, which nginx or the split into processes takes out of the picture, and why.
 WORKERS_SKIPS = {
+    # Trestle's own HTTP transport limits: nginx holds the client's connection here, so these would
+    # test nginx (its own timeouts and limits apply; Trestle sees only nginx's well-formed requests).
+    "http_hardening: a chunk extension flood": "nginx, not Trestle, parses the client's chunked body",
+    "http_hardening: a trailer flood": "nginx, not Trestle, parses the client's chunked body",
+    "http_hardening: a slow header is cut off": "nginx, not Trestle, reads the client's header",
+    "http_hardening: connections per address are capped": "every connection reaches Trestle from nginx",
+    "http_hardening: abandoned long polls free their connections": "nginx holds the client's connections; "
+                                                                    "it counts main's descriptors, the polls are on readers",
+    # One process's own counters and descriptors, while the requests they count go to readers.
+    "observability: metrics listener counts what happens": "metrics are per process: the /sync it waits "
+                                                           "to see counted is on a reader, the metrics listener on main",
+    "observability: access log and redaction": "the access line names the listener's port (a reader's or "
+                                               "main's), not the port the client used (nginx's)",
+    "resource_exhaustion: out of file descriptors": "it limits main's descriptors; the reads it checks are "
+                                                    "served by readers",
 }
 
 
