@@ -34,8 +34,11 @@ const char* malloc_conf =
 int main(int argc, char** argv) {
   trestle::core::crypto_init();
   CLI::App app{"Trestle: a Matrix homeserver for bridges and bots"};
-  std::string config_path;
-  app.add_option("-c,--config", config_path, "Path to homeserver.yaml");
+  std::string config_path;  // a subcommand's config
+  // Serving: several as Synapse's workers take them (`-c homeserver.yaml -c worker.yaml`), a later
+  // file's top-level keys replacing an earlier one's.
+  std::vector<std::string> config_paths;
+  app.add_option("-c,--config", config_paths, "Path to homeserver.yaml (again for a worker's file)");
 
   auto* gen = app.add_subcommand("generate-config", "Print a commented configuration file");
   std::string server_name, data_dir = "./data", output;
@@ -91,9 +94,10 @@ int main(int argc, char** argv) {
     }
     if (*reg_cmd) {
       if (reg_admin || reg_no_admin) reg.admin = reg_admin;
-      if (reg.config_path.empty()) reg.config_path = config_path;
+      if (reg.config_path.empty() && !config_paths.empty()) reg.config_path = config_paths.front();
       return trestle::cli::register_user(reg);
     }
+    if (config_path.empty() && !config_paths.empty()) config_path = config_paths.front();
     if (config_path.empty()) {
       std::cerr << "trestle: --config is required (see --help)\n";
       return 2;
@@ -102,7 +106,7 @@ int main(int argc, char** argv) {
     if (*restore_cmd) return trestle::cli::restore(config_path, backup_dir);
     if (*admin_cmd) return trestle::cli::set_admin(config_path, admin_user, !revoke_admin);
     if (*port_cmd) return trestle::cli::port_db(config_path, port_sqlite);
-    return trestle::cli::serve(config_path);
+    return trestle::cli::serve(config_paths);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;

@@ -3,11 +3,12 @@
 // Each returns the process exit status.
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace trestle::cli {
 
 // `trestle --config FILE`: serve until SIGINT/SIGTERM.
-int serve(const std::string& config_path);
+int serve(const std::vector<std::string>& config_paths);
 // `trestle --config FILE set-admin USER_ID [--revoke]`.
 int set_admin(const std::string& config_path, const std::string& user_id, bool admin);
 

@@ -96,7 +96,9 @@ void register_metrics(trestle::service::Homeserver& hs) {
 
 }  // namespace
 
-int serve(const std::string& config_path) {
+int serve(const std::vector<std::string>& config_paths) {
+  std::string config_path;  // for messages
+  for (const auto& p : config_paths) config_path += (config_path.empty() ? "" : " + ") + p;
   raise_fd_limit();
   // A write past RLIMIT_FSIZE then fails with EFBIG, answered like a full disk, instead of the
   // signal killing the server.
@@ -104,7 +106,7 @@ int serve(const std::string& config_path) {
   std::vector<std::string> warnings;
   trestle::config::Config cfg;
   try {
-    cfg = trestle::config::load_config(config_path, warnings);
+    cfg = trestle::config::load_config(config_paths, warnings);
   } catch (const std::exception& e) {
     std::cerr << "trestle: " << config_path << ": " << e.what() << "\n";
     return 2;
@@ -153,6 +155,8 @@ int serve(const std::string& config_path) {
   }
   trestle::http::Router router;
   trestle::api::add_all_routes(router, hs);
+  // A worker's reads see every write the main process acknowledged before the request arrived.
+  if (cfg.is_worker()) router.set_preamble([&hs] { hs.cluster.catch_up(); });
 
   trestle::http::ServerLimits limits;
   limits.max_body_bytes = cfg.max_request_body_size;
@@ -182,10 +186,16 @@ int serve(const std::string& config_path) {
   }
   if (cfg.enable_metrics) register_metrics(hs);
   server.listen(endpoints);
-  spdlog::info("trestle serving {} (database {})", cfg.server_name, hs.db.options().describe());
-  hs.appservice_sender.start();
-  hs.push.start();
-  hs.media_retention.start();
+  spdlog::info("trestle serving {} (database {}{})", cfg.server_name, hs.db.options().describe(),
+               cfg.multi_process() ? ", instance " + cfg.instance_name : std::string());
+  hs.cluster.start();
+  // Several processes: each appservice is sent to from one process (the preferred one), push
+  // notifications from the main process (its writer evaluates them), periodic jobs from
+  // run_background_tasks_on.
+  const std::string& as_sender = cfg.notify_appservices_from_worker.empty() ? "main" : cfg.notify_appservices_from_worker;
+  if (!cfg.multi_process() || cfg.instance_name == as_sender) hs.appservice_sender.start();
+  if (!cfg.is_worker()) hs.push.start();
+  if (cfg.runs_background_tasks()) hs.media_retention.start();
   server.run();
   hs.media_retention.stop();
   // The gauges read hs, which is about to go.
@@ -196,6 +206,7 @@ int serve(const std::string& config_path) {
   trestle::http::abort_outbound_requests();
   hs.appservice_sender.stop();
   hs.push.stop();
+  hs.cluster.stop();
   spdlog::info("stopped");
   return 0;
 }

@@ -1,5 +1,6 @@
 #include "config/config.hpp"
 
+#include "config/yaml_fields.hpp"
 #include "core/crypto.hpp"
 #include "core/identifiers.hpp"
 #include "room/room_version.hpp"
@@ -16,18 +17,8 @@ namespace trestle::config {
 
 namespace {
 
-[[noreturn]] void bad(const std::string& key, const std::string& why) {
-  throw std::runtime_error("config key '" + key + "': " + why);
-}
-
-template <typename T>
-T get(const YAML::Node& node, const std::string& key, const std::string& what) {
-  try {
-    return node.as<T>();
-  } catch (const YAML::Exception&) {
-    bad(key, "expected " + what);
-  }
-}
+using detail::bad;
+using detail::get;
 
 std::string resolve(const std::string& dir, const std::string& p) {
   if (p.empty() || std::filesystem::path(p).is_absolute() || dir.empty()) return p;
@@ -285,8 +276,43 @@ void parse_database(const YAML::Node& db, Config& c, std::vector<std::string>& w
 
 }  // namespace
 
-Config parse_config(const std::string& yaml_text, const std::string& config_dir,
-                    std::vector<std::string>& warnings) {
+namespace detail {
+
+std::vector<Listener> parse_listeners(const YAML::Node& ls, const std::string& list_key) {
+  std::vector<Listener> out;
+  if (!ls.IsSequence()) bad(list_key, "expected a list");
+  for (size_t i = 0; i < ls.size(); ++i) {
+    auto n = ls[i];
+    std::string key = list_key + "[" + std::to_string(i) + "]";
+    Listener l;
+    if (!n["port"]) bad(key + ".port", "is required");
+    int port = get<int>(n["port"], key + ".port", "a port number");
+    if (port < 0 || port > 65535) bad(key + ".port", "must be between 0 and 65535");
+    l.port = static_cast<unsigned short>(port);
+    if (n["bind_addresses"]) {
+      l.bind_addresses = get<std::vector<std::string>>(n["bind_addresses"], key + ".bind_addresses", "a list of addresses");
+    } else if (n["bind_address"]) {
+      l.bind_addresses = {get<std::string>(n["bind_address"], key + ".bind_address", "an address")};
+    }
+    if (n["type"]) l.type = get<std::string>(n["type"], key + ".type", "a string");
+    if (l.type != "http" && l.type != "metrics") bad(key + ".type", "only 'http' and 'metrics' listeners are supported");
+    if (auto rs = n["resources"]) {
+      l.resources.clear();
+      for (const auto& r : rs) {
+        if (!r["names"]) continue;
+        for (const auto& name : r["names"]) l.resources.push_back(name.as<std::string>());
+      }
+    }
+    out.push_back(l);
+  }
+  return out;
+}
+
+}  // namespace detail
+
+namespace {
+
+YAML::Node load_yaml(const std::string& yaml_text) {
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);
@@ -294,13 +320,30 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
     throw std::runtime_error(std::string("config is not valid YAML: ") + e.what());
   }
   if (!root.IsMap()) throw std::runtime_error("config must be a YAML mapping");
+  return root;
+}
 
+Config parse_root(const YAML::Node& root, const std::string& config_dir, std::vector<std::string>& warnings);
+
+}  // namespace
+
+Config parse_config(const std::string& yaml_text, const std::string& config_dir,
+                    std::vector<std::string>& warnings) {
+  return parse_root(load_yaml(yaml_text), config_dir, warnings);
+}
+
+namespace {
+
+Config parse_root(const YAML::Node& root, const std::string& config_dir, std::vector<std::string>& warnings) {
   Config c;
   c.config_dir = config_dir;
   // Keys Synapse configs commonly carry that we accept without acting on yet: no warning noise.
   static const std::set<std::string> tolerated = {"report_stats", "pid_file",
                                                   "macaroon_secret_key", "form_secret", "log_config",
-                                                  "trusted_key_servers", "suppress_key_server_warning"};
+                                                  "trusted_key_servers", "suppress_key_server_warning",
+                                                  "worker_log_config", "worker_pid_file", "worker_daemonize",
+                                                  "update_user_directory_from_worker", "start_pushers",
+                                                  "send_federation", "federation_sender_instances"};
   static const std::set<std::string> known = {
       "server_name", "public_baseurl", "listeners", "database", "signing_key_path",
       "app_service_config_files", "enable_registration", "enable_registration_without_verification",
@@ -314,7 +357,10 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
       "default_room_version",
       "session_lifetime", "refreshable_access_token_lifetime", "refresh_token_lifetime",
       "nonrefreshable_access_token_lifetime", "login_via_existing_session",
-      "registration_requires_token", "rc_registration_token_validity", "enable_metrics"};
+      "registration_requires_token", "rc_registration_token_validity", "enable_metrics",
+      "worker_app", "worker_name", "worker_listeners", "instance_map", "stream_writers",
+      "notify_appservices_from_worker", "run_background_tasks_on", "pusher_instances",
+      "media_instance_running_background_jobs"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");
@@ -325,33 +371,7 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
   if (!core::is_valid_server_name(c.server_name)) bad("server_name", "'" + c.server_name + "' is not a valid server name");
   if (root["public_baseurl"]) c.public_baseurl = get<std::string>(root["public_baseurl"], "public_baseurl", "a URL");
 
-  if (auto ls = root["listeners"]) {
-    if (!ls.IsSequence()) bad("listeners", "expected a list");
-    for (size_t i = 0; i < ls.size(); ++i) {
-      auto n = ls[i];
-      std::string key = "listeners[" + std::to_string(i) + "]";
-      Listener l;
-      if (!n["port"]) bad(key + ".port", "is required");
-      int port = get<int>(n["port"], key + ".port", "a port number");
-      if (port < 0 || port > 65535) bad(key + ".port", "must be between 0 and 65535");
-      l.port = static_cast<unsigned short>(port);
-      if (n["bind_addresses"]) {
-        l.bind_addresses = get<std::vector<std::string>>(n["bind_addresses"], key + ".bind_addresses", "a list of addresses");
-      } else if (n["bind_address"]) {
-        l.bind_addresses = {get<std::string>(n["bind_address"], key + ".bind_address", "an address")};
-      }
-      if (n["type"]) l.type = get<std::string>(n["type"], key + ".type", "a string");
-      if (l.type != "http" && l.type != "metrics") bad(key + ".type", "only 'http' and 'metrics' listeners are supported");
-      if (auto rs = n["resources"]) {
-        l.resources.clear();
-        for (const auto& r : rs) {
-          if (!r["names"]) continue;
-          for (const auto& name : r["names"]) l.resources.push_back(name.as<std::string>());
-        }
-      }
-      c.listeners.push_back(l);
-    }
-  }
+  if (auto ls = root["listeners"]) c.listeners = detail::parse_listeners(ls, "listeners");
   if (c.listeners.empty()) c.listeners.push_back(Listener{});
 
   if (auto db = root["database"]; db && !db.IsNull()) parse_database(db, c, warnings);
@@ -533,16 +553,39 @@ Config parse_config(const std::string& yaml_text, const std::string& config_dir,
     static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "warning", "error", "critical"};
     if (!levels.count(c.log_level)) bad("log_level", "must be one of trace, debug, info, warning, error, critical");
   }
+  detail::parse_workers(root, c, warnings);
   return c;
 }
 
-Config load_config(const std::string& path, std::vector<std::string>& warnings) {
+std::string read_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot read config file '" + path + "'");
   std::stringstream ss;
   ss << in.rdbuf();
-  auto dir = std::filesystem::absolute(path).parent_path().string();
-  return parse_config(ss.str(), dir, warnings);
+  return ss.str();
+}
+
+}  // namespace
+
+Config load_config(const std::string& path, std::vector<std::string>& warnings) {
+  return load_config(std::vector<std::string>{path}, warnings);
+}
+
+Config load_config(const std::vector<std::string>& paths, std::vector<std::string>& warnings) {
+  if (paths.empty()) throw std::runtime_error("no config file given");
+  // As Synapse's `-c a.yaml -c b.yaml`: a later file's top-level keys replace an earlier one's.
+  // Relative paths resolve against the first file's directory (the shared homeserver.yaml).
+  YAML::Node merged(YAML::NodeType::Map);
+  for (const auto& path : paths) {
+    YAML::Node root;
+    try {
+      root = load_yaml(read_file(path));
+    } catch (const std::exception& e) {
+      throw std::runtime_error(paths.size() > 1 ? path + ": " + e.what() : std::string(e.what()));
+    }
+    for (const auto& kv : root) merged[kv.first.as<std::string>()] = kv.second;
+  }
+  return parse_root(merged, std::filesystem::absolute(paths.front()).parent_path().string(), warnings);
 }
 
 std::string generate_config(const std::string& server_name, const std::string& data_dir) {

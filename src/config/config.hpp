@@ -168,11 +168,34 @@ struct Config {
   std::vector<std::string> federation_custom_ca_list;
   bool use_insecure_ssl_client_just_for_testing_do_not_use = false;
   std::string config_dir;  // directory of the config file: relative paths resolve against it
+
+  // Several processes sharing one PostgreSQL, in Synapse's worker shape (config/workers.cpp). The
+  // main process runs with the shared homeserver.yaml alone; a worker with
+  // `-c homeserver.yaml -c worker.yaml`, whose worker_app, worker_name and worker_listeners make
+  // it one. The main process allocates every stream position (stream_writers names only it in this
+  // version); workers serve reads and wake through PostgreSQL's LISTEN/NOTIFY.
+  struct Instance {
+    std::string name;
+    std::string host;
+    int port = 0;
+  };
+  std::string worker_app;              // "" for the main process, else synapse.app.generic_worker
+  std::string instance_name = "main";  // worker_name for a worker ("master" is read as "main")
+  std::vector<Instance> instance_map;  // every process of the deployment; empty: one process
+  std::string notify_appservices_from_worker;  // the preferred appservice sender ("" : main)
+  std::string run_background_tasks_on = "main";  // media retention and other periodic jobs
+  bool is_worker() const { return !worker_app.empty(); }
+  // Part of a deployment of several processes: cross-process wake-ups and cache invalidation run.
+  bool multi_process() const { return !instance_map.empty(); }
+  bool runs_background_tasks() const { return instance_name == run_background_tasks_on; }
 };
 
 // Parses the file. Throws std::runtime_error("<key>: <why>") for bad values; returns warnings
 // (unknown keys) in `warnings`.
 Config load_config(const std::string& path, std::vector<std::string>& warnings);
+// Several files, as Synapse's `-c homeserver.yaml -c worker.yaml`: a later file's top-level keys
+// replace an earlier one's.
+Config load_config(const std::vector<std::string>& paths, std::vector<std::string>& warnings);
 Config parse_config(const std::string& yaml_text, const std::string& config_dir,
                     std::vector<std::string>& warnings);
 

@@ -132,6 +132,7 @@ Reply Router::run(Request& req, const Resolved& resolved) const {
   const Route* found = resolved.route;
   return guarded([&]() -> Reply {
     service::Requester requester;
+    if (preamble_) preamble_();
     if (found->auth != Auth::none && authenticate_) requester = authenticate_(req, found->auth == Auth::required);
     if (requester.authenticated()) req.log_requester = requester_for_log(requester);
     if (found->check_body) found->check_body(req);

@@ -29,6 +29,9 @@ class Router {
 
 public:
   void set_authenticator(Authenticator a) { authenticate_ = std::move(a); }
+  // Runs before each request's authentication (a worker process catching up with the stream
+  // writer, so a request sees every write acknowledged before it). May throw a MatrixError.
+  void set_preamble(std::function<void()> f) { preamble_ = std::move(f); }
   // Applies to the routes added after this call: each request's body is checked after
   // authentication and before the handler (the spec's request schemas, see api/schema).
   void set_body_checks(BodyCheckFactory f) { body_checks_ = std::move(f); }
@@ -70,6 +73,7 @@ private:
   };
   std::vector<Route> routes_;
   Authenticator authenticate_;
+  std::function<void()> preamble_;
   BodyCheckFactory body_checks_;
 };
 

@@ -656,10 +656,13 @@ void AccountService::delete_device(const std::string& user_id, const std::string
   forget_cached_tokens();
 }
 
-void AccountService::forget_cached_tokens() {
-  std::lock_guard lock(token_cache_mu_);
-  token_cache_.clear();
-  ++token_cache_generation_;
+void AccountService::forget_cached_tokens(bool tell_peers) {
+  {
+    std::lock_guard lock(token_cache_mu_);
+    token_cache_.clear();
+    ++token_cache_generation_;
+  }
+  if (tell_peers && tokens_listener_) tokens_listener_();
 }
 
 }  // namespace trestle::service

@@ -125,7 +125,10 @@ public:
   // `external_id` (Synapse's user_external_ids, for the admin API's lookups).
   void link_external_id(const std::string& auth_provider, const std::string& external_id, const std::string& user_id);
   // Cached token owners carry account flags (lock, shadow-ban): call after changing one.
-  void forget_cached_tokens();
+  // `tell_peers`: the other processes of the deployment forget theirs too (set_tokens_listener).
+  void forget_cached_tokens(bool tell_peers = true);
+  // Called by forget_cached_tokens() that tell peers (several processes: service/cluster).
+  void set_tokens_listener(std::function<void()> f) { tokens_listener_ = std::move(f); }
 
   void logout(const Requester& r);
   void logout_all(const Requester& r);
@@ -227,6 +230,7 @@ private:
   std::mutex token_cache_mu_;
   std::unordered_map<std::string, storage::accounts::TokenOwner> token_cache_;
   uint64_t token_cache_generation_ = 0;
+  std::function<void()> tokens_listener_;
   static constexpr int64_t kDeviceSeenIntervalMs = 60000;
   std::mutex device_seen_mu_;
   std::unordered_map<std::string, std::pair<int64_t, std::string>> device_seen_;  // user\0device -> (ms, ip)

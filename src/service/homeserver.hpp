@@ -6,6 +6,8 @@
 #include "service/accounts.hpp"
 #include "service/admin/room_admin.hpp"
 #include "service/client_ips.hpp"
+#include "service/cluster.hpp"
+#include "service/cluster_state.hpp"
 #include "service/database_options.hpp"
 #include "service/event_format.hpp"
 #include "service/openid.hpp"
@@ -70,7 +72,8 @@ struct Homeserver {
     registration.set_registration_tokens(&registration_tokens);
     room::set_default_room_version(config.default_room_version);
     sync.set_to_device(&to_device);
-    accounts.ensure_appservice_senders();
+    if (!config.is_worker()) accounts.ensure_appservice_senders();
+
     accounts.set_device_hooks({[this](storage::Connection& c, const std::string& u) { keys.on_devices_changed(c, u); },
                                [this](const std::string& u) { keys.notify_changed(u); }});
     sync.set_keys(&keys);
@@ -101,6 +104,7 @@ struct Homeserver {
       if (p.status_msg) content["status_msg"] = *p.status_msg;
       return content;
     });
+    share_state_across_processes(*this);  // several processes: typing, presence, token revocations
   }
 
   static AppServiceRegistry load_appservices(const config::Config& cfg) {
@@ -114,6 +118,7 @@ struct Homeserver {
   AppServiceRegistry appservices;
   storage::Database db;
   Notifier notifier;
+  Cluster cluster{config, db, notifier};  // the other processes of the deployment (serve starts it)
   AccountService accounts;
   RegistrationService registration;
   SsoService sso;

@@ -10,6 +10,40 @@ uint64_t Notifier::position() const {
 }
 
 void Notifier::notify(const std::vector<std::string>& keys) {
+  wake(keys);
+  Publisher publish;
+  {
+    std::lock_guard lock(mu_);
+    publish = publisher_;
+  }
+  if (publish) publish(keys);
+}
+
+void Notifier::notify_from_peer(const std::vector<std::string>& keys) { wake(keys); }
+
+void Notifier::set_publisher(Publisher publisher) {
+  std::lock_guard lock(mu_);
+  publisher_ = std::move(publisher);
+}
+
+void Notifier::wake_all() {
+  std::vector<Callback> to_run;
+  {
+    std::lock_guard lock(mu_);
+    ++position_;
+    to_run = global_listeners_;
+    for (auto& [key, pos] : key_position_) pos = position_;
+    for (auto& [id, w] : waiters_) {
+      for (const auto& k : w.keys) key_position_[k] = position_;
+      to_run.push_back(std::move(w.cb));
+    }
+    waiters_.clear();
+    waiters_by_key_.clear();
+  }
+  for (auto& cb : to_run) cb();
+}
+
+void Notifier::wake(const std::vector<std::string>& keys) {
   std::vector<Callback> to_run;
   {
     std::lock_guard lock(mu_);

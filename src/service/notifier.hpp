@@ -36,12 +36,23 @@ public:
   // the appservice senders, use it to wake up.
   void add_global_listener(Callback cb);
 
+  // Several processes (service/cluster): what this process notifies also goes to `publisher`,
+  // which tells the other processes; what they notify arrives through notify_from_peer(), which
+  // wakes this process's waiters without publishing again.
+  using Publisher = std::function<void(const std::vector<std::string>& keys)>;
+  void set_publisher(Publisher publisher);
+  void notify_from_peer(const std::vector<std::string>& keys);
+  // Wakes every waiter and global listener: after a gap in the peers' notifications, when what
+  // changed meanwhile is not known.
+  void wake_all();
+
 private:
   struct Waiter {
     std::vector<std::string> keys;
     Callback cb;
   };
   void remove_locked(uint64_t id);
+  void wake(const std::vector<std::string>& keys);
 
   mutable std::mutex mu_;
   uint64_t position_ = 0;
@@ -50,6 +61,7 @@ private:
   std::unordered_map<std::string, std::unordered_set<uint64_t>> waiters_by_key_;
   std::unordered_map<uint64_t, Waiter> waiters_;
   std::vector<Callback> global_listeners_;
+  Publisher publisher_;
 };
 
 }  // namespace trestle::service

@@ -1,6 +1,8 @@
 #include "service/presence.hpp"
 
 #include "core/clock.hpp"
+
+#include <algorithm>
 #include "core/error.hpp"
 
 namespace trestle::service {
@@ -16,6 +18,10 @@ void check_presence(const std::string& presence) {
 void PresenceTracker::set(const std::string& user_id, const std::string& presence,
                           const std::optional<std::string>& status_msg) {
   check_presence(presence);
+  if (forward_) {
+    forward_(user_id, presence, status_msg, false);
+    return;
+  }
   bool changed = false;
   {
     std::lock_guard lock(mu_);
@@ -31,6 +37,11 @@ void PresenceTracker::set(const std::string& user_id, const std::string& presenc
 
 void PresenceTracker::touch(const std::string& user_id, const std::string& presence) {
   check_presence(presence);
+  if (forward_) {
+    // Every /sync touches: only a change is worth a message to the main process.
+    if (get(user_id).presence != presence) forward_(user_id, presence, std::nullopt, true);
+    return;
+  }
   bool changed = false;
   {
     std::lock_guard lock(mu_);
@@ -44,6 +55,16 @@ void PresenceTracker::touch(const std::string& user_id, const std::string& prese
 }
 
 void PresenceTracker::changed(const std::string& user_id) {
+  if (publish_) publish_(user_id, get(user_id));  // before the listeners' wake-ups
+  for (const auto& f : listeners_) f(user_id);
+}
+
+void PresenceTracker::apply(const std::string& user_id, const PresenceState& state) {
+  {
+    std::lock_guard lock(mu_);
+    states_[user_id] = state;
+    serial_ = std::max(serial_, state.serial);
+  }
   for (const auto& f : listeners_) f(user_id);
 }
 

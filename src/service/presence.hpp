@@ -35,8 +35,21 @@ public:
   // repeated /syncs with the same set_presence are not changes.
   void set_listener(std::function<void(const std::string& user_id)> f) { listeners_.push_back(std::move(f)); }
 
+  // Several processes: the main process owns presence (its serial is in every sync token). The
+  // owner's `publish` gets each user's state after a change; a mirror's (a worker's) set() and
+  // touch() go to `forward` (touch only when it would change something), and apply() takes the
+  // owner's state.
+  using Publish = std::function<void(const std::string& user_id, const PresenceState&)>;
+  using Forward = std::function<void(const std::string& user_id, const std::string& presence,
+                                     const std::optional<std::string>& status_msg, bool keep_status_msg)>;
+  void set_owner(Publish publish) { publish_ = std::move(publish); }
+  void set_mirror(Forward forward) { forward_ = std::move(forward); }
+  void apply(const std::string& user_id, const PresenceState& state);
+
 private:
   void changed(const std::string& user_id);
+  Publish publish_;
+  Forward forward_;
   std::vector<std::function<void(const std::string&)>> listeners_;
   uint64_t serial_ = 0;
   mutable std::mutex mu_;

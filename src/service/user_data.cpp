@@ -20,6 +20,11 @@ using boost::json::array;
 using boost::json::object;
 
 void TypingTracker::set(const std::string& room_id, const std::string& user_id, bool typing, int64_t timeout_ms) {
+  if (forward_) {
+    forward_(room_id, user_id, typing, timeout_ms);  // a worker: the main process decides
+    return;
+  }
+  RoomState state;
   {
     std::lock_guard lock(mu_);
     auto& room = expiry_[room_id];
@@ -28,9 +33,74 @@ void TypingTracker::set(const std::string& room_id, const std::string& user_id, 
     else room.erase(user_id);
     if (was == typing && typing) return;  // only a refresh: nobody needs waking
     room_serial_[room_id] = ++serial_;
+    if (publish_) state = room_state_locked(room_id, core::steady_ms());
   }
-  notifier_.notify({room_id});
-  if (listener_) listener_(room_id);
+  changed({state.room_id.empty() ? RoomState{room_id, {}, 0, 0} : state});
+}
+
+void TypingTracker::changed(const std::vector<RoomState>& rooms) {
+  for (const auto& r : rooms) {
+    // The state goes out before the wake-up, so a woken worker's sync sees it.
+    if (publish_) publish_(r);
+    notifier_.notify({r.room_id});
+    if (listener_) listener_(r.room_id);
+  }
+}
+
+TypingTracker::RoomState TypingTracker::room_state_locked(const std::string& room_id, int64_t now) const {
+  RoomState r;
+  r.room_id = room_id;
+  if (auto it = expiry_.find(room_id); it != expiry_.end()) {
+    for (const auto& [user, at] : it->second) {
+      if (at > now) r.users.emplace_back(user, at - now);
+    }
+  }
+  auto s = room_serial_.find(room_id);
+  r.room_serial = s == room_serial_.end() ? 0 : s->second;
+  r.serial = serial_;
+  return r;
+}
+
+void TypingTracker::apply(const RoomState& state) {
+  {
+    std::lock_guard lock(mu_);
+    int64_t now = core::steady_ms();
+    auto& room = expiry_[state.room_id];
+    room.clear();
+    for (const auto& [user, ms] : state.users) room[user] = now + ms;
+    if (room.empty()) expiry_.erase(state.room_id);
+    room_serial_[state.room_id] = state.room_serial;
+    serial_ = std::max(serial_, state.serial);
+  }
+  notifier_.notify_from_peer({state.room_id});
+  if (listener_) listener_(state.room_id);
+}
+
+void TypingTracker::expire_due() {
+  std::vector<RoomState> rooms;
+  {
+    std::lock_guard lock(mu_);
+    int64_t now = core::steady_ms();
+    for (auto it = expiry_.begin(); it != expiry_.end();) {
+      bool expired = std::erase_if(it->second, [&](const auto& u) { return u.second <= now; }) > 0;
+      if (expired) {
+        room_serial_[it->first] = ++serial_;
+        rooms.push_back(room_state_locked(it->first, now));
+      }
+      it = it->second.empty() ? expiry_.erase(it) : std::next(it);
+    }
+  }
+  changed(rooms);
+}
+
+std::vector<TypingTracker::RoomState> TypingTracker::snapshot() const {
+  std::lock_guard lock(mu_);
+  std::vector<RoomState> out;
+  int64_t now = core::steady_ms();
+  for (const auto& [room_id, users] : expiry_) {
+    if (!users.empty()) out.push_back(room_state_locked(room_id, now));
+  }
+  return out;
 }
 
 std::vector<std::string> TypingTracker::typing_users(const std::string& room_id, uint64_t* changed_serial) {
@@ -40,12 +110,16 @@ std::vector<std::string> TypingTracker::typing_users(const std::string& room_id,
   auto it = expiry_.find(room_id);
   if (it != expiry_.end()) {
     for (auto u = it->second.begin(); u != it->second.end();) {
-      if (u->second <= now) {
-        u = it->second.erase(u);  // expired: drop it now, and count it as a change
-        room_serial_[room_id] = ++serial_;
-      } else {
+      if (u->second > now) {
         out.push_back(u->first);
         ++u;
+      } else if (forward_ || publish_) {
+        // Several processes: expiry_due() expires (and announces) on the owner; here the user is
+        // only hidden.
+        ++u;
+      } else {
+        u = it->second.erase(u);  // expired: drop it now, and count it as a change
+        room_serial_[room_id] = ++serial_;
       }
     }
   }

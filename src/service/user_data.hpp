@@ -12,14 +12,31 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace trestle::service {
 
 struct Rooms;
 
 // Who is typing where. Ephemeral by nature: kept in memory with its own serial, as Synapse does.
+//
+// Several processes: the main process owns typing (the serial in every process's sync tokens is
+// its serial); it publishes each room's state after a change, and workers mirror it (apply()).
+// A worker's set() is forwarded to the main process instead of changing the mirror.
 class TypingTracker {
 public:
+  // One room's typing state, as the owner publishes it.
+  struct RoomState {
+    std::string room_id;
+    std::vector<std::pair<std::string, int64_t>> users;  // user, milliseconds until it expires
+    uint64_t room_serial = 0;
+    uint64_t serial = 0;
+  };
+  using Publish = std::function<void(const RoomState&)>;
+  using Forward = std::function<void(const std::string& room_id, const std::string& user_id, bool typing,
+                                     int64_t timeout_ms)>;
+
   explicit TypingTracker(Notifier& n) : notifier_(n) {}
   void set(const std::string& room_id, const std::string& user_id, bool typing, int64_t timeout_ms);
   // Users typing in the room now, and the serial of the room's last change.
@@ -28,9 +45,25 @@ public:
   // Called (outside the lock) with the room whenever who is typing there changes.
   void set_listener(std::function<void(const std::string& room_id)> cb) { listener_ = std::move(cb); }
 
+  // The owner (main process of several): `publish` gets each room's state after it changes.
+  void set_owner(Publish publish) { publish_ = std::move(publish); }
+  // A mirror (worker): set() calls `forward` instead; apply() takes the owner's state.
+  void set_mirror(Forward forward) { forward_ = std::move(forward); }
+  void apply(const RoomState& state);
+  // The owner: expires what is due everywhere (a worker's syncs never expire anything here) and
+  // announces the rooms that changed. Called about once a second.
+  void expire_due();
+  // The owner: every room where someone types, for a mirror that lost messages.
+  std::vector<RoomState> snapshot() const;
+
 private:
+  RoomState room_state_locked(const std::string& room_id, int64_t now) const;
+  void changed(const std::vector<RoomState>& rooms);
+
   Notifier& notifier_;
   std::function<void(const std::string&)> listener_;
+  Publish publish_;
+  Forward forward_;
   mutable std::mutex mu_;
   uint64_t serial_ = 0;
   std::map<std::string, std::map<std::string, int64_t>> expiry_;  // room -> user -> steady ms

@@ -4,6 +4,7 @@
 #include "core/metrics.hpp"
 #include "storage/migrations.hpp"
 #include "storage/postgres/connection.hpp"
+#include "storage/postgres/notify_channel.hpp"
 #include "storage/postgres/schema.hpp"
 #include "storage/sqlite/connection.hpp"
 
@@ -259,7 +260,7 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
     job_deferred_.clear();
     group_deferred_.clear();
     c.rollback();
-    pending_position_ = committed_position_.load();
+    pending_position_ = group_base_;
     for (auto* j : group) {
       if (!j->error) j->error = cause;
     }
@@ -274,7 +275,9 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
     fail_group(std::current_exception());
     return;
   }
-  pending_position_ = committed_position_.load();
+  // A worker's committed position moves under it (the main process's wake-ups): the group's own
+  // allocations are measured from where it began.
+  group_base_ = pending_position_ = committed_position_.load();
   for (auto* j : group) {
     int64_t position_before = pending_position_;
     try {
@@ -314,7 +317,7 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
   try {
     for (auto& fn : group_deferred_) fn(c);
     group_deferred_.clear();
-    if (pending_position_ != committed_position_.load()) {
+    if (pending_position_ != group_base_) {
       hooks_lock.lock();
       run_group_hooks(c, hooks_ran);
     }
@@ -362,11 +365,37 @@ void Database::remove_group_hook(int id) {
 }
 
 void Database::commit_locked() {
-  if (pending_position_ != committed_position_.load()) {
+  bool moved = pending_position_ != group_base_;
+  if (moved) {
     writer_->prepare("UPDATE stream_position SET value = ? WHERE name = 'global'").bind(pending_position_).run();
   }
   writer_->commit();
-  committed_position_.store(pending_position_);
+  if (moved) committed_position_.store(pending_position_);
+}
+
+void Database::not_stream_writer() const {
+  throw MatrixError(500, "M_UNKNOWN",
+                    "This process does not write streams (it is a worker); the request should have gone to the "
+                    "main process");
+}
+
+std::unique_ptr<Channel> Database::open_channel(const std::string& name, ChannelHandlers handlers) const {
+  if (options_.engine != Dialect::postgres) return nullptr;
+  return std::make_unique<postgres::NotifyChannel>(options_.pg_conninfo, name, std::move(handlers));
+}
+
+void Database::advance_position(int64_t position) {
+  int64_t seen = committed_position_.load();
+  while (position > seen && !committed_position_.compare_exchange_weak(seen, position)) {
+  }
+}
+
+int64_t Database::refresh_position() {
+  advance_position(read([](Connection& c) {
+    auto st = c.prepare("SELECT value FROM stream_position WHERE name = 'global'");
+    return st.step() ? st.int64(0) : int64_t{0};
+  }));
+  return committed_position();
 }
 
 namespace {

@@ -13,6 +13,8 @@
 // Failures keep their cause: a ROLLBACK that fails (SQLite may already have rolled back after
 // SQLITE_FULL or an I/O error) never replaces the original error, and messages carry the OS error
 // ("No space left on device", "Too many open files") where SQLite has one.
+#include "storage/channel.hpp"
+
 #include <atomic>
 #include <condition_variable>
 #include <exception>
@@ -139,6 +141,9 @@ struct DatabaseOptions {
   // PostgreSQL: a database whose collation is not C sorts text unlike SQLite (and unlike the
   // ids' byte order that pagination relies on); refused unless this is set (Synapse's key).
   bool allow_unsafe_locale = false;
+  // This process allocates stream positions (the main process, or the only one). A worker's
+  // database does not: next_stream_position() throws there.
+  bool stream_writer = true;
   std::string describe() const;  // for messages: the file, or the PostgreSQL database (no password)
 };
 
@@ -233,9 +238,23 @@ public:
 
   // Allocates the next position of the global stream (events, account data, receipts, ...).
   // Only valid inside write().
-  int64_t next_stream_position() { return ++pending_position_; }
+  // Only the stream writer (DatabaseOptions::stream_writer) allocates: elsewhere it throws
+  // MatrixError 500, so a write routed to a worker fails whole instead of forking the stream.
+  int64_t next_stream_position() {
+    if (!options_.stream_writer) not_stream_writer();
+    return ++pending_position_;
+  }
   // Everything at or below this position is committed and visible to new read snapshots.
   int64_t committed_position() const { return committed_position_.load(); }
+  // A worker: the stream writer (another process) committed up to `position` (its wake-ups say
+  // so). Never moves the position back.
+  void advance_position(int64_t position);
+  // Messages between the processes sharing this database (storage/channel.hpp), on `name`;
+  // nullptr on SQLite (one process).
+  std::unique_ptr<Channel> open_channel(const std::string& name, ChannelHandlers handlers) const;
+  // Reads the committed position from the database (a worker after a gap in the wake-ups, or
+  // given a token from ahead of what it has heard) and advances to it; returns the position.
+  int64_t refresh_position();
 
 private:
   struct WriteJob {
@@ -286,6 +305,8 @@ private:
   // before_commit() work of the running job, and of the group's jobs that succeeded (leader only).
   std::vector<std::function<void(Connection&)>> job_deferred_, group_deferred_;
   int64_t pending_position_ = 0;
+  int64_t group_base_ = 0;  // the committed position when the running group began
+  [[noreturn]] void not_stream_writer() const;
   std::mutex hooks_mu_;  // held by the writer while the hooks run and until their done()
   std::vector<std::pair<int, GroupHook>> group_hooks_;
   int next_hook_id_ = 0;

@@ -1,0 +1,123 @@
+// The keys of a deployment of several processes, in Synapse's worker shape: the shared ones
+// (instance_map, stream_writers, notify_appservices_from_worker, run_background_tasks_on,
+// pusher_instances, media_instance_running_background_jobs) and a worker's own (worker_app,
+// worker_name, worker_listeners).
+#include "config/yaml_fields.hpp"
+
+#include <set>
+
+namespace trestle::config::detail {
+
+namespace {
+
+// Synapse calls the main process "master" inside and "main" in instance_map.
+std::string instance(const YAML::Node& n, const std::string& key) {
+  auto name = get<std::string>(n, key, "an instance name");
+  if (name.empty()) bad(key, "must not be empty");
+  return name == "master" ? "main" : name;
+}
+
+std::vector<std::string> instances(const YAML::Node& n, const std::string& key) {
+  if (n.IsScalar()) return {instance(n, key)};
+  if (!n.IsSequence()) bad(key, "expected an instance name or a list of them");
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n.size(); ++i) out.push_back(instance(n[i], key + "[" + std::to_string(i) + "]"));
+  return out;
+}
+
+}  // namespace
+
+void parse_workers(const YAML::Node& root, Config& c, std::vector<std::string>& warnings) {
+  if (auto app = root["worker_app"]; app && !app.IsNull()) {
+    auto name = get<std::string>(app, "worker_app", "a string");
+    // Synapse's older per-role apps all run as the generic worker today.
+    static const std::set<std::string> generic = {"synapse.app.generic_worker", "synapse.app.client_reader",
+                                                  "synapse.app.synchrotron", "synapse.app.event_creator",
+                                                  "synapse.app.appservice", "synapse.app.media_repository"};
+    if (name == "synapse.app.homeserver") {
+      // The main process, named explicitly.
+    } else if (generic.count(name)) {
+      c.worker_app = "synapse.app.generic_worker";
+    } else {
+      bad("worker_app", "'" + name + "' is not a worker app Trestle knows (synapse.app.generic_worker)");
+    }
+  }
+  if (c.is_worker()) {
+    if (!root["worker_name"]) bad("worker_name", "is required with worker_app");
+    c.instance_name = instance(root["worker_name"], "worker_name");
+    if (c.instance_name == "main") bad("worker_name", "'main' (or 'master') names the main process");
+    if (auto ls = root["worker_listeners"]; ls && !ls.IsNull()) c.listeners = parse_listeners(ls, "worker_listeners");
+    if (c.database_engine != "psycopg2") {
+      bad("worker_app", "several processes share one PostgreSQL database (database: name: psycopg2); "
+                        "SQLite is for one process");
+    }
+  } else if (root["worker_name"] || root["worker_listeners"]) {
+    warnings.push_back("worker_name and worker_listeners are read only with worker_app; ignored");
+  }
+
+  if (auto map = root["instance_map"]; map && !map.IsNull()) {
+    if (!map.IsMap()) bad("instance_map", "expected a mapping from instance name to {host, port}");
+    for (const auto& kv : map) {
+      auto name = instance(kv.first, "instance_map");
+      std::string key = "instance_map." + name;
+      if (!kv.second.IsMap()) bad(key, "expected {host, port}");
+      Config::Instance in;
+      in.name = name;
+      in.host = kv.second["host"] ? get<std::string>(kv.second["host"], key + ".host", "a host") : "localhost";
+      if (!kv.second["port"]) bad(key + ".port", "is required");
+      in.port = get<int>(kv.second["port"], key + ".port", "a port number");
+      if (in.port <= 0 || in.port > 65535) bad(key + ".port", "must be between 1 and 65535");
+      c.instance_map.push_back(in);
+    }
+  }
+  auto known = [&](const std::string& name) {
+    for (const auto& in : c.instance_map) {
+      if (in.name == name) return true;
+    }
+    return false;
+  };
+  if (c.multi_process() && !known("main")) bad("instance_map", "must list the main process ('main') with workers");
+  if (c.is_worker() && !c.multi_process()) {
+    bad("instance_map", "is required with workers: it lists 'main' and every worker (worker_app is set)");
+  }
+  if (c.is_worker() && !known(c.instance_name)) bad("instance_map", "does not list this worker '" + c.instance_name + "'");
+
+  // Every stream is written by the main process in this version: its positions come from one
+  // in-process counter (sharding events over writers needs positions from the database).
+  if (auto sw = root["stream_writers"]; sw && !sw.IsNull()) {
+    if (!sw.IsMap()) bad("stream_writers", "expected a mapping from stream name to instance names");
+    for (const auto& kv : sw) {
+      auto stream = kv.first.as<std::string>();
+      for (const auto& name : instances(kv.second, "stream_writers." + stream)) {
+        if (name != "main") {
+          bad("stream_writers." + stream, "only the main process writes streams in this version of Trestle ('" +
+                                              name + "' was named); route writes to main");
+        }
+      }
+    }
+  }
+  if (auto n = root["notify_appservices_from_worker"]; n && !n.IsNull()) {
+    c.notify_appservices_from_worker = instance(n, "notify_appservices_from_worker");
+    if (c.multi_process() && !known(c.notify_appservices_from_worker)) {
+      bad("notify_appservices_from_worker", "'" + c.notify_appservices_from_worker + "' is not in instance_map");
+    }
+  }
+  if (auto n = root["run_background_tasks_on"]; n && !n.IsNull()) {
+    c.run_background_tasks_on = instance(n, "run_background_tasks_on");
+  }
+  // Push notifications go out from the main process in this version (its writer evaluates them).
+  if (auto n = root["pusher_instances"]; n && !n.IsNull()) {
+    for (const auto& name : instances(n, "pusher_instances")) {
+      if (name != "main") bad("pusher_instances", "only the main process sends push notifications in this version");
+    }
+  }
+  if (auto n = root["media_instance_running_background_jobs"]; n && !n.IsNull()) {
+    auto name = instance(n, "media_instance_running_background_jobs");
+    if (name != c.run_background_tasks_on) {
+      bad("media_instance_running_background_jobs", "must be run_background_tasks_on's instance ('" +
+                                                        c.run_background_tasks_on + "') in this version");
+    }
+  }
+}
+
+}  // namespace trestle::config::detail
