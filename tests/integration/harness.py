@@ -337,13 +337,14 @@ class Server:
         return {"instance_map": instances, "notify_appservices_from_worker": APPSERVICE_SENDER}
 
     def wants_workers(self):
-        """The workers topology for this server's next start: asked for, and on PostgreSQL (a
-        scenario may give a server an SQLite database of its own)."""
+        """The workers topology for this server's next start: asked for, on PostgreSQL (a scenario
+        may give a server an SQLite database of its own), and not a server whose scenario builds
+        its own deployment (its config names an instance_map: it runs main alone, as asked)."""
         if not self.workers_wanted:
             return False
         if self.raw_config is not None:
-            return "psycopg2" in self.raw_config
-        return self.config(0)["database"].get("name") == "psycopg2"
+            return "psycopg2" in self.raw_config and not re.search(r"^instance_map:", self.raw_config, re.M)
+        return self.config(0)["database"].get("name") == "psycopg2" and "instance_map" not in self.config_overrides
 
     @property
     def postgres_database(self):

@@ -77,9 +77,19 @@ def test_users_spread_over_the_readers(ctx):
         raise TestFailure(f"nginx sent every user to {sorted(set(seen.values()))}: {seen}")
 
 
-def long_poll(user, since, out):
-    out["res"] = user.request("GET", "/sync", query={"since": since, "timeout": 20000}, timeout=40)
-    out["at"] = time.monotonic()
+def long_poll(user, since, room, body, out):
+    """Long-polls /sync from `since` until an m.room.message with this body comes (other news, such as
+    the user's own presence going online, wakes a poll too: it polls again), for at most 30 s."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        res = user.request("GET", "/sync", query={"since": since, "timeout": 20000}, timeout=40)
+        out["res"], out["at"] = res, time.monotonic()
+        if res.status != 200:
+            return
+        since = res.json["next_batch"]
+        events = res.json["rooms"]["join"].get(room, {}).get("timeline", {}).get("events", [])
+        if any(e.get("content", {}).get("body") == body for e in events):
+            return
 
 
 def test_a_long_poll_on_a_reader_wakes_for_a_message_sent_to_main(ctx):
@@ -89,7 +99,7 @@ def test_a_long_poll_on_a_reader_wakes_for_a_message_sent_to_main(ctx):
     since = ctx.expect(alice.request("GET", "/sync", query={"timeout": 0}))["next_batch"]
     for i in range(3):
         out = {}
-        waiter = threading.Thread(target=long_poll, args=(alice, since, out))
+        waiter = threading.Thread(target=long_poll, args=(alice, since, room, f"wake {i}", out))
         waiter.start()
         time.sleep(0.3)  # the long-poll is waiting on its reader
         sent_at = time.monotonic()
@@ -141,7 +151,7 @@ def test_readers_serve_while_main_is_down_and_catch_up(ctx):
         raise TestFailure(f"with main down, a reader's /messages lacks acknowledged events {missing}")
     # A long-poll waits on its reader across main's restart and wakes for the new main's message.
     out = {}
-    waiter = threading.Thread(target=long_poll, args=(alice, since, out))
+    waiter = threading.Thread(target=long_poll, args=(alice, since, room, "back", out))
     waiter.start()
     srv.start_process("main")
     time.sleep(0.3)
