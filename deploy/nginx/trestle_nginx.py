@@ -31,8 +31,9 @@ class NginxError(Exception):
     pass
 
 
-def render(listen, main, readers, max_body="51M", template=TEMPLATE):
-    """The template with its placeholders filled; the @READER@ line repeated for each reader."""
+def render(listen, main, readers, max_body="51M", appservice_sender=None, template=TEMPLATE):
+    """The template with its placeholders filled; the @READER@ line repeated for each reader;
+    the appservice sender is main unless named (host:port)."""
     if not readers:
         raise NginxError("at least one reader")
     with open(template) as f:
@@ -44,7 +45,8 @@ def render(listen, main, readers, max_body="51M", template=TEMPLATE):
         else:
             out.append(line)
     text = "".join(out)
-    for name, value in (("@LISTEN@", listen), ("@MAIN@", main), ("@MAX_BODY@", max_body)):
+    for name, value in (("@LISTEN@", listen), ("@MAIN@", main), ("@MAX_BODY@", max_body),
+                        ("@APPSERVICE_SENDER@", appservice_sender or main)):
         text = text.replace(name, str(value))
     left = sorted(set(re.findall(r"^[^#\n]*(@[A-Z_]+@)", text, re.M)))
     if left:
@@ -66,8 +68,8 @@ def _die_with_parent():
 
 
 class Nginx:
-    def __init__(self, main, readers, port=None, max_body="51M", worker_processes=1, access_log=True,
-                 prefix="trestle-nginx-"):
+    def __init__(self, main, readers, port=None, max_body="51M", appservice_sender=None, worker_processes=1,
+                 access_log=True, prefix="trestle-nginx-"):
         if not os.access(NGINX, os.X_OK):
             raise NginxError(f"no {NGINX}: install Debian's nginx (scripts/install-deps.sh)")
         self.main = main
@@ -77,7 +79,7 @@ class Nginx:
         self.proc = None
         self.access_log = os.path.join(self.dir, "access.log") if access_log else None
         with open(os.path.join(self.dir, "trestle.conf"), "w") as f:
-            f.write(render(f"127.0.0.1:{self.port}", main, self.readers, max_body))
+            f.write(render(f"127.0.0.1:{self.port}", main, self.readers, max_body, appservice_sender))
         # $uri, not $request_uri: no access_token query parameter in the log.
         log = (f"log_format trestle '$request_method $uri $status $upstream_addr';\n"
                f"  access_log {self.access_log} trestle;") if access_log else "access_log off;"

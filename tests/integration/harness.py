@@ -304,6 +304,7 @@ class Server:
         self.reader_ports = {}  # reader name -> port of its client listener
         self.readers = {}  # reader name -> Popen
         self.nginx = None
+        self.nginx_port = None
         Server.all_started.append(self)
 
     @property
@@ -342,8 +343,9 @@ class Server:
         its own deployment (its config names an instance_map: it runs main alone, as asked)."""
         if not self.workers_wanted:
             return False
-        if self.raw_config is not None:
-            return "psycopg2" in self.raw_config and not re.search(r"^instance_map:", self.raw_config, re.M)
+        if self.raw_config is not None:  # (a generated config names psycopg2 in a comment)
+            return (re.search(r"^\s+name:\s*[\"']?psycopg2", self.raw_config, re.M) is not None
+                    and not re.search(r"^instance_map:", self.raw_config, re.M))
         return self.config(0)["database"].get("name") == "psycopg2" and "instance_map" not in self.config_overrides
 
     @property
@@ -386,7 +388,10 @@ class Server:
         extra = self.shared_worker_config(port) if workers else {}
         with open(self.config_path, "w") as f:
             if self.raw_config is not None:
-                text = self.raw_config.replace("${port}", str(port))
+                text = self.raw_config
+                if workers:  # the public URL is where clients reach the server: nginx
+                    text = re.sub(r"^(public_baseurl:.*)\$\{port\}", rf"\g<1>{self.nginx_port}", text, flags=re.M)
+                text = text.replace("${port}", str(port))
                 missing = {k: v for k, v in extra.items() if not re.search(rf"^{k}:", text, re.M)}
                 f.write(text + ("\n" + to_yaml(missing) if missing else ""))
             else:
@@ -439,6 +444,7 @@ class Server:
         for attempt in range(3):
             port = free_port()
             self.reader_ports = {r: free_port() for r in READERS} if self.multi else {}
+            self.nginx_port = free_port() if self.multi else None
             self.write_config(port, workers=self.multi)
             self.spawn()
             self.port = self.main_port = port
@@ -474,7 +480,9 @@ class Server:
         sizes = [parse_size(config.get(k)) for k in ("max_upload_size", "max_request_body_size")]
         max_body = max([50 * 1024 * 1024] + [s for s in sizes if s]) + 1024 * 1024  # Trestle answers the excess
         self.nginx = ngx.Nginx(f"127.0.0.1:{self.main_port}", [f"127.0.0.1:{p}" for p in self.reader_ports.values()],
-                               max_body=str(max_body), prefix="trestle-it-nginx-")
+                               port=self.nginx_port, max_body=str(max_body),
+                               appservice_sender=f"127.0.0.1:{self.reader_ports[APPSERVICE_SENDER]}",
+                               prefix="trestle-it-nginx-")
         try:
             self.nginx.start()
         except ngx.NginxError as e:
