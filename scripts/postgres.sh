@@ -4,7 +4,9 @@
 #
 #   scripts/postgres.sh start DIR        creates the cluster in DIR/data if there is none, starts it,
 #                                        prints DIR (the socket directory: psql -h DIR -U postgres)
-#   scripts/postgres.sh stop DIR         stops it (the cluster stays, for the next start)
+#   scripts/postgres.sh stop DIR [MODE]  stops it (the cluster stays, for the next start); MODE is
+#                                        pg_ctl's: fast (the default), immediate (a crash: recovery at
+#                                        the next start) or smart
 #   scripts/postgres.sh run CMD [ARG...] a fresh cluster in a temporary directory for one command:
 #                                        starts it, runs CMD with TRESTLE_TEST_PG=<socket dir> (and
 #                                        TRESTLE_TEST_PG_DISPOSABLE=1: no need to drop databases),
@@ -17,7 +19,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -94,8 +96,9 @@ case "${1:-}" in
     start "$2"
     ;;
   stop)
-    [ $# -eq 2 ] || usage
-    stop "$2"
+    [ $# -eq 2 ] || [ $# -eq 3 ] || usage
+    case "${3:-fast}" in fast | immediate | smart) ;; *) usage ;; esac
+    stop "$2" "${3:-fast}"
     ;;
   run)
     [ $# -ge 2 ] || usage

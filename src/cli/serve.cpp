@@ -86,6 +86,21 @@ void register_metrics(trestle::service::Homeserver& hs) {
       return out;
     };
   };
+  if (hs.cluster.enabled()) {
+    // Cross-process messages (LISTEN/NOTIFY), as counters read at scrape time.
+    auto cluster = [&hs](auto field) {
+      return [&hs, field] { return S{{{}, static_cast<double>(field(hs.cluster.counters()))}}; };
+    };
+    r.callback_gauge("trestle_cluster_messages_sent_total", "Messages sent to the deployment's other processes", {},
+                     cluster([](const auto& c) { return c.sent; }), m::Type::counter);
+    r.callback_gauge("trestle_cluster_messages_received_total", "Messages received from the other processes", {},
+                     cluster([](const auto& c) { return c.received; }), m::Type::counter);
+    r.callback_gauge("trestle_cluster_gaps_total",
+                     "Times the notification connection was lost and this process caught up from the database", {},
+                     cluster([](const auto& c) { return c.gaps; }), m::Type::counter);
+    r.callback_gauge("trestle_cluster_send_failures_total", "Batches of messages that could not be sent", {},
+                     cluster([](const auto& c) { return c.send_failures; }), m::Type::counter);
+  }
   r.callback_gauge("trestle_appservice_queued_transactions", "Transactions queued for an appservice, not yet accepted",
                    {"service"}, per_as([](const auto& st) { return st.queued_txns; }));
   r.callback_gauge("trestle_appservice_stream_lag", "Stream positions committed but not yet queued for an appservice",
@@ -200,7 +215,9 @@ int serve(const std::vector<std::string>& config_paths) {
   hs.media_retention.stop();
   // The gauges read hs, which is about to go.
   for (const char* name : {"synapse_notifier_listeners", "trestle_appservice_queued_transactions",
-                           "trestle_appservice_stream_lag", "trestle_appservice_backoff_seconds"}) {
+                           "trestle_appservice_stream_lag", "trestle_appservice_backoff_seconds",
+                           "trestle_cluster_messages_sent_total", "trestle_cluster_messages_received_total",
+                           "trestle_cluster_gaps_total", "trestle_cluster_send_failures_total"}) {
     trestle::metrics::registry().remove(name);
   }
   trestle::http::abort_outbound_requests();

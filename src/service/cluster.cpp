@@ -193,12 +193,6 @@ void Cluster::receive(const std::string& payload) {
 }
 
 void Cluster::gap() {
-  {
-    std::lock_guard lock(mu_);
-    if (connected_) ++counters_.gaps;
-    connected_ = true;
-  }
-  connected_cv_.notify_all();
   try {
     db_.refresh_position();
   } catch (const std::exception& e) {
@@ -206,6 +200,12 @@ void Cluster::gap() {
   }
   for (auto& h : gap_handlers_) h();
   notifier_.wake_all();
+  {
+    std::lock_guard lock(mu_);
+    if (connected_) ++counters_.gaps;
+    connected_ = true;  // start() returns after the catching up, not during it
+  }
+  connected_cv_.notify_all();
 }
 
 }  // namespace trestle::service

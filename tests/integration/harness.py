@@ -96,10 +96,11 @@ def postgres_database_name(data_dir):
     return "it_" + base[-60:]
 
 
-def psql(sql, database="postgres", rows=False):
-    """Runs SQL with psql in the private cluster; with rows=True, the output lines."""
-    cmd = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", POSTGRES["host"], "-U", POSTGRES["user"],
-           "-d", database, "-f", "-"]
+def psql(sql, database="postgres", rows=False, host=None):
+    """Runs SQL with psql in the private cluster (or the one whose socket directory is `host`);
+    with rows=True, the output lines."""
+    cmd = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", host or POSTGRES["host"], "-U",
+           POSTGRES["user"], "-d", database, "-f", "-"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, input=sql + ";\n")
     if done.returncode != 0:
         raise TestFailure(f"psql failed ({done.returncode}) on {shorten(sql)}:\n{done.stderr.strip()}")
@@ -145,6 +146,51 @@ def drop_postgres_databases():
             drop_postgres_database(name)
         except TestFailure as e:
             print(f"could not drop {name}: {e}")
+
+
+class OwnCluster:
+    """A PostgreSQL cluster of one scenario's own, for a scenario that stops and starts it (the
+    run's cluster is shared by every server of the run): made and started by scripts/postgres.sh
+    in a new directory under /tmp, which is also its socket directory. server() gives a Server
+    whose database is in it; close() stops the cluster and removes it."""
+
+    SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "postgres.sh")
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="trestle-pgown.", dir="/tmp")  # short: the socket path
+        os.chmod(self.dir, 0o755)  # the cluster's owner (nobody, as root) must reach it
+        self.start()
+
+    def _script(self, *args):
+        done = subprocess.run(["bash", self.SCRIPT, *args], capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise TestFailure(f"postgres.sh {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+
+    def start(self):
+        self._script("start", self.dir)
+
+    def stop(self, mode="fast"):
+        """pg_ctl stop -m MODE: fast (sessions ended, a shutdown checkpoint) or immediate (a crash)."""
+        self._script("stop", self.dir, mode)
+
+    def psql(self, sql, database="postgres", rows=False):
+        return psql(sql, database, rows, host=self.dir)
+
+    def server(self, ctx, config=None, database="trestle"):
+        """A server of the scenario (not started) on an empty database `database` of this cluster."""
+        self.psql(f"CREATE DATABASE {database}")
+        section = {"database": {"name": "psycopg2", "args": {"user": POSTGRES["user"], "host": self.dir,
+                                                             "database": database}}}
+        srv = ctx.server(config=merge_config(config or {}, section), start=False)
+        srv.prepare_database = lambda: None  # its database is here, not in the run's cluster
+        return srv
+
+    def close(self):
+        try:
+            self._script("stop", self.dir, "immediate")
+        finally:
+            subprocess.run(["rm", "-rf", self.dir], check=False)
 
 
 def sql_literal(value):

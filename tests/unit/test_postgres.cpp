@@ -11,13 +11,17 @@
 
 #include "core/error.hpp"
 
+#include "pg_test_database.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace trestle;
@@ -46,29 +50,6 @@ TEST(PostgresPlaceholders, DescribingTheSettingsLeavesOutThePassword) {
 }
 
 namespace {
-
-// TRESTLE_TEST_PG: a libpq conninfo, or (scripts/postgres.sh run) the private cluster's socket
-// directory, where the tests use a database of their own, made new for each test.
-std::optional<storage::DatabaseOptions> pg_options() {
-  const char* env = std::getenv("TRESTLE_TEST_PG");
-  if (!env || !*env) return std::nullopt;
-  std::string conninfo = env;
-  if (conninfo.front() == '/') {
-    storage::postgres::PgConnection admin("host='" + conninfo + "' user=postgres dbname=postgres");
-    admin.exec("DROP DATABASE IF EXISTS trestle_unit WITH (FORCE)");
-    admin.exec("CREATE DATABASE trestle_unit");
-    conninfo = "host='" + conninfo + "' user=postgres dbname=trestle_unit";
-  }
-  storage::DatabaseOptions o;
-  o.engine = storage::Dialect::postgres;
-  o.pg_conninfo = conninfo;
-  o.readers_ahead = 1;
-  return o;
-}
-
-#define NEED_POSTGRES(opts)                                                     \
-  auto opts = pg_options();                                                     \
-  if (!opts) GTEST_SKIP() << "TRESTLE_TEST_PG (a libpq conninfo) is not set"
 
 void fresh_table(storage::Database& db) {
   db.write([](storage::Connection& c) {
@@ -139,38 +120,114 @@ TEST(PostgresDatabase, StreamPositionsSurviveAReopen) {
   EXPECT_EQ(again.committed_position(), position);
 }
 
-TEST(PostgresDatabase, AServerThatIsGoneAnswers503AndTheWriterReconnects) {
+// A PostgreSQL restart ends every session. A connection that finds its session gone at BEGIN
+// (nothing of the transaction sent yet) connects again and carries on; one that loses it inside a
+// transaction fails that transaction with 503 M_UNKNOWN, nothing of it written, and the next
+// transaction connects again.
+TEST(PostgresDatabase, AServerThatIsGoneAnswers503AndTheConnectionsReconnect) {
   NEED_POSTGRES(opts);
   storage::Database db(*opts);
   fresh_table(db);
-  // Every other connection to this database is ended, as a PostgreSQL restart would.
+  // Every other connection to this database is ended, as a PostgreSQL restart would, and gone
+  // when this returns (pg_terminate_backend's wait).
   auto kill = [&] {
     storage::postgres::PgConnection admin(opts->pg_conninfo);
-    admin.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+    admin.exec("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = current_database()"
                " AND pid <> pg_backend_pid()");
   };
   kill();
+  db.write([](storage::Connection& c) { c.prepare("INSERT INTO unit_t (id) VALUES (1)").run(); });
+  db.read([](storage::Connection& c) { c.prepare("SELECT 1").run(); });
   try {
-    db.write([](storage::Connection& c) { c.prepare("INSERT INTO unit_t (id) VALUES (1)").run(); });
-    ADD_FAILURE() << "a write on a terminated connection succeeded";
+    db.write([&](storage::Connection& c) {
+      c.prepare("INSERT INTO unit_t (id) VALUES (2)").run();
+      c.flush();
+      kill();
+      c.prepare("INSERT INTO unit_t (id) VALUES (3)").run();
+    });
+    ADD_FAILURE() << "a write whose connection was ended halfway succeeded";
+  } catch (const MatrixError& e) {
+    EXPECT_EQ(e.status(), 503);
+    EXPECT_EQ(e.errcode(), "M_UNKNOWN");
+  }
+  try {
+    db.read([&](storage::Connection& c) {
+      kill();
+      c.prepare("SELECT 1").run();
+    });
+    ADD_FAILURE() << "a read whose connection was ended halfway succeeded";
   } catch (const MatrixError& e) {
     EXPECT_EQ(e.status(), 503);
   }
-  // The next write opens a new connection; the failed one left nothing behind.
-  db.write([](storage::Connection& c) { c.prepare("INSERT INTO unit_t (id) VALUES (2)").run(); });
-  kill();
-  try {
-    db.read([](storage::Connection& c) { c.prepare("SELECT 1").run(); });
-    ADD_FAILURE() << "a read on a terminated connection succeeded";
-  } catch (const MatrixError& e) {
-    EXPECT_EQ(e.status(), 503);
-  }
-  auto count = db.read([](storage::Connection& c) {
-    auto st = c.prepare("SELECT count(*), min(id) FROM unit_t");
+  db.write([](storage::Connection& c) { c.prepare("INSERT INTO unit_t (id) VALUES (4)").run(); });
+  auto rows = db.read([](storage::Connection& c) {
+    auto st = c.prepare("SELECT string_agg(id::text, ',' ORDER BY id) FROM unit_t");
     st.step();
-    return std::make_pair(st.int64(0), st.int64(1));
+    return st.text(0);
   });
-  EXPECT_EQ(count, std::make_pair(int64_t{1}, int64_t{2}));
+  EXPECT_EQ(rows, "1,4");
+}
+
+// A COMMIT that took effect on the server but whose answer was lost with the connection (the
+// server restarted right after writing it) is a success: the writer asks the server, once it can
+// reach it again, whether the transaction committed. Made here with a synchronous standby that
+// never comes: the COMMIT is written, then waits for it, and its session is ended while it waits.
+TEST(PostgresDatabase, ACommitThatTookEffectBeforeItsConnectionWasLostSucceeds) {
+  NEED_POSTGRES(opts);
+  storage::Database db(*opts);
+  fresh_table(db);
+  storage::postgres::PgConnection admin(opts->pg_conninfo);
+  auto reset_standby = [&] {
+    admin.exec("ALTER SYSTEM RESET synchronous_standby_names");
+    admin.exec("SELECT pg_reload_conf()");
+  };
+  admin.exec("ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
+  admin.exec("SELECT pg_reload_conf()");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the backends' SIGHUP
+  bool killed = false;
+  std::thread killer([&] {
+    storage::postgres::PgConnection watcher(opts->pg_conninfo);
+    for (int i = 0; i < 200; ++i) {
+      auto st = watcher.prepare("SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'");
+      if (st.step()) {
+        int64_t pid = st.int64(0);
+        st.step();
+        watcher.exec("SELECT pg_terminate_backend(" + std::to_string(pid) + ", 10000)");
+        killed = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    // Only now: a standby no longer wanted releases every waiting COMMIT, and the session could
+    // hear of its success.
+    storage::postgres::PgConnection(opts->pg_conninfo).exec("ALTER SYSTEM RESET synchronous_standby_names");
+    storage::postgres::PgConnection(opts->pg_conninfo).exec("SELECT pg_reload_conf()");
+  });
+  int64_t position = 0;
+  try {
+    position = db.write([&](storage::Connection& c) {
+      c.prepare("INSERT INTO unit_t (id) VALUES (1)").run();
+      return db.next_stream_position();
+    });
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "the write failed: " << e.what();
+  }
+  killer.join();
+  reset_standby();
+  EXPECT_TRUE(killed) << "no COMMIT waited for the standby: the connection was never lost";
+  EXPECT_EQ(db.committed_position(), position);
+  // The stream goes on after it: the position is not handed out twice.
+  int64_t next = db.write([&](storage::Connection& c) {
+    c.prepare("INSERT INTO unit_t (id) VALUES (2)").run();
+    return db.next_stream_position();
+  });
+  EXPECT_EQ(next, position + 1);
+  auto rows = db.read([](storage::Connection& c) {
+    auto st = c.prepare("SELECT count(*) FROM unit_t");
+    st.step();
+    return st.int64(0);
+  });
+  EXPECT_EQ(rows, 2);
 }
 
 // POST /search on PostgreSQL's full-text search (storage/search_store.cpp, the event_search table

@@ -6,9 +6,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 namespace trestle::storage::postgres {
@@ -29,7 +32,62 @@ std::string trim(const char* message) {
   return m;
 }
 
+// libpq's messages for the log, on one line ("...unexpectedly\n\tThis probably means...").
+std::string one_line(const char* message) {
+  std::string m = trim(message);
+  std::string out;
+  for (char ch : m) {
+    if (ch == '\n' || ch == '\t') {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
 void ignore_notice(void*, const char*) {}
+
+// Every connection's session: what the statements of the stores assume.
+constexpr const char* kSessionSettings =
+    "SET client_encoding = 'UTF8'; SET standard_conforming_strings = on; SET TIME ZONE 'UTC'";
+
+// libpq waits for a connection without limit unless told: a server that does not answer (a host
+// that is down, behind TCP) would hold every request that needs a new connection (and the
+// notification threads, and so a SIGTERM). The conninfo's own connect_timeout wins.
+constexpr const char* kDefaultConnectTimeout = "10";
+
+const char* sqlstate(const PGresult* r) { return r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr; }
+
+// Whether a failed command's error says that the connection is gone, rather than the command
+// being wrong: libpq found it closed; an error of libpq's own (no SQLSTATE: the socket failed);
+// a connection exception (class 08); the server ending the session (57P01 admin_shutdown, a fast
+// shutdown; 57P02 crash_shutdown, an immediate one; 57P03 cannot_connect_now, starting or stopping).
+bool connection_lost(pg_conn* conn, const char* state) {
+  if (PQstatus(conn) != CONNECTION_OK || !state || !*state) return true;
+  std::string_view s(state);
+  return s.starts_with("08") || s == "57P01" || s == "57P02" || s == "57P03";
+}
+
+// While the server is down every request fails, each on its own connection: the log gets one line
+// a second about it, with the count of the others.
+void warn_unavailable(const std::string& what) {
+  static std::atomic<int64_t> last_second{-1};
+  static std::atomic<int64_t> quiet{0};
+  int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                    std::chrono::steady_clock::now().time_since_epoch()).count();
+  int64_t last = last_second.load();
+  if (last == now || !last_second.compare_exchange_strong(last, now)) {
+    ++quiet;
+    return;
+  }
+  int64_t others = quiet.exchange(0);
+  if (others > 0) {
+    spdlog::warn("database: {} (and {} more since the last such line)", what, others);
+  } else {
+    spdlog::warn("database: {}", what);
+  }
+}
 
 }  // namespace
 
@@ -129,6 +187,8 @@ public:
     return std::string(PQgetvalue(result_, row_, col), static_cast<size_t>(PQgetlength(result_, row_, col)));
   }
   bool is_null(int col) const override { return PQgetisnull(result_, row_, col) != 0; }
+  // The connection was made anew: its prepared statements are gone with the old session.
+  void forget_prepared() { names_.clear(); }
   void reset() noexcept override {
     PQclear(result_);
     result_ = nullptr;
@@ -159,8 +219,9 @@ private:
     PGresult* r = PQprepare(conn_.conn_, name.c_str(), sql_.c_str(), static_cast<int>(types_.size()), types_.data());
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
       std::string message = PQresultErrorMessage(r);
+      std::string state = sqlstate(r) ? sqlstate(r) : "";
       PQclear(r);
-      conn_.fail("prepare " + quote_sql(original_), message.c_str());
+      conn_.fail("prepare " + quote_sql(original_), message.c_str(), state.c_str());
     }
     PQclear(r);
     return names_.emplace(std::move(signature), std::move(name)).first->second;
@@ -197,9 +258,10 @@ private:
       rows_ = 0;
     } else {
       std::string message = PQresultErrorMessage(result_);
+      std::string state = sqlstate(result_) ? sqlstate(result_) : "";
       PQclear(result_);
       result_ = nullptr;
-      conn_.fail("step " + quote_sql(original_), message.c_str());
+      conn_.fail("step " + quote_sql(original_), message.c_str(), state.c_str());
     }
     const char* tuples = PQcmdTuples(result_);
     conn_.changes_ = tuples && *tuples ? std::strtoll(tuples, nullptr, 10) : 0;
@@ -217,8 +279,16 @@ private:
   int row_ = -1, rows_ = 0;
 };
 
+pg_conn* connect_with_defaults(const std::string& conninfo) {
+  // Keywords later in the list override earlier ones: the conninfo (expanded from `dbname`) may
+  // set connect_timeout itself.
+  const char* keywords[] = {"connect_timeout", "dbname", nullptr};
+  const char* values[] = {kDefaultConnectTimeout, conninfo.c_str(), nullptr};
+  return PQconnectdbParams(keywords, values, 1);
+}
+
 PgConnection::PgConnection(const std::string& conninfo) {
-  conn_ = PQconnectdb(conninfo.c_str());
+  conn_ = connect_with_defaults(conninfo);
   if (!conn_ || PQstatus(conn_) != CONNECTION_OK) {
     std::string message = conn_ ? trim(PQerrorMessage(conn_)) : "out of memory";
     PQfinish(conn_);
@@ -226,7 +296,7 @@ PgConnection::PgConnection(const std::string& conninfo) {
     throw std::runtime_error("cannot connect to PostgreSQL: " + message);
   }
   PQsetNoticeProcessor(conn_, &ignore_notice, nullptr);
-  exec("SET client_encoding = 'UTF8'; SET standard_conforming_strings = on; SET TIME ZONE 'UTC'");
+  exec(kSessionSettings);
 }
 
 PgConnection::~PgConnection() {
@@ -234,12 +304,42 @@ PgConnection::~PgConnection() {
   PQfinish(conn_);
 }
 
-void PgConnection::fail(const std::string& what, const char* message) const {
-  if (PQstatus(conn_) != CONNECTION_OK) {
-    spdlog::warn("database: the PostgreSQL connection is gone: {}", trim(message));
+void PgConnection::fail(const std::string& what, const char* message, const char* state) {
+  if (broken_ || connection_lost(conn_, state)) {
+    broken_ = true;
+    warn_unavailable("the PostgreSQL connection is gone (" + what + "): " + one_line(message));
     throw MatrixError(503, "M_UNKNOWN", "The database is unavailable right now; try again later");
   }
   throw std::runtime_error(what + ": " + trim(message));
+}
+
+void PgConnection::reconnect() {
+  pending_.clear();
+  pipelining_ = false;
+  for (auto& [sql, statement] : cache_) statement->forget_prepared();
+  PQreset(conn_);  // the same settings, the same notice processor
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    broken_ = true;
+    warn_unavailable("cannot reconnect to PostgreSQL: " + one_line(PQerrorMessage(conn_)));
+    throw MatrixError(503, "M_UNKNOWN", "The database is unavailable right now; try again later");
+  }
+  broken_ = false;
+  spdlog::info("database: reconnected to PostgreSQL");
+  exec(kSessionSettings);
+}
+
+void PgConnection::begin(const char* sql) {
+  if (!usable()) {
+    reconnect();
+  } else {
+    try {
+      exec(sql);
+      return;
+    } catch (const MatrixError&) {  // the connection is gone (fail()): the BEGIN did nothing
+    }
+    reconnect();
+  }
+  exec(sql);
 }
 
 Statement PgConnection::prepare(const std::string& sql) {
@@ -259,14 +359,14 @@ void PgConnection::send_pipelined(const std::string& name, const std::vector<con
     fail("entering pipeline mode", PQerrorMessage(conn_));
   }
   if (PQsendQueryPrepared(conn_, name.c_str(), static_cast<int>(params.size()), params.data(), nullptr, nullptr, 0) != 1) {
-    fail("send " + quote_sql(*what), PQerrorMessage(conn_));
+    fail("send " + quote_sql(*what), PQerrorMessage(conn_));  // libpq's own error: the socket
   }
   pending_.push_back(what);
 }
 
 void PgConnection::drain(bool throw_errors, PGresult** keep) {
   if (pending_.empty()) return;
-  std::string error, error_what;
+  std::string error, error_what, error_state;
   bool lost = false;
   if (PQpipelineSync(conn_) != 1) {
     lost = true;
@@ -279,6 +379,7 @@ void PgConnection::drain(bool throw_errors, PGresult** keep) {
       if (status == PGRES_FATAL_ERROR && error.empty()) {
         error = PQresultErrorMessage(r);
         error_what = *pending_[i];
+        error_state = sqlstate(r) ? sqlstate(r) : "";
       } else if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
         const char* tuples = PQcmdTuples(r);
         changes_ = tuples && *tuples ? std::strtoll(tuples, nullptr, 10) : 0;
@@ -304,7 +405,7 @@ void PgConnection::drain(bool throw_errors, PGresult** keep) {
     *keep = nullptr;
   }
   pipeline_error_ = error;
-  if (throw_errors || lost) fail("step " + quote_sql(error_what), error.c_str());
+  if (throw_errors || lost) fail("step " + quote_sql(error_what), error.c_str(), lost ? nullptr : error_state.c_str());
 }
 
 int64_t PgConnection::changes() const {
@@ -321,8 +422,9 @@ void PgConnection::exec(const std::string& sql) {
   auto status = PQresultStatus(r);
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
     std::string message = pipeline_error_.empty() ? std::string(PQresultErrorMessage(r)) : pipeline_error_;
+    std::string state = sqlstate(r) ? sqlstate(r) : "";
     PQclear(r);
-    fail("exec " + quote_sql(sql), message.c_str());
+    fail("exec " + quote_sql(sql), message.c_str(), state.c_str());
   }
   const char* tuples = PQcmdTuples(r);
   changes_ = tuples && *tuples ? std::strtoll(tuples, nullptr, 10) : 0;
@@ -349,13 +451,24 @@ void PgConnection::rollback() noexcept {
 }
 
 // A read sees one snapshot for all its statements, as SQLite's read transaction.
-void PgConnection::begin_read() { exec("BEGIN ISOLATION LEVEL REPEATABLE READ"); }
+void PgConnection::begin_read() { begin("BEGIN ISOLATION LEVEL REPEATABLE READ"); }
 void PgConnection::begin_write() {
-  exec("BEGIN");
+  begin("BEGIN");
   pipelining_ = true;
 }
 
+// How long a COMMIT whose connection was lost waits for the server to say whether it took effect
+// (a restart takes seconds), before it fails with its outcome unknown.
+constexpr auto kCommitOutcomeWait = std::chrono::seconds(5);
+
 void PgConnection::commit() {
+  // A write's transaction id, answered with its pipelined statements (no round trip of its own):
+  // if the connection is lost during the COMMIT, the server can tell later whether it took effect.
+  int64_t xid = 0;
+  if (pipelining_) {
+    auto st = prepare("SELECT txid_current_if_assigned()");
+    if (st.step() && !st.is_null(0)) xid = st.int64(0);
+  }
   pipelining_ = false;
   drain(true);
   PGresult* r = PQexec(conn_, "COMMIT");
@@ -363,11 +476,51 @@ void PgConnection::commit() {
   // A transaction that failed answers COMMIT with "ROLLBACK" and no error: nothing was written.
   bool rolled_back = status == PGRES_COMMAND_OK && std::strcmp(PQcmdStatus(r), "ROLLBACK") == 0;
   std::string message = PQresultErrorMessage(r);
+  std::string state = sqlstate(r) ? sqlstate(r) : "";
   PQclear(r);
-  if (status != PGRES_COMMAND_OK) fail("COMMIT", message.c_str());
+  if (status != PGRES_COMMAND_OK) {
+    // The server may have committed before the connection went: a 503 would then say "not done"
+    // of what is done (and the stream positions it used would be handed out again).
+    if (xid != 0 && connection_lost(conn_, state.c_str()) && committed_after_all(xid, one_line(message.c_str()))) return;
+    fail("COMMIT", message.c_str(), state.c_str());
+  }
   if (rolled_back) throw std::runtime_error("COMMIT: the transaction had failed and was rolled back");
 }
 
-bool PgConnection::usable() const { return PQstatus(conn_) == CONNECTION_OK; }
+bool PgConnection::committed_after_all(int64_t xid, const std::string& why) {
+  spdlog::warn("database: the PostgreSQL connection was lost during a COMMIT ({}); asking the server whether it "
+               "took effect", why);
+  auto deadline = std::chrono::steady_clock::now() + kCommitOutcomeWait;
+  std::string outcome;
+  while (true) {
+    try {
+      reconnect();
+      auto st = prepare("SELECT txid_status(?)");
+      st.bind(xid);
+      outcome = st.step() && !st.is_null(0) ? st.text(0) : "unknown";
+    } catch (const std::exception& e) {  // not back yet
+      outcome = e.what();
+    }
+    if (outcome == "committed" || outcome == "aborted" || outcome == "unknown") break;
+    // Still down, or "in progress": the old session has not ended yet.
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (outcome == "committed") {
+    spdlog::info("database: the COMMIT of transaction {} had taken effect", xid);
+    return true;
+  }
+  if (outcome == "aborted") {
+    spdlog::info("database: the COMMIT of transaction {} had not taken effect", xid);
+  } else {
+    spdlog::error("database: whether the COMMIT of transaction {} took effect cannot be told ({}): it is reported "
+                  "as failed",
+                  xid, outcome);
+  }
+  broken_ = true;  // its error is reported as a lost connection's (503), whatever this one's state
+  return false;
+}
+
+bool PgConnection::usable() const { return !broken_ && PQstatus(conn_) == CONNECTION_OK; }
 
 }  // namespace trestle::storage::postgres

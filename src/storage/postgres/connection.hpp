@@ -46,10 +46,24 @@ private:
   void drain(bool throw_errors, PGresult** keep = nullptr);
 
   // Throws for a failed command: MatrixError 503 when the connection itself is gone (the server
-  // restarted or is unreachable), std::runtime_error with PostgreSQL's message otherwise.
-  [[noreturn]] void fail(const std::string& what, const char* message) const;
+  // restarted, is shutting down or is unreachable; the connection is then unusable, until a BEGIN
+  // reconnects it), std::runtime_error with PostgreSQL's message otherwise. `sqlstate` is the
+  // failed command's SQLSTATE; null or empty for an error of libpq's own (the socket failed).
+  [[noreturn]] void fail(const std::string& what, const char* message, const char* sqlstate = nullptr);
+
+  // BEGIN, on a connection that may have lost its server since its last use (a pooled connection
+  // after a PostgreSQL restart): when the BEGIN fails for that reason, nothing was lost, so the
+  // connection is made anew (its statements prepared again at their next use) and the BEGIN sent
+  // again. Throws MatrixError 503 while the server cannot be reached.
+  void begin(const char* sql);
+  void reconnect();
+  // After a COMMIT lost with its connection: connects again (waiting a few seconds for a server
+  // that restarts) and asks whether transaction `xid` committed. False: it did not, or that cannot
+  // be told in time (logged as an error: the caller reports a failure that may not be one).
+  bool committed_after_all(int64_t xid, const std::string& why);
 
   pg_conn* conn_ = nullptr;
+  bool broken_ = false;  // a command found the connection gone (see fail())
   std::unordered_map<std::string, std::unique_ptr<PgStatement>> cache_;
   int next_name_ = 0;
   mutable int64_t changes_ = 0;
@@ -57,6 +71,10 @@ private:
   std::vector<const std::string*> pending_;  // pipelined statements not answered yet (their SQL)
   std::string pipeline_error_;               // the last drain's swallowed error
 };
+
+// PQconnectdb with our defaults under the conninfo's own settings: connect_timeout 10 s (libpq
+// waits without limit otherwise, for a host that does not answer). Check PQstatus after.
+pg_conn* connect_with_defaults(const std::string& conninfo);
 
 // The conninfo for messages and logs: every setting but the password.
 std::string describe_conninfo(const std::string& conninfo);

@@ -1,5 +1,7 @@
 #include "storage/postgres/notify_channel.hpp"
 
+#include "storage/postgres/connection.hpp"
+
 #include <libpq-fe.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
@@ -16,7 +18,7 @@ constexpr int kPollMs = 200;          // how often the listener looks at stoppin
 constexpr int kMaxBackoffMs = 2000;   // between reconnection attempts
 
 pg_conn* connect(const std::string& conninfo, std::string& error) {
-  pg_conn* c = PQconnectdb(conninfo.c_str());
+  pg_conn* c = connect_with_defaults(conninfo);
   if (PQstatus(c) == CONNECTION_OK) return c;
   error = PQerrorMessage(c);
   while (!error.empty() && error.back() == '\n') error.pop_back();

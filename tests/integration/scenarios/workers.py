@@ -135,32 +135,41 @@ def sync(ctx, who, since=None, timeout=0):
     return ctx.expect(who.request("GET", "/sync", query=query))
 
 
+def poll_until(ctx, who, since, found, into):
+    """Long-polls from `since` until an answer satisfies `found` (another change, a presence say,
+    may answer first); puts that answer and its time in `into`."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        body = sync(ctx, who, since, timeout=20000)
+        since = body["next_batch"]
+        if found(body):
+            into["body"] = body
+            into["at"] = time.monotonic()
+            return
+
+
 def timeline_ids(body, room):
     joined = body.get("rooms", {}).get("join", {}).get(room, {})
     return [e["event_id"] for e in joined.get("timeline", {}).get("events", [])]
 
 
+def alice_in_a_room(ctx, main, worker):
+    """A user with a room of her own (on main), her requests to the worker, and a sync token."""
+    alice = ctx.register(main, "alice")
+    room = ctx.expect(alice.request("POST", "/createRoom", body={}))["room_id"]
+    on_worker = as_user(worker.client(), alice)
+    return alice, room, on_worker, sync(ctx, on_worker)["next_batch"]
+
+
 def test_long_poll_on_a_worker_wakes_when_main_commits(ctx):
     main, (worker,) = deployment(ctx)
     try:
-        alice = ctx.register(main, "alice")
-        room = ctx.expect(alice.request("POST", "/createRoom", body={}))["room_id"]
-        on_worker = as_user(worker.client(), alice)
-        since = sync(ctx, on_worker)["next_batch"]
+        alice, room, on_worker, since = alice_in_a_room(ctx, main, worker)
         for round_ in range(3):
             answered = {}
 
             def poll():
-                # Until the event comes (another change, alice's presence say, may answer first).
-                token = since
-                deadline = time.monotonic() + 20
-                while time.monotonic() < deadline:
-                    body = sync(ctx, on_worker, token, timeout=20000)
-                    token = body["next_batch"]
-                    if timeline_ids(body, room):
-                        answered["body"] = body
-                        answered["at"] = time.monotonic()
-                        return
+                poll_until(ctx, on_worker, since, lambda body: timeline_ids(body, room), answered)
 
             t = threading.Thread(target=poll)
             t.start()
@@ -231,23 +240,16 @@ def test_typing_presence_and_logout_reach_the_other_process(ctx):
         answered = {}
 
         def poll():
-            token = since
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                body = sync(ctx, bob_on_worker, token, timeout=20000)
-                token = body["next_batch"]
-                if typing_in(body) is not None:
-                    answered["b"] = body
-                    return
+            poll_until(ctx, bob_on_worker, since, lambda body: typing_in(body) is not None, answered)
 
         t = threading.Thread(target=poll)
         t.start()
         time.sleep(0.3)
         ctx.expect(alice.request("PUT", f"/rooms/{room}/typing/{alice.user_id}", body={"typing": True, "timeout": 30000}))
         t.join(25)
-        if typing_in(answered.get("b", {})) != [alice.user_id]:
-            raise TestFailure(f"typing on main, seen on the worker: {answered.get('b')}")
-        since = answered["b"]["next_batch"]
+        if typing_in(answered.get("body", {})) != [alice.user_id]:
+            raise TestFailure(f"typing on main, seen on the worker: {answered.get('body')}")
+        since = answered["body"]["next_batch"]
         # Typing sent to the worker goes to main (which owns it), and comes back to both.
         alice_on_worker = as_user(worker.client(), alice)
         ctx.expect(alice_on_worker.request("PUT", f"/rooms/{room}/typing/{alice.user_id}", body={"typing": False}))
@@ -332,3 +334,42 @@ def test_worker_config_errors(ctx):
     code, out = Worker(main, "reader1").run_to_exit()
     if code != 2 or "stream_writers.events" not in out:
         raise TestFailure(f"stream_writers naming a worker: exit {code}\n{tail(out)}")
+
+
+def test_kill_9_of_either_process_loses_nothing_and_a_restart_catches_up(ctx):
+    main, (worker,) = deployment(ctx)
+    try:
+        alice, room, on_worker, since = alice_in_a_room(ctx, main, worker)
+        # The worker dies; the main process keeps serving; the restarted worker answers the old
+        # token with everything sent meanwhile.
+        worker.proc.kill()
+        worker.proc.wait()
+        worker.proc = None
+        sent = [ctx.expect(alice.request("PUT", f"/rooms/{room}/send/m.room.message/k{i}",
+                                         body={"msgtype": "m.text", "body": f"while the worker was down {i}"}))["event_id"]
+                for i in range(5)]
+        worker.start()
+        on_worker = as_user(worker.client(), alice)  # it listens on a new port
+        body = sync(ctx, on_worker, since)
+        if timeline_ids(body, room) != sent:
+            raise TestFailure(f"the restarted worker's /sync: {timeline_ids(body, room)}, expected {sent}")
+        since = body["next_batch"]
+        # The main process dies: the worker keeps serving reads; what main acknowledged is there.
+        main.kill()
+        ctx.expect(on_worker.request("GET", f"/rooms/{room}/event/{sent[-1]}"))
+        page = ctx.expect(on_worker.request("GET", f"/rooms/{room}/messages", query={"dir": "b", "limit": "5"}))
+        if [e["event_id"] for e in page["chunk"]] != list(reversed(sent)):
+            raise TestFailure("the worker's /messages while main was down lost acknowledged events")
+        # Main restarted (on a new port): the worker's long-poll wakes for its new events.
+        main.start()
+        answered = {}
+        t = threading.Thread(target=lambda: poll_until(ctx, on_worker, since, lambda b: timeline_ids(b, room), answered))
+        t.start()
+        time.sleep(0.3)
+        after = ctx.expect(alice.request("PUT", f"/rooms/{room}/send/m.room.message/after-restart",
+                                         body={"msgtype": "m.text", "body": "after main's restart"}))["event_id"]
+        t.join(25)
+        if timeline_ids(answered.get("body", {}), room) != [after]:
+            raise TestFailure(f"after main's restart the worker's long-poll got {answered.get('body')}")
+    finally:
+        worker.stop()
