@@ -337,8 +337,11 @@ def bench_send(srv, args):
 
 # ----------------------------------------------------------------------------- benchmark: sync wake
 
-def bench_sync(srv, args):
-    users, room_id = make_room(srv.port, "waker", 2)
+def bench_sync(srv, args, sync_port=None, prefix="waker"):
+    """sync_port: where the long-poll waits (a reader process; bench/workers.py); the room (users
+    named prefix0, prefix1) is made and the messages sent on srv.port."""
+    sync_port = sync_port or srv.port
+    users, room_id = make_room(srv.port, prefix, 2)
     sender, recv = users[0], users[1]
     if args.sync_backlog > 0:
         # History the receiver has not read (no read receipt), as in a busy room.
@@ -347,10 +350,10 @@ def bench_sync(srv, args):
             c.call("PUT", f"{CLIENT}/rooms/{q(room_id)}/send/m.room.message/backlog{i}",
                    {"msgtype": "m.text", "body": f"backlog {i}"})
         c.close()
-    since = sync_token(srv.port, recv[0])
-    a = Client(srv.port, recv[0], timeout=40)   # the waiting /sync
+    since = sync_token(sync_port, recv[0])
+    a = Client(sync_port, recv[0], timeout=40)   # the waiting /sync
     b = Client(srv.port, sender[0], timeout=40)  # the sender
-    wake_ms, send_ms, misses = [], [], 0
+    wake_ms, send_ms, after_reply_ms, misses = [], [], [], 0
     sync_first = 0  # samples where the /sync answer arrived before the send's own reply
     deadline = time.perf_counter() + args.sync_max_seconds
     for i in range(args.sync_samples):
@@ -381,11 +384,12 @@ def bench_sync(srv, args):
         if not any(e.get("event_id") == event_id for e in timeline):
             # Woken by something else (should not happen): catch up untimed and count it.
             misses += 1
-            body = Client(srv.port, recv[0]).call("GET", f"{CLIENT}/sync?since={q(since)}&timeout=0")
+            body = Client(sync_port, recv[0]).call("GET", f"{CLIENT}/sync?since={q(since)}&timeout=0")
             since = body["next_batch"]
             continue
         wake_ms.append((arrived["a"] - t0) * 1000.0)
         send_ms.append((arrived["b"] - t0) * 1000.0)
+        after_reply_ms.append((arrived["a"] - arrived["b"]) * 1000.0)
         if arrived["a"] < arrived["b"]:
             sync_first += 1
     a.close()
@@ -402,6 +406,9 @@ def bench_sync(srv, args):
         "sync_wake_p50_first_quarter_ms": percentile(wake_ms[:quarter], 50),
         "sync_wake_p50_last_quarter_ms": percentile(wake_ms[-quarter:], 50),
         "sync_send_p50_ms": percentile(send_ms, 50),
+        # From the send's 200 to the sync's answer (negative: the sync answered first).
+        "sync_wake_after_reply_p50_ms": percentile(after_reply_ms, 50),
+        "sync_wake_after_reply_p99_ms": percentile(after_reply_ms, 99),
         "sync_samples": len(wake_ms),
         "sync_backlog": args.sync_backlog,
         "sync_misses": misses,

@@ -9,6 +9,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-matrix-nio wrk nodejs curl
   synadm python3-prometheus-client
+  nginx
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -19,4 +20,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+  # nginx: the tests start private ones (tests/integration --topology workers); the package's own
+  # service, which Debian starts on install, is not needed.
+  if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
 fi

@@ -1,5 +1,7 @@
 #include "storage/migrations.hpp"
 
+#include "storage/postgres/schema.hpp"
+
 namespace trestle::storage {
 
 const std::vector<std::string>& migrations() {
@@ -666,12 +668,17 @@ CREATE TABLE appservice_leases (
   expires_ts BIGINT NOT NULL DEFAULT 0
 );
 )SQL",
+      // 31: PostgreSQL only (postgres_step): search_fold() skips translate() for text without a
+      // letter it folds. Nothing on SQLite (FTS5 folds by itself).
+      "SELECT 1;",
   };
   return steps;
 }
 
-const char* postgres_step(size_t) {
-  return nullptr;  // every step after PostgreSQL's snapshot (29) is portable so far
+const char* postgres_step(size_t index) {
+  // Steps after PostgreSQL's snapshot (29) are portable, but for:
+  if (index == 30) return postgres_search_fold_fast_path().c_str();  // migration 31
+  return nullptr;
 }
 
 }  // namespace trestle::storage

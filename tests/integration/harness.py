@@ -5,7 +5,10 @@ Standard library only: the suite runs under /usr/bin/python3 with nothing instal
 - Server: one trestle process on 127.0.0.1 with its own temporary directory, config and database
   (an SQLite file, or with --database postgres a PostgreSQL database of its own in the private
   cluster at TRESTLE_TEST_PG); started, stopped, killed and restarted; its output scanned for
-  sanitizer reports. Server.sql() reads and writes its database on either engine.
+  sanitizer reports. Server.sql() reads and writes its database on either engine. With the
+  workers topology (--topology workers, PostgreSQL only) a Server is three processes, main and the
+  readers reader1 and reader2, behind one nginx (deploy/nginx/trestle-workers.conf): its port is
+  nginx's, and starting, stopping and killing it act on all of them.
 - Client: plain HTTP requests (a fresh connection each), answers parsed as JSON.
 - Matcher: compares an answer with an expected JSON subset written with matchers ("$string",
   {"$contains": [...]}, ...); see tests/integration/README.md for the list.
@@ -56,11 +59,34 @@ DATABASE = "sqlite"
 POSTGRES = {"host": None, "user": "postgres", "disposable": False, "use_template": True, "template": None}
 _pg_databases = set()  # made and not dropped yet
 
+# The processes behind each server: "single" (one trestle process) or "workers" (main, READERS and
+# nginx in front; the runner sets it from --topology). ROUTED counts, over the run, the requests
+# nginx passed to each process (by instance name), read from its access log when a server stops.
+TOPOLOGY = "single"
+READERS = ("reader1", "reader2")
+APPSERVICE_SENDER = "reader1"  # notify_appservices_from_worker: the appservice sender on a reader
+ROUTED = {}
+
 
 def use_postgres(socket_dir, user="postgres", disposable=False, use_template=True):
     global DATABASE
     DATABASE = "postgres"
     POSTGRES.update(host=socket_dir, user=user, disposable=disposable, use_template=use_template)
+
+
+def use_topology(name):
+    global TOPOLOGY
+    TOPOLOGY = name
+
+
+def _nginx_module():
+    """deploy/nginx/trestle_nginx.py: runs nginx with the repository's config (bench/workers.py too)."""
+    import sys
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "nginx")
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    import trestle_nginx
+    return trestle_nginx
 
 
 def postgres_database_name(data_dir):
@@ -101,7 +127,7 @@ def template_database(binary):
     on PostgreSQL, ~0.2 s on SQLite's). A scenario that needs an empty database asks for one:
     ctx.server(empty_database=True)."""
     if POSTGRES["template"] is None:
-        srv = Server(binary, "template", empty_database=True)
+        srv = Server(binary, "template", empty_database=True, workers=False)
         try:
             srv.start()
             srv.stop()
@@ -293,11 +319,17 @@ def _is_sanitized(binary):
 
 class Server:
     """A trestle process with its own directory. start() again after stop()/kill() reuses the
-    same database and signing key (on a new port)."""
+    same database and signing key (on a new port).
+
+    With the workers topology (and a PostgreSQL database) the Server is main plus the READERS,
+    each `trestle -c homeserver.yaml -c <reader>.yaml`, and an nginx in front: `port` and
+    `base_url` are nginx's, `proc` is main's; stop(), kill(), alive(), output() and the sanitizer
+    checks cover every process, and a restart starts them all again (on new ports)."""
 
     all_started = []  # every Server created, so the runner can kill leftovers at exit
 
-    def __init__(self, binary, name, config_overrides=None, keep_dir=False, raw_config=None, empty_database=False):
+    def __init__(self, binary, name, config_overrides=None, keep_dir=False, raw_config=None, empty_database=False,
+                 workers=None):
         self.binary = binary
         self.empty_database = empty_database  # on PostgreSQL: not a copy of the template
         self.name = name
@@ -310,19 +342,32 @@ class Server:
         self.port = None
         self.runs = 0
         self.problems = []  # crashes, sanitizer reports, unexpected exit codes
+        # The workers topology: wanted (the runner's topology unless told), and whether the
+        # current run has it (not on SQLite, where workers refuse to start).
+        self.workers_wanted = TOPOLOGY == "workers" if workers is None else workers
+        self.multi = False
+        self.main_port = None
+        self.reader_ports = {}  # reader name -> port of its client listener
+        self.readers = {}  # reader name -> Popen
+        self.nginx = None
+        self.nginx_port = None
         Server.all_started.append(self)
 
     @property
     def config_path(self):
         return os.path.join(self.dir, "homeserver.yaml")
 
+    def worker_config_path(self, reader):
+        return os.path.join(self.dir, f"{reader}.yaml")
+
     @property
     def base_url(self):
         return f"http://127.0.0.1:{self.port}"
 
-    def log_paths(self, run=None):
+    def log_paths(self, run=None, process="main"):
         run = self.runs if run is None else run
-        return (os.path.join(self.dir, f"stdout.{run}.log"), os.path.join(self.dir, f"stderr.{run}.log"))
+        prefix = "" if process == "main" else process + "."
+        return (os.path.join(self.dir, f"{prefix}stdout.{run}.log"), os.path.join(self.dir, f"{prefix}stderr.{run}.log"))
 
     def config(self, port):
         base = default_config(self.data_dir, port)
@@ -330,6 +375,24 @@ class Server:
         if isinstance(database, dict) and database.get("name", base["database"]["name"]) != base["database"]["name"]:
             base.pop("database")  # another engine than the runner's: its own section, not merged
         return merge_config(base, self.config_overrides)
+
+    def shared_worker_config(self, port):
+        """What the workers topology adds to homeserver.yaml: every process in instance_map, the
+        appservice sender on a reader (a scenario's own values for these keys win)."""
+        instances = {"main": {"host": "127.0.0.1", "port": port}}
+        instances.update({r: {"host": "127.0.0.1", "port": p} for r, p in self.reader_ports.items()})
+        return {"instance_map": instances, "notify_appservices_from_worker": APPSERVICE_SENDER}
+
+    def wants_workers(self):
+        """The workers topology for this server's next start: asked for, on PostgreSQL (a scenario
+        may give a server an SQLite database of its own), and not a server whose scenario builds
+        its own deployment (its config names an instance_map: it runs main alone, as asked)."""
+        if not self.workers_wanted:
+            return False
+        if self.raw_config is not None:  # (a generated config names psycopg2 in a comment)
+            return (re.search(r"^\s+name:\s*[\"']?psycopg2", self.raw_config, re.M) is not None
+                    and not re.search(r"^instance_map:", self.raw_config, re.M))
+        return self.config(0)["database"].get("name") == "psycopg2" and "instance_map" not in self.config_overrides
 
     @property
     def postgres_database(self):
@@ -365,22 +428,39 @@ class Server:
         finally:
             db.close()
 
-    def write_config(self, port):
+    def write_config(self, port, workers=False):
         """The runner's config with this server's overrides, or the raw text given (its "${port}"
-        replaced by the port)."""
+        replaced by the port); workers=True adds the shared worker keys (instance_map, ...)."""
+        extra = self.shared_worker_config(port) if workers else {}
         with open(self.config_path, "w") as f:
             if self.raw_config is not None:
-                f.write(self.raw_config.replace("${port}", str(port)))
+                text = self.raw_config
+                if workers:  # the public URL is where clients reach the server: nginx
+                    text = re.sub(r"^(public_baseurl:.*)\$\{port\}", rf"\g<1>{self.nginx_port}", text, flags=re.M)
+                text = text.replace("${port}", str(port))
+                missing = {k: v for k, v in extra.items() if not re.search(rf"^{k}:", text, re.M)}
+                f.write(text + ("\n" + to_yaml(missing) if missing else ""))
             else:
-                f.write(to_yaml(self.config(port)))
+                f.write(to_yaml(merge_config(extra, self.config(port))))
+        for reader, reader_port in (self.reader_ports.items() if workers else ()):
+            with open(self.worker_config_path(reader), "w") as f:
+                f.write(to_yaml({
+                    "worker_app": "synapse.app.generic_worker",
+                    "worker_name": reader,
+                    "worker_listeners": [{"port": reader_port, "bind_addresses": ["127.0.0.1"], "type": "http",
+                                          "resources": [{"names": ["client"]}]}]}))
+
+    def _popen(self, args, process="main", append=False):
+        out_path, err_path = self.log_paths(process=process)
+        mode = "ab" if append else "wb"
+        with open(out_path, mode) as out, open(err_path, mode) as err:
+            return subprocess.Popen([self.binary] + args, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                    cwd=self.dir, preexec_fn=_die_with_parent)
 
     def spawn(self, config_path=None):
-        """Starts the binary on the config without waiting; returns the Popen."""
+        """Starts the binary (main) on the config without waiting; returns the Popen."""
         self.runs += 1
-        out_path, err_path = self.log_paths()
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            self.proc = subprocess.Popen([self.binary, "--config", config_path or self.config_path], stdout=out, stderr=err,
-                                         stdin=subprocess.DEVNULL, cwd=self.dir, preexec_fn=_die_with_parent)
+        self.proc = self._popen(["--config", config_path or self.config_path])
         return self.proc
 
     def make_admin(self, user_id, admin=True):
@@ -390,41 +470,134 @@ class Server:
         if done.returncode != 0:
             raise TestFailure(f"set-admin {user_id} failed ({done.returncode}): {done.stderr.strip()}")
 
+    @staticmethod
+    def _wait_listening(proc, port, deadline):
+        """True once the port accepts; False when the process exited first or the deadline passed."""
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return True
+            except OSError:
+                time.sleep(0.02)
+        return False
+
     def start(self):
         os.makedirs(self.data_dir, exist_ok=True)
         self.prepare_database()
+        self.multi = self.wants_workers()
         for attempt in range(3):
             port = free_port()
-            self.write_config(port)
+            self.reader_ports = {r: free_port() for r in READERS} if self.multi else {}
+            self.nginx_port = free_port() if self.multi else None
+            self.write_config(port, workers=self.multi)
             self.spawn()
-            self.port = port
+            self.port = self.main_port = port
             deadline = time.monotonic() + STARTUP_TIMEOUT_S
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=1):
-                        return self
-                except OSError:
-                    time.sleep(0.02)
-            if self.proc.poll() is None:
+            listening = self._wait_listening(self.proc, port, deadline)
+            failed = None if listening else ("main", self.proc)
+            if listening and self.multi:
+                self.readers = {r: self._popen(["-c", self.config_path, "-c", self.worker_config_path(r)], process=r)
+                                for r in READERS}
+                for reader, proc in self.readers.items():
+                    if not self._wait_listening(proc, self.reader_ports[reader], deadline):
+                        failed = (reader, proc)
+                        break
+                if failed is None:
+                    self._start_nginx()
+                    return self
+            elif listening:
+                return self
+            name, proc = failed
+            if proc.poll() is None:
                 self.kill()
-                raise TestFailure(f"server {self.name} did not accept connections within {STARTUP_TIMEOUT_S}s")
+                raise TestFailure(f"server {self.name} ({name}) did not accept connections within {STARTUP_TIMEOUT_S}s")
             err = self.output()
+            self.kill()
             if "cannot listen" in err and attempt < 2:
                 continue  # someone took the free port between our probe and the bind: try another
-            self.check_output()
-            raise TestFailure(f"server {self.name} exited at start-up with status {self.proc.returncode}:\n"
+            raise TestFailure(f"server {self.name} ({name}) exited at start-up with status {proc.returncode}:\n"
                               + indent_text(tail(err)))
 
+    def _start_nginx(self):
+        ngx = _nginx_module()
+        config = self.config(self.main_port) if self.raw_config is None else {}
+        sizes = [parse_size(config.get(k)) for k in ("max_upload_size", "max_request_body_size")]
+        max_body = max([50 * 1024 * 1024] + [s for s in sizes if s]) + 1024 * 1024  # Trestle answers the excess
+        self.nginx = ngx.Nginx(f"127.0.0.1:{self.main_port}", [f"127.0.0.1:{p}" for p in self.reader_ports.values()],
+                               port=self.nginx_port, max_body=str(max_body),
+                               appservice_sender=f"127.0.0.1:{self.reader_ports[APPSERVICE_SENDER]}",
+                               prefix="trestle-it-nginx-")
+        try:
+            self.nginx.start()
+        except ngx.NginxError as e:
+            self.kill()
+            raise TestFailure(f"server {self.name}: {e}") from None
+        self.port = self.nginx.port
+
+    def _stop_nginx(self):
+        """Stops nginx, counting what it routed where into ROUTED; its directory goes too."""
+        if self.nginx is None:
+            return
+        self.nginx.stop()
+        names = self.process_names()
+        for addr, count in self.nginx.routed().items():
+            who = names.get(addr, "none (no upstream answered)")
+            ROUTED[who] = ROUTED.get(who, 0) + count
+        if self.keep_dir:
+            print(f"(nginx of {self.name} kept in {self.nginx.dir})")
+        else:
+            self.nginx.cleanup()
+        self.nginx = None
+
+    def process_names(self):
+        """Upstream address -> process name (main, reader1, ...)."""
+        names = {f"127.0.0.1:{p}": r for r, p in self.reader_ports.items()}
+        names[f"127.0.0.1:{self.main_port}"] = "main"
+        return names
+
+    def routes(self):
+        """With workers: (method, path, status, process) of each request nginx answered so far."""
+        names = self.process_names()
+        return [(m, p, st, names.get(a, a)) for m, p, st, a in (self.nginx.requests() if self.nginx else [])]
+
+    def kill_process(self, name):
+        """With workers: SIGKILL of one process, "main" or a reader; nginx and the others stay.
+        start_process(name) starts it again on the same port, or start() the whole server."""
+        proc = self.proc if name == "main" else self.readers.pop(name)
+        proc.kill()
+        proc.wait()
+        if name == "main":
+            self.proc = None
+
+    def start_process(self, name):
+        """Starts again one process that kill_process() ended, on its port, its output appended
+        to this run's log; waits until it listens."""
+        if name == "main":
+            self.proc = self._popen(["--config", self.config_path], append=True)
+            proc, port = self.proc, self.main_port
+        else:
+            proc = self.readers[name] = self._popen(["-c", self.config_path, "-c", self.worker_config_path(name)],
+                                                    process=name, append=True)
+            port = self.reader_ports[name]
+        if not self._wait_listening(proc, port, time.monotonic() + STARTUP_TIMEOUT_S):
+            raise TestFailure(f"{name} did not start again: exit status {proc.poll()}\n" + indent_text(tail(self.output())))
+
+    def processes(self):
+        """(name, Popen) of every trestle process of this server that was started, main first."""
+        return ([("main", self.proc)] if self.proc is not None else []) + list(self.readers.items())
+
     def output(self, run=None):
+        """The current run's output (stdout, stderr) of main, then of each reader."""
         text = ""
-        for path in self.log_paths(run):
-            try:
-                with open(path, "rb") as f:
-                    text += f.read().decode("utf-8", "replace")
-            except FileNotFoundError:
-                pass
+        for process in ["main"] + list(READERS if self.multi else ()):
+            for path in self.log_paths(run, process):
+                try:
+                    with open(path, "rb") as f:
+                        text += f.read().decode("utf-8", "replace")
+                except FileNotFoundError:
+                    pass
         return text
 
     def check_output(self):
@@ -438,34 +611,45 @@ class Server:
                 return
 
     def alive(self):
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and all(p.poll() is None for _, p in self.processes())
 
     def stop(self, timeout=30):
-        """SIGTERM and wait; a crash before the stop or an unclean exit is recorded as a problem."""
-        if self.proc is None:
+        """SIGTERM and wait (nginx, then the readers, then main); a crash before the stop or an
+        unclean exit is recorded as a problem. Returns main's exit status."""
+        if self.proc is None and not self.readers:
             return None
-        if self.proc.poll() is not None:
-            self.problems.append(f"server exited by itself with status {self.proc.returncode} (crash?)")
-        else:
-            self.proc.send_signal(signal.SIGTERM)
+        self._stop_nginx()
+        procs = list(reversed(self.processes()))  # all at once; the readers are waited for first
+        for name, proc in procs:
+            label = "server" if name == "main" else f"reader {name}"
+            if proc.poll() is not None:
+                self.problems.append(f"{label} exited by itself with status {proc.returncode} (crash?)")
+            else:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in procs:
+            label = "server" if name == "main" else f"reader {name}"
+            if proc.returncode is not None:
+                continue
             try:
-                self.proc.wait(timeout)
+                proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                self.problems.append(f"server did not stop within {timeout}s of SIGTERM")
-            if self.proc.returncode != 0:
-                self.problems.append(f"server exited with status {self.proc.returncode} after SIGTERM")
+                proc.kill()
+                proc.wait()
+                self.problems.append(f"{label} did not stop within {timeout}s of SIGTERM")
+            if proc.returncode != 0:
+                self.problems.append(f"{label} exited with status {proc.returncode} after SIGTERM")
         self.check_output()
-        code = self.proc.returncode
+        code = self.proc.returncode if self.proc is not None else None
         self.proc = None
+        self.readers = {}
         return code
 
     def run_to_exit(self, timeout=STARTUP_TIMEOUT_S, config_path=None):
-        """Runs the binary until it exits by itself (a config it must refuse); returns
-        (exit status, output). Without `config_path` the config is written as for start()."""
+        """Runs the binary (one process) until it exits by itself (a config it must refuse);
+        returns (exit status, output). Without `config_path` the config is written as for start()."""
         os.makedirs(self.data_dir, exist_ok=True)
         self.prepare_database()
+        self.multi = False
         if config_path is None:
             self.write_config(free_port())
         proc = self.spawn(config_path)
@@ -481,20 +665,26 @@ class Server:
         return proc.returncode, self.output()
 
     def kill(self):
-        """SIGKILL, as a crash would: nothing gets to flush."""
-        if self.proc is None:
+        """SIGKILL of every process, as a crash would: nothing gets to flush."""
+        if self.proc is None and not self.readers:
             return
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+        self._stop_nginx()
+        for _, proc in self.processes():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
         self.check_output()
         self.proc = None
+        self.readers = {}
 
     def cleanup(self, keep_database=False):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        for _, proc in self.processes():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self._stop_nginx()
         self.proc = None
+        self.readers = {}
         if not self.keep_dir and not self.problems:
             subprocess.run(["rm", "-rf", self.dir], check=False)
             if self.postgres_database in _pg_databases and not keep_database:
@@ -502,6 +692,16 @@ class Server:
 
     def client(self):
         return Client(self.base_url)
+
+
+def parse_size(value):
+    """A Synapse size ("50M", "1K", 1024) in bytes; None when absent or unreadable."""
+    if isinstance(value, int):
+        return value
+    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)B?\s*", str(value or ""), re.I)
+    if not m:
+        return None
+    return int(m.group(1)) * 1024 ** "_KMGT".index(m.group(2).upper() or "_")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1058,6 +1258,7 @@ class ScenarioContext:
     def __init__(self, binary, shapes, run_id, name, keep_dirs=False):
         self.binary = binary
         self.postgres = DATABASE == "postgres"  # the servers' database engine
+        self.workers = TOPOLOGY == "workers"  # each server: main + READERS behind nginx
         # AddressSanitizer keeps freed memory in quarantine: RSS bounds mean nothing there.
         self.sanitized = _is_sanitized(binary)
         self.shapes = shapes

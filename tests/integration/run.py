@@ -2,13 +2,18 @@
 """Integration tests: the real trestle binary on loopback, driven over HTTP.
 
     /usr/bin/python3 tests/integration/run.py --binary build/trestle [--filter TEXT] [--verbose] [--keep]
-        [--database sqlite|postgres]
+        [--database sqlite|postgres] [--topology single|workers]
 
 Runs every case file in cases/*.json (one server per file) and every test_* function in
 scenarios/*.py, prints one PASS/FAIL (or SKIP) line per case, and ends with "N passed, N failed"
 (", N skipped" when a scenario could not run on this engine or machine). With --database postgres
 (the default when TRESTLE_TEST_PG names a private cluster's socket directory, as
-`scripts/postgres.sh run` sets it) every server gets a PostgreSQL database of its own.
+`scripts/postgres.sh run` sets it) every server gets a PostgreSQL database of its own. With
+--topology workers (PostgreSQL only) every server is three processes behind nginx, as Synapse
+deploys workers: main (it writes every stream), reader1 (also the appservice sender) and reader2,
+with deploy/nginx/trestle-workers.conf routing the read endpoints to the readers; the few
+scenarios that cannot run so are skipped (WORKERS_SKIPS below says why), and the run fails if
+nginx passed no request to a reader.
 The exit status is non-zero if anything failed, a server crashed, or a sanitizer reported.
 See README.md next to this file for the case file format.
 """
@@ -31,6 +36,35 @@ import harness  # noqa: E402
 from harness import CaseRunner, ScenarioContext, Server, TestFailure, TestSkipped, indent_text  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+# With --topology workers: scenarios (by "suite: name" prefix) that test one process's own
+# machinery, which nginx or the split into processes takes out of the picture, and why.
+WORKERS_SKIPS = {
+    # Trestle's own HTTP transport limits: nginx holds the client's connection here, so these would
+    # test nginx (its own timeouts and limits apply; Trestle sees only nginx's well-formed requests).
+    "http_hardening: a chunk extension flood": "nginx, not Trestle, parses the client's chunked body",
+    "http_hardening: a trailer flood": "nginx, not Trestle, parses the client's chunked body",
+    "http_hardening: a slow header is cut off": "nginx, not Trestle, reads the client's header",
+    "http_hardening: connections per address are capped": "every connection reaches Trestle from nginx",
+    "http_hardening: abandoned long polls free their connections": "nginx holds the client's connections; "
+                                                                    "it counts main's descriptors, the polls are on readers",
+    # One process's own counters and descriptors, while the requests they count go to readers.
+    "observability: metrics listener counts what happens": "metrics are per process: the /sync it waits "
+                                                           "to see counted is on a reader, the metrics listener on main",
+    "observability: access log and redaction": "the access line names the listener's port (a reader's or "
+                                               "main's), not the port the client used (nginx's)",
+    "resource_exhaustion: out of file descriptors": "it limits main's descriptors; the reads it checks are "
+                                                    "served by readers",
+}
+
+
+def workers_skip(name):
+    if harness.TOPOLOGY != "workers":
+        return None
+    for prefix, why in WORKERS_SKIPS.items():
+        if name.startswith(prefix):
+            return f"with workers behind nginx: {why}"
+    return None
 
 
 class Results:
@@ -70,6 +104,10 @@ def run_case_file(path, args, shapes, run_id, results):
             return
     cases = data.get("cases", {})
     selected = [(name, steps) for name, steps in cases.items() if wanted(f"{suite}: {name}", args.filter, args.exact)]
+    for name, _ in selected:
+        if workers_skip(f"{suite}: {name}"):
+            results.skip(f"{suite}: {name}", workers_skip(f"{suite}: {name}"), 0)
+    selected = [(name, steps) for name, steps in selected if not workers_skip(f"{suite}: {name}")]
     if not selected:
         return
     server = Server(args.binary, suite, config_overrides=dict(data.get("config") or {}), keep_dir=args.keep)
@@ -132,6 +170,9 @@ def run_scenario_file(path, args, shapes, run_id, results):
         name = f"{suite}: {func.__name__[5:].replace('_', ' ')}"
         if not wanted(name, args.filter, args.exact):
             continue
+        if workers_skip(name):
+            results.skip(name, workers_skip(name), 0)
+            continue
         ctx = ScenarioContext(args.binary, shapes, run_id, suite, keep_dirs=args.keep)
         started = time.monotonic()
         error = None
@@ -165,9 +206,12 @@ def run_all(args, shapes, run_id, results):
 
 def kill_leftover_servers():
     for srv in Server.all_started:
-        if srv.proc is not None and srv.proc.poll() is None:
-            srv.proc.kill()
-            srv.proc.wait()
+        for _, proc in srv.processes():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if srv.nginx is not None:
+            srv.nginx.stop()
 
 
 def main():
@@ -190,8 +234,16 @@ def main():
                         help="run each failed case once more at the end; one that passes then is reported as "
                              "FLAKY with its first failure, and does not fail the run (a sanitizer report or a "
                              "server health problem is never retried)")
+    parser.add_argument("--topology", choices=["single", "workers"], default="single",
+                        help="single: one trestle process per server; workers (PostgreSQL only): main, reader1 and "
+                             "reader2 behind nginx")
     args = parser.parse_args()
     args.exact = None
+    if args.topology == "workers" and args.database != "postgres":
+        print("--topology workers needs --database postgres (workers refuse SQLite)")
+        print("0 passed, 1 failed")
+        return 1
+    harness.use_topology(args.topology)
     args.binary = os.path.abspath(args.binary)
     if not os.access(args.binary, os.X_OK):
         print(f"not an executable: {args.binary}")
@@ -215,7 +267,9 @@ def main():
             print(f"PostgreSQL at {socket_dir} does not answer: {e}")
             print("0 passed, 1 failed")
             return 1
-        print(f"database: PostgreSQL at {socket_dir}", flush=True)
+        print(f"database: PostgreSQL at {socket_dir}" + (", topology: main + " + " + ".join(harness.READERS)
+                                                          + " behind nginx" if args.topology == "workers" else ""),
+              flush=True)
         if not args.keep:
             atexit.register(harness.drop_postgres_databases)  # runs after the servers are killed
     atexit.register(kill_leftover_servers)
@@ -242,6 +296,12 @@ def main():
         results.failed -= len(flaky)
         results.passed += len(flaky)
     print(f"(took {time.monotonic() - started:.1f}s)")
+    if args.topology == "workers":
+        routed = ", ".join(f"{who} {n}" for who, n in sorted(harness.ROUTED.items()))
+        print(f"nginx routed requests to: {routed or 'nothing'}")
+        if results.passed and not any(harness.ROUTED.get(r) for r in harness.READERS):
+            results.record("workers topology: routing", "nginx passed no request to a reader "
+                           f"(routed: {routed or 'nothing'}): deploy/nginx/trestle-workers.conf routes nothing there", 0)
     if flaky:
         print("\nFLAKY (failed, then passed when run again; fix these):")
         for name, error in flaky:
