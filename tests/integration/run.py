@@ -55,6 +55,14 @@ WORKERS_SKIPS = {
                                                "main's), not the port the client used (nginx's)",
     "resource_exhaustion: out of file descriptors": "it limits main's descriptors; the reads it checks are "
                                                     "served by readers",
+    # Per-process resources, which several processes multiply (the lead decides whether they must
+    # become deployment-wide): outbound keep-alive pools and the appservice query limit.
+    "outbound_tls: https appservice trusted by custom ca reuses one connection":
+        "keep-alive pools are per process: the transactions (reader1), the user query (a reader) and the "
+        "ping (main) come from up to three processes, one connection each",
+    "appservice_resilience: a hung appservice starves nobody":
+        "the limit of 4 queries at once per appservice is per process: the profile lookups go to the "
+        "readers and the alias lookups to main, so three processes each hold up to 4",
 }
 
 
