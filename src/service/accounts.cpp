@@ -69,7 +69,7 @@ Requester AccountService::authenticate(const std::optional<std::string>& token,
     owner = db_.read([&](storage::Connection& c) { return accounts::find_token(c, hash); });
     std::lock_guard lock(token_cache_mu_);
     // Only if no token was revoked meanwhile: the read may predate the revocation.
-    if (owner && generation == token_cache_generation_) {
+    if (owner && generation == token_cache_generation_ && cache_tokens_) {
       if (token_cache_.size() >= kTokenCacheSize) token_cache_.clear();
       token_cache_.emplace(hash, *owner);
     }

@@ -129,6 +129,9 @@ public:
   void forget_cached_tokens(bool tell_peers = true);
   // Called by forget_cached_tokens() that tell peers (several processes: service/cluster).
   void set_tokens_listener(std::function<void()> f) { tokens_listener_ = std::move(f); }
+  // A worker looks every token up (a revocation on the main process reaches its cache only
+  // milliseconds after main answered: a request in between must not pass with the token).
+  void set_cache_tokens(bool on) { cache_tokens_ = on; }
 
   void logout(const Requester& r);
   void logout_all(const Requester& r);
@@ -231,6 +234,7 @@ private:
   std::unordered_map<std::string, storage::accounts::TokenOwner> token_cache_;
   uint64_t token_cache_generation_ = 0;
   std::function<void()> tokens_listener_;
+  bool cache_tokens_ = true;
   static constexpr int64_t kDeviceSeenIntervalMs = 60000;
   std::mutex device_seen_mu_;
   std::unordered_map<std::string, std::pair<int64_t, std::string>> device_seen_;  // user\0device -> (ms, ip)

@@ -6,6 +6,18 @@ namespace trestle::service {
 
 void ClientIps::record(const std::string& user_id, const std::string& device_id, const std::string& ip,
                        const std::string& user_agent, int64_t now_ms) {
+  if (forward_) {
+    bool due = false;
+    {
+      std::lock_guard lock(mu_);
+      std::string key = user_id + '\0' + device_id + '\0' + ip + '\0' + user_agent;
+      auto& last = forwarded_[key];
+      due = now_ms - last >= kForwardIntervalMs;
+      if (due) last = now_ms;
+      if (forwarded_.size() > 100000) forwarded_.clear();
+    }
+    if (due) forward_(user_id, Connection{device_id, ip, user_agent, now_ms});
+  }
   std::lock_guard lock(mu_);
   auto& rows = by_user_[user_id];
   for (auto& row : rows) {

@@ -2,6 +2,7 @@
 // The last address and user agent each device connected with, and when (for GET
 // /admin/whois). In memory: it answers "who is connecting now", and a restart starts it afresh.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -23,7 +24,15 @@ public:
               const std::string& user_agent, int64_t now_ms);
   std::vector<Connection> connections(const std::string& user_id);
 
+  // Several processes: a worker's connections go to the main process too (its admin API answers
+  // whois), a row when it is new and then at most every kForwardIntervalMs.
+  using Forward = std::function<void(const std::string& user_id, const Connection& c)>;
+  void set_forward(Forward f) { forward_ = std::move(f); }
+  static constexpr int64_t kForwardIntervalMs = 10000;
+
 private:
+  Forward forward_;
+  std::map<std::string, int64_t> forwarded_;  // user\0device\0ip\0agent -> when last forwarded
   std::mutex mu_;
   std::map<std::string, std::vector<Connection>> by_user_;
 };

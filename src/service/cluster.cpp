@@ -14,7 +14,8 @@ namespace json = boost::json;
 
 namespace {
 constexpr auto kStartWait = std::chrono::seconds(5);
-constexpr auto kTick = std::chrono::seconds(1);
+// Typing's expiry on the main process: a typing user is seen to stop within this of the timeout.
+constexpr auto kTick = std::chrono::milliseconds(100);
 }
 
 Cluster::Cluster(const config::Config& cfg, storage::Database& db, Notifier& notifier)

@@ -45,7 +45,7 @@ public:
   using Handler = std::function<void(const boost::json::object& message)>;
   void on(const std::string& kind, Handler handler);
   void on_gap(std::function<void()> handler);
-  // Runs about once a second on the publishing thread (periodic work that must tell the peers).
+  // Runs every 100 ms on the publishing thread (periodic work that must tell the peers).
   void on_tick(std::function<void()> handler);
 
   // Listens, and publishes this process's notifications. Returns once listening (or after a

@@ -84,11 +84,16 @@ void share_state_across_processes(Homeserver& hs) {
         // An invalid value was refused where it was asked for; nothing to do here.
       }
     });
+    cluster.on("client_ip", [&hs](const json::object& m) {
+      hs.client_ips.record(str(m, "u"), str(m, "d"), str(m, "ip"), str(m, "ua"), num(m, "ts"));
+    });
     cluster.on("resync", [&typing, &cluster](const json::object&) {
       for (const auto& r : typing.snapshot()) cluster.publish("typing", typing_message(r));
     });
     return;
   }
+  // Exact over caching: a worker looks every token up (service/accounts.hpp).
+  hs.accounts.set_cache_tokens(false);
   typing.set_mirror([&cluster](const std::string& room_id, const std::string& user_id, bool t, int64_t ms) {
     cluster.publish("typing_set", {{"r", room_id}, {"u", user_id}, {"t", t}, {"ms", ms}});
   });
@@ -106,6 +111,10 @@ void share_state_across_processes(Homeserver& hs) {
     s.last_active_ts = num(m, "a");
     s.serial = static_cast<uint64_t>(num(m, "s"));
     hs.presence.apply(str(m, "u"), s);
+  });
+  hs.client_ips.set_forward([&cluster](const std::string& user_id, const ClientIps::Connection& c) {
+    cluster.publish("client_ip", {{"u", user_id}, {"d", c.device_id}, {"ip", c.ip}, {"ua", c.user_agent},
+                                  {"ts", c.last_seen_ms}});
   });
   // Typing state is small: after a gap, the main process sends all of it again.
   cluster.on_gap([&cluster] { cluster.publish("resync", {}); });

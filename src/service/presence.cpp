@@ -3,6 +3,7 @@
 #include "core/clock.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include "core/error.hpp"
 
 namespace trestle::service {
@@ -20,6 +21,7 @@ void PresenceTracker::set(const std::string& user_id, const std::string& presenc
   check_presence(presence);
   if (forward_) {
     forward_(user_id, presence, status_msg, false);
+    await_owner(user_id, [&](const PresenceState& s) { return s.presence == presence && s.status_msg == status_msg; });
     return;
   }
   bool changed = false;
@@ -39,7 +41,9 @@ void PresenceTracker::touch(const std::string& user_id, const std::string& prese
   check_presence(presence);
   if (forward_) {
     // Every /sync touches: only a change is worth a message to the main process.
-    if (get(user_id).presence != presence) forward_(user_id, presence, std::nullopt, true);
+    if (get(user_id).presence == presence) return;
+    forward_(user_id, presence, std::nullopt, true);
+    await_owner(user_id, [&](const PresenceState& s) { return s.presence == presence; });
     return;
   }
   bool changed = false;
@@ -59,6 +63,14 @@ void PresenceTracker::changed(const std::string& user_id) {
   for (const auto& f : listeners_) f(user_id);
 }
 
+void PresenceTracker::await_owner(const std::string& user_id, const std::function<bool(const PresenceState&)>& done) {
+  std::unique_lock lock(mu_);
+  applied_.wait_for(lock, std::chrono::milliseconds(kForwardWaitMs), [&] {
+    auto it = states_.find(user_id);
+    return it != states_.end() && done(it->second) && applied_upto_ >= it->second.serial;
+  });
+}
+
 void PresenceTracker::apply(const std::string& user_id, const PresenceState& state) {
   {
     std::lock_guard lock(mu_);
@@ -66,6 +78,12 @@ void PresenceTracker::apply(const std::string& user_id, const PresenceState& sta
     serial_ = std::max(serial_, state.serial);
   }
   for (const auto& f : listeners_) f(user_id);
+  {
+    // A waiting forwarder goes on only once the listeners (wake-ups, /events' serial) ran too.
+    std::lock_guard lock(mu_);
+    applied_upto_ = std::max(applied_upto_, state.serial);
+  }
+  applied_.notify_all();
 }
 
 std::optional<PresenceState> PresenceTracker::known(const std::string& user_id) const {

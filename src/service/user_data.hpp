@@ -51,7 +51,7 @@ public:
   void set_mirror(Forward forward) { forward_ = std::move(forward); }
   void apply(const RoomState& state);
   // The owner: expires what is due everywhere (a worker's syncs never expire anything here) and
-  // announces the rooms that changed. Called about once a second.
+  // announces the rooms that changed. Called every 100 ms.
   void expire_due();
   // The owner: every room where someone types, for a mirror that lost messages.
   std::vector<RoomState> snapshot() const;

@@ -63,6 +63,16 @@ WORKERS_SKIPS = {
     "appservice_resilience: a hung appservice starves nobody":
         "the limit of 4 queries at once per appservice is per process: the profile lookups go to the "
         "readers and the alias lookups to main, so three processes each hold up to 4",
+    # The appservice sender is reader1 here (notify_appservices_from_worker): what only the process
+    # writing the events can do, or what one sender counts, is another process's.
+    "appservice_push: a caught up appservice": "a transaction is built in the events' own commit only by the "
+                                               "process that writes them (main); reader1 builds after the commit",
+    "appservice_resilience: an unreadable event is skipped": "skip counters are the sending process's memory; "
+                                                             "across the test's restart the lease moves",
+    # Typing reaches the readers milliseconds after main answered the PUT (LISTEN/NOTIFY): a read
+    # at once on a reader may not show it yet (issue 13's note: not read-your-writes for typing).
+    "legacy: GET /events streams messages, receipts, typing": "typing set on main reaches a reader's /events "
+                                                              "asynchronously; the test reads at once",
 }
 
 
