@@ -204,8 +204,8 @@ int serve(const std::vector<std::string>& config_paths) {
   server.listen(endpoints);
   spdlog::info("trestle serving {} (database {}{})", cfg.server_name, hs.db.options().describe(),
                cfg.multi_process() ? ", instance " + cfg.instance_name : std::string());
-  // The main process evaluates push rules for every event: its own in their commit, the other
-  // event writers' as soon as their wake-up arrives.
+  // Every event writer evaluates push rules for its own events in their commit; the main process
+  // takes what another left (a failed evaluation) and sends what they queued at their wake-up.
   if (!cfg.is_worker() && cfg.shared_stream()) hs.cluster.on("wake", [&hs](const auto&) { hs.push.poke(); });
   hs.cluster.start();
   // Several processes: each appservice is sent to from one process at a time, the holder of its
@@ -213,7 +213,11 @@ int serve(const std::vector<std::string>& config_paths) {
   // runs the sender, service/appservice/sender.hpp), push notifications from the main process (its
   // writer evaluates them), periodic jobs from run_background_tasks_on.
   hs.appservice_sender.start();
-  if (!cfg.is_worker()) hs.push.start();
+  if (!cfg.is_worker()) {
+    hs.push.start();
+  } else if (cfg.shared_stream() && cfg.is_event_writer()) {
+    hs.push.start_inline();
+  }
   if (cfg.runs_background_tasks()) hs.media_retention.start();
   server.run();
   hs.media_retention.stop();

@@ -250,6 +250,12 @@ public:
     if (options_.shared_stream && !stream_turn_) take_stream_turn();
     return ++pending_position_;
   }
+  // Only valid inside write(): with a shared stream, holds the stream's turn from here to the
+  // COMMIT (as a first position does), so this write runs alone among every writer's groups
+  // that hold it (work over the stream's rows, such as push evaluation). No-op otherwise.
+  void hold_stream() {
+    if (options_.shared_stream && options_.stream_writer && !stream_turn_) take_stream_turn();
+  }
   // Everything at or below this position is committed and visible to new read snapshots.
   int64_t committed_position() const { return committed_position_.load(); }
   // A worker: the stream writer (another process) committed up to `position` (its wake-ups say

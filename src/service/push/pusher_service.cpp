@@ -162,6 +162,14 @@ void PushService::start() {
   for (int i = 0; i < kSenderThreads; ++i) senders_.emplace_back([this] { run_sender(); });
 }
 
+void PushService::start_inline() {
+  db_.write([&](storage::Connection& c) {
+    if (!ps::cursor(c)) ps::set_cursor(c, db_.committed_position());
+  });
+  evaluates_only_ = true;
+  inline_enabled_ = true;
+}
+
 void PushService::stop() {
   inline_enabled_ = false;
   {
@@ -181,8 +189,10 @@ void PushService::poke() {
   {
     std::lock_guard lock(mu_);
     events_poked_ = true;
+    queue_poked_ = true;  // the other writer may have queued requests in its commit
   }
   events_cv_.notify_all();
+  queue_cv_.notify_all();
 }
 
 void PushService::run_evaluator() {
@@ -288,8 +298,14 @@ bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& que
   } stale_on_throw{room_facts_stale_};
   bool more = false;
   {
+    db_.hold_stream();  // with other event writers: one evaluation at a time, over all of them
     int64_t from = ps::cursor(c).value_or(upto);
     if (from >= upto) return false;
+    if (db_.options().shared_stream && (evaluates_only_ || from != evaluated_upto_)) {
+      room_facts_stale_ = true;
+      std::lock_guard lock(badge_mu_);
+      badges_.clear();
+    }
     auto events = ev::events_in_stream_range(c, from, upto, kEventsPerBatch);
     more = static_cast<int64_t>(events.size()) >= kEventsPerBatch;
     const int64_t reached = more ? events.back().stream_ordering : upto;
@@ -456,6 +472,7 @@ bool PushService::evaluate_range(storage::Connection& c, int64_t upto, bool& que
       }
     }
     ps::set_cursor(c, reached);
+    evaluated_upto_ = reached;
   }
   return more;
 }

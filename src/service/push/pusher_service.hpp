@@ -42,6 +42,10 @@ public:
   ~PushService();
   void start();
   void stop();
+  // Another event writer of a shared stream (not main): evaluates the events of its own write
+  // groups in their commit, as the main process does, so a notification is stored with its event
+  // wherever the event is written. It sends nothing: main's senders take the queued requests.
+  void start_inline();
   // Events were committed by another process (an event writer of a shared stream): the evaluator
   // thread takes them now rather than within its next second.
   void poke();
@@ -116,6 +120,12 @@ private:
   std::unordered_map<std::string, int64_t> badges_;
   std::set<std::string> in_flight_;  // pushers (user|app|pushkey) a sender thread is serving
   std::atomic<bool> inline_enabled_{false};  // from start(): the cursor exists
+  // A shared stream: several processes evaluate, one write group at a time (each holds the
+  // stream's turn). The kept facts and badges hold only while this process did the last
+  // evaluation (the cursor is where it left it); an evaluator that is not main, whose push rules
+  // and receipts change elsewhere, reads them afresh for each batch.
+  bool evaluates_only_ = false;
+  int64_t evaluated_upto_ = -1;
   int group_hook_ = 0;
   bool group_queued_ = false, group_more_ = false;  // the running write group's (one at a time)
   std::thread evaluator_;
