@@ -184,8 +184,8 @@ int serve(const std::vector<std::string>& config_paths) {
   }
   trestle::http::Router router;
   trestle::api::add_all_routes(router, hs);
-  // A worker's reads see every write the main process acknowledged before the request arrived;
-  // with several event writers, main's see every other writer's too.
+  // A worker's reads see every write acknowledged before the request arrived; so do an event
+  // writer's when other writers share the stream.
   if (cfg.is_worker() || cfg.shared_stream()) router.set_preamble([&hs] { hs.cluster.catch_up(); });
 
   trestle::http::ServerLimits limits;
