@@ -180,12 +180,16 @@ def test_sync_on_main_sees_both_writers_rooms_in_order(ctx):
         seen = {room: [] for room in rooms.values()}
         for t in threads:
             t.start()
-        # main's incremental syncs meanwhile: every event once, in each room in sending order.
+        # main's incremental syncs meanwhile: every event once, in each room in sending order
+        # (a timeline long enough never to be limited: a limited one leaves events out by design).
         deadline = time.monotonic() + 60
+        whole = {"room": {"timeline": {"limit": 1000}}}
         while time.monotonic() < deadline:
-            body = sync(ctx, alice, since, timeout=500)
+            body = ctx.expect(alice.request("GET", "/sync", query={"since": since, "timeout": "500", "filter": whole}))
             since = body["next_batch"]
             for room in rooms.values():
+                if body.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {}).get("limited"):
+                    raise TestFailure(f"a limited timeline despite the filter: {body}")
                 seen[room] += timeline_ids(body, room)
             if not any(t.is_alive() for t in threads) and all(len(seen[r]) >= len(sent[r]) for r in rooms.values()):
                 break
@@ -246,6 +250,14 @@ def test_replication_endpoint_and_non_writers(ctx):
         for room in (mine, theirs):
             event_id = send(ctx, on_reader, room, "from-reader", "from reader1")["event_id"]
             ctx.expect(alice.request("GET", f"/rooms/{room}/event/{event_id}"))
+
+        # Upgrading writer1's room on main: the tombstone goes to writer1, the new room is main's.
+        upgraded = ctx.expect(alice.request("POST", f"/rooms/{theirs}/upgrade", body={"new_version": "10"}))["replacement_room"]
+        if writer_of(upgraded) != "main":
+            raise TestFailure(f"the room upgraded on main, {upgraded}, is written by {writer_of(upgraded)}")
+        ctx.expect(alice.request("GET", f"/rooms/{theirs}/state/m.room.tombstone"), body={"replacement_room": upgraded})
+        ctx.expect(as_user(writer1.client(), alice).request("GET", f"/rooms/{theirs}/state/m.room.tombstone"),
+                   body={"replacement_room": upgraded})
 
         # A displayname change on main reaches the rooms of both writers.
         ctx.expect(alice.request("PUT", f"/profile/{alice.user_id}/displayname", body={"displayname": "Alice Everywhere"}))
