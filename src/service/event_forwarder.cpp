@@ -3,6 +3,7 @@
 #include "core/clock.hpp"
 #include "core/error.hpp"
 #include "core/json_fields.hpp"
+#include "core/metrics.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -191,6 +192,9 @@ void EventForwarder::run_thread() {
 }
 
 void EventForwarder::unavailable(const std::string& writer) {
+  static auto& failures = metrics::registry().counter(
+      "trestle_event_forward_failures_total", "Events that could not be forwarded to their room's writer", {"writer"});
+  failures.labels({writer}).inc();
   throw MatrixError(503, "M_UNKNOWN", "The event writer '" + writer + "' of this room is unavailable; try again later");
 }
 
@@ -241,6 +245,9 @@ EventWriter::Sent EventForwarder::forward(const NewEvent& e, const std::optional
     throw MatrixError::unknown("The room's event writer gave a malformed answer");
   }
   wait_until_visible(sent.event.stream_ordering, writer);
+  static auto& forwarded =
+      metrics::registry().counter("trestle_events_forwarded_total", "Events written by their room's writer for this process", {"writer"});
+  forwarded.labels({writer}).inc();
   return sent;
 }
 
