@@ -218,6 +218,9 @@ int serve(const std::vector<std::string>& config_paths) {
   server.listen(endpoints);
   spdlog::info("trestle serving {} (database {}{})", cfg.server_name, hs.db.options().describe(),
                cfg.multi_process() ? ", instance " + cfg.instance_name : std::string());
+  // The main process evaluates push rules for every event: its own in their commit, the other
+  // event writers' as soon as their wake-up arrives.
+  if (!cfg.is_worker() && cfg.shared_stream()) hs.cluster.on("wake", [&hs](const auto&) { hs.push.poke(); });
   hs.cluster.start();
   // Several processes: each appservice is sent to from one process at a time, the holder of its
   // lease (notify_appservices_from_worker's when it runs, another's when it is down: every process
