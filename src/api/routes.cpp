@@ -68,6 +68,7 @@ void add_all_routes(http::Router& r, service::Homeserver& hs) {
   add_relation_routes(r, hs);
   add_registration_token_client_routes(r, hs);
   admin::add_routes(r, hs);  // /_synapse/admin (Synapse's admin API)
+  add_replication_routes(r, hs);  // between the processes of one deployment
 }
 
 }  // namespace trestle::api

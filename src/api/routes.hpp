@@ -36,6 +36,8 @@ void add_space_routes(http::Router& r, service::Homeserver& hs);   // hierarchy,
 // All of the above plus the authenticator.
 void add_relation_routes(http::Router& r, service::Homeserver& hs);  // /relations, /threads
 void add_registration_token_client_routes(http::Router& r, service::Homeserver& hs);  // token /validity (v1.2)
+// POST /_trestle/replication/v1/send_event on `replication` listeners (api/replication)
+void add_replication_routes(http::Router& r, service::Homeserver& hs);
 void add_all_routes(http::Router& r, service::Homeserver& hs);
 
 }  // namespace trestle::api

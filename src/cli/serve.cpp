@@ -9,6 +9,7 @@
 #include "http/client.hpp"
 #include "http/server.hpp"
 #include "http/smtp_client.hpp"
+#include "service/event_forwarder.hpp"
 #include "service/homeserver.hpp"
 
 #include <spdlog/spdlog.h>
@@ -162,6 +163,19 @@ int serve(const std::vector<std::string>& config_paths) {
     return trestle::service::OutboundResponse{r.status, std::move(r.body), std::move(r.error), r.timed_out, r.not_sent};
   };
   trestle::service::Homeserver hs(cfg, std::move(key), outbound);
+  if (cfg.shared_stream()) {
+    // Several event writers: events of another writer's rooms are written there (its
+    // `replication` listener, from instance_map). An unreachable writer fails fast.
+    auto to_writer = [](const std::string& method, const std::string& base_url, const std::string& path,
+                        const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body,
+                        int timeout_ms) {
+      trestle::http::RequestOptions options;
+      options.connect_timeout_ms = 3000;
+      auto r = trestle::http::http_request(method, base_url, path, headers, body, timeout_ms, options);
+      return trestle::service::OutboundResponse{r.status, std::move(r.body), std::move(r.error), r.timed_out, r.not_sent};
+    };
+    hs.rooms.writer.set_forwarder(std::make_unique<trestle::service::EventForwarder>(hs.config, hs.db, to_writer));
+  }
   if (cfg.email.enabled) {
     hs.threepids.set_mail_sender([host = cfg.email.smtp_host, port = cfg.email.smtp_port](
                                        const std::string& from, const std::string& to, const std::string& message) {

@@ -6,6 +6,7 @@
 #include "core/json_fields.hpp"
 #include "core/metrics.hpp"
 #include "room/event_builder.hpp"
+#include "service/event_forwarder.hpp"
 #include "service/membership_rules.hpp"
 #include "service/relations.hpp"
 #include "service/suspension.hpp"
@@ -73,6 +74,18 @@ private:
 EventWriter::EventWriter(const config::Config& cfg, storage::Database& db, Notifier& notifier,
                          const core::SigningKey& key)
     : cfg_(cfg), db_(db), notifier_(notifier), key_(key) {}
+
+EventWriter::~EventWriter() = default;
+
+void EventWriter::set_forwarder(std::unique_ptr<EventForwarder> f) { forwarder_ = std::move(f); }
+
+bool EventWriter::writes_room(std::string_view room_id) const {
+  return !cfg_.shared_stream() || cfg_.event_writer_for(room_id) == cfg_.instance_name;
+}
+
+EventForwarder* EventWriter::forwarder_for(const std::string& room_id) const {
+  return forwarder_ && !writes_room(room_id) ? forwarder_.get() : nullptr;
+}
 
 std::shared_ptr<const EventWriter::DagEvent> EventWriter::dag_event(storage::Connection& c,
                                                                     const std::string& event_id) {
@@ -154,6 +167,12 @@ ev::StoredEvent EventWriter::append(storage::Connection& c, const NewEvent& ne) 
   object& pdu = built.pdu;
   const std::string& room_id = built.room_id;
   const std::string& event_id = built.event_id;
+  // Checked here, where the room ID is final (v12: the create event's ID), before the event takes
+  // a stream position: one writer per room, so the room's state never races between processes.
+  if (!writes_room(room_id)) {
+    throw NotRoomWriter(500, "M_UNKNOWN", "Room " + room_id + " is written by the event writer '" +
+                                              cfg_.event_writer_for(room_id) + "', not by '" + cfg_.instance_name + "'");
+  }
 
   ev::StoredEvent se;
   se.event_id = event_id;
@@ -234,6 +253,7 @@ std::vector<ev::StoredEvent> EventWriter::write(const std::function<void(Batch&)
 }
 
 ev::StoredEvent EventWriter::send(const NewEvent& e) {
+  if (auto* f = forwarder_for(e.room_id)) return f->forward(e, std::nullopt).event;
   return write([&](Batch& b) { b.append(e); }).front();
 }
 
@@ -247,6 +267,7 @@ std::optional<ev::StoredEvent> EventWriter::append_once(Batch& b, const NewEvent
 }
 
 EventWriter::Sent EventWriter::send_once(const NewEvent& e, const ClientTxn& txn) {
+  if (auto* f = forwarder_for(e.room_id)) return f->forward(e, txn);
   std::optional<ev::StoredEvent> earlier;
   auto stored = write([&](Batch& b) { earlier = append_once(b, e, txn); });
   if (earlier) return {std::move(*earlier), false};
@@ -254,6 +275,7 @@ EventWriter::Sent EventWriter::send_once(const NewEvent& e, const ClientTxn& txn
 }
 
 void EventWriter::send_once_async(NewEvent e, ClientTxn txn, SendDone done) {
+  if (auto* f = forwarder_for(e.room_id)) return f->forward_async(std::move(e), std::move(txn), std::move(done));
   struct State {
     NewEvent e;
     ClientTxn txn;

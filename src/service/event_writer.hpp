@@ -6,8 +6,14 @@
 // transaction-ID idempotency, assigns the stream position, writes the rows (event, current state,
 // membership, redaction marks, search, relations, extremities) and announces after the commit.
 // Federation's incoming events and workers will meet here too.
+//
+// Several event writers (stream_writers.events): a room's events are written by its writer only
+// (cfg.event_writer_for). With a forwarder set, send/send_once/send_once_async of another
+// writer's room go to that writer (service/event_forwarder.hpp) and come back as if written here;
+// anything else that would write another writer's room fails whole (NotRoomWriter).
 #include "config/config.hpp"
 #include "core/crypto.hpp"
+#include "core/error.hpp"
 #include "service/notifier.hpp"
 #include "storage/database.hpp"
 #include "storage/event_store.hpp"
@@ -49,9 +55,24 @@ struct ClientTxn {
 // Length prefixes keep "a/b"+"c" apart from "a"+"b/c".
 std::string txn_key(std::initializer_list<std::string_view> path_parts);
 
+class EventForwarder;
+
+// An event of a room another process writes reached this process's write (several event
+// writers): nothing was written. Room creation draws another room ID on it.
+class NotRoomWriter : public MatrixError {
+public:
+  using MatrixError::MatrixError;
+};
+
 class EventWriter {
 public:
   EventWriter(const config::Config& cfg, storage::Database& db, Notifier& notifier, const core::SigningKey& key);
+  ~EventWriter();
+
+  // Several event writers: events of other writers' rooms go to them through `f` (serve sets it).
+  void set_forwarder(std::unique_ptr<EventForwarder> f);
+  // This process writes the room's events (always, with one event writer).
+  bool writes_room(std::string_view room_id) const;
 
   // One write transaction in which `body` appends events (and may write other rows of the same
   // change through connection()). After the commit, the appended events are announced.
@@ -108,10 +129,14 @@ private:
   std::shared_ptr<const DagEvent> remember_dag_event(const storage::events::StoredEvent& e);
   static constexpr size_t kDagCacheBytes = 32u << 20;
 
+  // The forwarder, when set and the room is another writer's.
+  EventForwarder* forwarder_for(const std::string& room_id) const;
+
   const config::Config& cfg_;
   storage::Database& db_;
   Notifier& notifier_;
   const core::SigningKey& key_;
+  std::unique_ptr<EventForwarder> forwarder_;
   std::mutex dag_cache_mu_;
   std::list<std::string> dag_lru_;  // most recently used first
   std::unordered_map<std::string, std::pair<std::shared_ptr<const DagEvent>, std::list<std::string>::iterator>>

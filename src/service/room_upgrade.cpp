@@ -138,7 +138,8 @@ std::string RoomUpgradeService::upgrade(const Requester& r, const std::string& r
   // first and the tombstone follows, once the permission to send it has been checked.
   const bool id_from_create = version->room_id_is_create_event_id;
   if (id_from_create && !old.may_tombstone) throw MatrixError::forbidden("You cannot upgrade this room");
-  std::string new_room_id = id_from_create ? std::string() : "!" + core::random_string(18) + ":" + cfg_.server_name;
+  // (One this process writes, with several event writers: creation.new_room_id.)
+  std::string new_room_id = id_from_create ? std::string() : rooms_.creation.new_room_id();
   auto send_tombstone = [&] {
     return rooms_.writer.send(NewEvent{room_id, r.user_id, "m.room.tombstone", "",
                                       object{{"body", "This room has been replaced"}, {"replacement_room", new_room_id}},

@@ -1,5 +1,7 @@
 #include "service/rooms/creation.hpp"
 
+#include "core/clock.hpp"
+#include "core/crypto.hpp"
 #include "core/error.hpp"
 #include "core/json_fields.hpp"
 #include "core/identifiers.hpp"
@@ -21,8 +23,24 @@ using boost::json::array;
 using boost::json::object;
 using core::str_or;
 
+std::string RoomCreation::new_room_id() const {
+  // Several event writers: a room this process writes (its events are then all written here),
+  // drawn again until one is; n writers take n tries on average.
+  if (!cfg_.is_event_writer()) not_an_event_writer();
+  for (;;) {
+    std::string id = "!" + core::random_string(18) + ":" + cfg_.server_name;
+    if (writer_.writes_room(id)) return id;
+  }
+}
+
+void RoomCreation::not_an_event_writer() const {
+  throw MatrixError::unknown("Creating a room should have gone to an event writer (stream_writers.events), not to '" +
+                             cfg_.instance_name + "'");
+}
+
 std::string RoomCreation::create_room(const Requester& r, const object& body,
                                      const std::optional<std::string>& preset_room_id) {
+  if (!cfg_.is_event_writer()) not_an_event_writer();  // the reverse proxy routes createRoom to writers
   accounts_.require_not_suspended(r.user_id);  // account suspension: no new rooms
   // Validate everything before writing anything.
   std::string version_id = str_or(body, "room_version", room::default_room_version().id);
@@ -114,9 +132,9 @@ std::string RoomCreation::create_room(const Requester& r, const object& body,
   }
 
   // v12 rooms are named after their create event, known only once it is built (see below).
-  std::string room_id = version->room_id_is_create_event_id
-                            ? std::string()
-                            : preset_room_id.value_or("!" + core::random_string(18) + ":" + cfg_.server_name);
+  std::string room_id = version->room_id_is_create_event_id ? std::string()
+                        : preset_room_id                     ? *preset_room_id
+                                                             : new_room_id();
   auto user = accounts_.get_user(r.user_id);
   std::vector<NewEvent> events;
   auto add = [&](const std::string& type, const std::string& state_key, object content) {
@@ -196,6 +214,26 @@ std::string RoomCreation::create_room(const Requester& r, const object& body,
     add("m.room.member", u, inv);
   }
 
+  // v12: the create event names the room, so whether this process writes it is known once the
+  // event is built; another writer's room is refused before it takes a stream position (the
+  // write rolls back) and the create event is built again a millisecond later, with another ID.
+  const bool id_from_create = version->room_id_is_create_event_id;
+  if (id_from_create && cfg_.shared_stream()) events.front().origin_server_ts = core::now_ms();
+  for (int attempt = 0;; ++attempt) {
+    try {
+      write_room(events, alias, visibility, r.user_id, pl_override != nullptr, pl, room_id);
+      return room_id;
+    } catch (const NotRoomWriter&) {
+      if (!id_from_create || attempt >= 64) throw;
+      for (size_t i = 1; i < events.size(); ++i) events[i].room_id.clear();
+      *events.front().origin_server_ts += 1;
+    }
+  }
+}
+
+void RoomCreation::write_room(std::vector<NewEvent>& events, const std::optional<std::string>& alias,
+                              const std::string& visibility, const std::string& creator, bool pl_override,
+                              const object& pl, std::string& room_id) {
   writer_.write([&](EventWriter::Batch& batch) {
     storage::Connection& c = batch.connection();
     std::vector<ev::StoredEvent> out;
@@ -213,12 +251,11 @@ std::string RoomCreation::create_room(const Requester& r, const object& body,
       }
     }
     room_id = out.front().room_id;
-    if (alias && !rooms_db::insert_alias(c, *alias, room_id, r.user_id)) {
+    if (alias && !rooms_db::insert_alias(c, *alias, room_id, creator)) {
       throw MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken");
     }
     if (visibility == "public") rooms_db::set_public(c, room_id, true);
   });
-  return room_id;
 }
 
 }  // namespace trestle::service
