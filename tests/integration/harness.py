@@ -359,7 +359,7 @@ class Server:
         self.problems = []  # crashes, sanitizer reports, unexpected exit codes
         # The workers topology: wanted (the runner's topology unless told), and whether the
         # current run has it (not on SQLite, where workers refuse to start).
-        self.workers_wanted = TOPOLOGY == "workers" if workers is None else workers
+        self.workers_wanted = TOPOLOGY != "single" if workers is None else workers
         self.multi = False
         self.main_port = None
         self.worker_ports = {}  # worker name -> port of its client listener
