@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace trestle::config {
@@ -172,8 +173,9 @@ struct Config {
   // Several processes sharing one PostgreSQL, in Synapse's worker shape (config/workers.cpp). The
   // main process runs with the shared homeserver.yaml alone; a worker with
   // `-c homeserver.yaml -c worker.yaml`, whose worker_app, worker_name and worker_listeners make
-  // it one. The main process allocates every stream position (stream_writers names only it in this
-  // version); workers serve reads and wake through PostgreSQL's LISTEN/NOTIFY.
+  // it one. Workers serve reads and wake through PostgreSQL's LISTEN/NOTIFY. The main process writes
+  // every stream but the events of rooms: `stream_writers: {events: [...]}` shards rooms over
+  // event writers (event_writer_for), which take turns on the one stream (storage/database.hpp).
   struct Instance {
     std::string name;
     std::string host;
@@ -184,10 +186,23 @@ struct Config {
   std::vector<Instance> instance_map;  // every process of the deployment; empty: one process
   std::string notify_appservices_from_worker;  // the preferred appservice sender ("" : main)
   std::string run_background_tasks_on = "main";  // media retention and other periodic jobs
+  // stream_writers.events: the processes that persist rooms' events, each room by exactly one of
+  // them (event_writer_for). {"main"} unless configured.
+  std::vector<std::string> event_writers{"main"};
+  // Synapse's key: the bearer secret of the replication endpoints (an event forwarded to its
+  // room's writer). Unset: those endpoints are open on the listeners that serve `replication`.
+  std::string worker_replication_secret;
   bool is_worker() const { return !worker_app.empty(); }
   // Part of a deployment of several processes: cross-process wake-ups and cache invalidation run.
   bool multi_process() const { return !instance_map.empty(); }
   bool runs_background_tasks() const { return instance_name == run_background_tasks_on; }
+  // Several processes write the stream (event writers besides main): they take turns.
+  bool shared_stream() const { return event_writers.size() != 1 || event_writers.front() != "main"; }
+  bool is_event_writer() const;
+  // The writer of a room's events: Synapse's choice (SHA-256 of the room ID, read as a
+  // little-endian integer, modulo the number of writers), so a room has the same writer as there.
+  const std::string& event_writer_for(std::string_view room_id) const;
+  const Instance* instance(std::string_view name) const;
 };
 
 // Parses the file. Throws std::runtime_error("<key>: <why>") for bad values; returns warnings

@@ -4,6 +4,9 @@
 // worker_name, worker_listeners).
 #include "config/yaml_fields.hpp"
 
+#include "core/crypto.hpp"
+
+#include <algorithm>
 #include <set>
 
 namespace trestle::config::detail {
@@ -82,19 +85,37 @@ void parse_workers(const YAML::Node& root, Config& c, std::vector<std::string>& 
   }
   if (c.is_worker() && !known(c.instance_name)) bad("instance_map", "does not list this worker '" + c.instance_name + "'");
 
-  // Every stream is written by the main process in this version: its positions come from one
-  // in-process counter (sharding events over writers needs positions from the database).
+  // The events of rooms may be sharded over event writers; every other stream is the main
+  // process's (typing and presence live in its memory; the rest rides on its writes).
   if (auto sw = root["stream_writers"]; sw && !sw.IsNull()) {
     if (!sw.IsMap()) bad("stream_writers", "expected a mapping from stream name to instance names");
     for (const auto& kv : sw) {
       auto stream = kv.first.as<std::string>();
-      for (const auto& name : instances(kv.second, "stream_writers." + stream)) {
+      std::string key = "stream_writers." + stream;
+      auto names = instances(kv.second, key);
+      if (stream == "events") {
+        if (names.empty()) bad(key, "must name at least one instance");
+        std::set<std::string> seen;
+        for (const auto& name : names) {
+          if (!seen.insert(name).second) bad(key, "names '" + name + "' twice");
+          if (name != "main" && !known(name)) bad(key, "'" + name + "' is not in instance_map");
+        }
+        c.event_writers = names;
+        if (c.shared_stream() && c.database_engine != "psycopg2") {
+          bad(key, "several writers share one PostgreSQL database (database: name: psycopg2)");
+        }
+        continue;
+      }
+      for (const auto& name : names) {
         if (name != "main") {
-          bad("stream_writers." + stream, "only the main process writes streams in this version of Trestle ('" +
-                                              name + "' was named); route writes to main");
+          bad(key, "only the main process writes this stream in this version of Trestle ('" + name +
+                       "' was named); only `events` may name other instances");
         }
       }
     }
+  }
+  if (auto s = root["worker_replication_secret"]; s && !s.IsNull()) {
+    c.worker_replication_secret = get<std::string>(s, "worker_replication_secret", "a string");
   }
   if (auto n = root["notify_appservices_from_worker"]; n && !n.IsNull()) {
     c.notify_appservices_from_worker = instance(n, "notify_appservices_from_worker");
@@ -121,3 +142,27 @@ void parse_workers(const YAML::Node& root, Config& c, std::vector<std::string>& 
 }
 
 }  // namespace trestle::config::detail
+
+namespace trestle::config {
+
+bool Config::is_event_writer() const {
+  return std::find(event_writers.begin(), event_writers.end(), instance_name) != event_writers.end();
+}
+
+const std::string& Config::event_writer_for(std::string_view room_id) const {
+  if (event_writers.size() == 1) return event_writers.front();
+  // The digest as a little-endian integer, modulo n: its most significant byte is the last.
+  std::string digest = core::sha256(room_id);
+  uint64_t r = 0;
+  for (size_t i = digest.size(); i-- > 0;) r = (r * 256 + static_cast<unsigned char>(digest[i])) % event_writers.size();
+  return event_writers[r];
+}
+
+const Config::Instance* Config::instance(std::string_view name) const {
+  for (const auto& in : instance_map) {
+    if (in.name == name) return &in;
+  }
+  return nullptr;
+}
+
+}  // namespace trestle::config

@@ -80,7 +80,7 @@ void Cluster::publish(const std::string& kind, json::object body) {
 }
 
 void Cluster::catch_up() {
-  if (enabled_ && !db_.options().stream_writer) db_.refresh_position();
+  if (enabled_ && (!db_.options().stream_writer || db_.options().shared_stream)) db_.refresh_position();
 }
 
 Cluster::Counters Cluster::counters() const {

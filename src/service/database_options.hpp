@@ -17,7 +17,8 @@ inline storage::DatabaseOptions database_options(const config::Config& c, size_t
     o.readers_ahead = static_cast<size_t>(std::max(1, c.database_cp_min));
     o.readers_max = static_cast<size_t>(std::max(c.database_cp_min, c.database_cp_max));
     o.allow_unsafe_locale = c.database_allow_unsafe_locale;
-    o.stream_writer = !c.is_worker();
+    o.stream_writer = !c.is_worker() || c.is_event_writer();
+    o.shared_stream = c.shared_stream();
   } else {
     o.sqlite_path = c.database_path;
     o.readers_ahead = readers_ahead;

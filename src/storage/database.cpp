@@ -270,6 +270,7 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
     job_deferred_.clear();
     group_deferred_.clear();
     c.rollback();
+    stream_turn_ = false;
     pending_position_ = group_base_;
     for (auto* j : group) {
       if (!j->error) j->error = cause;
@@ -288,12 +289,14 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
   // A worker's committed position moves under it (the main process's wake-ups): the group's own
   // allocations are measured from where it began.
   group_base_ = pending_position_ = committed_position_.load();
+  stream_turn_ = false;
   // A savepoint per job keeps a failed job's changes apart from the others'; a group of one job
   // needs none (its failure rolls the transaction back): two statements fewer per write, which on
   // PostgreSQL are two more commands for the server to run.
   const bool savepoints = group.size() > 1;
   for (auto* j : group) {
     int64_t position_before = pending_position_;
+    const bool turn_before = stream_turn_;
     try {
       if (savepoints) c.prepare("SAVEPOINT job").run();
     } catch (...) {
@@ -311,6 +314,12 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
       job_deferred_.clear();
       j->error = std::current_exception();
       pending_position_ = position_before;  // its stream positions were never used
+      if (stream_turn_ && !turn_before) {
+        // It took the stream's turn: the ROLLBACK TO releases that lock (taken after the
+        // savepoint), and the group's positions start again from where the turn began.
+        stream_turn_ = false;
+        pending_position_ = group_base_;
+      }
       if (!savepoints) {
         fail_group(j->error);  // the whole transaction was this job's
         return;
@@ -391,7 +400,25 @@ void Database::commit_locked() {
     writer_->prepare("UPDATE stream_position SET value = ? WHERE name = 'global'").bind(pending_position_).run();
   }
   writer_->commit();
-  if (moved) committed_position_.store(pending_position_);
+  stream_turn_ = false;
+  // Another writer of a shared stream may be heard of past this already: never move back.
+  if (moved) advance_position(pending_position_);
+}
+
+void Database::take_stream_turn() {
+  // Any constant shared by the writers: "trestle" in ASCII.
+  static const std::string lock = "SELECT pg_advisory_xact_lock(32776877352709221)";
+  writer_->prepare(lock).run();
+  // READ COMMITTED: this statement's snapshot begins after the lock is held, so it sees the
+  // previous holder's committed position.
+  auto st = writer_->prepare("SELECT value FROM stream_position WHERE name = 'global'");
+  if (!st.step()) throw std::runtime_error("the stream position row is missing");
+  int64_t stored = st.int64(0);
+  while (st.step()) {
+  }
+  advance_position(stored);
+  group_base_ = pending_position_ = stored;
+  stream_turn_ = true;
 }
 
 void Database::not_stream_writer() const {

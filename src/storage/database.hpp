@@ -144,6 +144,11 @@ struct DatabaseOptions {
   // This process allocates stream positions (the main process, or the only one). A worker's
   // database does not: next_stream_position() throws there.
   bool stream_writer = true;
+  // PostgreSQL, several writers of the one stream (rooms' events sharded over event writers):
+  // each group takes its turn (an advisory lock held from its first position to its COMMIT) and
+  // continues from the position the database holds, so the stream stays gap-free and in commit
+  // order, and a reader's rule (everything at or below the committed position is visible) holds.
+  bool shared_stream = false;
   std::string describe() const;  // for messages: the file, or the PostgreSQL database (no password)
 };
 
@@ -242,6 +247,7 @@ public:
   // MatrixError 500, so a write routed to a worker fails whole instead of forking the stream.
   int64_t next_stream_position() {
     if (!options_.stream_writer) not_stream_writer();
+    if (options_.shared_stream && !stream_turn_) take_stream_turn();
     return ++pending_position_;
   }
   // Everything at or below this position is committed and visible to new read snapshots.
@@ -307,6 +313,9 @@ private:
   int64_t pending_position_ = 0;
   int64_t group_base_ = 0;  // the committed position when the running group began
   [[noreturn]] void not_stream_writer() const;
+  // shared_stream: waits for the stream's advisory lock, then continues from the stored position.
+  void take_stream_turn();
+  bool stream_turn_ = false;  // the running group holds the stream's lock
   std::mutex hooks_mu_;  // held by the writer while the hooks run and until their done()
   std::vector<std::pair<int, GroupHook>> group_hooks_;
   int next_hook_id_ = 0;

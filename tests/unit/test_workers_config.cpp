@@ -1,5 +1,5 @@
 // Several processes in Synapse's worker shape: `-c homeserver.yaml -c worker.yaml` merging, the
-// worker's own keys, instance_map, stream_writers (main only in this version), and the errors.
+// worker's own keys, instance_map, stream_writers (rooms' events sharded over writers), and the errors.
 #include "config/config.hpp"
 
 #include <gtest/gtest.h>
@@ -105,8 +105,12 @@ TEST(WorkersConfig, Errors) {
             std::string::npos);
   EXPECT_NE(error_of(kShared + "worker_app: synapse.app.frontend_proxy\nworker_name: reader1\n").find("worker_app"),
             std::string::npos);
-  EXPECT_NE(error_of(kShared + "stream_writers: {events: [main, reader1]}\n").find("stream_writers.events"),
+  EXPECT_NE(error_of(kShared + "stream_writers: {typing: [main, reader1]}\n").find("stream_writers.typing"),
             std::string::npos);
+  EXPECT_NE(error_of(kShared + "stream_writers: {events: [main, writer9]}\n").find("not in instance_map"),
+            std::string::npos);
+  EXPECT_NE(error_of(kShared + "stream_writers: {events: [main, main]}\n").find("twice"), std::string::npos);
+  EXPECT_NE(error_of(kShared + "stream_writers: {events: []}\n").find("at least one"), std::string::npos);
   EXPECT_NE(error_of(kShared + "notify_appservices_from_worker: reader9\n").find("not in instance_map"),
             std::string::npos);
   EXPECT_NE(error_of("server_name: example.org\ninstance_map: {reader1: {port: 8101}}\n").find("'main'"),
@@ -114,4 +118,28 @@ TEST(WorkersConfig, Errors) {
   EXPECT_NE(error_of(kShared + "pusher_instances: [reader1]\n").find("pusher_instances"), std::string::npos);
   EXPECT_NE(error_of("server_name: example.org\ninstance_map: {main: {port: 0}}\n").find("instance_map.main.port"),
             std::string::npos);
+}
+
+TEST(WorkersConfig, RoomsAreShardedOverEventWriters) {
+  auto one = parse(kShared);
+  EXPECT_FALSE(one.shared_stream());
+  EXPECT_TRUE(one.is_event_writer());
+  EXPECT_EQ(one.event_writer_for("!a:x"), "main");
+
+  auto c = parse(kShared + "stream_writers: {events: [main, reader1]}\nworker_replication_secret: s3cret\n");
+  EXPECT_TRUE(c.shared_stream());
+  EXPECT_TRUE(c.is_event_writer());
+  EXPECT_EQ(c.worker_replication_secret, "s3cret");
+  // Synapse's choice: SHA-256 of the room ID as a little-endian integer, modulo the writers
+  // (values from Python: int.from_bytes(hashlib.sha256(r).digest(), "little") % n).
+  EXPECT_EQ(c.event_writer_for("!a:x"), "main");
+  EXPECT_EQ(c.event_writer_for("!b:x"), "reader1");
+  EXPECT_EQ(c.event_writer_for("!abc:test"), "main");
+  auto w = parse(kShared + kWorker + "stream_writers: {events: [reader1]}\n");
+  EXPECT_TRUE(w.shared_stream());  // main still writes the other streams
+  EXPECT_TRUE(w.is_event_writer());
+  EXPECT_EQ(w.event_writer_for("!b:x"), "reader1");
+  ASSERT_NE(w.instance("reader1"), nullptr);
+  EXPECT_EQ(w.instance("reader1")->port, 8101);
+  EXPECT_EQ(w.instance("reader9"), nullptr);
 }
