@@ -170,8 +170,9 @@ int serve(const std::vector<std::string>& config_paths) {
   }
   trestle::http::Router router;
   trestle::api::add_all_routes(router, hs);
-  // A worker's reads see every write the main process acknowledged before the request arrived.
-  if (cfg.is_worker()) router.set_preamble([&hs] { hs.cluster.catch_up(); });
+  // A worker's reads see every write acknowledged before the request arrived; so do an event
+  // writer's when other writers share the stream.
+  if (cfg.is_worker() || cfg.shared_stream()) router.set_preamble([&hs] { hs.cluster.catch_up(); });
 
   trestle::http::ServerLimits limits;
   limits.max_body_bytes = cfg.max_request_body_size;
@@ -203,6 +204,9 @@ int serve(const std::vector<std::string>& config_paths) {
   server.listen(endpoints);
   spdlog::info("trestle serving {} (database {}{})", cfg.server_name, hs.db.options().describe(),
                cfg.multi_process() ? ", instance " + cfg.instance_name : std::string());
+  // The main process evaluates push rules for every event: its own in their commit, the other
+  // event writers' as soon as their wake-up arrives.
+  if (!cfg.is_worker() && cfg.shared_stream()) hs.cluster.on("wake", [&hs](const auto&) { hs.push.poke(); });
   hs.cluster.start();
   // Several processes: each appservice is sent to from one process at a time, the holder of its
   // lease (notify_appservices_from_worker's when it runs, another's when it is down: every process

@@ -187,6 +187,7 @@ void Cluster::receive(const std::string& payload) {
       }
     }
     notifier_.notify_from_peer(keys);
+    if (auto h = handlers_.find("wake"); h != handlers_.end()) h->second(msg);  // after the wake-up
     return;
   }
   auto h = handlers_.find(std::string(kind->as_string()));

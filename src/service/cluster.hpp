@@ -41,7 +41,8 @@ public:
   bool enabled() const { return enabled_; }
   const std::string& instance() const { return instance_; }
 
-  // Handlers are registered before start().
+  // Handlers are registered before start(). A handler of "wake" runs after a peer's wake-up
+  // advanced the position and woke this process's waiters.
   using Handler = std::function<void(const boost::json::object& message)>;
   void on(const std::string& kind, Handler handler);
   void on_gap(std::function<void()> handler);

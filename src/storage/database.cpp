@@ -44,7 +44,7 @@ Database::Database(const std::string& path, size_t readers_ahead) : Database(sql
 
 Database::Database(DatabaseOptions options) : options_(std::move(options)) {
   try {
-    writer_ = open_connection();
+    writer_ = open_writer();
     migrate();
     auto st = writer_->prepare("SELECT value FROM stream_position WHERE name = 'global'");
     if (st.step()) committed_position_ = st.int64(0);
@@ -244,7 +244,7 @@ void Database::write_group(std::vector<WriteJob*>& group) noexcept {
   std::exception_ptr unavailable;
   if (!writer_->usable()) {
     try {
-      writer_ = open_connection();
+      writer_ = open_writer();
       // A COMMIT lost with its connection may have taken effect all the same (the PostgreSQL
       // connection asks the server for 5 s, and past that cannot tell): the stream goes on from
       // the position the database holds, so that none is handed out twice.
@@ -405,10 +405,29 @@ void Database::commit_locked() {
   if (moved) advance_position(pending_position_);
 }
 
+std::unique_ptr<Connection> Database::open_writer() {
+  auto c = open_connection();
+  if (options_.shared_stream && options_.engine == Dialect::postgres) {
+    // A writer that hangs holding the stream's turn would stall every other: the server ends its
+    // transaction after a minute idle in it, and a wait for the turn gives up after 20 s (503).
+    // Set outside any transaction, so that no rollback undoes it.
+    c->exec("SET idle_in_transaction_session_timeout = '60s'; SET lock_timeout = '20s'");
+  }
+  return c;
+}
+
 void Database::take_stream_turn() {
   // Any constant shared by the writers: "trestle" in ASCII.
   static const std::string lock = "SELECT pg_advisory_xact_lock(32776877352709221)";
-  writer_->prepare(lock).run();
+  try {
+    auto st = writer_->prepare(lock);
+    while (st.step()) {
+    }
+  } catch (const std::exception& e) {
+    if (!writer_->usable()) throw;
+    spdlog::warn("database: waited too long for the stream's turn: {}", e.what());
+    throw MatrixError(503, "M_UNKNOWN", "Another event writer holds the stream; try again later");
+  }
   // READ COMMITTED: this statement's snapshot begins after the lock is held, so it sees the
   // previous holder's committed position.
   auto st = writer_->prepare("SELECT value FROM stream_position WHERE name = 'global'");

@@ -295,6 +295,7 @@ private:
   // Runs fn while no write group runs and none starts (the WAL checkpointer's tail copy).
   void between_groups(const std::function<void()>& fn);
   std::unique_ptr<Connection> open_connection();
+  std::unique_ptr<Connection> open_writer();  // open_connection, with a shared stream's timeouts
   void commit_locked();  // persists the stream position with the transaction, then commits
 
   DatabaseOptions options_;

@@ -224,7 +224,19 @@ int64_t indexed_upto(Connection& c) {
 }
 
 int64_t index_upto(Connection& c, int64_t upto) {
-  const int64_t from = indexed_upto(c);
+  int64_t from = 0;
+  if (postgres(c)) {
+    // Several processes index (an event writer's commit, a reader's search catching up): the
+    // row lock makes the second wait and then read where the first stopped, so no event is
+    // indexed twice.
+    c.prepare("INSERT INTO stream_position (name, value) VALUES ('search', 0) ON CONFLICT (name) DO NOTHING").run();
+    auto st = c.prepare("SELECT value FROM stream_position WHERE name = 'search' FOR UPDATE");
+    if (st.step()) from = st.int64(0);
+    while (st.step()) {
+    }
+  } else {
+    from = indexed_upto(c);
+  }
   if (upto <= from) return from;
   auto st = c.prepare(
       "SELECT stream_ordering, room_id, type, json FROM events WHERE stream_ordering > ? AND stream_ordering <= ?"

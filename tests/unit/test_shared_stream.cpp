@@ -63,8 +63,8 @@ TEST(SharedStream, TwoWritersAppendOneGapFreeStreamInCommitOrder) {
         int64_t position = p.int64(0);
         while (p.step()) {
         }
-        auto n = c.prepare("SELECT count(*) FROM shared_stream_probe WHERE pos <= ?").bind(position);
-        n.step();
+        auto n = c.prepare("SELECT count(*) FROM shared_stream_probe WHERE pos <= ?");
+        n.bind(position).step();
         return std::pair<int64_t, int64_t>(position, n.int64(0));
       });
       if (rows != position - base && violation.empty()) {

@@ -177,6 +177,14 @@ void PushService::stop() {
   senders_.clear();
 }
 
+void PushService::poke() {
+  {
+    std::lock_guard lock(mu_);
+    events_poked_ = true;
+  }
+  events_cv_.notify_all();
+}
+
 void PushService::run_evaluator() {
   while (true) {
     {

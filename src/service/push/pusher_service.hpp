@@ -42,6 +42,9 @@ public:
   ~PushService();
   void start();
   void stop();
+  // Events were committed by another process (an event writer of a shared stream): the evaluator
+  // thread takes them now rather than within its next second.
+  void poke();
 
   // GET /notifications: newest first; `from` is a next_token of an earlier answer.
   boost::json::object notifications(const std::string& user_id, const std::optional<std::string>& from, int64_t limit,

@@ -327,13 +327,20 @@ def test_worker_config_errors(ctx):
     code, out = Worker(main, "reader1").run_to_exit()
     if code != 2 or "PostgreSQL" not in out:
         raise TestFailure(f"a worker on SQLite: exit {code}\n{tail(out)}")
-    # A stream writer other than main.
+    # A writer of a stream other than events that is not main (typing lives in main's memory).
     main.config_overrides = {"instance_map": {"main": {"port": 8008}, "reader1": {"port": 8101}},
-                             "stream_writers": {"events": "reader1"}}
+                             "stream_writers": {"typing": "reader1"}}
     main.write_config(free_port())
     code, out = Worker(main, "reader1").run_to_exit()
-    if code != 2 or "stream_writers.events" not in out:
-        raise TestFailure(f"stream_writers naming a worker: exit {code}\n{tail(out)}")
+    if code != 2 or "stream_writers.typing" not in out:
+        raise TestFailure(f"stream_writers.typing naming a worker: exit {code}\n{tail(out)}")
+    # An event writer that instance_map does not list.
+    main.config_overrides = {"instance_map": {"main": {"port": 8008}, "reader1": {"port": 8101}},
+                             "stream_writers": {"events": ["main", "writer9"]}}
+    main.write_config(free_port())
+    code, out = Worker(main, "reader1").run_to_exit()
+    if code != 2 or "writer9" not in out:
+        raise TestFailure(f"stream_writers.events naming an unknown instance: exit {code}\n{tail(out)}")
 
 
 def test_kill_9_of_either_process_loses_nothing_and_a_restart_catches_up(ctx):
