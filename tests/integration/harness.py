@@ -317,6 +317,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_ports(n):
+    """n different free ports: each socket stays bound until all are picked (the kernel may hand
+    out a port again once its probe socket is closed)."""
+    socks = []
+    try:
+        for _ in range(n):
+            socks.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            socks[-1].bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 _SANITIZED = {}
 
 
@@ -530,10 +544,13 @@ class Server:
         self.prepare_database()
         self.multi = self.wants_workers()
         for attempt in range(3):
-            port = free_port()
-            self.worker_ports = {w: free_port() for w in WORKERS} if self.multi else {}
-            self.replication_ports = {w: free_port() for w in ("main",) + WORKERS} if self.multi else {}
-            self.nginx_port = free_port() if self.multi else None
+            # main's client port, then (with workers) each worker's, each process's replication
+            # port and nginx's: all different.
+            ports = free_ports(2 + 2 * len(WORKERS) + 1 if self.multi else 1)
+            port = ports.pop(0)
+            self.worker_ports = {w: ports.pop(0) for w in WORKERS} if self.multi else {}
+            self.replication_ports = {w: ports.pop(0) for w in ("main",) + WORKERS} if self.multi else {}
+            self.nginx_port = ports.pop(0) if self.multi else None
             self.write_config(port, workers=self.multi)
             self.spawn()
             self.port = self.main_port = port
