@@ -45,9 +45,11 @@ from trestle_bench import CLIENT, BenchError, Client, log, q  # noqa: E402
 
 
 class Reader:
-    """One reader worker of the deployment: `trestle -c homeserver.yaml -c <name>.yaml`."""
+    """One worker of the deployment: `trestle -c homeserver.yaml -c <name>.yaml`, a reader unless
+    homeserver.yaml names it in stream_writers (bench/writers.py's writer1); with replication_port,
+    a second listener with the replication resource."""
 
-    def __init__(self, srv, name, port):
+    def __init__(self, srv, name, port, replication_port=None):
         self.name = name
         self.port = port
         self.config = os.path.join(srv.workdir, f"{name}.yaml")
@@ -56,6 +58,9 @@ class Reader:
             f.write(f"worker_app: synapse.app.generic_worker\nworker_name: {name}\nworker_listeners:\n"
                     f"  - port: {port}\n    bind_addresses: ['127.0.0.1']\n    type: http\n"
                     f"    resources:\n      - names: [client]\n")
+            if replication_port:
+                f.write(f"  - port: {replication_port}\n    bind_addresses: ['127.0.0.1']\n    type: http\n"
+                        f"    resources:\n      - names: [replication]\n")
         with open(self.logfile, "ab") as logf:
             self.proc = subprocess.Popen([srv.binary, "-c", srv.config, "-c", self.config], stdout=logf,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -3,6 +3,9 @@ file: what the integration tests (tests/integration/harness.py, --topology worke
 bench/workers.py run. Standard library only.
 
     ngx = Nginx(main="127.0.0.1:8008", readers=["127.0.0.1:8101", "127.0.0.1:8102"])
+    # or with events sharded over main and writer1 (stream_writers: {events: [main, writer1]}):
+    ngx = Nginx(main="127.0.0.1:8008", readers=["127.0.0.1:8101"],
+                event_writers=["127.0.0.1:8008", "127.0.0.1:8201"])
     ngx.start()           # listens on 127.0.0.1:<ngx.port>; raises NginxError if it cannot
     ...
     ngx.routed()          # {"127.0.0.1:8101": 12, ...}: requests answered per upstream address
@@ -31,17 +34,20 @@ class NginxError(Exception):
     pass
 
 
-def render(listen, main, readers, max_body="51M", appservice_sender=None, template=TEMPLATE):
-    """The template with its placeholders filled; the @READER@ line repeated for each reader;
-    the appservice sender is main unless named (host:port)."""
+def render(listen, main, readers, max_body="51M", appservice_sender=None, event_writers=None, template=TEMPLATE):
+    """The template with its placeholders filled; the @READER@ line repeated for each reader and
+    the @EVENT_WRITER@ line for each event writer (main alone unless named); the appservice sender
+    is main unless named (all host:port)."""
     if not readers:
         raise NginxError("at least one reader")
+    repeated = {"@READER@": list(readers), "@EVENT_WRITER@": list(event_writers or [main])}
     with open(template) as f:
         text = f.read()
     out = []
     for line in text.splitlines(keepends=True):
-        if "@READER@" in line and not line.lstrip().startswith("#"):
-            out += [line.replace("@READER@", r) for r in readers]
+        name = next((n for n in repeated if n in line), None)
+        if name and not line.lstrip().startswith("#"):
+            out += [line.replace(name, r) for r in repeated[name]]
         else:
             out.append(line)
     text = "".join(out)
@@ -69,17 +75,19 @@ def _die_with_parent():
 
 class Nginx:
     def __init__(self, main, readers, port=None, max_body="51M", appservice_sender=None, worker_processes=1,
-                 access_log=True, prefix="trestle-nginx-"):
+                 access_log=True, prefix="trestle-nginx-", event_writers=None):
         if not os.access(NGINX, os.X_OK):
             raise NginxError(f"no {NGINX}: install Debian's nginx (scripts/install-deps.sh)")
         self.main = main
         self.readers = list(readers)
+        self.event_writers = list(event_writers or [main])
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix=prefix)
         self.proc = None
         self.access_log = os.path.join(self.dir, "access.log") if access_log else None
         with open(os.path.join(self.dir, "trestle.conf"), "w") as f:
-            f.write(render(f"127.0.0.1:{self.port}", main, self.readers, max_body, appservice_sender))
+            f.write(render(f"127.0.0.1:{self.port}", main, self.readers, max_body, appservice_sender,
+                           self.event_writers))
         # $uri, not $request_uri: no access_token query parameter in the log.
         log = (f"log_format trestle '$request_method $uri $status $upstream_addr';\n"
                f"  access_log {self.access_log} trestle;") if access_log else "access_log off;"

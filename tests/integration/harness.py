@@ -7,8 +7,9 @@ Standard library only: the suite runs under /usr/bin/python3 with nothing instal
   cluster at TRESTLE_TEST_PG); started, stopped, killed and restarted; its output scanned for
   sanitizer reports. Server.sql() reads and writes its database on either engine. With the
   workers topology (--topology workers, PostgreSQL only) a Server is three processes, main and the
-  readers reader1 and reader2, behind one nginx (deploy/nginx/trestle-workers.conf): its port is
-  nginx's, and starting, stopping and killing it act on all of them.
+  readers reader1 and reader2, behind one nginx (deploy/nginx/trestle-workers.conf); with the
+  writers topology (--topology writers) main and writer1, the event writers, and the reader
+  reader1. Its port is nginx's, and starting, stopping and killing it act on all of them.
 - Client: plain HTTP requests (a fresh connection each), answers parsed as JSON.
 - Matcher: compares an answer with an expected JSON subset written with matchers ("$string",
   {"$contains": [...]}, ...); see tests/integration/README.md for the list.
@@ -23,6 +24,7 @@ import itertools
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -59,11 +61,20 @@ DATABASE = "sqlite"
 POSTGRES = {"host": None, "user": "postgres", "disposable": False, "use_template": True, "template": None}
 _pg_databases = set()  # made and not dropped yet
 
-# The processes behind each server: "single" (one trestle process) or "workers" (main, READERS and
-# nginx in front; the runner sets it from --topology). ROUTED counts, over the run, the requests
-# nginx passed to each process (by instance name), read from its access log when a server stops.
+# The processes behind each server: "single" (one trestle process), "workers" (main, the READERS
+# and nginx in front) or "writers" (main and writer1, the EVENT_WRITERS, the reader reader1, nginx
+# in front); the runner sets it from --topology. WORKERS: every process but main. ROUTED counts,
+# over the run, the requests nginx passed to each process (by instance name), read from its access
+# log when a server stops.
 TOPOLOGY = "single"
+TOPOLOGIES = {  # topology -> (readers, event writers: stream_writers.events)
+    "single": ((), ("main",)),
+    "workers": (("reader1", "reader2"), ("main",)),
+    "writers": (("reader1",), ("main", "writer1")),
+}
 READERS = ("reader1", "reader2")
+EVENT_WRITERS = ("main",)
+WORKERS = READERS
 APPSERVICE_SENDER = "reader1"  # notify_appservices_from_worker: the appservice sender on a reader
 ROUTED = {}
 
@@ -75,8 +86,11 @@ def use_postgres(socket_dir, user="postgres", disposable=False, use_template=Tru
 
 
 def use_topology(name):
-    global TOPOLOGY
+    global TOPOLOGY, READERS, EVENT_WRITERS, WORKERS
     TOPOLOGY = name
+    if name != "single":
+        READERS, EVENT_WRITERS = TOPOLOGIES[name]
+        WORKERS = tuple(w for w in EVENT_WRITERS if w != "main") + READERS
 
 
 def _nginx_module():
@@ -303,6 +317,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_ports(n):
+    """n different free ports: each socket stays bound until all are picked (the kernel may hand
+    out a port again once its probe socket is closed)."""
+    socks = []
+    try:
+        for _ in range(n):
+            socks.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            socks[-1].bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 _SANITIZED = {}
 
 
@@ -321,10 +349,11 @@ class Server:
     """A trestle process with its own directory. start() again after stop()/kill() reuses the
     same database and signing key (on a new port).
 
-    With the workers topology (and a PostgreSQL database) the Server is main plus the READERS,
-    each `trestle -c homeserver.yaml -c <reader>.yaml`, and an nginx in front: `port` and
+    With the workers or writers topology (and a PostgreSQL database) the Server is main plus the
+    WORKERS, each `trestle -c homeserver.yaml -c <worker>.yaml`, and an nginx in front: `port` and
     `base_url` are nginx's, `proc` is main's; stop(), kill(), alive(), output() and the sanitizer
-    checks cover every process, and a restart starts them all again (on new ports)."""
+    checks cover every process, and a restart starts them all again (on new ports). Every process
+    has a second listener with the `replication` resource, which instance_map names."""
 
     all_started = []  # every Server created, so the runner can kill leftovers at exit
 
@@ -344,13 +373,15 @@ class Server:
         self.problems = []  # crashes, sanitizer reports, unexpected exit codes
         # The workers topology: wanted (the runner's topology unless told), and whether the
         # current run has it (not on SQLite, where workers refuse to start).
-        self.workers_wanted = TOPOLOGY == "workers" if workers is None else workers
+        self.workers_wanted = TOPOLOGY != "single" if workers is None else workers
         self.multi = False
         self.main_port = None
-        self.reader_ports = {}  # reader name -> port of its client listener
-        self.readers = {}  # reader name -> Popen
+        self.worker_ports = {}  # worker name -> port of its client listener
+        self.replication_ports = {}  # process name (main too) -> port of its replication listener
+        self.workers = {}  # worker name -> Popen
         self.nginx = None
         self.nginx_port = None
+        self.replication_secret = secrets.token_hex(16)  # worker_replication_secret, kept across restarts
         Server.all_started.append(self)
 
     @property
@@ -377,11 +408,21 @@ class Server:
         return merge_config(base, self.config_overrides)
 
     def shared_worker_config(self, port):
-        """What the workers topology adds to homeserver.yaml: every process in instance_map, the
-        appservice sender on a reader (a scenario's own values for these keys win)."""
-        instances = {"main": {"host": "127.0.0.1", "port": port}}
-        instances.update({r: {"host": "127.0.0.1", "port": p} for r, p in self.reader_ports.items()})
-        return {"instance_map": instances, "notify_appservices_from_worker": APPSERVICE_SENDER}
+        """What the workers and writers topologies add to homeserver.yaml: every process in
+        instance_map at its replication listener (main's client listener when a raw config's
+        listeners could not be given one), the appservice sender on a reader, the event writers,
+        the replication secret (a scenario's own values for these keys win)."""
+        instances = {name: {"host": "127.0.0.1", "port": self.replication_ports.get(name, port)}
+                     for name in ("main",) + WORKERS}
+        shared = {"instance_map": instances, "notify_appservices_from_worker": APPSERVICE_SENDER,
+                  "worker_replication_secret": self.replication_secret}
+        if EVENT_WRITERS != ("main",):
+            shared["stream_writers"] = {"events": list(EVENT_WRITERS)}
+        return shared
+
+    @staticmethod
+    def replication_listener(port):
+        return {"port": port, "bind_addresses": ["127.0.0.1"], "type": "http", "resources": [{"names": ["replication"]}]}
 
     def wants_workers(self):
         """The workers topology for this server's next start: asked for, on PostgreSQL (a scenario
@@ -430,25 +471,40 @@ class Server:
 
     def write_config(self, port, workers=False):
         """The runner's config with this server's overrides, or the raw text given (its "${port}"
-        replaced by the port); workers=True adds the shared worker keys (instance_map, ...)."""
-        extra = self.shared_worker_config(port) if workers else {}
+        replaced by the port); workers=True adds the shared worker keys (instance_map, ...), main's
+        replication listener and the workers' configs."""
+        if self.raw_config is not None:
+            text = self.raw_config
+            if workers:  # the public URL is where clients reach the server: nginx
+                text = re.sub(r"^(public_baseurl:.*)\$\{port\}", rf"\g<1>{self.nginx_port}", text, flags=re.M)
+                # The replication listener goes first in a block list of listeners; none otherwise.
+                item = re.search(r"^listeners:[ \t]*\n(?:[ \t]*#.*\n)*([ \t]*)- ", text, re.M)
+                if item:
+                    pad = item.group(1)
+                    text = (text[:item.start(1)] + f"{pad}- port: {self.replication_ports['main']}\n"
+                            f"{pad}  bind_addresses: [\"127.0.0.1\"]\n{pad}  type: http\n"
+                            f"{pad}  resources: [{{names: [replication]}}]\n" + text[item.start(1):])
+                else:
+                    self.replication_ports.pop("main", None)
+            text = text.replace("${port}", str(port))
+            extra = self.shared_worker_config(port) if workers else {}
+            missing = {k: v for k, v in extra.items() if not re.search(rf"^{k}:", text, re.M)}
+            text += "\n" + to_yaml(missing) if missing else ""
+        else:
+            config = merge_config(self.shared_worker_config(port) if workers else {}, self.config(port))
+            if workers:
+                config["listeners"] = list(config["listeners"]) + [self.replication_listener(self.replication_ports["main"])]
+            text = to_yaml(config)
         with open(self.config_path, "w") as f:
-            if self.raw_config is not None:
-                text = self.raw_config
-                if workers:  # the public URL is where clients reach the server: nginx
-                    text = re.sub(r"^(public_baseurl:.*)\$\{port\}", rf"\g<1>{self.nginx_port}", text, flags=re.M)
-                text = text.replace("${port}", str(port))
-                missing = {k: v for k, v in extra.items() if not re.search(rf"^{k}:", text, re.M)}
-                f.write(text + ("\n" + to_yaml(missing) if missing else ""))
-            else:
-                f.write(to_yaml(merge_config(extra, self.config(port))))
-        for reader, reader_port in (self.reader_ports.items() if workers else ()):
-            with open(self.worker_config_path(reader), "w") as f:
+            f.write(text)
+        for worker, worker_port in (self.worker_ports.items() if workers else ()):
+            with open(self.worker_config_path(worker), "w") as f:
                 f.write(to_yaml({
                     "worker_app": "synapse.app.generic_worker",
-                    "worker_name": reader,
-                    "worker_listeners": [{"port": reader_port, "bind_addresses": ["127.0.0.1"], "type": "http",
-                                          "resources": [{"names": ["client"]}]}]}))
+                    "worker_name": worker,
+                    "worker_listeners": [{"port": worker_port, "bind_addresses": ["127.0.0.1"], "type": "http",
+                                          "resources": [{"names": ["client"]}]},
+                                         self.replication_listener(self.replication_ports[worker])]}))
 
     def _popen(self, args, process="main", append=False):
         out_path, err_path = self.log_paths(process=process)
@@ -488,9 +544,13 @@ class Server:
         self.prepare_database()
         self.multi = self.wants_workers()
         for attempt in range(3):
-            port = free_port()
-            self.reader_ports = {r: free_port() for r in READERS} if self.multi else {}
-            self.nginx_port = free_port() if self.multi else None
+            # main's client port, then (with workers) each worker's, each process's replication
+            # port and nginx's: all different.
+            ports = free_ports(2 + 2 * len(WORKERS) + 1 if self.multi else 1)
+            port = ports.pop(0)
+            self.worker_ports = {w: ports.pop(0) for w in WORKERS} if self.multi else {}
+            self.replication_ports = {w: ports.pop(0) for w in ("main",) + WORKERS} if self.multi else {}
+            self.nginx_port = ports.pop(0) if self.multi else None
             self.write_config(port, workers=self.multi)
             self.spawn()
             self.port = self.main_port = port
@@ -498,11 +558,11 @@ class Server:
             listening = self._wait_listening(self.proc, port, deadline)
             failed = None if listening else ("main", self.proc)
             if listening and self.multi:
-                self.readers = {r: self._popen(["-c", self.config_path, "-c", self.worker_config_path(r)], process=r)
-                                for r in READERS}
-                for reader, proc in self.readers.items():
-                    if not self._wait_listening(proc, self.reader_ports[reader], deadline):
-                        failed = (reader, proc)
+                self.workers = {w: self._popen(["-c", self.config_path, "-c", self.worker_config_path(w)], process=w)
+                                for w in WORKERS}
+                for worker, proc in self.workers.items():
+                    if not self._wait_listening(proc, self.worker_ports[worker], deadline):
+                        failed = (worker, proc)
                         break
                 if failed is None:
                     self._start_nginx()
@@ -525,9 +585,12 @@ class Server:
         config = self.config(self.main_port) if self.raw_config is None else {}
         sizes = [parse_size(config.get(k)) for k in ("max_upload_size", "max_request_body_size")]
         max_body = max([50 * 1024 * 1024] + [s for s in sizes if s]) + 1024 * 1024  # Trestle answers the excess
-        self.nginx = ngx.Nginx(f"127.0.0.1:{self.main_port}", [f"127.0.0.1:{p}" for p in self.reader_ports.values()],
+        address = {name: f"127.0.0.1:{p}" for name, p in self.worker_ports.items()}
+        address["main"] = f"127.0.0.1:{self.main_port}"
+        self.nginx = ngx.Nginx(address["main"], [address[r] for r in READERS],
                                port=self.nginx_port, max_body=str(max_body),
-                               appservice_sender=f"127.0.0.1:{self.reader_ports[APPSERVICE_SENDER]}",
+                               appservice_sender=address[APPSERVICE_SENDER],
+                               event_writers=[address[w] for w in EVENT_WRITERS],
                                prefix="trestle-it-nginx-")
         try:
             self.nginx.start()
@@ -553,7 +616,7 @@ class Server:
 
     def process_names(self):
         """Upstream address -> process name (main, reader1, ...)."""
-        names = {f"127.0.0.1:{p}": r for r, p in self.reader_ports.items()}
+        names = {f"127.0.0.1:{p}": w for w, p in self.worker_ports.items()}
         names[f"127.0.0.1:{self.main_port}"] = "main"
         return names
 
@@ -563,9 +626,9 @@ class Server:
         return [(m, p, st, names.get(a, a)) for m, p, st, a in (self.nginx.requests() if self.nginx else [])]
 
     def kill_process(self, name):
-        """With workers: SIGKILL of one process, "main" or a reader; nginx and the others stay.
+        """With workers: SIGKILL of one process, "main" or a worker; nginx and the others stay.
         start_process(name) starts it again on the same port, or start() the whole server."""
-        proc = self.proc if name == "main" else self.readers.pop(name)
+        proc = self.proc if name == "main" else self.workers.pop(name)
         proc.kill()
         proc.wait()
         if name == "main":
@@ -578,20 +641,20 @@ class Server:
             self.proc = self._popen(["--config", self.config_path], append=True)
             proc, port = self.proc, self.main_port
         else:
-            proc = self.readers[name] = self._popen(["-c", self.config_path, "-c", self.worker_config_path(name)],
+            proc = self.workers[name] = self._popen(["-c", self.config_path, "-c", self.worker_config_path(name)],
                                                     process=name, append=True)
-            port = self.reader_ports[name]
+            port = self.worker_ports[name]
         if not self._wait_listening(proc, port, time.monotonic() + STARTUP_TIMEOUT_S):
             raise TestFailure(f"{name} did not start again: exit status {proc.poll()}\n" + indent_text(tail(self.output())))
 
     def processes(self):
         """(name, Popen) of every trestle process of this server that was started, main first."""
-        return ([("main", self.proc)] if self.proc is not None else []) + list(self.readers.items())
+        return ([("main", self.proc)] if self.proc is not None else []) + list(self.workers.items())
 
     def output(self, run=None):
-        """The current run's output (stdout, stderr) of main, then of each reader."""
+        """The current run's output (stdout, stderr) of main, then of each worker."""
         text = ""
-        for process in ["main"] + list(READERS if self.multi else ()):
+        for process in ["main"] + list(WORKERS if self.multi else ()):
             for path in self.log_paths(run, process):
                 try:
                     with open(path, "rb") as f:
@@ -614,20 +677,20 @@ class Server:
         return self.proc is not None and all(p.poll() is None for _, p in self.processes())
 
     def stop(self, timeout=30):
-        """SIGTERM and wait (nginx, then the readers, then main); a crash before the stop or an
+        """SIGTERM and wait (nginx, then the workers, then main); a crash before the stop or an
         unclean exit is recorded as a problem. Returns main's exit status."""
-        if self.proc is None and not self.readers:
+        if self.proc is None and not self.workers:
             return None
         self._stop_nginx()
-        procs = list(reversed(self.processes()))  # all at once; the readers are waited for first
+        procs = list(reversed(self.processes()))  # all at once; the workers are waited for first
         for name, proc in procs:
-            label = "server" if name == "main" else f"reader {name}"
+            label = "server" if name == "main" else f"worker {name}"
             if proc.poll() is not None:
                 self.problems.append(f"{label} exited by itself with status {proc.returncode} (crash?)")
             else:
                 proc.send_signal(signal.SIGTERM)
         for name, proc in procs:
-            label = "server" if name == "main" else f"reader {name}"
+            label = "server" if name == "main" else f"worker {name}"
             if proc.returncode is not None:
                 continue
             try:
@@ -641,7 +704,7 @@ class Server:
         self.check_output()
         code = self.proc.returncode if self.proc is not None else None
         self.proc = None
-        self.readers = {}
+        self.workers = {}
         return code
 
     def run_to_exit(self, timeout=STARTUP_TIMEOUT_S, config_path=None):
@@ -666,7 +729,7 @@ class Server:
 
     def kill(self):
         """SIGKILL of every process, as a crash would: nothing gets to flush."""
-        if self.proc is None and not self.readers:
+        if self.proc is None and not self.workers:
             return
         self._stop_nginx()
         for _, proc in self.processes():
@@ -675,7 +738,7 @@ class Server:
             proc.wait()
         self.check_output()
         self.proc = None
-        self.readers = {}
+        self.workers = {}
 
     def cleanup(self, keep_database=False):
         for _, proc in self.processes():
@@ -684,7 +747,7 @@ class Server:
                 proc.wait()
         self._stop_nginx()
         self.proc = None
-        self.readers = {}
+        self.workers = {}
         if not self.keep_dir and not self.problems:
             subprocess.run(["rm", "-rf", self.dir], check=False)
             if self.postgres_database in _pg_databases and not keep_database:
@@ -1259,6 +1322,7 @@ class ScenarioContext:
         self.binary = binary
         self.postgres = DATABASE == "postgres"  # the servers' database engine
         self.workers = TOPOLOGY == "workers"  # each server: main + READERS behind nginx
+        self.writers = TOPOLOGY == "writers"  # each server: main + writer1 (EVENT_WRITERS) + reader1 behind nginx
         # AddressSanitizer keeps freed memory in quarantine: RSS bounds mean nothing there.
         self.sanitized = _is_sanitized(binary)
         self.shapes = shapes
