@@ -89,10 +89,6 @@ WRITERS_SKIPS = {
                                                       "sends are spread over the two event writers",
     "admin_users: ratelimit override lifts rc message": "the message rate limiter is per process; the sends "
                                                         "it expects limited are spread over the two event writers",
-    # Push rules are evaluated by main: in the commit of the events main writes, at the wake-up for
-    # those of another writer (after their commit).
-    "push_notification_rows: a notification is stored with its event": "main evaluates push; writer1's "
-                                                                       "events get their rows after their commit",
 }
 
 
