@@ -2,6 +2,7 @@
 
 #include "core/clock.hpp"
 #include "core/error.hpp"
+#include "core/json_depth.hpp"
 #include "core/json_fields.hpp"
 #include "core/metrics.hpp"
 
@@ -237,7 +238,7 @@ EventWriter::Sent EventForwarder::forward(const NewEvent& e, const std::optional
   }
   EventWriter::Sent sent;
   try {
-    boost::json::value v = boost::json::parse(r.body);
+    boost::json::value v = core::parse_stored_json(r.body);  // the stored event, a few levels deeper
     if (!v.is_object()) throw MatrixError::bad_json("not an object");
     sent = replication::parse_send_answer(v.get_object());
   } catch (const std::exception& ex) {

@@ -8,6 +8,7 @@
 // forwarded again.
 #include "api/routes.hpp"
 #include "core/crypto.hpp"
+#include "core/json_depth.hpp"
 #include "service/event_forwarder.hpp"
 
 #include <algorithm>
@@ -43,7 +44,16 @@ void add_replication_routes(http::Router& r, service::Homeserver& hs) {
             throw MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request");
           }
           check_secret(hs.config, req.authorization);
-          auto sent = service::replication::parse_send_request(req.json_object());
+          // Built by another process of ours from a request it accepted: an event's content sits
+          // a few levels inside the wire form, so it is read with the stored-JSON margin.
+          boost::json::value body;
+          try {
+            body = core::parse_stored_json(req.body);
+          } catch (const std::exception& e) {
+            throw MatrixError::not_json(std::string("Content not JSON: ") + e.what());
+          }
+          if (!body.is_object()) throw MatrixError::bad_json("Content must be a JSON object");
+          auto sent = service::replication::parse_send_request(body.as_object());
           auto& writer = hs.rooms.writer;
           // Only the room's own writer writes it; a forward is never forwarded again (no loops).
           if (!writer.writes_room(sent.event.room_id)) {
