@@ -38,6 +38,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import trestle_bench as tb  # noqa: E402  (the harness's server, client, wrk and listener helpers)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy", "nginx"))
+import trestle_nginx  # noqa: E402  (the nginx error log and process tree readers)
 
 from trestle_bench import CLIENT, HOST, BenchError, Client, log, percentile, q, mono  # noqa: E402
 
@@ -115,19 +117,11 @@ http {{
         raise BenchError(f"nginx not ready: {self.error_log()}")
 
     def error_log(self):
-        try:
-            with open(os.path.join(self.dir, "error.log"), errors="replace") as f:
-                return f.read()[-2000:]
-        except OSError:
-            return ""
+        return trestle_nginx.error_log_tail(self.dir)
 
     def pids(self):
         """The master and its workers."""
-        try:
-            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
-                return [self.proc.pid] + [int(p) for p in f.read().split()]
-        except OSError:
-            return [self.proc.pid]
+        return trestle_nginx.process_tree(self.proc)
 
     def cpu_ms(self):
         total = 0.0

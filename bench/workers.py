@@ -97,14 +97,6 @@ def add_instance_map(srv, reader_ports):
             f.write(f"  {name}:\n    host: 127.0.0.1\n    port: {port}\n")
 
 
-def nginx_pids(ngx):
-    try:
-        with open(f"/proc/{ngx.proc.pid}/task/{ngx.proc.pid}/children") as f:
-            return [ngx.proc.pid] + [int(p) for p in f.read().split()]
-    except OSError:
-        return [ngx.proc.pid]
-
-
 class Cpu(dict):
     """CPU ms by part ("trestle", "nginx", "pg"); differences and quotients part by part, so that
     engines.sync_measure's (cpu1 - cpu0) / n gives each part's CPU per sync."""
@@ -163,7 +155,7 @@ def run(args, cluster, workdir):
 
         def cpu():
             return Cpu(trestle=cpu_of([srv.pid] + [r.proc.pid for r in readers]),
-                       nginx=cpu_of(nginx_pids(ngx)) if ngx else 0.0, pg=cluster.cpu_ms())
+                       nginx=cpu_of(ngx.pids()) if ngx else 0.0, pg=cluster.cpu_ms())
 
         def measure(port):
             res = eg.sync_measure(port, tokens, args.sync_threads, args.duration, cpu)

@@ -39,7 +39,7 @@ import engines as eg  # noqa: E402  (the private cluster, a database per server)
 import targets as tg  # noqa: E402  (the bench server with its member-making appservice)
 import trestle_bench as tb  # noqa: E402
 import trestle_nginx  # noqa: E402
-import workers as wk  # noqa: E402  (Reader: a worker process; cpu_of, nginx_pids)
+import workers as wk  # noqa: E402  (Reader: a worker process; cpu_of)
 from trestle_bench import BenchError, log  # noqa: E402
 
 WRITERS = ("main", "writer1")
@@ -101,7 +101,7 @@ def one_run(args, cluster, workdir, mode):
 
         def cpu():
             return wk.Cpu(trestle=wk.cpu_of(pids()), pg=cluster.cpu_ms(),
-                          nginx=wk.cpu_of(wk.nginx_pids(ngx)) if ngx else 0.0)
+                          nginx=wk.cpu_of(ngx.pids()) if ngx else 0.0)
 
         def wrk_all(duration, tag):
             out, errors = [None] * len(jobs), []

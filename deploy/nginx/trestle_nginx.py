@@ -34,6 +34,24 @@ class NginxError(Exception):
     pass
 
 
+def error_log_tail(directory):
+    """The end of the error.log nginx writes in `directory` ("" when there is none)."""
+    try:
+        with open(os.path.join(directory, "error.log"), errors="replace") as f:
+            return f.read()[-2000:]
+    except OSError:
+        return ""
+
+
+def process_tree(proc):
+    """An nginx master's pid and its workers' (for CPU accounting)."""
+    try:
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+            return [proc.pid] + [int(p) for p in f.read().split()]
+    except OSError:
+        return [proc.pid]
+
+
 def render(listen, main, readers, max_body="51M", appservice_sender=None, event_writers=None, template=TEMPLATE):
     """The template with its placeholders filled; the @READER@ line repeated for each reader and
     the @EVENT_WRITER@ line for each event writer (main alone unless named); the appservice sender
@@ -132,11 +150,11 @@ http {{
         raise NginxError(f"nginx did not listen on {self.port} within {timeout}s: {self.error_log()}")
 
     def error_log(self):
-        try:
-            with open(os.path.join(self.dir, "error.log"), errors="replace") as f:
-                return f.read()[-2000:]
-        except OSError:
-            return ""
+        return error_log_tail(self.dir)
+
+    def pids(self):
+        """The master and its workers."""
+        return process_tree(self.proc)
 
     def requests(self):
         """(method, path, status, upstream address that answered: the last one tried) of each
