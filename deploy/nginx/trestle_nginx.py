@@ -52,13 +52,15 @@ def process_tree(proc):
         return [proc.pid]
 
 
-def render(listen, main, readers, max_body="51M", appservice_sender=None, event_writers=None, template=TEMPLATE):
-    """The template with its placeholders filled; the @READER@ line repeated for each reader and
-    the @EVENT_WRITER@ line for each event writer (main alone unless named); the appservice sender
-    is main unless named (all host:port)."""
+def render(listen, main, readers, max_body="51M", appservice_sender=None, event_writers=None, template=TEMPLATE,
+           media=None):
+    """The template with its placeholders filled; the @READER@ line repeated for each reader, the
+    @EVENT_WRITER@ line for each event writer and the @MEDIA@ line for each media worker (main
+    alone unless named); the appservice sender is main unless named (all host:port)."""
     if not readers:
         raise NginxError("at least one reader")
-    repeated = {"@READER@": list(readers), "@EVENT_WRITER@": list(event_writers or [main])}
+    repeated = {"@READER@": list(readers), "@EVENT_WRITER@": list(event_writers or [main]),
+                "@MEDIA@": list(media or [main])}
     with open(template) as f:
         text = f.read()
     out = []
@@ -93,7 +95,7 @@ def _die_with_parent():
 
 class Nginx:
     def __init__(self, main, readers, port=None, max_body="51M", appservice_sender=None, worker_processes=1,
-                 access_log=True, prefix="trestle-nginx-", event_writers=None):
+                 access_log=True, prefix="trestle-nginx-", event_writers=None, media=None):
         if not os.access(NGINX, os.X_OK):
             raise NginxError(f"no {NGINX}: install Debian's nginx (scripts/install-deps.sh)")
         self.main = main
@@ -105,7 +107,7 @@ class Nginx:
         self.access_log = os.path.join(self.dir, "access.log") if access_log else None
         with open(os.path.join(self.dir, "trestle.conf"), "w") as f:
             f.write(render(f"127.0.0.1:{self.port}", main, self.readers, max_body, appservice_sender,
-                           self.event_writers))
+                           self.event_writers, media=media))
         # $uri, not $request_uri: no access_token query parameter in the log.
         log = (f"log_format trestle '$request_method $uri $status $upstream_addr';\n"
                f"  access_log {self.access_log} trestle;") if access_log else "access_log off;"

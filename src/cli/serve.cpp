@@ -232,7 +232,7 @@ int serve(const std::vector<std::string>& config_paths) {
   } else if (cfg.shared_stream() && cfg.is_event_writer()) {
     hs.push.start_inline();
   }
-  if (cfg.runs_background_tasks()) hs.media_retention.start();
+  if (cfg.runs_media_jobs()) hs.media_retention.start();
   server.run();
   hs.media_retention.stop();
   // The gauges read hs, which is about to go.

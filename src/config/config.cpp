@@ -360,7 +360,7 @@ Config parse_root(const YAML::Node& root, const std::string& config_dir, std::ve
       "registration_requires_token", "rc_registration_token_validity", "enable_metrics",
       "worker_app", "worker_name", "worker_listeners", "instance_map", "stream_writers",
       "notify_appservices_from_worker", "run_background_tasks_on", "pusher_instances",
-      "media_instance_running_background_jobs", "worker_replication_secret"};
+      "media_instance_running_background_jobs", "worker_replication_secret", "enable_media_repo"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (!known.count(key) && !tolerated.count(key)) warnings.push_back("unknown config key '" + key + "' ignored");

@@ -185,7 +185,14 @@ struct Config {
   std::string instance_name = "main";  // worker_name for a worker ("master" is read as "main")
   std::vector<Instance> instance_map;  // every process of the deployment; empty: one process
   std::string notify_appservices_from_worker;  // the preferred appservice sender ("" : main)
-  std::string run_background_tasks_on = "main";  // media retention and other periodic jobs
+  std::string run_background_tasks_on = "main";  // periodic jobs
+  // The media repository (Synapse's keys): `enable_media_repo: false` in the shared file stops
+  // main serving media (the client media endpoints and the admin media API: a media worker, or
+  // an external media repository, serves them); a media worker's own file sets it true again, or
+  // its worker_app is synapse.app.media_repository. media_instance_running_background_jobs:
+  // where media retention runs ("": run_background_tasks_on's process).
+  bool serves_media = true;
+  std::string media_background_jobs_on;
   // stream_writers.events: the processes that persist rooms' events, each room by exactly one of
   // them (event_writer_for). {"main"} unless configured.
   std::vector<std::string> event_writers{"main"};
@@ -195,7 +202,11 @@ struct Config {
   bool is_worker() const { return !worker_app.empty(); }
   // Part of a deployment of several processes: cross-process wake-ups and cache invalidation run.
   bool multi_process() const { return !instance_map.empty(); }
-  bool runs_background_tasks() const { return instance_name == run_background_tasks_on; }
+  const std::string& media_jobs_instance() const {
+    return media_background_jobs_on.empty() ? run_background_tasks_on : media_background_jobs_on;
+  }
+  // Media retention runs here: the process named for media jobs, when it serves media.
+  bool runs_media_jobs() const { return serves_media && instance_name == media_jobs_instance(); }
   // Several processes write the stream (event writers besides main): they take turns.
   bool shared_stream() const { return event_writers.size() != 1 || event_writers.front() != "main"; }
   bool is_event_writer() const;

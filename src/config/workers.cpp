@@ -1,7 +1,7 @@
 // The keys of a deployment of several processes, in Synapse's worker shape: the shared ones
 // (instance_map, stream_writers, notify_appservices_from_worker, run_background_tasks_on,
-// pusher_instances, media_instance_running_background_jobs) and a worker's own (worker_app,
-// worker_name, worker_listeners).
+// pusher_instances, enable_media_repo, media_instance_running_background_jobs) and a worker's
+// own (worker_app, worker_name, worker_listeners).
 #include "config/yaml_fields.hpp"
 
 #include "core/crypto.hpp"
@@ -31,6 +31,11 @@ std::vector<std::string> instances(const YAML::Node& n, const std::string& key) 
 }  // namespace
 
 void parse_workers(const YAML::Node& root, Config& c, std::vector<std::string>& warnings) {
+  // Synapse's rule: a process serves the media repository unless enable_media_repo is false in
+  // its (merged) config, and synapse.app.media_repository always does.
+  if (auto m = root["enable_media_repo"]; m && !m.IsNull()) {
+    c.serves_media = get<bool>(m, "enable_media_repo", "true or false");
+  }
   if (auto app = root["worker_app"]; app && !app.IsNull()) {
     auto name = get<std::string>(app, "worker_app", "a string");
     // Synapse's older per-role apps all run as the generic worker today.
@@ -41,6 +46,7 @@ void parse_workers(const YAML::Node& root, Config& c, std::vector<std::string>& 
       // The main process, named explicitly.
     } else if (generic.count(name)) {
       c.worker_app = "synapse.app.generic_worker";
+      if (name == "synapse.app.media_repository") c.serves_media = true;
     } else {
       bad("worker_app", "'" + name + "' is not a worker app Trestle knows (synapse.app.generic_worker)");
     }
@@ -132,12 +138,21 @@ void parse_workers(const YAML::Node& root, Config& c, std::vector<std::string>& 
       if (name != "main") bad("pusher_instances", "only the main process sends push notifications in this version");
     }
   }
+  // Media retention runs on one process that serves media: the one named here, else
+  // run_background_tasks_on's. Each process can only check itself: the named one must serve media.
   if (auto n = root["media_instance_running_background_jobs"]; n && !n.IsNull()) {
-    auto name = instance(n, "media_instance_running_background_jobs");
-    if (name != c.run_background_tasks_on) {
-      bad("media_instance_running_background_jobs", "must be run_background_tasks_on's instance ('" +
-                                                        c.run_background_tasks_on + "') in this version");
+    c.media_background_jobs_on = instance(n, "media_instance_running_background_jobs");
+    if (c.multi_process() && !known(c.media_background_jobs_on)) {
+      bad("media_instance_running_background_jobs", "'" + c.media_background_jobs_on + "' is not in instance_map");
     }
+    if (c.instance_name == c.media_background_jobs_on && !c.serves_media) {
+      bad("media_instance_running_background_jobs",
+          "names this process ('" + c.instance_name + "'), which does not serve media (enable_media_repo: false)");
+    }
+  }
+  if (c.instance_name == c.media_jobs_instance() && !c.serves_media && c.media_retention.local_media_lifetime_ms) {
+    warnings.push_back("media_retention: this process does not serve media (enable_media_repo: false), so it does not "
+                       "run media retention; set media_instance_running_background_jobs to the media worker");
   }
 }
 

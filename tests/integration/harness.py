@@ -62,18 +62,20 @@ POSTGRES = {"host": None, "user": "postgres", "disposable": False, "use_template
 _pg_databases = set()  # made and not dropped yet
 
 # The processes behind each server: "single" (one trestle process), "workers" (main, the READERS
-# and nginx in front) or "writers" (main and writer1, the EVENT_WRITERS, the reader reader1, nginx
-# in front); the runner sets it from --topology. WORKERS: every process but main. ROUTED counts,
-# over the run, the requests nginx passed to each process (by instance name), read from its access
-# log when a server stops.
+# and nginx in front; reader2 is also the media worker, MEDIA, and main serves no media) or
+# "writers" (main and writer1, the EVENT_WRITERS, the reader reader1, nginx in front; main serves
+# media); the runner sets it from --topology. WORKERS: every process but main. ROUTED counts, over
+# the run, the requests nginx passed to each process (by instance name), read from its access log
+# when a server stops.
 TOPOLOGY = "single"
-TOPOLOGIES = {  # topology -> (readers, event writers: stream_writers.events)
-    "single": ((), ("main",)),
-    "workers": (("reader1", "reader2"), ("main",)),
-    "writers": (("reader1",), ("main", "writer1")),
+TOPOLOGIES = {  # topology -> (readers, event writers: stream_writers.events, media: enable_media_repo)
+    "single": ((), ("main",), ("main",)),
+    "workers": (("reader1", "reader2"), ("main",), ("reader2",)),
+    "writers": (("reader1",), ("main", "writer1"), ("main",)),
 }
 READERS = ("reader1", "reader2")
 EVENT_WRITERS = ("main",)
+MEDIA = ("main",)
 WORKERS = READERS
 APPSERVICE_SENDER = "reader1"  # notify_appservices_from_worker: the appservice sender on a reader
 ROUTED = {}
@@ -86,10 +88,10 @@ def use_postgres(socket_dir, user="postgres", disposable=False, use_template=Tru
 
 
 def use_topology(name):
-    global TOPOLOGY, READERS, EVENT_WRITERS, WORKERS
+    global TOPOLOGY, READERS, EVENT_WRITERS, MEDIA, WORKERS
     TOPOLOGY = name
     if name != "single":
-        READERS, EVENT_WRITERS = TOPOLOGIES[name]
+        READERS, EVENT_WRITERS, MEDIA = TOPOLOGIES[name]
         WORKERS = tuple(w for w in EVENT_WRITERS if w != "main") + READERS
 
 
@@ -411,13 +413,17 @@ class Server:
         """What the workers and writers topologies add to homeserver.yaml: every process in
         instance_map at its replication listener (main's client listener when a raw config's
         listeners could not be given one), the appservice sender on a reader, the event writers,
-        the replication secret (a scenario's own values for these keys win)."""
+        the media workers (main then serves no media), the replication secret (a scenario's own
+        values for these keys win)."""
         instances = {name: {"host": "127.0.0.1", "port": self.replication_ports.get(name, port)}
                      for name in ("main",) + WORKERS}
         shared = {"instance_map": instances, "notify_appservices_from_worker": APPSERVICE_SENDER,
                   "worker_replication_secret": self.replication_secret}
         if EVENT_WRITERS != ("main",):
             shared["stream_writers"] = {"events": list(EVENT_WRITERS)}
+        if "main" not in MEDIA:
+            shared["enable_media_repo"] = False
+            shared["media_instance_running_background_jobs"] = MEDIA[0]
         return shared
 
     @staticmethod
@@ -498,13 +504,15 @@ class Server:
         with open(self.config_path, "w") as f:
             f.write(text)
         for worker, worker_port in (self.worker_ports.items() if workers else ()):
+            own = {"worker_app": "synapse.app.generic_worker",
+                   "worker_name": worker,
+                   "worker_listeners": [{"port": worker_port, "bind_addresses": ["127.0.0.1"], "type": "http",
+                                         "resources": [{"names": ["client", "media"] if worker in MEDIA else ["client"]}]},
+                                        self.replication_listener(self.replication_ports[worker])]}
+            if worker in MEDIA:
+                own["enable_media_repo"] = True  # Synapse's media worker: on here, off in the shared file
             with open(self.worker_config_path(worker), "w") as f:
-                f.write(to_yaml({
-                    "worker_app": "synapse.app.generic_worker",
-                    "worker_name": worker,
-                    "worker_listeners": [{"port": worker_port, "bind_addresses": ["127.0.0.1"], "type": "http",
-                                          "resources": [{"names": ["client"]}]},
-                                         self.replication_listener(self.replication_ports[worker])]}))
+                f.write(to_yaml(own))
 
     def _popen(self, args, process="main", append=False):
         out_path, err_path = self.log_paths(process=process)
@@ -591,6 +599,7 @@ class Server:
                                port=self.nginx_port, max_body=str(max_body),
                                appservice_sender=address[APPSERVICE_SENDER],
                                event_writers=[address[w] for w in EVENT_WRITERS],
+                               media=[address[w] for w in MEDIA],
                                prefix="trestle-it-nginx-")
         try:
             self.nginx.start()
@@ -646,6 +655,10 @@ class Server:
             port = self.worker_ports[name]
         if not self._wait_listening(proc, port, time.monotonic() + STARTUP_TIMEOUT_S):
             raise TestFailure(f"{name} did not start again: exit status {proc.poll()}\n" + indent_text(tail(self.output())))
+
+    def media_process(self):
+        """The Popen of the process that serves media: MEDIA's first with workers, else main."""
+        return self.workers[MEDIA[0]] if self.multi and MEDIA[0] != "main" else self.proc
 
     def processes(self):
         """(name, Popen) of every trestle process of this server that was started, main first."""

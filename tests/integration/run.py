@@ -271,7 +271,7 @@ def main():
                              "server health problem is never retried)")
     parser.add_argument("--topology", choices=["single", "workers", "writers"], default="single",
                         help="single: one trestle process per server; workers (PostgreSQL only): main, reader1 and "
-                             "reader2 behind nginx; writers (PostgreSQL only): main and writer1, the event writers, "
+                             "reader2 (the media worker too) behind nginx; writers (PostgreSQL only): main and writer1, the event writers, "
                              "and reader1 behind nginx")
     args = parser.parse_args()
     args.exact = None
@@ -305,7 +305,8 @@ def main():
             return 1
         print(f"database: PostgreSQL at {socket_dir}" + (
             f", topology {args.topology}: main + " + " + ".join(harness.WORKERS) + " behind nginx, events written by "
-            + " and ".join(harness.EVENT_WRITERS) if args.topology != "single" else ""), flush=True)
+            + " and ".join(harness.EVENT_WRITERS) + ", media served by " + " and ".join(harness.MEDIA)
+            if args.topology != "single" else ""), flush=True)
         if not args.keep:
             atexit.register(harness.drop_postgres_databases)  # runs after the servers are killed
     atexit.register(kill_leftover_servers)

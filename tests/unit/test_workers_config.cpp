@@ -49,7 +49,8 @@ TEST(WorkersConfig, OneProcessByDefault) {
   EXPECT_FALSE(c.is_worker());
   EXPECT_FALSE(c.multi_process());
   EXPECT_EQ(c.instance_name, "main");
-  EXPECT_TRUE(c.runs_background_tasks());
+  EXPECT_TRUE(c.serves_media);
+  EXPECT_TRUE(c.runs_media_jobs());
 }
 
 TEST(WorkersConfig, TheMainProcessOfSeveral) {
@@ -70,7 +71,7 @@ TEST(WorkersConfig, AWorkerServesItsOwnListeners) {
   EXPECT_EQ(c.instance_name, "reader1");
   ASSERT_EQ(c.listeners.size(), 1u);
   EXPECT_EQ(c.listeners[0].port, 8101);
-  EXPECT_FALSE(c.runs_background_tasks());
+  EXPECT_FALSE(c.runs_media_jobs());
   // Synapse's older per-role apps run as the generic worker.
   EXPECT_TRUE(parse(kShared + "worker_app: synapse.app.synchrotron\nworker_name: reader1\n").is_worker());
 }
@@ -118,6 +119,31 @@ TEST(WorkersConfig, Errors) {
   EXPECT_NE(error_of(kShared + "pusher_instances: [reader1]\n").find("pusher_instances"), std::string::npos);
   EXPECT_NE(error_of("server_name: example.org\ninstance_map: {main: {port: 0}}\n").find("instance_map.main.port"),
             std::string::npos);
+}
+
+TEST(WorkersConfig, AMediaWorker) {
+  // Synapse's shape: the shared file turns media off; the media worker's own file turns it on
+  // (or its worker_app is synapse.app.media_repository) and runs media retention.
+  std::string jobs = kShared + "media_instance_running_background_jobs: reader1\n";
+  std::string off = "enable_media_repo: false\n";
+  auto main = parse(jobs + off);
+  EXPECT_FALSE(main.serves_media);
+  EXPECT_FALSE(main.runs_media_jobs());
+  auto media = parse(jobs + kWorker + "enable_media_repo: true\n");
+  EXPECT_TRUE(media.serves_media);
+  EXPECT_TRUE(media.runs_media_jobs());
+  auto legacy = parse(jobs + off + "worker_app: synapse.app.media_repository\nworker_name: reader1\n");
+  EXPECT_TRUE(legacy.serves_media);
+  EXPECT_TRUE(legacy.runs_media_jobs());
+  // Without the key, media jobs run on run_background_tasks_on's process, when it serves media.
+  EXPECT_TRUE(parse(kShared).runs_media_jobs());
+  EXPECT_FALSE(parse(kShared + off).runs_media_jobs());
+  EXPECT_FALSE(parse(kShared + kWorker).runs_media_jobs());
+  // The process named for media jobs must serve media; the name must be an instance.
+  EXPECT_NE(error_of(jobs + off + kWorker).find("does not serve media"), std::string::npos);
+  EXPECT_NE(error_of(kShared + "media_instance_running_background_jobs: media9\n").find("not in instance_map"),
+            std::string::npos);
+  EXPECT_NE(error_of(kShared + "enable_media_repo: 3\n").find("enable_media_repo"), std::string::npos);
 }
 
 TEST(WorkersConfig, RoomsAreShardedOverEventWriters) {

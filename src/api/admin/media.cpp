@@ -87,6 +87,42 @@ http::Reply deleted_reply(const std::vector<std::string>& ids) {
 void add_media_routes(http::Router& r, service::Homeserver& hs) {
   auto& media = hs.media_admin;
 
+  // Per-user media counts and sizes.
+  route(r, hs, "GET", "/v1/statistics/users/media", [&media](http::Request& req, const service::Requester&) {
+    std::string order_by = req.query_param("order_by").value_or("user_id");
+    if (order_by != "user_id" && order_by != "displayname" && order_by != "media_length" && order_by != "media_count") {
+      throw MatrixError::invalid_param(
+          "Query parameter 'order_by' must be one of [media_length, media_count, user_id, displayname]");
+    }
+    int64_t from = *int_param(req, "from", 0);
+    int64_t limit = page_limit(req);
+    int64_t from_ts = *int_param(req, "from_ts", 0);
+    auto until_ts = int_param(req, "until_ts");
+    if (until_ts && *until_ts <= from_ts) {
+      throw MatrixError::invalid_param("Query parameter until_ts must be greater than from_ts.");
+    }
+    auto search_term = req.query_param("search_term");
+    if (search_term && search_term->empty()) {
+      throw MatrixError::invalid_param("Query parameter search_term cannot be an empty string.");
+    }
+    bool descending = query_backwards(req, false);
+    auto [users, total] = media.usage(from_ts, until_ts, search_term, order_by, descending, from, limit);
+    array list;
+    for (const auto& u : users) {
+      list.emplace_back(object{{"user_id", u.user_id},
+                               {"displayname", or_null(u.displayname)},
+                               {"media_count", u.media_count},
+                               {"media_length", u.media_length}});
+    }
+    object out{{"users", std::move(list)}, {"total", total}};
+    if (from + limit < total) out["next_token"] = from + static_cast<int64_t>(users.size());
+    return ok(out);
+  });
+
+  // The rest is the media repository's (Synapse's media worker endpoints): not served by a
+  // process with enable_media_repo: false, as in Synapse.
+  if (!hs.config.serves_media) return;
+
   // Rooms: the media their events name, and quarantining it.
   route(r, hs, "GET", "/v1/room/{}/media", [&media](http::Request& req, const service::Requester&) {
     auto found = media.room_media(req.params[0]);
@@ -168,38 +204,6 @@ void add_media_routes(http::Router& r, service::Homeserver& hs) {
     int64_t before_ts = *int_param(req, "before_ts", std::nullopt, true);
     check_timestamp(before_ts);
     return ok(object{{"deleted", 0}});
-  });
-
-  // Per-user media counts and sizes.
-  route(r, hs, "GET", "/v1/statistics/users/media", [&media](http::Request& req, const service::Requester&) {
-    std::string order_by = req.query_param("order_by").value_or("user_id");
-    if (order_by != "user_id" && order_by != "displayname" && order_by != "media_length" && order_by != "media_count") {
-      throw MatrixError::invalid_param(
-          "Query parameter 'order_by' must be one of [media_length, media_count, user_id, displayname]");
-    }
-    int64_t from = *int_param(req, "from", 0);
-    int64_t limit = page_limit(req);
-    int64_t from_ts = *int_param(req, "from_ts", 0);
-    auto until_ts = int_param(req, "until_ts");
-    if (until_ts && *until_ts <= from_ts) {
-      throw MatrixError::invalid_param("Query parameter until_ts must be greater than from_ts.");
-    }
-    auto search_term = req.query_param("search_term");
-    if (search_term && search_term->empty()) {
-      throw MatrixError::invalid_param("Query parameter search_term cannot be an empty string.");
-    }
-    bool descending = query_backwards(req, false);
-    auto [users, total] = media.usage(from_ts, until_ts, search_term, order_by, descending, from, limit);
-    array list;
-    for (const auto& u : users) {
-      list.emplace_back(object{{"user_id", u.user_id},
-                               {"displayname", or_null(u.displayname)},
-                               {"media_count", u.media_count},
-                               {"media_length", u.media_length}});
-    }
-    object out{{"users", std::move(list)}, {"total", total}};
-    if (from + limit < total) out["next_token"] = from + static_cast<int64_t>(users.size());
-    return ok(out);
   });
 }
 

@@ -117,6 +117,9 @@ int64_t required_query_int(const http::Request& req, const char* key) {
 }  // namespace
 
 void add_media_routes(http::Router& r, service::Homeserver& hs) {
+  // enable_media_repo: false (a media worker or an external media repository serves media):
+  // these paths are not this process's, as in Synapse (404 M_UNRECOGNIZED).
+  if (!hs.config.serves_media) return;
   auto upload = [&hs](http::Request& req, const service::Requester& who) -> http::Reply {
     TempFile guard;
     std::string file = body_as_file(hs, req, guard);

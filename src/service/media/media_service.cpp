@@ -102,12 +102,19 @@ bool is_thumbnailable(const std::string& content_type) {
 }  // namespace
 
 MediaService::MediaService(const config::Config& cfg, storage::Database& db)
-    : cfg_(cfg), db_(db), root_(cfg.media_store_path), temp_dir_(cfg.media_store_path + "/tmp") {
+    : cfg_(cfg),
+      db_(db),
+      root_(cfg.media_store_path),
+      // Several processes share media_store_path: each receives uploads in a folder of its own.
+      temp_dir_(cfg.media_store_path + (cfg.multi_process() ? "/tmp/" + cfg.instance_name : std::string("/tmp"))) {
   std::error_code ec;
   fs::create_directories(temp_dir_, ec);
   if (ec) throw std::runtime_error("media_store_path: cannot create " + temp_dir_ + ": " + ec.message());
-  // Leftovers of uploads cut short by a crash.
-  for (const auto& entry : fs::directory_iterator(temp_dir_, ec)) fs::remove(entry.path(), ec);
+  // Leftovers of this process's uploads cut short by a crash (never another process's: only
+  // files go, and only from this process's folder).
+  for (const auto& entry : fs::directory_iterator(temp_dir_, ec)) {
+    if (entry.is_regular_file(ec)) fs::remove(entry.path(), ec);
+  }
   thumbnailer_ = core::executable_dir() + "/trestle-thumbnailer";
 }
 

@@ -4,7 +4,8 @@
 // atomically (temp file + rename); metadata is in storage/media_store.
 //
 // Layout under media_store_path:
-//   tmp/                     uploads being received (the HTTP layer streams bodies here)
+//   tmp/                     uploads being received (the HTTP layer streams bodies here); with
+//                            several processes, tmp/<instance_name>/ each
 //   local/ab/cd/abcdef...    the files, by media id
 //   thumbnails/ab/cd/abcdef.../WxH-method.ext   generated once, then served from disk
 #include "config/config.hpp"

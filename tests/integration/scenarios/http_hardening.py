@@ -11,6 +11,7 @@ import time
 import urllib.parse
 
 from harness import TestFailure
+from media import temp_files
 
 MiB = 1024 * 1024
 
@@ -444,9 +445,9 @@ def test_an_upload_on_a_full_disk_is_answered_and_leaves_no_temp_file(ctx):
     makes them fail with ENOSPC: the server must answer, not drop the connection (or die)."""
     srv = ctx.server(config={"max_upload_size": "16M"})
     alice = ctx.register(srv, "alice")
-    temp_dir = os.path.join(srv.data_dir, "media", "tmp")
-    soft, hard = resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE)
-    resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE, (4 * MiB, hard))
+    media = srv.media_process()  # main, or the media worker
+    soft, hard = resource.prlimit(media.pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(media.pid, resource.RLIMIT_FSIZE, (4 * MiB, hard))
     data = os.urandom(8 * MiB)
     try:
         try:
@@ -455,11 +456,11 @@ def test_an_upload_on_a_full_disk_is_answered_and_leaves_no_temp_file(ctx):
         except Exception as e:
             raise TestFailure(f"an upload that cannot be stored got no answer: {e!r}") from None
         ctx.expect(res, 500, "M_UNKNOWN")
-        if not wait_until(lambda: not os.listdir(temp_dir), 2):
-            raise TestFailure(f"the failed upload left {os.listdir(temp_dir)} in {temp_dir}")
+        if not wait_until(lambda: not temp_files(srv), 2):
+            raise TestFailure(f"the failed upload left {temp_files(srv)} in media/tmp")
     finally:
         if srv.alive():
-            resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE, (soft, hard))
+            resource.prlimit(media.pid, resource.RLIMIT_FSIZE, (soft, hard))
     # With space again, uploads work.
     res = alice.request("POST", "/_matrix/media/v3/upload", raw=data[:MiB], headers={"Content-Type": "application/octet-stream"})
     ctx.expect(res, 200, body={"content_uri": "$string"})
