@@ -211,7 +211,8 @@ int serve(const std::vector<std::string>& config_paths) {
       spdlog::warn("listener on port {}: the metrics resource needs enable_metrics: true; not served", l.port);
     }
     for (const auto& a : l.bind_addresses) {
-      endpoints.push_back({a, l.port, metrics_listener ? Kind::metrics : Kind::client, metrics_resource && cfg.enable_metrics});
+      endpoints.push_back({a, l.port, metrics_listener ? Kind::metrics : Kind::client,
+                           metrics_resource && cfg.enable_metrics, l.x_forwarded && !metrics_listener});
     }
   }
   if (cfg.enable_metrics) register_metrics(hs);

@@ -296,6 +296,7 @@ std::vector<Listener> parse_listeners(const YAML::Node& ls, const std::string& l
     }
     if (n["type"]) l.type = get<std::string>(n["type"], key + ".type", "a string");
     if (l.type != "http" && l.type != "metrics") bad(key + ".type", "only 'http' and 'metrics' listeners are supported");
+    if (auto x = n["x_forwarded"]; x && !x.IsNull()) l.x_forwarded = get<bool>(x, key + ".x_forwarded", "true or false");
     if (auto rs = n["resources"]) {
       l.resources.clear();
       for (const auto& r : rs) {
@@ -594,11 +595,13 @@ std::string generate_config(const std::string& server_name, const std::string& d
     << "# Relative paths are resolved against the directory of this file.\n\n"
     << "# The domain in your users' IDs (@user:" << server_name << "). Cannot be changed later.\n"
     << "server_name: \"" << server_name << "\"\n\n"
-    << "# Where clients reach the server. Bind to loopback unless a reverse proxy is in front.\n"
+    << "# Where clients reach the server. Bind to loopback unless a reverse proxy is in front; behind\n"
+    << "# one, x_forwarded: true takes the client's address from X-Forwarded-For (its last entry).\n"
     << "listeners:\n"
     << "  - port: 8008\n"
     << "    bind_addresses: ['127.0.0.1']\n"
     << "    type: http\n"
+    << "    # x_forwarded: true\n"
     << "    resources:\n"
     << "      - names: [client]\n\n"
     << "# The database: SQLite in WAL mode, one file, nothing to set up.\n"
@@ -692,8 +695,8 @@ std::string generate_config(const std::string& server_name, const std::string& d
     << "#   - port: 9000\n"
     << "#     type: metrics\n"
     << "#     bind_addresses: ['127.0.0.1']\n\n"
-    << "# Trestle's transport limits (no Synapse equivalent). Behind a reverse proxy all clients share\n"
-    << "# its address: raise max_connections_per_address there, or set it to 0 (no cap).\n"
+    << "# Trestle's transport limits (no Synapse equivalent). max_connections_per_address does not apply\n"
+    << "# on a listener with x_forwarded: true (its connections all come from the proxy).\n"
     << "# http_limits:\n"
     << "#   header_timeout: 30s              # first byte of a request to the end of its header\n"
     << "#   body_timeout: 60s                # a whole request body (media uploads: see below)\n"

@@ -14,6 +14,9 @@ struct Listener {
   std::vector<std::string> bind_addresses{"127.0.0.1"};
   std::string type = "http";  // or "metrics" (Prometheus, with enable_metrics)
   std::vector<std::string> resources{"client"};
+  // Synapse's x_forwarded: the listener is behind a reverse proxy, and a request's client is the
+  // address the proxy saw (X-Forwarded-For), for logs, client IPs and per-address rate limits.
+  bool x_forwarded = false;
 };
 
 struct RateLimit {

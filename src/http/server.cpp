@@ -174,7 +174,25 @@ struct RequestInfo {
   std::string requester;  // from the router (authentication), empty: None
   std::string servlet = "-";  // the route template, "-" before or without routing
   std::chrono::steady_clock::time_point start, ready;
+  // On an x_forwarded listener: the client's address from X-Forwarded-For ("": the peer's).
+  std::string forwarded_for;
 };
+
+// The client's address on an x_forwarded listener: the last entry of X-Forwarded-For, the one our
+// proxy appended (what it saw), normalised; "" without a valid one. Synapse takes the first entry,
+// which the client itself may have sent (its issue 9471); the last cannot be forged past the proxy.
+std::string forwarded_client(const bhttp::request_header<>& h) {
+  auto it = h.find("X-Forwarded-For");
+  if (it == h.end()) return {};
+  std::string_view v = it->value();
+  if (auto comma = v.rfind(','); comma != std::string_view::npos) v.remove_prefix(comma + 1);
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  if (v.empty() || v.size() > 64) return {};
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(v, ec);
+  return ec ? std::string() : address.to_string();
+}
 
 // handle()'s answer when the client closed its connection while its long-poll waited: nothing
 // to write; the session closes the socket.
@@ -247,10 +265,11 @@ struct Server::Impl {
   };
 
   // Counts a new connection from `address`; nullopt when the address already has its maximum.
-  std::optional<ConnectionCount> admit(const std::string& address) {
+  // A listener behind a proxy (x_forwarded) has no cap: its connections all come from the proxy.
+  std::optional<ConnectionCount> admit(const std::string& address, const Endpoint& ep) {
     std::lock_guard lock(connections_mu);
     size_t& open = connections_by_address[address];
-    if (limits.max_connections_per_address > 0 && open >= limits.max_connections_per_address) {
+    if (!ep.x_forwarded && limits.max_connections_per_address > 0 && open >= limits.max_connections_per_address) {
       if (open == 0) connections_by_address.erase(address);
       return std::nullopt;
     }
@@ -575,7 +594,7 @@ struct Server::Impl {
     auto level = info.method == "OPTIONS" ? spdlog::level::debug : spdlog::level::info;
     if (!it->second->should_log(level)) return;
     AccessRecord r;
-    r.client_ip = client_ip;
+    r.client_ip = info.forwarded_for.empty() ? client_ip : info.forwarded_for;
     r.port = ep.port;
     if (!info.requester.empty()) r.requester = info.requester;
     r.processing_seconds = seconds_between(info.start, info.ready);
@@ -661,6 +680,7 @@ struct Server::Impl {
           info.method = std::string(h.method_string());
           info.target = std::string(h.target());
           if (auto it = h.find(bhttp::field::user_agent); it != h.end()) info.user_agent = it->value();
+          if (ep.x_forwarded) info.forwarded_for = forwarded_client(h);
           if (ec && info.method.empty()) request_line_from(buffer, info.method, info.target);
         }
         if (connection_lost(ec) && ec != bhttp::error::partial_message) {
@@ -871,7 +891,7 @@ struct Server::Impl {
     req->body_file = std::move(body_file);
     if (auto it = breq.find(bhttp::field::authorization); it != breq.end()) req->authorization = it->value();
     if (auto it = breq.find(bhttp::field::content_type); it != breq.end()) req->content_type = it->value();
-    req->remote_address = client_ip;
+    req->remote_address = info.forwarded_for.empty() ? client_ip : info.forwarded_for;
     req->local_port = ep.port;  // the listener's bound port
     if (auto it = breq.find(bhttp::field::user_agent); it != breq.end()) req->user_agent = it->value();
     const Router* r = &router;
@@ -924,7 +944,7 @@ struct Server::Impl {
       socket.set_option(tcp::no_delay(true), ec);
       std::string address;
       if (auto peer = socket.remote_endpoint(ec); !ec) address = peer.address().to_string();
-      auto counted = admit(address);
+      auto counted = admit(address, ep);
       // A strand per connection: the notifier cancels long-poll timers from other threads.
       if (!counted) {
         spdlog::debug("refusing a connection from {}: it has {} open", address, limits.max_connections_per_address);

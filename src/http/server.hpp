@@ -18,6 +18,10 @@ struct Endpoint {
   // resource with enable_metrics).
   enum class Kind { client, metrics } kind = Kind::client;
   bool serve_metrics = false;
+  // Behind a reverse proxy (Synapse's x_forwarded): a request's client address is the last entry
+  // of X-Forwarded-For, the one the proxy appended; connections are not capped per address
+  // (every one comes from the proxy, which holds the clients' own).
+  bool x_forwarded = false;
 };
 
 struct ServerLimits {

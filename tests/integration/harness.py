@@ -499,7 +499,9 @@ class Server:
         else:
             config = merge_config(self.shared_worker_config(port) if workers else {}, self.config(port))
             if workers:
-                config["listeners"] = list(config["listeners"]) + [self.replication_listener(self.replication_ports["main"])]
+                # Behind nginx: the client listeners read the client's address from X-Forwarded-For.
+                config["listeners"] = [dict(lst, x_forwarded=True) for lst in config["listeners"]] + [
+                    self.replication_listener(self.replication_ports["main"])]
             text = to_yaml(config)
         with open(self.config_path, "w") as f:
             f.write(text)
@@ -507,6 +509,7 @@ class Server:
             own = {"worker_app": "synapse.app.generic_worker",
                    "worker_name": worker,
                    "worker_listeners": [{"port": worker_port, "bind_addresses": ["127.0.0.1"], "type": "http",
+                                         "x_forwarded": True,
                                          "resources": [{"names": ["client", "media"] if worker in MEDIA else ["client"]}]},
                                         self.replication_listener(self.replication_ports[worker])]}
             if worker in MEDIA:

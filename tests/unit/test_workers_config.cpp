@@ -76,6 +76,20 @@ TEST(WorkersConfig, AWorkerServesItsOwnListeners) {
   EXPECT_TRUE(parse(kShared + "worker_app: synapse.app.synchrotron\nworker_name: reader1\n").is_worker());
 }
 
+TEST(WorkersConfig, ListenersBehindAProxy) {
+  // Synapse's x_forwarded, per listener: off unless said.
+  auto c = parse(kShared + kWorker);
+  EXPECT_FALSE(c.listeners[0].x_forwarded);
+  auto proxied = parse(kShared +
+                       "worker_app: synapse.app.generic_worker\nworker_name: reader1\n"
+                       "worker_listeners: [{port: 8101, type: http, x_forwarded: true, resources: [{names: [client]}]}]\n");
+  EXPECT_TRUE(proxied.listeners[0].x_forwarded);
+  EXPECT_NE(error_of(kShared + "worker_app: synapse.app.generic_worker\nworker_name: reader1\n"
+                               "worker_listeners: [{port: 8101, x_forwarded: maybe}]\n")
+                .find("worker_listeners[0].x_forwarded"),
+            std::string::npos);
+}
+
 TEST(WorkersConfig, ALaterFileReplacesTopLevelKeys) {
   auto dir = std::filesystem::temp_directory_path() / ("trestle-workers-config-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

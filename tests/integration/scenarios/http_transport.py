@@ -4,7 +4,7 @@ import http.client
 import json
 import socket
 
-from harness import TestFailure
+from harness import TestFailure, TestSkipped
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(ctx):
@@ -86,3 +86,53 @@ def test_a_slow_client_does_not_block_others(ctx):
         res = srv.client().request("GET", "/_matrix/client/versions", timeout=5)
         if res.status != 200:
             raise TestFailure(f"a second client got {res.status} while the first was slow")
+
+
+def proxied_server(ctx, x_forwarded, config=None):
+    """A server whose client listener has Synapse's x_forwarded set as given."""
+    srv = ctx.server(config=config, start=False)
+    if srv.wants_workers():
+        raise TestSkipped("nginx in front appends the test's own address to X-Forwarded-For")
+    base = srv.config
+
+    def with_option(port):
+        c = base(port)
+        c["listeners"] = [dict(lst, x_forwarded=x_forwarded) for lst in c["listeners"]]
+        return c
+
+    srv.config = with_option
+    srv.start()
+    return srv
+
+
+def test_x_forwarded_takes_the_client_from_the_proxys_header(ctx):
+    """Behind a proxy (x_forwarded: true) a request's client is the last address of X-Forwarded-For,
+    the one the proxy appended: devices' last_seen_ip, and the per-address login limit, count it.
+    Without the option the header is only the client's word: ignored."""
+    header = {"X-Forwarded-For": "198.51.100.1, 203.0.113.7"}
+    for x_forwarded, expected in ((True, "203.0.113.7"), (False, "127.0.0.1")):
+        srv = proxied_server(ctx, x_forwarded)
+        alice = ctx.register(srv, "alice")
+        login = ctx.expect(srv.client().request("POST", "/login", headers=header, body={
+            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": alice.localpart},
+            "password": alice.password}))
+        devices = ctx.expect(srv.client().request("GET", "/devices", token=login["access_token"], headers=header))
+        seen = {d["device_id"]: d.get("last_seen_ip") for d in devices["devices"]}
+        if seen.get(login["device_id"]) != expected:
+            raise TestFailure(f"x_forwarded {x_forwarded}: last_seen_ip {seen.get(login['device_id'])}, "
+                              f"expected {expected}")
+        srv.stop()
+    # Two logins a minute per address: a third from one proxied client is limited, another's is not.
+    srv = proxied_server(ctx, True, config={"rc_login": {"address": {"per_second": 0.03, "burst_count": 2}}})
+    bob = ctx.register(srv, "bob")
+
+    def login_from(address):
+        return srv.client().request("POST", "/login", headers={"X-Forwarded-For": f"10.9.8.7, {address}"}, body={
+            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": bob.localpart},
+            "password": bob.password})
+
+    for _ in range(2):
+        ctx.expect(login_from("192.0.2.1"))
+    ctx.expect(login_from("192.0.2.1"), 429, "M_LIMIT_EXCEEDED")
+    ctx.expect(login_from("192.0.2.2"))
+    ctx.expect(login_from("2001:db8::1"))
