@@ -1131,7 +1131,7 @@ MACROS = ("register", "login", "create_room", "join", "invite", "send", "sync", 
 STEP_KEYS = set(HTTP_METHODS) | set(MACROS) | {
     "name", "method", "path", "as", "token", "query", "body", "raw", "headers", "status", "errcode",
     "expect", "expect_headers", "save", "password", "user", "type", "txn", "save_as", "max_ms", "min_ms",
-    "timeout_s", "hmac_sha1", "key", "parts", "admin"}
+    "timeout_s", "hmac_sha1", "key", "parts", "admin", "eventually_ms"}
 
 
 class StepError(TestFailure):
@@ -1187,11 +1187,23 @@ class CaseRunner:
         body = substitute(req["body"], vars) if "body" in req else None
         raw = substitute(req["raw"], vars) if "raw" in req else None
         headers = substitute(req.get("headers"), vars) if req.get("headers") else None
-        res = self.client.request(req["method"], path, token=self.token_for(req, vars), body=body, raw=raw,
-                                  query=query, headers=headers, timeout=step.get("timeout_s", DEFAULT_TIMEOUT_S))
-        if self.verbose:
-            print(f"    {req['method']} {path} -> {res.describe()}")
-        self.check(step, req, res, vars)
+        # eventually_ms: the read may lag the write it checks by design (typing and presence are
+        # the main process's memory, reaching the readers over NOTIFY a few ms after main answered;
+        # not read-your-writes, as in Synapse): asked again every 50 ms until it matches or the
+        # time is up, as a client sees it on its next poll.
+        deadline = time.monotonic() + step.get("eventually_ms", 0) / 1000
+        while True:
+            res = self.client.request(req["method"], path, token=self.token_for(req, vars), body=body, raw=raw,
+                                      query=query, headers=headers, timeout=step.get("timeout_s", DEFAULT_TIMEOUT_S))
+            if self.verbose:
+                print(f"    {req['method']} {path} -> {res.describe()}")
+            try:
+                self.check(step, req, res, vars)
+                break
+            except TestFailure:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
         # What a macro saves (a new user's token, a room ID) only exists in a success answer.
         saves = dict(req["macro_save"]) if res.status < 300 else {}
         saves.update(req.get("save") or {})
