@@ -6,9 +6,22 @@
 #   SYTEST_DIR=<checkout> scripts/sytest.sh [test files relative to the checkout]
 #
 # Env: TRESTLE_BIN (default build/trestle), OUT_DIR (default /tmp/sytest-trestle),
-#      BASELINE_TAP (a previous results.tap: tests that passed there and not now are reported).
+#      BASELINE_TAP (a previous results.tap: tests that passed there and not now are reported),
+#      SYTEST_DATABASE=postgres (the server on an empty database of a private PostgreSQL that
+#      scripts/postgres.sh starts for the run, through the driver's TRESTLE_EXTRA_CONFIG).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ "${SYTEST_DATABASE:-sqlite}" = postgres ]; then
+  if [ -z "${TRESTLE_TEST_PG:-}" ]; then
+    exec bash "$ROOT/scripts/postgres.sh" run bash "${BASH_SOURCE[0]}" "$@"
+  fi
+  psql -X -q -h "$TRESTLE_TEST_PG" -U postgres -d postgres \
+    -c "CREATE DATABASE sytest TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+  mkdir -p "${OUT_DIR:-/tmp/sytest-trestle}"
+  export TRESTLE_EXTRA_CONFIG=${OUT_DIR:-/tmp/sytest-trestle}/postgres.yaml
+  printf 'database: {name: psycopg2, args: {host: "%s", user: postgres, dbname: sytest}}\n' \
+    "$TRESTLE_TEST_PG" >"$TRESTLE_EXTRA_CONFIG"
+fi
 DRIVER=${SYTEST_DRIVER:-$ROOT/../shared/sytest}
 : "${SYTEST_DIR:?set SYTEST_DIR to a SyTest checkout (see $DRIVER/README.md)}"
 export SYTEST_DIR
