@@ -181,10 +181,12 @@ struct RequestInfo {
 // The client's address on an x_forwarded listener: the last entry of X-Forwarded-For, the one our
 // proxy appended (what it saw), normalised; "" without a valid one. Synapse takes the first entry,
 // which the client itself may have sent (its issue 9471); the last cannot be forged past the proxy.
+// The last header line too: nginx appends to the client's line, HAProxy adds a line of its own.
 std::string forwarded_client(const bhttp::request_header<>& h) {
-  auto it = h.find("X-Forwarded-For");
-  if (it == h.end()) return {};
-  std::string_view v = it->value();
+  auto [first, end] = h.equal_range("X-Forwarded-For");
+  if (first == end) return {};
+  std::string_view v;
+  for (auto it = first; it != end; ++it) v = it->value();
   if (auto comma = v.rfind(','); comma != std::string_view::npos) v.remove_prefix(comma + 1);
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
