@@ -3,8 +3,8 @@
 import http.client
 import json
 import socket
-import time
 
+from appservice_support import wait_for
 from harness import TestFailure, TestSkipped
 
 
@@ -106,6 +106,11 @@ def proxied_server(ctx, x_forwarded, config=None):
     return srv
 
 
+def last_seen_ip(devices, device_id):
+    """The last_seen_ip of one device in a GET /devices answer."""
+    return {d["device_id"]: d.get("last_seen_ip") for d in devices.get("devices", [])}.get(device_id)
+
+
 def test_x_forwarded_takes_the_client_from_the_proxys_header(ctx):
     """Behind a proxy (x_forwarded: true) a request's client is the last address of X-Forwarded-For,
     the one the proxy appended: devices' last_seen_ip, and the per-address login limit, count it.
@@ -118,16 +123,16 @@ def test_x_forwarded_takes_the_client_from_the_proxys_header(ctx):
             "type": "m.login.password", "identifier": {"type": "m.id.user", "user": alice.localpart},
             "password": alice.password}))
         devices = ctx.expect(srv.client().request("GET", "/devices", token=login["access_token"], headers=header))
-        seen = {d["device_id"]: d.get("last_seen_ip") for d in devices["devices"]}
-        if seen.get(login["device_id"]) != expected:
-            raise TestFailure(f"x_forwarded {x_forwarded}: last_seen_ip {seen.get(login['device_id'])}, "
-                              f"expected {expected}")
+        seen = last_seen_ip(devices, login["device_id"])
+        if seen != expected:
+            raise TestFailure(f"x_forwarded {x_forwarded}: last_seen_ip {seen}, expected {expected}")
         if x_forwarded:
             # A proxy that adds a header line of its own (HAProxy) rather than appending: its line,
-            # the last, names the client; the client's own line does not.
-            # A changed address is written after the answer: ask again (with the same lines) a while.
-            deadline = time.monotonic() + 3
-            while True:
+            # the last, names the client; the client's own line does not. A changed address is
+            # written after the answer: asked again (with the same lines) a while.
+            got = {}
+
+            def seen_behind_two_lines():
                 conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
                 try:
                     conn.putrequest("GET", "/_matrix/client/v3/devices")
@@ -135,17 +140,16 @@ def test_x_forwarded_takes_the_client_from_the_proxys_header(ctx):
                     conn.putheader("X-Forwarded-For", "198.51.100.9")
                     conn.putheader("X-Forwarded-For", "203.0.113.8")
                     conn.endheaders()
-                    res = conn.getresponse()
-                    devices = json.loads(res.read())
+                    got["ip"] = last_seen_ip(json.loads(conn.getresponse().read()), login["device_id"])
                 finally:
                     conn.close()
-                seen = {d["device_id"]: d.get("last_seen_ip") for d in devices.get("devices", [])}
-                if seen.get(login["device_id"]) == "203.0.113.8":
-                    break
-                if time.monotonic() > deadline:
-                    raise TestFailure(f"two X-Forwarded-For lines: last_seen_ip {seen.get(login['device_id'])}, "
-                                      f"expected the last line's 203.0.113.8 ({res.status})")
-                time.sleep(0.05)
+                return got["ip"] == "203.0.113.8"
+
+            try:
+                wait_for(seen_behind_two_lines, 3, "the last X-Forwarded-For line's address", interval=0.05)
+            except TestFailure:
+                raise TestFailure(f"two X-Forwarded-For lines: last_seen_ip {got.get('ip')}, "
+                                  "expected the last line's 203.0.113.8") from None
         srv.stop()
     # Two logins a minute per address: a third from one proxied client is limited, another's is not.
     srv = proxied_server(ctx, True, config={"rc_login": {"address": {"per_second": 0.03, "burst_count": 2}}})
